@@ -1,0 +1,159 @@
+//! The one error type of the crate.
+
+use crate::types::ExpectedVersion;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything that can go wrong, as one flat enum so callers can match on
+/// exactly the cases they handle.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another handle (in this process or another) holds the store's lock.
+    #[error("store {dir} is locked by another handle{}", holder.as_ref().map(|p| format!(" (process {p})")).unwrap_or_default())]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+        /// The pid recorded by the holder, when readable.
+        holder: Option<String>,
+    },
+
+    /// Bytes on disk that should be valid are not: a CRC mismatch, a bad magic,
+    /// a broken sequence. Never silently skipped.
+    #[error("corrupted store file {file} at offset {offset}: {reason}")]
+    Corrupted {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage inside the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file written by a format version this build does not read.
+    #[error("{file} has format version {found}, this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The file.
+        file: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// The stream was not at the version the append expected; nothing was
+    /// written.
+    #[error("wrong expected version for stream '{stream}': expected {expected}, actual {}", actual.map(|v| v.to_string()).unwrap_or_else(|| "no stream".into()))]
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream: String,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's last version at the time, `None` if it had no events.
+        actual: Option<u64>,
+    },
+
+    /// The stream name is empty, too long, or otherwise not allowed.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The event type is empty or too long.
+    #[error("invalid event type {event_type:?}: {reason}")]
+    InvalidEventType {
+        /// The rejected type.
+        event_type: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// An append with no events.
+    #[error("an append needs at least one event")]
+    EmptyBatch,
+
+    /// One event (payload plus metadata) exceeds the configured limit or does
+    /// not fit in a segment.
+    #[error("event of {size} bytes exceeds the limit of {max} bytes")]
+    EventTooLarge {
+        /// The event's size (payload plus metadata) in bytes.
+        size: usize,
+        /// The largest size accepted.
+        max: usize,
+    },
+
+    /// An append whose events together do not fit in one segment; an append
+    /// is atomic, so it must live in a single segment.
+    #[error("append of {size} encoded bytes does not fit in a segment (at most {max} bytes)")]
+    BatchTooLarge {
+        /// Encoded size of the append in bytes.
+        size: usize,
+        /// The most an append can take with the current segment size.
+        max: usize,
+    },
+
+    /// The disk is full; the append was not written and nothing acknowledged
+    /// before it was harmed.
+    #[error("no space left on device while {context}")]
+    NoSpace {
+        /// What the store was doing.
+        context: String,
+    },
+
+    /// A write or sync failed in a way that may have lost data in the page
+    /// cache, so the store refuses further appends. Reads keep working;
+    /// reopening the store recovers what is on disk.
+    #[error("store refuses writes after a failed {context}: {cause}")]
+    StorePoisoned {
+        /// The operation that failed.
+        context: String,
+        /// The underlying error.
+        cause: Arc<io::Error>,
+    },
+
+    /// The store was closed; no further appends are taken.
+    #[error("the store is closed")]
+    Closed,
+
+    /// Invalid options.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+
+    /// An I/O error outside the write path (opening, scanning, reading).
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn corrupted(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupted {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,91 @@
+//! Where events are: stream -> (version -> global position), and
+//! global position -> (segment, offset).
+
+use crate::log::segment::Segment;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One segment and the offset of each of its records.
+#[derive(Debug)]
+pub struct SegmentEntry {
+    /// The segment.
+    pub segment: Arc<Segment>,
+    /// `offsets[i]` is the offset of position `base_position + i`.
+    pub offsets: Vec<u32>,
+}
+
+/// Both indexes, kept together so one lock guards their consistency.
+#[derive(Debug, Default)]
+pub struct Index {
+    streams: HashMap<Arc<str>, Vec<u64>>,
+    segments: Vec<SegmentEntry>,
+}
+
+/// Where to read one event.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The segment holding it.
+    pub segment: Arc<Segment>,
+    /// Offset of its record.
+    pub offset: u32,
+    /// Its global position.
+    pub position: u64,
+}
+
+impl Index {
+    /// Positions of a stream's events, by version.
+    pub fn stream_positions(&self, stream: &str) -> Option<&[u64]> {
+        self.streams.get(stream).map(Vec::as_slice)
+    }
+
+    /// The last version of `stream` among all indexed events.
+    pub fn last_version(&self, stream: &str) -> Option<u64> {
+        self.streams
+            .get(stream)
+            .and_then(|p| (p.len() as u64).checked_sub(1))
+    }
+
+    /// Number of distinct streams.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Records that `stream`'s next version lives at `position`. Returns the
+    /// version it got.
+    pub fn push_stream_event(&mut self, stream: &str, position: u64) -> u64 {
+        if let Some(positions) = self.streams.get_mut(stream) {
+            positions.push(position);
+            return positions.len() as u64 - 1;
+        }
+        self.streams.insert(Arc::from(stream), vec![position]);
+        0
+    }
+
+    /// Adds a segment that follows every indexed one.
+    pub fn push_segment(&mut self, segment: Arc<Segment>, offsets: Vec<u32>) {
+        self.segments.push(SegmentEntry { segment, offsets });
+    }
+
+    /// Records that the next position lives at `offset` of the newest segment.
+    pub fn push_offset(&mut self, offset: u32) {
+        if let Some(last) = self.segments.last_mut() {
+            last.offsets.push(offset);
+        }
+    }
+
+    /// Where `position` is stored, if it is indexed.
+    pub fn locate(&self, position: u64) -> Option<Location> {
+        let after = self
+            .segments
+            .partition_point(|e| e.segment.base_position() <= position);
+        let entry = self.segments.get(after.checked_sub(1)?)?;
+        let offset = *entry
+            .offsets
+            .get(usize::try_from(position - entry.segment.base_position()).ok()?)?;
+        Some(Location {
+            segment: Arc::clone(&entry.segment),
+            offset,
+            position,
+        })
+    }
+}

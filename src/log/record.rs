@@ -1,0 +1,427 @@
+//! The byte layout of segments, batches and records (little-endian).
+//!
+//! ```text
+//! segment header (64 bytes)
+//!   0  magic "EVSTSEG\0"        8  format version u32     12 header length u32
+//!   16 base position u64        24 capacity u64          32 created (unix ns) u64
+//!   40 reserved (20 zero bytes) 60 crc32 of bytes 0..60
+//! batch header (32 bytes, 8-aligned), then `count` records
+//!   0  crc32 of bytes 4..32, seeded by the segment
+//!   4  batch length u32 (header + records, a multiple of 8)
+//!   8  kind u32 (1 events, 2 seal)       12 count u32
+//!   16 first position u64 (a seal: the next position)
+//!   24 durable mark u64: every position below it was synced when this was written
+//! record (64-byte header, then the variable parts, zero-padded to 8)
+//!   0  crc32 of bytes 4..len, seeded by the segment
+//!   4  len u32 (unpadded)       8  global position u64   16 stream version u64
+//!   24 timestamp (unix ns) u64  32 event id (16 bytes)
+//!   48 stream name len u16      50 event type len u16
+//!   52 metadata len u32         56 payload len u32       60 reserved u32
+//!   64 stream name, event type, metadata, payload
+//! ```
+//!
+//! The CRC seed is derived from the segment's base position, so bytes left in
+//! a file from another segment or another life of the same offset never pass.
+
+use crate::types::RecordedEvent;
+use bytes::Bytes;
+use bytestring::ByteString;
+use uuid::Uuid;
+
+/// The on-disk format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// First bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"EVSTSEG\0";
+/// Bytes of the segment header.
+pub const SEGMENT_HEADER_LEN: usize = 64;
+/// Bytes of a batch header (and of a seal).
+pub const BATCH_HEADER_LEN: usize = 32;
+/// Bytes of a record header.
+pub const RECORD_HEADER_LEN: usize = 64;
+
+/// What a batch header announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// `count` records follow.
+    Events,
+    /// The segment is full; the next position lives in the next segment.
+    Seal,
+}
+
+impl BatchKind {
+    fn code(self) -> u32 {
+        match self {
+            BatchKind::Events => 1,
+            BatchKind::Seal => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(BatchKind::Events),
+            2 => Some(BatchKind::Seal),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Global position of the segment's first event.
+    pub base_position: u64,
+    /// The size the segment was preallocated to.
+    pub capacity: u64,
+    /// Creation time, unix nanoseconds.
+    pub created_nanos: u64,
+}
+
+/// Why a segment header was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer bytes than a header.
+    Short,
+    /// Not an evstore segment.
+    BadMagic,
+    /// A format version this build cannot read.
+    UnsupportedVersion(u32),
+    /// The header's checksum does not match.
+    BadChecksum,
+}
+
+impl SegmentHeader {
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut out = [0u8; SEGMENT_HEADER_LEN];
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.base_position.to_le_bytes());
+        out[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        out[32..40].copy_from_slice(&self.created_nanos.to_le_bytes());
+        let crc = crc32fast::hash(&out[0..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses and checks a header.
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
+        let bytes = bytes.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?;
+        if bytes.get(0..8) != Some(&SEGMENT_MAGIC[..]) {
+            return Err(HeaderError::BadMagic);
+        }
+        let version = u32_at(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::UnsupportedVersion(version));
+        }
+        if u32_at(bytes, 60) != crc32fast::hash(bytes.get(0..60).unwrap_or_default())
+            || u32_at(bytes, 12) as usize != SEGMENT_HEADER_LEN
+        {
+            return Err(HeaderError::BadChecksum);
+        }
+        Ok(SegmentHeader {
+            base_position: u64_at(bytes, 16),
+            capacity: u64_at(bytes, 24),
+            created_nanos: u64_at(bytes, 32),
+        })
+    }
+}
+
+/// The CRC seed of every batch and record in the segment starting at `base`.
+pub fn crc_seed(base_position: u64) -> u32 {
+    let mixed = base_position ^ 0x9E37_79B9_7F4A_7C15;
+    (mixed as u32) ^ ((mixed >> 32) as u32) ^ 0x5EED_0001
+}
+
+fn seeded_crc(seed: u32, bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+    hasher.update(bytes);
+    hasher.finalize()
+}
+
+/// A decoded batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Bytes of the whole batch, header included (a multiple of 8).
+    pub len: u32,
+    /// Events or seal.
+    pub kind: BatchKind,
+    /// Number of records that follow.
+    pub count: u32,
+    /// Position of the first record (for a seal: the next position).
+    pub first_position: u64,
+    /// Every position below this was durable when the batch was written.
+    pub durable_mark: u64,
+}
+
+impl BatchHeader {
+    /// Writes the header into the first [`BATCH_HEADER_LEN`] bytes of `out`.
+    pub fn encode_into(&self, seed: u32, out: &mut [u8; BATCH_HEADER_LEN]) {
+        out[4..8].copy_from_slice(&self.len.to_le_bytes());
+        out[8..12].copy_from_slice(&self.kind.code().to_le_bytes());
+        out[12..16].copy_from_slice(&self.count.to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_position.to_le_bytes());
+        out[24..32].copy_from_slice(&self.durable_mark.to_le_bytes());
+        let crc = seeded_crc(seed, &out[4..BATCH_HEADER_LEN]);
+        out[0..4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Parses a header; `None` unless the checksum and fields are valid.
+    pub fn decode(bytes: &[u8], seed: u32) -> Option<Self> {
+        let bytes = bytes.get(..BATCH_HEADER_LEN)?;
+        if u32_at(bytes, 0) != seeded_crc(seed, bytes.get(4..)?) {
+            return None;
+        }
+        let header = BatchHeader {
+            len: u32_at(bytes, 4),
+            kind: BatchKind::from_code(u32_at(bytes, 8))?,
+            count: u32_at(bytes, 12),
+            first_position: u64_at(bytes, 16),
+            durable_mark: u64_at(bytes, 24),
+        };
+        let well_formed = header.len % 8 == 0
+            && match header.kind {
+                BatchKind::Seal => header.count == 0 && header.len as usize == BATCH_HEADER_LEN,
+                BatchKind::Events => {
+                    header.count > 0
+                        && (header.len as u64)
+                            >= BATCH_HEADER_LEN as u64
+                                + header.count as u64 * RECORD_HEADER_LEN as u64
+                }
+            };
+        well_formed.then_some(header)
+    }
+}
+
+/// Rounds up to the 8-byte alignment every batch and record keeps.
+pub fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Unpadded length of a record with these variable parts.
+pub fn record_len(stream: usize, event_type: usize, metadata: usize, payload: usize) -> usize {
+    RECORD_HEADER_LEN + stream + event_type + metadata + payload
+}
+
+/// The fields of a record to encode.
+pub struct RecordFields<'a> {
+    /// Global position.
+    pub position: u64,
+    /// Stream version.
+    pub version: u64,
+    /// Unix nanoseconds.
+    pub timestamp_nanos: u64,
+    /// Event id.
+    pub id: Uuid,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Metadata.
+    pub metadata: &'a [u8],
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// Appends the record, padded to 8 bytes, to `out`. The caller has checked
+/// the lengths against the limits, which keep them inside their fields.
+pub fn encode_record(out: &mut Vec<u8>, seed: u32, fields: &RecordFields<'_>) {
+    let len = record_len(
+        fields.stream.len(),
+        fields.event_type.len(),
+        fields.metadata.len(),
+        fields.payload.len(),
+    );
+    let start = out.len();
+    out.reserve(align8(len));
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&fields.position.to_le_bytes());
+    out.extend_from_slice(&fields.version.to_le_bytes());
+    out.extend_from_slice(&fields.timestamp_nanos.to_le_bytes());
+    out.extend_from_slice(fields.id.as_bytes());
+    out.extend_from_slice(&(fields.stream.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(fields.event_type.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(fields.metadata.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(fields.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(fields.stream.as_bytes());
+    out.extend_from_slice(fields.event_type.as_bytes());
+    out.extend_from_slice(fields.metadata);
+    out.extend_from_slice(fields.payload);
+    let crc = seeded_crc(seed, out.get(start + 4..).unwrap_or_default());
+    if let Some(slot) = out.get_mut(start..start + 4) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
+    out.resize(start + align8(len), 0);
+}
+
+/// Decodes the record at the start of `bytes` (which may extend past it).
+/// Returns the event and the record's padded length, or why it is invalid.
+/// Strings and bytes in the event are views of `bytes`.
+pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize), &'static str> {
+    let header = bytes
+        .get(..RECORD_HEADER_LEN)
+        .ok_or("record header runs past the end")?;
+    let len = u32_at(header, 4) as usize;
+    let stream_len = u16_at(header, 48) as usize;
+    let type_len = u16_at(header, 50) as usize;
+    let meta_len = u32_at(header, 52) as usize;
+    let payload_len = u32_at(header, 56) as usize;
+    if len != record_len(stream_len, type_len, meta_len, payload_len) {
+        return Err("record length does not match its fields");
+    }
+    let body = bytes.get(..len).ok_or("record runs past the end")?;
+    if u32_at(header, 0) != seeded_crc(seed, body.get(4..).unwrap_or_default()) {
+        return Err("record checksum mismatch");
+    }
+    let stream_start = RECORD_HEADER_LEN;
+    let type_start = stream_start + stream_len;
+    let meta_start = type_start + type_len;
+    let payload_start = meta_start + meta_len;
+    let stream = ByteString::try_from(bytes.slice(stream_start..type_start))
+        .map_err(|_| "stream name is not UTF-8")?;
+    let event_type = ByteString::try_from(bytes.slice(type_start..meta_start))
+        .map_err(|_| "event type is not UTF-8")?;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(header.get(32..48).unwrap_or(&[0u8; 16]));
+    let event = RecordedEvent {
+        stream,
+        version: u64_at(header, 16),
+        position: u64_at(header, 8),
+        timestamp_nanos: u64_at(header, 24),
+        id: Uuid::from_bytes(id),
+        event_type,
+        metadata: bytes.slice(meta_start..payload_start),
+        payload: bytes.slice(payload_start..len),
+    };
+    Ok((event, align8(len)))
+}
+
+/// Reads the record's position without checking it; used to find records.
+pub fn peek_len(bytes: &[u8]) -> Option<usize> {
+    bytes.get(4..8).map(|b| u32_at(b, 0) as usize)
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    let mut buf = [0u8; 2];
+    if let Some(src) = bytes.get(at..at + 2) {
+        buf.copy_from_slice(src);
+    }
+    u16::from_le_bytes(buf)
+}
+
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut buf = [0u8; 4];
+    if let Some(src) = bytes.get(at..at + 4) {
+        buf.copy_from_slice(src);
+    }
+    u32::from_le_bytes(buf)
+}
+
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + 8) {
+        buf.copy_from_slice(src);
+    }
+    u64::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(out: &mut Vec<u8>, seed: u32, payload: &[u8]) {
+        encode_record(
+            out,
+            seed,
+            &RecordFields {
+                position: 7,
+                version: 3,
+                timestamp_nanos: 99,
+                id: Uuid::from_u128(0xABCD),
+                stream: "order-1",
+                event_type: "Placed",
+                metadata: b"meta",
+                payload,
+            },
+        );
+    }
+
+    #[test]
+    fn record_round_trip_and_padding() {
+        let mut out = Vec::new();
+        sample(&mut out, crc_seed(0), b"hello");
+        assert_eq!(out.len() % 8, 0);
+        let bytes = Bytes::from(out);
+        let (event, len) = decode_record(&bytes, crc_seed(0)).unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(&event.stream[..], "order-1");
+        assert_eq!(&event.event_type[..], "Placed");
+        assert_eq!(event.position, 7);
+        assert_eq!(event.version, 3);
+        assert_eq!(event.timestamp_nanos, 99);
+        assert_eq!(event.id, Uuid::from_u128(0xABCD));
+        assert_eq!(&event.metadata[..], b"meta");
+        assert_eq!(&event.payload[..], b"hello");
+    }
+
+    #[test]
+    fn record_from_another_segment_fails_its_checksum() {
+        let mut out = Vec::new();
+        sample(&mut out, crc_seed(0), b"hello");
+        let bytes = Bytes::from(out);
+        assert!(decode_record(&bytes, crc_seed(1000)).is_err());
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_a_record_is_caught() {
+        let mut out = Vec::new();
+        sample(&mut out, crc_seed(5), b"payload bytes");
+        let len = RECORD_HEADER_LEN + "order-1".len() + "Placed".len() + 4 + 13;
+        for bit in 0..len * 8 {
+            let mut damaged = out.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                decode_record(&Bytes::from(damaged), crc_seed(5)).is_err(),
+                "bit {bit}"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_round_trip_and_reject_damage() {
+        let header = SegmentHeader {
+            base_position: 42,
+            capacity: 4096,
+            created_nanos: 1,
+        };
+        let bytes = header.encode();
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+        let mut bad = bytes;
+        bad[17] ^= 1;
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadChecksum));
+        let mut bad = bytes;
+        bad[0] = b'X';
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic));
+        let mut bad = bytes;
+        bad[8] = 9;
+        assert_eq!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderError::UnsupportedVersion(9))
+        );
+
+        let batch = BatchHeader {
+            len: 32 + 64,
+            kind: BatchKind::Events,
+            count: 1,
+            first_position: 5,
+            durable_mark: 3,
+        };
+        let mut buf = [0u8; BATCH_HEADER_LEN];
+        batch.encode_into(crc_seed(0), &mut buf);
+        assert_eq!(BatchHeader::decode(&buf, crc_seed(0)), Some(batch));
+        assert_eq!(BatchHeader::decode(&buf, crc_seed(64)), None);
+        assert_eq!(BatchHeader::decode(&[0u8; 32], crc_seed(0)), None);
+    }
+}

@@ -1,0 +1,213 @@
+//! Scanning segments at open: validating every batch, finding the end of
+//! the log, and telling a torn tail (what a crash leaves) from damage.
+
+use super::record::{decode_record, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::Segment;
+use crate::error::{Error, Result};
+use crate::types::RecordedEvent;
+use bytes::Bytes;
+
+/// What a scan of one segment found.
+#[derive(Debug)]
+pub struct SegmentScan {
+    /// Offset of each record, indexed by `position - base_position`.
+    pub offsets: Vec<u32>,
+    /// Offset just past the last whole batch: where the writer continues.
+    pub end_offset: u64,
+    /// The position after the last record.
+    pub next_position: u64,
+    /// Whether the segment ends with a seal.
+    pub sealed: bool,
+    /// Bytes past `end_offset` that were left by an interrupted write and
+    /// zeroed by the scan.
+    pub torn_bytes: u64,
+}
+
+enum BatchOutcome {
+    Events {
+        len: u64,
+        records: Vec<(u64, RecordedEvent)>,
+    },
+    Seal {
+        next_position: u64,
+    },
+}
+
+/// Validates the batch at `offset`, which must start at `expected`.
+fn read_batch(
+    seg: &Segment,
+    data: &Bytes,
+    offset: u64,
+    expected: u64,
+) -> Result<BatchOutcome, String> {
+    let start = offset as usize;
+    let rest = data.get(start..).ok_or("batch offset past the end")?;
+    if rest.len() < BATCH_HEADER_LEN {
+        return Err("no room for a batch header".into());
+    }
+    let header = BatchHeader::decode(rest, seg.seed()).ok_or("batch header invalid")?;
+    if header.first_position != expected {
+        return Err(format!(
+            "batch starts at position {}, expected {expected}",
+            header.first_position
+        ));
+    }
+    if header.durable_mark > header.first_position {
+        return Err("batch durable mark ahead of its own position".into());
+    }
+    if header.kind == BatchKind::Seal {
+        return Ok(BatchOutcome::Seal {
+            next_position: header.first_position,
+        });
+    }
+    let end = start + header.len as usize;
+    if end > data.len() {
+        return Err("batch runs past the end of the file".into());
+    }
+    let batch = data.slice(start..end);
+    let mut at = BATCH_HEADER_LEN;
+    let mut records = Vec::with_capacity(header.count as usize);
+    for i in 0..header.count as u64 {
+        let record_bytes = batch.slice(at.min(batch.len())..);
+        let (event, padded) = decode_record(&record_bytes, seg.seed())
+            .map_err(|reason| format!("record {i} of the batch: {reason}"))?;
+        if event.position != expected + i {
+            return Err(format!(
+                "record holds position {}, expected {}",
+                event.position,
+                expected + i
+            ));
+        }
+        records.push(((offset + at as u64), event));
+        at += padded;
+    }
+    if at != batch.len() {
+        return Err("batch length does not match its records".into());
+    }
+    Ok(BatchOutcome::Events {
+        len: header.len as u64,
+        records,
+    })
+}
+
+/// Whether any valid batch after `from` claims that `position` was already
+/// durable when it was written: then damage at `position` is not a torn
+/// write but corruption of synced data.
+fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u64) -> Option<u64> {
+    let mut at = from.next_multiple_of(8);
+    while at + BATCH_HEADER_LEN <= data.len() {
+        let candidate = data.get(at..at + BATCH_HEADER_LEN)?;
+        // A cheap look at the kind field skips almost every offset before
+        // paying for a checksum.
+        let kind = super::record::u32_at(candidate, 8);
+        if (kind == 1 || kind == 2) && candidate.iter().any(|&b| b != 0) {
+            if let Some(h) = BatchHeader::decode(candidate, seg.seed()) {
+                if h.durable_mark > position && h.first_position > position {
+                    return Some(at as u64);
+                }
+            }
+        }
+        at += 8;
+    }
+    None
+}
+
+/// Scans `seg`, whose first record must be at `seg.base_position()`, calling
+/// `on_record` for each record of every whole batch in order.
+///
+/// A segment that is not the last must be whole and end with a seal. In the
+/// last one, an invalid batch followed only by unsynced data is a torn write:
+/// it and everything after it are zeroed (and synced) so that stale bytes can
+/// never be mistaken for records later.
+pub fn scan_segment(
+    seg: &Segment,
+    is_last: bool,
+    mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
+) -> Result<SegmentScan> {
+    let data = seg.view(0, seg.capacity())?;
+    let mut offset = SEGMENT_HEADER_LEN as u64;
+    let mut next = seg.base_position();
+    let mut offsets = Vec::new();
+    let stop_reason = loop {
+        if offset + BATCH_HEADER_LEN as u64 > seg.capacity() {
+            break None;
+        }
+        match read_batch(seg, &data, offset, next) {
+            Ok(BatchOutcome::Seal { next_position }) => {
+                return Ok(SegmentScan {
+                    offsets,
+                    end_offset: offset + BATCH_HEADER_LEN as u64,
+                    next_position,
+                    sealed: true,
+                    torn_bytes: 0,
+                })
+            }
+            Ok(BatchOutcome::Events { len, records }) => {
+                for (record_offset, event) in &records {
+                    on_record(*record_offset, event)?;
+                    offsets.push(*record_offset as u32);
+                }
+                next += records.len() as u64;
+                offset += len;
+            }
+            Err(reason) => break Some(reason),
+        }
+    };
+    let rest = data.get(offset as usize..).unwrap_or_default();
+    let dirty_len = rest
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if !is_last {
+        let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
+        return Err(Error::corrupted(
+            seg.path(),
+            offset,
+            format!("{reason} (in a sealed segment)"),
+        ));
+    }
+    if dirty_len > 0 {
+        if let Some(at) = durable_batch_after(seg, &data, offset as usize + 8, next) {
+            return Err(Error::corrupted(
+                seg.path(),
+                offset,
+                format!(
+                    "{} at position {next}, yet a batch at offset {at} was written after it was made durable",
+                    stop_reason.unwrap_or_else(|| "invalid batch".into())
+                ),
+            ));
+        }
+        zero_range(seg, offset, offset + dirty_len as u64)?;
+    }
+    Ok(SegmentScan {
+        offsets,
+        end_offset: offset,
+        next_position: next,
+        sealed: false,
+        torn_bytes: dirty_len as u64,
+    })
+}
+
+/// Overwrites `start..end` with zeros and syncs, so a torn tail cannot
+/// resurface once new records are written over part of it.
+fn zero_range(seg: &Segment, start: u64, end: u64) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min((end - start) as usize)];
+    let mut at = start;
+    while at < end {
+        let n = ((end - at) as usize).min(CHUNK);
+        seg.file()
+            .write_all_at(zeros.get(..n).unwrap_or_default(), at)
+            .map_err(|e| {
+                Error::io(
+                    format!("clearing the torn tail of {}", seg.path().display()),
+                    e,
+                )
+            })?;
+        at += n as u64;
+    }
+    seg.file()
+        .sync_data()
+        .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))
+}

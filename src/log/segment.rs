@@ -1,0 +1,231 @@
+//! One segment file: a header, then batches of records, preallocated to a
+//! fixed capacity and sealed when full.
+
+use super::record::{
+    crc_seed, decode_record, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
+};
+use crate::error::{Error, Result};
+use crate::storage::{child, Storage, StorageFile};
+use crate::types::RecordedEvent;
+use bytes::Bytes;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Suffix of files that are being prepared; removed at open.
+pub const TEMP_SUFFIX: &str = ".tmp";
+/// Suffix of segment files.
+pub const SEGMENT_SUFFIX: &str = ".log";
+
+/// Name of the segment whose first position is `base`: zero-padded so that
+/// names sort in log order.
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:020}{SEGMENT_SUFFIX}")
+}
+
+/// The base position encoded in a segment file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An open segment.
+#[derive(Debug)]
+pub struct Segment {
+    base_position: u64,
+    capacity: u64,
+    seed: u32,
+    path: PathBuf,
+    file: Box<dyn StorageFile>,
+}
+
+/// A preallocated file waiting to become the next segment.
+#[derive(Debug)]
+pub struct PreparedSegment {
+    file: Box<dyn StorageFile>,
+    temp_path: PathBuf,
+    capacity: u64,
+}
+
+pub(crate) fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl PreparedSegment {
+    /// Creates a temporary file in `dir` and allocates `capacity` bytes for it,
+    /// so that the writer never waits for allocation at rollover.
+    pub fn create(storage: &dyn Storage, dir: &Path, capacity: u64) -> io::Result<Self> {
+        let temp_path = child(dir, &format!("next{TEMP_SUFFIX}"));
+        match storage.remove_file(&temp_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let file = storage.open_file(&temp_path, true)?;
+        file.allocate(capacity)?;
+        file.sync_data()?;
+        Ok(PreparedSegment {
+            file,
+            temp_path,
+            capacity,
+        })
+    }
+
+    /// Turns the file into the segment starting at `base_position`: header
+    /// written and synced, renamed to its final name, directory synced.
+    pub fn install(
+        self,
+        storage: &dyn Storage,
+        dir: &Path,
+        base_position: u64,
+    ) -> io::Result<Segment> {
+        let header = SegmentHeader {
+            base_position,
+            capacity: self.capacity,
+            created_nanos: now_nanos(),
+        };
+        self.file.write_all_at(&header.encode(), 0)?;
+        self.file.sync_data()?;
+        let path = child(dir, &segment_file_name(base_position));
+        storage.rename(&self.temp_path, &path)?;
+        storage.sync_dir(dir)?;
+        Ok(Segment {
+            base_position,
+            capacity: self.capacity,
+            seed: crc_seed(base_position),
+            path,
+            file: self.file,
+        })
+    }
+}
+
+impl Segment {
+    /// Opens an existing segment and checks its header against the position
+    /// its name announces.
+    pub fn open(storage: &dyn Storage, path: PathBuf, base_from_name: u64) -> Result<Segment> {
+        let file = storage
+            .open_file(&path, false)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?;
+        if len < SEGMENT_HEADER_LEN as u64 {
+            return Err(Error::corrupted(
+                &path,
+                0,
+                format!("file of {len} bytes is shorter than a segment header"),
+            ));
+        }
+        let bytes = file
+            .read_view(0, SEGMENT_HEADER_LEN)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::UnsupportedVersion(found)) => {
+                return Err(Error::UnsupportedFormat {
+                    file: path,
+                    found,
+                    supported: super::record::FORMAT_VERSION,
+                })
+            }
+            Err(HeaderError::BadMagic) => {
+                return Err(Error::corrupted(
+                    &path,
+                    0,
+                    "bad magic: not an evstore segment",
+                ))
+            }
+            Err(HeaderError::BadChecksum) | Err(HeaderError::Short) => {
+                return Err(Error::corrupted(
+                    &path,
+                    0,
+                    "segment header checksum mismatch",
+                ))
+            }
+        };
+        if header.base_position != base_from_name {
+            return Err(Error::corrupted(
+                &path,
+                16,
+                format!(
+                    "header says base position {}, file name says {base_from_name}",
+                    header.base_position
+                ),
+            ));
+        }
+        Ok(Segment {
+            base_position: header.base_position,
+            // The file's real length bounds every read; the header's capacity
+            // is what the writer fills up to.
+            capacity: header.capacity.min(len),
+            seed: crc_seed(header.base_position),
+            path,
+            file,
+        })
+    }
+
+    /// Global position of the first event in this segment.
+    pub fn base_position(&self) -> u64 {
+        self.base_position
+    }
+
+    /// How many bytes the writer may fill.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// CRC seed of this segment's batches and records.
+    pub fn seed(&self) -> u32 {
+        self.seed
+    }
+
+    /// The segment's file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &dyn StorageFile {
+        self.file.as_ref()
+    }
+
+    /// Bytes `start..end` of the segment.
+    pub fn view(&self, start: u64, end: u64) -> Result<Bytes> {
+        let len = end.saturating_sub(start) as usize;
+        self.file
+            .read_view(start, len)
+            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))
+    }
+
+    /// Reads and verifies the record at `offset`, which must hold `position`.
+    pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
+        let offset = offset as u64;
+        let head = self.view(offset, offset + RECORD_HEADER_LEN as u64)?;
+        let len = peek_len(&head).unwrap_or(0) as u64;
+        if len < RECORD_HEADER_LEN as u64 || offset + len > self.capacity {
+            return Err(Error::corrupted(
+                &self.path,
+                offset,
+                "record length out of bounds",
+            ));
+        }
+        let bytes = self.view(offset, offset + len)?;
+        let (event, _) = decode_record(&bytes, self.seed)
+            .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
+        if event.position != position {
+            return Err(Error::corrupted(
+                &self.path,
+                offset,
+                format!("expected position {position}, found {}", event.position),
+            ));
+        }
+        Ok(event)
+    }
+}

@@ -1,0 +1,607 @@
+//! The group-commit writer: one thread takes every pending append, checks
+//! expected versions in order, writes all of them with one positional write
+//! per segment, issues one `fdatasync` for the whole group, then wakes every
+//! appender with its own result.
+
+use super::record::{
+    align8, encode_record, record_len, BatchHeader, BatchKind, RecordFields, BATCH_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
+};
+use super::segment::{now_nanos, PreparedSegment, Segment};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::options::Options;
+use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Encoded size of an append of `events` to `stream`: one batch header plus
+/// every padded record.
+pub fn encoded_batch_len(stream: &str, events: &[EventData]) -> usize {
+    BATCH_HEADER_LEN
+        + events
+            .iter()
+            .map(|e| {
+                align8(record_len(
+                    stream.len(),
+                    e.event_type.len(),
+                    e.metadata.len(),
+                    e.payload.len(),
+                ))
+            })
+            .sum::<usize>()
+}
+
+/// The most bytes one append may encode to in a segment of `capacity`.
+pub fn max_batch_len(capacity: u64) -> usize {
+    (capacity as usize).saturating_sub(SEGMENT_HEADER_LEN + BATCH_HEADER_LEN)
+}
+
+/// One append waiting for the writer.
+pub struct AppendRequest {
+    /// Stream name, already validated.
+    pub stream: String,
+    /// The optimistic-concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, already validated.
+    pub events: Vec<EventData>,
+    /// When to acknowledge.
+    pub durability: Durability,
+    /// [`encoded_batch_len`] of the append.
+    pub encoded_len: usize,
+    /// Where the result goes.
+    pub reply: SyncSender<Result<AppendResult>>,
+}
+
+/// Work for the writer.
+pub enum Command {
+    /// Append a batch.
+    Append(AppendRequest),
+    /// Make everything written so far durable.
+    Flush(SyncSender<Result<()>>),
+}
+
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<Command>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// State shared by the store handles, the readers and the writer thread.
+pub struct Shared {
+    /// The `segments/` directory.
+    pub segments_dir: PathBuf,
+    /// The options the store was opened with.
+    pub options: Options,
+    /// Both indexes.
+    pub index: RwLock<Index>,
+    /// Every position below this is written and indexed.
+    pub written: AtomicU64,
+    /// Every position below this is durable.
+    pub durable: AtomicU64,
+    queue: Mutex<Queue>,
+    queue_not_empty: Condvar,
+    queue_not_full: Condvar,
+    poison: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    /// Shared state over a recovered index whose positions below
+    /// `next_position` are all durable.
+    pub fn new(segments_dir: PathBuf, options: Options, index: Index, next_position: u64) -> Self {
+        Shared {
+            segments_dir,
+            options,
+            index: RwLock::new(index),
+            written: AtomicU64::new(next_position),
+            durable: AtomicU64::new(next_position),
+            queue: Mutex::new(Queue::default()),
+            queue_not_empty: Condvar::new(),
+            queue_not_full: Condvar::new(),
+            poison: Mutex::new(None),
+        }
+    }
+
+    /// The error every append gets once writing failed unrecoverably.
+    pub fn poisoned(&self) -> Option<Error> {
+        self.poison.lock().clone()
+    }
+
+    /// Queues `command`, waiting while the queue holds more than
+    /// `max_queue_bytes` (a single larger command still goes alone).
+    pub fn submit(&self, command: Command, bytes: usize) -> Result<()> {
+        let mut queue = self.queue.lock();
+        loop {
+            if queue.closed {
+                return Err(Error::Closed);
+            }
+            if queue.bytes == 0 || queue.bytes + bytes <= self.options.max_queue_bytes {
+                break;
+            }
+            self.queue_not_full.wait(&mut queue);
+        }
+        queue.bytes += bytes;
+        queue.commands.push_back(command);
+        drop(queue);
+        self.queue_not_empty.notify_one();
+        Ok(())
+    }
+
+    /// Stops taking commands; the writer drains what is queued, syncs and
+    /// exits.
+    pub fn close(&self) {
+        self.queue.lock().closed = true;
+        self.queue_not_empty.notify_all();
+        self.queue_not_full.notify_all();
+    }
+}
+
+/// The writer thread's own state.
+pub struct Writer {
+    shared: Arc<Shared>,
+    active: Arc<Segment>,
+    write_offset: u64,
+    next_position: u64,
+    prepared: Option<JoinHandle<io::Result<PreparedSegment>>>,
+    buf: Vec<u8>,
+    last_sync: Instant,
+}
+
+/// A planned append inside a group.
+struct Planned {
+    request: AppendRequest,
+    first_version: u64,
+    first_position: u64,
+}
+
+/// An append whose bytes are in the write buffer, with the index entries to
+/// publish once the buffer is written.
+struct Staged {
+    request: AppendRequest,
+    result: AppendResult,
+    offsets: Vec<u32>,
+}
+
+impl Writer {
+    /// A writer continuing `active` at `write_offset`.
+    pub fn new(
+        shared: Arc<Shared>,
+        active: Arc<Segment>,
+        write_offset: u64,
+        next_position: u64,
+    ) -> Self {
+        let mut writer = Writer {
+            shared,
+            active,
+            write_offset,
+            next_position,
+            prepared: None,
+            buf: Vec::new(),
+            last_sync: Instant::now(),
+        };
+        writer.prepare_next_segment();
+        writer
+    }
+
+    /// Starts preallocating the next segment in the background.
+    fn prepare_next_segment(&mut self) {
+        let storage = Arc::clone(&self.shared.options.storage);
+        let dir = self.shared.segments_dir.clone();
+        let capacity = self.shared.options.segment_size;
+        self.prepared = std::thread::Builder::new()
+            .name("evstore-prealloc".into())
+            .spawn(move || PreparedSegment::create(storage.as_ref(), &dir, capacity))
+            .ok();
+    }
+
+    /// Runs until the store is closed and the queue drained.
+    pub fn run(mut self) {
+        let mut group = Vec::new();
+        loop {
+            let closed = self.next_group(&mut group);
+            if !group.is_empty() {
+                self.process(&mut group);
+            }
+            let unsynced = self.shared.durable.load(Ordering::Acquire)
+                < self.shared.written.load(Ordering::Acquire);
+            if unsynced
+                && (group.is_empty()
+                    || self.last_sync.elapsed() >= self.shared.options.flush_interval)
+            {
+                // The background flush of buffered appends: when idle, and at
+                // least every flush interval under continuous load.
+                let _ = self.sync_active();
+            }
+            if closed && group.is_empty() {
+                let _ = self.sync_active();
+                if let Some(handle) = self.prepared.take() {
+                    let _ = handle.join();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Waits for commands and moves up to `max_batch_bytes` of them into
+    /// `group`. Returns whether the store is closing. Returns with an empty
+    /// group when a buffered flush is due.
+    fn next_group(&mut self, group: &mut Vec<Command>) -> bool {
+        let options = &self.shared.options;
+        let mut queue = self.shared.queue.lock();
+        while queue.commands.is_empty() && !queue.closed {
+            let unsynced = self.shared.durable.load(Ordering::Acquire)
+                < self.shared.written.load(Ordering::Acquire);
+            if unsynced {
+                if self
+                    .shared
+                    .queue_not_empty
+                    .wait_for(&mut queue, options.flush_interval)
+                    .timed_out()
+                {
+                    return false;
+                }
+            } else {
+                self.shared.queue_not_empty.wait(&mut queue);
+            }
+        }
+        if let Some(linger) = options.max_linger {
+            let deadline = Instant::now() + linger;
+            while queue.bytes < options.max_batch_bytes && !queue.closed {
+                if self
+                    .shared
+                    .queue_not_empty
+                    .wait_until(&mut queue, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
+            }
+        }
+        let mut taken = 0usize;
+        while let Some(command) = queue.commands.front() {
+            let bytes = match command {
+                Command::Append(r) => r.encoded_len,
+                Command::Flush(_) => 0,
+            };
+            if taken > 0 && taken + bytes > options.max_batch_bytes {
+                break;
+            }
+            taken += bytes;
+            if let Some(command) = queue.commands.pop_front() {
+                group.push(command);
+            }
+        }
+        queue.bytes -= taken;
+        let closed = queue.closed;
+        drop(queue);
+        self.shared.queue_not_full.notify_all();
+        closed
+    }
+
+    fn process(&mut self, group: &mut Vec<Command>) {
+        let mut appends = Vec::with_capacity(group.len());
+        let mut flushes = Vec::new();
+        for command in group.drain(..) {
+            match command {
+                Command::Append(r) => appends.push(r),
+                Command::Flush(reply) => flushes.push(reply),
+            }
+        }
+        if let Some(error) = self.shared.poisoned() {
+            for r in appends {
+                let _ = r.reply.send(Err(error.clone()));
+            }
+            for f in flushes {
+                let _ = f.send(Err(error.clone()));
+            }
+            return;
+        }
+
+        let planned = self.plan(appends);
+        let mut sync_waiters = Vec::new();
+        let mut failure: Option<Error> = None;
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut chunk_start = self.write_offset;
+        self.buf.clear();
+        let mut position = self.next_position;
+
+        for plan in planned {
+            let plan = match plan {
+                Ok(p) => p,
+                Err((request, error)) => {
+                    let _ = request.reply.send(Err(error));
+                    continue;
+                }
+            };
+            if let Some(error) = &failure {
+                let _ = plan.request.reply.send(Err(error.clone()));
+                continue;
+            }
+            let batch_len = plan.request.encoded_len as u64;
+            let used = chunk_start + self.buf.len() as u64;
+            if used + batch_len + BATCH_HEADER_LEN as u64 > self.active.capacity() {
+                // Seal the active segment (its data synced with the seal) and
+                // continue in the next one.
+                match self.roll_over(chunk_start, position, &mut staged, &mut sync_waiters) {
+                    Ok(()) => chunk_start = self.write_offset,
+                    Err(error) => {
+                        let _ = plan.request.reply.send(Err(error.clone()));
+                        failure = Some(error);
+                        continue;
+                    }
+                }
+            }
+            debug_assert_eq!(plan.first_position, position);
+            staged.push(self.encode(chunk_start, plan));
+            position = staged
+                .last()
+                .map_or(position, |s| s.result.last_position + 1);
+        }
+
+        if !staged.is_empty() {
+            match self.write_chunk(chunk_start, &mut staged) {
+                Ok(()) => {
+                    for s in staged.drain(..) {
+                        match s.request.durability {
+                            Durability::Buffered => {
+                                let _ = s.request.reply.send(Ok(s.result));
+                            }
+                            Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
+                        }
+                    }
+                }
+                Err(error) => {
+                    for s in staged.drain(..) {
+                        let _ = s.request.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+
+        if !sync_waiters.is_empty() || !flushes.is_empty() {
+            let outcome = self.sync_active();
+            for (reply, result) in sync_waiters {
+                let _ = reply.send(outcome.clone().map(|()| result));
+            }
+            for f in flushes {
+                let _ = f.send(outcome.clone());
+            }
+        }
+    }
+
+    /// Checks every append's expected version against the index plus the
+    /// appends before it in the group, and assigns versions and positions.
+    fn plan(&self, appends: Vec<AppendRequest>) -> Vec<Result<Planned, (AppendRequest, Error)>> {
+        let index = self.shared.index.read();
+        let mut last_versions: HashMap<String, Option<u64>> = HashMap::new();
+        let mut position = self.next_position;
+        let mut out = Vec::with_capacity(appends.len());
+        for request in appends {
+            let actual = match last_versions.get(&request.stream) {
+                Some(v) => *v,
+                None => index.last_version(&request.stream),
+            };
+            if !request.expected.matches(actual) {
+                let error = Error::WrongExpectedVersion {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    actual,
+                };
+                out.push(Err((request, error)));
+                continue;
+            }
+            let first_version = actual.map_or(0, |v| v + 1);
+            let count = request.events.len() as u64;
+            last_versions.insert(request.stream.clone(), Some(first_version + count - 1));
+            out.push(Ok(Planned {
+                request,
+                first_version,
+                first_position: position,
+            }));
+            position += count;
+        }
+        out
+    }
+
+    /// Encodes one append into the write buffer.
+    fn encode(&mut self, chunk_start: u64, plan: Planned) -> Staged {
+        let seed = self.active.seed();
+        let count = plan.request.events.len();
+        let header_at = self.buf.len();
+        self.buf.resize(header_at + BATCH_HEADER_LEN, 0);
+        let timestamp_nanos = now_nanos();
+        let mut offsets = Vec::with_capacity(count);
+        for (i, event) in plan.request.events.iter().enumerate() {
+            offsets.push((chunk_start + self.buf.len() as u64) as u32);
+            encode_record(
+                &mut self.buf,
+                seed,
+                &RecordFields {
+                    position: plan.first_position + i as u64,
+                    version: plan.first_version + i as u64,
+                    timestamp_nanos,
+                    id: event.id,
+                    stream: &plan.request.stream,
+                    event_type: &event.event_type,
+                    metadata: &event.metadata,
+                    payload: &event.payload,
+                },
+            );
+        }
+        let header = BatchHeader {
+            len: (self.buf.len() - header_at) as u32,
+            kind: BatchKind::Events,
+            count: count as u32,
+            first_position: plan.first_position,
+            durable_mark: self.shared.durable.load(Ordering::Acquire),
+        };
+        let mut header_bytes = [0u8; BATCH_HEADER_LEN];
+        header.encode_into(seed, &mut header_bytes);
+        if let Some(slot) = self.buf.get_mut(header_at..header_at + BATCH_HEADER_LEN) {
+            slot.copy_from_slice(&header_bytes);
+        }
+        self.next_position = plan.first_position + count as u64;
+        Staged {
+            result: AppendResult {
+                first_version: plan.first_version,
+                last_version: plan.first_version + count as u64 - 1,
+                first_position: plan.first_position,
+                last_position: plan.first_position + count as u64 - 1,
+            },
+            request: plan.request,
+            offsets,
+        }
+    }
+
+    /// Writes the buffer at `chunk_start` of the active segment, then
+    /// publishes the staged appends to the index and the written watermark.
+    /// On failure nothing is published and positions are handed out again.
+    fn write_chunk(&mut self, chunk_start: u64, staged: &mut [Staged]) -> Result<()> {
+        let first_position = staged
+            .first()
+            .map_or(self.next_position, |s| s.result.first_position);
+        if let Err(e) = self.active.file().write_all_at(&self.buf, chunk_start) {
+            self.next_position = first_position;
+            return Err(self.write_failed(chunk_start, e));
+        }
+        self.write_offset = chunk_start + self.buf.len() as u64;
+        self.buf.clear();
+        let mut index = self.shared.index.write();
+        for s in staged.iter() {
+            let stream = s.request.stream.as_str();
+            for offset in &s.offsets {
+                index.push_offset(*offset);
+            }
+            for i in 0..s.offsets.len() as u64 {
+                index.push_stream_event(stream, s.result.first_position + i);
+            }
+        }
+        self.shared
+            .written
+            .store(self.next_position, Ordering::Release);
+        Ok(())
+    }
+
+    /// Handles a failed segment write. Out of space: the bytes that may have
+    /// reached the file are zeroed so no partial batch survives, and the store
+    /// stays usable. Anything else, or a failed clean-up, poisons writing.
+    fn write_failed(&mut self, chunk_start: u64, error: io::Error) -> Error {
+        let len = self.buf.len();
+        self.buf.clear();
+        if error.kind() == io::ErrorKind::StorageFull {
+            let zeros = vec![0u8; len];
+            if self.active.file().write_all_at(&zeros, chunk_start).is_ok() {
+                return Error::NoSpace {
+                    context: format!("writing to {}", self.active.path().display()),
+                };
+            }
+        }
+        self.poison(format!("write to {}", self.active.path().display()), error)
+    }
+
+    fn poison(&self, context: String, cause: io::Error) -> Error {
+        let error = Error::StorePoisoned {
+            context,
+            cause: Arc::new(cause),
+        };
+        self.shared.poison.lock().get_or_insert(error).clone()
+    }
+
+    /// Makes everything written durable and advances the durable watermark.
+    fn sync_active(&mut self) -> Result<()> {
+        if let Some(error) = self.shared.poisoned() {
+            return Err(error);
+        }
+        let target = self.shared.written.load(Ordering::Acquire);
+        if self.shared.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        if let Err(e) = self.active.file().sync_data() {
+            return Err(self.poison(format!("fdatasync of {}", self.active.path().display()), e));
+        }
+        self.last_sync = Instant::now();
+        self.shared.durable.store(target, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes what is staged plus a seal into the active segment, syncs it and
+    /// installs the next segment. Staged appends are acknowledged (the seal's
+    /// sync made them durable).
+    fn roll_over(
+        &mut self,
+        chunk_start: u64,
+        next_position: u64,
+        staged: &mut Vec<Staged>,
+        sync_waiters: &mut Vec<(SyncSender<Result<AppendResult>>, AppendResult)>,
+    ) -> Result<()> {
+        let prepared = self.take_prepared()?;
+        let seal = BatchHeader {
+            len: BATCH_HEADER_LEN as u32,
+            kind: BatchKind::Seal,
+            count: 0,
+            first_position: next_position,
+            durable_mark: self.shared.durable.load(Ordering::Acquire),
+        };
+        let mut seal_bytes = [0u8; BATCH_HEADER_LEN];
+        seal.encode_into(self.active.seed(), &mut seal_bytes);
+        self.buf.extend_from_slice(&seal_bytes);
+        let written = self.write_chunk(chunk_start, staged);
+        let outcome = written.and_then(|()| self.sync_active());
+        for s in staged.drain(..) {
+            let reply = outcome.clone().map(|()| s.result);
+            match s.request.durability {
+                Durability::Buffered => {
+                    let _ = s.request.reply.send(reply);
+                }
+                Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
+            }
+        }
+        outcome?;
+        let storage = Arc::clone(&self.shared.options.storage);
+        let segment = prepared
+            .install(storage.as_ref(), &self.shared.segments_dir, next_position)
+            .map_err(|e| self.poison("installing a new segment".into(), e))?;
+        let segment = Arc::new(segment);
+        self.shared
+            .index
+            .write()
+            .push_segment(Arc::clone(&segment), Vec::new());
+        self.active = segment;
+        self.write_offset = SEGMENT_HEADER_LEN as u64;
+        self.prepare_next_segment();
+        Ok(())
+    }
+
+    /// The preallocated next segment, made now if the background attempt
+    /// failed (for example for lack of space, which may have passed).
+    fn take_prepared(&mut self) -> Result<PreparedSegment> {
+        if let Some(handle) = self.prepared.take() {
+            if let Ok(Ok(prepared)) = handle.join() {
+                return Ok(prepared);
+            }
+        }
+        let storage = Arc::clone(&self.shared.options.storage);
+        PreparedSegment::create(
+            storage.as_ref(),
+            &self.shared.segments_dir,
+            self.shared.options.segment_size,
+        )
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::StorageFull {
+                Error::NoSpace {
+                    context: "preallocating the next segment".into(),
+                }
+            } else {
+                Error::io("preallocating the next segment", e)
+            }
+        })
+    }
+}

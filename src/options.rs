@@ -1,0 +1,166 @@
+//! Store options.
+
+use crate::error::{Error, Result};
+use crate::storage::{OsStorage, Storage};
+use crate::types::Durability;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a store is opened and run. `Options::default()` suits most uses.
+///
+/// ```
+/// use evstore::{Durability, Options};
+/// let options = Options::default()
+///     .segment_size(128 << 20)
+///     .durability(Durability::Buffered);
+/// assert_eq!(options.segment_size, 128 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size each segment file is preallocated to (default 64 MiB; at least
+    /// 4 KiB, at most 4 GiB). An append must fit in one segment.
+    pub segment_size: u64,
+    /// Default durability of appends, and what readers see (default `Sync`).
+    pub durability: Durability,
+    /// How often buffered appends are made durable in the background
+    /// (default 100 ms).
+    pub flush_interval: Duration,
+    /// The most bytes the writer takes into one group commit (default 4 MiB;
+    /// a single larger append still goes through on its own).
+    pub max_batch_bytes: usize,
+    /// How long the writer waits for more appends before writing a group.
+    /// `None` (the default) adds no wait: batching comes from concurrency.
+    pub max_linger: Option<Duration>,
+    /// Bytes of appends that may wait for the writer before new appenders
+    /// block (default 64 MiB).
+    pub max_queue_bytes: usize,
+    /// Largest event, payload plus metadata, in bytes (default 16 MiB).
+    pub max_event_size: usize,
+    /// Longest stream name in bytes (default 256, at most 65535).
+    pub max_stream_name_len: usize,
+    /// Longest event type in bytes (default 256, at most 65535).
+    pub max_event_type_len: usize,
+    /// The file system the store lives on. Defaults to the real one; tests
+    /// pass a back end that injects faults.
+    pub storage: Arc<dyn Storage>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size: 64 << 20,
+            durability: Durability::Sync,
+            flush_interval: Duration::from_millis(100),
+            max_batch_bytes: 4 << 20,
+            max_linger: None,
+            max_queue_bytes: 64 << 20,
+            max_event_size: 16 << 20,
+            max_stream_name_len: 256,
+            max_event_type_len: 256,
+            storage: Arc::new(OsStorage),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::segment_size`].
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::flush_interval`].
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Sets [`Options::max_batch_bytes`].
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_linger`].
+    pub fn max_linger(mut self, linger: Option<Duration>) -> Self {
+        self.max_linger = linger;
+        self
+    }
+
+    /// Sets [`Options::max_queue_bytes`].
+    pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queue_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_event_size`].
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_stream_name_len`].
+    pub fn max_stream_name_len(mut self, bytes: usize) -> Self {
+        self.max_stream_name_len = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_event_type_len`].
+    pub fn max_event_type_len(mut self, bytes: usize) -> Self {
+        self.max_event_type_len = bytes;
+        self
+    }
+
+    /// Sets [`Options::storage`].
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.segment_size < 4096 || self.segment_size > u32::MAX as u64 {
+            return Err(Error::InvalidOption(format!(
+                "segment_size {} is outside 4 KiB..=4 GiB",
+                self.segment_size
+            )));
+        }
+        if self.segment_size % 8 != 0 {
+            return Err(Error::InvalidOption(format!(
+                "segment_size {} is not a multiple of 8",
+                self.segment_size
+            )));
+        }
+        if self.max_stream_name_len == 0 || self.max_stream_name_len > u16::MAX as usize {
+            return Err(Error::InvalidOption(
+                "max_stream_name_len must be within 1..=65535".into(),
+            ));
+        }
+        if self.max_event_type_len == 0 || self.max_event_type_len > u16::MAX as usize {
+            return Err(Error::InvalidOption(
+                "max_event_type_len must be within 1..=65535".into(),
+            ));
+        }
+        if self.max_event_size > u32::MAX as usize / 2 {
+            return Err(Error::InvalidOption(
+                "max_event_size must be below 2 GiB".into(),
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(Error::InvalidOption(
+                "flush_interval must be positive".into(),
+            ));
+        }
+        if self.max_batch_bytes == 0 || self.max_queue_bytes == 0 {
+            return Err(Error::InvalidOption(
+                "max_batch_bytes and max_queue_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The seam between the engine and the file system.
+//!
+//! Everything the log writes or reads goes through [`Storage`] and
+//! [`StorageFile`], so that tests can swap the real files for a back end that
+//! injects faults (`EIO` on sync, `ENOSPC`, short writes) deterministically.
+//! [`OsStorage`] is the real thing: positional writes, `fdatasync`,
+//! `fallocate`, directory fsync and memory-mapped reads.
+
+mod os;
+
+pub use os::OsStorage;
+
+use bytes::Bytes;
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A file system as the engine needs it.
+///
+/// Implementations must be safe to share between threads. Paths are always
+/// inside the store directory.
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Creates `path` and its parents if missing.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Lists the file names (not full paths) directly inside `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+
+    /// Opens an existing file for reading and writing, or creates it (empty)
+    /// when `create` is set.
+    fn open_file(&self, path: &Path, create: bool) -> io::Result<Box<dyn StorageFile>>;
+
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Makes the directory's entries (created, renamed or removed files)
+    /// durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Takes the exclusive lock on `path` for as long as the returned guard
+    /// lives. Fails with [`io::ErrorKind::WouldBlock`] when it is held,
+    /// whether by this process or another.
+    fn lock_file(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Held for as long as a store keeps its directory locked.
+pub trait LockGuard: Send + Sync + Debug {}
+
+/// One open file.
+pub trait StorageFile: Send + Sync + Debug {
+    /// The path the file was opened with, for error messages.
+    fn path(&self) -> &Path;
+
+    /// The file's current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes up to `buf.len()` bytes at `offset`; may write fewer.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+
+    /// Makes every byte written so far durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Ensures `len` bytes are allocated on disk, growing the file if needed,
+    /// so that later writes below `len` cannot fail for lack of space.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+
+    /// Returns the bytes in `offset..offset + len`. The OS back end returns a
+    /// zero-copy view of a memory map; it fails with
+    /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end.
+    fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+
+    /// Writes all of `buf` at `offset`, retrying short writes.
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the file accepted no more bytes",
+                    ))
+                }
+                Ok(n) => {
+                    buf = buf.get(n..).unwrap_or_default();
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Joins `dir` and `name`; a small helper so call sites read as intent.
+pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

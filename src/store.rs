@@ -1,0 +1,462 @@
+//! The public entry point: open, append, read, flush, close.
+
+use crate::error::{Error, Result};
+use crate::index::Location;
+use crate::log::writer::{
+    encoded_batch_len, max_batch_len, AppendRequest, Command, Shared, Writer,
+};
+use crate::log::{self, record, RecoveryStats};
+use crate::options::Options;
+use crate::storage::{child, LockGuard};
+use crate::types::{
+    AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent,
+};
+use parking_lot::Mutex;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Name of the lock file inside a store directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the directory holding segment files.
+pub const SEGMENTS_DIR: &str = "segments";
+
+/// An open event store. Cheap to clone; every clone is the same store, and
+/// it is `Send + Sync`, so share it between threads freely.
+///
+/// ```
+/// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+/// # fn main() -> evstore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), Options::default())?;
+/// let written = store.append(
+///     "order-42",
+///     ExpectedVersion::NoStream,
+///     &[EventData::new("OrderPlaced", &b"{\"total\":42}"[..])],
+/// )?;
+/// assert_eq!(written.last_version, 0);
+/// let events = store.read_stream("order-42", 0, Direction::Forward, 100)?;
+/// assert_eq!(&events[0].event_type[..], "OrderPlaced");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct StoreInner {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    recovery: RecoveryStats,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        self.shared.close();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed and recovering it if
+    /// the last process stopped mid-write: a torn tail is cleared, damage
+    /// anywhere else is an [`Error::Corrupted`].
+    ///
+    /// A second open of the same directory, from this process or another,
+    /// fails with [`Error::Locked`] while the first is open.
+    ///
+    /// ```
+    /// use evstore::{Error, Options, Store};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Locked { .. })));
+    /// drop(store);
+    /// assert!(Store::open(dir.path(), Options::default()).is_ok());
+    /// ```
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let storage = Arc::clone(&options.storage);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let lock_path = child(&dir, LOCK_FILE);
+        let lock = storage.lock_file(&lock_path).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    dir: dir.clone(),
+                    holder: std::fs::read_to_string(&lock_path)
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty()),
+                }
+            } else {
+                Error::io(format!("locking {}", lock_path.display()), e)
+            }
+        })?;
+        let segments_dir = child(&dir, SEGMENTS_DIR);
+        storage
+            .create_dir_all(&segments_dir)
+            .and_then(|()| storage.sync_dir(&dir))
+            .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+
+        let recovered = log::recover(storage.as_ref(), &segments_dir, options.segment_size)?;
+        let shared = Arc::new(Shared::new(
+            segments_dir,
+            options,
+            recovered.index,
+            recovered.next_position,
+        ));
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            recovered.active,
+            recovered.write_offset,
+            recovered.next_position,
+        );
+        let handle = std::thread::Builder::new()
+            .name("evstore-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("starting the writer thread", e))?;
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                shared,
+                writer: Mutex::new(Some(handle)),
+                recovery: recovered.stats,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery found and did when this store was opened.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.inner.recovery
+    }
+
+    fn options(&self) -> &Options {
+        &self.inner.shared.options
+    }
+
+    /// Appends `events` to `stream` if it is at `expected`, atomically: after
+    /// any crash either all of them exist or none. Acknowledged with the
+    /// store's default durability.
+    ///
+    /// ```
+    /// use evstore::{Error, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let first = store
+    ///     .append("cart-1", ExpectedVersion::NoStream, &[EventData::new("Created", &b"{}"[..])])
+    ///     .unwrap();
+    /// store
+    ///     .append("cart-1", ExpectedVersion::Exact(first.last_version), &[EventData::new("ItemAdded", &b"{}"[..])])
+    ///     .unwrap();
+    /// // A writer that read an older state loses the race and writes nothing.
+    /// let stale = store.append("cart-1", ExpectedVersion::Exact(0), &[EventData::new("ItemAdded", &b"{}"[..])]);
+    /// assert!(matches!(stale, Err(Error::WrongExpectedVersion { actual: Some(1), .. })));
+    /// ```
+    pub fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendResult> {
+        self.append_with_durability(stream, expected, events, self.options().durability)
+    }
+
+    /// [`Store::append`] with an explicit durability for this append.
+    pub fn append_with_durability(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+        durability: Durability,
+    ) -> Result<AppendResult> {
+        let encoded_len = self.validate_append(stream, events)?;
+        if let Some(error) = self.inner.shared.poisoned() {
+            return Err(error);
+        }
+        let (reply, result) = sync_channel(1);
+        let request = AppendRequest {
+            stream: stream.to_string(),
+            expected,
+            events: events.to_vec(),
+            durability,
+            encoded_len,
+            reply,
+        };
+        self.inner
+            .shared
+            .submit(Command::Append(request), encoded_len)?;
+        result.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn validate_append(&self, stream: &str, events: &[EventData]) -> Result<usize> {
+        let options = self.options();
+        validate_stream_name(stream, options.max_stream_name_len)?;
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let segment_room = max_batch_len(options.segment_size);
+        let max_event = options
+            .max_event_size
+            .min(segment_room.saturating_sub(record::RECORD_HEADER_LEN + 8 + stream.len()));
+        for event in events {
+            let event_type = event.event_type();
+            if event_type.is_empty() {
+                return Err(Error::InvalidEventType {
+                    event_type: event_type.into(),
+                    reason: "empty".into(),
+                });
+            }
+            if event_type.len() > options.max_event_type_len {
+                return Err(Error::InvalidEventType {
+                    event_type: event_type.into(),
+                    reason: format!("longer than {} bytes", options.max_event_type_len),
+                });
+            }
+            if event.size() > max_event
+                || record::record_len(
+                    stream.len(),
+                    event_type.len(),
+                    event.metadata.len(),
+                    event.payload.len(),
+                ) + record::BATCH_HEADER_LEN
+                    > segment_room
+            {
+                return Err(Error::EventTooLarge {
+                    size: event.size(),
+                    max: max_event,
+                });
+            }
+        }
+        let encoded = encoded_batch_len(stream, events);
+        if encoded > segment_room || events.len() > u32::MAX as usize {
+            return Err(Error::BatchTooLarge {
+                size: encoded,
+                max: segment_room,
+            });
+        }
+        Ok(encoded)
+    }
+
+    /// Makes every append acknowledged so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let (reply, result) = sync_channel(1);
+        self.inner.shared.submit(Command::Flush(reply), 0)?;
+        result.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Flushes and stops the writer. Other clones of this store can still
+    /// read, but appends fail with [`Error::Closed`]; the directory lock is
+    /// released when the last clone is dropped.
+    pub fn close(self) -> Result<()> {
+        let flushed = match self.flush() {
+            Err(Error::Closed) => Ok(()),
+            other => other,
+        };
+        self.inner.shared.close();
+        if let Some(handle) = self.inner.writer.lock().take() {
+            let _ = handle.join();
+        }
+        flushed
+    }
+
+    /// The end of what readers may see: durable events in a `Sync` store,
+    /// every written event in a `Buffered` one.
+    fn visible_end(&self) -> u64 {
+        let shared = &self.inner.shared;
+        match shared.options.durability {
+            Durability::Sync => shared.durable.load(Ordering::Acquire),
+            Durability::Buffered => shared.written.load(Ordering::Acquire),
+        }
+    }
+
+    /// Reads up to `max_count` events of `stream` starting at version
+    /// `from_version`, oldest first (`Forward`) or newest first (`Backward`;
+    /// a `from_version` past the end starts at the last event, so
+    /// `u64::MAX` reads the newest). A stream with no events reads as empty.
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events: Vec<_> = (0..5).map(|i| EventData::new("Tick", vec![i as u8])).collect();
+    /// store.append("clock", ExpectedVersion::Any, &events).unwrap();
+    /// let newest_two = store.read_stream("clock", u64::MAX, Direction::Backward, 2).unwrap();
+    /// assert_eq!(newest_two.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 3]);
+    /// assert!(store.read_stream("nobody", 0, Direction::Forward, 10).unwrap().is_empty());
+    /// ```
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let end = self.visible_end();
+        let locations: Vec<Location> = {
+            let index = self.inner.shared.index.read();
+            let Some(positions) = index.stream_positions(stream) else {
+                return Ok(Vec::new());
+            };
+            let visible = &positions[..positions.partition_point(|&p| p < end)];
+            let (start, stop) =
+                version_range(visible.len() as u64, from_version, direction, max_count);
+            let mut out = Vec::with_capacity((stop - start) as usize);
+            let mut push = |version: u64| -> Result<()> {
+                let position = visible[version as usize];
+                out.push(index.locate(position).ok_or_else(|| missing(position))?);
+                Ok(())
+            };
+            match direction {
+                Direction::Forward => (start..stop).try_for_each(&mut push)?,
+                Direction::Backward => (start..stop).rev().try_for_each(&mut push)?,
+            }
+            out
+        };
+        locations
+            .iter()
+            .map(|l| l.segment.read_event(l.offset, l.position))
+            .collect()
+    }
+
+    /// Reads up to `max_count` events of the global log (`$all`) starting at
+    /// `from_position`, in position order (`Forward`) or reverse
+    /// (`Backward`; a `from_position` past the end starts at the last event).
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
+    /// store.append("b", ExpectedVersion::Any, &[EventData::new("B", &b""[..])]).unwrap();
+    /// let all = store.read_all(0, Direction::Forward, 10).unwrap();
+    /// assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1]);
+    /// ```
+    pub fn read_all(
+        &self,
+        from_position: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let end = self.visible_end();
+        let (start, stop) = version_range(end, from_position, direction, max_count);
+        let locations: Vec<Location> = {
+            let index = self.inner.shared.index.read();
+            let locate = |p: u64| index.locate(p).ok_or_else(|| missing(p));
+            match direction {
+                Direction::Forward => (start..stop).map(locate).collect::<Result<_>>()?,
+                Direction::Backward => (start..stop).rev().map(locate).collect::<Result<_>>()?,
+            }
+        };
+        locations
+            .iter()
+            .map(|l| l.segment.read_event(l.offset, l.position))
+            .collect()
+    }
+
+    /// The version of the last visible event of `stream`, or `None` if it has
+    /// none.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        let end = self.visible_end();
+        let index = self.inner.shared.index.read();
+        let positions = index.stream_positions(stream)?;
+        (positions.partition_point(|&p| p < end) as u64).checked_sub(1)
+    }
+
+    /// The position of the last visible event, or `None` if the store is
+    /// empty.
+    pub fn last_position(&self) -> Option<u64> {
+        self.visible_end().checked_sub(1)
+    }
+
+    /// The number of streams with at least one written event.
+    pub fn stream_count(&self) -> usize {
+        self.inner.shared.index.read().stream_count()
+    }
+}
+
+/// The half-open range of indexes `[start, stop)` to read out of `len`, in
+/// the order given by `direction` (a backward range is read from its top).
+fn version_range(len: u64, from: u64, direction: Direction, max_count: usize) -> (u64, u64) {
+    let max = max_count as u64;
+    match direction {
+        Direction::Forward => {
+            let start = from.min(len);
+            (start, start.saturating_add(max).min(len))
+        }
+        Direction::Backward => {
+            if len == 0 {
+                return (0, 0);
+            }
+            let top = from.min(len - 1) + 1;
+            (top.saturating_sub(max), top)
+        }
+    }
+}
+
+fn missing(position: u64) -> Error {
+    Error::Corrupted {
+        file: PathBuf::from(SEGMENTS_DIR),
+        offset: 0,
+        reason: format!("position {position} is below the watermark but not indexed"),
+    }
+}
+
+fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
+    let reason = if stream.is_empty() {
+        "empty".to_string()
+    } else if stream.len() > max_len {
+        format!("longer than {max_len} bytes")
+    } else if stream.starts_with('$') {
+        "names starting with '$' are reserved".to_string()
+    } else if stream.chars().any(char::is_control) {
+        "control characters are not allowed".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidStreamName {
+        name: stream.to_string(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ranges() {
+        assert_eq!(version_range(10, 0, Direction::Forward, 3), (0, 3));
+        assert_eq!(version_range(10, 8, Direction::Forward, 3), (8, 10));
+        assert_eq!(version_range(10, 12, Direction::Forward, 3), (10, 10));
+        assert_eq!(version_range(10, u64::MAX, Direction::Backward, 3), (7, 10));
+        assert_eq!(version_range(10, 1, Direction::Backward, 3), (0, 2));
+        assert_eq!(version_range(0, 0, Direction::Backward, 3), (0, 0));
+        assert_eq!(
+            version_range(10, 0, Direction::Forward, usize::MAX),
+            (0, 10)
+        );
+    }
+}

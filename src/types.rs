@@ -1,0 +1,179 @@
+//! The values that cross the public API.
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// What an append expects of the stream before it writes, for optimistic
+/// concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this version (versions count
+    /// from 0, so `Exact(0)` means the stream holds one event).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("stream exists"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `actual` (`None`: no events)
+    /// satisfies this expectation.
+    pub fn matches(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        }
+    }
+}
+
+/// When an append is acknowledged, and what readers see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// Acknowledge after the `fdatasync` that covers the append: it survives
+    /// any crash. Readers of a `Sync` store see only durable events.
+    #[default]
+    Sync,
+    /// Acknowledge once written to the file (the page cache); a background
+    /// flush makes it durable within the store's flush interval. A crash may
+    /// lose it, never half of it. Readers of a `Buffered` store see every
+    /// written event.
+    Buffered,
+}
+
+/// Reading direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// An event to append.
+///
+/// ```
+/// use evstore::EventData;
+/// let event = EventData::new("OrderPlaced", &b"{\"total\":42}"[..])
+///     .with_metadata(&b"{\"user\":\"ada\"}"[..]);
+/// assert_eq!(event.event_type(), "OrderPlaced");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventData {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) metadata: Bytes,
+    pub(crate) payload: Bytes,
+}
+
+impl EventData {
+    /// An event of `event_type` carrying `payload`, with a fresh random id and
+    /// no metadata.
+    pub fn new(event_type: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        EventData {
+            id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            metadata: Bytes::new(),
+            payload: payload.into(),
+        }
+    }
+
+    /// Sets the event id. Give a retried append the same ids as the first try.
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the metadata bytes.
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// The event id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The event type.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The metadata bytes.
+    pub fn metadata(&self) -> &Bytes {
+        &self.metadata
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Payload plus metadata: what the event size limit applies to.
+    pub fn size(&self) -> usize {
+        self.payload.len() + self.metadata.len()
+    }
+}
+
+/// An event as stored. Strings and bytes are views of the mapped segment, so
+/// reading does not copy payloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// The stream the event belongs to.
+    pub stream: ByteString,
+    /// The event's version in its stream, dense from 0.
+    pub version: u64,
+    /// The event's position in the global log (`$all`), dense from 0; use it
+    /// as a subscription checkpoint.
+    pub position: u64,
+    /// When the event was written, in nanoseconds since the Unix epoch.
+    pub timestamp_nanos: u64,
+    /// The id given at append.
+    pub id: Uuid,
+    /// The event type.
+    pub event_type: ByteString,
+    /// The metadata bytes.
+    pub metadata: Bytes,
+    /// The payload bytes.
+    pub payload: Bytes,
+}
+
+impl RecordedEvent {
+    /// When the event was written.
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.timestamp_nanos)
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppendResult {
+    /// Stream version of the first event written.
+    pub first_version: u64,
+    /// Stream version of the last event written: pass it as
+    /// `ExpectedVersion::Exact` to the next append.
+    pub last_version: u64,
+    /// Global position of the first event written.
+    pub first_position: u64,
+    /// Global position of the last event written.
+    pub last_position: u64,
+}
