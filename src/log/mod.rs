@@ -113,8 +113,11 @@ pub fn recover(storage: &dyn Storage, dir: &Path, segment_size: u64) -> Result<R
         Some((seg, end, false)) => {
             // What a killed process left in the page cache is made durable
             // before anyone reads it as such.
+            // A file cut short (a lost allocation) gets its space back before
+            // the writer relies on it.
             seg.file()
-                .sync_data()
+                .allocate(seg.capacity())
+                .and_then(|()| seg.file().sync_data())
                 .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
             (seg, end)
         }

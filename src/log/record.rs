@@ -275,6 +275,13 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     if u32_at(header, 0) != seeded_crc(seed, body.get(4..).unwrap_or_default()) {
         return Err("record checksum mismatch");
     }
+    // Padding is not under the checksum; it must still be exactly as written.
+    let padding = bytes
+        .get(len..align8(len).min(bytes.len()))
+        .unwrap_or_default();
+    if padding.iter().any(|&b| b != 0) {
+        return Err("record padding is not zero");
+    }
     let stream_start = RECORD_HEADER_LEN;
     let type_start = stream_start + stream_len;
     let meta_start = type_start + type_len;
@@ -378,8 +385,7 @@ mod tests {
     fn every_single_bit_flip_in_a_record_is_caught() {
         let mut out = Vec::new();
         sample(&mut out, crc_seed(5), b"payload bytes");
-        let len = RECORD_HEADER_LEN + "order-1".len() + "Placed".len() + 4 + 13;
-        for bit in 0..len * 8 {
+        for bit in 0..out.len() * 8 {
             let mut damaged = out.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert!(

@@ -124,12 +124,12 @@ pub fn scan_segment(
     is_last: bool,
     mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<SegmentScan> {
-    let data = seg.view(0, seg.capacity())?;
+    let data = seg.view(0, seg.readable_len()?)?;
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut offsets = Vec::new();
     let stop_reason = loop {
-        if offset + BATCH_HEADER_LEN as u64 > seg.capacity() {
+        if offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
             break None;
         }
         match read_batch(seg, &data, offset, next) {

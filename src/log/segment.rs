@@ -160,11 +160,16 @@ impl Segment {
                 ),
             ));
         }
+        if header.capacity < SEGMENT_HEADER_LEN as u64 || header.capacity > u32::MAX as u64 {
+            return Err(Error::corrupted(
+                &path,
+                24,
+                format!("implausible segment capacity {}", header.capacity),
+            ));
+        }
         Ok(Segment {
             base_position: header.base_position,
-            // The file's real length bounds every read; the header's capacity
-            // is what the writer fills up to.
-            capacity: header.capacity.min(len),
+            capacity: header.capacity,
             seed: crc_seed(header.base_position),
             path,
             file,
@@ -194,6 +199,16 @@ impl Segment {
     /// The underlying file.
     pub fn file(&self) -> &dyn StorageFile {
         self.file.as_ref()
+    }
+
+    /// Bytes of the file that exist and belong to the segment: its capacity,
+    /// or less when the file was cut short.
+    pub fn readable_len(&self) -> Result<u64> {
+        let len = self
+            .file
+            .len()
+            .map_err(|e| Error::io(format!("reading the size of {}", self.path.display()), e))?;
+        Ok(len.min(self.capacity))
     }
 
     /// Bytes `start..end` of the segment.

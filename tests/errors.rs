@@ -1,0 +1,238 @@
+//! Bad input gets a typed error, writes nothing, and leaves the store working.
+
+use evstore::{Direction, Error, EventData, ExpectedVersion, Options, Store};
+
+fn ok_event() -> EventData {
+    EventData::new("Ok", &b"fine"[..])
+}
+
+fn assert_still_works(store: &Store, expected_events: u64) {
+    assert_eq!(
+        store
+            .read_all(0, Direction::Forward, usize::MAX)
+            .unwrap()
+            .len() as u64,
+        expected_events
+    );
+    let r = store
+        .append("healthy", ExpectedVersion::Any, &[ok_event()])
+        .unwrap();
+    assert_eq!(r.first_position, expected_events);
+}
+
+#[test]
+fn second_open_is_locked_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let clone = store.clone();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::Locked {
+            dir: locked,
+            holder,
+        }) => {
+            assert_eq!(locked, dir.path());
+            assert_eq!(holder, Some(std::process::id().to_string()));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(store);
+    // A clone still holds the store.
+    assert!(matches!(
+        Store::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(clone);
+    Store::open(dir.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn invalid_stream_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().max_stream_name_len(16)).unwrap();
+    for bad in ["", "$all", "tab\there", "seventeen-bytes-x"] {
+        match store.append(bad, ExpectedVersion::Any, &[ok_event()]) {
+            Err(Error::InvalidStreamName { name, .. }) => assert_eq!(name, bad),
+            other => panic!("{bad:?}: expected InvalidStreamName, got {other:?}"),
+        }
+    }
+    store
+        .append("sixteen-bytes-xx", ExpectedVersion::Any, &[ok_event()])
+        .unwrap();
+    assert_still_works(&store, 1);
+}
+
+#[test]
+fn empty_batches_and_bad_event_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().max_event_type_len(8)).unwrap();
+    assert!(matches!(
+        store.append("s", ExpectedVersion::Any, &[]),
+        Err(Error::EmptyBatch)
+    ));
+    let empty_type = EventData::new("", &b"x"[..]);
+    assert!(matches!(
+        store.append("s", ExpectedVersion::Any, &[ok_event(), empty_type]),
+        Err(Error::InvalidEventType { .. })
+    ));
+    let long_type = EventData::new("NineBytes", &b"x"[..]);
+    assert!(matches!(
+        store.append("s", ExpectedVersion::Any, &[long_type]),
+        Err(Error::InvalidEventType { .. })
+    ));
+    // Nothing of the rejected batches was written, not even the valid event.
+    assert_eq!(store.stream_version("s"), None);
+    assert_still_works(&store, 0);
+}
+
+#[test]
+fn oversize_events_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options::default().segment_size(8192).max_event_size(6000),
+    )
+    .unwrap();
+    store
+        .append("s", ExpectedVersion::Any, &[ok_event()])
+        .unwrap();
+
+    // Over the configured limit.
+    match store.append(
+        "s",
+        ExpectedVersion::Any,
+        &[EventData::new("Big", vec![1u8; 6001])],
+    ) {
+        Err(Error::EventTooLarge {
+            size: 6001,
+            max: 6000,
+        }) => {}
+        other => panic!("expected EventTooLarge, got {other:?}"),
+    }
+    // Metadata counts too.
+    let with_meta = EventData::new("Big", vec![1u8; 3000]).with_metadata(vec![2u8; 3001]);
+    assert!(matches!(
+        store.append("s", ExpectedVersion::Any, &[with_meta]),
+        Err(Error::EventTooLarge { .. })
+    ));
+    // Each event fits, but together they exceed a segment: an append is atomic,
+    // so it must live in one segment.
+    let many: Vec<EventData> = (0..3)
+        .map(|_| EventData::new("Mid", vec![3u8; 3000]))
+        .collect();
+    match store.append("s", ExpectedVersion::Any, &many) {
+        Err(Error::BatchTooLarge { size, max }) => assert!(size > max),
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    // An event at the limit goes to the next segment when it does not fit in
+    // this one.
+    store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            &[EventData::new("Fits", vec![4u8; 6000])],
+        )
+        .unwrap();
+    store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            &[EventData::new("Fits", vec![5u8; 6000])],
+        )
+        .unwrap();
+    let read = store.read_stream("s", 0, Direction::Forward, 10).unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[2].payload, vec![5u8; 6000]);
+    assert_still_works(&store, 3);
+}
+
+#[test]
+fn an_event_larger_than_the_segment_is_rejected_whatever_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    match store.append(
+        "s",
+        ExpectedVersion::Any,
+        &[EventData::new("Huge", vec![0u8; 5000])],
+    ) {
+        Err(Error::EventTooLarge { size: 5000, max }) => assert!(max < 4096),
+        other => panic!("expected EventTooLarge, got {other:?}"),
+    }
+    assert_still_works(&store, 0);
+}
+
+#[test]
+fn wrong_expected_versions_report_the_actual_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let wev = |r: evstore::Result<_>| match r {
+        Err(Error::WrongExpectedVersion { actual, .. }) => actual,
+        other => panic!("expected WrongExpectedVersion, got {other:?}"),
+    };
+    assert_eq!(
+        wev(store.append("s", ExpectedVersion::StreamExists, &[ok_event()])),
+        None
+    );
+    assert_eq!(
+        wev(store.append("s", ExpectedVersion::Exact(0), &[ok_event()])),
+        None
+    );
+    store
+        .append("s", ExpectedVersion::NoStream, &[ok_event(), ok_event()])
+        .unwrap();
+    assert_eq!(
+        wev(store.append("s", ExpectedVersion::NoStream, &[ok_event()])),
+        Some(1)
+    );
+    assert_eq!(
+        wev(store.append("s", ExpectedVersion::Exact(0), &[ok_event()])),
+        Some(1)
+    );
+    store
+        .append("s", ExpectedVersion::StreamExists, &[ok_event()])
+        .unwrap();
+    store
+        .append("s", ExpectedVersion::Exact(2), &[ok_event()])
+        .unwrap();
+    assert_eq!(store.stream_version("s"), Some(3));
+    assert_still_works(&store, 4);
+}
+
+#[test]
+fn invalid_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for options in [
+        Options::default().segment_size(1000),
+        Options::default().segment_size(4097),
+        Options::default().max_stream_name_len(0),
+        Options::default().max_event_type_len(70_000),
+        Options::default().flush_interval(std::time::Duration::ZERO),
+    ] {
+        assert!(matches!(
+            Store::open(dir.path(), options),
+            Err(Error::InvalidOption(_))
+        ));
+    }
+}
+
+#[test]
+fn closed_store_refuses_appends_but_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store
+        .append("s", ExpectedVersion::Any, &[ok_event()])
+        .unwrap();
+    let other = store.clone();
+    store.close().unwrap();
+    assert!(matches!(
+        other.append("s", ExpectedVersion::Any, &[ok_event()]),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(other.flush(), Err(Error::Closed)));
+    assert_eq!(
+        other
+            .read_stream("s", 0, Direction::Forward, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
