@@ -144,6 +144,18 @@ impl Shared {
     }
 }
 
+struct CloseOnExit(Arc<Shared>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+        // Dropping the commands drops their reply senders: each waiter's
+        // receive fails, which it reports as `Error::Closed`.
+        let pending = std::mem::take(&mut self.0.queue.lock().commands);
+        drop(pending);
+    }
+}
+
 /// The writer thread's own state.
 pub struct Writer {
     shared: Arc<Shared>,
@@ -159,7 +171,6 @@ pub struct Writer {
 struct Planned {
     request: AppendRequest,
     first_version: u64,
-    first_position: u64,
 }
 
 /// An append whose bytes are in the write buffer, with the index entries to
@@ -202,8 +213,15 @@ impl Writer {
             .ok();
     }
 
-    /// Runs until the store is closed and the queue drained.
-    pub fn run(mut self) {
+    /// Runs until the store is closed and the queue drained. However the
+    /// thread ends, the queue is closed and every waiting appender is woken
+    /// (with [`Error::Closed`]), so nobody waits on a writer that is gone.
+    pub fn run(self) {
+        let _guard = CloseOnExit(Arc::clone(&self.shared));
+        self.run_loop();
+    }
+
+    fn run_loop(mut self) {
         let mut group = Vec::new();
         loop {
             let closed = self.next_group(&mut group);
@@ -311,7 +329,6 @@ impl Writer {
         let mut staged: Vec<Staged> = Vec::new();
         let mut chunk_start = self.write_offset;
         self.buf.clear();
-        let mut position = self.next_position;
 
         for plan in planned {
             let plan = match plan {
@@ -330,7 +347,12 @@ impl Writer {
             if used + batch_len + BATCH_HEADER_LEN as u64 > self.active.capacity() {
                 // Seal the active segment (its data synced with the seal) and
                 // continue in the next one.
-                match self.roll_over(chunk_start, position, &mut staged, &mut sync_waiters) {
+                match self.roll_over(
+                    chunk_start,
+                    self.next_position,
+                    &mut staged,
+                    &mut sync_waiters,
+                ) {
                     Ok(()) => chunk_start = self.write_offset,
                     Err(error) => {
                         let _ = plan.request.reply.send(Err(error.clone()));
@@ -339,11 +361,7 @@ impl Writer {
                     }
                 }
             }
-            debug_assert_eq!(plan.first_position, position);
             staged.push(self.encode(chunk_start, plan));
-            position = staged
-                .last()
-                .map_or(position, |s| s.result.last_position + 1);
         }
 
         if !staged.is_empty() {
@@ -382,7 +400,6 @@ impl Writer {
     fn plan(&self, appends: Vec<AppendRequest>) -> Vec<Result<Planned, (AppendRequest, Error)>> {
         let index = self.shared.index.read();
         let mut last_versions: HashMap<String, Option<u64>> = HashMap::new();
-        let mut position = self.next_position;
         let mut out = Vec::with_capacity(appends.len());
         for request in appends {
             let actual = match last_versions.get(&request.stream) {
@@ -404,9 +421,7 @@ impl Writer {
             out.push(Ok(Planned {
                 request,
                 first_version,
-                first_position: position,
             }));
-            position += count;
         }
         out
     }
@@ -415,6 +430,7 @@ impl Writer {
     fn encode(&mut self, chunk_start: u64, plan: Planned) -> Staged {
         let seed = self.active.seed();
         let count = plan.request.events.len();
+        let first_position = self.next_position;
         let header_at = self.buf.len();
         self.buf.resize(header_at + BATCH_HEADER_LEN, 0);
         let timestamp_nanos = now_nanos();
@@ -425,7 +441,7 @@ impl Writer {
                 &mut self.buf,
                 seed,
                 &RecordFields {
-                    position: plan.first_position + i as u64,
+                    position: first_position + i as u64,
                     version: plan.first_version + i as u64,
                     timestamp_nanos,
                     id: event.id,
@@ -440,7 +456,7 @@ impl Writer {
             len: (self.buf.len() - header_at) as u32,
             kind: BatchKind::Events,
             count: count as u32,
-            first_position: plan.first_position,
+            first_position: first_position,
             durable_mark: self.shared.durable.load(Ordering::Acquire),
         };
         let mut header_bytes = [0u8; BATCH_HEADER_LEN];
@@ -448,13 +464,13 @@ impl Writer {
         if let Some(slot) = self.buf.get_mut(header_at..header_at + BATCH_HEADER_LEN) {
             slot.copy_from_slice(&header_bytes);
         }
-        self.next_position = plan.first_position + count as u64;
+        self.next_position = first_position + count as u64;
         Staged {
             result: AppendResult {
                 first_version: plan.first_version,
                 last_version: plan.first_version + count as u64 - 1,
-                first_position: plan.first_position,
-                last_position: plan.first_position + count as u64 - 1,
+                first_position: first_position,
+                last_position: first_position + count as u64 - 1,
             },
             request: plan.request,
             offsets,
