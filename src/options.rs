@@ -40,6 +40,10 @@ pub struct Options {
     pub max_stream_name_len: usize,
     /// Longest event type in bytes (default 256, at most 65535).
     pub max_event_type_len: usize,
+    /// Preallocate the next segment on a helper thread while the active one
+    /// fills (default `true`), so rollover never waits for allocation. Turn
+    /// it off for a storage operation order that is fully deterministic.
+    pub background_preallocation: bool,
     /// The file system the store lives on. Defaults to the real one; tests
     /// pass a back end that injects faults.
     pub storage: Arc<dyn Storage>,
@@ -57,6 +61,7 @@ impl Default for Options {
             max_event_size: 16 << 20,
             max_stream_name_len: 256,
             max_event_type_len: 256,
+            background_preallocation: true,
             storage: Arc::new(OsStorage),
         }
     }
@@ -114,6 +119,12 @@ impl Options {
     /// Sets [`Options::max_event_type_len`].
     pub fn max_event_type_len(mut self, bytes: usize) -> Self {
         self.max_event_type_len = bytes;
+        self
+    }
+
+    /// Sets [`Options::background_preallocation`].
+    pub fn background_preallocation(mut self, enabled: bool) -> Self {
+        self.background_preallocation = enabled;
         self
     }
 

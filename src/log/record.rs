@@ -8,8 +8,8 @@
 //! batch header (32 bytes, 8-aligned), then `count` records
 //!   0  crc32 of bytes 4..32, seeded by the segment
 //!   4  batch length u32 (header + records, a multiple of 8)
-//!   8  kind u32 (1 events, 2 seal)       12 count u32
-//!   16 first position u64 (a seal: the next position)
+//!   8  kind u32 (1 events, 2 seal, 3 durable mark)   12 count u32
+//!   16 first position u64 (a seal or mark: the next position)
 //!   24 durable mark u64: every position below it was synced when this was written
 //! record (64-byte header, then the variable parts, zero-padded to 8)
 //!   0  crc32 of bytes 4..len, seeded by the segment
@@ -46,6 +46,10 @@ pub enum BatchKind {
     Events,
     /// The segment is full; the next position lives in the next segment.
     Seal,
+    /// No records: written (without a sync of its own) when the writer goes
+    /// idle, to record that everything before it is durable, so damage there
+    /// is never mistaken for a torn write.
+    Mark,
 }
 
 impl BatchKind {
@@ -53,6 +57,7 @@ impl BatchKind {
         match self {
             BatchKind::Events => 1,
             BatchKind::Seal => 2,
+            BatchKind::Mark => 3,
         }
     }
 
@@ -60,6 +65,7 @@ impl BatchKind {
         match code {
             1 => Some(BatchKind::Events),
             2 => Some(BatchKind::Seal),
+            3 => Some(BatchKind::Mark),
             _ => None,
         }
     }
@@ -181,7 +187,9 @@ impl BatchHeader {
         };
         let well_formed = header.len % 8 == 0
             && match header.kind {
-                BatchKind::Seal => header.count == 0 && header.len as usize == BATCH_HEADER_LEN,
+                BatchKind::Seal | BatchKind::Mark => {
+                    header.count == 0 && header.len as usize == BATCH_HEADER_LEN
+                }
                 BatchKind::Events => {
                     header.count > 0
                         && (header.len as u64)

@@ -31,6 +31,7 @@ enum BatchOutcome {
     Seal {
         next_position: u64,
     },
+    Mark,
 }
 
 /// Validates the batch at `offset`, which must start at `expected`.
@@ -54,6 +55,9 @@ fn read_batch(
     }
     if header.durable_mark > header.first_position {
         return Err("batch durable mark ahead of its own position".into());
+    }
+    if header.kind == BatchKind::Mark {
+        return Ok(BatchOutcome::Mark);
     }
     if header.kind == BatchKind::Seal {
         return Ok(BatchOutcome::Seal {
@@ -100,7 +104,7 @@ fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u64) -
         // A cheap look at the kind field skips almost every offset before
         // paying for a checksum.
         let kind = super::record::u32_at(candidate, 8);
-        if (kind == 1 || kind == 2) && candidate.iter().any(|&b| b != 0) {
+        if (1..=3).contains(&kind) && candidate.iter().any(|&b| b != 0) {
             if let Some(h) = BatchHeader::decode(candidate, seg.seed()) {
                 if h.durable_mark > position && h.first_position > position {
                     return Some(at as u64);
@@ -142,6 +146,7 @@ pub fn scan_segment(
                     torn_bytes: 0,
                 })
             }
+            Ok(BatchOutcome::Mark) => offset += BATCH_HEADER_LEN as u64,
             Ok(BatchOutcome::Events { len, records }) => {
                 for (record_offset, event) in &records {
                     on_record(*record_offset, event)?;

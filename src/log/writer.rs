@@ -41,8 +41,11 @@ pub fn encoded_batch_len(stream: &str, events: &[EventData]) -> usize {
 
 /// The most bytes one append may encode to in a segment of `capacity`.
 pub fn max_batch_len(capacity: u64) -> usize {
-    (capacity as usize).saturating_sub(SEGMENT_HEADER_LEN + BATCH_HEADER_LEN)
+    (capacity as usize).saturating_sub(SEGMENT_HEADER_LEN + TAIL_RESERVE as usize)
 }
+
+/// Room kept at the end of every segment for a durable mark and the seal.
+const TAIL_RESERVE: u64 = 2 * BATCH_HEADER_LEN as u64;
 
 /// One append waiting for the writer.
 pub struct AppendRequest {
@@ -135,6 +138,11 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether no command is waiting for the writer.
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue.lock().commands.is_empty()
+    }
+
     /// Stops taking commands; the writer drains what is queued, syncs and
     /// exits.
     pub fn close(&self) {
@@ -165,6 +173,9 @@ pub struct Writer {
     prepared: Option<JoinHandle<io::Result<PreparedSegment>>>,
     buf: Vec<u8>,
     last_sync: Instant,
+    /// A sync advanced the durable watermark and no batch written since
+    /// records it yet.
+    mark_pending: bool,
 }
 
 /// A planned append inside a group.
@@ -197,6 +208,7 @@ impl Writer {
             prepared: None,
             buf: Vec::new(),
             last_sync: Instant::now(),
+            mark_pending: next_position > 0,
         };
         writer.prepare_next_segment();
         writer
@@ -204,6 +216,9 @@ impl Writer {
 
     /// Starts preallocating the next segment in the background.
     fn prepare_next_segment(&mut self) {
+        if !self.shared.options.background_preallocation {
+            return;
+        }
         let storage = Arc::clone(&self.shared.options.storage);
         let dir = self.shared.segments_dir.clone();
         let capacity = self.shared.options.segment_size;
@@ -225,21 +240,28 @@ impl Writer {
         let mut group = Vec::new();
         loop {
             let closed = self.next_group(&mut group);
-            if !group.is_empty() {
+            let had_work = !group.is_empty();
+            if had_work {
                 self.process(&mut group);
             }
             let unsynced = self.shared.durable.load(Ordering::Acquire)
                 < self.shared.written.load(Ordering::Acquire);
             if unsynced
-                && (group.is_empty()
-                    || self.last_sync.elapsed() >= self.shared.options.flush_interval)
+                && (!had_work || self.last_sync.elapsed() >= self.shared.options.flush_interval)
             {
                 // The background flush of buffered appends: when idle, and at
                 // least every flush interval under continuous load.
                 let _ = self.sync_active();
             }
-            if closed && group.is_empty() {
-                let _ = self.sync_active();
+            if self.mark_pending && self.shared.queue_is_empty() {
+                self.write_mark();
+            }
+            if closed && self.shared.queue_is_empty() {
+                // A clean close leaves every byte covered by a synced mark.
+                if self.sync_active().is_ok() && self.mark_pending {
+                    self.write_mark();
+                    let _ = self.active.file().sync_data();
+                }
                 if let Some(handle) = self.prepared.take() {
                     let _ = handle.join();
                 }
@@ -344,7 +366,7 @@ impl Writer {
             }
             let batch_len = plan.request.encoded_len as u64;
             let used = chunk_start + self.buf.len() as u64;
-            if used + batch_len + BATCH_HEADER_LEN as u64 > self.active.capacity() {
+            if used + batch_len + TAIL_RESERVE > self.active.capacity() {
                 // Seal the active segment (its data synced with the seal) and
                 // continue in the next one.
                 match self.roll_over(
@@ -545,7 +567,41 @@ impl Writer {
         }
         self.last_sync = Instant::now();
         self.shared.durable.store(target, Ordering::Release);
+        self.mark_pending = true;
         Ok(())
+    }
+
+    /// Writes a durable mark (not synced by itself): once it reaches the
+    /// disk, recovery knows every position below it was synced, so damage
+    /// there is reported as corruption instead of being cut as a torn write.
+    fn write_mark(&mut self) {
+        if !self.mark_pending || self.shared.poisoned().is_some() {
+            return;
+        }
+        if self.write_offset + TAIL_RESERVE > self.active.capacity() {
+            return;
+        }
+        let mark = BatchHeader {
+            len: BATCH_HEADER_LEN as u32,
+            kind: BatchKind::Mark,
+            count: 0,
+            first_position: self.next_position,
+            durable_mark: self.shared.durable.load(Ordering::Acquire),
+        };
+        let mut bytes = [0u8; BATCH_HEADER_LEN];
+        mark.encode_into(self.active.seed(), &mut bytes);
+        match self.active.file().write_all_at(&bytes, self.write_offset) {
+            Ok(()) => {
+                self.write_offset += BATCH_HEADER_LEN as u64;
+                self.mark_pending = false;
+            }
+            // Out of space: the next batch overwrites whatever part of the
+            // mark got through, so nothing is lost by skipping it.
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {}
+            Err(e) => {
+                let _ = self.poison(format!("write to {}", self.active.path().display()), e);
+            }
+        }
     }
 
     /// Writes what is staged plus a seal into the active segment, syncs it and

@@ -4,11 +4,15 @@
 //! [`StorageFile`], so that tests can swap the real files for a back end that
 //! injects faults (`EIO` on sync, `ENOSPC`, short writes) deterministically.
 //! [`OsStorage`] is the real thing: positional writes, `fdatasync`,
-//! `fallocate`, directory fsync and memory-mapped reads.
+//! `fallocate`, directory fsync and memory-mapped reads. [`SimDisk`] is an
+//! in-memory disk that knows which bytes and directory entries were synced,
+//! for crash testing.
 
 mod os;
+mod sim;
 
 pub use os::OsStorage;
+pub use sim::{CrashPlan, SimDisk};
 
 use bytes::Bytes;
 use std::fmt::Debug;
