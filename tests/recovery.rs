@@ -100,22 +100,24 @@ fn torn_final_batch_at_every_offset() {
     }
     let file = segment_files(dir.path()).pop().unwrap();
     let pristine = fs::read(&file).unwrap();
-    let final_start = SEGMENT_HEADER_LEN
-        + batches[..3]
-            .iter()
-            .map(|b| batch_len("acct", b))
-            .sum::<usize>();
-    let final_end = final_start + batch_len("acct", &batches[3]);
+    let (final_start, final_end) = last_event_batch(&pristine);
+    assert_eq!(final_end - final_start, batch_len("acct", &batches[3]));
     let events_before = 1 + 2 + 3;
 
+    // A crash while the final batch was being written: everything from the
+    // cut on is missing, zero or garbage, and nothing written after the batch
+    // (such as the durable mark of a clean close) ever reached the disk.
     for variant in ["truncate", "zero", "garbage"] {
         for cut in final_start..=final_end {
             let mut bytes = pristine.clone();
+            if cut < final_end {
+                bytes[cut..].fill(0);
+            }
             match variant {
                 "truncate" => bytes.truncate(cut),
-                "zero" => bytes[cut..final_end].fill(0),
+                "zero" => {}
                 _ => {
-                    // A deterministic scramble of what follows the cut.
+                    // A deterministic scramble of the rest of the batch.
                     for (i, b) in bytes[cut..final_end].iter_mut().enumerate() {
                         *b = (i as u8).wrapping_mul(31).wrapping_add(cut as u8) | 0x40;
                     }
@@ -128,7 +130,7 @@ fn torn_final_batch_at_every_offset() {
             let store = Store::open(dir.path(), options()).unwrap_or_else(|e| {
                 panic!("{variant} at {cut}: open failed: {e}");
             });
-            // Zeroing only the final record's zero padding changes nothing.
+            // Losing only the final record's zero padding changes nothing.
             let intact = cut == final_end
                 || (variant == "zero" && pristine[cut..final_end].iter().all(|&b| b == 0));
             let expected = if intact {
@@ -168,6 +170,25 @@ fn torn_final_batch_at_every_offset() {
             drop(store);
         }
     }
+}
+
+/// Offsets of the last batch of events in a segment, found by walking the
+/// batch headers (events, seals and durable marks) from the segment header.
+fn last_event_batch(segment: &[u8]) -> (usize, usize) {
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut last = None;
+    while at + BATCH_HEADER_LEN <= segment.len() {
+        let len = u32::from_le_bytes(segment[at + 4..at + 8].try_into().unwrap()) as usize;
+        let kind = u32::from_le_bytes(segment[at + 8..at + 12].try_into().unwrap());
+        if len == 0 {
+            break;
+        }
+        if kind == 1 {
+            last = Some((at, at + len));
+        }
+        at += len;
+    }
+    last.expect("the segment holds a batch of events")
 }
 
 fn flip_bit(path: &Path, offset: u64) {
