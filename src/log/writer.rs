@@ -258,7 +258,7 @@ impl Writer {
             }
             if closed && self.shared.queue_is_empty() {
                 // A clean close leaves every byte covered by a synced mark.
-                if self.sync_active().is_ok() && self.mark_pending {
+                if self.sync_active().is_ok() {
                     self.write_mark();
                     let _ = self.active.file().sync_data();
                 }

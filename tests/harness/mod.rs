@@ -1,0 +1,848 @@
+//! The logic shared by the fuzz targets (`fuzz/fuzz_targets/*.rs` include
+//! this file) and the regression tests that replay them on stable.
+//!
+//! A workload is a list of [`Op`]s decoded from arbitrary bytes. It runs
+//! against a store on a [`SimDisk`] while a [`Model`] records what every
+//! append was told; after a simulated crash the recovered store is checked
+//! against the model (DESIGN §7).
+
+#![allow(dead_code)]
+
+use arbitrary::{Arbitrary, Unstructured};
+use evstore::storage::{CrashPlan, SimDisk};
+use evstore::{
+    AppendResult, Direction, Durability, Error, EventData, ExpectedVersion, Options, RecordedEvent,
+    Store, Uuid,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the store lives on the simulated disk.
+pub fn store_dir() -> PathBuf {
+    PathBuf::from("/sim/store")
+}
+
+/// Options that keep the simulation small and its operation order
+/// deterministic: tiny segments, no helper thread, no timed flushes.
+pub fn sim_options(disk: &SimDisk, durability: Durability) -> Options {
+    Options::default()
+        .segment_size(4096)
+        .durability(durability)
+        .background_preallocation(false)
+        .flush_interval(Duration::from_secs(3600))
+        .storage(Arc::new(disk.clone()))
+}
+
+/// One event to append, in a compact form the fuzzer mutates well.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct EventSpec {
+    pub type_index: u8,
+    pub payload_len: u16,
+    pub metadata_len: u8,
+    pub fill: u8,
+}
+
+/// What an append expects.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum ExpectedSpec {
+    Any,
+    NoStream,
+    StreamExists,
+    /// `Exact` of the stream's current version (per the model), shifted by
+    /// `delta - 2`, so most are right and some are off by one or two.
+    Exact {
+        delta: u8,
+    },
+}
+
+/// One step of a workload.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Op {
+    Append {
+        stream: u8,
+        events: Vec<EventSpec>,
+        expected: ExpectedSpec,
+        sync: bool,
+    },
+    Flush,
+    Reopen,
+    ReadStream {
+        stream: u8,
+        from: u8,
+        backward: bool,
+        max: u8,
+    },
+    ReadAll {
+        from: u16,
+        backward: bool,
+        max: u8,
+    },
+}
+
+const STREAMS: [&str; 6] = [
+    "order-1",
+    "order-2",
+    "cart-7",
+    "user-ada",
+    "a",
+    "x-long-stream-name",
+];
+const TYPES: [&str; 4] = ["Created", "Updated", "Deleted", "SomethingHappened"];
+
+fn stream_name(i: u8) -> &'static str {
+    STREAMS[i as usize % STREAMS.len()]
+}
+
+/// What one append was told.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Acknowledged with this result.
+    Acked(AppendResult),
+    /// Refused before anything was written (wrong expected version, bad
+    /// input): must never appear.
+    Rejected,
+    /// Failed with an I/O error, poisoning or close: may or may not exist.
+    Unknown,
+    /// Not recovered after a crash (it was allowed to be lost): must never
+    /// come back.
+    Lost,
+}
+
+/// An append as the model remembers it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub stream: &'static str,
+    pub events: Vec<EventData>,
+    pub durability: Durability,
+    pub outcome: Outcome,
+}
+
+/// Why the model expects an append to be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Empty,
+    TooLarge,
+    WrongVersion(Option<u64>),
+}
+
+/// What the store has been told and must honour.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub attempts: Vec<Attempt>,
+    /// Every acknowledged attempt below this index is durable (a later sync
+    /// append or flush covered it).
+    pub durable_prefix: usize,
+    /// Stream versions as the acknowledged appends left them.
+    pub versions: HashMap<&'static str, u64>,
+    /// The next position as the acknowledged appends left it.
+    pub next_position: u64,
+}
+
+fn event_id(attempt: usize, index: usize) -> Uuid {
+    Uuid::from_u128(((attempt as u128) << 32) | index as u128 | (0xE5u128 << 120))
+}
+
+fn decode_id(id: Uuid) -> Option<(usize, usize)> {
+    let v = id.as_u128();
+    if v >> 120 != 0xE5 {
+        return None;
+    }
+    Some((
+        ((v >> 32) & 0xFFFF_FFFF) as usize,
+        (v & 0xFFFF_FFFF) as usize,
+    ))
+}
+
+impl Model {
+    /// Builds the events of an append so their ids name the attempt.
+    pub fn events_for(&self, specs: &[EventSpec]) -> Vec<EventData> {
+        let attempt = self.attempts.len();
+        specs
+            .iter()
+            .take(8)
+            .enumerate()
+            .map(|(i, spec)| {
+                let payload: Vec<u8> = (0..spec.payload_len % 1200)
+                    .map(|b| spec.fill.wrapping_add(b as u8))
+                    .collect();
+                let metadata = vec![spec.fill ^ 0x5A; (spec.metadata_len % 40) as usize];
+                EventData::new(TYPES[spec.type_index as usize % TYPES.len()], payload)
+                    .with_metadata(metadata)
+                    .with_id(event_id(attempt, i))
+            })
+            .collect()
+    }
+
+    fn expected(&self, stream: &'static str, spec: ExpectedSpec) -> ExpectedVersion {
+        match spec {
+            ExpectedSpec::Any => ExpectedVersion::Any,
+            ExpectedSpec::NoStream => ExpectedVersion::NoStream,
+            ExpectedSpec::StreamExists => ExpectedVersion::StreamExists,
+            ExpectedSpec::Exact { delta } => {
+                let current = self.versions.get(stream).map_or(-1i64, |&v| v as i64);
+                let v = current + (delta % 5) as i64 - 2;
+                ExpectedVersion::Exact(v.max(0) as u64)
+            }
+        }
+    }
+
+    /// What the store must answer, when the store has not failed.
+    fn predict(
+        &self,
+        stream: &'static str,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendResult, Refusal> {
+        if events.is_empty() {
+            return Err(Refusal::Empty);
+        }
+        let encoded: usize = 32
+            + events
+                .iter()
+                .map(|e| {
+                    (64 + stream.len()
+                        + e.event_type().len()
+                        + e.metadata().len()
+                        + e.payload().len()
+                        + 7)
+                        & !7
+                })
+                .sum::<usize>();
+        // A 4 KiB segment less its header and the room kept for a mark and a seal.
+        if encoded > 4096 - 64 - 64 {
+            return Err(Refusal::TooLarge);
+        }
+        let actual = self.versions.get(stream).copied();
+        if !expected.matches(actual) {
+            return Err(Refusal::WrongVersion(actual));
+        }
+        let count = events.len() as u64;
+        let first_version = actual.map_or(0, |v| v + 1);
+        Ok(AppendResult {
+            first_version,
+            last_version: first_version + count - 1,
+            first_position: self.next_position,
+            last_position: self.next_position + count - 1,
+        })
+    }
+
+    fn record(
+        &mut self,
+        stream: &'static str,
+        events: Vec<EventData>,
+        durability: Durability,
+        result: &evstore::Result<AppendResult>,
+    ) {
+        let outcome = match result {
+            Ok(r) => {
+                self.versions.insert(stream, r.last_version);
+                self.next_position = r.last_position + 1;
+                Outcome::Acked(*r)
+            }
+            Err(Error::WrongExpectedVersion { .. })
+            | Err(Error::EmptyBatch)
+            | Err(Error::BatchTooLarge { .. })
+            | Err(Error::EventTooLarge { .. }) => Outcome::Rejected,
+            Err(_) => Outcome::Unknown,
+        };
+        self.attempts.push(Attempt {
+            stream,
+            events,
+            durability,
+            outcome,
+        });
+        if result.is_ok() && durability == Durability::Sync {
+            self.durable_prefix = self.attempts.len();
+        }
+    }
+
+    fn flushed(&mut self) {
+        self.durable_prefix = self.attempts.len();
+    }
+}
+
+/// Runs `ops` against `store` (reopening through `reopen`), recording every
+/// outcome in `model`. With `strict`, the store must behave exactly as the
+/// model predicts (no faults are being injected).
+pub fn run_ops(
+    ops: &[Op],
+    model: &mut Model,
+    store: &mut Option<Store>,
+    reopen: &mut dyn FnMut() -> evstore::Result<Store>,
+    strict: bool,
+) {
+    for op in ops {
+        let Some(current) = store.as_ref() else {
+            return;
+        };
+        match op {
+            Op::Append {
+                stream,
+                events,
+                expected,
+                sync,
+            } => {
+                let stream = stream_name(*stream);
+                let events = model.events_for(events);
+                let expected = model.expected(stream, *expected);
+                let durability = if *sync {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                let predicted = model.predict(stream, expected, &events);
+                let result = current.append_with_durability(stream, expected, &events, durability);
+                if strict {
+                    match (&result, predicted) {
+                        (Ok(r), Ok(p)) => assert_eq!(*r, p, "append to {stream} with {expected:?}"),
+                        (
+                            Err(Error::WrongExpectedVersion { actual, .. }),
+                            Err(Refusal::WrongVersion(a)),
+                        ) => {
+                            assert_eq!(*actual, a, "append to {stream} with {expected:?}");
+                        }
+                        (Err(Error::EmptyBatch), Err(Refusal::Empty)) => {}
+                        (Err(Error::BatchTooLarge { .. }), Err(Refusal::TooLarge)) => {}
+                        (r, p) => panic!(
+                            "append to {stream} with {expected:?}: got {r:?}, model says {p:?}"
+                        ),
+                    }
+                }
+                model.record(stream, events, durability, &result);
+            }
+            Op::Flush => {
+                let result = current.flush();
+                if strict {
+                    result.as_ref().expect("flush");
+                }
+                if result.is_ok() {
+                    model.flushed();
+                }
+            }
+            Op::Reopen => {
+                let closed = store.take().map(Store::close);
+                if strict {
+                    closed.as_ref().expect("a store").as_ref().expect("close");
+                }
+                if let Some(Ok(())) = closed {
+                    model.flushed();
+                }
+                match reopen() {
+                    Ok(s) => *store = Some(s),
+                    Err(e) if strict => panic!("reopen: {e}"),
+                    Err(_) => return,
+                }
+            }
+            Op::ReadStream {
+                stream,
+                from,
+                backward,
+                max,
+            } => {
+                let stream = stream_name(*stream);
+                let direction = if *backward {
+                    Direction::Backward
+                } else {
+                    Direction::Forward
+                };
+                let read = current.read_stream(stream, *from as u64, direction, *max as usize);
+                if strict {
+                    let read = read.expect("read_stream");
+                    let end = visible_end(model, current);
+                    check_stream_read(
+                        model,
+                        end,
+                        stream,
+                        *from as u64,
+                        direction,
+                        *max as usize,
+                        &read,
+                    );
+                }
+            }
+            Op::ReadAll {
+                from,
+                backward,
+                max,
+            } => {
+                let direction = if *backward {
+                    Direction::Backward
+                } else {
+                    Direction::Forward
+                };
+                let read = current.read_all(*from as u64, direction, *max as usize);
+                if strict {
+                    let read = read.expect("read_all");
+                    let end = visible_end(model, current);
+                    check_all_read(model, end, *from as u64, direction, *max as usize, &read);
+                }
+            }
+        }
+    }
+}
+
+/// The acknowledged events below position `end`, in position order.
+fn acked_log(model: &Model, end: u64) -> Vec<(&'static str, u64, &EventData)> {
+    let mut log = Vec::new();
+    for attempt in &model.attempts {
+        if let Outcome::Acked(r) = &attempt.outcome {
+            for (i, e) in attempt.events.iter().enumerate() {
+                if r.first_position + (i as u64) < end {
+                    log.push((attempt.stream, r.first_position + i as u64, e));
+                }
+            }
+        }
+    }
+    log
+}
+
+/// Where the store's readers stop, checked against the model: at least
+/// every durable acknowledged event, at most every acknowledged one.
+fn visible_end(model: &Model, store: &Store) -> u64 {
+    let end = store.last_position().map_or(0, |p| p + 1);
+    let durable_end = model.attempts[..model.durable_prefix]
+        .iter()
+        .filter_map(|a| match &a.outcome {
+            Outcome::Acked(r) => Some(r.last_position + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        end >= durable_end && end <= model.next_position,
+        "readers see up to {end}, durable {durable_end}, written {}",
+        model.next_position
+    );
+    end
+}
+
+fn same_event(recorded: &RecordedEvent, stream: &str, version: u64, sent: &EventData) -> bool {
+    &*recorded.stream == stream
+        && recorded.version == version
+        && recorded.id == sent.id()
+        && &*recorded.event_type == sent.event_type()
+        && &recorded.payload == sent.payload()
+        && &recorded.metadata == sent.metadata()
+}
+
+fn window(len: u64, from: u64, direction: Direction, max: usize) -> Vec<u64> {
+    match direction {
+        Direction::Forward => (from..len).take(max).collect(),
+        Direction::Backward if len == 0 => Vec::new(),
+        Direction::Backward => (0..=from.min(len - 1)).rev().take(max).collect(),
+    }
+}
+
+fn check_stream_read(
+    model: &Model,
+    end: u64,
+    stream: &'static str,
+    from: u64,
+    direction: Direction,
+    max: usize,
+    read: &[RecordedEvent],
+) {
+    let log: Vec<_> = acked_log(model, end)
+        .into_iter()
+        .filter(|(s, _, _)| *s == stream)
+        .collect();
+    let versions = window(log.len() as u64, from, direction, max);
+    assert_eq!(
+        read.len(),
+        versions.len(),
+        "read_stream({stream}, {from}, {direction:?}, {max})"
+    );
+    for (recorded, v) in read.iter().zip(versions) {
+        let (s, position, sent) = log[v as usize];
+        assert_eq!(recorded.position, position);
+        assert!(
+            same_event(recorded, s, v, sent),
+            "{recorded:?} at version {v}"
+        );
+    }
+}
+
+fn check_all_read(
+    model: &Model,
+    end: u64,
+    from: u64,
+    direction: Direction,
+    max: usize,
+    read: &[RecordedEvent],
+) {
+    let log = acked_log(model, end);
+    let positions = window(log.len() as u64, from, direction, max);
+    assert_eq!(
+        read.len(),
+        positions.len(),
+        "read_all({from}, {direction:?}, {max})"
+    );
+    for (recorded, p) in read.iter().zip(positions) {
+        let (s, position, sent) = log[p as usize];
+        assert_eq!(position, p);
+        assert_eq!(recorded.position, p);
+        assert!(
+            same_event(recorded, s, recorded.version, sent),
+            "{recorded:?} at position {p}"
+        );
+    }
+}
+
+/// Checks a store recovered after a crash against what the model was told:
+/// every durable acknowledged append present and byte-identical at its
+/// acknowledged position, every append whole or absent, in order, with no
+/// holes before an acknowledged one, and nothing that was never appended.
+pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String> {
+    let events = store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .map_err(|e| format!("read_all after recovery: {e}"))?;
+    let mut stream_counts: HashMap<&str, u64> = HashMap::new();
+    let mut present = vec![false; model.attempts.len()];
+    let mut i = 0;
+    let mut last_attempt: Option<usize> = None;
+    while i < events.len() {
+        let e = &events[i];
+        if e.position != i as u64 {
+            return Err(format!("event at index {i} has position {}", e.position));
+        }
+        let (a, idx) = decode_id(e.id).ok_or_else(|| format!("invented event {e:?}"))?;
+        let attempt = model
+            .attempts
+            .get(a)
+            .ok_or_else(|| format!("event of unknown append {a}: {e:?}"))?;
+        if idx != 0 {
+            return Err(format!(
+                "append {a} starts with its event {idx}: half a batch"
+            ));
+        }
+        if matches!(attempt.outcome, Outcome::Rejected | Outcome::Lost) {
+            return Err(format!("append {a} ({:?}) is present", attempt.outcome));
+        }
+        if last_attempt.is_some_and(|l| l >= a) {
+            return Err(format!(
+                "append {a} recovered after append {last_attempt:?}"
+            ));
+        }
+        for (j, sent) in attempt.events.iter().enumerate() {
+            let recorded = events.get(i + j).ok_or_else(|| {
+                format!(
+                    "append {a} cut after {j} of {} events",
+                    attempt.events.len()
+                )
+            })?;
+            let version = stream_counts.get(attempt.stream).copied().unwrap_or(0);
+            if !same_event(recorded, attempt.stream, version, sent) {
+                return Err(format!(
+                    "append {a} event {j} differs: {recorded:?} vs {sent:?} at version {version}"
+                ));
+            }
+            stream_counts.insert(attempt.stream, version + 1);
+        }
+        if let Outcome::Acked(r) = &attempt.outcome {
+            if r.first_position != i as u64 {
+                return Err(format!(
+                    "append {a} acknowledged at {} but recovered at {i}",
+                    r.first_position
+                ));
+            }
+        }
+        present[a] = true;
+        last_attempt = Some(a);
+        i += attempt.events.len();
+    }
+    let last_present = present.iter().rposition(|&p| p);
+    for (a, attempt) in model.attempts.iter().enumerate() {
+        if !matches!(attempt.outcome, Outcome::Acked(_)) || present[a] {
+            continue;
+        }
+        if a < model.durable_prefix {
+            return Err(format!(
+                "durable acknowledged append {a} ({:?}) lost",
+                attempt.outcome
+            ));
+        }
+        if last_present.is_some_and(|l| l > a) {
+            return Err(format!(
+                "acknowledged append {a} missing before present append {last_present:?}"
+            ));
+        }
+    }
+    Ok(present)
+}
+
+impl Model {
+    /// After a recovery: what did not come back is gone for good.
+    pub fn forget_lost(&mut self, present: &[bool]) {
+        for (attempt, &here) in self.attempts.iter_mut().zip(present) {
+            if !here && !matches!(attempt.outcome, Outcome::Rejected) {
+                attempt.outcome = Outcome::Lost;
+            }
+        }
+    }
+}
+
+/// After recovery the store must take appends again and keep them; the
+/// append joins the model so later checks expect it.
+pub fn check_appendable(model: &mut Model, store: &Store) -> Result<(), String> {
+    let before = store.last_position();
+    let spec = EventSpec {
+        type_index: 0,
+        payload_len: 2,
+        metadata_len: 0,
+        fill: b'k',
+    };
+    let events = model.events_for(&[spec]);
+    let result = store.append("after-recovery", ExpectedVersion::Any, &events);
+    let r = result
+        .as_ref()
+        .map_err(|e| format!("append after recovery: {e}"))?;
+    if r.first_position != before.map_or(0, |p| p + 1) {
+        return Err(format!(
+            "append after recovery at {} after {before:?}",
+            r.first_position
+        ));
+    }
+    let back = store
+        .read_all(r.first_position, Direction::Forward, 1)
+        .map_err(|e| format!("read after recovery: {e}"))?;
+    if back.first().map(|e| &e.payload) != Some(events[0].payload()) {
+        return Err("the append after recovery did not read back".into());
+    }
+    // Recovery may have dropped unacknowledged appends the model still
+    // counts; the model follows the store from here.
+    model.next_position = r.last_position + 1;
+    model.record("after-recovery", events, Durability::Sync, &result);
+    Ok(())
+}
+
+/// Opens (or reopens) the store on `disk`.
+pub fn open_on(disk: &SimDisk, durability: Durability) -> evstore::Result<Store> {
+    Store::open(store_dir(), sim_options(disk, durability))
+}
+
+/// Whether an error is one of the typed reports of damage.
+pub fn is_damage_report(e: &Error) -> bool {
+    matches!(e, Error::Corrupted { .. } | Error::UnsupportedFormat { .. })
+}
+
+// ---------------------------------------------------------------- targets
+
+/// `api`: arbitrary calls against the model; the store must agree exactly.
+pub fn api(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(buffered) = bool::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else {
+        return;
+    };
+    let durability = if buffered {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    };
+    let disk = SimDisk::new();
+    let mut model = Model::default();
+    let mut store = Some(open_on(&disk, durability).expect("open a fresh store"));
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(&ops, &mut model, &mut store, &mut reopen, true);
+    if let Some(store) = store {
+        store.flush().expect("flush");
+        model.flushed();
+        check_recovered(&model, &store).expect("final state");
+    }
+}
+
+/// How the fuzzer chooses a crash.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum PlanSpec {
+    LoseAll,
+    KeepAll,
+    Torn(u64),
+    Garbled(u64),
+}
+
+impl PlanSpec {
+    pub fn plan(self) -> CrashPlan {
+        match self {
+            PlanSpec::LoseAll => CrashPlan::LoseAll,
+            PlanSpec::KeepAll => CrashPlan::KeepAll,
+            PlanSpec::Torn(seed) => CrashPlan::Torn { seed },
+            PlanSpec::Garbled(seed) => CrashPlan::Garbled { seed },
+        }
+    }
+}
+
+/// A bit to flip after a clean close: file chosen by index, bit by offset.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Flip {
+    pub file: u8,
+    pub bit: u32,
+}
+
+/// `crash_recovery`: a workload, optionally a crash at the N-th storage
+/// operation, then a power loss resolved by the plan; or a clean close with
+/// a single bit flip (one flip is always detectable; several can hit both
+/// the data and the mark that vouches for it). The recovered store must honour the model, or report damage
+/// with a typed error when bits were flipped.
+pub fn crash_recovery(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(buffered) = bool::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(fail_at) = Option::<u16>::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(plan) = PlanSpec::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(flip) = Option::<Flip>::arbitrary(&mut u) else {
+        return;
+    };
+    let durability = if buffered {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    };
+    if let Err(message) = crash_cycle(
+        &ops,
+        durability,
+        fail_at.map(u64::from),
+        plan.plan(),
+        flip.as_slice(),
+    ) {
+        panic!("{message}\nops: {ops:?}\nfail_at: {fail_at:?} plan: {plan:?} flip: {flip:?}");
+    }
+}
+
+/// One crash-and-recover cycle; returns what went wrong.
+pub fn crash_cycle(
+    ops: &[Op],
+    durability: Durability,
+    fail_at: Option<u64>,
+    plan: CrashPlan,
+    flips: &[Flip],
+) -> Result<(), String> {
+    let disk = SimDisk::new();
+    let mut model = Model::default();
+    let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
+    if let Some(n) = fail_at {
+        disk.fail_after(Some(disk.mutations() + n));
+    }
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(ops, &mut model, &mut store, &mut reopen, false);
+    let crashed = if flips.is_empty() {
+        // Power loss now; the old handle is dropped after the image is taken.
+        let image = disk.crash(plan);
+        drop(store);
+        image
+    } else {
+        // Bit flips hit a cleanly closed store, where every byte is covered
+        // by a durable mark. A store that cannot close cleanly (poisoned by
+        // the crash point) just loses power instead.
+        disk.fail_after(None);
+        let closed = store.take().map(Store::close);
+        let image = disk.crash(CrashPlan::LoseAll);
+        match closed {
+            Some(Ok(())) | None => {
+                model.flushed();
+                flip_bits(&image, flips);
+            }
+            Some(Err(_)) => {}
+        }
+        image
+    };
+    match open_on(&crashed, durability) {
+        Ok(store) => {
+            let present = check_recovered(&model, &store)?;
+            model.forget_lost(&present);
+            check_appendable(&mut model, &store)?;
+            drop(store);
+            let again = open_on(&crashed, durability).map_err(|e| format!("second reopen: {e}"))?;
+            check_recovered(&model, &again)
+                .map(|_| ())
+                .map_err(|e| format!("after second reopen: {e}"))
+        }
+        Err(e) if !flips.is_empty() && is_damage_report(&e) => Ok(()),
+        Err(e) => Err(format!("recovery failed: {e:?}")),
+    }
+}
+
+/// Flips the chosen bits in the store's files.
+pub fn flip_bits(disk: &SimDisk, flips: &[Flip]) {
+    let files: Vec<PathBuf> = disk
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    for flip in flips {
+        let Some(path) = files.get(flip.file as usize % files.len().max(1)) else {
+            return;
+        };
+        flip_bit(disk, path, flip.bit as u64);
+    }
+}
+
+/// Flips bit `bit` (modulo the file's size) of `path`.
+pub fn flip_bit(disk: &SimDisk, path: &Path, bit: u64) {
+    let Ok(mut bytes) = disk.read_file(path) else {
+        return;
+    };
+    if bytes.is_empty() {
+        return;
+    }
+    let bit = bit % (bytes.len() as u64 * 8);
+    bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+    let _ = disk.write_file(path, &bytes);
+}
+
+/// `record_decode`: arbitrary bytes as the only segment of a store, or
+/// appended to a real segment's data: opening and reading either work or
+/// report damage with a typed error, and never panic or hang.
+pub fn record_decode(data: &[u8]) {
+    let disk = SimDisk::new();
+    let (raw, rest) = match data.split_first() {
+        Some((&mode, rest)) => (mode % 2 == 0, rest),
+        None => return,
+    };
+    {
+        let store = open_on(&disk, Durability::Sync).expect("fresh store");
+        if !raw {
+            store
+                .append(
+                    "s",
+                    ExpectedVersion::Any,
+                    &[EventData::new("T", &b"valid"[..])],
+                )
+                .expect("append");
+        }
+    }
+    let segment = store_dir().join("segments").join(format!("{:020}.log", 0));
+    let mut bytes = disk.read_file(&segment).expect("segment exists");
+    if raw {
+        bytes = rest.to_vec();
+    } else {
+        // Overwrite the segment from just past the first batch.
+        let at = 64 + 32 + 72;
+        let end = (at + rest.len()).min(bytes.len());
+        bytes[at..end].copy_from_slice(&rest[..end - at]);
+    }
+    disk.write_file(&segment, &bytes).expect("write");
+    match open_on(&disk, Durability::Sync) {
+        Ok(store) => {
+            let read = store.read_all(0, Direction::Forward, usize::MAX);
+            if let Err(e) = read {
+                assert!(is_damage_report(&e), "untyped read error {e:?}");
+            }
+        }
+        Err(e) => assert!(
+            is_damage_report(&e) || matches!(e, Error::Io { .. }),
+            "unexpected open error {e:?}"
+        ),
+    }
+}
