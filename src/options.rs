@@ -141,7 +141,7 @@ impl Options {
                 self.segment_size
             )));
         }
-        if self.segment_size % 8 != 0 {
+        if !self.segment_size.is_multiple_of(8) {
             return Err(Error::InvalidOption(format!(
                 "segment_size {} is not a multiple of 8",
                 self.segment_size

@@ -185,7 +185,7 @@ impl BatchHeader {
             first_position: u64_at(bytes, 16),
             durable_mark: u64_at(bytes, 24),
         };
-        let well_formed = header.len % 8 == 0
+        let well_formed = header.len.is_multiple_of(8)
             && match header.kind {
                 BatchKind::Seal | BatchKind::Mark => {
                     header.count == 0 && header.len as usize == BATCH_HEADER_LEN

@@ -260,7 +260,7 @@ impl Writer {
                 // A clean close leaves every byte covered by a synced mark.
                 if self.sync_active().is_ok() {
                     self.write_mark();
-                    let _ = self.active.file().sync_data();
+                    let _ = self.sync_active_always();
                 }
                 if let Some(handle) = self.prepared.take() {
                     let _ = handle.join();
@@ -369,12 +369,7 @@ impl Writer {
             if used + batch_len + TAIL_RESERVE > self.active.capacity() {
                 // Seal the active segment (its data synced with the seal) and
                 // continue in the next one.
-                match self.roll_over(
-                    chunk_start,
-                    self.next_position,
-                    &mut staged,
-                    &mut sync_waiters,
-                ) {
+                match self.roll_over(chunk_start, self.next_position, &mut staged) {
                     Ok(()) => chunk_start = self.write_offset,
                     Err(error) => {
                         let _ = plan.request.reply.send(Err(error.clone()));
@@ -408,6 +403,11 @@ impl Writer {
 
         if !sync_waiters.is_empty() || !flushes.is_empty() {
             let outcome = self.sync_active();
+            if outcome.is_ok() && self.shared.queue_is_empty() {
+                // Before the replies, so that a lone appender always finds
+                // the same sequence of file operations (tests rely on it).
+                self.write_mark();
+            }
             for (reply, result) in sync_waiters {
                 let _ = reply.send(outcome.clone().map(|()| result));
             }
@@ -478,7 +478,7 @@ impl Writer {
             len: (self.buf.len() - header_at) as u32,
             kind: BatchKind::Events,
             count: count as u32,
-            first_position: first_position,
+            first_position,
             durable_mark: self.shared.durable.load(Ordering::Acquire),
         };
         let mut header_bytes = [0u8; BATCH_HEADER_LEN];
@@ -491,7 +491,7 @@ impl Writer {
             result: AppendResult {
                 first_version: plan.first_version,
                 last_version: plan.first_version + count as u64 - 1,
-                first_position: first_position,
+                first_position,
                 last_position: first_position + count as u64 - 1,
             },
             request: plan.request,
@@ -555,13 +555,22 @@ impl Writer {
 
     /// Makes everything written durable and advances the durable watermark.
     fn sync_active(&mut self) -> Result<()> {
+        if self.shared.poisoned().is_none()
+            && self.shared.durable.load(Ordering::Acquire)
+                >= self.shared.written.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        self.sync_active_always()
+    }
+
+    /// Syncs the active segment even when no event awaits it (a seal or a
+    /// mark does).
+    fn sync_active_always(&mut self) -> Result<()> {
         if let Some(error) = self.shared.poisoned() {
             return Err(error);
         }
         let target = self.shared.written.load(Ordering::Acquire);
-        if self.shared.durable.load(Ordering::Acquire) >= target {
-            return Ok(());
-        }
         if let Err(e) = self.active.file().sync_data() {
             return Err(self.poison(format!("fdatasync of {}", self.active.path().display()), e));
         }
@@ -612,7 +621,6 @@ impl Writer {
         chunk_start: u64,
         next_position: u64,
         staged: &mut Vec<Staged>,
-        sync_waiters: &mut Vec<(SyncSender<Result<AppendResult>>, AppendResult)>,
     ) -> Result<()> {
         let prepared = self.take_prepared()?;
         let seal = BatchHeader {
@@ -626,15 +634,13 @@ impl Writer {
         seal.encode_into(self.active.seed(), &mut seal_bytes);
         self.buf.extend_from_slice(&seal_bytes);
         let written = self.write_chunk(chunk_start, staged);
-        let outcome = written.and_then(|()| self.sync_active());
+        // Always synced: the seal must be durable before the next segment
+        // takes events, even when no event of this group precedes it.
+        let outcome = written.and_then(|()| self.sync_active_always());
+        // The seal's sync covered every staged append, whatever its mode; if
+        // the write or the sync failed, none of them may be acknowledged.
         for s in staged.drain(..) {
-            let reply = outcome.clone().map(|()| s.result);
-            match s.request.durability {
-                Durability::Buffered => {
-                    let _ = s.request.reply.send(reply);
-                }
-                Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
-            }
+            let _ = s.request.reply.send(outcome.clone().map(|()| s.result));
         }
         outcome?;
         let storage = Arc::clone(&self.shared.options.storage);
