@@ -346,6 +346,10 @@ impl Writer {
         }
 
         let planned = self.plan(appends);
+        // Every reply waits for the end of the group, after its sync and
+        // durable mark: a lone appender then always sees the same sequence of
+        // file operations, which makes crash tests reproducible.
+        let mut replies: Vec<(SyncSender<Result<AppendResult>>, Result<AppendResult>)> = Vec::new();
         let mut sync_waiters = Vec::new();
         let mut failure: Option<Error> = None;
         let mut staged: Vec<Staged> = Vec::new();
@@ -356,12 +360,12 @@ impl Writer {
             let plan = match plan {
                 Ok(p) => p,
                 Err((request, error)) => {
-                    let _ = request.reply.send(Err(error));
+                    replies.push((request.reply, Err(error)));
                     continue;
                 }
             };
             if let Some(error) = &failure {
-                let _ = plan.request.reply.send(Err(error.clone()));
+                replies.push((plan.request.reply, Err(error.clone())));
                 continue;
             }
             let batch_len = plan.request.encoded_len as u64;
@@ -369,10 +373,10 @@ impl Writer {
             if used + batch_len + TAIL_RESERVE > self.active.capacity() {
                 // Seal the active segment (its data synced with the seal) and
                 // continue in the next one.
-                match self.roll_over(chunk_start, self.next_position, &mut staged) {
+                match self.roll_over(chunk_start, self.next_position, &mut staged, &mut replies) {
                     Ok(()) => chunk_start = self.write_offset,
                     Err(error) => {
-                        let _ = plan.request.reply.send(Err(error.clone()));
+                        replies.push((plan.request.reply, Err(error.clone())));
                         failure = Some(error);
                         continue;
                     }
@@ -386,34 +390,34 @@ impl Writer {
                 Ok(()) => {
                     for s in staged.drain(..) {
                         match s.request.durability {
-                            Durability::Buffered => {
-                                let _ = s.request.reply.send(Ok(s.result));
-                            }
+                            Durability::Buffered => replies.push((s.request.reply, Ok(s.result))),
                             Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
                         }
                     }
                 }
                 Err(error) => {
                     for s in staged.drain(..) {
-                        let _ = s.request.reply.send(Err(error.clone()));
+                        replies.push((s.request.reply, Err(error.clone())));
                     }
                 }
             }
         }
 
+        let mut flush_outcome = Ok(());
         if !sync_waiters.is_empty() || !flushes.is_empty() {
-            let outcome = self.sync_active();
-            if outcome.is_ok() && self.shared.queue_is_empty() {
-                // Before the replies, so that a lone appender always finds
-                // the same sequence of file operations (tests rely on it).
-                self.write_mark();
-            }
+            flush_outcome = self.sync_active();
             for (reply, result) in sync_waiters {
-                let _ = reply.send(outcome.clone().map(|()| result));
+                replies.push((reply, flush_outcome.clone().map(|()| result)));
             }
-            for f in flushes {
-                let _ = f.send(outcome.clone());
-            }
+        }
+        if self.mark_pending && self.shared.queue_is_empty() {
+            self.write_mark();
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        for f in flushes {
+            let _ = f.send(flush_outcome.clone());
         }
     }
 
@@ -621,6 +625,7 @@ impl Writer {
         chunk_start: u64,
         next_position: u64,
         staged: &mut Vec<Staged>,
+        replies: &mut Vec<(SyncSender<Result<AppendResult>>, Result<AppendResult>)>,
     ) -> Result<()> {
         let prepared = self.take_prepared()?;
         let seal = BatchHeader {
@@ -640,7 +645,7 @@ impl Writer {
         // The seal's sync covered every staged append, whatever its mode; if
         // the write or the sync failed, none of them may be acknowledged.
         for s in staged.drain(..) {
-            let _ = s.request.reply.send(outcome.clone().map(|()| s.result));
+            replies.push((s.request.reply, outcome.clone().map(|()| s.result)));
         }
         outcome?;
         let storage = Arc::clone(&self.shared.options.storage);

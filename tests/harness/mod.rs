@@ -128,7 +128,7 @@ pub enum Refusal {
 }
 
 /// What the store has been told and must honour.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Model {
     pub attempts: Vec<Attempt>,
     /// Every acknowledged attempt below this index is durable (a later sync
@@ -845,4 +845,88 @@ pub fn record_decode(data: &[u8]) {
             "unexpected open error {e:?}"
         ),
     }
+}
+
+/// Storage mutations a fault-free run of `ops` performs after open.
+pub fn count_mutations(ops: &[Op], durability: Durability) -> u64 {
+    let disk = SimDisk::new();
+    let mut model = Model::default();
+    let mut store = Some(open_on(&disk, durability).expect("open"));
+    let start = disk.mutations();
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(ops, &mut model, &mut store, &mut reopen, true);
+    let end = disk.mutations();
+    drop(store);
+    end - start
+}
+
+/// A crash while a workload runs, then a second crash while the store
+/// recovers from the first (at its `recovery_fail_at`-th mutation): the
+/// store opened after both must still honour the model.
+pub fn recovery_crash_cycle(
+    ops: &[Op],
+    durability: Durability,
+    fail_at: u64,
+    first: CrashPlan,
+    recovery_fail_at: u64,
+    second: CrashPlan,
+) -> Result<(), String> {
+    let disk = SimDisk::new();
+    let mut model = Model::default();
+    let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
+    disk.fail_after(Some(disk.mutations() + fail_at));
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(ops, &mut model, &mut store, &mut reopen, false);
+    let image = disk.crash(first);
+    drop(store);
+    image.fail_after(Some(recovery_fail_at));
+    let interrupted = open_on(&image, durability);
+    let image2 = image.crash(second);
+    drop(interrupted);
+    let store = open_on(&image2, durability)
+        .map_err(|e| format!("recovery after an interrupted recovery: {e:?}"))?;
+    let present = check_recovered(&model, &store)?;
+    model.forget_lost(&present);
+    check_appendable(&mut model, &store)
+}
+
+/// Runs `ops` with the disk refusing everything after `fail_at` further
+/// mutations, then recovers one crash image per plan from that same moment
+/// and checks each. Returns how many cycles ran.
+pub fn crash_point(
+    ops: &[Op],
+    durability: Durability,
+    fail_at: u64,
+    plans: &[CrashPlan],
+) -> Result<usize, String> {
+    let disk = SimDisk::new();
+    let mut model = Model::default();
+    let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
+    disk.fail_after(Some(disk.mutations() + fail_at));
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(ops, &mut model, &mut store, &mut reopen, false);
+    for plan in plans {
+        let image = disk.crash(*plan);
+        recover_and_check(&image, model.clone(), durability)
+            .map_err(|e| format!("{plan:?}: {e}"))?;
+    }
+    Ok(plans.len())
+}
+
+/// Opens a crash image, checks it against the model, appends, reopens and
+/// checks again.
+pub fn recover_and_check(
+    image: &SimDisk,
+    mut model: Model,
+    durability: Durability,
+) -> Result<(), String> {
+    let store = open_on(image, durability).map_err(|e| format!("recovery failed: {e:?}"))?;
+    let present = check_recovered(&model, &store)?;
+    model.forget_lost(&present);
+    check_appendable(&mut model, &store)?;
+    drop(store);
+    let again = open_on(image, durability).map_err(|e| format!("second reopen: {e}"))?;
+    check_recovered(&model, &again)
+        .map(|_| ())
+        .map_err(|e| format!("after second reopen: {e}"))
 }
