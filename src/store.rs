@@ -443,6 +443,7 @@ fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

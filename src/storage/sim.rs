@@ -492,6 +492,7 @@ impl StorageFile for SimFile {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

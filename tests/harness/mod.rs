@@ -423,8 +423,8 @@ fn same_event(recorded: &RecordedEvent, stream: &str, version: u64, sent: &Event
         && recorded.version == version
         && recorded.id == sent.id()
         && &*recorded.event_type == sent.event_type()
-        && &recorded.payload == sent.payload()
-        && &recorded.metadata == sent.metadata()
+        && recorded.payload == sent.payload()
+        && recorded.metadata == sent.metadata()
 }
 
 fn window(len: u64, from: u64, direction: Direction, max: usize) -> Vec<u64> {
