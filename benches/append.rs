@@ -1,1 +1,827 @@
-fn main() {}
+//! Append throughput: evstore against the physical limit of the disk and
+//! against SQLite, for the same workloads.
+//!
+//! Groups (one criterion group per system, so ratios can be read directly;
+//! every group reports `Throughput::Elements` = events, so criterion prints
+//! events/s, and `benches/summarize.py` derives MB/s and the ratios):
+//!
+//! * `evstore_sync`: `Store::append_with_durability(.., Durability::Sync)`,
+//!   acknowledged after the `fdatasync` that covers the append; concurrent
+//!   appenders share one sync through the group-commit writer.
+//! * `evstore_buffered`: the same with `Durability::Buffered` (acknowledged
+//!   once written to the page cache; the writer syncs in the background).
+//! * `raw_file`: the same bytes (evstore's own framing sizes, see
+//!   [`Workload::append_len`]) appended to a plain file with `pwrite` +
+//!   `fdatasync`, batched the same way: one thread writes and syncs per append,
+//!   N threads hand their bytes to one writer thread that writes everything
+//!   pending with one `pwrite` and one `fdatasync`, then wakes exactly the
+//!   appenders it covered.
+//! * `sqlite`: rusqlite (bundled), WAL, `synchronous=FULL`, one transaction
+//!   per append including the expected-version check.
+//!
+//! Benchmark ids are the same in every group,
+//! `threads=T/size=S/batch=B`: T appender threads, each appending B events of
+//! S payload bytes per append to its own streams with `ExpectedVersion::Any`.
+//!
+//! One criterion iteration is every thread doing a fixed number of appends,
+//! calibrated per workload (outside the measurement) so that an iteration
+//! takes about [`TARGET_ITERATION`]. Each `iter_custom` call (one sample)
+//! spawns the threads once, releases them together through a barrier and
+//! times until the last one is done; each thread runs all of the sample's
+//! iterations back to back, so the measurement is steady state.
+//!
+//! The default run is a representative subset (57 benchmarks, about 7
+//! minutes on a 2-core machine, plus compilation); set
+//! `EVSTORE_BENCH_FULL=1` for the whole matrix (threads 1/4/16/64 x payload
+//! 64 B/256 B/4 KiB x batch 1/10/100 for every group). Workloads run
+//! interleaved (evstore_sync, raw_file, sqlite for one workload, then the
+//! next) so the ratios of one workload are measured under the same machine
+//! load. Data lives under `target/bench-data` (override with
+//! `EVSTORE_BENCH_DIR`) so it is on the real disk, not a tmpfs.
+//!
+//! `cargo bench --bench append` then `python3 benches/summarize.py`. A
+//! filter selects benchmarks as usual, e.g. `cargo bench --bench append --
+//! 'threads=16/size=256/batch=1$'` (plain text, `|` and `^`/`$` are
+//! understood here too, so unselected benchmarks are not even calibrated).
+//!
+//! Besides the dev-dependencies this uses `bytes`, `parking_lot` and `rustix`
+//! (`fallocate`, `sync`), which are dependencies of the crate itself.
+
+use bytes::Bytes;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
+use evstore::{Durability, EventData, ExpectedVersion, Options, Store, Uuid};
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tempfile::TempDir;
+
+/// What one iteration should take; the per-thread append count is calibrated
+/// to it.
+const TARGET_ITERATION: Duration = Duration::from_millis(50);
+/// A calibration probe shorter than this is repeated with more appends.
+const PROBE_MIN: Duration = Duration::from_millis(25);
+/// Upper bound on the bytes one iteration writes.
+const MAX_ITERATION_BYTES: u64 = 256 << 20;
+/// A store (or SQLite database) is replaced by a fresh one, between samples,
+/// once this many bytes have been appended to it, so the disk footprint and
+/// the in-memory index stay bounded however long the benchmark runs.
+const MAX_STORE_BYTES: u64 = 1 << 30;
+/// Streams each thread cycles through.
+const STREAMS_PER_THREAD: usize = 16;
+/// Event type of every benchmark event.
+const EVENT_TYPE: &str = "BenchEvent";
+
+const THREADS: [usize; 4] = [1, 4, 16, 64];
+const SIZES: [usize; 3] = [64, 256, 4096];
+const BATCHES: [usize; 3] = [1, 10, 100];
+
+/// One point of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Workload {
+    threads: usize,
+    size: usize,
+    batch: usize,
+}
+
+impl Workload {
+    const fn new(threads: usize, size: usize, batch: usize) -> Self {
+        Workload {
+            threads,
+            size,
+            batch,
+        }
+    }
+
+    /// The benchmark id, identical across groups.
+    fn id(&self) -> String {
+        format!(
+            "threads={}/size={}/batch={}",
+            self.threads, self.size, self.batch
+        )
+    }
+
+    /// Bytes one append occupies in an evstore segment: a batch header plus
+    /// one 8-aligned record (header, stream name, event type, payload) per
+    /// event. For 256-byte payloads that is 88 bytes of framing per event plus
+    /// 32 per append. `raw_file` writes exactly this many bytes per append.
+    fn append_len(&self) -> usize {
+        let record = RECORD_HEADER_LEN + stream_name(0, 0).len() + EVENT_TYPE.len() + self.size;
+        BATCH_HEADER_LEN + self.batch * record.next_multiple_of(8)
+    }
+
+    fn events_per_iteration(&self, appends_per_thread: u64) -> u64 {
+        appends_per_thread * (self.threads * self.batch) as u64
+    }
+
+    fn bytes_per_iteration(&self, appends_per_thread: u64) -> u64 {
+        appends_per_thread * (self.threads * self.append_len()) as u64
+    }
+}
+
+/// The `k`-th stream of thread `t`; every name has the same length.
+fn stream_name(t: usize, k: usize) -> String {
+    format!("bench-{t:02}-{k:02}")
+}
+
+/// Payload bytes that are not all alike (nothing here compresses, but a
+/// constant payload could hide bugs).
+fn payload(t: usize, size: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64);
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A system under test.
+trait Target: Sync {
+    /// Outside the measurement: get ready for a run in which every thread
+    /// makes `appends_per_thread` appends.
+    fn begin(&mut self, appends_per_thread: u64);
+    /// The `n`-th append of thread `t` in the current run.
+    fn append(&self, t: usize, n: u64);
+    /// Outside the measurement: the run is over.
+    fn end(&mut self) {}
+}
+
+/// Spawns `threads` threads, releases them together, runs `work(t)` on each
+/// and returns the wall time from the release to the last one finishing.
+fn run_threads(threads: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    let start = thread::scope(|scope| {
+        for t in 0..threads {
+            let (barrier, work) = (&barrier, &work);
+            scope.spawn(move || {
+                barrier.wait();
+                work(t);
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    });
+    start.elapsed()
+}
+
+/// One run: every thread makes `appends_per_thread` appends.
+fn timed_run<T: Target>(target: &mut T, w: &Workload, appends_per_thread: u64) -> Duration {
+    target.begin(appends_per_thread);
+    let shared: &T = target;
+    let elapsed = run_threads(w.threads, |t| {
+        for n in 0..appends_per_thread {
+            shared.append(t, n);
+        }
+    });
+    target.end();
+    elapsed
+}
+
+/// Appends per thread that make one iteration take about
+/// [`TARGET_ITERATION`] (at least one append per thread, so a slow system
+/// with many threads gets a long iteration rather than none).
+fn calibrate<T: Target>(target: &mut T, w: &Workload) -> u64 {
+    let max = (MAX_ITERATION_BYTES / w.bytes_per_iteration(1)).max(1);
+    let mut appends = 1u64;
+    loop {
+        let elapsed = timed_run(target, w, appends).max(Duration::from_micros(1));
+        if elapsed >= PROBE_MIN || appends >= max {
+            let scaled = appends as f64 * TARGET_ITERATION.as_secs_f64() / elapsed.as_secs_f64();
+            return (scaled.round() as u64).clamp(1, max);
+        }
+        let factor = (PROBE_MIN.as_secs_f64() * 1.5 / elapsed.as_secs_f64()).ceil() as u64;
+        appends = (appends * factor.clamp(2, 64)).min(max);
+    }
+}
+
+/// Where benchmark data lives: on the disk under test, not a tmpfs.
+fn bench_root() -> PathBuf {
+    let root = std::env::var_os("EVSTORE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    fs::create_dir_all(&root).expect("creating the benchmark data directory");
+    root
+}
+
+fn fresh_dir(root: &Path) -> TempDir {
+    tempfile::tempdir_in(root).expect("creating a temporary directory")
+}
+
+/// Writes back every dirty page (outside the measurement), so one
+/// benchmark's buffered data is not flushed during the next one's syncs.
+fn settle() {
+    rustix::fs::sync();
+}
+
+/// Unique event ids: a per-process salt and a global counter (cheaper than a
+/// random v4 id per event, which costs a `getrandom` call).
+struct Ids {
+    salt: u64,
+    next: AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Self {
+        let salt = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ids {
+            salt,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The first of `count` fresh ids.
+    fn take(&self, count: usize) -> u64 {
+        self.next.fetch_add(count as u64, Ordering::Relaxed)
+    }
+
+    fn id(&self, n: u64) -> Uuid {
+        Uuid::from_u64_pair(self.salt, n)
+    }
+}
+
+// ---------------------------------------------------------------- evstore
+
+struct EvstoreTarget {
+    w: Workload,
+    durability: Durability,
+    root: PathBuf,
+    /// The open store and its directory (dropped in this order: the store
+    /// closes before its directory is removed).
+    store: Option<(Store, TempDir)>,
+    /// Bytes appended to the current store.
+    written: u64,
+    streams: Vec<Vec<String>>,
+    /// One event per thread to clone (with a fresh id) for every event: each
+    /// thread has its own payload so no refcount is shared across threads.
+    templates: Vec<EventData>,
+    ids: Ids,
+}
+
+impl EvstoreTarget {
+    fn new(w: Workload, durability: Durability, root: &Path) -> Self {
+        EvstoreTarget {
+            w,
+            durability,
+            root: root.to_path_buf(),
+            store: None,
+            written: 0,
+            streams: (0..w.threads)
+                .map(|t| (0..STREAMS_PER_THREAD).map(|k| stream_name(t, k)).collect())
+                .collect(),
+            templates: (0..w.threads)
+                .map(|t| EventData::new(EVENT_TYPE, Bytes::from(payload(t, w.size))))
+                .collect(),
+            ids: Ids::new(),
+        }
+    }
+}
+
+impl Target for EvstoreTarget {
+    fn begin(&mut self, appends_per_thread: u64) {
+        let bytes = self.w.bytes_per_iteration(appends_per_thread);
+        if self.store.is_none() || (self.written > 0 && self.written + bytes > MAX_STORE_BYTES) {
+            if let Some((store, dir)) = self.store.take() {
+                store.close().expect("closing the store");
+                drop(dir);
+                settle();
+            }
+            let dir = fresh_dir(&self.root);
+            // Default options (64 MiB segments, no linger); only the store's
+            // default durability follows the group, which also decides what
+            // readers see (nothing reads here).
+            let options = Options::default().durability(self.durability);
+            let store = Store::open(dir.path(), options).expect("opening the store");
+            self.store = Some((store, dir));
+            self.written = 0;
+        }
+        self.written += bytes;
+    }
+
+    fn append(&self, t: usize, n: u64) {
+        let Some((store, _)) = &self.store else {
+            panic!("append before begin");
+        };
+        let first = self.ids.take(self.w.batch);
+        let events: Vec<EventData> = (0..self.w.batch as u64)
+            .map(|i| self.templates[t].clone().with_id(self.ids.id(first + i)))
+            .collect();
+        let stream = &self.streams[t][n as usize % STREAMS_PER_THREAD];
+        store
+            .append_with_durability(stream, ExpectedVersion::Any, &events, self.durability)
+            .expect("evstore append");
+    }
+}
+
+// ---------------------------------------------------------------- raw file
+
+/// Group commit reduced to its bare bones: appenders add their bytes to a
+/// shared buffer and park; one writer thread takes everything pending, writes
+/// it with one `pwrite`, issues one `fdatasync`, publishes the durable ticket
+/// and unparks exactly the appenders that group covered.
+struct GroupCommit {
+    state: Mutex<GroupState>,
+    work: Condvar,
+    durable: AtomicU64,
+}
+
+#[derive(Default)]
+struct GroupState {
+    pending: Vec<u8>,
+    waiters: Vec<Thread>,
+    enqueued: u64,
+    closed: bool,
+}
+
+impl GroupCommit {
+    fn new() -> Self {
+        GroupCommit {
+            state: Mutex::new(GroupState::default()),
+            work: Condvar::new(),
+            durable: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends `bytes` and returns once they are durable.
+    fn commit(&self, bytes: &[u8]) {
+        let ticket = {
+            let mut state = self.state.lock();
+            state.pending.extend_from_slice(bytes);
+            state.waiters.push(thread::current());
+            state.enqueued += 1;
+            state.enqueued
+        };
+        self.work.notify_one();
+        while self.durable.load(Ordering::Acquire) < ticket {
+            thread::park();
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().closed = true;
+        self.work.notify_one();
+    }
+
+    /// The writer thread's loop.
+    fn run_writer(&self, file: &File) {
+        let mut buf = Vec::new();
+        let mut waiters = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let last = {
+                let mut state = self.state.lock();
+                while state.pending.is_empty() && !state.closed {
+                    self.work.wait(&mut state);
+                }
+                if state.pending.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut state.pending, &mut buf);
+                std::mem::swap(&mut state.waiters, &mut waiters);
+                state.enqueued
+            };
+            file.write_all_at(&buf, offset).expect("raw pwrite");
+            file.sync_data().expect("raw fdatasync");
+            offset += buf.len() as u64;
+            buf.clear();
+            self.durable.store(last, Ordering::Release);
+            for waiter in waiters.drain(..) {
+                waiter.unpark();
+            }
+        }
+    }
+}
+
+struct RawRun {
+    file: Arc<File>,
+    path: PathBuf,
+    /// Next write offset when there is one thread (no writer thread).
+    offset: AtomicU64,
+    group: Option<(Arc<GroupCommit>, JoinHandle<()>)>,
+}
+
+struct RawTarget {
+    w: Workload,
+    dir: TempDir,
+    /// The bytes of one append, per thread.
+    appends: Vec<Vec<u8>>,
+    run: Option<RawRun>,
+    runs: u64,
+}
+
+impl RawTarget {
+    fn new(w: Workload, root: &Path) -> Self {
+        let len = w.append_len();
+        RawTarget {
+            w,
+            dir: fresh_dir(root),
+            appends: (0..w.threads).map(|t| payload(t, len)).collect(),
+            run: None,
+            runs: 0,
+        }
+    }
+}
+
+impl Target for RawTarget {
+    /// Each run writes a fresh file that is preallocated, before the clock
+    /// starts, to exactly the run's bytes with `fallocate` and then synced
+    /// (file and directory): the same state as an evstore segment, which is
+    /// `fallocate`d and synced ahead of use, so every write lands in allocated
+    /// but unwritten extents and `fdatasync` pays for converting them, just as
+    /// evstore's does. (Overwriting already-written blocks would be cheaper
+    /// and would flatter the baseline.)
+    fn begin(&mut self, appends_per_thread: u64) {
+        let path = self.dir.path().join(format!("raw-{}.log", self.runs));
+        self.runs += 1;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("creating the raw file");
+        let len = self.w.bytes_per_iteration(appends_per_thread);
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+            .expect("fallocate of the raw file");
+        file.sync_all().expect("fsync of the raw file");
+        File::open(self.dir.path())
+            .and_then(|d| d.sync_all())
+            .expect("fsync of the raw directory");
+        let file = Arc::new(file);
+        let group = (self.w.threads > 1).then(|| {
+            let group = Arc::new(GroupCommit::new());
+            let (g, f) = (Arc::clone(&group), Arc::clone(&file));
+            let handle = thread::Builder::new()
+                .name("raw-writer".into())
+                .spawn(move || g.run_writer(&f))
+                .expect("starting the raw writer");
+            (group, handle)
+        });
+        self.run = Some(RawRun {
+            file,
+            path,
+            offset: AtomicU64::new(0),
+            group,
+        });
+    }
+
+    fn append(&self, t: usize, _n: u64) {
+        let Some(run) = &self.run else {
+            panic!("append before begin");
+        };
+        let bytes = &self.appends[t];
+        match &run.group {
+            Some((group, _)) => group.commit(bytes),
+            None => {
+                // One appender: write + fdatasync per append, in its thread.
+                let offset = run.offset.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                run.file.write_all_at(bytes, offset).expect("raw pwrite");
+                run.file.sync_data().expect("raw fdatasync");
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(run) = self.run.take() {
+            if let Some((group, handle)) = run.group {
+                group.close();
+                handle.join().expect("raw writer panicked");
+            }
+            drop(run.file);
+            fs::remove_file(&run.path).expect("removing the raw file");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SQLite
+
+/// SQLite with one connection shared by every thread behind a mutex.
+///
+/// SQLite admits one writer at a time whatever the number of connections. With
+/// a connection per thread the losers of the WAL write lock get `SQLITE_BUSY`
+/// and the busy handler sleeps (1, 2, 5, 10, ... ms) before retrying, leaving
+/// the disk idle; a mutex hands the connection over as soon as the commit
+/// returns, so it is the faster and fairer setup for SQLite. (Measured here
+/// at 16 threads, 256 B, batch 1: about 25 events/s with a connection per
+/// thread against about 3,900 with the shared one.) Neither shares an fsync
+/// between transactions: SQLite has no group commit.
+struct SqliteTarget {
+    w: Workload,
+    root: PathBuf,
+    db: Option<(Mutex<Connection>, TempDir)>,
+    written: u64,
+    streams: Vec<Vec<String>>,
+    payloads: Vec<Vec<u8>>,
+}
+
+const SQLITE_SCHEMA: &str = "
+    CREATE TABLE events (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX events_stream_version ON events (stream, version);
+";
+
+impl SqliteTarget {
+    fn new(w: Workload, root: &Path) -> Self {
+        SqliteTarget {
+            w,
+            root: root.to_path_buf(),
+            db: None,
+            written: 0,
+            streams: (0..w.threads)
+                .map(|t| (0..STREAMS_PER_THREAD).map(|k| stream_name(t, k)).collect())
+                .collect(),
+            payloads: (0..w.threads).map(|t| payload(t, w.size)).collect(),
+        }
+    }
+
+    fn open(dir: &Path) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(dir.join("events.db"))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        assert_eq!(mode.to_lowercase(), "wal", "SQLite refused WAL mode");
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SQLITE_SCHEMA)?;
+        Ok(conn)
+    }
+
+    fn append_tx(&self, conn: &mut Connection, t: usize, n: u64) -> rusqlite::Result<()> {
+        let stream = &self.streams[t][n as usize % STREAMS_PER_THREAD];
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let actual: Option<i64> = tx
+            .prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?
+            .query_row([stream], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let actual = actual.map(|v| v as u64);
+        assert!(ExpectedVersion::Any.matches(actual));
+        let first = actual.map_or(0, |v| v + 1);
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (stream, version, type, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for i in 0..self.w.batch as u64 {
+                insert.execute(params![
+                    stream,
+                    (first + i) as i64,
+                    EVENT_TYPE,
+                    &self.payloads[t]
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
+impl Target for SqliteTarget {
+    fn begin(&mut self, appends_per_thread: u64) {
+        let bytes = self.w.bytes_per_iteration(appends_per_thread);
+        if self.db.is_none() || (self.written > 0 && self.written + bytes > MAX_STORE_BYTES) {
+            if let Some((conn, dir)) = self.db.take() {
+                drop(conn);
+                drop(dir);
+                settle();
+            }
+            let dir = fresh_dir(&self.root);
+            let conn = Self::open(dir.path()).expect("opening SQLite");
+            self.db = Some((Mutex::new(conn), dir));
+            self.written = 0;
+        }
+        self.written += bytes;
+    }
+
+    fn append(&self, t: usize, n: u64) {
+        let Some((conn, _)) = &self.db else {
+            panic!("append before begin");
+        };
+        let mut conn = conn.lock();
+        self.append_tx(&mut conn, t, n).expect("SQLite append");
+    }
+}
+
+// ---------------------------------------------------------------- driver
+
+/// What the command line asks for, as far as this file needs to know: which
+/// ids criterion will run (so nothing is calibrated for filtered-out
+/// benchmarks) and whether it only lists or tests them (then nothing is
+/// calibrated: one append per thread).
+struct Cli {
+    filter: Option<String>,
+    exact: bool,
+    dry: bool,
+    ignored: bool,
+}
+
+impl Cli {
+    fn parse() -> Self {
+        const WITH_VALUE: [&str; 18] = [
+            "-c",
+            "--color",
+            "--colour",
+            "-s",
+            "--save-baseline",
+            "-b",
+            "--baseline",
+            "--baseline-lenient",
+            "--format",
+            "--profile-time",
+            "--load-baseline",
+            "--sample-size",
+            "--warm-up-time",
+            "--measurement-time",
+            "--nresamples",
+            "--noise-threshold",
+            "--confidence-level",
+            "--significance-level",
+        ];
+        const WITH_VALUE_2: [&str; 2] = ["--plotting-backend", "--output-format"];
+        let mut cli = Cli {
+            filter: None,
+            exact: false,
+            dry: false,
+            ignored: false,
+        };
+        let (mut bench, mut test, mut list) = (false, false, false);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--bench" => bench = true,
+                "--test" => test = true,
+                "--list" => list = true,
+                "--exact" => cli.exact = true,
+                "--ignored" => cli.ignored = true,
+                a if WITH_VALUE.contains(&a) || WITH_VALUE_2.contains(&a) => {
+                    args.next();
+                }
+                a if a.starts_with('-') => {}
+                a => {
+                    if cli.filter.is_none() {
+                        cli.filter = Some(a.to_string());
+                    }
+                }
+            }
+        }
+        cli.dry = list || test || !bench;
+        cli
+    }
+
+    /// Whether criterion may run `id`. Understands plain text, `a|b`, and
+    /// `^`/`$` anchors; any other regex syntax is assumed to match (criterion
+    /// then decides, at the cost of a calibration).
+    fn selects(&self, id: &str) -> bool {
+        if self.ignored {
+            return false;
+        }
+        let Some(filter) = &self.filter else {
+            return true;
+        };
+        if self.exact {
+            return filter == id;
+        }
+        filter.split('|').any(|alternative| {
+            let start = alternative.starts_with('^');
+            let end = alternative.ends_with('$') && !alternative.ends_with("\\$");
+            let text = alternative.strip_prefix('^').unwrap_or(alternative);
+            let text = if end { &text[..text.len() - 1] } else { text };
+            if text.contains(|c| "\\.^$*+?()[]{}".contains(c)) {
+                return true;
+            }
+            match (start, end) {
+                (true, true) => id == text,
+                (true, false) => id.starts_with(text),
+                (false, true) => id.ends_with(text),
+                (false, false) => id.contains(text),
+            }
+        })
+    }
+}
+
+fn full_matrix() -> bool {
+    std::env::var("EVSTORE_BENCH_FULL").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn all_workloads() -> Vec<Workload> {
+    let mut out = Vec::new();
+    for &size in &SIZES {
+        for &threads in &THREADS {
+            for &batch in &BATCHES {
+                out.push(Workload::new(threads, size, batch));
+            }
+        }
+    }
+    out
+}
+
+/// Workloads for `evstore_sync`, `raw_file` and `sqlite`.
+fn sync_workloads() -> Vec<Workload> {
+    if full_matrix() {
+        return all_workloads();
+    }
+    let mut out = Vec::new();
+    // 256-byte events: every thread count, single events and batches of 100.
+    for &threads in &THREADS {
+        for batch in [1, 100] {
+            out.push(Workload::new(threads, 256, batch));
+        }
+    }
+    // Batches of 10, and the other payload sizes, at 16 appenders.
+    out.push(Workload::new(16, 256, 10));
+    for size in [64, 4096] {
+        for &batch in &BATCHES {
+            out.push(Workload::new(16, size, batch));
+        }
+    }
+    out
+}
+
+/// Workloads for `evstore_buffered`.
+fn buffered_workloads() -> Vec<Workload> {
+    if full_matrix() {
+        return all_workloads();
+    }
+    let mut out = Vec::new();
+    for &threads in &THREADS {
+        for batch in [1, 100] {
+            out.push(Workload::new(threads, 256, batch));
+        }
+    }
+    for size in [64, 4096] {
+        out.push(Workload::new(1, size, 100));
+        out.push(Workload::new(16, size, 10));
+    }
+    out
+}
+
+/// Calibrates `target` for `w` and benchmarks it as `group/w.id()`.
+fn bench_target<T: Target>(
+    c: &mut Criterion,
+    cli: &Cli,
+    group: &str,
+    w: &Workload,
+    make: impl FnOnce() -> T,
+) {
+    let id = w.id();
+    if !cli.selects(&format!("{group}/{id}")) {
+        return;
+    }
+    let mut target = make();
+    let appends_per_thread = if cli.dry {
+        1
+    } else {
+        calibrate(&mut target, w)
+    };
+    let mut g = c.benchmark_group(group);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(
+        w.events_per_iteration(appends_per_thread),
+    ));
+    g.bench_function(BenchmarkId::from_parameter(&id), |b| {
+        b.iter_custom(|iters| timed_run(&mut target, w, appends_per_thread * iters));
+    });
+    g.finish();
+    drop(target);
+    settle();
+}
+
+fn append_benches(c: &mut Criterion) {
+    let cli = Cli::parse();
+    let root = bench_root();
+    settle();
+    for w in sync_workloads() {
+        bench_target(c, &cli, "evstore_sync", &w, || {
+            EvstoreTarget::new(w, Durability::Sync, &root)
+        });
+        bench_target(c, &cli, "raw_file", &w, || RawTarget::new(w, &root));
+        bench_target(c, &cli, "sqlite", &w, || SqliteTarget::new(w, &root));
+    }
+    for w in buffered_workloads() {
+        bench_target(c, &cli, "evstore_buffered", &w, || {
+            EvstoreTarget::new(w, Durability::Buffered, &root)
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10);
+    targets = append_benches
+}
+criterion_main!(benches);

@@ -58,7 +58,7 @@ impl std::fmt::Debug for Store {
 struct StoreInner {
     dir: PathBuf,
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryStats,
     _lock: Box<dyn LockGuard>,
 }
@@ -66,7 +66,7 @@ struct StoreInner {
 impl Drop for StoreInner {
     fn drop(&mut self) {
         self.shared.close();
-        if let Some(handle) = self.writer.lock().take() {
+        if let Some(handle) = self.flusher.lock().take() {
             let _ = handle.join();
         }
     }
@@ -128,15 +128,17 @@ impl Store {
             recovered.write_offset,
             recovered.next_position,
         );
-        let handle = std::thread::Builder::new()
-            .name("evstore-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| Error::io("starting the writer thread", e))?;
+        shared.install_writer(writer);
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("evstore-flusher".into())
+            .spawn(move || flusher_shared.run_flusher())
+            .map_err(|e| Error::io("starting the flusher thread", e))?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 dir,
                 shared,
-                writer: Mutex::new(Some(handle)),
+                flusher: Mutex::new(Some(flusher)),
                 recovery: recovered.stats,
                 _lock: lock,
             }),
@@ -197,18 +199,31 @@ impl Store {
             return Err(error);
         }
         let (reply, result) = sync_channel(1);
+        let mut records = Vec::with_capacity(encoded_len);
+        for event in events {
+            record::encode_unfinished_record(
+                &mut records,
+                &record::RecordBody {
+                    id: event.id,
+                    stream,
+                    event_type: &event.event_type,
+                    metadata: &event.metadata,
+                    payload: &event.payload,
+                },
+            );
+        }
         let request = AppendRequest {
             stream: stream.to_string(),
             expected,
-            events: events.to_vec(),
+            records,
+            count: events.len(),
             durability,
             encoded_len,
             reply,
         };
         self.inner
             .shared
-            .submit(Command::Append(request), encoded_len)?;
-        result.recv().map_err(|_| Error::Closed)?
+            .call(Command::Append(request), encoded_len, result)
     }
 
     fn validate_append(&self, stream: &str, events: &[EventData]) -> Result<usize> {
@@ -263,8 +278,7 @@ impl Store {
     /// Makes every append acknowledged so far durable.
     pub fn flush(&self) -> Result<()> {
         let (reply, result) = sync_channel(1);
-        self.inner.shared.submit(Command::Flush(reply), 0)?;
-        result.recv().map_err(|_| Error::Closed)?
+        self.inner.shared.call(Command::Flush(reply), 0, result)
     }
 
     /// Flushes and stops the writer. Other clones of this store can still
@@ -276,7 +290,7 @@ impl Store {
             other => other,
         };
         self.inner.shared.close();
-        if let Some(handle) = self.inner.writer.lock().take() {
+        if let Some(handle) = self.inner.flusher.lock().take() {
             let _ = handle.join();
         }
         flushed

@@ -96,7 +96,7 @@ impl EventData {
         }
     }
 
-    /// Sets the event id. Give a retried append the same ids as the first try.
+    /// Sets the event id (a random v4 UUID unless set), stored with the event.
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = id;
         self

@@ -61,6 +61,17 @@ impl Index {
         0
     }
 
+    /// Records that `stream`'s next `count` versions live at consecutive
+    /// positions from `first_position`.
+    pub fn push_stream_events(&mut self, stream: &str, first_position: u64, count: u64) {
+        let positions = first_position..first_position + count;
+        if let Some(existing) = self.streams.get_mut(stream) {
+            existing.extend(positions);
+        } else {
+            self.streams.insert(Arc::from(stream), positions.collect());
+        }
+    }
+
     /// Adds a segment that follows every indexed one.
     pub fn push_segment(&mut self, segment: Arc<Segment>, offsets: Vec<u32>) {
         self.segments.push(SegmentEntry { segment, offsets });

@@ -212,6 +212,7 @@ pub fn record_len(stream: usize, event_type: usize, metadata: usize, payload: us
 }
 
 /// The fields of a record to encode.
+#[cfg(test)]
 pub struct RecordFields<'a> {
     /// Global position.
     pub position: u64,
@@ -233,35 +234,96 @@ pub struct RecordFields<'a> {
 
 /// Appends the record, padded to 8 bytes, to `out`. The caller has checked
 /// the lengths against the limits, which keep them inside their fields.
+#[cfg(test)]
 pub fn encode_record(out: &mut Vec<u8>, seed: u32, fields: &RecordFields<'_>) {
+    let start = out.len();
+    encode_unfinished_record(
+        out,
+        &RecordBody {
+            id: fields.id,
+            stream: fields.stream,
+            event_type: fields.event_type,
+            metadata: fields.metadata,
+            payload: fields.payload,
+        },
+    );
+    if let Some(record) = out.get_mut(start..) {
+        finish_record(
+            record,
+            seed,
+            fields.position,
+            fields.version,
+            fields.timestamp_nanos,
+        );
+    }
+}
+
+/// What a record holds before the writer gives it a place in the log.
+pub struct RecordBody<'a> {
+    /// Event id.
+    pub id: Uuid,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Metadata.
+    pub metadata: &'a [u8],
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// Appends a record, padded to 8 bytes, whose position, version, timestamp
+/// and checksum are left zero for [`finish_record`]. Appenders encode their
+/// events this way before queueing, so the writer only patches and
+/// checksums. The caller has checked the lengths against the limits.
+pub fn encode_unfinished_record(out: &mut Vec<u8>, body: &RecordBody<'_>) {
     let len = record_len(
-        fields.stream.len(),
-        fields.event_type.len(),
-        fields.metadata.len(),
-        fields.payload.len(),
+        body.stream.len(),
+        body.event_type.len(),
+        body.metadata.len(),
+        body.payload.len(),
     );
     let start = out.len();
     out.reserve(align8(len));
     out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&fields.position.to_le_bytes());
-    out.extend_from_slice(&fields.version.to_le_bytes());
-    out.extend_from_slice(&fields.timestamp_nanos.to_le_bytes());
-    out.extend_from_slice(fields.id.as_bytes());
-    out.extend_from_slice(&(fields.stream.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(fields.event_type.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(fields.metadata.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(fields.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0u8; 24]);
+    out.extend_from_slice(body.id.as_bytes());
+    out.extend_from_slice(&(body.stream.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(body.event_type.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(body.metadata.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(body.payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(fields.stream.as_bytes());
-    out.extend_from_slice(fields.event_type.as_bytes());
-    out.extend_from_slice(fields.metadata);
-    out.extend_from_slice(fields.payload);
-    let crc = seeded_crc(seed, out.get(start + 4..).unwrap_or_default());
-    if let Some(slot) = out.get_mut(start..start + 4) {
-        slot.copy_from_slice(&crc.to_le_bytes());
-    }
+    out.extend_from_slice(body.stream.as_bytes());
+    out.extend_from_slice(body.event_type.as_bytes());
+    out.extend_from_slice(body.metadata);
+    out.extend_from_slice(body.payload);
     out.resize(start + align8(len), 0);
+}
+
+/// Fills in the position, version and timestamp of the unfinished record at
+/// the start of `record` and seals it with its checksum. Returns the
+/// record's padded length (0 if `record` does not hold one).
+pub fn finish_record(
+    record: &mut [u8],
+    seed: u32,
+    position: u64,
+    version: u64,
+    timestamp_nanos: u64,
+) -> usize {
+    let len = u32_at(record, 4) as usize;
+    let Some(body) = record.get_mut(..len) else {
+        return 0;
+    };
+    if len < RECORD_HEADER_LEN {
+        return 0;
+    }
+    body[8..16].copy_from_slice(&position.to_le_bytes());
+    body[16..24].copy_from_slice(&version.to_le_bytes());
+    body[24..32].copy_from_slice(&timestamp_nanos.to_le_bytes());
+    let crc = seeded_crc(seed, &body[4..]);
+    body[0..4].copy_from_slice(&crc.to_le_bytes());
+    align8(len)
 }
 
 /// Decodes the record at the start of `bytes` (which may extend past it).

@@ -4,27 +4,26 @@
 //! appender with its own result.
 
 use super::record::{
-    align8, encode_record, record_len, BatchHeader, BatchKind, RecordFields, BATCH_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    align8, finish_record, record_len, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::segment::{now_nanos, PreparedSegment, Segment};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::options::Options;
-use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
+use crate::types::{AppendResult, Durability, ExpectedVersion};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Encoded size of an append of `events` to `stream`: one batch header plus
 /// every padded record.
-pub fn encoded_batch_len(stream: &str, events: &[EventData]) -> usize {
+pub fn encoded_batch_len(stream: &str, events: &[crate::types::EventData]) -> usize {
     BATCH_HEADER_LEN
         + events
             .iter()
@@ -53,14 +52,31 @@ pub struct AppendRequest {
     pub stream: String,
     /// The optimistic-concurrency check.
     pub expected: ExpectedVersion,
-    /// The events, already validated.
-    pub events: Vec<EventData>,
+    /// The events as unfinished records (see
+    /// [`super::record::encode_unfinished_record`]), already validated.
+    pub records: Vec<u8>,
+    /// How many records `records` holds.
+    pub count: usize,
     /// When to acknowledge.
     pub durability: Durability,
     /// [`encoded_batch_len`] of the append.
     pub encoded_len: usize,
     /// Where the result goes.
-    pub reply: SyncSender<Result<AppendResult>>,
+    pub reply: SyncSender<Wake<Result<AppendResult>>>,
+}
+
+/// Groups one leader writes before handing over to a waiting caller.
+const LEADER_ROUNDS: u32 = 4;
+
+/// Appenders to answer once a group is done, with their results.
+type Replies = Vec<(SyncSender<Wake<Result<AppendResult>>>, Result<AppendResult>)>;
+
+/// What a waiting caller is woken with.
+pub enum Wake<T> {
+    /// Its command is done.
+    Done(T),
+    /// It is the next leader: it must run [`Shared::lead`].
+    Lead,
 }
 
 /// Work for the writer.
@@ -68,7 +84,29 @@ pub enum Command {
     /// Append a batch.
     Append(AppendRequest),
     /// Make everything written so far durable.
-    Flush(SyncSender<Result<()>>),
+    Flush(SyncSender<Wake<Result<()>>>),
+}
+
+impl Command {
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Append(r) => r.encoded_len,
+            Command::Flush(_) => 0,
+        }
+    }
+
+    fn wake_to_lead(&self) {
+        // A send fails only if the caller is gone, which it cannot be while
+        // its command is queued.
+        match self {
+            Command::Append(r) => {
+                let _ = r.reply.send(Wake::Lead);
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(Wake::Lead);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -76,9 +114,13 @@ struct Queue {
     commands: VecDeque<Command>,
     bytes: usize,
     closed: bool,
+    /// A caller is leading a group commit, or has been woken to lead one.
+    /// Whenever commands are queued, this is set: someone will take them.
+    leader_active: bool,
 }
 
-/// State shared by the store handles, the readers and the writer thread.
+/// State shared by the store handles, the readers and whichever caller is
+/// leading the group commit.
 pub struct Shared {
     /// The `segments/` directory.
     pub segments_dir: PathBuf,
@@ -91,14 +133,38 @@ pub struct Shared {
     /// Every position below this is durable.
     pub durable: AtomicU64,
     queue: Mutex<Queue>,
-    queue_not_empty: Condvar,
+    queue_changed: Condvar,
     queue_not_full: Condvar,
     poison: Mutex<Option<Error>>,
+    writer: Mutex<Option<Writer>>,
+    flusher_stop: Mutex<bool>,
+    flusher_wake: Condvar,
+}
+
+/// Clears the way if a leader panics, so that nobody waits for a group
+/// that will never be written.
+struct LeaderGuard<'a>(&'a Shared);
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.queue.lock();
+            queue.closed = true;
+            queue.leader_active = false;
+            // Dropping the commands drops their reply senders: each waiter's
+            // receive fails, which it reports as `Error::Closed`.
+            queue.commands.clear();
+            queue.bytes = 0;
+            self.0.queue_changed.notify_all();
+            self.0.queue_not_full.notify_all();
+        }
+    }
 }
 
 impl Shared {
     /// Shared state over a recovered index whose positions below
-    /// `next_position` are all durable.
+    /// `next_position` are all durable. [`Shared::install_writer`] must
+    /// follow before the first command.
     pub fn new(segments_dir: PathBuf, options: Options, index: Index, next_position: u64) -> Self {
         Shared {
             segments_dir,
@@ -107,10 +173,18 @@ impl Shared {
             written: AtomicU64::new(next_position),
             durable: AtomicU64::new(next_position),
             queue: Mutex::new(Queue::default()),
-            queue_not_empty: Condvar::new(),
+            queue_changed: Condvar::new(),
             queue_not_full: Condvar::new(),
             poison: Mutex::new(None),
+            writer: Mutex::new(None),
+            flusher_stop: Mutex::new(false),
+            flusher_wake: Condvar::new(),
         }
+    }
+
+    /// Hands the writer state over; from now on leaders use it.
+    pub fn install_writer(&self, writer: Writer) {
+        *self.writer.lock() = Some(writer);
     }
 
     /// The error every append gets once writing failed unrecoverably.
@@ -118,9 +192,32 @@ impl Shared {
         self.poison.lock().clone()
     }
 
+    /// Queues `command` and waits for its result. If no group commit is
+    /// under way, the caller leads one itself (no hand-off to another thread
+    /// when appends do not overlap); otherwise it waits, and is either given
+    /// its result or woken to lead the next group.
+    pub fn call<T>(
+        &self,
+        command: Command,
+        bytes: usize,
+        result: Receiver<Wake<Result<T>>>,
+    ) -> Result<T> {
+        if self.submit(command, bytes)? {
+            self.lead();
+        }
+        loop {
+            match result.recv() {
+                Ok(Wake::Done(r)) => return r,
+                Ok(Wake::Lead) => self.lead(),
+                Err(_) => return Err(Error::Closed),
+            }
+        }
+    }
+
     /// Queues `command`, waiting while the queue holds more than
     /// `max_queue_bytes` (a single larger command still goes alone).
-    pub fn submit(&self, command: Command, bytes: usize) -> Result<()> {
+    /// Returns whether the caller must lead.
+    fn submit(&self, command: Command, bytes: usize) -> Result<bool> {
         let mut queue = self.queue.lock();
         loop {
             if queue.closed {
@@ -133,34 +230,156 @@ impl Shared {
         }
         queue.bytes += bytes;
         queue.commands.push_back(command);
-        drop(queue);
-        self.queue_not_empty.notify_one();
-        Ok(())
+        self.queue_changed.notify_all();
+        if queue.leader_active {
+            return Ok(false);
+        }
+        queue.leader_active = true;
+        Ok(true)
     }
 
-    /// Whether no command is waiting for the writer.
+    /// Takes one group off the queue, writes it (one write per segment, one
+    /// sync), answers everyone in it, then hands leadership to the first
+    /// caller still queued, if any.
+    pub fn lead(&self) {
+        let guard = LeaderGuard(self);
+        for round in 1.. {
+            let group = self.take_group();
+            {
+                let mut writer = self.writer.lock();
+                match writer.as_mut() {
+                    Some(w) => w.process(group),
+                    None => drop(group),
+                }
+            }
+            let mut queue = self.queue.lock();
+            match queue.commands.front() {
+                None => {
+                    queue.leader_active = false;
+                    self.queue_changed.notify_all();
+                    break;
+                }
+                // A thread that is already running writes the next group
+                // sooner than one that must first be woken; but its own
+                // caller waits meanwhile, so it hands over after a few.
+                Some(_) if round < LEADER_ROUNDS => {}
+                Some(next) => {
+                    next.wake_to_lead();
+                    break;
+                }
+            }
+        }
+        drop(guard);
+    }
+
+    /// Moves up to `max_batch_bytes` of queued commands (at least one) into a
+    /// group, after lingering for more if the options ask for it.
+    fn take_group(&self) -> Vec<Command> {
+        let options = &self.options;
+        let mut queue = self.queue.lock();
+        if let Some(linger) = options.max_linger {
+            let deadline = Instant::now() + linger;
+            while queue.bytes < options.max_batch_bytes && !queue.closed {
+                if self
+                    .queue_changed
+                    .wait_until(&mut queue, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
+            }
+        }
+        let mut group = Vec::new();
+        let mut taken = 0usize;
+        while let Some(command) = queue.commands.front() {
+            let bytes = command.bytes();
+            if taken > 0 && taken + bytes > options.max_batch_bytes {
+                break;
+            }
+            taken += bytes;
+            if let Some(command) = queue.commands.pop_front() {
+                group.push(command);
+            }
+        }
+        queue.bytes -= taken;
+        drop(queue);
+        self.queue_not_full.notify_all();
+        group
+    }
+
+    /// Whether no command is waiting.
     pub fn queue_is_empty(&self) -> bool {
         self.queue.lock().commands.is_empty()
     }
 
-    /// Stops taking commands; the writer drains what is queued, syncs and
-    /// exits.
+    /// Stops taking commands, waits for the queued ones to be written, then
+    /// syncs and leaves a synced durable mark. Idempotent.
     pub fn close(&self) {
-        self.queue.lock().closed = true;
-        self.queue_not_empty.notify_all();
-        self.queue_not_full.notify_all();
+        {
+            let mut queue = self.queue.lock();
+            queue.closed = true;
+            self.queue_not_full.notify_all();
+            while queue.leader_active || !queue.commands.is_empty() {
+                self.queue_changed.wait(&mut queue);
+            }
+        }
+        *self.flusher_stop.lock() = true;
+        self.flusher_wake.notify_all();
+        let writer = self.writer.lock().take();
+        if let Some(writer) = writer {
+            writer.shut_down();
+        }
     }
-}
 
-struct CloseOnExit(Arc<Shared>);
+    /// Syncs the active segment without holding the writer, so appends go
+    /// on while the disk works; then records the new durable point.
+    fn background_flush(&self) {
+        let (segment, target) = {
+            let writer = self.writer.lock();
+            let Some(w) = writer.as_ref() else { return };
+            (Arc::clone(&w.active), self.written.load(Ordering::Acquire))
+        };
+        if self.poisoned().is_some() {
+            return;
+        }
+        // Everything below `target` is in this segment or in earlier ones,
+        // which were synced when they were sealed.
+        if let Err(e) = segment.file().sync_data() {
+            let error = Error::StorePoisoned {
+                context: format!("fdatasync of {}", segment.path().display()),
+                cause: Arc::new(e),
+            };
+            self.poison.lock().get_or_insert(error);
+            return;
+        }
+        self.durable.fetch_max(target, Ordering::AcqRel);
+        if let Some(w) = self.writer.lock().as_mut() {
+            w.mark_pending = true;
+            if self.queue_is_empty() {
+                w.write_mark();
+            }
+        }
+    }
 
-impl Drop for CloseOnExit {
-    fn drop(&mut self) {
-        self.0.close();
-        // Dropping the commands drops their reply senders: each waiter's
-        // receive fails, which it reports as `Error::Closed`.
-        let pending = std::mem::take(&mut self.0.queue.lock().commands);
-        drop(pending);
+    /// The background flush of buffered appends: every flush interval, makes
+    /// what was written durable. Runs on its own thread until close.
+    pub fn run_flusher(&self) {
+        loop {
+            {
+                let mut stop = self.flusher_stop.lock();
+                if *stop {
+                    return;
+                }
+                self.flusher_wake
+                    .wait_for(&mut stop, self.options.flush_interval);
+                if *stop {
+                    return;
+                }
+            }
+            if self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire) {
+                self.background_flush();
+            }
+        }
     }
 }
 
@@ -228,105 +447,18 @@ impl Writer {
             .ok();
     }
 
-    /// Runs until the store is closed and the queue drained. However the
-    /// thread ends, the queue is closed and every waiting appender is woken
-    /// (with [`Error::Closed`]), so nobody waits on a writer that is gone.
-    pub fn run(self) {
-        let _guard = CloseOnExit(Arc::clone(&self.shared));
-        self.run_loop();
-    }
-
-    fn run_loop(mut self) {
-        let mut group = Vec::new();
-        loop {
-            let closed = self.next_group(&mut group);
-            let had_work = !group.is_empty();
-            if had_work {
-                self.process(&mut group);
-            }
-            let unsynced = self.shared.durable.load(Ordering::Acquire)
-                < self.shared.written.load(Ordering::Acquire);
-            if unsynced
-                && (!had_work || self.last_sync.elapsed() >= self.shared.options.flush_interval)
-            {
-                // The background flush of buffered appends: when idle, and at
-                // least every flush interval under continuous load.
-                let _ = self.sync_active();
-            }
-            if self.mark_pending && self.shared.queue_is_empty() {
-                self.write_mark();
-            }
-            if closed && self.shared.queue_is_empty() {
-                // A clean close leaves every byte covered by a synced mark.
-                if self.sync_active().is_ok() {
-                    self.write_mark();
-                    let _ = self.sync_active_always();
-                }
-                if let Some(handle) = self.prepared.take() {
-                    let _ = handle.join();
-                }
-                return;
-            }
+    /// A clean close: everything synced and covered by a synced mark.
+    fn shut_down(mut self) {
+        if self.sync_active().is_ok() {
+            self.write_mark();
+            let _ = self.sync_active_always();
+        }
+        if let Some(handle) = self.prepared.take() {
+            let _ = handle.join();
         }
     }
 
-    /// Waits for commands and moves up to `max_batch_bytes` of them into
-    /// `group`. Returns whether the store is closing. Returns with an empty
-    /// group when a buffered flush is due.
-    fn next_group(&mut self, group: &mut Vec<Command>) -> bool {
-        let options = &self.shared.options;
-        let mut queue = self.shared.queue.lock();
-        while queue.commands.is_empty() && !queue.closed {
-            let unsynced = self.shared.durable.load(Ordering::Acquire)
-                < self.shared.written.load(Ordering::Acquire);
-            if unsynced {
-                if self
-                    .shared
-                    .queue_not_empty
-                    .wait_for(&mut queue, options.flush_interval)
-                    .timed_out()
-                {
-                    return false;
-                }
-            } else {
-                self.shared.queue_not_empty.wait(&mut queue);
-            }
-        }
-        if let Some(linger) = options.max_linger {
-            let deadline = Instant::now() + linger;
-            while queue.bytes < options.max_batch_bytes && !queue.closed {
-                if self
-                    .shared
-                    .queue_not_empty
-                    .wait_until(&mut queue, deadline)
-                    .timed_out()
-                {
-                    break;
-                }
-            }
-        }
-        let mut taken = 0usize;
-        while let Some(command) = queue.commands.front() {
-            let bytes = match command {
-                Command::Append(r) => r.encoded_len,
-                Command::Flush(_) => 0,
-            };
-            if taken > 0 && taken + bytes > options.max_batch_bytes {
-                break;
-            }
-            taken += bytes;
-            if let Some(command) = queue.commands.pop_front() {
-                group.push(command);
-            }
-        }
-        queue.bytes -= taken;
-        let closed = queue.closed;
-        drop(queue);
-        self.shared.queue_not_full.notify_all();
-        closed
-    }
-
-    fn process(&mut self, group: &mut Vec<Command>) {
+    fn process(&mut self, mut group: Vec<Command>) {
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
         for command in group.drain(..) {
@@ -337,10 +469,10 @@ impl Writer {
         }
         if let Some(error) = self.shared.poisoned() {
             for r in appends {
-                let _ = r.reply.send(Err(error.clone()));
+                let _ = r.reply.send(Wake::Done(Err(error.clone())));
             }
             for f in flushes {
-                let _ = f.send(Err(error.clone()));
+                let _ = f.send(Wake::Done(Err(error.clone())));
             }
             return;
         }
@@ -349,7 +481,7 @@ impl Writer {
         // Every reply waits for the end of the group, after its sync and
         // durable mark: a lone appender then always sees the same sequence of
         // file operations, which makes crash tests reproducible.
-        let mut replies: Vec<(SyncSender<Result<AppendResult>>, Result<AppendResult>)> = Vec::new();
+        let mut replies: Replies = Vec::new();
         let mut sync_waiters = Vec::new();
         let mut failure: Option<Error> = None;
         let mut staged: Vec<Staged> = Vec::new();
@@ -414,10 +546,10 @@ impl Writer {
             self.write_mark();
         }
         for (reply, result) in replies {
-            let _ = reply.send(result);
+            let _ = reply.send(Wake::Done(result));
         }
         for f in flushes {
-            let _ = f.send(flush_outcome.clone());
+            let _ = f.send(Wake::Done(flush_outcome.clone()));
         }
     }
 
@@ -442,7 +574,7 @@ impl Writer {
                 continue;
             }
             let first_version = actual.map_or(0, |v| v + 1);
-            let count = request.events.len() as u64;
+            let count = request.count as u64;
             last_versions.insert(request.stream.clone(), Some(first_version + count - 1));
             out.push(Ok(Planned {
                 request,
@@ -455,27 +587,23 @@ impl Writer {
     /// Encodes one append into the write buffer.
     fn encode(&mut self, chunk_start: u64, plan: Planned) -> Staged {
         let seed = self.active.seed();
-        let count = plan.request.events.len();
+        let count = plan.request.count;
         let first_position = self.next_position;
         let header_at = self.buf.len();
         self.buf.resize(header_at + BATCH_HEADER_LEN, 0);
         let timestamp_nanos = now_nanos();
         let mut offsets = Vec::with_capacity(count);
-        for (i, event) in plan.request.events.iter().enumerate() {
-            offsets.push((chunk_start + self.buf.len() as u64) as u32);
-            encode_record(
-                &mut self.buf,
+        let mut at = self.buf.len();
+        self.buf.extend_from_slice(&plan.request.records);
+        for i in 0..count as u64 {
+            offsets.push((chunk_start + at as u64) as u32);
+            let record = self.buf.get_mut(at..).unwrap_or_default();
+            at += finish_record(
+                record,
                 seed,
-                &RecordFields {
-                    position: first_position + i as u64,
-                    version: plan.first_version + i as u64,
-                    timestamp_nanos,
-                    id: event.id,
-                    stream: &plan.request.stream,
-                    event_type: &event.event_type,
-                    metadata: &event.metadata,
-                    payload: &event.payload,
-                },
+                first_position + i,
+                plan.first_version + i,
+                timestamp_nanos,
             );
         }
         let header = BatchHeader {
@@ -518,13 +646,14 @@ impl Writer {
         self.buf.clear();
         let mut index = self.shared.index.write();
         for s in staged.iter() {
-            let stream = s.request.stream.as_str();
             for offset in &s.offsets {
                 index.push_offset(*offset);
             }
-            for i in 0..s.offsets.len() as u64 {
-                index.push_stream_event(stream, s.result.first_position + i);
-            }
+            index.push_stream_events(
+                &s.request.stream,
+                s.result.first_position,
+                s.offsets.len() as u64,
+            );
         }
         self.shared
             .written
@@ -579,7 +708,7 @@ impl Writer {
             return Err(self.poison(format!("fdatasync of {}", self.active.path().display()), e));
         }
         self.last_sync = Instant::now();
-        self.shared.durable.store(target, Ordering::Release);
+        self.shared.durable.fetch_max(target, Ordering::AcqRel);
         self.mark_pending = true;
         Ok(())
     }
@@ -625,7 +754,7 @@ impl Writer {
         chunk_start: u64,
         next_position: u64,
         staged: &mut Vec<Staged>,
-        replies: &mut Vec<(SyncSender<Result<AppendResult>>, Result<AppendResult>)>,
+        replies: &mut Replies,
     ) -> Result<()> {
         let prepared = self.take_prepared()?;
         let seal = BatchHeader {

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Summarize `cargo bench --bench append` as markdown tables.
+
+Reads criterion's output (target/criterion/<group>/<bench>/new/benchmark.json
+and estimates.json) and prints, per workload `threads=T/size=S/batch=B`:
+evstore sync events/s and MB/s, raw file events/s, SQLite events/s and the
+ratios raw/evstore and evstore/SQLite; then the buffered rows.
+
+Events/s = elements per iteration / median time per iteration (the median is
+less sensitive than the mean to a noisy neighbour). MB/s is payload bytes
+(events/s x S, 1 MB = 10^6 bytes); "disk MB/s" also counts evstore's framing
+(a 64-byte record header, the 12-byte stream name and 10-byte event type of
+the benchmark, padding to 8, and a 32-byte batch header per append), which is
+also what raw_file writes per event.
+
+Usage: python3 benches/summarize.py [CRITERION_DIR]   (default target/criterion)
+Only results present on disk are shown; a workload missing from a group
+(default subset, or filtered run) shows "-".
+"""
+
+import json
+import os
+import re
+import sys
+
+GROUPS = ("evstore_sync", "raw_file", "sqlite", "evstore_buffered")
+ID_RE = re.compile(r"^threads=(\d+)/size=(\d+)/batch=(\d+)$")
+RECORD_HEADER_LEN = 64
+BATCH_HEADER_LEN = 32
+STREAM_NAME_LEN = len("bench-00-00")
+EVENT_TYPE_LEN = len("BenchEvent")
+
+
+def disk_bytes_per_event(size, batch):
+    record = RECORD_HEADER_LEN + STREAM_NAME_LEN + EVENT_TYPE_LEN + size
+    record = (record + 7) // 8 * 8
+    return record + BATCH_HEADER_LEN / batch
+
+
+def load(root):
+    """{group: {(threads, size, batch): events_per_second}}"""
+    results = {}
+    for dirpath, _dirnames, filenames in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "benchmark.json" not in filenames:
+            continue
+        try:
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                bench = json.load(f)
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                estimates = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"skipping {dirpath}: {e}", file=sys.stderr)
+            continue
+        group = bench.get("group_id")
+        value = bench.get("value_str") or bench.get("function_id") or ""
+        match = ID_RE.match(value)
+        throughput = (bench.get("throughput") or {}).get("Elements")
+        if group not in GROUPS or not match or not throughput:
+            continue
+        nanos = estimates["median"]["point_estimate"]
+        if nanos <= 0:
+            continue
+        key = tuple(int(x) for x in match.groups())
+        results.setdefault(group, {})[key] = throughput / (nanos / 1e9)
+    return results
+
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.0f}"
+
+
+def fmt_mb(x):
+    return "-" if x is None else f"{x:.1f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def label(key):
+    t, s, b = key
+    return f"threads={t}/size={s}/batch={b}"
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
+    results = load(root)
+    if not results:
+        sys.exit(f"no criterion results for {', '.join(GROUPS)} under {root}")
+    sync = results.get("evstore_sync", {})
+    raw = results.get("raw_file", {})
+    sqlite = results.get("sqlite", {})
+    buffered = results.get("evstore_buffered", {})
+    order = lambda k: (k[1], k[0], k[2])  # size, threads, batch
+
+    keys = sorted(set(sync) | set(raw) | set(sqlite), key=order)
+    if keys:
+        print("### Durable appends (events/s; MB/s = payload)\n")
+        print(
+            "| workload | evstore sync ev/s | evstore MB/s | evstore disk MB/s "
+            "| raw ev/s | sqlite ev/s | raw/evstore | evstore/sqlite |"
+        )
+        print("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for key in keys:
+            t, s, b = key
+            ev = sync.get(key)
+            mb = None if ev is None else ev * s / 1e6
+            disk = None if ev is None else ev * disk_bytes_per_event(s, b) / 1e6
+            print(
+                f"| {label(key)} | {fmt_rate(ev)} | {fmt_mb(mb)} | {fmt_mb(disk)} "
+                f"| {fmt_rate(raw.get(key))} | {fmt_rate(sqlite.get(key))} "
+                f"| {fmt_ratio(raw.get(key), ev)} | {fmt_ratio(ev, sqlite.get(key))} |"
+            )
+        print()
+
+    keys = sorted(buffered, key=order)
+    if keys:
+        print("### Buffered appends (events/s; MB/s = payload)\n")
+        print(
+            "| workload | evstore buffered ev/s | MB/s | disk MB/s "
+            "| buffered/sync | buffered/raw (durable) |"
+        )
+        print("|---|--:|--:|--:|--:|--:|")
+        for key in keys:
+            t, s, b = key
+            ev = buffered[key]
+            print(
+                f"| {label(key)} | {fmt_rate(ev)} | {fmt_mb(ev * s / 1e6)} "
+                f"| {fmt_mb(ev * disk_bytes_per_event(s, b) / 1e6)} "
+                f"| {fmt_ratio(ev, sync.get(key))} | {fmt_ratio(ev, raw.get(key))} |"
+            )
+        print()
+
+
+if __name__ == "__main__":
+    main()
