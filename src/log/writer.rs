@@ -1,7 +1,8 @@
-//! The group-commit writer: one thread takes every pending append, checks
-//! expected versions in order, writes all of them with one positional write
-//! per segment, issues one `fdatasync` for the whole group, then wakes every
-//! appender with its own result.
+//! Group commit. Appenders queue their encoded batches; one of them leads:
+//! it takes every pending append, checks expected versions in order, writes
+//! all of them with one positional write per segment, issues one `fdatasync`
+//! for the whole group, then wakes every appender with its own result. A
+//! lone appender leads its own group, so it never waits on another thread.
 
 use super::record::{
     align8, finish_record, record_len, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -383,7 +384,7 @@ impl Shared {
     }
 }
 
-/// The writer thread's own state.
+/// The state of the log's write side, used by whichever caller leads.
 pub struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
