@@ -54,6 +54,17 @@ pub enum Error {
         actual: Option<u64>,
     },
 
+    /// Some of the append's event ids were already written and others were
+    /// not, or they were written elsewhere (another stream, another order):
+    /// it is neither a new append nor a retry of one. Nothing was written.
+    #[error("append to '{stream}' conflicts with events already written: {reason}")]
+    IdempotencyConflict {
+        /// The stream appended to.
+        stream: String,
+        /// How the ids conflict.
+        reason: String,
+    },
+
     /// The stream name is empty, too long, or otherwise not allowed.
     #[error("invalid stream name {name:?}: {reason}")]
     InvalidStreamName {

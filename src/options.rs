@@ -40,6 +40,10 @@ pub struct Options {
     pub max_stream_name_len: usize,
     /// Longest event type in bytes (default 256, at most 65535).
     pub max_event_type_len: usize,
+    /// How many of the most recently written events a retried append is
+    /// recognised against by event id (default 1,000,000; 0 turns it off).
+    /// Costs about 50 bytes of memory per event.
+    pub idempotency_window: usize,
     /// Preallocate the next segment on a helper thread while the active one
     /// fills (default `true`), so rollover never waits for allocation. Turn
     /// it off for a storage operation order that is fully deterministic.
@@ -61,6 +65,7 @@ impl Default for Options {
             max_event_size: 16 << 20,
             max_stream_name_len: 256,
             max_event_type_len: 256,
+            idempotency_window: 1_000_000,
             background_preallocation: true,
             storage: Arc::new(OsStorage),
         }
@@ -119,6 +124,12 @@ impl Options {
     /// Sets [`Options::max_event_type_len`].
     pub fn max_event_type_len(mut self, bytes: usize) -> Self {
         self.max_event_type_len = bytes;
+        self
+    }
+
+    /// Sets [`Options::idempotency_window`].
+    pub fn idempotency_window(mut self, events: usize) -> Self {
+        self.idempotency_window = events;
         self
     }
 

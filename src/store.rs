@@ -115,7 +115,12 @@ impl Store {
             .and_then(|()| storage.sync_dir(&dir))
             .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
 
-        let recovered = log::recover(storage.as_ref(), &segments_dir, options.segment_size)?;
+        let recovered = log::recover(
+            storage.as_ref(),
+            &segments_dir,
+            options.segment_size,
+            options.idempotency_window,
+        )?;
         let shared = Arc::new(Shared::new(
             segments_dir,
             options,

@@ -766,7 +766,6 @@ proptest! {
 /// connection) retries the very same append; with `ExpectedVersion::Any` the
 /// version check cannot catch the retry, only the ids can.
 #[test]
-#[ignore = "deduplication of retried appends by event id is not built yet; run with --ignored"]
 fn retried_append_with_the_same_ids_does_not_duplicate_events() {
     for config in [BUFFERED_SMALL, SYNC_SMALL] {
         let tmp = tempfile::tempdir().expect("tempdir");

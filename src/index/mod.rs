@@ -1,6 +1,10 @@
 //! Where events are: stream -> (version -> global position), and
 //! global position -> (segment, offset).
 
+mod ids;
+
+pub use ids::IdWindow;
+
 use crate::log::segment::Segment;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +23,8 @@ pub struct SegmentEntry {
 pub struct Index {
     streams: HashMap<Arc<str>, Vec<u64>>,
     segments: Vec<SegmentEntry>,
+    /// Recently written event ids, for recognising retried appends.
+    pub ids: IdWindow,
 }
 
 /// Where to read one event.
@@ -33,6 +39,14 @@ pub struct Location {
 }
 
 impl Index {
+    /// An empty index remembering the last `id_window` event ids.
+    pub fn new(id_window: usize) -> Self {
+        Index {
+            ids: IdWindow::new(id_window),
+            ..Index::default()
+        }
+    }
+
     /// Positions of a stream's events, by version.
     pub fn stream_positions(&self, stream: &str) -> Option<&[u64]> {
         self.streams.get(stream).map(Vec::as_slice)

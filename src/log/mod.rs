@@ -44,7 +44,12 @@ pub struct RecoveryStats {
 
 /// Opens every segment in `dir`, validates and indexes them, and makes sure
 /// there is an active segment to append to.
-pub fn recover(storage: &dyn Storage, dir: &Path, segment_size: u64) -> Result<Recovered> {
+pub fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    segment_size: u64,
+    id_window: usize,
+) -> Result<Recovered> {
     let names = storage
         .list_dir(dir)
         .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -68,7 +73,7 @@ pub fn recover(storage: &dyn Storage, dir: &Path, segment_size: u64) -> Result<R
     }
     bases.sort_unstable();
 
-    let mut index = Index::default();
+    let mut index = Index::new(id_window);
     let mut stats = RecoveryStats {
         segments: bases.len(),
         ..RecoveryStats::default()
@@ -87,6 +92,7 @@ pub fn recover(storage: &dyn Storage, dir: &Path, segment_size: u64) -> Result<R
         let seg = Segment::open(storage, path, base)?;
         let is_last = i + 1 == bases.len();
         let scan = scan_segment(&seg, is_last, |offset, event| {
+            index.ids.push(event.id.as_u128(), event.position);
             let version = index.push_stream_event(&event.stream, event.position);
             if version != event.version {
                 return Err(Error::corrupted(

@@ -375,7 +375,26 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     Ok((event, align8(len)))
 }
 
-/// Reads the record's position without checking it; used to find records.
+/// The event ids of the `count` records (finished or not) that `records`
+/// holds back to back.
+pub fn record_ids(records: &[u8], count: usize) -> Vec<u128> {
+    let mut ids = Vec::with_capacity(count);
+    let mut at = 0;
+    for _ in 0..count {
+        let Some(record) = records.get(at..) else {
+            break;
+        };
+        let mut id = [0u8; 16];
+        if let Some(bytes) = record.get(32..48) {
+            id.copy_from_slice(bytes);
+        }
+        ids.push(u128::from_be_bytes(id));
+        at += align8(u32_at(record, 4) as usize).max(RECORD_HEADER_LEN);
+    }
+    ids
+}
+
+/// Reads the record's length without checking it; used to find records.
 pub fn peek_len(bytes: &[u8]) -> Option<usize> {
     bytes.get(4..8).map(|b| u32_at(b, 0) as usize)
 }

@@ -5,7 +5,8 @@
 //! lone appender leads its own group, so it never waits on another thread.
 
 use super::record::{
-    align8, finish_record, record_len, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN,
+    align8, finish_record, record_ids, record_len, BatchHeader, BatchKind, BATCH_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 use super::segment::{now_nanos, PreparedSegment, Segment};
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::index::Index;
 use crate::options::Options;
 use crate::types::{AppendResult, Durability, ExpectedVersion};
 use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -308,6 +309,18 @@ impl Shared {
         group
     }
 
+    /// Puts appends back at the head of the queue, in order.
+    fn requeue(&self, appends: Vec<AppendRequest>) {
+        if appends.is_empty() {
+            return;
+        }
+        let mut queue = self.queue.lock();
+        for request in appends.into_iter().rev() {
+            queue.bytes += request.encoded_len;
+            queue.commands.push_front(Command::Append(request));
+        }
+    }
+
     /// Whether no command is waiting.
     pub fn queue_is_empty(&self) -> bool {
         self.queue.lock().commands.is_empty()
@@ -396,6 +409,16 @@ pub struct Writer {
     /// A sync advanced the durable watermark and no batch written since
     /// records it yet.
     mark_pending: bool,
+}
+
+/// What planning decided for one append.
+enum Plan {
+    /// Write it.
+    Write(Planned),
+    /// Answer it without writing (wrong version, retry, conflict).
+    Answer(AppendRequest, Result<AppendResult>),
+    /// Put it back in the queue for the next group.
+    Defer(AppendRequest),
 }
 
 /// A planned append inside a group.
@@ -489,11 +512,16 @@ impl Writer {
         let mut chunk_start = self.write_offset;
         self.buf.clear();
 
+        let mut deferred = Vec::new();
         for plan in planned {
             let plan = match plan {
-                Ok(p) => p,
-                Err((request, error)) => {
-                    replies.push((request.reply, Err(error)));
+                Plan::Write(p) => p,
+                Plan::Answer(request, answer) => {
+                    replies.push((request.reply, answer));
+                    continue;
+                }
+                Plan::Defer(request) => {
+                    deferred.push(request);
                     continue;
                 }
             };
@@ -546,6 +574,7 @@ impl Writer {
         if self.mark_pending && self.shared.queue_is_empty() {
             self.write_mark();
         }
+        self.shared.requeue(deferred);
         for (reply, result) in replies {
             let _ = reply.send(Wake::Done(result));
         }
@@ -556,11 +585,25 @@ impl Writer {
 
     /// Checks every append's expected version against the index plus the
     /// appends before it in the group, and assigns versions and positions.
-    fn plan(&self, appends: Vec<AppendRequest>) -> Vec<Result<Planned, (AppendRequest, Error)>> {
+    fn plan(&self, appends: Vec<AppendRequest>) -> Vec<Plan> {
         let index = self.shared.index.read();
         let mut last_versions: HashMap<String, Option<u64>> = HashMap::new();
+        let mut group_ids: HashSet<u128> = HashSet::new();
         let mut out = Vec::with_capacity(appends.len());
         for request in appends {
+            let ids = record_ids(&request.records, request.count);
+            if ids.iter().any(|id| group_ids.contains(id)) {
+                // A retry racing its original within one group: answer it in
+                // the next group, once the original is written and indexed.
+                out.push(Plan::Defer(request));
+                continue;
+            }
+            let known: Vec<Option<u64>> = ids.iter().map(|&id| index.ids.get(id)).collect();
+            if known.iter().any(Option::is_some) {
+                let answer = self.resolve_retry(&index, &request, &known);
+                out.push(Plan::Answer(request, answer));
+                continue;
+            }
             let actual = match last_versions.get(&request.stream) {
                 Some(v) => *v,
                 None => index.last_version(&request.stream),
@@ -571,18 +614,77 @@ impl Writer {
                     expected: request.expected,
                     actual,
                 };
-                out.push(Err((request, error)));
+                out.push(Plan::Answer(request, Err(error)));
                 continue;
             }
+            group_ids.extend(ids);
             let first_version = actual.map_or(0, |v| v + 1);
             let count = request.count as u64;
             last_versions.insert(request.stream.clone(), Some(first_version + count - 1));
-            out.push(Ok(Planned {
+            out.push(Plan::Write(Planned {
                 request,
                 first_version,
             }));
         }
         out
+    }
+
+    /// An append some of whose ids were already written: a retry if all of
+    /// them were, in the same order, consecutively, to the same stream; then
+    /// the original result. Anything else is a conflict.
+    fn resolve_retry(
+        &self,
+        index: &Index,
+        request: &AppendRequest,
+        known: &[Option<u64>],
+    ) -> Result<AppendResult> {
+        let conflict = |reason: String| Error::IdempotencyConflict {
+            stream: request.stream.clone(),
+            reason,
+        };
+        let Some(Some(first_position)) = known.first().copied() else {
+            return Err(conflict(
+                "its first event is new but later ones were already written".into(),
+            ));
+        };
+        let mut first_version = 0;
+        for (i, position) in known.iter().enumerate() {
+            let expected = first_position + i as u64;
+            match position {
+                None => {
+                    return Err(conflict(format!(
+                        "event {i} is new but event 0 was already written"
+                    )))
+                }
+                Some(p) if *p != expected => {
+                    return Err(conflict(format!(
+                        "event {i} was written at position {p}, not right after the one before it"
+                    )))
+                }
+                Some(p) => {
+                    let location = index
+                        .locate(*p)
+                        .ok_or_else(|| conflict(format!("event {i} is no longer indexed")))?;
+                    let event = location.segment.read_event(location.offset, *p)?;
+                    if *event.stream != request.stream {
+                        return Err(conflict(format!(
+                            "event {i} was written to stream '{}'",
+                            &*event.stream
+                        )));
+                    }
+                    if i == 0 {
+                        first_version = event.version;
+                    }
+                }
+            }
+        }
+        let count = known.len() as u64;
+        Ok(AppendResult {
+            first_version,
+            last_version: first_version + count - 1,
+            first_position,
+            last_position: first_position + count - 1,
+        })
     }
 
     /// Encodes one append into the write buffer.
@@ -649,6 +751,10 @@ impl Writer {
         for s in staged.iter() {
             for offset in &s.offsets {
                 index.push_offset(*offset);
+            }
+            let ids = record_ids(&s.request.records, s.request.count);
+            for (i, id) in ids.into_iter().enumerate() {
+                index.ids.push(id, s.result.first_position + i as u64);
             }
             index.push_stream_events(
                 &s.request.stream,

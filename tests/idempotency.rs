@@ -1,0 +1,148 @@
+//! A retried append (same event ids, same stream, same order) returns the
+//! original result and writes nothing, within the configured window and
+//! across a restart; anything that only partly matches is refused.
+
+use evstore::{Direction, Error, EventData, ExpectedVersion, Options, Store, Uuid};
+
+fn batch(first_id: u128, n: usize) -> Vec<EventData> {
+    (0..n)
+        .map(|i| {
+            EventData::new("Paid", vec![i as u8; 10]).with_id(Uuid::from_u128(first_id + i as u128))
+        })
+        .collect()
+}
+
+fn count(store: &Store) -> usize {
+    store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_retry_returns_the_original_result_and_writes_nothing_even_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    store
+        .append("other", ExpectedVersion::Any, &batch(1, 2))
+        .unwrap();
+    let original = store
+        .append("acct-1", ExpectedVersion::NoStream, &batch(100, 3))
+        .unwrap();
+    store
+        .append("acct-1", ExpectedVersion::Any, &batch(200, 1))
+        .unwrap();
+    // The retry's expected version no longer holds, yet it is recognised.
+    assert_eq!(
+        store
+            .append("acct-1", ExpectedVersion::NoStream, &batch(100, 3))
+            .unwrap(),
+        original
+    );
+    assert_eq!(count(&store), 6);
+    drop(store);
+
+    let store = Store::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    assert_eq!(
+        store
+            .append("acct-1", ExpectedVersion::Any, &batch(100, 3))
+            .unwrap(),
+        original
+    );
+    // A prefix of the original is a retry of those events too.
+    let prefix = store
+        .append("acct-1", ExpectedVersion::Any, &batch(100, 2))
+        .unwrap();
+    assert_eq!(
+        (prefix.first_position, prefix.last_position),
+        (original.first_position, original.first_position + 1)
+    );
+    assert_eq!(count(&store), 6);
+    assert_eq!(store.stream_version("acct-1"), Some(3));
+}
+
+#[test]
+fn partial_or_misplaced_retries_are_conflicts_that_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store
+        .append("acct-1", ExpectedVersion::Any, &batch(100, 3))
+        .unwrap();
+    let mut mixed = batch(100, 2);
+    mixed.push(EventData::new("Paid", &b"new"[..]).with_id(Uuid::from_u128(999)));
+    let cases = [
+        ("acct-1", mixed),
+        ("acct-2", batch(100, 3)), // another stream
+        ("acct-1", batch(101, 2)[..].iter().rev().cloned().collect()), // another order
+        (
+            "acct-1",
+            vec![
+                EventData::new("Paid", &b"x"[..]).with_id(Uuid::from_u128(7)),
+                batch(100, 1)[0].clone(),
+            ],
+        ),
+    ];
+    for (stream, events) in cases {
+        match store.append(stream, ExpectedVersion::Any, &events) {
+            Err(Error::IdempotencyConflict { stream: s, .. }) => assert_eq!(s, stream),
+            other => panic!("{stream}: expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(count(&store), 3);
+    assert_eq!(store.stream_version("acct-2"), None);
+}
+
+#[test]
+fn ids_older_than_the_window_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().idempotency_window(5)).unwrap();
+    let first = store
+        .append("s", ExpectedVersion::Any, &batch(100, 2))
+        .unwrap();
+    assert_eq!(
+        store
+            .append("s", ExpectedVersion::Any, &batch(100, 2))
+            .unwrap(),
+        first
+    );
+    store
+        .append("s", ExpectedVersion::Any, &batch(200, 5))
+        .unwrap();
+    // Ids 100 and 101 have left the window of 5: the same ids are new again.
+    let again = store
+        .append("s", ExpectedVersion::Any, &batch(100, 2))
+        .unwrap();
+    assert_eq!(again.first_position, 7);
+    drop(store);
+    // The window is rebuilt at open from the log's newest events.
+    let store = Store::open(dir.path(), Options::default().idempotency_window(5)).unwrap();
+    assert_eq!(
+        store
+            .append("s", ExpectedVersion::Any, &batch(100, 2))
+            .unwrap(),
+        again
+    );
+}
+
+#[test]
+fn concurrent_copies_of_one_append_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    for round in 0..50u128 {
+        let events = batch(1000 * (round + 1), 3);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| store.append("acct", ExpectedVersion::Any, &events).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            results.iter().all(|r| *r == results[0]),
+            "round {round}: {results:?}"
+        );
+    }
+    assert_eq!(count(&store), 150);
+    assert_eq!(store.stream_version("acct"), Some(149));
+}
