@@ -146,3 +146,30 @@ fn concurrent_copies_of_one_append_are_written_once() {
     assert_eq!(count(&store), 150);
     assert_eq!(store.stream_version("acct"), Some(149));
 }
+
+#[test]
+fn a_durable_retry_of_a_buffered_append_waits_for_the_sync() {
+    use evstore::storage::{CrashPlan, SimDisk};
+    use evstore::Durability;
+    use std::sync::Arc;
+    let disk = SimDisk::new();
+    let options = || {
+        Options::default()
+            .storage(Arc::new(disk.clone()))
+            .flush_interval(std::time::Duration::from_secs(3600))
+    };
+    let store = Store::open("/store", options()).unwrap();
+    let events = batch(500, 2);
+    let buffered = store
+        .append_with_durability("s", ExpectedVersion::Any, &events, Durability::Buffered)
+        .unwrap();
+    let retried = store
+        .append_with_durability("s", ExpectedVersion::Any, &events, Durability::Sync)
+        .unwrap();
+    assert_eq!(retried, buffered);
+    // Acknowledged as durable: it must survive losing everything unsynced.
+    let after_crash = disk.crash(CrashPlan::LoseAll);
+    drop(store);
+    let store = Store::open("/store", options().storage(Arc::new(after_crash))).unwrap();
+    assert_eq!(count(&store), 2);
+}

@@ -516,6 +516,15 @@ impl Writer {
         for plan in planned {
             let plan = match plan {
                 Plan::Write(p) => p,
+                // A durable retry of an append that is written but not yet
+                // synced must wait for this group's sync like a new one.
+                Plan::Answer(request, Ok(result))
+                    if request.durability == Durability::Sync
+                        && result.last_position >= self.shared.durable.load(Ordering::Acquire) =>
+                {
+                    sync_waiters.push((request.reply, result));
+                    continue;
+                }
                 Plan::Answer(request, answer) => {
                     replies.push((request.reply, answer));
                     continue;
