@@ -79,6 +79,12 @@ pub enum Op {
         backward: bool,
         max: u8,
     },
+    /// Sends an earlier append again, same stream, same events, same ids,
+    /// with `ExpectedVersion::Any`: a client retrying after a lost answer.
+    Retry {
+        of: u16,
+        sync: bool,
+    },
 }
 
 const STREAMS: [&str; 6] = [
@@ -258,6 +264,44 @@ impl Model {
         }
     }
 
+    /// Records what a retry of attempt `k` was told.
+    fn record_retry(
+        &mut self,
+        k: usize,
+        durability: Durability,
+        result: &evstore::Result<AppendResult>,
+    ) {
+        let already_written = matches!(self.attempts[k].outcome, Outcome::Acked(_));
+        match result {
+            Ok(r) => {
+                if !already_written {
+                    // The original never made it: the retry wrote the events.
+                    self.versions
+                        .insert(self.attempts[k].stream, r.last_version);
+                    self.next_position = self.next_position.max(r.last_position + 1);
+                    self.attempts[k].outcome = Outcome::Acked(*r);
+                }
+                if durability == Durability::Sync {
+                    // The retry is durable, and so is everything written before it.
+                    let covered = if already_written {
+                        k + 1
+                    } else {
+                        self.attempts.len()
+                    };
+                    self.durable_prefix = self.durable_prefix.max(covered);
+                }
+            }
+            // Refused before anything was written.
+            Err(Error::WrongExpectedVersion { .. })
+            | Err(Error::EmptyBatch)
+            | Err(Error::BatchTooLarge { .. })
+            | Err(Error::EventTooLarge { .. }) => {}
+            // An I/O failure: the retry may or may not have written them.
+            Err(_) if !already_written => self.attempts[k].outcome = Outcome::Unknown,
+            Err(_) => {}
+        }
+    }
+
     fn flushed(&mut self) {
         self.durable_prefix = self.attempts.len();
     }
@@ -311,6 +355,39 @@ pub fn run_ops(
                     }
                 }
                 model.record(stream, events, durability, &result);
+            }
+            Op::Retry { of, sync } => {
+                if model.attempts.is_empty() {
+                    continue;
+                }
+                let k = *of as usize % model.attempts.len();
+                let durability = if *sync {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                let (stream, events) = (model.attempts[k].stream, model.attempts[k].events.clone());
+                let predicted = match &model.attempts[k].outcome {
+                    Outcome::Acked(r) => Ok(*r),
+                    _ => model.predict(stream, ExpectedVersion::Any, &events),
+                };
+                let result = current.append_with_durability(
+                    stream,
+                    ExpectedVersion::Any,
+                    &events,
+                    durability,
+                );
+                if strict {
+                    match (&result, predicted) {
+                        (Ok(r), Ok(p)) => assert_eq!(*r, p, "retry of append {k} to {stream}"),
+                        (Err(Error::EmptyBatch), Err(Refusal::Empty)) => {}
+                        (Err(Error::BatchTooLarge { .. }), Err(Refusal::TooLarge)) => {}
+                        (r, p) => {
+                            panic!("retry of append {k} to {stream}: got {r:?}, model says {p:?}")
+                        }
+                    }
+                }
+                model.record_retry(k, durability, &result);
             }
             Op::Flush => {
                 let result = current.flush();
