@@ -381,18 +381,21 @@ impl Store {
     ) -> Result<Vec<RecordedEvent>> {
         let end = self.visible_end();
         let (start, stop) = version_range(end, from_position, direction, max_count);
-        let locations: Vec<Location> = {
-            let index = self.inner.shared.index.read();
-            let locate = |p: u64| index.locate(p).ok_or_else(|| missing(p));
-            match direction {
-                Direction::Forward => (start..stop).map(locate).collect::<Result<_>>()?,
-                Direction::Backward => (start..stop).rev().map(locate).collect::<Result<_>>()?,
-            }
-        };
-        locations
-            .iter()
-            .map(|l| l.segment.read_event(l.offset, l.position))
-            .collect()
+        let runs = self
+            .inner
+            .shared
+            .index
+            .read()
+            .runs(start, stop)
+            .ok_or_else(|| missing(start))?;
+        let mut events = Vec::with_capacity((stop - start) as usize);
+        for (segment, first_position, offsets) in &runs {
+            segment.read_run(*first_position, offsets, &mut events)?;
+        }
+        if direction == Direction::Backward {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     /// The version of the last visible event of `stream`, or `None` if it has

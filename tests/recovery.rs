@@ -361,3 +361,35 @@ fn leftover_temporary_segment_is_discarded() {
         .append("a", ExpectedVersion::Exact(0), &batch(1, 2))
         .unwrap();
 }
+
+#[test]
+fn damage_after_open_is_reported_by_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    for i in 0..4u8 {
+        store
+            .append("acct", ExpectedVersion::Any, &batch(1, i))
+            .unwrap();
+    }
+    let file = segment_files(dir.path()).pop().unwrap();
+    // Inside the payload of the first record, while the store is open.
+    let at = (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN + RECORD_HEADER_LEN + 16) as u64;
+    flip_bit(&file, at);
+    for read in [
+        store.read_all(0, Direction::Forward, 10),
+        store.read_all(3, Direction::Backward, 10),
+        store.read_stream("acct", 0, Direction::Forward, 10),
+    ] {
+        match read {
+            Err(Error::Corrupted {
+                file: f, offset, ..
+            }) => {
+                assert_eq!(f, file);
+                assert_eq!(offset, (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN) as u64);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+    // Events before or after the damaged one still read.
+    assert_eq!(store.read_all(1, Direction::Forward, 10).unwrap().len(), 3);
+}

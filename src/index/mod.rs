@@ -98,6 +98,30 @@ impl Index {
         }
     }
 
+    /// The records of positions `start..stop`, segment by segment: each
+    /// segment with the first position of its run and the run's offsets.
+    /// `None` if part of the range is not indexed.
+    pub fn runs(&self, start: u64, stop: u64) -> Option<Vec<(Arc<Segment>, u64, Vec<u32>)>> {
+        let mut runs = Vec::new();
+        let mut position = start;
+        while position < stop {
+            let after = self
+                .segments
+                .partition_point(|e| e.segment.base_position() <= position);
+            let entry = self.segments.get(after.checked_sub(1)?)?;
+            let base = entry.segment.base_position();
+            let lo = usize::try_from(position - base).ok()?;
+            let hi = usize::try_from(stop - base).ok()?.min(entry.offsets.len());
+            let offsets = entry.offsets.get(lo..hi)?;
+            if offsets.is_empty() {
+                return None;
+            }
+            runs.push((Arc::clone(&entry.segment), position, offsets.to_vec()));
+            position += offsets.len() as u64;
+        }
+        Some(runs)
+    }
+
     /// Where `position` is stored, if it is indexed.
     pub fn locate(&self, position: u64) -> Option<Location> {
         let after = self

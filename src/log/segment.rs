@@ -219,6 +219,42 @@ impl Segment {
             .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))
     }
 
+    /// Reads and verifies the consecutive records at `offsets`, the first
+    /// of which holds `first_position`, through one view of the segment.
+    pub fn read_run(
+        &self,
+        first_position: u64,
+        offsets: &[u32],
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<()> {
+        let Some(&low) = offsets.first() else {
+            return Ok(());
+        };
+        let view = self.view(low as u64, self.readable_len()?)?;
+        for (i, &offset) in offsets.iter().enumerate() {
+            let relative = offset.saturating_sub(low) as usize;
+            if relative >= view.len() {
+                return Err(Error::corrupted(
+                    &self.path,
+                    offset as u64,
+                    "record offset past the end",
+                ));
+            }
+            let (event, _) = decode_record(&view.slice(relative..), self.seed)
+                .map_err(|reason| Error::corrupted(&self.path, offset as u64, reason))?;
+            let position = first_position + i as u64;
+            if event.position != position {
+                return Err(Error::corrupted(
+                    &self.path,
+                    offset as u64,
+                    format!("expected position {position}, found {}", event.position),
+                ));
+            }
+            out.push(event);
+        }
+        Ok(())
+    }
+
     /// Reads and verifies the record at `offset`, which must hold `position`.
     pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
         let offset = offset as u64;
