@@ -389,8 +389,9 @@ impl Store {
             .runs(start, stop)
             .ok_or_else(|| missing(start))?;
         let mut events = Vec::with_capacity((stop - start) as usize);
-        for (segment, first_position, offsets) in &runs {
-            segment.read_run(*first_position, offsets, &mut events)?;
+        for run in &runs {
+            run.segment
+                .read_run(run.first_position, &run.offsets, &mut events)?;
         }
         if direction == Direction::Backward {
             events.reverse();

@@ -27,6 +27,17 @@ pub struct Index {
     pub ids: IdWindow,
 }
 
+/// Consecutive positions stored in one segment.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The segment holding them.
+    pub segment: Arc<Segment>,
+    /// The first position of the run.
+    pub first_position: u64,
+    /// The offset of each record of the run.
+    pub offsets: Vec<u32>,
+}
+
 /// Where to read one event.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -101,7 +112,7 @@ impl Index {
     /// The records of positions `start..stop`, segment by segment: each
     /// segment with the first position of its run and the run's offsets.
     /// `None` if part of the range is not indexed.
-    pub fn runs(&self, start: u64, stop: u64) -> Option<Vec<(Arc<Segment>, u64, Vec<u32>)>> {
+    pub fn runs(&self, start: u64, stop: u64) -> Option<Vec<Run>> {
         let mut runs = Vec::new();
         let mut position = start;
         while position < stop {
@@ -116,7 +127,11 @@ impl Index {
             if offsets.is_empty() {
                 return None;
             }
-            runs.push((Arc::clone(&entry.segment), position, offsets.to_vec()));
+            runs.push(Run {
+                segment: Arc::clone(&entry.segment),
+                first_position: position,
+                offsets: offsets.to_vec(),
+            });
             position += offsets.len() as u64;
         }
         Some(runs)
