@@ -123,6 +123,12 @@ pub struct Attempt {
     pub events: Vec<EventData>,
     pub durability: Durability,
     pub outcome: Outcome,
+    /// When its events were (or may have been) written, in the order of
+    /// the model's writes: a retry that wrote them moves this.
+    pub seq: u64,
+    /// False when a failed retry left it unknown whether the events were
+    /// written at the first try or at the retry.
+    pub order_known: bool,
 }
 
 /// Why the model expects an append to be refused.
@@ -137,9 +143,11 @@ pub enum Refusal {
 #[derive(Debug, Default, Clone)]
 pub struct Model {
     pub attempts: Vec<Attempt>,
-    /// Every acknowledged attempt below this index is durable (a later sync
-    /// append or flush covered it).
-    pub durable_prefix: usize,
+    /// Every acknowledged attempt whose `seq` is below this is durable (a
+    /// later sync append or flush covered it).
+    pub durable_seq: u64,
+    /// The `seq` of the next write.
+    pub next_seq: u64,
     /// Stream versions as the acknowledged appends left them.
     pub versions: HashMap<&'static str, u64>,
     /// The next position as the acknowledged appends left it.
@@ -258,9 +266,12 @@ impl Model {
             events,
             durability,
             outcome,
+            seq: self.next_seq,
+            order_known: true,
         });
+        self.next_seq += 1;
         if result.is_ok() && durability == Durability::Sync {
-            self.durable_prefix = self.attempts.len();
+            self.durable_seq = self.next_seq;
         }
     }
 
@@ -280,15 +291,13 @@ impl Model {
                         .insert(self.attempts[k].stream, r.last_version);
                     self.next_position = self.next_position.max(r.last_position + 1);
                     self.attempts[k].outcome = Outcome::Acked(*r);
+                    self.attempts[k].seq = self.next_seq;
+                    self.next_seq += 1;
                 }
                 if durability == Durability::Sync {
                     // The retry is durable, and so is everything written before it.
-                    let covered = if already_written {
-                        k + 1
-                    } else {
-                        self.attempts.len()
-                    };
-                    self.durable_prefix = self.durable_prefix.max(covered);
+                    let covered = self.attempts[k].seq + 1;
+                    self.durable_seq = self.durable_seq.max(covered);
                 }
             }
             // Refused before anything was written.
@@ -297,13 +306,19 @@ impl Model {
             | Err(Error::BatchTooLarge { .. })
             | Err(Error::EventTooLarge { .. }) => {}
             // An I/O failure: the retry may or may not have written them.
-            Err(_) if !already_written => self.attempts[k].outcome = Outcome::Unknown,
+            Err(_) if !already_written => {
+                let attempt = &mut self.attempts[k];
+                attempt.order_known &= matches!(attempt.outcome, Outcome::Rejected | Outcome::Lost);
+                attempt.outcome = Outcome::Unknown;
+                attempt.seq = self.next_seq;
+                self.next_seq += 1;
+            }
             Err(_) => {}
         }
     }
 
     fn flushed(&mut self) {
-        self.durable_prefix = self.attempts.len();
+        self.durable_seq = self.next_seq;
     }
 }
 
@@ -479,8 +494,10 @@ fn acked_log(model: &Model, end: u64) -> Vec<(&'static str, u64, &EventData)> {
 /// every durable acknowledged event, at most every acknowledged one.
 fn visible_end(model: &Model, store: &Store) -> u64 {
     let end = store.last_position().map_or(0, |p| p + 1);
-    let durable_end = model.attempts[..model.durable_prefix]
+    let durable_end = model
+        .attempts
         .iter()
+        .filter(|a| a.seq < model.durable_seq)
         .filter_map(|a| match &a.outcome {
             Outcome::Acked(r) => Some(r.last_position + 1),
             _ => None,
@@ -578,7 +595,7 @@ pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String
     let mut stream_counts: HashMap<&str, u64> = HashMap::new();
     let mut present = vec![false; model.attempts.len()];
     let mut i = 0;
-    let mut last_attempt: Option<usize> = None;
+    let mut last_seq: Option<u64> = None;
     while i < events.len() {
         let e = &events[i];
         if e.position != i as u64 {
@@ -597,9 +614,13 @@ pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String
         if matches!(attempt.outcome, Outcome::Rejected | Outcome::Lost) {
             return Err(format!("append {a} ({:?}) is present", attempt.outcome));
         }
-        if last_attempt.is_some_and(|l| l >= a) {
+        if present[a] {
+            return Err(format!("append {a} is present twice"));
+        }
+        if attempt.order_known && last_seq.is_some_and(|l| l >= attempt.seq) {
             return Err(format!(
-                "append {a} recovered after append {last_attempt:?}"
+                "append {a} (write {}) recovered after write {last_seq:?}",
+                attempt.seq
             ));
         }
         for (j, sent) in attempt.events.iter().enumerate() {
@@ -626,23 +647,24 @@ pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String
             }
         }
         present[a] = true;
-        last_attempt = Some(a);
+        if attempt.order_known {
+            last_seq = Some(attempt.seq);
+        }
         i += attempt.events.len();
     }
-    let last_present = present.iter().rposition(|&p| p);
     for (a, attempt) in model.attempts.iter().enumerate() {
         if !matches!(attempt.outcome, Outcome::Acked(_)) || present[a] {
             continue;
         }
-        if a < model.durable_prefix {
+        if attempt.seq < model.durable_seq {
             return Err(format!(
                 "durable acknowledged append {a} ({:?}) lost",
                 attempt.outcome
             ));
         }
-        if last_present.is_some_and(|l| l > a) {
+        if last_seq.is_some_and(|l| l > attempt.seq) {
             return Err(format!(
-                "acknowledged append {a} missing before present append {last_present:?}"
+                "acknowledged append {a} missing before present write {last_seq:?}"
             ));
         }
     }
