@@ -132,6 +132,7 @@ impl Store {
             recovered.active,
             recovered.write_offset,
             recovered.next_position,
+            recovered.recorded_durable,
         );
         shared.install_writer(writer);
         let flusher_shared = Arc::clone(&shared);

@@ -25,6 +25,8 @@ pub struct Recovered {
     pub write_offset: u64,
     /// The next global position.
     pub next_position: u64,
+    /// The highest durable watermark recorded in `active`.
+    pub recorded_durable: u64,
     /// Statistics for the caller.
     pub stats: RecoveryStats,
 }
@@ -79,7 +81,7 @@ pub fn recover(
         ..RecoveryStats::default()
     };
     let mut next_position = 0u64;
-    let mut tail: Option<(Arc<Segment>, u64, bool)> = None;
+    let mut tail: Option<(Arc<Segment>, u64, bool, u64)> = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = child(dir, &segment::segment_file_name(base));
         if base != next_position {
@@ -112,11 +114,11 @@ pub fn recover(
         next_position = scan.next_position;
         let seg = Arc::new(seg);
         index.push_segment(Arc::clone(&seg), scan.offsets);
-        tail = Some((seg, scan.end_offset, scan.sealed));
+        tail = Some((seg, scan.end_offset, scan.sealed, scan.recorded_durable));
     }
 
-    let (active, write_offset) = match tail {
-        Some((seg, end, false)) => {
+    let (active, write_offset, recorded_durable) = match tail {
+        Some((seg, end, false, recorded)) => {
             // What a killed process left in the page cache is made durable
             // before anyone reads it as such.
             // A file cut short (a lost allocation) gets its space back before
@@ -125,7 +127,7 @@ pub fn recover(
                 .allocate(seg.capacity())
                 .and_then(|()| seg.file().sync_data())
                 .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
-            (seg, end)
+            (seg, end, recorded)
         }
         _ => {
             let seg = PreparedSegment::create(storage, dir, segment_size)
@@ -133,7 +135,7 @@ pub fn recover(
                 .map_err(|e| Error::io("creating a segment", e))?;
             let seg = Arc::new(seg);
             index.push_segment(Arc::clone(&seg), Vec::new());
-            (seg, record::SEGMENT_HEADER_LEN as u64)
+            (seg, record::SEGMENT_HEADER_LEN as u64, 0)
         }
     };
     Ok(Recovered {
@@ -141,6 +143,7 @@ pub fn recover(
         active,
         write_offset,
         next_position,
+        recorded_durable,
         stats,
     })
 }

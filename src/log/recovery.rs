@@ -21,17 +21,22 @@ pub struct SegmentScan {
     /// Bytes past `end_offset` that were left by an interrupted write and
     /// zeroed by the scan.
     pub torn_bytes: u64,
+    /// The highest durable watermark a whole batch or mark records.
+    pub recorded_durable: u64,
 }
 
 enum BatchOutcome {
     Events {
         len: u64,
         records: Vec<(u64, RecordedEvent)>,
+        durable_mark: u64,
     },
     Seal {
         next_position: u64,
     },
-    Mark,
+    Mark {
+        durable_mark: u64,
+    },
 }
 
 /// Validates the batch at `offset`, which must start at `expected`.
@@ -57,7 +62,9 @@ fn read_batch(
         return Err("batch durable mark ahead of its own position".into());
     }
     if header.kind == BatchKind::Mark {
-        return Ok(BatchOutcome::Mark);
+        return Ok(BatchOutcome::Mark {
+            durable_mark: header.durable_mark,
+        });
     }
     if header.kind == BatchKind::Seal {
         return Ok(BatchOutcome::Seal {
@@ -91,6 +98,7 @@ fn read_batch(
     Ok(BatchOutcome::Events {
         len: header.len as u64,
         records,
+        durable_mark: header.durable_mark,
     })
 }
 
@@ -132,6 +140,7 @@ pub fn scan_segment(
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut offsets = Vec::new();
+    let mut recorded_durable = 0;
     let stop_reason = loop {
         if offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
             break None;
@@ -144,10 +153,19 @@ pub fn scan_segment(
                     next_position,
                     sealed: true,
                     torn_bytes: 0,
+                    recorded_durable,
                 })
             }
-            Ok(BatchOutcome::Mark) => offset += BATCH_HEADER_LEN as u64,
-            Ok(BatchOutcome::Events { len, records }) => {
+            Ok(BatchOutcome::Mark { durable_mark }) => {
+                recorded_durable = recorded_durable.max(durable_mark);
+                offset += BATCH_HEADER_LEN as u64;
+            }
+            Ok(BatchOutcome::Events {
+                len,
+                records,
+                durable_mark,
+            }) => {
+                recorded_durable = recorded_durable.max(durable_mark);
                 for (record_offset, event) in &records {
                     on_record(*record_offset, event)?;
                     offsets.push(*record_offset as u32);
@@ -191,6 +209,7 @@ pub fn scan_segment(
         next_position: next,
         sealed: false,
         torn_bytes: dirty_len as u64,
+        recorded_durable,
     })
 }
 

@@ -409,6 +409,10 @@ pub struct Writer {
     /// A sync advanced the durable watermark and no batch written since
     /// records it yet.
     mark_pending: bool,
+    /// The highest durable watermark recorded in the active segment by a
+    /// batch header or mark: a mark that would not raise it is useless, and
+    /// must not take the room kept for one that would.
+    recorded_durable: u64,
 }
 
 /// What planning decided for one append.
@@ -433,6 +437,8 @@ struct Staged {
     request: AppendRequest,
     result: AppendResult,
     offsets: Vec<u32>,
+    /// The durable watermark its batch header records.
+    durable_mark: u64,
 }
 
 impl Writer {
@@ -442,6 +448,7 @@ impl Writer {
         active: Arc<Segment>,
         write_offset: u64,
         next_position: u64,
+        recorded_durable: u64,
     ) -> Self {
         let mut writer = Writer {
             shared,
@@ -452,6 +459,7 @@ impl Writer {
             buf: Vec::new(),
             last_sync: Instant::now(),
             mark_pending: next_position > 0,
+            recorded_durable,
         };
         writer.prepare_next_segment();
         writer
@@ -740,6 +748,7 @@ impl Writer {
             },
             request: plan.request,
             offsets,
+            durable_mark: header.durable_mark,
         }
     }
 
@@ -755,6 +764,9 @@ impl Writer {
             return Err(self.write_failed(chunk_start, e));
         }
         self.write_offset = chunk_start + self.buf.len() as u64;
+        for s in staged.iter() {
+            self.recorded_durable = self.recorded_durable.max(s.durable_mark);
+        }
         self.buf.clear();
         let mut index = self.shared.index.write();
         for s in staged.iter() {
@@ -836,6 +848,11 @@ impl Writer {
         if !self.mark_pending || self.shared.poisoned().is_some() {
             return;
         }
+        let durable = self.shared.durable.load(Ordering::Acquire);
+        if durable <= self.recorded_durable {
+            self.mark_pending = false;
+            return;
+        }
         if self.write_offset + TAIL_RESERVE > self.active.capacity() {
             return;
         }
@@ -844,7 +861,7 @@ impl Writer {
             kind: BatchKind::Mark,
             count: 0,
             first_position: self.next_position,
-            durable_mark: self.shared.durable.load(Ordering::Acquire),
+            durable_mark: durable,
         };
         let mut bytes = [0u8; BATCH_HEADER_LEN];
         mark.encode_into(self.active.seed(), &mut bytes);
@@ -852,6 +869,7 @@ impl Writer {
             Ok(()) => {
                 self.write_offset += BATCH_HEADER_LEN as u64;
                 self.mark_pending = false;
+                self.recorded_durable = durable;
             }
             // Out of space: the next batch overwrites whatever part of the
             // mark got through, so nothing is lost by skipping it.
@@ -904,6 +922,7 @@ impl Writer {
             .push_segment(Arc::clone(&segment), Vec::new());
         self.active = segment;
         self.write_offset = SEGMENT_HEADER_LEN as u64;
+        self.recorded_durable = 0;
         self.prepare_next_segment();
         Ok(())
     }

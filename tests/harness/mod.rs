@@ -487,6 +487,8 @@ fn acked_log(model: &Model, end: u64) -> Vec<(&'static str, u64, &EventData)> {
             }
         }
     }
+    // A retry that wrote a refused append puts it after later ones.
+    log.sort_by_key(|(_, position, _)| *position);
     log
 }
 
