@@ -6,7 +6,7 @@
 //! (10 million events in a temporary directory under `target/` by default;
 //! run it under `perf stat -e task-clock` to see how much CPU it used).
 
-use evstore::{Durability, EventData, ExpectedVersion, Options, Store};
+use evstore::{Durability, EventData, ExpectedVersion, Options, Store, Uuid};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,12 +22,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| temp.path().join("store"));
     let store = Store::open(&dir, Options::default().durability(Durability::Buffered))?;
     let payload = bytes::Bytes::from(vec![0x5Au8; 256]);
-    let batch: Vec<EventData> = (0..100)
+    let mut batch: Vec<EventData> = (0..100)
         .map(|_| EventData::new("Measured", payload.clone()))
         .collect();
     let started = Instant::now();
     for i in 0..events / batch.len() {
         let stream = if i % 2 == 0 { "sensor-a" } else { "sensor-b" };
+        // Every event needs its own id: the same ids again would be a retry.
+        for (j, event) in batch.iter_mut().enumerate() {
+            *event = event
+                .clone()
+                .with_id(Uuid::from_u128((i * 100 + j) as u128 + 1));
+        }
         store.append(stream, ExpectedVersion::Any, &batch)?;
     }
     let appended = started.elapsed();

@@ -7,7 +7,9 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug, Default)]
 pub struct IdWindow {
     capacity: usize,
-    positions: HashMap<u128, u64>,
+    // Ids are random or caller-chosen, never attacker-chosen against our
+    // hash seed, and are hashed for every event written: a fast hasher.
+    positions: HashMap<u128, u64, foldhash::fast::RandomState>,
     order: VecDeque<(u128, u64)>,
 }
 
@@ -16,7 +18,7 @@ impl IdWindow {
     pub fn new(capacity: usize) -> Self {
         IdWindow {
             capacity,
-            positions: HashMap::new(),
+            positions: HashMap::default(),
             order: VecDeque::new(),
         }
     }
