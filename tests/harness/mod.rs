@@ -849,14 +849,12 @@ pub fn crash_cycle(
         disk.fail_after(None);
         let closed = store.take().map(Store::close);
         let image = disk.crash(CrashPlan::LoseAll);
-        match closed {
-            Some(Ok(())) => {
-                model.flushed();
-                flip_bits(&image, flips);
-            }
-            // No store (a reopen failed at the crash point) or a failed
-            // close: nothing vouches for the synced bytes, so no flips.
-            None | Some(Err(_)) => {}
+        // Without a clean close (no store because a reopen failed at the
+        // crash point, or a failed close) nothing vouches for the synced
+        // bytes, so no flips then.
+        if let Some(Ok(())) = closed {
+            model.flushed();
+            flip_bits(&image, flips);
         }
         image
     };
