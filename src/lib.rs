@@ -49,7 +49,7 @@ mod types;
 pub use error::{Error, Result};
 pub use log::RecoveryStats;
 pub use options::Options;
-pub use store::{Store, LOCK_FILE, SEGMENTS_DIR};
+pub use store::{Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;
 

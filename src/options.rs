@@ -42,12 +42,24 @@ pub struct Options {
     pub max_event_type_len: usize,
     /// How many of the most recently written events a retried append is
     /// recognised against by event id (default 1,000,000; 0 turns it off).
-    /// Costs under 100 bytes of memory per remembered event.
+    /// Ids of sealed segments are looked up in their index files (a Bloom
+    /// filter, then a sorted table); only the active segment's ids are held
+    /// in memory.
     pub idempotency_window: usize,
     /// Preallocate the next segment on a helper thread while the active one
     /// fills (default `true`), so rollover never waits for allocation. Turn
     /// it off for a storage operation order that is fully deterministic.
     pub background_preallocation: bool,
+    /// Write a sealed segment's index file on a helper thread (default
+    /// `true`), so the append that fills a segment does not wait for it.
+    /// Turn it off for a storage operation order that is fully
+    /// deterministic.
+    pub background_index_writes: bool,
+    /// Hash every stream name to the same value in new index files. Only
+    /// for testing that streams whose hashes collide are still told apart;
+    /// it makes lookups in sealed segments linear in their stream count.
+    #[doc(hidden)]
+    pub collide_stream_hashes: bool,
     /// The file system the store lives on. Defaults to the real one; tests
     /// pass a back end that injects faults.
     pub storage: Arc<dyn Storage>,
@@ -67,6 +79,8 @@ impl Default for Options {
             max_event_type_len: 256,
             idempotency_window: 1_000_000,
             background_preallocation: true,
+            background_index_writes: true,
+            collide_stream_hashes: false,
             storage: Arc::new(OsStorage),
         }
     }
@@ -136,6 +150,19 @@ impl Options {
     /// Sets [`Options::background_preallocation`].
     pub fn background_preallocation(mut self, enabled: bool) -> Self {
         self.background_preallocation = enabled;
+        self
+    }
+
+    /// Sets [`Options::background_index_writes`].
+    pub fn background_index_writes(mut self, enabled: bool) -> Self {
+        self.background_index_writes = enabled;
+        self
+    }
+
+    /// Sets [`Options::collide_stream_hashes`].
+    #[doc(hidden)]
+    pub fn collide_stream_hashes(mut self, enabled: bool) -> Self {
+        self.collide_stream_hashes = enabled;
         self
     }
 

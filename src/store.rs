@@ -1,6 +1,7 @@
 //! The public entry point: open, append, read, flush, close.
 
 use crate::error::{Error, Result};
+use crate::index::hash::HashKind;
 use crate::index::Location;
 use crate::log::writer::{
     encoded_batch_len, max_batch_len, AppendRequest, Command, Shared, Writer,
@@ -115,11 +116,17 @@ impl Store {
             .and_then(|()| storage.sync_dir(&dir))
             .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
 
+        let hash_kind = if options.collide_stream_hashes {
+            HashKind::Constant
+        } else {
+            HashKind::Xxh3
+        };
         let recovered = log::recover(
-            storage.as_ref(),
+            &storage,
             &segments_dir,
             options.segment_size,
-            options.idempotency_window,
+            options.idempotency_window as u64,
+            hash_kind,
         )?;
         let shared = Arc::new(Shared::new(
             segments_dir,
@@ -337,23 +344,13 @@ impl Store {
         let end = self.visible_end();
         let locations: Vec<Location> = {
             let index = self.inner.shared.index.read();
-            let Some(positions) = index.stream_positions(stream) else {
-                return Ok(Vec::new());
-            };
-            let visible = &positions[..positions.partition_point(|&p| p < end)];
-            let (start, stop) =
-                version_range(visible.len() as u64, from_version, direction, max_count);
-            let mut out = Vec::with_capacity((stop - start) as usize);
-            let mut push = |version: u64| -> Result<()> {
-                let position = visible[version as usize];
-                out.push(index.locate(position).ok_or_else(|| missing(position))?);
-                Ok(())
-            };
-            match direction {
-                Direction::Forward => (start..stop).try_for_each(&mut push)?,
-                Direction::Backward => (start..stop).rev().try_for_each(&mut push)?,
+            let visible = index.visible_count(stream, end)?;
+            let (start, stop) = version_range(visible, from_version, direction, max_count);
+            let mut locations = index.stream_locations(stream, start, stop)?;
+            if direction == Direction::Backward {
+                locations.reverse();
             }
-            out
+            locations
         };
         locations
             .iter()
@@ -387,7 +384,7 @@ impl Store {
             .shared
             .index
             .read()
-            .runs(start, stop)
+            .runs(start, stop)?
             .ok_or_else(|| missing(start))?;
         let mut events = Vec::with_capacity((stop - start) as usize);
         for run in &runs {
@@ -402,11 +399,10 @@ impl Store {
 
     /// The version of the last visible event of `stream`, or `None` if it has
     /// none.
-    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+    pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
         let end = self.visible_end();
-        let index = self.inner.shared.index.read();
-        let positions = index.stream_positions(stream)?;
-        (positions.partition_point(|&p| p < end) as u64).checked_sub(1)
+        let visible = self.inner.shared.index.read().visible_count(stream, end)?;
+        Ok(visible.checked_sub(1))
     }
 
     /// The position of the last visible event, or `None` if the store is
@@ -418,6 +414,103 @@ impl Store {
     /// The number of streams with at least one written event.
     pub fn stream_count(&self) -> usize {
         self.inner.shared.index.read().stream_count()
+    }
+
+    /// Every stream with at least one visible event, in name order, with
+    /// its version. The catalogue is read a page at a time, so iterating a
+    /// store with millions of streams holds only one page of names; streams
+    /// created meanwhile appear if their name sorts after the current page.
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// for stream in ["order-2", "order-1", "order-2"] {
+    ///     store.append(stream, ExpectedVersion::Any, &[EventData::new("E", &b""[..])]).unwrap();
+    /// }
+    /// let streams: Vec<_> = store.streams().collect::<evstore::Result<_>>().unwrap();
+    /// assert_eq!(streams[0].name, "order-1");
+    /// assert_eq!((streams[1].name.as_str(), streams[1].version), ("order-2", 1));
+    /// ```
+    pub fn streams(&self) -> Streams {
+        Streams {
+            store: self.clone(),
+            page: std::collections::VecDeque::new(),
+            after: None,
+            done: false,
+        }
+    }
+
+    /// Index files found damaged after open and rebuilt from their segments.
+    /// (Those found at open are counted in [`Store::recovery_stats`].)
+    pub fn index_repairs(&self) -> u64 {
+        self.inner
+            .shared
+            .index
+            .read()
+            .repairs()
+            .load(Ordering::Relaxed)
+    }
+
+    /// Sealed segments whose index file could not be written (their index
+    /// stays in memory until the next open rebuilds the file).
+    pub fn index_write_failures(&self) -> u64 {
+        self.inner
+            .shared
+            .index_write_failures
+            .load(Ordering::Relaxed)
+    }
+}
+
+/// A stream and its version, from [`Store::streams`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream name.
+    pub name: String,
+    /// The version of its last visible event (its event count minus one).
+    pub version: u64,
+}
+
+/// Iterator over a store's streams; see [`Store::streams`].
+#[derive(Debug)]
+pub struct Streams {
+    store: Store,
+    page: std::collections::VecDeque<StreamInfo>,
+    after: Option<String>,
+    done: bool,
+}
+
+/// Streams fetched per look at the catalogue.
+const STREAMS_PAGE: usize = 512;
+
+impl Iterator for Streams {
+    type Item = Result<StreamInfo>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.page.is_empty() && !self.done {
+            let end = self.store.visible_end();
+            let page = {
+                let index = self.store.inner.shared.index.read();
+                index.streams_page(self.after.as_deref(), STREAMS_PAGE, end)
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            self.done = page.len() < STREAMS_PAGE;
+            self.after = page.last().map(|(name, _)| name.to_string());
+            self.page
+                .extend(page.into_iter().filter_map(|(name, visible)| {
+                    Some(StreamInfo {
+                        name: name.to_string(),
+                        version: visible.checked_sub(1)?,
+                    })
+                }));
+        }
+        self.page.pop_front().map(Ok)
     }
 }
 

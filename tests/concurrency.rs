@@ -167,7 +167,10 @@ fn stress(mode: Durability) {
     assert_store_holds_acked(&store, &acked);
 
     // The store carries on where it stopped.
-    let last = store.stream_version("stress-0").expect("stream exists");
+    let last = store
+        .stream_version("stress-0")
+        .unwrap()
+        .expect("stream exists");
     let next = store
         .append(
             "stress-0",
@@ -213,7 +216,10 @@ fn optimistic_race(mode: Durability) {
                 let mut wins = Vec::new();
                 let mut losses = 0usize;
                 loop {
-                    let current = store.stream_version(stream).expect("stream exists");
+                    let current = store
+                        .stream_version(stream)
+                        .unwrap()
+                        .expect("stream exists");
                     if current >= RACE_LAST_VERSION {
                         return (wins, losses);
                     }

@@ -179,73 +179,175 @@ fn closed_store() -> (SimDisk, Vec<PathBuf>, Vec<evstore::RecordedEvent>) {
     (disk.crash(CrashPlan::LoseAll), segments, events)
 }
 
-/// Flips every bit of `file` in turn: each flip is reported as corruption
-/// naming the file and an offset at or before the flip, or changes nothing
-/// any read returns.
-fn flip_every_bit(
-    disk: &SimDisk,
-    file: &PathBuf,
-    events: &[evstore::RecordedEvent],
-) -> (usize, Vec<usize>) {
-    let pristine = disk.read_file(file).unwrap();
-    let (mut detected, mut harmless) = (0, Vec::new());
-    for bit in 0..pristine.len() * 8 {
-        let image = disk.crash(CrashPlan::KeepAll);
-        harness::flip_bit(&image, file, bit as u64);
-        match harness::open_on(&image, Durability::Sync) {
-            Err(Error::Corrupted {
-                file: f, offset, ..
-            }) => {
-                assert_eq!(&f, file, "bit {bit}");
-                assert!(offset <= (bit / 8) as u64, "bit {bit} reported at {offset}");
-                detected += 1;
-            }
-            Err(Error::UnsupportedFormat { file: f, .. }) => {
-                assert_eq!(&f, file, "bit {bit}");
-                assert!(
-                    (64..96).contains(&bit),
-                    "bit {bit} is not in the version field"
-                );
-                detected += 1;
-            }
-            Err(e) => panic!("bit {bit}: untyped failure {e:?}"),
-            Ok(store) => {
-                let read = store.read_all(0, Direction::Forward, usize::MAX).unwrap();
-                assert_eq!(read, events, "bit {bit} changed what reads return");
-                harmless.push(bit);
-            }
-        }
-    }
-    (detected, harmless)
+/// What one flipped bit led to.
+enum FlipOutcome {
+    /// Open or a read reported corruption in the flipped file, at or before
+    /// the flip.
+    Detected,
+    /// Reads return exactly what was appended; the store says how many
+    /// index files or catalogues it rebuilt to get there.
+    Harmless { rebuilt: u64 },
 }
 
-/// Where the bytes a segment holds end, by walking its batch headers.
-fn data_end(segment: &[u8]) -> usize {
+/// Flips `bit` of `file` on a copy of the disk, opens the store and reads
+/// everything, both through `$all` and stream by stream.
+fn flip_and_read(
+    disk: &SimDisk,
+    file: &PathBuf,
+    bit: usize,
+    events: &[evstore::RecordedEvent],
+) -> FlipOutcome {
+    let image = disk.crash(CrashPlan::KeepAll);
+    harness::flip_bit(&image, file, bit as u64);
+    let check_error = |error: Error| match error {
+        Error::Corrupted {
+            file: f, offset, ..
+        } => {
+            assert_eq!(&f, file, "bit {bit}");
+            assert!(offset <= (bit / 8) as u64, "bit {bit} reported at {offset}");
+            FlipOutcome::Detected
+        }
+        Error::UnsupportedFormat { file: f, .. } => {
+            assert_eq!(&f, file, "bit {bit}");
+            assert!(
+                (64..96).contains(&bit),
+                "bit {bit} is not in the version field"
+            );
+            FlipOutcome::Detected
+        }
+        e => panic!("bit {bit}: untyped failure {e:?}"),
+    };
+    let store = match harness::open_on(&image, Durability::Sync) {
+        Ok(store) => store,
+        Err(e) => return check_error(e),
+    };
+    match store.read_all(0, Direction::Forward, usize::MAX) {
+        Ok(read) => assert_eq!(read, events, "bit {bit} changed what reads return"),
+        Err(e) => return check_error(e),
+    }
+    let mut streams: Vec<_> = events.iter().map(|e| e.stream.to_string()).collect();
+    streams.sort();
+    streams.dedup();
+    for stream in &streams {
+        let expected: Vec<_> = events
+            .iter()
+            .filter(|e| *e.stream == **stream)
+            .cloned()
+            .collect();
+        match store.read_stream(stream, 0, Direction::Forward, usize::MAX) {
+            Ok(read) => assert_eq!(read, expected, "bit {bit} changed stream {stream}"),
+            Err(e) => return check_error(e),
+        }
+    }
+    let listed: Vec<_> = store.streams().map(|s| s.unwrap().name).collect();
+    assert_eq!(listed, streams, "bit {bit} changed the stream list");
+    let stats = store.recovery_stats();
+    FlipOutcome::Harmless {
+        rebuilt: stats.index_files_rebuilt as u64
+            + u64::from(stats.catalog_rebuilt)
+            + store.index_repairs(),
+    }
+}
+
+/// Where the bytes a segment holds end, by walking its batch headers, and
+/// where each batch starts.
+fn batches(segment: &[u8]) -> (usize, Vec<usize>) {
     let mut at = 64;
+    let mut starts = Vec::new();
     while at + 32 <= segment.len() {
         let len = u32::from_le_bytes(segment[at + 4..at + 8].try_into().unwrap()) as usize;
         if len == 0 {
             break;
         }
+        starts.push(at);
         at += len;
     }
-    at
+    (at, starts)
+}
+
+fn data_end(segment: &[u8]) -> usize {
+    batches(segment).0
 }
 
 #[test]
 fn every_bit_flip_of_a_sealed_segment_is_detected_or_harmless() {
     let (disk, segments, events) = closed_store();
     let bytes = disk.read_file(&segments[0]).unwrap();
-    let end = data_end(&bytes);
-    let (detected, harmless) = flip_every_bit(&disk, &segments[0], &events);
-    // Everything up to and including the seal is checked; past the seal
-    // nothing is read.
-    assert!(
-        harmless.iter().all(|&bit| bit >= end * 8),
-        "undetected flips in data: {:?}",
-        &harmless[..harmless.len().min(10)]
+    let (end, starts) = batches(&bytes);
+    let seal = *starts.last().unwrap();
+    let mut detected = 0;
+    for bit in 0..bytes.len() * 8 {
+        match flip_and_read(&disk, &segments[0], bit, &events) {
+            FlipOutcome::Detected => detected += 1,
+            FlipOutcome::Harmless { .. } => {
+                // Reads go through the index file and each record's own
+                // checksum: only batch headers (other than the seal, which
+                // open checks) and the bytes past the seal go unread.
+                let byte = bit / 8;
+                let in_batch_header = starts
+                    .iter()
+                    .any(|&s| s != seal && (s..s + 32).contains(&byte));
+                assert!(
+                    in_batch_header || byte >= end,
+                    "bit {bit} changed nothing anyone reads, yet it holds data"
+                );
+            }
+        }
+    }
+    let headers = (starts.len() - 1) * 32 * 8;
+    assert_eq!(detected, end * 8 - headers);
+}
+
+#[test]
+fn every_bit_flip_of_an_index_file_or_the_catalogue_is_repaired() {
+    let (disk, segments, events) = closed_store();
+    let index = segments[0].with_extension("idx");
+    let catalog = segments[0].with_file_name("streams.catalog");
+    for file in [index, catalog] {
+        let len = disk.read_file(&file).unwrap().len();
+        for bit in 0..len * 8 {
+            match flip_and_read(&disk, &file, bit, &events) {
+                FlipOutcome::Harmless { rebuilt } => {
+                    assert_eq!(rebuilt, 1, "{}: bit {bit}", file.display())
+                }
+                FlipOutcome::Detected => {
+                    panic!("{}: bit {bit} made the store unreadable", file.display())
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_index_files_and_catalogue_are_rebuilt() {
+    let (disk, segments, events) = closed_store();
+    let image = disk.crash(CrashPlan::KeepAll);
+    let sealed = &segments[..segments.len() - 1];
+    for segment in sealed {
+        evstore::storage::Storage::remove_file(&image, &segment.with_extension("idx")).unwrap();
+    }
+    evstore::storage::Storage::remove_file(&image, &segments[0].with_file_name("streams.catalog"))
+        .unwrap();
+    let store = harness::open_on(&image, Durability::Sync).unwrap();
+    let stats = store.recovery_stats();
+    assert_eq!(stats.index_files_rebuilt, sealed.len());
+    assert!(stats.catalog_rebuilt);
+    assert_eq!(
+        store.read_all(0, Direction::Forward, usize::MAX).unwrap(),
+        events
     );
-    assert_eq!(detected, end * 8);
+    store.close().unwrap();
+    let store = harness::open_on(&image, Durability::Sync).unwrap();
+    let stats = store.recovery_stats();
+    assert_eq!(
+        (stats.index_files_rebuilt, stats.catalog_rebuilt),
+        (0, false)
+    );
+    assert_eq!(stats.index_files_loaded, sealed.len());
+    assert_eq!(
+        store.read_all(0, Direction::Forward, usize::MAX).unwrap(),
+        events
+    );
 }
 
 #[test]
@@ -254,7 +356,14 @@ fn every_bit_flip_of_the_active_segment_is_detected_or_harmless() {
     let active = segments.last().unwrap();
     let bytes = disk.read_file(active).unwrap();
     let end = data_end(&bytes);
-    let (detected, harmless) = flip_every_bit(&disk, active, &events);
+    let mut detected = 0;
+    let mut harmless = Vec::new();
+    for bit in 0..bytes.len() * 8 {
+        match flip_and_read(&disk, active, bit, &events) {
+            FlipOutcome::Detected => detected += 1,
+            FlipOutcome::Harmless { .. } => harmless.push(bit),
+        }
+    }
     // Durable data is vouched for by the close's durable mark (the last 32
     // bytes), so no flip before that mark passes as a torn tail. A flip in
     // the mark itself, or in the zeros after it, only costs the mark.

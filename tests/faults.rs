@@ -131,7 +131,7 @@ fn reopen_healthy_and_check(
 ) {
     let store = Store::open(dir, options).expect("reopen on healthy storage");
     assert_store_holds_acked_and_maybe(&store, acked, uncertain);
-    let version = store.stream_version("s0");
+    let version = store.stream_version("s0").unwrap();
     let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
     let after = store
         .append("s0", expected, &[numbered_event(999_999, 16)])

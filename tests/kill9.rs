@@ -537,7 +537,7 @@ fn verify(
             .map(|e| e.position)
             .collect();
         assert_eq!(
-            store.stream_version(&stream),
+            store.stream_version(&stream).unwrap(),
             (expected.len() as u64).checked_sub(1),
             "stream_version({stream})"
         );

@@ -599,7 +599,7 @@ fn run(config: Config, ops: &[Op]) {
             Op::StreamVersion { stream } => {
                 let stream = any_stream(*stream);
                 assert_eq!(
-                    store.stream_version(stream),
+                    store.stream_version(stream).unwrap(),
                     (model.visible_positions(stream).len() as u64).checked_sub(1),
                     "{context}: stream_version({stream})"
                 );

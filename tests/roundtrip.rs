@@ -31,7 +31,7 @@ fn fill(store: &Store, count: u64) -> Vec<(String, EventData)> {
     for i in 0..count {
         let stream = format!("s-{}", i % 3);
         let e = event(i);
-        let expected = match store.stream_version(&stream) {
+        let expected = match store.stream_version(&stream).unwrap() {
             None => ExpectedVersion::NoStream,
             Some(v) => ExpectedVersion::Exact(v),
         };
@@ -146,8 +146,8 @@ fn stream_reads_page_in_both_directions() {
         .read_stream("missing", 0, Direction::Forward, 3)
         .unwrap()
         .is_empty());
-    assert_eq!(store.stream_version("s-1"), Some(29));
-    assert_eq!(store.stream_version("missing"), None);
+    assert_eq!(store.stream_version("s-1").unwrap(), Some(29));
+    assert_eq!(store.stream_version("missing").unwrap(), None);
 }
 
 #[test]

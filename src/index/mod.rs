@@ -1,30 +1,214 @@
 //! Where events are: stream -> (version -> global position), and
 //! global position -> (segment, offset).
+//!
+//! The active segment's index lives in memory ([`MemIndex`]). When a segment
+//! is sealed its index is written to an index file beside it
+//! ([`file`]), which is then read in place through a memory map; the heap
+//! keeps only a small summary per stream (its next version and the first and
+//! last segment holding its events) and the catalogue file ([`catalog`])
+//! persists that summary so that `open` reads neither the sealed segments
+//! nor their index files' stream tables.
 
-mod ids;
+pub mod catalog;
+pub mod file;
+pub mod hash;
+pub mod memory;
 
-pub use ids::IdWindow;
-
+use crate::error::{Error, Result};
 use crate::log::segment::Segment;
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::storage::Storage;
+use file::{IndexFile, StreamPart};
+use hash::{HashKind, StreamKey};
+use memory::{MemIndex, MemStream};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-/// One segment and the offset of each of its records.
+/// What the heap keeps per stream, whatever the log's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// The version its next event gets (its event count).
+    pub next_version: u64,
+    /// Ordinal of the first segment holding its events.
+    pub first_segment: u32,
+    /// Ordinal of the last segment holding its events.
+    pub last_segment: u32,
+}
+
+/// A sealed segment's index file, checked against its checksum the first
+/// time it is used; if that fails, the segment is rescanned and the file
+/// rewritten.
+#[derive(Debug)]
+pub struct Persisted {
+    file: IndexFile,
+    path: PathBuf,
+    segment: Arc<Segment>,
+    storage: Arc<dyn Storage>,
+    state: OnceLock<std::result::Result<Option<Arc<MemIndex>>, Error>>,
+    repairs: Arc<AtomicU64>,
+}
+
+impl Persisted {
+    /// An index file whose header matched `segment`.
+    pub fn new(
+        file: IndexFile,
+        path: PathBuf,
+        segment: Arc<Segment>,
+        storage: Arc<dyn Storage>,
+        repairs: Arc<AtomicU64>,
+    ) -> Self {
+        Persisted {
+            file,
+            path,
+            segment,
+            storage,
+            state: OnceLock::new(),
+            repairs,
+        }
+    }
+
+    /// Marks the body as checked (it was just written from memory).
+    pub fn trusted(self) -> Self {
+        let _ = self.state.set(Ok(None));
+        self
+    }
+
+    /// Events in the segment, from the header alone.
+    pub fn len(&self) -> usize {
+        self.file.len()
+    }
+
+    fn view(&self) -> Result<View<'_>> {
+        let state = self.state.get_or_init(|| {
+            if self.file.verify_body() {
+                return Ok(None);
+            }
+            // Never trust a damaged index: rebuild it from its segment, whose
+            // records carry their own checksums, and replace the file.
+            let rebuilt = crate::log::index_sealed_segment(&self.segment)?;
+            self.repairs.fetch_add(1, Ordering::Relaxed);
+            let bytes = file::encode(
+                &rebuilt,
+                self.segment.base_position(),
+                self.file.header().seal_offset,
+                self.file.header().hash_kind,
+            );
+            // If the rewrite fails the next open rebuilds again; reads are
+            // served from the rebuilt index either way.
+            let _ = crate::storage::replace_file(self.storage.as_ref(), &self.path, &bytes);
+            Ok(Some(Arc::new(rebuilt)))
+        });
+        match state {
+            Ok(None) => Ok(View::File(&self.file)),
+            Ok(Some(mem)) => Ok(View::Mem(mem)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// The index of one segment.
+#[derive(Debug)]
+pub enum SegmentIndex {
+    /// The segment being written.
+    Active(MemIndex),
+    /// Sealed; its index file is being written.
+    Sealed(Arc<MemIndex>),
+    /// Sealed, with its index file.
+    Persisted(Arc<Persisted>),
+}
+
+/// One segment and its index.
 #[derive(Debug)]
 pub struct SegmentEntry {
     /// The segment.
     pub segment: Arc<Segment>,
-    /// `offsets[i]` is the offset of position `base_position + i`.
-    pub offsets: Vec<u32>,
+    /// Its index.
+    pub index: SegmentIndex,
 }
 
-/// Both indexes, kept together so one lock guards their consistency.
-#[derive(Debug, Default)]
-pub struct Index {
-    streams: HashMap<Arc<str>, Vec<u64>>,
-    segments: Vec<SegmentEntry>,
-    /// Recently written event ids, for recognising retried appends.
-    pub ids: IdWindow,
+impl SegmentEntry {
+    fn len(&self) -> usize {
+        match &self.index {
+            SegmentIndex::Active(mem) => mem.len(),
+            SegmentIndex::Sealed(mem) => mem.len(),
+            SegmentIndex::Persisted(p) => p.len(),
+        }
+    }
+
+    fn view(&self) -> Result<View<'_>> {
+        match &self.index {
+            SegmentIndex::Active(mem) => Ok(View::Mem(mem)),
+            SegmentIndex::Sealed(mem) => Ok(View::Mem(mem)),
+            SegmentIndex::Persisted(p) => p.view(),
+        }
+    }
+}
+
+/// A segment's index, wherever it lives.
+enum View<'a> {
+    Mem(&'a MemIndex),
+    File(&'a IndexFile),
+}
+
+/// A stream's events in one segment.
+enum StreamRef<'a> {
+    Mem(&'a MemStream),
+    File(&'a IndexFile, StreamPart),
+}
+
+impl StreamRef<'_> {
+    fn first_version(&self) -> u64 {
+        match self {
+            StreamRef::Mem(s) => s.first_version,
+            StreamRef::File(_, part) => part.first_version,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            StreamRef::Mem(s) => s.slots.len() as u64,
+            StreamRef::File(_, part) => part.count,
+        }
+    }
+
+    fn slot(&self, i: u64) -> Option<u32> {
+        match self {
+            StreamRef::Mem(s) => s.slots.get(usize::try_from(i).ok()?).copied(),
+            StreamRef::File(file, part) => file.slot(part, i),
+        }
+    }
+}
+
+impl<'a> View<'a> {
+    fn offset(&self, slot: usize) -> Option<u32> {
+        match self {
+            View::Mem(mem) => mem.offsets.get(slot).copied(),
+            View::File(file) => file.offset(slot),
+        }
+    }
+
+    fn offsets(&self, lo: usize, hi: usize) -> Option<Vec<u32>> {
+        match self {
+            View::Mem(mem) => mem.offsets.get(lo..hi).map(<[u32]>::to_vec),
+            View::File(file) => file.offsets(lo, hi),
+        }
+    }
+
+    fn stream(&self, key: &StreamKey<'_>) -> Option<StreamRef<'a>> {
+        match *self {
+            View::Mem(mem) => mem.streams.get(key.name()).map(StreamRef::Mem),
+            View::File(file) => file.stream(key).map(|part| StreamRef::File(file, part)),
+        }
+    }
+
+    fn find_id(&self, id: u128) -> Option<u32> {
+        match self {
+            View::Mem(mem) => mem.find_id(id),
+            View::File(file) => file.find_id(id),
+        }
+    }
 }
 
 /// Consecutive positions stored in one segment.
@@ -49,25 +233,81 @@ pub struct Location {
     pub position: u64,
 }
 
+/// What sealing the active segment hands to whoever writes its index file.
+#[derive(Debug)]
+pub struct SealedSegment {
+    /// Its ordinal.
+    pub ordinal: u32,
+    /// The segment.
+    pub segment: Arc<Segment>,
+    /// Its index.
+    pub index: Arc<MemIndex>,
+    /// The catalogue as of its end.
+    pub catalog: Vec<(Arc<str>, StreamSummary)>,
+    /// The position after its last event.
+    pub end_position: u64,
+}
+
+/// Both indexes, kept together so one lock guards their consistency.
+#[derive(Debug)]
+pub struct Index {
+    streams: BTreeMap<Arc<str>, StreamSummary>,
+    segments: Vec<SegmentEntry>,
+    hash_kind: HashKind,
+    id_window: u64,
+    end: u64,
+    repairs: Arc<AtomicU64>,
+}
+
+fn missing(stream: &str, what: String) -> Error {
+    Error::Corrupted {
+        file: PathBuf::from(crate::store::SEGMENTS_DIR),
+        offset: 0,
+        reason: format!("stream '{stream}': {what}"),
+    }
+}
+
 impl Index {
-    /// An empty index remembering the last `id_window` event ids.
-    pub fn new(id_window: usize) -> Self {
+    /// An empty index that writes index files hashed with `hash_kind` and
+    /// recognises retries among the last `id_window` events.
+    pub fn new(hash_kind: HashKind, id_window: u64) -> Self {
         Index {
-            ids: IdWindow::new(id_window),
-            ..Index::default()
+            streams: BTreeMap::new(),
+            segments: Vec::new(),
+            hash_kind,
+            id_window,
+            end: 0,
+            repairs: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Positions of a stream's events, by version.
-    pub fn stream_positions(&self, stream: &str) -> Option<&[u64]> {
-        self.streams.get(stream).map(Vec::as_slice)
+    /// How new index files hash stream names.
+    pub fn hash_kind(&self) -> HashKind {
+        self.hash_kind
+    }
+
+    /// Counter of index files found damaged after open and rebuilt.
+    pub fn repairs(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.repairs)
+    }
+
+    /// Whether the idempotency window is on.
+    pub fn tracks_ids(&self) -> bool {
+        self.id_window > 0
+    }
+
+    /// The shared name of `stream`, if it has a summary.
+    pub fn summary_name(&self, stream: &str) -> Option<Arc<str>> {
+        self.streams
+            .get_key_value(stream)
+            .map(|(k, _)| Arc::clone(k))
     }
 
     /// The last version of `stream` among all indexed events.
     pub fn last_version(&self, stream: &str) -> Option<u64> {
         self.streams
             .get(stream)
-            .and_then(|p| (p.len() as u64).checked_sub(1))
+            .and_then(|s| s.next_version.checked_sub(1))
     }
 
     /// Number of distinct streams.
@@ -75,81 +315,380 @@ impl Index {
         self.streams.len()
     }
 
-    /// Records that `stream`'s next version lives at `position`. Returns the
-    /// version it got.
-    pub fn push_stream_event(&mut self, stream: &str, position: u64) -> u64 {
-        if let Some(positions) = self.streams.get_mut(stream) {
-            positions.push(position);
-            return positions.len() as u64 - 1;
-        }
-        self.streams.insert(Arc::from(stream), vec![position]);
-        0
+    /// Replaces the stream summaries (from a catalogue, at open).
+    pub fn set_streams(&mut self, streams: Vec<(Arc<str>, StreamSummary)>) {
+        self.streams = streams.into_iter().collect();
     }
 
-    /// Records that `stream`'s next `count` versions live at consecutive
-    /// positions from `first_position`.
-    pub fn push_stream_events(&mut self, stream: &str, first_position: u64, count: u64) {
-        let positions = first_position..first_position + count;
-        if let Some(existing) = self.streams.get_mut(stream) {
-            existing.extend(positions);
-        } else {
-            self.streams.insert(Arc::from(stream), positions.collect());
-        }
+    /// Every stream summary, sorted by name.
+    pub fn snapshot_streams(&self) -> Vec<(Arc<str>, StreamSummary)> {
+        self.streams
+            .iter()
+            .map(|(name, s)| (Arc::clone(name), *s))
+            .collect()
     }
 
     /// Adds a segment that follows every indexed one.
-    pub fn push_segment(&mut self, segment: Arc<Segment>, offsets: Vec<u32>) {
-        self.segments.push(SegmentEntry { segment, offsets });
+    pub fn push_segment(&mut self, segment: Arc<Segment>, index: SegmentIndex) {
+        let len = match &index {
+            SegmentIndex::Active(mem) => mem.len(),
+            SegmentIndex::Sealed(mem) => mem.len(),
+            SegmentIndex::Persisted(p) => p.len(),
+        };
+        self.end = segment.base_position() + len as u64;
+        self.segments.push(SegmentEntry { segment, index });
     }
 
-    /// Records that the next position lives at `offset` of the newest segment.
-    pub fn push_offset(&mut self, offset: u32) {
-        if let Some(last) = self.segments.last_mut() {
-            last.offsets.push(offset);
-        }
+    /// A fresh in-memory index for a new active segment.
+    pub fn new_active(&self) -> SegmentIndex {
+        SegmentIndex::Active(MemIndex::new(self.tracks_ids()))
     }
 
-    /// The records of positions `start..stop`, segment by segment: each
-    /// segment with the first position of its run and the run's offsets.
-    /// `None` if part of the range is not indexed.
-    pub fn runs(&self, start: u64, stop: u64) -> Option<Vec<Run>> {
-        let mut runs = Vec::new();
-        let mut position = start;
-        while position < stop {
-            let after = self
-                .segments
-                .partition_point(|e| e.segment.base_position() <= position);
-            let entry = self.segments.get(after.checked_sub(1)?)?;
-            let base = entry.segment.base_position();
-            let lo = usize::try_from(position - base).ok()?;
-            let hi = usize::try_from(stop - base).ok()?.min(entry.offsets.len());
-            let offsets = entry.offsets.get(lo..hi)?;
-            if offsets.is_empty() {
-                return None;
+    /// Counts `count` events of `stream` in segment `ordinal`, the first with
+    /// `first_version`, in the stream summaries. Segments must be counted in
+    /// order, and versions must continue where the stream left off.
+    pub fn count_stream_events(
+        &mut self,
+        stream: &str,
+        ordinal: u32,
+        first_version: u64,
+        count: u64,
+    ) -> std::result::Result<Arc<str>, u64> {
+        if let Some((name, summary)) = self.streams.get_key_value(stream) {
+            if summary.next_version != first_version {
+                return Err(summary.next_version);
             }
-            runs.push(Run {
-                segment: Arc::clone(&entry.segment),
-                first_position: position,
-                offsets: offsets.to_vec(),
-            });
-            position += offsets.len() as u64;
+            let name = Arc::clone(name);
+            if let Some(summary) = self.streams.get_mut(stream) {
+                summary.next_version += count;
+                summary.last_segment = ordinal;
+            }
+            return Ok(name);
         }
-        Some(runs)
+        if first_version != 0 {
+            return Err(0);
+        }
+        let name: Arc<str> = Arc::from(stream);
+        self.streams.insert(
+            Arc::clone(&name),
+            StreamSummary {
+                next_version: count,
+                first_segment: ordinal,
+                last_segment: ordinal,
+            },
+        );
+        Ok(name)
     }
 
-    /// Where `position` is stored, if it is indexed.
-    pub fn locate(&self, position: u64) -> Option<Location> {
+    /// Adds the streams of sealed segment `ordinal`'s index to the summaries
+    /// (at open, for segments the catalogue does not cover).
+    pub fn count_segment_streams(&mut self, ordinal: u32) -> Result<()> {
+        let entry = self
+            .segments
+            .get(ordinal as usize)
+            .ok_or_else(|| Error::corrupted(PathBuf::new(), 0, "segment ordinal out of range"))?;
+        let path = entry.segment.path().to_path_buf();
+        let mut parts: Vec<(String, u64, u64)> = Vec::new();
+        match entry.view()? {
+            View::Mem(mem) => {
+                for (name, s) in &mem.streams {
+                    parts.push((name.to_string(), s.first_version, s.slots.len() as u64));
+                }
+            }
+            View::File(file) => {
+                for found in file.streams() {
+                    let (name, part) = found.ok_or_else(|| {
+                        Error::corrupted(&path, 0, "index file has an unreadable stream entry")
+                    })?;
+                    parts.push((name.to_string(), part.first_version, part.count));
+                }
+            }
+        }
+        // Order does not matter for versions (each stream is checked against
+        // itself), only for determinism.
+        parts.sort_unstable();
+        for (name, first_version, count) in parts {
+            self.count_stream_events(&name, ordinal, first_version, count)
+                .map_err(|expected| {
+                    Error::corrupted(
+                        &path,
+                        0,
+                        format!(
+                            "stream '{name}' starts at version {first_version} here, expected {expected}"
+                        ),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Records that `stream`'s next events live at consecutive positions from
+    /// `first_position`, in the active (last) segment at `offsets`. Returns
+    /// the version of the first.
+    pub fn push_events(
+        &mut self,
+        stream: &str,
+        first_position: u64,
+        offsets: &[u32],
+        ids: &[u128],
+    ) -> u64 {
+        let ordinal = self.segments.len().saturating_sub(1) as u32;
+        let first_version = self.streams.get(stream).map_or(0, |s| s.next_version);
+        let Ok(name) =
+            self.count_stream_events(stream, ordinal, first_version, offsets.len() as u64)
+        else {
+            return first_version;
+        };
+        if let Some(SegmentEntry {
+            index: SegmentIndex::Active(mem),
+            ..
+        }) = self.segments.last_mut()
+        {
+            mem.push(&name, first_version, offsets, ids);
+        }
+        self.end = first_position + offsets.len() as u64;
+        first_version
+    }
+
+    /// Turns the active segment's index into a sealed one, handing back what
+    /// its index file needs. The caller pushes the next active segment.
+    pub fn seal_active(&mut self) -> Option<SealedSegment> {
+        let ordinal = self.segments.len().checked_sub(1)? as u32;
+        let catalog = self.snapshot_streams();
+        let entry = self.segments.last_mut()?;
+        let SegmentIndex::Active(mem) = &mut entry.index else {
+            return None;
+        };
+        let mem = Arc::new(std::mem::replace(mem, MemIndex::new(false)));
+        entry.index = SegmentIndex::Sealed(Arc::clone(&mem));
+        Some(SealedSegment {
+            ordinal,
+            segment: Arc::clone(&entry.segment),
+            end_position: entry.segment.base_position() + mem.len() as u64,
+            index: mem,
+            catalog,
+        })
+    }
+
+    /// Switches sealed segment `ordinal` to its index file.
+    pub fn install_persisted(&mut self, ordinal: u32, persisted: Persisted) {
+        if let Some(entry) = self.segments.get_mut(ordinal as usize) {
+            if matches!(entry.index, SegmentIndex::Sealed(_)) {
+                entry.index = SegmentIndex::Persisted(Arc::new(persisted));
+            }
+        }
+    }
+
+    /// How many of `stream`'s events are at positions below `end`.
+    pub fn visible_count(&self, stream: &str, end: u64) -> Result<u64> {
+        let Some(summary) = self.streams.get(stream) else {
+            return Ok(0);
+        };
+        let Some(last) = self.segments.get(summary.last_segment as usize) else {
+            return Ok(0);
+        };
+        let last_end = last.segment.base_position() + last.len() as u64;
+        if last_end <= end {
+            return Ok(summary.next_version);
+        }
+        // Only the active segment holds events past the watermark, and in
+        // it every event of the stream has a slot in version order.
+        let key = StreamKey::new(stream);
+        let view = last.view()?;
+        let Some(part) = view.stream(&key) else {
+            return Ok(summary.next_version);
+        };
+        let base = last.segment.base_position();
+        let (mut lo, mut hi) = (0u64, part.count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let slot = part
+                .slot(mid)
+                .ok_or_else(|| missing(stream, "slot out of range".into()))?;
+            if base + u64::from(slot) < end {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(part.first_version() + lo)
+    }
+
+    /// The ordinal of the segment holding version `version` of the stream.
+    fn segment_of_version(
+        &self,
+        key: &StreamKey<'_>,
+        summary: &StreamSummary,
+        version: u64,
+    ) -> Result<u32> {
+        // Invariant: the answer is in lo..=hi; segment lo holds the stream
+        // with a first version at or below `version`; any segment after hi
+        // holding it starts above `version`.
+        let (mut lo, mut hi) = (summary.first_segment, summary.last_segment);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let mut found = None;
+            for ordinal in mid..=hi {
+                let entry = self
+                    .segments
+                    .get(ordinal as usize)
+                    .ok_or_else(|| missing(key.name(), "segment out of range".into()))?;
+                if let Some(part) = entry.view()?.stream(key) {
+                    found = Some((ordinal, part.first_version()));
+                    break;
+                }
+            }
+            match found {
+                Some((ordinal, first)) if first <= version => lo = ordinal,
+                _ => hi = mid - 1,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Where versions `start..stop` of `stream` are, in version order.
+    pub fn stream_locations(&self, stream: &str, start: u64, stop: u64) -> Result<Vec<Location>> {
+        let mut out = Vec::with_capacity(stop.saturating_sub(start) as usize);
+        if start >= stop {
+            return Ok(out);
+        }
+        let summary = self
+            .streams
+            .get(stream)
+            .ok_or_else(|| missing(stream, "not indexed".into()))?;
+        let key = StreamKey::new(stream);
+        let mut ordinal = self.segment_of_version(&key, summary, start)?;
+        let mut version = start;
+        while version < stop && ordinal <= summary.last_segment {
+            let entry = self
+                .segments
+                .get(ordinal as usize)
+                .ok_or_else(|| missing(stream, "segment out of range".into()))?;
+            let view = entry.view()?;
+            if let Some(part) = view.stream(&key) {
+                let first = part.first_version();
+                let hi = stop.min(first + part.count());
+                if version < hi && first > version {
+                    return Err(missing(stream, format!("version {version} is not indexed")));
+                }
+                let base = entry.segment.base_position();
+                while version < hi {
+                    let slot = part
+                        .slot(version - first)
+                        .ok_or_else(|| missing(stream, format!("no slot for version {version}")))?;
+                    let offset = view.offset(slot as usize).ok_or_else(|| {
+                        missing(stream, format!("no offset for version {version}"))
+                    })?;
+                    out.push(Location {
+                        segment: Arc::clone(&entry.segment),
+                        offset,
+                        position: base + u64::from(slot),
+                    });
+                    version += 1;
+                }
+            }
+            ordinal += 1;
+        }
+        if version < stop {
+            return Err(missing(stream, format!("version {version} is not indexed")));
+        }
+        Ok(out)
+    }
+
+    fn entry_of_position(&self, position: u64) -> Option<&SegmentEntry> {
         let after = self
             .segments
             .partition_point(|e| e.segment.base_position() <= position);
-        let entry = self.segments.get(after.checked_sub(1)?)?;
-        let offset = *entry
-            .offsets
-            .get(usize::try_from(position - entry.segment.base_position()).ok()?)?;
-        Some(Location {
+        self.segments.get(after.checked_sub(1)?)
+    }
+
+    /// The records of positions `start..stop`, segment by segment. `None` if
+    /// part of the range is not indexed.
+    pub fn runs(&self, start: u64, stop: u64) -> Result<Option<Vec<Run>>> {
+        let mut runs = Vec::new();
+        let mut position = start;
+        while position < stop {
+            let Some(entry) = self.entry_of_position(position) else {
+                return Ok(None);
+            };
+            let base = entry.segment.base_position();
+            let lo = (position - base) as usize;
+            let hi = ((stop - base) as usize).min(entry.len());
+            if lo >= hi {
+                return Ok(None);
+            }
+            let Some(offsets) = entry.view()?.offsets(lo, hi) else {
+                return Ok(None);
+            };
+            runs.push(Run {
+                segment: Arc::clone(&entry.segment),
+                first_position: position,
+                offsets,
+            });
+            position += (hi - lo) as u64;
+        }
+        Ok(Some(runs))
+    }
+
+    /// Where `position` is stored, if it is indexed.
+    pub fn locate(&self, position: u64) -> Result<Option<Location>> {
+        let Some(entry) = self.entry_of_position(position) else {
+            return Ok(None);
+        };
+        let slot = (position - entry.segment.base_position()) as usize;
+        Ok(entry.view()?.offset(slot).map(|offset| Location {
             segment: Arc::clone(&entry.segment),
             offset,
             position,
-        })
+        }))
+    }
+
+    /// The position of the newest event with this id, if it is among the
+    /// last `id_window` events.
+    pub fn find_id(&self, id: u128) -> Result<Option<u64>> {
+        if self.id_window == 0 {
+            return Ok(None);
+        }
+        let from = self.end.saturating_sub(self.id_window);
+        for entry in self.segments.iter().rev() {
+            let base = entry.segment.base_position();
+            if base + (entry.len() as u64) <= from && entry.len() > 0 {
+                break;
+            }
+            if let Some(slot) = entry.view()?.find_id(id) {
+                // The newest event with this id; older than the window means
+                // forgotten, even if its segment is still searched.
+                let position = base + u64::from(slot);
+                return Ok((position >= from).then_some(position));
+            }
+            if base <= from {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` streams after `after` in name order, each with how many
+    /// of its events are below `end`; streams with none are skipped.
+    pub fn streams_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        end: u64,
+    ) -> Result<Vec<(Arc<str>, u64)>> {
+        let lower = match after {
+            Some(name) => Bound::Excluded(name),
+            None => Bound::Unbounded,
+        };
+        let mut page = Vec::with_capacity(limit.min(1024));
+        for (name, _) in self
+            .streams
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take(limit)
+        {
+            let visible = self.visible_count(name, end)?;
+            page.push((Arc::clone(name), visible));
+        }
+        Ok(page)
     }
 }

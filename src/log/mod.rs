@@ -7,11 +7,18 @@ pub mod segment;
 pub mod writer;
 
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::storage::{child, Storage};
+use crate::index::catalog::{self, CATALOG_FILE};
+use crate::index::file::{self, index_file_name, parse_index_file_name, IndexFile};
+use crate::index::hash::HashKind;
+use crate::index::memory::MemIndex;
+use crate::index::{Index, Persisted, SealedSegment, SegmentIndex};
+use crate::storage::{child, replace_file, write_and_rename, Storage};
 use recovery::scan_segment;
 use segment::{parse_segment_file_name, PreparedSegment, Segment, TEMP_SUFFIX};
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// What opening the log found.
@@ -33,39 +40,130 @@ pub struct Recovered {
 
 /// What recovery did at open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryStats {
     /// Segment files found.
     pub segments: usize,
-    /// Events recovered.
+    /// Events in the store.
     pub events: u64,
-    /// Bytes of segment data scanned.
+    /// Bytes of segment data read and checked record by record: the
+    /// unsealed tail, plus any sealed segment whose index file had to be
+    /// rebuilt.
     pub bytes_scanned: u64,
     /// Bytes of a torn tail (an interrupted write) that were cleared.
     pub torn_bytes: u64,
+    /// Sealed segments whose index file was used as is.
+    pub index_files_loaded: usize,
+    /// Sealed segments whose index file was missing or damaged and was
+    /// rebuilt from the segment.
+    pub index_files_rebuilt: usize,
+    /// Whether the stream catalogue was missing, damaged or behind and was
+    /// brought up to date from the segments' index files.
+    pub catalog_rebuilt: bool,
 }
 
-/// Opens every segment in `dir`, validates and indexes them, and makes sure
-/// there is an active segment to append to.
-pub fn recover(
+/// Builds the index of a sealed segment by reading every record.
+pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
+    let mut mem = MemIndex::new(true);
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    scan_segment(seg, false, |offset, event| {
+        let name = names
+            .entry(event.stream.to_string())
+            .or_insert_with(|| Arc::from(&*event.stream));
+        mem.push(name, event.version, &[offset as u32], &[event.id.as_u128()]);
+        Ok(())
+    })?;
+    Ok(mem)
+}
+
+/// Reads the index file of `seg` if it is usable: header intact, and the
+/// segment really ends with a seal where the file says.
+fn load_index_file(
     storage: &dyn Storage,
+    path: &Path,
+    seg: &Segment,
+) -> std::result::Result<IndexFile, String> {
+    let file = storage.open_file(path, false).map_err(|e| e.to_string())?;
+    let len = file.len().map_err(|e| e.to_string())?;
+    let bytes = file.read_view(0, len as usize).map_err(|e| e.to_string())?;
+    let index = IndexFile::parse(bytes, seg.base_position()).map_err(|e| e.to_string())?;
+    let header = index.header();
+    let seal_at = header.seal_offset;
+    let seal = seg
+        .view(seal_at, seal_at + record::BATCH_HEADER_LEN as u64)
+        .map_err(|e| e.to_string())?;
+    match record::BatchHeader::decode(&seal, seg.seed()) {
+        Some(h)
+            if h.kind == record::BatchKind::Seal
+                && h.first_position == seg.base_position() + header.count =>
+        {
+            Ok(index)
+        }
+        _ => Err(format!("no seal at offset {seal_at} of the segment")),
+    }
+}
+
+/// Writes the index file of a sealed segment and the catalogue as of its
+/// end, then returns the index file, read in place.
+pub fn persist_sealed(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    sealed: &SealedSegment,
+    seal_offset: u64,
+    hash_kind: HashKind,
+    repairs: Arc<AtomicU64>,
+) -> io::Result<Persisted> {
+    let base = sealed.segment.base_position();
+    let path = child(dir, &index_file_name(base));
+    let bytes = file::encode(&sealed.index, base, seal_offset, hash_kind);
+    write_and_rename(storage.as_ref(), &path, &bytes)?;
+    let catalog = catalog::encode(sealed.ordinal + 1, sealed.end_position, &sealed.catalog);
+    write_and_rename(storage.as_ref(), &child(dir, CATALOG_FILE), &catalog)?;
+    storage.sync_dir(dir)?;
+    let file = storage.open_file(&path, false)?;
+    let view = file.read_view(0, bytes.len())?;
+    let index = IndexFile::parse(view, base)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    Ok(Persisted::new(
+        index,
+        path,
+        Arc::clone(&sealed.segment),
+        Arc::clone(storage),
+        repairs,
+    )
+    .trusted())
+}
+
+/// Opens every segment in `dir`, indexes them (from their index files when
+/// they are sealed and the files are sound, by reading them otherwise), and
+/// makes sure there is an active segment to append to.
+pub fn recover(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     segment_size: u64,
-    id_window: usize,
+    id_window: u64,
+    hash_kind: HashKind,
 ) -> Result<Recovered> {
     let names = storage
         .list_dir(dir)
         .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     let mut removed_temp = false;
     let mut bases = Vec::new();
+    let mut index_files = HashSet::new();
+    let mut has_catalog = false;
     for name in &names {
         if name.ends_with(TEMP_SUFFIX) {
-            // A file being prepared when the process stopped: never part of the log.
+            // A file being prepared when the process stopped: never part of the store.
             storage
                 .remove_file(&child(dir, name))
                 .map_err(|e| Error::io(format!("removing {name}"), e))?;
             removed_temp = true;
         } else if let Some(base) = parse_segment_file_name(name) {
             bases.push(base);
+        } else if let Some(base) = parse_index_file_name(name) {
+            index_files.insert(base);
+        } else if name == CATALOG_FILE {
+            has_catalog = true;
         }
     }
     if removed_temp {
@@ -75,14 +173,33 @@ pub fn recover(
     }
     bases.sort_unstable();
 
-    let mut index = Index::new(id_window);
+    let mut index = Index::new(hash_kind, id_window);
     let mut stats = RecoveryStats {
         segments: bases.len(),
         ..RecoveryStats::default()
     };
+    // The catalogue is usable if it ends exactly where a segment starts.
+    let catalog = has_catalog
+        .then(|| read_catalog(storage.as_ref(), dir))
+        .flatten()
+        .filter(|c| {
+            c.covered_segments > 0
+                && bases.get(c.covered_segments as usize) == Some(&c.end_position)
+        });
+    let covered = match catalog {
+        Some(c) => {
+            let covered = c.covered_segments;
+            index.set_streams(c.streams);
+            covered
+        }
+        None => 0,
+    };
+    let mut catalog_behind = false;
+    let mut catalog_update = None;
     let mut next_position = 0u64;
     let mut tail: Option<(Arc<Segment>, u64, bool, u64)> = None;
     for (i, &base) in bases.iter().enumerate() {
+        let ordinal = i as u32;
         let path = child(dir, &segment::segment_file_name(base));
         if base != next_position {
             return Err(Error::corrupted(
@@ -91,30 +208,126 @@ pub fn recover(
                 format!("segment starts at position {base}, expected {next_position}: a segment is missing or misnamed"),
             ));
         }
-        let seg = Segment::open(storage, path, base)?;
+        let seg = Arc::new(Segment::open(storage.as_ref(), path, base)?);
         let is_last = i + 1 == bases.len();
-        let scan = scan_segment(&seg, is_last, |offset, event| {
-            index.ids.push(event.id.as_u128(), event.position);
-            let version = index.push_stream_event(&event.stream, event.position);
-            if version != event.version {
-                return Err(Error::corrupted(
-                    seg.path(),
-                    offset,
-                    format!(
-                        "stream '{}' event has version {}, expected {version}",
-                        &*event.stream, event.version
-                    ),
-                ));
+        let idx_path = child(dir, &index_file_name(base));
+        let loaded = if index_files.contains(&base) {
+            load_index_file(storage.as_ref(), &idx_path, &seg).ok()
+        } else {
+            None
+        };
+        if let Some(file) = loaded {
+            let seal_offset = file.header().seal_offset;
+            next_position = base + file.len() as u64;
+            let persisted = Persisted::new(
+                file,
+                idx_path,
+                Arc::clone(&seg),
+                Arc::clone(storage),
+                index.repairs(),
+            );
+            index.push_segment(
+                Arc::clone(&seg),
+                SegmentIndex::Persisted(Arc::new(persisted)),
+            );
+            if ordinal >= covered {
+                index.count_segment_streams(ordinal)?;
+                catalog_behind = true;
             }
+            stats.index_files_loaded += 1;
+            tail = Some((seg, seal_offset + record::BATCH_HEADER_LEN as u64, true, 0));
+            continue;
+        }
+        if ordinal >= covered && !is_last {
+            catalog_behind = true;
+        }
+        if is_last && (catalog_behind || (covered == 0 && ordinal > 0)) {
+            catalog_update = Some((ordinal, base, index.snapshot_streams()));
+        }
+        // No usable index file: read the segment record by record.
+        let mut mem = MemIndex::new(id_window > 0);
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let count_versions = ordinal >= covered;
+        let scan = scan_segment(&seg, is_last, |offset, event| {
+            let name = match names.get(&*event.stream) {
+                Some(name) => Arc::clone(name),
+                None => {
+                    let name = if count_versions {
+                        Arc::from(&*event.stream)
+                    } else {
+                        // Versions were counted by the catalogue; share its name.
+                        index
+                            .summary_name(&event.stream)
+                            .unwrap_or_else(|| Arc::from(&*event.stream))
+                    };
+                    names.insert(event.stream.to_string(), Arc::clone(&name));
+                    name
+                }
+            };
+            if count_versions {
+                index
+                    .count_stream_events(&name, ordinal, event.version, 1)
+                    .map_err(|expected| {
+                        Error::corrupted(
+                            seg.path(),
+                            offset,
+                            format!(
+                                "stream '{}' event has version {}, expected {expected}",
+                                &*event.stream, event.version
+                            ),
+                        )
+                    })?;
+            }
+            mem.push(
+                &name,
+                event.version,
+                &[offset as u32],
+                &[event.id.as_u128()],
+            );
             Ok(())
         })?;
-        stats.events += scan.offsets.len() as u64;
         stats.bytes_scanned += scan.end_offset;
         stats.torn_bytes += scan.torn_bytes;
         next_position = scan.next_position;
-        let seg = Arc::new(seg);
-        index.push_segment(Arc::clone(&seg), scan.offsets);
+        if scan.sealed {
+            // Sealed but without a usable index file: write one now.
+            let sealed_at = scan.end_offset - record::BATCH_HEADER_LEN as u64;
+            let bytes = file::encode(&mem, base, sealed_at, hash_kind);
+            replace_file(storage.as_ref(), &idx_path, &bytes)
+                .map_err(|e| Error::io(format!("writing {}", idx_path.display()), e))?;
+            let file = load_index_file(storage.as_ref(), &idx_path, &seg)
+                .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
+            let persisted = Persisted::new(
+                file,
+                idx_path,
+                Arc::clone(&seg),
+                Arc::clone(storage),
+                index.repairs(),
+            )
+            .trusted();
+            index.push_segment(
+                Arc::clone(&seg),
+                SegmentIndex::Persisted(Arc::new(persisted)),
+            );
+            stats.index_files_rebuilt += 1;
+        } else {
+            index.push_segment(Arc::clone(&seg), SegmentIndex::Active(mem));
+        }
         tail = Some((seg, scan.end_offset, scan.sealed, scan.recorded_durable));
+    }
+    stats.events = next_position;
+
+    if catalog_behind && catalog_update.is_none() {
+        // Every segment is sealed and indexed.
+        catalog_update = Some((bases.len() as u32, next_position, index.snapshot_streams()));
+    }
+    if let Some((covered, end_position, streams)) = catalog_update {
+        // Bring the catalogue up to the last sealed segment, so the next open
+        // does not merge stream tables again.
+        stats.catalog_rebuilt = true;
+        let bytes = catalog::encode(covered, end_position, &streams);
+        replace_file(storage.as_ref(), &child(dir, CATALOG_FILE), &bytes)
+            .map_err(|e| Error::io("writing the stream catalogue", e))?;
     }
 
     let (active, write_offset, recorded_durable) = match tail {
@@ -130,11 +343,12 @@ pub fn recover(
             (seg, end, recorded)
         }
         _ => {
-            let seg = PreparedSegment::create(storage, dir, segment_size)
-                .and_then(|p| p.install(storage, dir, next_position))
+            let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)
+                .and_then(|p| p.install(storage.as_ref(), dir, next_position))
                 .map_err(|e| Error::io("creating a segment", e))?;
             let seg = Arc::new(seg);
-            index.push_segment(Arc::clone(&seg), Vec::new());
+            let active = index.new_active();
+            index.push_segment(Arc::clone(&seg), active);
             (seg, record::SEGMENT_HEADER_LEN as u64, 0)
         }
     };
@@ -146,4 +360,11 @@ pub fn recover(
         recorded_durable,
         stats,
     })
+}
+
+fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {
+    let file = storage.open_file(&child(dir, CATALOG_FILE), false).ok()?;
+    let len = file.len().ok()?;
+    let bytes = file.read_view(0, len as usize).ok()?;
+    catalog::decode(&bytes).ok()
 }

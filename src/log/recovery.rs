@@ -10,8 +10,6 @@ use bytes::Bytes;
 /// What a scan of one segment found.
 #[derive(Debug)]
 pub struct SegmentScan {
-    /// Offset of each record, indexed by `position - base_position`.
-    pub offsets: Vec<u32>,
     /// Offset just past the last whole batch: where the writer continues.
     pub end_offset: u64,
     /// The position after the last record.
@@ -139,7 +137,6 @@ pub fn scan_segment(
     let data = seg.view(0, seg.readable_len()?)?;
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
-    let mut offsets = Vec::new();
     let mut recorded_durable = 0;
     let stop_reason = loop {
         if offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
@@ -148,7 +145,6 @@ pub fn scan_segment(
         match read_batch(seg, &data, offset, next) {
             Ok(BatchOutcome::Seal { next_position }) => {
                 return Ok(SegmentScan {
-                    offsets,
                     end_offset: offset + BATCH_HEADER_LEN as u64,
                     next_position,
                     sealed: true,
@@ -168,7 +164,6 @@ pub fn scan_segment(
                 recorded_durable = recorded_durable.max(durable_mark);
                 for (record_offset, event) in &records {
                     on_record(*record_offset, event)?;
-                    offsets.push(*record_offset as u32);
                 }
                 next += records.len() as u64;
                 offset += len;
@@ -204,7 +199,6 @@ pub fn scan_segment(
         zero_range(seg, offset, offset + dirty_len as u64)?;
     }
     Ok(SegmentScan {
-        offsets,
         end_offset: offset,
         next_position: next,
         sealed: false,

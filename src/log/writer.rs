@@ -10,7 +10,7 @@ use super::record::{
 };
 use super::segment::{now_nanos, PreparedSegment, Segment};
 use crate::error::{Error, Result};
-use crate::index::Index;
+use crate::index::{Index, SealedSegment};
 use crate::options::Options;
 use crate::types::{AppendResult, Durability, ExpectedVersion};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -134,6 +134,8 @@ pub struct Shared {
     pub written: AtomicU64,
     /// Every position below this is durable.
     pub durable: AtomicU64,
+    /// Index files that could not be written after a seal.
+    pub index_write_failures: AtomicU64,
     queue: Mutex<Queue>,
     queue_changed: Condvar,
     queue_not_full: Condvar,
@@ -174,6 +176,7 @@ impl Shared {
             index: RwLock::new(index),
             written: AtomicU64::new(next_position),
             durable: AtomicU64::new(next_position),
+            index_write_failures: AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
             queue_changed: Condvar::new(),
             queue_not_full: Condvar::new(),
@@ -404,6 +407,7 @@ pub struct Writer {
     write_offset: u64,
     next_position: u64,
     prepared: Option<JoinHandle<io::Result<PreparedSegment>>>,
+    indexing: Option<JoinHandle<()>>,
     buf: Vec<u8>,
     last_sync: Instant,
     /// A sync advanced the durable watermark and no batch written since
@@ -456,6 +460,7 @@ impl Writer {
             write_offset,
             next_position,
             prepared: None,
+            indexing: None,
             buf: Vec::new(),
             last_sync: Instant::now(),
             mark_pending: next_position > 0,
@@ -487,6 +492,58 @@ impl Writer {
         }
         if let Some(handle) = self.prepared.take() {
             let _ = handle.join();
+        }
+        if let Some(handle) = self.indexing.take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Writes the index file of a segment just sealed, and the catalogue,
+    /// then serves the segment's index from that file. In the background
+    /// unless the options say otherwise; one at a time, in order. A failure
+    /// leaves the index in memory and the next open rebuilds the file.
+    fn write_index_file(&mut self, sealed: SealedSegment, seal_offset: u64) {
+        if let Some(handle) = self.indexing.take() {
+            let _ = handle.join();
+        }
+        let shared = Arc::clone(&self.shared);
+        let job = move || {
+            let (hash_kind, repairs) = {
+                let index = shared.index.read();
+                (index.hash_kind(), index.repairs())
+            };
+            let storage = Arc::clone(&shared.options.storage);
+            match super::persist_sealed(
+                &storage,
+                &shared.segments_dir,
+                &sealed,
+                seal_offset,
+                hash_kind,
+                repairs,
+            ) {
+                Ok(persisted) => shared
+                    .index
+                    .write()
+                    .install_persisted(sealed.ordinal, persisted),
+                Err(_) => {
+                    shared.index_write_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        if self.shared.options.background_index_writes {
+            match std::thread::Builder::new()
+                .name("evstore-index".into())
+                .spawn(job)
+            {
+                Ok(handle) => self.indexing = Some(handle),
+                Err(_) => {
+                    self.shared
+                        .index_write_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        } else {
+            job();
         }
     }
 
@@ -615,7 +672,14 @@ impl Writer {
                 out.push(Plan::Defer(request));
                 continue;
             }
-            let known: Vec<Option<u64>> = ids.iter().map(|&id| index.ids.get(id)).collect();
+            let known: Result<Vec<Option<u64>>> = ids.iter().map(|&id| index.find_id(id)).collect();
+            let known = match known {
+                Ok(known) => known,
+                Err(error) => {
+                    out.push(Plan::Answer(request, Err(error)));
+                    continue;
+                }
+            };
             if known.iter().any(Option::is_some) {
                 let answer = self.resolve_retry(&index, &request, &known);
                 out.push(Plan::Answer(request, answer));
@@ -680,7 +744,7 @@ impl Writer {
                 }
                 Some(p) => {
                     let location = index
-                        .locate(*p)
+                        .locate(*p)?
                         .ok_or_else(|| conflict(format!("event {i} is no longer indexed")))?;
                     let event = location.segment.read_event(location.offset, *p)?;
                     if *event.stream != request.stream {
@@ -770,18 +834,8 @@ impl Writer {
         self.buf.clear();
         let mut index = self.shared.index.write();
         for s in staged.iter() {
-            for offset in &s.offsets {
-                index.push_offset(*offset);
-            }
             let ids = record_ids(&s.request.records, s.request.count);
-            for (i, id) in ids.into_iter().enumerate() {
-                index.ids.push(id, s.result.first_position + i as u64);
-            }
-            index.push_stream_events(
-                &s.request.stream,
-                s.result.first_position,
-                s.offsets.len() as u64,
-            );
+            index.push_events(&s.request.stream, s.result.first_position, &s.offsets, &ids);
         }
         self.shared
             .written
@@ -900,6 +954,7 @@ impl Writer {
         };
         let mut seal_bytes = [0u8; BATCH_HEADER_LEN];
         seal.encode_into(self.active.seed(), &mut seal_bytes);
+        let seal_offset = chunk_start + self.buf.len() as u64;
         self.buf.extend_from_slice(&seal_bytes);
         let written = self.write_chunk(chunk_start, staged);
         // Always synced: the seal must be durable before the next segment
@@ -916,10 +971,16 @@ impl Writer {
             .install(storage.as_ref(), &self.shared.segments_dir, next_position)
             .map_err(|e| self.poison("installing a new segment".into(), e))?;
         let segment = Arc::new(segment);
-        self.shared
-            .index
-            .write()
-            .push_segment(Arc::clone(&segment), Vec::new());
+        let sealed = {
+            let mut index = self.shared.index.write();
+            let sealed = index.seal_active();
+            let active = index.new_active();
+            index.push_segment(Arc::clone(&segment), active);
+            sealed
+        };
+        if let Some(sealed) = sealed {
+            self.write_index_file(sealed, seal_offset);
+        }
         self.active = segment;
         self.write_offset = SEGMENT_HEADER_LEN as u64;
         self.recorded_durable = 0;

@@ -107,3 +107,28 @@ pub trait StorageFile: Send + Sync + Debug {
 pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Writes `bytes` to `path` by way of a synced temporary file renamed over
+/// it; the caller syncs the directory to make the rename durable. A crash
+/// leaves either the old file or the new one, never a mix.
+pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    match storage.remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = storage.open_file(&temp, true)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()?;
+    drop(file);
+    storage.rename(&temp, path)
+}
+
+/// [`write_and_rename`], then syncs the directory.
+pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_and_rename(storage, path, bytes)?;
+    storage.sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
+}

@@ -219,7 +219,7 @@ pub fn assert_store_holds_acked_and_maybe(
             assert_eq!(recorded, *from_all, "stream '{stream}' version {version}");
         }
         assert_eq!(
-            store.stream_version(stream),
+            store.stream_version(stream).unwrap(),
             Some(events.len() as u64 - 1),
             "stream_version('{stream}')"
         );

@@ -31,6 +31,7 @@ pub fn sim_options(disk: &SimDisk, durability: Durability) -> Options {
         .segment_size(4096)
         .durability(durability)
         .background_preallocation(false)
+        .background_index_writes(false)
         .flush_interval(Duration::from_secs(3600))
         .storage(Arc::new(disk.clone()))
 }

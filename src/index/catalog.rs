@@ -1,0 +1,193 @@
+//! The stream catalogue: every stream of the sealed segments with its next
+//! version and the first and last segment holding its events. Rewritten
+//! (atomically) each time a segment is sealed, so that `open` loads one file
+//! per store instead of merging every segment's stream table.
+//!
+//! Layout (little-endian): a 64-byte header (magic `EVSTCAT\0`, format
+//! version, segments covered, the position where they end, stream count,
+//! body length, body CRC, header CRC), then one entry per stream sorted by
+//! name: name length (u16), 2 zero bytes, first segment (u32), last segment
+//! (u32), 4 zero bytes, next version (u64), the name, zero padding to 8.
+
+use super::file::{u16_at, u32_at, u64_at};
+use super::StreamSummary;
+use std::sync::Arc;
+
+/// File name of the catalogue, in the segments directory.
+pub const CATALOG_FILE: &str = "streams.catalog";
+const MAGIC: [u8; 8] = *b"EVSTCAT\0";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const ENTRY_HEADER_LEN: usize = 24;
+const CRC_SEED: u32 = 0x4341_5441;
+
+fn crc(bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(CRC_SEED);
+    hasher.update(bytes);
+    hasher.finalize()
+}
+
+/// A decoded catalogue.
+#[derive(Debug)]
+pub struct Catalog {
+    /// How many segments (from the first) it covers.
+    pub covered_segments: u32,
+    /// The position right after the last covered segment.
+    pub end_position: u64,
+    /// Streams, sorted by name.
+    pub streams: Vec<(Arc<str>, StreamSummary)>,
+}
+
+/// Encodes a catalogue of `streams`, which must be sorted by name.
+pub fn encode(
+    covered_segments: u32,
+    end_position: u64,
+    streams: &[(Arc<str>, StreamSummary)],
+) -> Vec<u8> {
+    let body_len: usize = streams
+        .iter()
+        .map(|(name, _)| (ENTRY_HEADER_LEN + name.len()).next_multiple_of(8))
+        .sum();
+    let mut out = vec![0u8; HEADER_LEN];
+    out.reserve(body_len);
+    for (name, summary) in streams {
+        let start = out.len();
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&summary.first_segment.to_le_bytes());
+        out.extend_from_slice(&summary.last_segment.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&summary.next_version.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.resize(
+            start + (ENTRY_HEADER_LEN + name.len()).next_multiple_of(8),
+            0,
+        );
+    }
+    let body_crc = crc(out.get(HEADER_LEN..).unwrap_or_default());
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&covered_segments.to_le_bytes());
+    header[16..24].copy_from_slice(&end_position.to_le_bytes());
+    header[24..32].copy_from_slice(&(streams.len() as u64).to_le_bytes());
+    header[32..40].copy_from_slice(&(body_len as u64).to_le_bytes());
+    header[40..44].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc(&header[..60]);
+    header[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    if let Some(slot) = out.get_mut(..HEADER_LEN) {
+        slot.copy_from_slice(&header);
+    }
+    out
+}
+
+/// Decodes a catalogue, or says why it cannot be used.
+pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
+    let short = || "file is shorter than its header".to_string();
+    if bytes.get(0..8) != Some(&MAGIC[..]) {
+        return Err("bad magic".into());
+    }
+    let header = bytes.get(..HEADER_LEN).ok_or_else(short)?;
+    if u32_at(header, 60) != Some(crc(header.get(..60).unwrap_or_default())) {
+        return Err("header checksum mismatch".into());
+    }
+    let version = u32_at(header, 8).ok_or_else(short)?;
+    if version != VERSION {
+        return Err(format!(
+            "catalogue format version {version} is not supported"
+        ));
+    }
+    let covered_segments = u32_at(header, 12).ok_or_else(short)?;
+    let end_position = u64_at(header, 16).ok_or_else(short)?;
+    let count = u64_at(header, 24).ok_or_else(short)?;
+    let body_len = u64_at(header, 32).ok_or_else(short)?;
+    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+    if body.len() as u64 != body_len {
+        return Err(format!(
+            "body is {} bytes, its header says {body_len}",
+            body.len()
+        ));
+    }
+    if u32_at(header, 40) != Some(crc(body)) {
+        return Err("body checksum mismatch".into());
+    }
+    let mut streams = Vec::with_capacity(count.min(body_len / ENTRY_HEADER_LEN as u64) as usize);
+    let mut at = 0usize;
+    let damaged = |at: usize, what: &str| format!("entry at body offset {at}: {what}");
+    for _ in 0..count {
+        let name_len = u16_at(body, at).ok_or_else(|| damaged(at, "runs past the end"))? as usize;
+        let summary = StreamSummary {
+            first_segment: u32_at(body, at + 4).ok_or_else(|| damaged(at, "runs past the end"))?,
+            last_segment: u32_at(body, at + 8).ok_or_else(|| damaged(at, "runs past the end"))?,
+            next_version: u64_at(body, at + 16).ok_or_else(|| damaged(at, "runs past the end"))?,
+        };
+        let name = body
+            .get(at + ENTRY_HEADER_LEN..at + ENTRY_HEADER_LEN + name_len)
+            .ok_or_else(|| damaged(at, "name runs past the end"))?;
+        let name = std::str::from_utf8(name).map_err(|_| damaged(at, "name is not UTF-8"))?;
+        if summary.first_segment > summary.last_segment
+            || summary.last_segment >= covered_segments
+            || summary.next_version == 0
+        {
+            return Err(damaged(at, "implausible stream summary"));
+        }
+        if streams
+            .last()
+            .is_some_and(|(prev, _): &(Arc<str>, _)| **prev >= *name)
+        {
+            return Err(damaged(at, "names out of order"));
+        }
+        streams.push((Arc::from(name), summary));
+        at += (ENTRY_HEADER_LEN + name_len).next_multiple_of(8);
+    }
+    if at != body.len() {
+        return Err("body length does not match its entries".into());
+    }
+    Ok(Catalog {
+        covered_segments,
+        end_position,
+        streams,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<(Arc<str>, StreamSummary)> {
+        vec![
+            (
+                Arc::from("a"),
+                StreamSummary {
+                    next_version: 3,
+                    first_segment: 0,
+                    last_segment: 1,
+                },
+            ),
+            (
+                Arc::from("order-1"),
+                StreamSummary {
+                    next_version: 1,
+                    first_segment: 1,
+                    last_segment: 1,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn round_trips_and_catches_every_flipped_bit() {
+        let bytes = encode(2, 77, &sample());
+        let catalog = decode(&bytes).unwrap();
+        assert_eq!(catalog.covered_segments, 2);
+        assert_eq!(catalog.end_position, 77);
+        assert_eq!(catalog.streams, sample());
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&damaged).is_err(), "bit {bit} went unnoticed");
+        }
+        assert!(decode(&bytes[..bytes.len() - 8]).is_err());
+    }
+}

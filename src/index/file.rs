@@ -1,0 +1,574 @@
+//! The index file of a sealed segment: written once when the segment is
+//! sealed, then read in place through a memory map, so that sealed events
+//! cost no heap and `open` does not rescan them.
+//!
+//! Layout (little-endian; every section starts at a multiple of 8):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 64 | header: magic `EVSTIDX\0`, format version, hash kind, segment base position, event count `n`, offset of the segment's seal, stream table size `t`, stream count, bloom blocks `b`, body CRC, names length, header CRC |
+//! | 4·n | record offset of each slot (slot = position − base) |
+//! | 4·n | slots grouped by stream, each stream's in version order |
+//! | 32·t | stream hash table (linear probing): hash, first version, first slot index, count, name offset, name length, occupied flag |
+//! | 16·n | event ids, sorted |
+//! | 4·n | the slot of each sorted id |
+//! | 64·b | blocked Bloom filter of the ids |
+//! | names | stream names, back to back |
+//!
+//! Both CRCs are seeded with the segment's seed, so an index file can never
+//! pass for another segment's.
+
+use super::hash::{id_hash, HashKind, StreamKey};
+use super::memory::MemIndex;
+use crate::log::record::crc_seed;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Suffix of index files.
+pub const INDEX_SUFFIX: &str = ".idx";
+/// Magic bytes that open every index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"EVSTIDX\0";
+/// Version of the index file layout.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Length of an index file header.
+pub const INDEX_HEADER_LEN: usize = 64;
+const ENTRY_LEN: usize = 32;
+const BLOOM_BLOCK_LEN: usize = 64;
+const BLOOM_BITS_PER_ID: usize = 10;
+const BLOOM_PROBES: u32 = 7;
+
+/// Name of the index file of the segment starting at `base`.
+pub fn index_file_name(base: u64) -> String {
+    format!("{base:020}{INDEX_SUFFIX}")
+}
+
+/// The base position in an index file name, if it is one.
+pub fn parse_index_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(INDEX_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn seeded_crc(seed: u32, bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+    hasher.update(bytes);
+    hasher.finalize()
+}
+
+pub(crate) fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u128_at(bytes: &[u8], at: usize) -> Option<u128> {
+    Some(u128::from_le_bytes(
+        bytes.get(at..at + 16)?.try_into().ok()?,
+    ))
+}
+
+fn pad8(n: u64) -> u64 {
+    n.next_multiple_of(8)
+}
+
+/// What the header of an index file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexHeader {
+    /// How stream names were hashed.
+    pub hash_kind: HashKind,
+    /// The segment's first position.
+    pub base_position: u64,
+    /// Events in the segment.
+    pub count: u64,
+    /// Offset of the segment's seal.
+    pub seal_offset: u64,
+    table_len: u32,
+    stream_count: u32,
+    bloom_blocks: u32,
+    body_crc: u32,
+    names_len: u32,
+}
+
+/// Where each section starts, from the header's sizes.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    offsets: usize,
+    slots: usize,
+    table: usize,
+    ids: usize,
+    id_slots: usize,
+    bloom: usize,
+    names: usize,
+    total: usize,
+}
+
+impl Layout {
+    fn of(header: &IndexHeader) -> Option<Layout> {
+        let n = header.count;
+        let mut at = INDEX_HEADER_LEN as u64;
+        let mut next = |len: u64| -> Option<usize> {
+            let start = at;
+            at = at.checked_add(pad8(len))?;
+            usize::try_from(start).ok()
+        };
+        let offsets = next(n.checked_mul(4)?)?;
+        let slots = next(n.checked_mul(4)?)?;
+        let table = next((header.table_len as u64).checked_mul(ENTRY_LEN as u64)?)?;
+        let ids = next(n.checked_mul(16)?)?;
+        let id_slots = next(n.checked_mul(4)?)?;
+        let bloom = next((header.bloom_blocks as u64).checked_mul(BLOOM_BLOCK_LEN as u64)?)?;
+        let names = next(header.names_len as u64)?;
+        Some(Layout {
+            offsets,
+            slots,
+            table,
+            ids,
+            id_slots,
+            bloom,
+            names,
+            total: usize::try_from(at).ok()?,
+        })
+    }
+}
+
+impl IndexHeader {
+    fn encode(&self) -> [u8; INDEX_HEADER_LEN] {
+        let mut out = [0u8; INDEX_HEADER_LEN];
+        out[0..8].copy_from_slice(&INDEX_MAGIC);
+        out[8..12].copy_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
+        out[12..14].copy_from_slice(&self.hash_kind.code().to_le_bytes());
+        out[16..24].copy_from_slice(&self.base_position.to_le_bytes());
+        out[24..32].copy_from_slice(&self.count.to_le_bytes());
+        out[32..40].copy_from_slice(&self.seal_offset.to_le_bytes());
+        out[40..44].copy_from_slice(&self.table_len.to_le_bytes());
+        out[44..48].copy_from_slice(&self.stream_count.to_le_bytes());
+        out[48..52].copy_from_slice(&self.bloom_blocks.to_le_bytes());
+        out[52..56].copy_from_slice(&self.body_crc.to_le_bytes());
+        out[56..60].copy_from_slice(&self.names_len.to_le_bytes());
+        let crc = seeded_crc(crc_seed(self.base_position), &out[..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<IndexHeader, IndexFileError> {
+        let field = |v: Option<u64>| v.ok_or(IndexFileError::Damaged("header is short".into()));
+        if bytes.get(0..8) != Some(&INDEX_MAGIC[..]) {
+            return Err(IndexFileError::Damaged("bad magic".into()));
+        }
+        let base_position = field(u64_at(bytes, 16))?;
+        let stored_crc = field(u32_at(bytes, 60).map(u64::from))? as u32;
+        let head = bytes.get(..60).unwrap_or_default();
+        if seeded_crc(crc_seed(base_position), head) != stored_crc {
+            return Err(IndexFileError::Damaged("header checksum mismatch".into()));
+        }
+        let version = field(u32_at(bytes, 8).map(u64::from))? as u32;
+        if version != INDEX_FORMAT_VERSION {
+            return Err(IndexFileError::UnsupportedVersion(version));
+        }
+        let kind_code = field(u16_at(bytes, 12).map(u64::from))? as u16;
+        let hash_kind = HashKind::from_code(kind_code).ok_or_else(|| {
+            IndexFileError::Damaged(format!("unknown stream hash kind {kind_code}"))
+        })?;
+        let u32_field = |at| field(u32_at(bytes, at).map(u64::from)).map(|v| v as u32);
+        Ok(IndexHeader {
+            hash_kind,
+            base_position,
+            count: field(u64_at(bytes, 24))?,
+            seal_offset: field(u64_at(bytes, 32))?,
+            table_len: u32_field(40)?,
+            stream_count: u32_field(44)?,
+            bloom_blocks: u32_field(48)?,
+            body_crc: u32_field(52)?,
+            names_len: u32_field(56)?,
+        })
+    }
+}
+
+/// Why an index file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexFileError {
+    /// Written by a newer format version.
+    UnsupportedVersion(u32),
+    /// Anything else wrong with it.
+    Damaged(String),
+}
+
+impl std::fmt::Display for IndexFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexFileError::UnsupportedVersion(v) => {
+                write!(f, "index format version {v} is not supported")
+            }
+            IndexFileError::Damaged(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Encodes the index file of a sealed segment.
+pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKind) -> Vec<u8> {
+    let n = mem.len();
+    let mut streams: Vec<(&Arc<str>, &super::memory::MemStream)> = mem.streams.iter().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let table_len = (streams.len() + streams.len() / 3 + 1).next_power_of_two();
+    let bloom_blocks = (n * BLOOM_BITS_PER_ID).div_ceil(BLOOM_BLOCK_LEN * 8).max(1);
+    let names_len: usize = streams.iter().map(|(name, _)| name.len()).sum();
+    let mut header = IndexHeader {
+        hash_kind: kind,
+        base_position,
+        count: n as u64,
+        seal_offset,
+        table_len: table_len as u32,
+        stream_count: streams.len() as u32,
+        bloom_blocks: bloom_blocks as u32,
+        body_crc: 0,
+        names_len: names_len as u32,
+    };
+    let Some(layout) = Layout::of(&header) else {
+        return Vec::new();
+    };
+    let mut out = vec![0u8; layout.total];
+    fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+        if let Some(slot) = out.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
+        }
+    }
+    for (i, offset) in mem.offsets.iter().enumerate() {
+        put(&mut out, layout.offsets + 4 * i, &offset.to_le_bytes());
+    }
+    let mut table = vec![[0u8; ENTRY_LEN]; table_len];
+    let mut slot_index = 0usize;
+    let mut name_at = 0usize;
+    for (name, stream) in &streams {
+        for slot in &stream.slots {
+            put(&mut out, layout.slots + 4 * slot_index, &slot.to_le_bytes());
+            slot_index += 1;
+        }
+        put(&mut out, layout.names + name_at, name.as_bytes());
+        let hash = StreamKey::new(name).hash(kind);
+        let mut entry = [0u8; ENTRY_LEN];
+        entry[0..8].copy_from_slice(&hash.to_le_bytes());
+        entry[8..16].copy_from_slice(&stream.first_version.to_le_bytes());
+        entry[16..20].copy_from_slice(&((slot_index - stream.slots.len()) as u32).to_le_bytes());
+        entry[20..24].copy_from_slice(&(stream.slots.len() as u32).to_le_bytes());
+        entry[24..28].copy_from_slice(&(name_at as u32).to_le_bytes());
+        entry[28..30].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        entry[30..32].copy_from_slice(&1u16.to_le_bytes());
+        name_at += name.len();
+        let mut i = hash as usize & (table_len - 1);
+        while table.get(i).is_some_and(|e| e[30] != 0) {
+            i = (i + 1) & (table_len - 1);
+        }
+        if let Some(free) = table.get_mut(i) {
+            *free = entry;
+        }
+    }
+    for (i, entry) in table.iter().enumerate() {
+        put(&mut out, layout.table + ENTRY_LEN * i, entry);
+    }
+    let mut ids: Vec<(u128, u32)> = mem
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(slot, id)| (*id, slot as u32))
+        .collect();
+    ids.sort_unstable();
+    let mut bloom = vec![0u8; bloom_blocks * BLOOM_BLOCK_LEN];
+    for (i, (id, slot)) in ids.iter().enumerate() {
+        put(&mut out, layout.ids + 16 * i, &id.to_le_bytes());
+        put(&mut out, layout.id_slots + 4 * i, &slot.to_le_bytes());
+        for (byte, bit) in bloom_bits(*id, bloom_blocks) {
+            if let Some(b) = bloom.get_mut(byte) {
+                *b |= bit;
+            }
+        }
+    }
+    put(&mut out, layout.bloom, &bloom);
+    header.body_crc = seeded_crc(
+        crc_seed(base_position),
+        out.get(INDEX_HEADER_LEN..).unwrap_or_default(),
+    );
+    put(&mut out, 0, &header.encode());
+    out
+}
+
+/// The byte and bit of each Bloom probe for `id`: all in one 64-byte block,
+/// so a lookup touches one cache line.
+fn bloom_bits(id: u128, blocks: usize) -> impl Iterator<Item = (usize, u8)> {
+    let hash = id_hash(id);
+    let block = ((hash >> 32) * blocks as u64) >> 32;
+    let block_start = block as usize * BLOOM_BLOCK_LEN;
+    let mut x = hash;
+    (0..BLOOM_PROBES).map(move |i| {
+        x = x
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(u64::from(i) + 1);
+        let bit = (x >> 55) as usize; // 0..512
+        (block_start + bit / 8, 1u8 << (bit % 8))
+    })
+}
+
+/// A stream's events in one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPart {
+    /// Version of its first event here.
+    pub first_version: u64,
+    /// Events here.
+    pub count: u64,
+    /// Where its slots start in the slots section (files only).
+    slots_from: u64,
+}
+
+/// An index file, read in place.
+#[derive(Debug)]
+pub struct IndexFile {
+    bytes: Bytes,
+    header: IndexHeader,
+    layout: Layout,
+}
+
+impl IndexFile {
+    /// Checks the header of `bytes` against the segment it must describe.
+    /// The body is checked by [`IndexFile::verify_body`].
+    pub fn parse(bytes: Bytes, base_position: u64) -> Result<IndexFile, IndexFileError> {
+        let header = IndexHeader::decode(&bytes)?;
+        if header.base_position != base_position {
+            return Err(IndexFileError::Damaged(format!(
+                "describes the segment at {}, not {base_position}",
+                header.base_position
+            )));
+        }
+        let layout = Layout::of(&header)
+            .ok_or_else(|| IndexFileError::Damaged("implausible section sizes".into()))?;
+        if layout.total != bytes.len() {
+            return Err(IndexFileError::Damaged(format!(
+                "file is {} bytes, its header describes {}",
+                bytes.len(),
+                layout.total
+            )));
+        }
+        let table_ok = header.table_len.is_power_of_two()
+            && header.stream_count < header.table_len
+            && u64::from(header.stream_count) <= header.count.max(1);
+        if !table_ok {
+            return Err(IndexFileError::Damaged("implausible stream table".into()));
+        }
+        Ok(IndexFile {
+            bytes,
+            header,
+            layout,
+        })
+    }
+
+    /// Whether the body matches its checksum. Costs a pass over the file.
+    pub fn verify_body(&self) -> bool {
+        let body = self.bytes.get(INDEX_HEADER_LEN..).unwrap_or_default();
+        seeded_crc(crc_seed(self.header.base_position), body) == self.header.body_crc
+    }
+
+    /// The header.
+    pub fn header(&self) -> &IndexHeader {
+        &self.header
+    }
+
+    /// Events in the segment.
+    pub fn len(&self) -> usize {
+        self.header.count as usize
+    }
+
+    /// The record offset of `slot`.
+    pub fn offset(&self, slot: usize) -> Option<u32> {
+        if slot >= self.len() {
+            return None;
+        }
+        u32_at(&self.bytes, self.layout.offsets + 4 * slot)
+    }
+
+    /// The record offsets of slots `lo..hi`.
+    pub fn offsets(&self, lo: usize, hi: usize) -> Option<Vec<u32>> {
+        if lo > hi || hi > self.len() {
+            return None;
+        }
+        let bytes = self
+            .bytes
+            .get(self.layout.offsets + 4 * lo..self.layout.offsets + 4 * hi)?;
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    }
+
+    fn entry(&self, i: usize) -> Option<&[u8]> {
+        let at = self.layout.table + ENTRY_LEN * i;
+        self.bytes.get(at..at + ENTRY_LEN)
+    }
+
+    fn entry_name(&self, entry: &[u8]) -> Option<&[u8]> {
+        let at = u32_at(entry, 24)? as usize;
+        let len = u16_at(entry, 28)? as usize;
+        if at + len > self.header.names_len as usize {
+            return None;
+        }
+        self.bytes
+            .get(self.layout.names + at..self.layout.names + at + len)
+    }
+
+    fn part(&self, entry: &[u8]) -> Option<StreamPart> {
+        let part = StreamPart {
+            first_version: u64_at(entry, 8)?,
+            slots_from: u64::from(u32_at(entry, 16)?),
+            count: u64::from(u32_at(entry, 20)?),
+        };
+        (part.slots_from + part.count <= self.header.count).then_some(part)
+    }
+
+    /// The part of `stream` in this segment, if it has events here.
+    pub fn stream(&self, key: &StreamKey<'_>) -> Option<StreamPart> {
+        let hash = key.hash(self.header.hash_kind);
+        let table_len = self.header.table_len as usize;
+        let mut i = hash as usize & (table_len - 1);
+        for _ in 0..table_len {
+            let entry = self.entry(i)?;
+            if u16_at(entry, 30)? == 0 {
+                return None;
+            }
+            if u64_at(entry, 0)? == hash && self.entry_name(entry)? == key.name().as_bytes() {
+                return self.part(entry);
+            }
+            i = (i + 1) & (table_len - 1);
+        }
+        None
+    }
+
+    /// The slot of the `i`-th event of `part`.
+    pub fn slot(&self, part: &StreamPart, i: u64) -> Option<u32> {
+        if i >= part.count {
+            return None;
+        }
+        let slot = u32_at(
+            &self.bytes,
+            self.layout.slots + 4 * (part.slots_from + i) as usize,
+        )?;
+        (u64::from(slot) < self.header.count).then_some(slot)
+    }
+
+    /// Every stream with events here, with its part.
+    pub fn streams(&self) -> impl Iterator<Item = Option<(&str, StreamPart)>> + '_ {
+        (0..self.header.table_len as usize).filter_map(move |i| {
+            let entry = self.entry(i)?;
+            if u16_at(entry, 30)? == 0 {
+                return None;
+            }
+            let found = self
+                .entry_name(entry)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .zip(self.part(entry));
+            Some(found)
+        })
+    }
+
+    /// The slot of the newest event with this id, if it is here.
+    pub fn find_id(&self, id: u128) -> Option<u32> {
+        let blocks = self.header.bloom_blocks as usize;
+        if blocks == 0 {
+            return None;
+        }
+        for (byte, bit) in bloom_bits(id, blocks) {
+            let b = self.bytes.get(self.layout.bloom + byte)?;
+            if b & bit == 0 {
+                return None;
+            }
+        }
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let found = u128_at(&self.bytes, self.layout.ids + 16 * mid)?;
+            match found.cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    // Ids sort with their slots: the last equal one is the
+                    // newest event with this id.
+                    let mut last = mid;
+                    while last + 1 < self.len()
+                        && u128_at(&self.bytes, self.layout.ids + 16 * (last + 1)) == Some(id)
+                    {
+                        last += 1;
+                    }
+                    return u32_at(&self.bytes, self.layout.id_slots + 4 * last);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample() -> MemIndex {
+        let mut mem = MemIndex::new(true);
+        let a: Arc<str> = Arc::from("alpha");
+        let b: Arc<str> = Arc::from("beta");
+        mem.push(&a, 3, &[64, 200], &[10, 11]);
+        mem.push(&b, 0, &[400], &[5]);
+        mem.push(&a, 5, &[520], &[99]);
+        mem
+    }
+
+    #[test]
+    fn round_trips_every_section() {
+        let mem = sample();
+        let bytes = encode(&mem, 1000, 4096, HashKind::Xxh3);
+        let file = IndexFile::parse(Bytes::from(bytes), 1000).unwrap();
+        assert!(file.verify_body());
+        assert_eq!(file.len(), 4);
+        assert_eq!(file.offsets(0, 4).unwrap(), vec![64, 200, 400, 520]);
+        let alpha = file.stream(&StreamKey::new("alpha")).unwrap();
+        assert_eq!((alpha.first_version, alpha.count), (3, 3));
+        let slots: Vec<_> = (0..3).map(|i| file.slot(&alpha, i).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 3]);
+        assert!(file.stream(&StreamKey::new("gamma")).is_none());
+        assert_eq!(file.find_id(99), Some(3));
+        assert_eq!(file.find_id(5), Some(2));
+        assert_eq!(file.find_id(6), None);
+        let mut names: Vec<_> = file.streams().map(|s| s.unwrap().0.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn colliding_hashes_still_find_each_name() {
+        let bytes = encode(&sample(), 0, 4096, HashKind::Constant);
+        let file = IndexFile::parse(Bytes::from(bytes), 0).unwrap();
+        assert_eq!(file.stream(&StreamKey::new("beta")).unwrap().count, 1);
+        assert_eq!(file.stream(&StreamKey::new("alpha")).unwrap().count, 3);
+        assert!(file.stream(&StreamKey::new("zeta")).is_none());
+    }
+
+    #[test]
+    fn every_flipped_bit_is_caught_by_a_checksum() {
+        let bytes = encode(&sample(), 7, 4096, HashKind::Xxh3);
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            match IndexFile::parse(Bytes::from(damaged), 7) {
+                Err(_) => {}
+                Ok(file) => assert!(!file.verify_body(), "bit {bit} went unnoticed"),
+            }
+        }
+        assert!(IndexFile::parse(Bytes::from(bytes.clone()), 8).is_err());
+        assert!(IndexFile::parse(Bytes::from(bytes[..bytes.len() - 8].to_vec()), 7).is_err());
+    }
+}
