@@ -284,7 +284,7 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     for (i, (id, slot)) in ids.iter().enumerate() {
         put(&mut out, layout.ids + 16 * i, &id.to_le_bytes());
         put(&mut out, layout.id_slots + 4 * i, &slot.to_le_bytes());
-        for (byte, bit) in bloom_bits(*id, bloom_blocks) {
+        for (byte, bit) in bloom_bits(id_hash(*id), bloom_blocks) {
             if let Some(b) = bloom.get_mut(byte) {
                 *b |= bit;
             }
@@ -299,10 +299,10 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     out
 }
 
-/// The byte and bit of each Bloom probe for `id`: all in one 64-byte block,
-/// so a lookup touches one cache line.
-fn bloom_bits(id: u128, blocks: usize) -> impl Iterator<Item = (usize, u8)> {
-    let hash = id_hash(id);
+/// The byte and bit of each Bloom probe for an id of hash `hash` (see
+/// [`id_hash`]): all in one 64-byte block, so a lookup touches one cache
+/// line.
+fn bloom_bits(hash: u64, blocks: usize) -> impl Iterator<Item = (usize, u8)> {
     let block = ((hash >> 32) * blocks as u64) >> 32;
     let block_start = block as usize * BLOOM_BLOCK_LEN;
     let mut x = hash;
@@ -476,13 +476,14 @@ impl IndexFile {
         })
     }
 
-    /// The slot of the newest event with this id, if it is here.
-    pub fn find_id(&self, id: u128) -> Option<u32> {
+    /// The slot of the newest event with this id, if it is here; `hash` is
+    /// its [`id_hash`], computed once for all the files searched.
+    pub fn find_id(&self, id: u128, hash: u64) -> Option<u32> {
         let blocks = self.header.bloom_blocks as usize;
         if blocks == 0 {
             return None;
         }
-        for (byte, bit) in bloom_bits(id, blocks) {
+        for (byte, bit) in bloom_bits(hash, blocks) {
             let b = self.bytes.get(self.layout.bloom + byte)?;
             if b & bit == 0 {
                 return None;
@@ -540,9 +541,9 @@ mod tests {
         let slots: Vec<_> = (0..3).map(|i| file.slot(&alpha, i).unwrap()).collect();
         assert_eq!(slots, [0, 1, 3]);
         assert!(file.stream(&StreamKey::new("gamma")).is_none());
-        assert_eq!(file.find_id(99), Some(3));
-        assert_eq!(file.find_id(5), Some(2));
-        assert_eq!(file.find_id(6), None);
+        assert_eq!(file.find_id(99, id_hash(99)), Some(3));
+        assert_eq!(file.find_id(5, id_hash(5)), Some(2));
+        assert_eq!(file.find_id(6, id_hash(6)), None);
         let mut names: Vec<_> = file.streams().map(|s| s.unwrap().0.to_string()).collect();
         names.sort();
         assert_eq!(names, ["alpha", "beta"]);

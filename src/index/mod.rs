@@ -203,10 +203,10 @@ impl<'a> View<'a> {
         }
     }
 
-    fn find_id(&self, id: u128) -> Option<u32> {
+    fn find_id(&self, id: u128, hash: u64) -> Option<u32> {
         match self {
             View::Mem(mem) => mem.find_id(id),
-            View::File(file) => file.find_id(id),
+            View::File(file) => file.find_id(id, hash),
         }
     }
 }
@@ -650,12 +650,13 @@ impl Index {
             return Ok(None);
         }
         let from = self.end.saturating_sub(self.id_window);
+        let hash = hash::id_hash(id);
         for entry in self.segments.iter().rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from && entry.len() > 0 {
                 break;
             }
-            if let Some(slot) = entry.view()?.find_id(id) {
+            if let Some(slot) = entry.view()?.find_id(id, hash) {
                 // The newest event with this id; older than the window means
                 // forgotten, even if its segment is still searched.
                 let position = base + u64::from(slot);
