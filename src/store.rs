@@ -342,7 +342,7 @@ impl Store {
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let end = self.visible_end();
-        let locations: Vec<Location> = {
+        let (start, stop, locations): (u64, u64, Vec<Location>) = {
             let index = self.inner.shared.index.read();
             let visible = index.visible_count(stream, end)?;
             let (start, stop) = version_range(visible, from_version, direction, max_count);
@@ -350,11 +350,32 @@ impl Store {
             if direction == Direction::Backward {
                 locations.reverse();
             }
-            locations
+            (start, stop, locations)
         };
         locations
             .iter()
-            .map(|l| l.segment.read_event(l.offset, l.position))
+            .enumerate()
+            .map(|(i, l)| {
+                let event = l.segment.read_event(l.offset, l.position)?;
+                let version = match direction {
+                    Direction::Forward => start + i as u64,
+                    Direction::Backward => stop - 1 - i as u64,
+                };
+                // The index said this record is that version of the stream;
+                // the record itself must agree, so a damaged index can never
+                // hand out another event.
+                if *event.stream != *stream || event.version != version {
+                    return Err(Error::corrupted(
+                        l.segment.path(),
+                        u64::from(l.offset),
+                        format!(
+                            "the index places event '{}' version {} at '{stream}' version {version}",
+                            &*event.stream, event.version
+                        ),
+                    ));
+                }
+                Ok(event)
+            })
             .collect()
     }
 
