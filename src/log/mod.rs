@@ -219,13 +219,7 @@ pub fn recover(
         if let Some(file) = loaded {
             let seal_offset = file.header().seal_offset;
             next_position = base + file.len() as u64;
-            let persisted = Persisted::new(
-                file,
-                idx_path,
-                Arc::clone(&seg),
-                Arc::clone(storage),
-                index.repairs(),
-            );
+            let persisted = persisted_index(storage, &index, file, idx_path, &seg);
             index.push_segment(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
@@ -297,14 +291,7 @@ pub fn recover(
                 .map_err(|e| Error::io(format!("writing {}", idx_path.display()), e))?;
             let file = load_index_file(storage.as_ref(), &idx_path, &seg)
                 .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
-            let persisted = Persisted::new(
-                file,
-                idx_path,
-                Arc::clone(&seg),
-                Arc::clone(storage),
-                index.repairs(),
-            )
-            .trusted();
+            let persisted = persisted_index(storage, &index, file, idx_path, &seg).trusted();
             index.push_segment(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
@@ -360,6 +347,22 @@ pub fn recover(
         recorded_durable,
         stats,
     })
+}
+
+fn persisted_index(
+    storage: &Arc<dyn Storage>,
+    index: &Index,
+    file: IndexFile,
+    path: std::path::PathBuf,
+    seg: &Arc<Segment>,
+) -> Persisted {
+    Persisted::new(
+        file,
+        path,
+        Arc::clone(seg),
+        Arc::clone(storage),
+        index.repairs(),
+    )
 }
 
 fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {
