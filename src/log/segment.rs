@@ -211,6 +211,17 @@ impl Segment {
         Ok(len.min(self.capacity))
     }
 
+    /// Bytes from `start` to the end of the segment's data: its capacity, or
+    /// less when the file was cut short.
+    pub fn view_from(&self, start: u64) -> Result<Bytes> {
+        // The file is normally allocated to its capacity: try that first, so
+        // the common read costs no `fstat`.
+        match self.view(start, self.capacity) {
+            Ok(bytes) => Ok(bytes),
+            Err(_) => self.view(start, self.readable_len()?),
+        }
+    }
+
     /// Bytes `start..end` of the segment.
     pub fn view(&self, start: u64, end: u64) -> Result<Bytes> {
         let len = end.saturating_sub(start) as usize;
@@ -230,7 +241,7 @@ impl Segment {
         let Some(&low) = offsets.first() else {
             return Ok(());
         };
-        let view = self.view(low as u64, self.readable_len()?)?;
+        let view = self.view_from(low as u64)?;
         for (i, &offset) in offsets.iter().enumerate() {
             let relative = offset.saturating_sub(low) as usize;
             if relative >= view.len() {
@@ -258,16 +269,15 @@ impl Segment {
     /// Reads and verifies the record at `offset`, which must hold `position`.
     pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
         let offset = offset as u64;
-        let head = self.view(offset, offset + RECORD_HEADER_LEN as u64)?;
-        let len = peek_len(&head).unwrap_or(0) as u64;
-        if len < RECORD_HEADER_LEN as u64 || offset + len > self.capacity {
+        let bytes = self.view_from(offset)?;
+        let len = peek_len(&bytes).unwrap_or(0);
+        if len < RECORD_HEADER_LEN || len > bytes.len() {
             return Err(Error::corrupted(
                 &self.path,
                 offset,
                 "record length out of bounds",
             ));
         }
-        let bytes = self.view(offset, offset + len)?;
         let (event, _) = decode_record(&bytes, self.seed)
             .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
         if event.position != position {
