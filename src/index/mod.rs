@@ -522,11 +522,24 @@ impl Index {
         version: u64,
     ) -> Result<u32> {
         // Invariant: the answer is in lo..=hi; segment lo holds the stream
-        // with a first version at or below `version`; any segment after hi
-        // holding it starts above `version`.
+        // with first version `lo_version` <= `version`; any segment after hi
+        // holding it starts at or above `above` > `version`. Steps alternate
+        // between interpolation (a stream spread evenly over the log is found
+        // in a probe or two) and bisection (never worse than twice a binary
+        // search).
         let (mut lo, mut hi) = (summary.first_segment, summary.last_segment);
+        let (mut lo_version, mut above) = (0u64, summary.next_version);
+        let mut interpolate = true;
         while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
+            let span = u64::from(hi - lo);
+            let step = if interpolate && above > lo_version {
+                let guess = span * version.saturating_sub(lo_version) / (above - lo_version);
+                guess.clamp(1, span)
+            } else {
+                span.div_ceil(2)
+            };
+            interpolate = !interpolate;
+            let mid = lo + step as u32;
             let mut found = None;
             for ordinal in mid..=hi {
                 let entry = self
@@ -539,8 +552,15 @@ impl Index {
                 }
             }
             match found {
-                Some((ordinal, first)) if first <= version => lo = ordinal,
-                _ => hi = mid - 1,
+                Some((ordinal, first)) if first <= version => {
+                    lo = ordinal;
+                    lo_version = first;
+                }
+                Some((_, first)) => {
+                    hi = mid - 1;
+                    above = first;
+                }
+                None => hi = mid - 1,
             }
         }
         Ok(lo)
