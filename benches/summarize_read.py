@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Summarize `cargo bench --bench read` as markdown tables.
+
+Reads criterion's output (target/criterion/<group>/<bench>/new/benchmark.json
+and estimates.json), as benches/summarize.py does, and prints:
+
+* `open`: the time of `Store::open` + `close` per store size, and events
+  recovered per second;
+* `read_stream` and `lookup`: evstore and SQLite side by side, per event
+  (read_stream: one read of 1,000 events; lookup: one single-event lookup),
+  with events/s and the ratio SQLite time / evstore time (above 1: evstore
+  is faster).
+
+Times are criterion's median per iteration (less sensitive than the mean to
+a noisy neighbour) divided by the elements of an iteration where noted.
+
+Usage: python3 benches/summarize_read.py [CRITERION_DIR]   (default target/criterion)
+Only results present on disk are shown.
+"""
+
+import json
+import os
+import re
+import sys
+
+OPEN_RE = re.compile(r"^events=(\d+)$")
+READ_GROUPS = {
+    "read_stream": "read_stream: all 1,000 events of one stream (time per read)",
+    "lookup": "lookup: one event by (stream, version) (time per lookup)",
+}
+SYSTEMS = ("evstore", "sqlite")
+
+
+def load(root):
+    """{(group, id): (median nanos per iteration, elements per iteration)}"""
+    results = {}
+    for dirpath, _dirnames, filenames in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "benchmark.json" not in filenames:
+            continue
+        try:
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                bench = json.load(f)
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                estimates = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"skipping {dirpath}: {e}", file=sys.stderr)
+            continue
+        group = bench.get("group_id")
+        value = bench.get("value_str") or bench.get("function_id") or ""
+        elements = (bench.get("throughput") or {}).get("Elements")
+        nanos = estimates["median"]["point_estimate"]
+        if group not in ("open",) + tuple(READ_GROUPS) or not elements or nanos <= 0:
+            continue
+        results[(group, value)] = (nanos, elements)
+    return results
+
+
+def fmt_time(nanos):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1)):
+        if nanos >= scale or unit == "ns":
+            x = nanos / scale
+            digits = 2 if x < 10 else 1 if x < 100 else 0
+            return f"{x:.{digits}f} {unit}"
+
+
+def fmt_rate(x):
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.0f}"
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
+    results = load(root)
+    if not results:
+        sys.exit(f"no criterion results for open, read_stream or lookup under {root}")
+
+    opens = sorted(
+        (int(OPEN_RE.match(value).group(1)), results[(group, value)])
+        for group, value in results
+        if group == "open" and OPEN_RE.match(value)
+    )
+    if opens:
+        print("### Open + close (evstore)\n")
+        print("| events in store | open + close | events recovered/s |")
+        print("|--:|--:|--:|")
+        for events, (nanos, _elements) in opens:
+            print(f"| {events:,} | {fmt_time(nanos)} | {fmt_rate(events / (nanos / 1e9))} |")
+        print()
+
+    rows = []
+    for group, title in READ_GROUPS.items():
+        per = {}
+        for system in SYSTEMS:
+            found = results.get((group, system))
+            if found:
+                nanos, elements = found
+                per_op = nanos if group == "read_stream" else nanos / elements
+                per[system] = (per_op, elements / (nanos / 1e9))
+        if per:
+            rows.append((title, per))
+    if rows:
+        print("### Reads from the 10M-event store (evstore vs SQLite)\n")
+        print("| benchmark | evstore | evstore events/s | sqlite | sqlite events/s | sqlite/evstore |")
+        print("|---|--:|--:|--:|--:|--:|")
+        for title, per in rows:
+            cells = []
+            for system in SYSTEMS:
+                if system in per:
+                    per_op, rate = per[system]
+                    cells += [fmt_time(per_op), fmt_rate(rate)]
+                else:
+                    cells += ["-", "-"]
+            ratio = (
+                f"{per['sqlite'][0] / per['evstore'][0]:.2f}x"
+                if "evstore" in per and "sqlite" in per
+                else "-"
+            )
+            print(f"| {title} | " + " | ".join(cells) + f" | {ratio} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
