@@ -342,41 +342,42 @@ impl Store {
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let end = self.visible_end();
-        let (start, stop, locations): (u64, u64, Vec<Location>) = {
+        let (start, locations): (u64, Vec<Location>) = {
             let index = self.inner.shared.index.read();
-            let visible = index.visible_count(stream, end)?;
-            let (start, stop) = version_range(visible, from_version, direction, max_count);
-            let mut locations = index.stream_locations(stream, start, stop)?;
-            if direction == Direction::Backward {
-                locations.reverse();
-            }
-            (start, stop, locations)
+            let (start, _, locations) = index.stream_locations(stream, end, |visible| {
+                version_range(visible, from_version, direction, max_count)
+            })?;
+            (start, locations)
         };
-        locations
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let event = l.segment.read_event(l.offset, l.position)?;
-                let version = match direction {
-                    Direction::Forward => start + i as u64,
-                    Direction::Backward => stop - 1 - i as u64,
-                };
-                // The index said this record is that version of the stream;
-                // the record itself must agree, so a damaged index can never
-                // hand out another event.
-                if *event.stream != *stream || event.version != version {
-                    return Err(Error::corrupted(
-                        l.segment.path(),
-                        u64::from(l.offset),
-                        format!(
-                            "the index places event '{}' version {} at '{stream}' version {version}",
-                            &*event.stream, event.version
-                        ),
-                    ));
-                }
-                Ok(event)
-            })
-            .collect()
+        let mut events = Vec::with_capacity(locations.len());
+        // Events of one segment are read through one view of it.
+        for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
+            if let Some(first) = group.first() {
+                first
+                    .segment
+                    .read_located(group.iter().map(|l| (l.offset, l.position)), &mut events)?;
+            }
+        }
+        // The index said these records are versions start.. of the stream;
+        // the records must agree, so a damaged index can never hand out
+        // another event.
+        for (i, (event, location)) in events.iter().zip(&locations).enumerate() {
+            let version = start + i as u64;
+            if *event.stream != *stream || event.version != version {
+                return Err(Error::corrupted(
+                    location.segment.path(),
+                    u64::from(location.offset),
+                    format!(
+                        "the index places event '{}' version {} at '{stream}' version {version}",
+                        &*event.stream, event.version
+                    ),
+                ));
+            }
+        }
+        if direction == Direction::Backward {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     /// Reads up to `max_count` events of the global log (`$all`) starting at

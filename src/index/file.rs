@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 64 | header: magic `EVSTIDX\0`, format version, hash kind, segment base position, event count `n`, offset of the segment's seal, stream table size `t`, stream count, bloom blocks `b`, body CRC, names length, header CRC |
 //! | 4·n | record offset of each slot (slot = position − base) |
-//! | 4·n | slots grouped by stream, each stream's in version order |
+//! | 8·n | (slot, record offset) of each event, grouped by stream, each stream's in version order |
 //! | 32·t | stream hash table (linear probing): hash, first version, first slot index, count, name offset, name length, occupied flag |
 //! | 16·n | event ids, sorted |
 //! | 4·n | the slot of each sorted id |
@@ -120,7 +120,7 @@ impl Layout {
             usize::try_from(start).ok()
         };
         let offsets = next(n.checked_mul(4)?)?;
-        let slots = next(n.checked_mul(4)?)?;
+        let slots = next(n.checked_mul(8)?)?;
         let table = next((header.table_len as u64).checked_mul(ENTRY_LEN as u64)?)?;
         let ids = next(n.checked_mul(16)?)?;
         let id_slots = next(n.checked_mul(4)?)?;
@@ -248,7 +248,12 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     let mut name_at = 0usize;
     for (name, stream) in &streams {
         for slot in &stream.slots {
-            put(&mut out, layout.slots + 4 * slot_index, &slot.to_le_bytes());
+            // The offset sits beside the slot: a stream read or lookup then
+            // touches one place per event instead of two.
+            let offset = mem.offsets.get(*slot as usize).copied().unwrap_or(0);
+            let at = layout.slots + 8 * slot_index;
+            put(&mut out, at, &slot.to_le_bytes());
+            put(&mut out, at + 4, &offset.to_le_bytes());
             slot_index += 1;
         }
         put(&mut out, layout.names + name_at, name.as_bytes());
@@ -449,16 +454,15 @@ impl IndexFile {
         None
     }
 
-    /// The slot of the `i`-th event of `part`.
-    pub fn slot(&self, part: &StreamPart, i: u64) -> Option<u32> {
+    /// The slot and record offset of the `i`-th event of `part`.
+    pub fn slot(&self, part: &StreamPart, i: u64) -> Option<(u32, u32)> {
         if i >= part.count {
             return None;
         }
-        let slot = u32_at(
-            &self.bytes,
-            self.layout.slots + 4 * (part.slots_from + i) as usize,
-        )?;
-        (u64::from(slot) < self.header.count).then_some(slot)
+        let at = self.layout.slots + 8 * (part.slots_from + i) as usize;
+        let slot = u32_at(&self.bytes, at)?;
+        let offset = u32_at(&self.bytes, at + 4)?;
+        (u64::from(slot) < self.header.count).then_some((slot, offset))
     }
 
     /// Every stream with events here, with its part.
@@ -539,7 +543,7 @@ mod tests {
         let alpha = file.stream(&StreamKey::new("alpha")).unwrap();
         assert_eq!((alpha.first_version, alpha.count), (3, 3));
         let slots: Vec<_> = (0..3).map(|i| file.slot(&alpha, i).unwrap()).collect();
-        assert_eq!(slots, [0, 1, 3]);
+        assert_eq!(slots, [(0, 64), (1, 200), (3, 520)]);
         assert!(file.stream(&StreamKey::new("gamma")).is_none());
         assert_eq!(file.find_id(99, id_hash(99)), Some(3));
         assert_eq!(file.find_id(5, id_hash(5)), Some(2));

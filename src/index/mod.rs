@@ -20,7 +20,7 @@ use crate::storage::Storage;
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
 use memory::{MemIndex, MemStream};
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,28 +154,32 @@ enum View<'a> {
 
 /// A stream's events in one segment.
 enum StreamRef<'a> {
-    Mem(&'a MemStream),
+    Mem(&'a MemIndex, &'a MemStream),
     File(&'a IndexFile, StreamPart),
 }
 
 impl StreamRef<'_> {
     fn first_version(&self) -> u64 {
         match self {
-            StreamRef::Mem(s) => s.first_version,
+            StreamRef::Mem(_, s) => s.first_version,
             StreamRef::File(_, part) => part.first_version,
         }
     }
 
     fn count(&self) -> u64 {
         match self {
-            StreamRef::Mem(s) => s.slots.len() as u64,
+            StreamRef::Mem(_, s) => s.slots.len() as u64,
             StreamRef::File(_, part) => part.count,
         }
     }
 
-    fn slot(&self, i: u64) -> Option<u32> {
+    /// The slot and record offset of the stream's `i`-th event here.
+    fn slot(&self, i: u64) -> Option<(u32, u32)> {
         match self {
-            StreamRef::Mem(s) => s.slots.get(usize::try_from(i).ok()?).copied(),
+            StreamRef::Mem(mem, s) => {
+                let slot = *s.slots.get(usize::try_from(i).ok()?)?;
+                Some((slot, *mem.offsets.get(slot as usize)?))
+            }
             StreamRef::File(file, part) => file.slot(part, i),
         }
     }
@@ -198,7 +202,10 @@ impl<'a> View<'a> {
 
     fn stream(&self, key: &StreamKey<'_>) -> Option<StreamRef<'a>> {
         match *self {
-            View::Mem(mem) => mem.streams.get(key.name()).map(StreamRef::Mem),
+            View::Mem(mem) => mem
+                .streams
+                .get(key.name())
+                .map(|stream| StreamRef::Mem(mem, stream)),
             View::File(file) => file.stream(key).map(|part| StreamRef::File(file, part)),
         }
     }
@@ -251,7 +258,10 @@ pub struct SealedSegment {
 /// Both indexes, kept together so one lock guards their consistency.
 #[derive(Debug)]
 pub struct Index {
-    streams: BTreeMap<Arc<str>, StreamSummary>,
+    // Names may come from outside (user ids, tenants): a keyed hasher, and
+    // a sorted set beside it for listing streams in order a page at a time.
+    streams: HashMap<Arc<str>, StreamSummary>,
+    names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
     id_window: u64,
@@ -272,7 +282,8 @@ impl Index {
     /// recognises retries among the last `id_window` events.
     pub fn new(hash_kind: HashKind, id_window: u64) -> Self {
         Index {
-            streams: BTreeMap::new(),
+            streams: HashMap::new(),
+            names: BTreeSet::new(),
             segments: Vec::new(),
             hash_kind,
             id_window,
@@ -317,14 +328,15 @@ impl Index {
 
     /// Replaces the stream summaries (from a catalogue, at open).
     pub fn set_streams(&mut self, streams: Vec<(Arc<str>, StreamSummary)>) {
+        self.names = streams.iter().map(|(name, _)| Arc::clone(name)).collect();
         self.streams = streams.into_iter().collect();
     }
 
     /// Every stream summary, sorted by name.
     pub fn snapshot_streams(&self) -> Vec<(Arc<str>, StreamSummary)> {
-        self.streams
+        self.names
             .iter()
-            .map(|(name, s)| (Arc::clone(name), *s))
+            .filter_map(|name| Some((Arc::clone(name), *self.streams.get(name)?)))
             .collect()
     }
 
@@ -369,6 +381,7 @@ impl Index {
             return Err(0);
         }
         let name: Arc<str> = Arc::from(stream);
+        self.names.insert(Arc::clone(&name));
         self.streams.insert(
             Arc::clone(&name),
             StreamSummary {
@@ -481,9 +494,13 @@ impl Index {
 
     /// How many of `stream`'s events are at positions below `end`.
     pub fn visible_count(&self, stream: &str, end: u64) -> Result<u64> {
-        let Some(summary) = self.streams.get(stream) else {
-            return Ok(0);
-        };
+        match self.streams.get(stream) {
+            Some(summary) => self.visible_in(stream, summary, end),
+            None => Ok(0),
+        }
+    }
+
+    fn visible_in(&self, stream: &str, summary: &StreamSummary, end: u64) -> Result<u64> {
         let Some(last) = self.segments.get(summary.last_segment as usize) else {
             return Ok(0);
         };
@@ -502,7 +519,7 @@ impl Index {
         let (mut lo, mut hi) = (0u64, part.count());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let slot = part
+            let (slot, _) = part
                 .slot(mid)
                 .ok_or_else(|| missing(stream, "slot out of range".into()))?;
             if base + u64::from(slot) < end {
@@ -566,16 +583,23 @@ impl Index {
         Ok(lo)
     }
 
-    /// Where versions `start..stop` of `stream` are, in version order.
-    pub fn stream_locations(&self, stream: &str, start: u64, stop: u64) -> Result<Vec<Location>> {
+    /// Where the versions of `stream` that `range` picks out of its events
+    /// below `end` are, in version order; `range` gets how many there are
+    /// and returns the half-open version range to read.
+    pub fn stream_locations(
+        &self,
+        stream: &str,
+        end: u64,
+        range: impl FnOnce(u64) -> (u64, u64),
+    ) -> Result<(u64, u64, Vec<Location>)> {
+        let Some(summary) = self.streams.get(stream) else {
+            return Ok((0, 0, Vec::new()));
+        };
+        let (start, stop) = range(self.visible_in(stream, summary, end)?);
         let mut out = Vec::with_capacity(stop.saturating_sub(start) as usize);
         if start >= stop {
-            return Ok(out);
+            return Ok((start, stop, out));
         }
-        let summary = self
-            .streams
-            .get(stream)
-            .ok_or_else(|| missing(stream, "not indexed".into()))?;
         let key = StreamKey::new(stream);
         let mut ordinal = self.segment_of_version(&key, summary, start)?;
         let mut version = start;
@@ -593,12 +617,9 @@ impl Index {
                 }
                 let base = entry.segment.base_position();
                 while version < hi {
-                    let slot = part
+                    let (slot, offset) = part
                         .slot(version - first)
                         .ok_or_else(|| missing(stream, format!("no slot for version {version}")))?;
-                    let offset = view.offset(slot as usize).ok_or_else(|| {
-                        missing(stream, format!("no offset for version {version}"))
-                    })?;
                     out.push(Location {
                         segment: Arc::clone(&entry.segment),
                         offset,
@@ -612,7 +633,7 @@ impl Index {
         if version < stop {
             return Err(missing(stream, format!("version {version} is not indexed")));
         }
-        Ok(out)
+        Ok((start, stop, out))
     }
 
     fn entry_of_position(&self, position: u64) -> Option<&SegmentEntry> {
@@ -702,8 +723,8 @@ impl Index {
             None => Bound::Unbounded,
         };
         let mut page = Vec::with_capacity(limit.min(1024));
-        for (name, _) in self
-            .streams
+        for name in self
+            .names
             .range::<str, _>((lower, Bound::Unbounded))
             .take(limit)
         {

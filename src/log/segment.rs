@@ -266,6 +266,47 @@ impl Segment {
         Ok(())
     }
 
+    /// Reads and verifies the records at the given (offset, position) pairs,
+    /// in increasing offset order, through one view of the segment.
+    pub fn read_located(
+        &self,
+        mut records: impl Iterator<Item = (u32, u64)>,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<()> {
+        let Some((low, first_position)) = records.next() else {
+            return Ok(());
+        };
+        let view = self.view_from(u64::from(low))?;
+        for (offset, position) in std::iter::once((low, first_position)).chain(records) {
+            let relative = offset.wrapping_sub(low) as usize;
+            let bytes = match view.get(relative..) {
+                Some(rest) if offset >= low && !rest.is_empty() => view.slice(relative..),
+                _ => {
+                    return Err(Error::corrupted(
+                        &self.path,
+                        u64::from(offset),
+                        "record offset out of order or past the end",
+                    ))
+                }
+            };
+            out.push(self.decode_at(&bytes, u64::from(offset), position)?);
+        }
+        Ok(())
+    }
+
+    fn decode_at(&self, bytes: &Bytes, offset: u64, position: u64) -> Result<RecordedEvent> {
+        let (event, _) = decode_record(bytes, self.seed)
+            .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
+        if event.position != position {
+            return Err(Error::corrupted(
+                &self.path,
+                offset,
+                format!("expected position {position}, found {}", event.position),
+            ));
+        }
+        Ok(event)
+    }
+
     /// Reads and verifies the record at `offset`, which must hold `position`.
     pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
         let offset = offset as u64;
