@@ -65,3 +65,15 @@ fn api_corpus_and_random_inputs() {
     replay_corpus("api", harness::api);
     random_cases(0x0A91_0000, 2000, 400, harness::api);
 }
+
+#[test]
+fn index_decode_corpus_and_random_inputs() {
+    replay_corpus("index_decode", harness::index_decode);
+    random_cases(0x01DE_0000, 2000, 600, harness::index_decode);
+}
+
+#[test]
+fn crash_during_index_file_writes() {
+    let cases = harness::crash_during_sealing_cases();
+    assert!(cases > 0);
+}
