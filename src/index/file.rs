@@ -466,6 +466,7 @@ impl IndexFile {
     }
 
     /// Every stream with events here, with its part.
+    #[cfg(test)]
     pub fn streams(&self) -> impl Iterator<Item = Option<(&str, StreamPart)>> + '_ {
         (0..self.header.table_len as usize).filter_map(move |i| {
             let entry = self.entry(i)?;

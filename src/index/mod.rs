@@ -393,48 +393,6 @@ impl Index {
         Ok(name)
     }
 
-    /// Adds the streams of sealed segment `ordinal`'s index to the summaries
-    /// (at open, for segments the catalogue does not cover).
-    pub fn count_segment_streams(&mut self, ordinal: u32) -> Result<()> {
-        let entry = self
-            .segments
-            .get(ordinal as usize)
-            .ok_or_else(|| Error::corrupted(PathBuf::new(), 0, "segment ordinal out of range"))?;
-        let path = entry.segment.path().to_path_buf();
-        let mut parts: Vec<(String, u64, u64)> = Vec::new();
-        match entry.view()? {
-            View::Mem(mem) => {
-                for (name, s) in &mem.streams {
-                    parts.push((name.to_string(), s.first_version, s.slots.len() as u64));
-                }
-            }
-            View::File(file) => {
-                for found in file.streams() {
-                    let (name, part) = found.ok_or_else(|| {
-                        Error::corrupted(&path, 0, "index file has an unreadable stream entry")
-                    })?;
-                    parts.push((name.to_string(), part.first_version, part.count));
-                }
-            }
-        }
-        // Order does not matter for versions (each stream is checked against
-        // itself), only for determinism.
-        parts.sort_unstable();
-        for (name, first_version, count) in parts {
-            self.count_stream_events(&name, ordinal, first_version, count)
-                .map_err(|expected| {
-                    Error::corrupted(
-                        &path,
-                        0,
-                        format!(
-                            "stream '{name}' starts at version {first_version} here, expected {expected}"
-                        ),
-                    )
-                })?;
-        }
-        Ok(())
-    }
-
     /// Records that `stream`'s next events live at consecutive positions from
     /// `first_position`, in the active (last) segment at `offsets`. Returns
     /// the version of the first.

@@ -194,8 +194,9 @@ pub fn recover(
         }
         None => 0,
     };
-    let mut catalog_behind = false;
-    let mut catalog_update = None;
+    // The catalogue as of the end of the segment before the last, taken in
+    // case the last turns out not to be sealed.
+    let mut before_last = None;
     let mut next_position = 0u64;
     let mut tail: Option<(Arc<Segment>, u64, bool, u64)> = None;
     for (i, &base) in bases.iter().enumerate() {
@@ -211,7 +212,10 @@ pub fn recover(
         let seg = Arc::new(Segment::open(storage.as_ref(), path, base)?);
         let is_last = i + 1 == bases.len();
         let idx_path = child(dir, &index_file_name(base));
-        let loaded = if index_files.contains(&base) {
+        // Index files of segments the catalogue covers are used as they are.
+        // Past it, each segment is read once more: the catalogue is rebuilt
+        // from records, never from index files alone.
+        let loaded = if ordinal < covered && index_files.contains(&base) {
             load_index_file(storage.as_ref(), &idx_path, &seg).ok()
         } else {
             None
@@ -224,19 +228,12 @@ pub fn recover(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
             );
-            if ordinal >= covered {
-                index.count_segment_streams(ordinal)?;
-                catalog_behind = true;
-            }
             stats.index_files_loaded += 1;
             tail = Some((seg, seal_offset + record::BATCH_HEADER_LEN as u64, true, 0));
             continue;
         }
-        if ordinal >= covered && !is_last {
-            catalog_behind = true;
-        }
-        if is_last && (catalog_behind || (covered == 0 && ordinal > 0)) {
-            catalog_update = Some((ordinal, base, index.snapshot_streams()));
+        if is_last && ordinal > covered {
+            before_last = Some((ordinal, base, index.snapshot_streams()));
         }
         // No usable index file: read the segment record by record.
         let mut mem = MemIndex::new(id_window > 0);
@@ -287,8 +284,17 @@ pub fn recover(
             // Sealed but without a usable index file: write one now.
             let sealed_at = scan.end_offset - record::BATCH_HEADER_LEN as u64;
             let bytes = file::encode(&mem, base, sealed_at, hash_kind);
-            replace_file(storage.as_ref(), &idx_path, &bytes)
-                .map_err(|e| Error::io(format!("writing {}", idx_path.display()), e))?;
+            let existing = index_files
+                .contains(&base)
+                .then(|| read_whole(storage.as_ref(), &idx_path))
+                .flatten();
+            if existing.as_deref() == Some(&bytes[..]) {
+                stats.index_files_loaded += 1;
+            } else {
+                replace_file(storage.as_ref(), &idx_path, &bytes)
+                    .map_err(|e| Error::io(format!("writing {}", idx_path.display()), e))?;
+                stats.index_files_rebuilt += 1;
+            }
             let file = load_index_file(storage.as_ref(), &idx_path, &seg)
                 .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
             let persisted = persisted_index(storage, &index, file, idx_path, &seg).trusted();
@@ -296,7 +302,6 @@ pub fn recover(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
             );
-            stats.index_files_rebuilt += 1;
         } else {
             index.push_segment(Arc::clone(&seg), SegmentIndex::Active(mem));
         }
@@ -304,10 +309,13 @@ pub fn recover(
     }
     stats.events = next_position;
 
-    if catalog_behind && catalog_update.is_none() {
-        // Every segment is sealed and indexed.
-        catalog_update = Some((bases.len() as u32, next_position, index.snapshot_streams()));
-    }
+    let catalog_update = match &tail {
+        Some((_, _, true, _)) if (covered as usize) < bases.len() => {
+            Some((bases.len() as u32, next_position, index.snapshot_streams()))
+        }
+        Some((_, _, false, _)) => before_last,
+        _ => None,
+    };
     if let Some((covered, end_position, streams)) = catalog_update {
         // Bring the catalogue up to the last sealed segment, so the next open
         // does not merge stream tables again.
@@ -365,9 +373,12 @@ fn persisted_index(
     )
 }
 
-fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {
-    let file = storage.open_file(&child(dir, CATALOG_FILE), false).ok()?;
+fn read_whole(storage: &dyn Storage, path: &Path) -> Option<bytes::Bytes> {
+    let file = storage.open_file(path, false).ok()?;
     let len = file.len().ok()?;
-    let bytes = file.read_view(0, len as usize).ok()?;
-    catalog::decode(&bytes).ok()
+    file.read_view(0, len as usize).ok()
+}
+
+fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {
+    catalog::decode(&read_whole(storage, &child(dir, CATALOG_FILE))?).ok()
 }

@@ -214,11 +214,27 @@ impl Segment {
     /// Bytes from `start` to the end of the segment's data: its capacity, or
     /// less when the file was cut short.
     pub fn view_from(&self, start: u64) -> Result<Bytes> {
+        let past_end = || {
+            Error::corrupted(
+                &self.path,
+                start,
+                "record offset past the end of the segment",
+            )
+        };
+        if start >= self.capacity {
+            return Err(past_end());
+        }
         // The file is normally allocated to its capacity: try that first, so
         // the common read costs no `fstat`.
         match self.view(start, self.capacity) {
             Ok(bytes) => Ok(bytes),
-            Err(_) => self.view(start, self.readable_len()?),
+            Err(_) => {
+                let readable = self.readable_len()?;
+                if start >= readable {
+                    return Err(past_end());
+                }
+                self.view(start, readable)
+            }
         }
     }
 
