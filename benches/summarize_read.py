@@ -84,10 +84,10 @@ def main():
     )
     if opens:
         print("### Open + close (evstore)\n")
-        print("| events in store | open + close | events recovered/s |")
-        print("|--:|--:|--:|")
+        print("| events in store | open + close |")
+        print("|--:|--:|")
         for events, (nanos, _elements) in opens:
-            print(f"| {events:,} | {fmt_time(nanos)} | {fmt_rate(events / (nanos / 1e9))} |")
+            print(f"| {events:,} | {fmt_time(nanos)} |")
         print()
 
     rows = []

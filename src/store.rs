@@ -225,6 +225,12 @@ impl Store {
                 },
             );
         }
+        let ids_absent_below = self
+            .inner
+            .shared
+            .index
+            .read()
+            .sealed_without_ids(&events.iter().map(|e| e.id.as_u128()).collect::<Vec<_>>())?;
         let request = AppendRequest {
             stream: stream.to_string(),
             expected,
@@ -232,6 +238,7 @@ impl Store {
             count: events.len(),
             durability,
             encoded_len,
+            ids_absent_below,
             reply,
         };
         self.inner

@@ -644,13 +644,16 @@ impl Index {
 
     /// The position of the newest event with this id, if it is among the
     /// last `id_window` events.
-    pub fn find_id(&self, id: u128) -> Result<Option<u64>> {
+    /// Only segments from ordinal `lowest` on are searched (the ones below
+    /// were searched already).
+    pub fn find_id_above(&self, id: u128, lowest: u32) -> Result<Option<u64>> {
         if self.id_window == 0 {
             return Ok(None);
         }
         let from = self.end.saturating_sub(self.id_window);
         let hash = hash::id_hash(id);
-        for entry in self.segments.iter().rev() {
+        let searched = self.segments.get(lowest as usize..).unwrap_or_default();
+        for entry in searched.iter().rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from && entry.len() > 0 {
                 break;
@@ -666,6 +669,34 @@ impl Index {
             }
         }
         Ok(None)
+    }
+
+    /// How many segments, from the first, are sealed and hold none of `ids`
+    /// within the window: the writer then searches only the ones after
+    /// them. Appenders call this before queueing, so the searches of sealed
+    /// segments (immutable) run on their threads, not on the writer's.
+    pub fn sealed_without_ids(&self, ids: &[u128]) -> Result<u32> {
+        let sealed = self.segments.len().saturating_sub(1);
+        if self.id_window == 0 {
+            return Ok(sealed as u32);
+        }
+        let from = self.end.saturating_sub(self.id_window);
+        let hashes: Vec<u64> = ids.iter().map(|&id| hash::id_hash(id)).collect();
+        for entry in self.segments.get(..sealed).unwrap_or_default().iter().rev() {
+            let base = entry.segment.base_position();
+            if base + (entry.len() as u64) <= from {
+                break;
+            }
+            let view = entry.view()?;
+            if ids
+                .iter()
+                .zip(&hashes)
+                .any(|(&id, &hash)| view.find_id(id, hash).is_some())
+            {
+                return Ok(0);
+            }
+        }
+        Ok(sealed as u32)
     }
 
     /// Up to `limit` streams after `after` in name order, each with how many

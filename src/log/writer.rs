@@ -63,6 +63,9 @@ pub struct AppendRequest {
     pub durability: Durability,
     /// [`encoded_batch_len`] of the append.
     pub encoded_len: usize,
+    /// Segments below this ordinal are sealed and were searched for the
+    /// append's ids, in vain (see [`Index::sealed_without_ids`]).
+    pub ids_absent_below: u32,
     /// Where the result goes.
     pub reply: SyncSender<Wake<Result<AppendResult>>>,
 }
@@ -672,7 +675,10 @@ impl Writer {
                 out.push(Plan::Defer(request));
                 continue;
             }
-            let known: Result<Vec<Option<u64>>> = ids.iter().map(|&id| index.find_id(id)).collect();
+            let known: Result<Vec<Option<u64>>> = ids
+                .iter()
+                .map(|&id| index.find_id_above(id, request.ids_absent_below))
+                .collect();
             let known = match known {
                 Ok(known) => known,
                 Err(error) => {
