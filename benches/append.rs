@@ -47,7 +47,11 @@
 //! Besides the dev-dependencies this uses `bytes`, `parking_lot` and `rustix`
 //! (`fallocate`, `sync`), which are dependencies of the crate itself.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use bytes::Bytes;
+use cli::Cli;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -616,101 +620,6 @@ impl Target for SqliteTarget {
 
 // ---------------------------------------------------------------- driver
 
-/// What the command line asks for, as far as this file needs to know: which
-/// ids criterion will run (so nothing is calibrated for filtered-out
-/// benchmarks) and whether it only lists or tests them (then nothing is
-/// calibrated: one append per thread).
-struct Cli {
-    filter: Option<String>,
-    exact: bool,
-    dry: bool,
-    ignored: bool,
-}
-
-impl Cli {
-    fn parse() -> Self {
-        const WITH_VALUE: [&str; 18] = [
-            "-c",
-            "--color",
-            "--colour",
-            "-s",
-            "--save-baseline",
-            "-b",
-            "--baseline",
-            "--baseline-lenient",
-            "--format",
-            "--profile-time",
-            "--load-baseline",
-            "--sample-size",
-            "--warm-up-time",
-            "--measurement-time",
-            "--nresamples",
-            "--noise-threshold",
-            "--confidence-level",
-            "--significance-level",
-        ];
-        const WITH_VALUE_2: [&str; 2] = ["--plotting-backend", "--output-format"];
-        let mut cli = Cli {
-            filter: None,
-            exact: false,
-            dry: false,
-            ignored: false,
-        };
-        let (mut bench, mut test, mut list) = (false, false, false);
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--bench" => bench = true,
-                "--test" => test = true,
-                "--list" => list = true,
-                "--exact" => cli.exact = true,
-                "--ignored" => cli.ignored = true,
-                a if WITH_VALUE.contains(&a) || WITH_VALUE_2.contains(&a) => {
-                    args.next();
-                }
-                a if a.starts_with('-') => {}
-                a => {
-                    if cli.filter.is_none() {
-                        cli.filter = Some(a.to_string());
-                    }
-                }
-            }
-        }
-        cli.dry = list || test || !bench;
-        cli
-    }
-
-    /// Whether criterion may run `id`. Understands plain text, `a|b`, and
-    /// `^`/`$` anchors; any other regex syntax is assumed to match (criterion
-    /// then decides, at the cost of a calibration).
-    fn selects(&self, id: &str) -> bool {
-        if self.ignored {
-            return false;
-        }
-        let Some(filter) = &self.filter else {
-            return true;
-        };
-        if self.exact {
-            return filter == id;
-        }
-        filter.split('|').any(|alternative| {
-            let start = alternative.starts_with('^');
-            let end = alternative.ends_with('$') && !alternative.ends_with("\\$");
-            let text = alternative.strip_prefix('^').unwrap_or(alternative);
-            let text = if end { &text[..text.len() - 1] } else { text };
-            if text.contains(|c| "\\.^$*+?()[]{}".contains(c)) {
-                return true;
-            }
-            match (start, end) {
-                (true, true) => id == text,
-                (true, false) => id.starts_with(text),
-                (false, true) => id.ends_with(text),
-                (false, false) => id.contains(text),
-            }
-        })
-    }
-}
-
 fn full_matrix() -> bool {
     std::env::var("EVSTORE_BENCH_FULL").is_ok_and(|v| !v.is_empty() && v != "0")
 }
@@ -780,7 +689,7 @@ fn bench_target<T: Target>(
         return;
     }
     let mut target = make();
-    let appends_per_thread = if cli.dry {
+    let appends_per_thread = if cli.list || cli.test {
         1
     } else {
         calibrate(&mut target, w)

@@ -70,7 +70,11 @@
 //! as a test (`cargo test --benches`) it uses small stores in a temporary
 //! directory.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use bytes::Bytes;
+use cli::Cli;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use evstore::{Direction, Durability, EventData, ExpectedVersion, Options, Store, Uuid};
 use rusqlite::{params, Connection};
@@ -741,103 +745,6 @@ fn bench_open(c: &mut Criterion, cli: &Cli, stores: &[(Spec, PathBuf)]) {
 }
 
 // ---------------------------------------------------------------- driver
-
-/// What the command line asks for, as far as this file needs to know: which
-/// ids criterion will run (so no data is made for filtered-out benchmarks),
-/// and whether it only lists them (no data at all) or tests them (small
-/// stores in a temporary directory).
-struct Cli {
-    filter: Option<String>,
-    exact: bool,
-    list: bool,
-    test: bool,
-    ignored: bool,
-}
-
-impl Cli {
-    fn parse() -> Self {
-        const WITH_VALUE: [&str; 18] = [
-            "-c",
-            "--color",
-            "--colour",
-            "-s",
-            "--save-baseline",
-            "-b",
-            "--baseline",
-            "--baseline-lenient",
-            "--format",
-            "--profile-time",
-            "--load-baseline",
-            "--sample-size",
-            "--warm-up-time",
-            "--measurement-time",
-            "--nresamples",
-            "--noise-threshold",
-            "--confidence-level",
-            "--significance-level",
-        ];
-        const WITH_VALUE_2: [&str; 2] = ["--plotting-backend", "--output-format"];
-        let mut cli = Cli {
-            filter: None,
-            exact: false,
-            list: false,
-            test: false,
-            ignored: false,
-        };
-        let (mut bench, mut test) = (false, false);
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--bench" => bench = true,
-                "--test" => test = true,
-                "--list" => cli.list = true,
-                "--exact" => cli.exact = true,
-                "--ignored" => cli.ignored = true,
-                a if WITH_VALUE.contains(&a) || WITH_VALUE_2.contains(&a) => {
-                    args.next();
-                }
-                a if a.starts_with('-') => {}
-                a => {
-                    if cli.filter.is_none() {
-                        cli.filter = Some(a.to_string());
-                    }
-                }
-            }
-        }
-        cli.test = !cli.list && (test || !bench);
-        cli
-    }
-
-    /// Whether criterion may run `id`. Understands plain text, `a|b`, and
-    /// `^`/`$` anchors; any other regex syntax is assumed to match (criterion
-    /// then decides, at the cost of making data it may not use).
-    fn selects(&self, id: &str) -> bool {
-        if self.ignored {
-            return false;
-        }
-        let Some(filter) = &self.filter else {
-            return true;
-        };
-        if self.exact {
-            return filter == id;
-        }
-        filter.split('|').any(|alternative| {
-            let start = alternative.starts_with('^');
-            let end = alternative.ends_with('$') && !alternative.ends_with("\\$");
-            let text = alternative.strip_prefix('^').unwrap_or(alternative);
-            let text = if end { &text[..text.len() - 1] } else { text };
-            if text.contains(|c| "\\.^$*+?()[]{}".contains(c)) {
-                return true;
-            }
-            match (start, end) {
-                (true, true) => id == text,
-                (true, false) => id.starts_with(text),
-                (false, true) => id.ends_with(text),
-                (false, false) => id.contains(text),
-            }
-        })
-    }
-}
 
 fn read_benches(c: &mut Criterion) {
     let cli = Cli::parse();

@@ -335,15 +335,6 @@ impl Segment {
                 "record length out of bounds",
             ));
         }
-        let (event, _) = decode_record(&bytes, self.seed)
-            .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
-        if event.position != position {
-            return Err(Error::corrupted(
-                &self.path,
-                offset,
-                format!("expected position {position}, found {}", event.position),
-            ));
-        }
-        Ok(event)
+        self.decode_at(&bytes, offset, position)
     }
 }
