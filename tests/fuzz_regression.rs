@@ -2,26 +2,12 @@
 //! `fuzz/corpus/<target>/` plus a few thousand deterministic random inputs
 //! per target.
 
+mod common;
 mod harness;
 
+use common::Rng;
+
 use std::path::Path;
-
-/// A fixed-seed generator so every run replays the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = (self.next() as usize) % max_len;
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn replay_corpus(target: &str, run: fn(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,6 +4,9 @@
 //! recognised through index files across restarts and crashes, and the
 //! stream catalogue pages through every stream.
 
+mod common;
+
+use common::{flip_byte, Rng};
 use evstore::storage::{CrashPlan, SimDisk};
 use evstore::{
     Direction, Durability, Error, EventData, ExpectedVersion, Options, RecordedEvent, Store,
@@ -11,7 +14,6 @@ use evstore::{
 };
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,22 +22,6 @@ const SEGMENT: u64 = 16 << 10;
 
 fn options() -> Options {
     Options::default().segment_size(SEGMENT)
-}
-
-/// A small deterministic generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn event(id: u128, size: usize) -> EventData {
@@ -201,17 +187,6 @@ fn background_index_writes_are_done_by_close() {
         (0, false)
     );
     assert_reads(&store, &expected, 4);
-}
-
-fn flip_byte(path: &Path, at: u64) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Reopen after close and after damage: a torn tail is cut back to the last
 //! whole batch, damage anywhere else is a typed error naming file and offset.
 
+mod common;
+
+use common::flip_byte;
 use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use evstore::{Direction, Error, EventData, ExpectedVersion, Options, Store, Uuid};
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 const SEGMENT: u64 = 64 * 1024;
@@ -191,18 +193,6 @@ fn last_event_batch(segment: &[u8]) -> (usize, usize) {
     last.expect("the segment holds a batch of events")
 }
 
-fn flip_bit(path: &Path, offset: u64) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, offset).unwrap();
-    byte[0] ^= 0x10;
-    file.write_all_at(&byte, offset).unwrap();
-}
-
 fn expect_corrupted(dir: &Path, file: &Path, at_or_before: u64) {
     match Store::open(dir, options()) {
         Err(Error::Corrupted {
@@ -237,11 +227,11 @@ fn bit_flip_in_an_earlier_record_of_the_active_segment_is_corruption() {
     let payload = first_record + (RECORD_HEADER_LEN + "acct".len() + "Deposited".len()) as u64;
     // The record's header, its payload, its last byte and its padding.
     for at in [first_record + 9, payload + 3, payload + 19, payload + 20] {
-        flip_bit(&file, at);
+        flip_byte(&file, at);
         expect_corrupted(dir.path(), &file, at);
         // The damaged store is left as it was: still refused.
         expect_corrupted(dir.path(), &file, at);
-        flip_bit(&file, at);
+        flip_byte(&file, at);
     }
     let store = Store::open(dir.path(), options()).unwrap();
     assert_eq!(positions(&store).len(), 10);
@@ -266,7 +256,7 @@ fn bit_flip_in_a_sealed_segment_is_corruption() {
     let first_record = (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN) as u64;
     for target in [&files[0], &files[1]] {
         let at = first_record + 8;
-        flip_bit(target, at);
+        flip_byte(target, at);
         let store = Store::open(dir.path(), tiny.clone()).unwrap();
         let reads = [
             store.read_all(0, Direction::Forward, usize::MAX),
@@ -283,7 +273,7 @@ fn bit_flip_in_a_sealed_segment_is_corruption() {
             }
         }
         drop(store);
-        flip_bit(target, at);
+        flip_byte(target, at);
     }
     // Restored, the store opens with everything.
     let store = Store::open(dir.path(), tiny).unwrap();
@@ -386,7 +376,7 @@ fn damage_after_open_is_reported_by_reads() {
     let file = segment_files(dir.path()).pop().unwrap();
     // Inside the payload of the first record, while the store is open.
     let at = (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN + RECORD_HEADER_LEN + 16) as u64;
-    flip_bit(&file, at);
+    flip_byte(&file, at);
     for read in [
         store.read_all(0, Direction::Forward, 10),
         store.read_all(3, Direction::Backward, 10),

@@ -700,7 +700,7 @@ impl Index {
     }
 
     /// Up to `limit` streams after `after` in name order, each with how many
-    /// of its events are below `end`; streams with none are skipped.
+    /// of its events are below `end` (possibly none: the caller skips those).
     pub fn streams_page(
         &self,
         after: Option<&str>,

@@ -581,3 +581,46 @@ impl StorageFile for FaultyFile {
         self.inner.read_view(offset, len)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Small tools
+// ---------------------------------------------------------------------------
+
+/// A fixed-seed xorshift generator, so every run replays the same inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Up to `max_len - 1` random bytes.
+    pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = (self.next() as usize) % max_len;
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Flips bit 4 of the byte at `offset` of a real file.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open the file to damage");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset)
+        .expect("read the byte");
+    file.write_all_at(&[byte[0] ^ 0x10], offset)
+        .expect("write the byte back");
+}
