@@ -83,6 +83,60 @@ pub enum Error {
         reason: String,
     },
 
+    /// A snapshot for a stream version that has not been written (or is not
+    /// yet visible to readers).
+    #[error("cannot snapshot stream '{stream}' at version {version}: its last version is {}", stream_version.map(|v| v.to_string()).unwrap_or_else(|| "none (no events)".into()))]
+    SnapshotAhead {
+        /// The stream.
+        stream: String,
+        /// The version the snapshot was for.
+        version: u64,
+        /// The stream's last visible version, `None` if it has no events.
+        stream_version: Option<u64>,
+    },
+
+    /// A stored event's payload did not decode as the requested event type,
+    /// or decoded as a different variant than the type name recorded with
+    /// it. The event is intact on disk.
+    #[error("event {version} of stream '{stream}' (type '{event_type}') does not decode with the {codec} codec: {reason}")]
+    DecodeEvent {
+        /// The stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// The event type recorded with the event.
+        event_type: String,
+        /// The codec used.
+        codec: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A snapshot's data did not decode as the requested state type.
+    #[error("snapshot of stream '{stream}' at version {version} does not decode with the {codec} codec: {reason}")]
+    DecodeSnapshot {
+        /// The stream.
+        stream: String,
+        /// The snapshot's version.
+        version: u64,
+        /// The codec used.
+        codec: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A value could not be encoded (for example a map with non-string keys
+    /// in JSON).
+    #[error("cannot encode {what} with the {codec} codec: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The codec used.
+        codec: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// An append with no events.
     #[error("an append needs at least one event")]
     EmptyBatch,

@@ -38,18 +38,29 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod aggregate;
+mod codec;
 mod error;
 mod index;
 mod log;
 mod options;
+mod snapshot;
 pub mod storage;
 mod store;
+mod typed;
 mod types;
 
+pub use aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
+#[cfg(feature = "json")]
+pub use codec::JsonCodec;
+pub use codec::{BincodeCodec, Codec, CodecError};
 pub use error::{Error, Result};
 pub use log::RecoveryStats;
 pub use options::Options;
+pub use snapshot::SNAPSHOTS_DIR;
+pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
+pub use typed::{DomainEvent, Recorded, TypedSnapshot, TypedStore};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;
 
@@ -58,4 +69,5 @@ pub mod format {
     pub use crate::log::record::{
         BATCH_HEADER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     };
+    pub use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
 }

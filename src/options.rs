@@ -60,6 +60,10 @@ pub struct Options {
     /// it makes lookups in sealed segments linear in their stream count.
     #[doc(hidden)]
     pub collide_stream_hashes: bool,
+    /// Snapshots kept per stream: saving one prunes all but this many of the
+    /// newest (by version). At least 1; the default 2 leaves a fallback if
+    /// the newest is found damaged.
+    pub snapshots_kept: usize,
     /// The file system the store lives on. Defaults to the real one; tests
     /// pass a back end that injects faults.
     pub storage: Arc<dyn Storage>,
@@ -81,6 +85,7 @@ impl Default for Options {
             background_preallocation: true,
             background_index_writes: true,
             collide_stream_hashes: false,
+            snapshots_kept: 2,
             storage: Arc::new(OsStorage),
         }
     }
@@ -166,6 +171,12 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::snapshots_kept`].
+    pub fn snapshots_kept(mut self, count: usize) -> Self {
+        self.snapshots_kept = count;
+        self
+    }
+
     /// Sets [`Options::storage`].
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
@@ -198,6 +209,11 @@ impl Options {
         if self.max_event_size > u32::MAX as usize / 2 {
             return Err(Error::InvalidOption(
                 "max_event_size must be below 2 GiB".into(),
+            ));
+        }
+        if self.snapshots_kept == 0 {
+            return Err(Error::InvalidOption(
+                "snapshots_kept must be at least 1".into(),
             ));
         }
         if self.flush_interval.is_zero() {

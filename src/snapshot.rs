@@ -1,0 +1,469 @@
+//! Snapshot files: per stream, the newest few saved states, each checksummed
+//! and replaced atomically.
+//!
+//! Layout: `snapshots/<stream dir>/<version, 20 digits>.snap`. The stream
+//! directory is a readable, lower-cased prefix of the name followed by the
+//! XXH3-128 of the exact name, so it is a valid file name on any file system
+//! (case-insensitive ones included) whatever the stream is called; the full
+//! name is stored inside each file and checked on load.
+//!
+//! A file, all integers little-endian:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `EVSNAP\0\x01` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | stream name length `n` |
+//! | 16 | 8 | stream version the state includes |
+//! | 24 | 16 | id of the event at that version |
+//! | 40 | 8 | saved at, nanoseconds since the Unix epoch |
+//! | 48 | 8 | data length `d` |
+//! | 56 | 4 | CRC32 of bytes 0..56 |
+//! | 60 | 4 | CRC32 of the name and the data |
+//! | 64 | n | stream name (UTF-8) |
+//! | 64 + n | d | data |
+//!
+//! The event id ties a snapshot to the log it was taken from: a snapshot is
+//! only used while the stream's event at its version is the same event.
+
+use crate::error::{Error, Result};
+use crate::storage::{replace_file, Storage};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Name of the directory holding snapshots inside a store directory.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
+/// Magic bytes opening every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"EVSNAP\0\x01";
+/// The snapshot format version this build reads and writes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Bytes before the stream name in a snapshot file.
+pub const SNAPSHOT_HEADER_LEN: usize = 64;
+
+const EXTENSION: &str = ".snap";
+const TEMP_SUFFIX: &str = ".tmp";
+const DAMAGED_SUFFIX: &str = ".damaged";
+/// Saves of different streams proceed in parallel unless they share a stripe.
+const LOCK_STRIPES: usize = 64;
+/// Damage reports kept for [`crate::Store::damaged_snapshots`].
+const MAX_REPORTS: usize = 1024;
+/// Characters of the stream name kept in its directory name, for people
+/// looking at the directory; the hash makes it unique.
+const READABLE_PREFIX: usize = 48;
+
+/// A saved state of a stream, from [`crate::Store::load_snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The last stream version the state includes: replay from `version + 1`.
+    pub version: u64,
+    /// The bytes given to [`crate::Store::save_snapshot`].
+    pub data: Bytes,
+    /// When the snapshot was saved, in nanoseconds since the Unix epoch.
+    pub timestamp_nanos: u64,
+}
+
+/// A snapshot file that failed its checks and was skipped; see
+/// [`crate::Store::damaged_snapshots`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DamagedSnapshot {
+    /// The stream whose snapshot it was.
+    pub stream: String,
+    /// The version in the file name.
+    pub version: u64,
+    /// Where the file now is: damaged files are renamed with a `.damaged`
+    /// suffix, kept for inspection and never read again.
+    pub file: PathBuf,
+    /// What was wrong.
+    pub error: Error,
+}
+
+/// A decoded, checksum-verified snapshot file.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotFile {
+    pub version: u64,
+    pub event_id: Uuid,
+    pub timestamp_nanos: u64,
+    pub data: Bytes,
+}
+
+/// The snapshot directory of one store.
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    keep: usize,
+    stripes: Box<[Mutex<()>]>,
+    damaged: Mutex<Vec<DamagedSnapshot>>,
+}
+
+/// The directory name of `stream`'s snapshots.
+pub(crate) fn stream_dir_name(stream: &str) -> String {
+    let readable: String = stream
+        .chars()
+        .take(READABLE_PREFIX)
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    format!("{readable}.{:032x}", xxh3_128(stream.as_bytes()))
+}
+
+fn file_name(version: u64) -> String {
+    format!("{version:020}{EXTENSION}")
+}
+
+/// The version of a `<version>.snap` file name, if it is one.
+fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(EXTENSION)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Encodes a snapshot file.
+pub(crate) fn encode(
+    stream: &str,
+    version: u64,
+    event_id: Uuid,
+    timestamp_nanos: u64,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + stream.len() + data.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&event_id.as_u128().to_le_bytes());
+    out.extend_from_slice(&timestamp_nanos.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let header_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    let mut body = crc32fast::Hasher::new();
+    body.update(stream.as_bytes());
+    body.update(data);
+    out.extend_from_slice(&body.finalize().to_le_bytes());
+    out.extend_from_slice(stream.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    if let Some(src) = bytes.get(at..at + 4) {
+        word.copy_from_slice(src);
+    }
+    u32::from_le_bytes(word)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + 8) {
+        word.copy_from_slice(src);
+    }
+    u64::from_le_bytes(word)
+}
+
+/// Decodes and verifies a snapshot file that should hold `stream` at
+/// `version`.
+pub(crate) fn decode(
+    path: &Path,
+    bytes: Bytes,
+    stream: &str,
+    version: u64,
+) -> Result<SnapshotFile> {
+    let corrupted = |offset: usize, reason: String| Error::corrupted(path, offset as u64, reason);
+    if bytes.len() < SNAPSHOT_HEADER_LEN {
+        return Err(corrupted(
+            0,
+            format!("{} bytes is shorter than a snapshot header", bytes.len()),
+        ));
+    }
+    if bytes.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
+        return Err(corrupted(0, "not a snapshot file (bad magic)".into()));
+    }
+    let header_crc = le_u32(&bytes, 56);
+    if bytes.get(..56).map(crc32fast::hash) != Some(header_crc) {
+        return Err(corrupted(56, "header checksum mismatch".into()));
+    }
+    let format = le_u32(&bytes, 8);
+    if format != SNAPSHOT_FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            file: path.to_path_buf(),
+            found: format,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    let name_len = le_u32(&bytes, 12) as u64;
+    let data_len = le_u64(&bytes, 48);
+    let expected_len = (SNAPSHOT_HEADER_LEN as u64)
+        .checked_add(name_len)
+        .and_then(|n| n.checked_add(data_len));
+    if expected_len != Some(bytes.len() as u64) {
+        return Err(corrupted(
+            48,
+            format!(
+                "the header promises {name_len} name bytes and {data_len} data bytes but the file holds {}",
+                bytes.len() - SNAPSHOT_HEADER_LEN
+            ),
+        ));
+    }
+    let name_end = SNAPSHOT_HEADER_LEN + name_len as usize;
+    let name = bytes.get(SNAPSHOT_HEADER_LEN..name_end).unwrap_or_default();
+    let data = bytes.slice(name_end..);
+    let mut body = crc32fast::Hasher::new();
+    body.update(name);
+    body.update(&data);
+    if body.finalize() != le_u32(&bytes, 60) {
+        return Err(corrupted(60, "body checksum mismatch".into()));
+    }
+    if name != stream.as_bytes() {
+        return Err(corrupted(
+            SNAPSHOT_HEADER_LEN,
+            format!(
+                "holds a snapshot of stream {:?}, not '{stream}'",
+                String::from_utf8_lossy(name)
+            ),
+        ));
+    }
+    let file_version = le_u64(&bytes, 16);
+    if file_version != version {
+        return Err(corrupted(
+            16,
+            format!("holds version {file_version} but is named for version {version}"),
+        ));
+    }
+    let mut id = [0u8; 16];
+    if let Some(src) = bytes.get(24..40) {
+        id.copy_from_slice(src);
+    }
+    Ok(SnapshotFile {
+        version,
+        event_id: Uuid::from_u128(u128::from_le_bytes(id)),
+        timestamp_nanos: le_u64(&bytes, 40),
+        data,
+    })
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl Snapshots {
+    /// The snapshot directory `dir`, which must exist.
+    pub fn new(storage: Arc<dyn Storage>, dir: PathBuf, keep: usize) -> Self {
+        Snapshots {
+            storage,
+            dir,
+            keep: keep.max(1),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            damaged: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn stream_dir(&self, stream: &str) -> PathBuf {
+        self.dir.join(stream_dir_name(stream))
+    }
+
+    fn stripe(&self, stream: &str) -> &Mutex<()> {
+        &self.stripes[(xxh3_128(stream.as_bytes()) as usize) % self.stripes.len()]
+    }
+
+    /// Writes a snapshot durably, then prunes the stream's older ones down to
+    /// the configured count.
+    pub fn save(
+        &self,
+        stream: &str,
+        version: u64,
+        event_id: Uuid,
+        timestamp_nanos: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let _serialized = self.stripe(stream).lock();
+        let dir = self.stream_dir(stream);
+        let io_err = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
+        match self.storage.list_dir(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.storage
+                    .create_dir_all(&dir)
+                    .map_err(|e| io_err("creating", e))?;
+                self.storage
+                    .sync_dir(&self.dir)
+                    .map_err(|e| io_err("syncing the parent of", e))?;
+            }
+            Err(e) => return Err(io_err("listing", e)),
+        }
+        let path = dir.join(file_name(version));
+        let bytes = encode(stream, version, event_id, timestamp_nanos, data);
+        replace_file(&*self.storage, &path, &bytes)
+            .map_err(|e| Error::io(format!("writing snapshot {}", path.display()), e))?;
+        self.prune(&dir)
+    }
+
+    /// Removes all but the newest `keep` snapshots of a stream directory,
+    /// and temporary files left by interrupted saves. Needs no directory
+    /// sync: a removal lost in a crash leaves an older valid snapshot, which
+    /// the next save prunes again.
+    fn prune(&self, dir: &Path) -> Result<()> {
+        let names = self
+            .storage
+            .list_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let mut versions: Vec<u64> = names.iter().filter_map(|n| parse_file_name(n)).collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let stale = versions.iter().skip(self.keep).map(|v| file_name(*v));
+        let temps = names.iter().filter(|n| n.ends_with(TEMP_SUFFIX)).cloned();
+        for name in stale.chain(temps) {
+            let path = dir.join(&name);
+            ignore_missing(self.storage.remove_file(&path))
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// The newest snapshot of `stream` at or below `max_version` that
+    /// decodes and that `check` accepts (`check` returns why it rejects a
+    /// file). Rejected files are reported and set aside.
+    pub fn load(
+        &self,
+        stream: &str,
+        max_version: u64,
+        check: impl Fn(&SnapshotFile) -> Result<Option<String>>,
+    ) -> Result<Option<SnapshotFile>> {
+        let dir = self.stream_dir(stream);
+        let names = match self.storage.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        let mut versions: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_file_name(n))
+            .filter(|v| *v <= max_version)
+            .collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        for version in versions {
+            let path = dir.join(file_name(version));
+            let bytes = match self.read(&path) {
+                Ok(bytes) => bytes,
+                // Pruned by a concurrent save since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+            };
+            let verdict = match decode(&path, bytes, stream, version) {
+                Ok(file) => match check(&file)? {
+                    None => return Ok(Some(file)),
+                    Some(reason) => Error::corrupted(&path, 0, reason),
+                },
+                Err(error) => error,
+            };
+            self.set_aside(stream, version, &path, verdict);
+        }
+        Ok(None)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Bytes> {
+        let file = self.storage.open_file(path, false)?;
+        let len = usize::try_from(file.len()?)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        file.read_view(0, len)
+    }
+
+    /// Renames a rejected file out of the way (best effort: if that fails
+    /// it is rejected again next time) and records why.
+    fn set_aside(&self, stream: &str, version: u64, path: &Path, error: Error) {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(DAMAGED_SUFFIX);
+        let aside = PathBuf::from(aside);
+        let file = match self.storage.rename(path, &aside) {
+            Ok(()) => aside,
+            Err(_) => path.to_path_buf(),
+        };
+        let mut damaged = self.damaged.lock();
+        if damaged.len() >= MAX_REPORTS {
+            damaged.remove(0);
+        }
+        damaged.push(DamagedSnapshot {
+            stream: stream.to_string(),
+            version,
+            file,
+            error,
+        });
+    }
+
+    /// Snapshot files rejected since the store was opened, oldest first.
+    pub fn damaged(&self) -> Vec<DamagedSnapshot> {
+        self.damaged.lock().clone()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip_and_every_byte_flip_is_caught() {
+        let id = Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        let bytes = encode("order-42", 7, id, 99, b"state bytes");
+        let path = Path::new("x.snap");
+        let file = decode(path, Bytes::from(bytes.clone()), "order-42", 7).unwrap();
+        assert_eq!(
+            (file.version, file.event_id, file.timestamp_nanos),
+            (7, id, 99)
+        );
+        assert_eq!(&file.data[..], b"state bytes");
+        assert!(decode(path, Bytes::from(bytes.clone()), "order-43", 7).is_err());
+        assert!(decode(path, Bytes::from(bytes.clone()), "order-42", 8).is_err());
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= 1 << bit;
+                assert!(
+                    decode(path, Bytes::from(damaged), "order-42", 7).is_err(),
+                    "flip of bit {bit} at byte {i} went unnoticed"
+                );
+            }
+        }
+        for len in 0..bytes.len() {
+            assert!(decode(path, Bytes::copy_from_slice(&bytes[..len]), "order-42", 7).is_err());
+        }
+    }
+
+    #[test]
+    fn stream_directory_names_are_safe_and_distinct() {
+        let names = ["order-1", "Order-1", "a/b", "..", "é", &"x".repeat(300), ""];
+        let dirs: Vec<String> = names.iter().map(|n| stream_dir_name(n)).collect();
+        for dir in &dirs {
+            assert!(dir.len() < 100);
+            assert!(!dir.starts_with('.') || dir.len() > 2);
+            assert!(dir
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        }
+        let mut unique = dirs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), dirs.len());
+        assert_eq!(parse_file_name(&file_name(42)), Some(42));
+        assert_eq!(parse_file_name("42.snap"), None);
+        assert_eq!(parse_file_name("00000000000000000042.snap.tmp"), None);
+    }
+}

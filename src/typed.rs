@@ -1,0 +1,363 @@
+//! Typed events and snapshots: the user's own enums and structs in, the
+//! same out, through a [`Codec`].
+
+use crate::aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
+use crate::codec::{BincodeCodec, Codec};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::types::{AppendResult, Direction, EventData, ExpectedVersion, RecordedEvent};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// An event type of the user's domain, usually an enum with one variant per
+/// kind of event. [`DomainEvent::event_type`] names the variant; the name is
+/// stored with each event (for filters, tools and other languages) and
+/// checked when the event is read back.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum CartEvent {
+///     ItemAdded { sku: String, quantity: u32 },
+///     CheckedOut,
+/// }
+///
+/// impl evstore::DomainEvent for CartEvent {
+///     fn event_type(&self) -> &str {
+///         match self {
+///             CartEvent::ItemAdded { .. } => "ItemAdded",
+///             CartEvent::CheckedOut => "CheckedOut",
+///         }
+///     }
+/// }
+/// ```
+pub trait DomainEvent: Serialize + DeserializeOwned {
+    /// The name of this event's kind, such as its variant name. It must not
+    /// be empty, and the same variant must always give the same name.
+    fn event_type(&self) -> &str;
+}
+
+/// A stored event decoded as the user's type, from
+/// [`TypedStore::read_stream`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    /// The decoded event.
+    pub event: E,
+    /// The event's version in its stream.
+    pub version: u64,
+    /// The event's position in the global log.
+    pub position: u64,
+    /// When it was written, in nanoseconds since the Unix epoch.
+    pub timestamp_nanos: u64,
+    /// The id given at append.
+    pub id: Uuid,
+    /// The metadata bytes, untouched by the codec.
+    pub metadata: Bytes,
+}
+
+/// A snapshot decoded as the user's state type, from
+/// [`TypedStore::load_snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedSnapshot<S> {
+    /// The last stream version the state includes.
+    pub version: u64,
+    /// The decoded state.
+    pub state: S,
+}
+
+/// A [`Store`] seen through a [`Codec`]: appends and reads the user's event
+/// types, saves and loads typed snapshots, and loads and saves
+/// [`Aggregate`]s. Cheap to clone.
+///
+/// ```
+/// use evstore::{Direction, DomainEvent, ExpectedVersion, Options, Store};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// enum Light { On, Off }
+/// impl DomainEvent for Light {
+///     fn event_type(&self) -> &str {
+///         match self { Light::On => "On", Light::Off => "Off" }
+///     }
+/// }
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), Options::default()).unwrap();
+/// let typed = store.typed();
+/// typed.append("lamp-1", ExpectedVersion::NoStream, &[Light::On, Light::Off]).unwrap();
+/// let events = typed.read_stream::<Light>("lamp-1", 0, Direction::Forward, 10).unwrap();
+/// assert_eq!(events[1].event, Light::Off);
+/// // The type name is stored with the event for untyped readers.
+/// let raw = store.read_stream("lamp-1", 0, Direction::Forward, 1).unwrap();
+/// assert_eq!(&raw[0].event_type[..], "On");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TypedStore<C = BincodeCodec> {
+    store: Store,
+    codec: C,
+    snapshot_every: Option<u64>,
+}
+
+/// Events read per step while replaying a stream into an aggregate.
+const REPLAY_CHUNK: usize = 1024;
+
+impl Store {
+    /// This store with typed events and snapshots through the default
+    /// [`BincodeCodec`].
+    pub fn typed(&self) -> TypedStore<BincodeCodec> {
+        self.typed_with(BincodeCodec)
+    }
+
+    /// This store with typed events and snapshots through `codec`.
+    pub fn typed_with<C: Codec>(&self, codec: C) -> TypedStore<C> {
+        TypedStore {
+            store: self.clone(),
+            codec,
+            snapshot_every: None,
+        }
+    }
+
+    /// Loads aggregate `A` from `stream` with the default codec: its newest
+    /// snapshot, then the events after it. See [`TypedStore::load_aggregate`].
+    pub fn load_aggregate<A: Aggregate>(&self, stream: &str) -> Result<LoadedAggregate<A>> {
+        self.typed().load_aggregate(stream)
+    }
+}
+
+impl<C: Codec> TypedStore<C> {
+    /// Makes [`TypedStore::save_aggregate`] save a snapshot whenever at least
+    /// `events` events have been written since the aggregate's last one
+    /// (`0` turns automatic snapshots off, the default).
+    pub fn snapshot_every(mut self, events: u64) -> Self {
+        self.snapshot_every = (events > 0).then_some(events);
+        self
+    }
+
+    /// The untyped store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// Encodes `event` into an [`EventData`] with its type name and a fresh
+    /// id; set the id with [`EventData::with_id`] for idempotent retries and
+    /// append it with [`Store::append`].
+    pub fn encode<E: DomainEvent>(&self, event: &E) -> Result<EventData> {
+        let event_type = event.event_type();
+        let payload = self.codec.encode(event).map_err(|e| Error::Encode {
+            what: format!("an event of type '{event_type}'"),
+            codec: C::NAME,
+            reason: e.0,
+        })?;
+        Ok(EventData::new(event_type, payload))
+    }
+
+    /// Decodes a stored event as an `E`, checking that it decodes to a
+    /// variant with the type name stored beside it.
+    pub fn decode<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<Recorded<E>> {
+        let fail = |reason: String| Error::DecodeEvent {
+            stream: recorded.stream.to_string(),
+            version: recorded.version,
+            event_type: recorded.event_type.to_string(),
+            codec: C::NAME,
+            reason,
+        };
+        let event: E = self
+            .codec
+            .decode(&recorded.payload)
+            .map_err(|e| fail(e.0))?;
+        if event.event_type() != &*recorded.event_type {
+            return Err(fail(format!(
+                "the payload decodes as type '{}'",
+                event.event_type()
+            )));
+        }
+        Ok(Recorded {
+            event,
+            version: recorded.version,
+            position: recorded.position,
+            timestamp_nanos: recorded.timestamp_nanos,
+            id: recorded.id,
+            metadata: recorded.metadata.clone(),
+        })
+    }
+
+    /// Encodes and appends `events` atomically, like [`Store::append`].
+    pub fn append<E: DomainEvent>(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[E],
+    ) -> Result<AppendResult> {
+        let data = events
+            .iter()
+            .map(|e| self.encode(e))
+            .collect::<Result<Vec<_>>>()?;
+        self.store.append(stream, expected, &data)
+    }
+
+    /// Reads and decodes events like [`Store::read_stream`]. An event that
+    /// does not decode is an [`Error::DecodeEvent`] naming it.
+    pub fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<Recorded<E>>> {
+        self.store
+            .read_stream(stream, from_version, direction, max_count)?
+            .iter()
+            .map(|e| self.decode(e))
+            .collect()
+    }
+
+    /// Encodes `state` and saves it as a snapshot, like
+    /// [`Store::save_snapshot`].
+    pub fn save_snapshot<S: Serialize + ?Sized>(
+        &self,
+        stream: &str,
+        version: u64,
+        state: &S,
+    ) -> Result<()> {
+        let data = self.codec.encode(state).map_err(|e| Error::Encode {
+            what: format!("a snapshot of '{stream}'"),
+            codec: C::NAME,
+            reason: e.0,
+        })?;
+        self.store.save_snapshot(stream, version, data)
+    }
+
+    /// Loads and decodes the newest snapshot of `stream`, like
+    /// [`Store::load_snapshot`]. One that does not decode as `S` is an
+    /// [`Error::DecodeSnapshot`].
+    pub fn load_snapshot<S: DeserializeOwned>(
+        &self,
+        stream: &str,
+    ) -> Result<Option<TypedSnapshot<S>>> {
+        self.load_snapshot_at_or_below(stream, u64::MAX)
+    }
+
+    /// [`TypedStore::load_snapshot`] for the newest snapshot at or below
+    /// `max_version`.
+    pub fn load_snapshot_at_or_below<S: DeserializeOwned>(
+        &self,
+        stream: &str,
+        max_version: u64,
+    ) -> Result<Option<TypedSnapshot<S>>> {
+        let Some(snapshot) = self.store.load_snapshot_at_or_below(stream, max_version)? else {
+            return Ok(None);
+        };
+        let state = self
+            .codec
+            .decode(&snapshot.data)
+            .map_err(|e| Error::DecodeSnapshot {
+                stream: stream.to_string(),
+                version: snapshot.version,
+                codec: C::NAME,
+                reason: e.0,
+            })?;
+        Ok(Some(TypedSnapshot {
+            version: snapshot.version,
+            state,
+        }))
+    }
+
+    /// Loads aggregate `A` from `stream`: its newest snapshot, then every
+    /// event after it applied in order. A stream with no events loads as
+    /// `A::default()`.
+    ///
+    /// A snapshot that no longer decodes as `A::Snapshot` (its type changed)
+    /// is not an error: the aggregate is rebuilt from the first event and
+    /// [`LoadedAggregate::snapshot_error`] says why. Events that do not
+    /// decode are an [`Error::DecodeEvent`].
+    pub fn load_aggregate<A: Aggregate>(&self, stream: &str) -> Result<LoadedAggregate<A>> {
+        let (mut state, snapshot_version, snapshot_error) =
+            match self.load_snapshot::<A::Snapshot>(stream) {
+                Ok(Some(snapshot)) => (
+                    A::from_snapshot(snapshot.state),
+                    Some(snapshot.version),
+                    None,
+                ),
+                Ok(None) => (A::default(), None, None),
+                Err(error @ Error::DecodeSnapshot { .. }) => (A::default(), None, Some(error)),
+                Err(error) => return Err(error),
+            };
+        let mut version = snapshot_version;
+        loop {
+            let from = version.map_or(0, |v| v + 1);
+            let events = self
+                .store
+                .read_stream(stream, from, Direction::Forward, REPLAY_CHUNK)?;
+            for recorded in &events {
+                let decoded = self.decode::<A::Event>(recorded)?;
+                state.apply(&decoded.event);
+                version = Some(recorded.version);
+            }
+            if events.len() < REPLAY_CHUNK {
+                break;
+            }
+        }
+        Ok(LoadedAggregate::new(
+            stream.to_string(),
+            state,
+            version,
+            snapshot_version,
+            snapshot_error,
+        ))
+    }
+
+    /// Appends `events` to a loaded aggregate's stream, expecting the stream
+    /// to be at the version it was loaded at
+    /// ([`ExpectedVersion::Exact`], or [`ExpectedVersion::NoStream`] for a
+    /// new one), then applies them to its state. If another writer got
+    /// there first, nothing is written, the state is unchanged and the
+    /// error is [`Error::WrongExpectedVersion`]: load again and retry.
+    ///
+    /// With [`TypedStore::snapshot_every`] set, a snapshot is saved once
+    /// enough events have accumulated since the last one. The events are
+    /// already written by then, so a failed snapshot is reported in
+    /// [`SavedAggregate::snapshot_error`], not as an error.
+    pub fn save_aggregate<A: Aggregate>(
+        &self,
+        aggregate: &mut LoadedAggregate<A>,
+        events: &[A::Event],
+    ) -> Result<SavedAggregate> {
+        let expected = match aggregate.version() {
+            Some(version) => ExpectedVersion::Exact(version),
+            None => ExpectedVersion::NoStream,
+        };
+        let appended = self.append(aggregate.stream(), expected, events)?;
+        for event in events {
+            aggregate.state.apply(event);
+        }
+        aggregate.set_version(appended.last_version);
+        let mut saved = SavedAggregate {
+            appended,
+            snapshot_saved: None,
+            snapshot_error: None,
+        };
+        if let Some(every) = self.snapshot_every {
+            let since =
+                appended.last_version + 1 - aggregate.snapshot_version().map_or(0, |v| v + 1);
+            if since >= every {
+                let snapshot = aggregate.state.to_snapshot();
+                match self.save_snapshot(aggregate.stream(), appended.last_version, &snapshot) {
+                    Ok(()) => {
+                        aggregate.set_snapshot_version(appended.last_version);
+                        saved.snapshot_saved = Some(appended.last_version);
+                    }
+                    Err(error) => saved.snapshot_error = Some(error),
+                }
+            }
+        }
+        Ok(saved)
+    }
+}
