@@ -53,6 +53,8 @@ const DAMAGED_SUFFIX: &str = ".damaged";
 const LOCK_STRIPES: usize = 64;
 /// Damage reports kept for [`crate::Store::damaged_snapshots`].
 const MAX_REPORTS: usize = 1024;
+/// Times a load lists a stream's directory again after a concurrent prune.
+const MAX_RELISTS: u32 = 16;
 /// Characters of the stream name kept in its directory name, for people
 /// looking at the directory; the hash makes it unique.
 const READABLE_PREFIX: usize = 48;
@@ -345,35 +347,47 @@ impl Snapshots {
         check: impl Fn(&SnapshotFile) -> Result<Option<String>>,
     ) -> Result<Option<SnapshotFile>> {
         let dir = self.stream_dir(stream);
-        let names = match self.storage.list_dir(&dir) {
-            Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        };
-        let mut versions: Vec<u64> = names
-            .iter()
-            .filter_map(|n| parse_file_name(n))
-            .filter(|v| *v <= max_version)
-            .collect();
-        versions.sort_unstable_by(|a, b| b.cmp(a));
-        for version in versions {
-            let path = dir.join(file_name(version));
-            let bytes = match self.read(&path) {
-                Ok(bytes) => bytes,
-                // Pruned by a concurrent save since the listing.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        // A concurrent save can prune a listed file before it is opened;
+        // list again then, since a newer file took its place.
+        let mut relists = 0;
+        'list: loop {
+            let names = match self.storage.list_dir(&dir) {
+                Ok(names) => names,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
-            let verdict = match decode(&path, bytes, stream, version) {
-                Ok(file) => match check(&file)? {
-                    None => return Ok(Some(file)),
-                    Some(reason) => Error::corrupted(&path, 0, reason),
-                },
-                Err(error) => error,
-            };
-            self.set_aside(stream, version, &path, verdict);
+            let mut versions: Vec<u64> = names
+                .iter()
+                .filter_map(|n| parse_file_name(n))
+                .filter(|v| *v <= max_version)
+                .collect();
+            versions.sort_unstable_by(|a, b| b.cmp(a));
+            for version in versions {
+                let path = dir.join(file_name(version));
+                let bytes = match self.read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && relists < MAX_RELISTS => {
+                        relists += 1;
+                        continue 'list;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+                };
+                let verdict = match decode(&path, bytes.clone(), stream, version) {
+                    Ok(file) => match check(&file)? {
+                        None => return Ok(Some(file)),
+                        Some(reason) => Error::corrupted(&path, 0, reason),
+                    },
+                    Err(error) => error,
+                };
+                if !self.set_aside(stream, version, &path, &bytes, verdict) && relists < MAX_RELISTS
+                {
+                    relists += 1;
+                    continue 'list;
+                }
+            }
+            return Ok(None);
         }
-        Ok(None)
     }
 
     fn read(&self, path: &Path) -> io::Result<Bytes> {
@@ -387,8 +401,21 @@ impl Snapshots {
     }
 
     /// Renames a rejected file out of the way (best effort: if that fails
-    /// it is rejected again next time) and records why.
-    fn set_aside(&self, stream: &str, version: u64, path: &Path, error: Error) {
+    /// it is rejected again next time) and records why. Returns false, doing
+    /// nothing, if a concurrent save replaced the file since it was read.
+    fn set_aside(
+        &self,
+        stream: &str,
+        version: u64,
+        path: &Path,
+        judged: &[u8],
+        error: Error,
+    ) -> bool {
+        let _serialized = self.stripe(stream).lock();
+        match self.read(path) {
+            Ok(now) if now[..] == *judged => {}
+            _ => return false,
+        }
         let mut aside = path.as_os_str().to_owned();
         aside.push(DAMAGED_SUFFIX);
         let aside = PathBuf::from(aside);
@@ -406,6 +433,7 @@ impl Snapshots {
             file,
             error,
         });
+        true
     }
 
     /// Snapshot files rejected since the store was opened, oldest first.
