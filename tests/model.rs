@@ -4,7 +4,8 @@
 //! append results (versions and positions), the exact error of a refused
 //! append (`WrongExpectedVersion` with the right `actual`, `EmptyBatch`,
 //! `EventTooLarge`, `BatchTooLarge`), every event every read returns, byte
-//! for byte, `stream_version`, `last_position` and `stream_count`.
+//! for byte, `stream_version`, `last_position` and `stream_count`, and
+//! which snapshot each load returns (saves, refusals and pruning included).
 //!
 //! # Keeping predictions exact: what readers see
 //!
@@ -151,6 +152,18 @@ enum Op {
     Reopen {
         clean: bool,
     },
+    /// Snapshot the stream `back` versions below its last visible one; past
+    /// its first, one version beyond its last (refused).
+    SaveSnapshot {
+        stream: usize,
+        back: u8,
+    },
+    /// Load the newest snapshot at or below `below` versions under the
+    /// stream's visible count, or the newest of all.
+    LoadSnapshot {
+        stream: usize,
+        below: Option<u8>,
+    },
 }
 
 fn event_spec() -> impl Strategy<Value = EventSpec> {
@@ -241,6 +254,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StreamCount),
         2 => Just(Op::Flush),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        2 => (0..streams, 0u8..6).prop_map(|(stream, back)| Op::SaveSnapshot { stream, back }),
+        2 => (0..streams, prop::option::of(0u8..6))
+            .prop_map(|(stream, below)| Op::LoadSnapshot { stream, below }),
     ]
 }
 
@@ -310,7 +326,12 @@ struct Model {
     visible: u64,
     /// Ids handed out so far.
     next_id: u128,
+    /// The snapshots each stream should have kept: version to data.
+    snapshots: HashMap<&'static str, std::collections::BTreeMap<u64, Vec<u8>>>,
 }
+
+/// `Options::snapshots_kept` of the stores under test (the default).
+const SNAPSHOTS_KEPT: usize = 2;
 
 /// What the model expects of an append.
 #[derive(Debug, PartialEq, Eq)]
@@ -636,8 +657,56 @@ fn run(config: Config, ops: &[Op]) {
                 assert_eq!(stats.torn_bytes, 0, "{context}: torn bytes after a close");
                 model.all_visible();
             }
+            Op::SaveSnapshot { stream, back } => {
+                let stream = any_stream(*stream);
+                let count = model.visible_positions(stream).len() as u64;
+                let version = count.checked_sub(1 + u64::from(*back)).unwrap_or(count);
+                let data = format!("{stream} at {version}, step {step}").into_bytes();
+                let result = store.save_snapshot(stream, version, &data);
+                if version < count {
+                    result.unwrap_or_else(|e| panic!("{context}: save_snapshot: {e:?}"));
+                    let kept = model.snapshots.entry(stream).or_default();
+                    kept.insert(version, data);
+                    while kept.len() > SNAPSHOTS_KEPT {
+                        kept.pop_first();
+                    }
+                } else {
+                    assert!(
+                        matches!(result, Err(Error::SnapshotAhead { version: v, stream_version, .. })
+                            if v == version && stream_version == count.checked_sub(1)),
+                        "{context}: save_snapshot ahead: {result:?}"
+                    );
+                }
+            }
+            Op::LoadSnapshot { stream, below } => {
+                let stream = any_stream(*stream);
+                let count = model.visible_positions(stream).len() as u64;
+                let max = below.map_or(u64::MAX, |b| count.saturating_sub(u64::from(b)));
+                let loaded = store
+                    .load_snapshot_at_or_below(stream, max)
+                    .unwrap_or_else(|e| panic!("{context}: load_snapshot: {e:?}"));
+                let expected = model
+                    .snapshots
+                    .get(stream)
+                    .and_then(|kept| kept.range(..=max).next_back());
+                assert_eq!(
+                    loaded.map(|s| (s.version, s.data.to_vec())),
+                    expected.map(|(v, d)| (*v, d.clone())),
+                    "{context}: load_snapshot_at_or_below({stream}, {max})"
+                );
+            }
         }
     }
+    for (stream, kept) in &model.snapshots {
+        let newest = kept.iter().next_back();
+        let loaded = store.load_snapshot(stream).expect("final snapshot load");
+        assert_eq!(
+            loaded.map(|s| (s.version, s.data.to_vec())),
+            newest.map(|(v, d)| (*v, d.clone())),
+            "final snapshot of {stream}"
+        );
+    }
+    assert!(store.damaged_snapshots().is_empty());
     // Everything written, whole, in order; then once more after a reopen.
     store.flush().expect("final flush");
     model.all_visible();
