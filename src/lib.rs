@@ -32,6 +32,13 @@
 //!
 //! Appends are acknowledged after the `fdatasync` that covers them
 //! ([`Durability::Sync`], the default); concurrent appenders share one sync.
+//!
+//! Long streams are rebuilt from a snapshot ([`Store::save_snapshot`],
+//! [`Store::load_snapshot`]) plus the events after it. The typed layer
+//! ([`Store::typed`], [`TypedStore`]) appends and reads your own event enums
+//! ([`DomainEvent`]) through a [`Codec`], and loads and saves
+//! [`Aggregate`]s with optimistic concurrency and automatic snapshots.
+//!
 //! See the README for the on-disk format and the reliability model.
 
 #![deny(missing_docs)]
