@@ -106,7 +106,8 @@ const REPLAY_CHUNK: usize = 1024;
 
 impl Store {
     /// This store with typed events and snapshots through the default
-    /// [`BincodeCodec`].
+    /// [`BincodeCodec`]. The typed view holds a clone of the store, so the
+    /// directory stays locked until it is dropped too.
     pub fn typed(&self) -> TypedStore<BincodeCodec> {
         self.typed_with(BincodeCodec)
     }
@@ -128,9 +129,11 @@ impl Store {
 }
 
 impl<C: Codec> TypedStore<C> {
-    /// Makes [`TypedStore::save_aggregate`] save a snapshot whenever at least
-    /// `events` events have been written since the aggregate's last one
-    /// (`0` turns automatic snapshots off, the default).
+    /// Makes [`TypedStore::save_aggregate`] save a snapshot whenever a save
+    /// takes the stream's event count across a multiple of `events` (`0`
+    /// turns automatic snapshots off, the default). Tying it to the count,
+    /// not to when each writer last loaded, means concurrent writers of one
+    /// aggregate do not each save the same snapshot.
     pub fn snapshot_every(mut self, events: u64) -> Self {
         self.snapshot_every = (events > 0).then_some(events);
         self
@@ -162,6 +165,17 @@ impl<C: Codec> TypedStore<C> {
     /// Decodes a stored event as an `E`, checking that it decodes to a
     /// variant with the type name stored beside it.
     pub fn decode<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<Recorded<E>> {
+        Ok(Recorded {
+            event: self.decode_payload(recorded)?,
+            version: recorded.version,
+            position: recorded.position,
+            timestamp_nanos: recorded.timestamp_nanos,
+            id: recorded.id,
+            metadata: recorded.metadata.clone(),
+        })
+    }
+
+    fn decode_payload<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<E> {
         let fail = |reason: String| Error::DecodeEvent {
             stream: recorded.stream.to_string(),
             version: recorded.version,
@@ -179,14 +193,7 @@ impl<C: Codec> TypedStore<C> {
                 event.event_type()
             )));
         }
-        Ok(Recorded {
-            event,
-            version: recorded.version,
-            position: recorded.position,
-            timestamp_nanos: recorded.timestamp_nanos,
-            id: recorded.id,
-            metadata: recorded.metadata.clone(),
-        })
+        Ok(event)
     }
 
     /// Encodes and appends `events` atomically, like [`Store::append`].
@@ -297,8 +304,7 @@ impl<C: Codec> TypedStore<C> {
                 .store
                 .read_stream(stream, from, Direction::Forward, REPLAY_CHUNK)?;
             for recorded in &events {
-                let decoded = self.decode::<A::Event>(recorded)?;
-                state.apply(&decoded.event);
+                state.apply(&self.decode_payload::<A::Event>(recorded)?);
                 version = Some(recorded.version);
             }
             if events.len() < REPLAY_CHUNK {
@@ -321,8 +327,8 @@ impl<C: Codec> TypedStore<C> {
     /// there first, nothing is written, the state is unchanged and the
     /// error is [`Error::WrongExpectedVersion`]: load again and retry.
     ///
-    /// With [`TypedStore::snapshot_every`] set, a snapshot is saved once
-    /// enough events have accumulated since the last one. The events are
+    /// With [`TypedStore::snapshot_every`] set, a snapshot is saved when the
+    /// stream's event count crosses a multiple of the interval. The events are
     /// already written by then, so a failed snapshot is reported in
     /// [`SavedAggregate::snapshot_error`], not as an error.
     pub fn save_aggregate<A: Aggregate>(
@@ -345,9 +351,8 @@ impl<C: Codec> TypedStore<C> {
             snapshot_error: None,
         };
         if let Some(every) = self.snapshot_every {
-            let since =
-                appended.last_version + 1 - aggregate.snapshot_version().map_or(0, |v| v + 1);
-            if since >= every {
+            let (count_before, count_after) = (appended.first_version, appended.last_version + 1);
+            if count_after / every > count_before / every {
                 let snapshot = aggregate.state.to_snapshot();
                 match self.save_snapshot(aggregate.stream(), appended.last_version, &snapshot) {
                     Ok(()) => {

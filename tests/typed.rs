@@ -377,6 +377,20 @@ fn automatic_snapshots_follow_the_interval_and_damage_falls_back() {
         snapshots.extend(saved.snapshot_saved);
     }
     assert_eq!(snapshots, [9, 19, 29]);
+    // Saves of four events: a snapshot when the count crosses a multiple of
+    // ten, whoever saves, so concurrent writers do not each save one.
+    let mut crossings = Vec::new();
+    for _ in 0..8 {
+        let mut loaded = typed.load_aggregate::<Account>("batched").unwrap();
+        let batch = vec![AccountEvent::Closed; 4];
+        crossings.extend(
+            typed
+                .save_aggregate(&mut loaded, &batch)
+                .unwrap()
+                .snapshot_saved,
+        );
+    }
+    assert_eq!(crossings, [11, 19, 31]);
     let loaded = store.load_aggregate::<Account>("acct").unwrap();
     assert_eq!(
         (loaded.snapshot_version(), loaded.events_replayed()),
@@ -387,10 +401,14 @@ fn automatic_snapshots_follow_the_interval_and_damage_falls_back() {
     // Damage the newest snapshot: the load starts from the one before.
     let snapshot_dir = std::fs::read_dir(dir.path().join(evstore::SNAPSHOTS_DIR))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("acct.")
+        })
+        .unwrap();
     let newest = snapshot_dir.join(format!("{:020}.snap", 29));
     let mut bytes = std::fs::read(&newest).unwrap();
     let last = bytes.len() - 1;
