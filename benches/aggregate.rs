@@ -44,21 +44,24 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/data.rs"]
+mod data;
 
 use cli::Cli;
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
+use data::bench_root;
+use data::Rng;
 use evstore::{
     Aggregate, BincodeCodec, Codec, Direction, DomainEvent, Durability, ExpectedVersion, Options,
     Store,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The stream every configuration loads.
@@ -149,22 +152,6 @@ impl Aggregate for Account {
     }
 }
 
-/// A small, fast, deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The stream's events, in order: half deposits, a fifth withdrawals, the
 /// rest transfers out and in, amounts in cents.
 fn events(count: u64) -> Vec<AccountEvent> {
@@ -193,15 +180,6 @@ fn events(count: u64) -> Vec<AccountEvent> {
             }
         })
         .collect()
-}
-
-/// Where benchmark data lives: on the disk under test, not a tmpfs.
-fn bench_root() -> PathBuf {
-    let root = std::env::var_os("EVSTORE_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
-    fs::create_dir_all(&root).expect("creating the benchmark data directory");
-    root
 }
 
 fn store_options() -> Options {

@@ -49,12 +49,16 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/data.rs"]
+#[allow(dead_code)]
+mod data;
 
 use bytes::Bytes;
 use cli::Cli;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use data::bench_root;
 use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use evstore::{Durability, EventData, ExpectedVersion, Options, Store, Uuid};
 use parking_lot::{Condvar, Mutex};
@@ -207,15 +211,6 @@ fn calibrate<T: Target>(target: &mut T, w: &Workload) -> u64 {
         let factor = (PROBE_MIN.as_secs_f64() * 1.5 / elapsed.as_secs_f64()).ceil() as u64;
         appends = (appends * factor.clamp(2, 64)).min(max);
     }
-}
-
-/// Where benchmark data lives: on the disk under test, not a tmpfs.
-fn bench_root() -> PathBuf {
-    let root = std::env::var_os("EVSTORE_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
-    fs::create_dir_all(&root).expect("creating the benchmark data directory");
-    root
 }
 
 fn fresh_dir(root: &Path) -> TempDir {

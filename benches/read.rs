@@ -72,10 +72,14 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/data.rs"]
+mod data;
 
 use bytes::Bytes;
 use cli::Cli;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use data::bench_root;
+use data::Rng;
 use evstore::{Direction, Durability, EventData, ExpectedVersion, Options, Store, Uuid};
 use rusqlite::{params, Connection};
 use std::fs;
@@ -115,23 +119,6 @@ const PERMUTATION_PRIME: u64 = 1_000_003;
 /// [`TARGET_STREAM`].
 fn stream_name(i: u64) -> String {
     format!("stream-{i:06}")
-}
-
-/// A small, fast, deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Close enough to uniform in `0..n` for `n` far below 2^64.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// SplitMix64's finalizer: a well-mixed value for each round number.
@@ -253,15 +240,6 @@ impl Spec {
             self.events, self.streams, self.batch, self.target_events
         )
     }
-}
-
-/// Where benchmark data lives: on the disk under test, not a tmpfs.
-fn bench_root() -> PathBuf {
-    let root = std::env::var_os("EVSTORE_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
-    fs::create_dir_all(&root).expect("creating the benchmark data directory");
-    root
 }
 
 fn store_options() -> Options {
