@@ -3,15 +3,16 @@
 //! process died there), then loses power with the unsynced writes lost,
 //! kept, torn or garbled; the recovered store must hold every durable
 //! acknowledged append, byte-identical, and nothing that was never appended.
-//! Also: a crash in the middle of recovery itself, and every single bit flip
-//! of a sealed and of an active segment.
+//! Also: a crash in the middle of recovery itself, every single bit flip
+//! of a sealed and of an active segment, crashes while snapshots are saved
+//! and pruned, and every bit flip of a snapshot file.
 
 mod harness;
 
 use evstore::storage::{CrashPlan, SimDisk};
-use evstore::{Direction, Durability, Error};
+use evstore::{Direction, Durability, Error, EventData, ExpectedVersion, Store};
 use harness::{EventSpec, ExpectedSpec, Op};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn append(stream: u8, sizes: &[u16], expected: ExpectedSpec, sync: bool) -> Op {
     Op::Append {
@@ -374,4 +375,393 @@ fn every_bit_flip_of_the_active_segment_is_detected_or_harmless() {
         &harmless[..harmless.len().min(10)]
     );
     assert!(detected >= mark * 8);
+}
+
+// ------------------------------------------------------------- snapshots
+
+fn snapshot(stream: u8, back: u8, size: u8) -> Op {
+    Op::Snapshot { stream, back, size }
+}
+
+/// Appends round three streams, each followed by a snapshot of its stream
+/// at the newest version, and some by one two versions back, so each
+/// stream is saved five to seven times and, keeping two, pruned. Two of the
+/// appends are buffered: in a `Sync` store the snapshot after them is
+/// refused (their events are not visible yet), in a `Buffered` store it
+/// flushes them. Also a save past the end (refused), a flush and a reopen.
+fn snapshot_workload() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for i in 0..18u8 {
+        let stream = i % 3;
+        ops.push(append(
+            stream,
+            &[120 + 40 * u16::from(i), 60],
+            ExpectedSpec::Any,
+            i % 7 != 4,
+        ));
+        ops.push(snapshot(stream, 0, 3 + i));
+        if i % 5 == 2 {
+            ops.push(snapshot(stream, 5, 1));
+        }
+        match i {
+            7 => ops.push(snapshot(stream, u8::MAX, 2)),
+            9 => ops.push(Op::Reopen),
+            13 => ops.push(Op::Flush),
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// The snapshot workload's saves, checked to be what it is meant to be: a
+/// fault-free run acknowledges saves of every stream, prunes (more saves
+/// than kept files), and refuses `refused` saves.
+fn check_snapshot_workload(ops: &[Op], durability: Durability, refused: usize) {
+    let disk = SimDisk::new();
+    let mut model = harness::Model::for_store(durability);
+    let mut store = Some(harness::open_on(&disk, durability).unwrap());
+    let mut reopen = || harness::open_on(&disk, durability);
+    harness::run_ops(ops, &mut model, &mut store, &mut reopen, true);
+    assert_eq!(model.snapshots.len(), 3, "{:?}", model.snapshots.keys());
+    for (stream, snaps) in &model.snapshots {
+        assert!(snaps.acked >= 5, "{stream}: {snaps:?}");
+        assert_eq!(snaps.failed, 0, "{stream}: {snaps:?}");
+        let files: Vec<_> = harness::snapshot_files(&disk, stream)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .collect();
+        assert_eq!(files.len(), harness::SNAPSHOTS_KEPT, "{stream}: {files:?}");
+    }
+    let saves = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Snapshot { .. }))
+        .count();
+    let recorded: usize = model.snapshots.values().map(|s| s.acked).sum();
+    assert_eq!(recorded + refused, saves);
+}
+
+#[test]
+fn every_crash_point_of_snapshot_saves_and_pruning() {
+    let ops = snapshot_workload();
+    // The save past the end, and those after the two buffered appends.
+    check_snapshot_workload(&ops, Durability::Sync, 3);
+    let cycles = sweep(&ops, Durability::Sync);
+    assert!(cycles >= 4000, "{cycles} cycles");
+    println!("{cycles} crash-and-recover cycles");
+}
+
+#[test]
+fn every_crash_point_of_snapshot_saves_in_a_buffered_store() {
+    // Each save flushes the appends before it: a crash in that flush, or
+    // after it, must not leave a snapshot of events that were lost.
+    let ops: Vec<Op> = snapshot_workload()
+        .into_iter()
+        .map(|op| match op {
+            Op::Append {
+                stream,
+                events,
+                expected,
+                ..
+            } => Op::Append {
+                stream,
+                events,
+                expected,
+                sync: false,
+            },
+            op => op,
+        })
+        .collect();
+    check_snapshot_workload(&ops, Durability::Buffered, 1);
+    let total = harness::count_mutations(&ops, Durability::Buffered);
+    let mut cycles = 0;
+    for n in 0..=total {
+        let plans = [
+            CrashPlan::LoseAll,
+            CrashPlan::KeepAll,
+            CrashPlan::Torn { seed: n },
+            CrashPlan::Garbled { seed: n },
+        ];
+        match harness::crash_point(&ops, Durability::Buffered, n, &plans) {
+            Ok(done) => cycles += done,
+            Err(message) => panic!("crash at mutation {n} of {total}: {message}"),
+        }
+    }
+    println!("{cycles} crash-and-recover cycles");
+}
+
+/// Where a save stood when the process died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SaveStage {
+    /// No file of the new snapshot yet.
+    NotStarted,
+    /// Its temporary file exists, not all of it written or synced.
+    TempPartial,
+    /// Its temporary file holds all of it, not yet renamed.
+    TempComplete,
+    /// Renamed into place; the save was not acknowledged.
+    Renamed,
+    /// Acknowledged.
+    Acked,
+}
+
+/// A crash at every storage operation of one snapshot save, the third of
+/// a stream that keeps two: until the rename, the previous snapshots stand
+/// exactly as they were, whatever the crash does to the temporary file;
+/// after it, the previous one or the new one is loaded, never a mix; once
+/// acknowledged, the new one. Every image also passes the harness's checks
+/// (recovery, snapshot loads at every bound, a save afterwards prunes the
+/// temporary file).
+#[test]
+fn a_crash_before_the_rename_leaves_the_previous_snapshot() {
+    let stream = 1u8;
+    let name = "order-2";
+    let setup = vec![
+        append(stream, &[200, 100], ExpectedSpec::Any, true),
+        snapshot(stream, 0, 10),
+        append(stream, &[300], ExpectedSpec::Any, true),
+        snapshot(stream, 0, 20),
+        append(stream, &[150, 50, 90], ExpectedSpec::Any, true),
+    ];
+    let (older, previous, new) = (
+        (1, harness::snapshot_data(name, 1, 10)),
+        (2, harness::snapshot_data(name, 2, 20)),
+        (5, harness::snapshot_data(name, 5, 40)),
+    );
+    let mut ops = setup.clone();
+    ops.push(snapshot(stream, 0, 40));
+    let start = harness::count_mutations(&setup, Durability::Sync);
+    let end = harness::count_mutations(&ops, Durability::Sync);
+    let file_len = evstore::format::SNAPSHOT_HEADER_LEN + name.len() + new.1.len();
+    let mut stages = std::collections::BTreeMap::new();
+    for n in start..=end {
+        let (disk, model, store) = harness::run_to_crash_point(&ops, Durability::Sync, n).unwrap();
+        let files = harness::snapshot_files(&disk, name);
+        let named = |suffix: &str| {
+            files
+                .iter()
+                .find(|p| {
+                    p.to_string_lossy()
+                        .ends_with(&format!("{:020}.{suffix}", new.0))
+                })
+                .cloned()
+        };
+        let snaps = &model.snapshots[name];
+        let stage = if snaps.newest_acked == Some(new.0) {
+            SaveStage::Acked
+        } else if named("snap").is_some() {
+            SaveStage::Renamed
+        } else if let Some(temp) = named("snap.tmp") {
+            if disk.read_file(&temp).unwrap().len() == file_len {
+                SaveStage::TempComplete
+            } else {
+                SaveStage::TempPartial
+            }
+        } else {
+            SaveStage::NotStarted
+        };
+        *stages.entry(stage).or_insert(0) += 1;
+        for plan in plans(n) {
+            let image = disk.crash(plan);
+            let store = harness::open_on(&image, Durability::Sync).unwrap();
+            let loaded = store
+                .load_snapshot(name)
+                .unwrap()
+                .map(|s| (s.version, s.data.to_vec()));
+            let context = format!("crash at {n} ({stage:?}), {plan:?}");
+            match stage {
+                SaveStage::NotStarted | SaveStage::TempPartial | SaveStage::TempComplete => {
+                    assert_eq!(loaded.as_ref(), Some(&previous), "{context}");
+                    let below = store
+                        .load_snapshot_at_or_below(name, previous.0 - 1)
+                        .unwrap()
+                        .map(|s| (s.version, s.data.to_vec()));
+                    assert_eq!(below.as_ref(), Some(&older), "{context}");
+                }
+                SaveStage::Renamed => assert!(
+                    loaded.as_ref() == Some(&previous) || loaded.as_ref() == Some(&new),
+                    "{context}: {:?}",
+                    loaded.map(|(v, _)| v)
+                ),
+                SaveStage::Acked => assert_eq!(loaded.as_ref(), Some(&new), "{context}"),
+            }
+            assert!(store.damaged_snapshots().is_empty(), "{context}");
+            drop(store);
+            if let Err(e) =
+                harness::recover_and_check(&image, model.clone(), Durability::Sync, false)
+            {
+                panic!("{context}: {e}");
+            }
+        }
+        drop(store);
+    }
+    for stage in [
+        SaveStage::NotStarted,
+        SaveStage::TempPartial,
+        SaveStage::TempComplete,
+        SaveStage::Renamed,
+        SaveStage::Acked,
+    ] {
+        assert!(
+            stages.contains_key(&stage),
+            "no crash point at {stage:?}: {stages:?}"
+        );
+    }
+}
+
+/// A closed store with two snapshots of stream `s`, and their files.
+struct SnapshotPair {
+    disk: SimDisk,
+    older: (u64, Vec<u8>),
+    newer: (u64, Vec<u8>),
+    older_file: PathBuf,
+    newer_file: PathBuf,
+}
+
+fn closed_store_with_two_snapshots() -> SnapshotPair {
+    let disk = SimDisk::new();
+    let store = harness::open_on(&disk, Durability::Sync).unwrap();
+    let events: Vec<EventData> = (0..3u8).map(|i| EventData::new("T", vec![i; 5])).collect();
+    store
+        .append("s", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    let older = (1, b"old".to_vec());
+    let newer = (2, b"newer".to_vec());
+    for (version, data) in [&older, &newer] {
+        store.save_snapshot("s", *version, data).unwrap();
+    }
+    store.close().unwrap();
+    let disk = disk.crash(CrashPlan::LoseAll);
+    let files = harness::snapshot_files(&disk, "s");
+    let file = |version: u64| {
+        files
+            .iter()
+            .find(|p| p.ends_with(format!("{version:020}.snap")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no file of version {version}: {files:?}"))
+    };
+    SnapshotPair {
+        older_file: file(older.0),
+        newer_file: file(newer.0),
+        disk,
+        older,
+        newer,
+    }
+}
+
+fn loaded(store: &Store, max_version: u64) -> Option<(u64, Vec<u8>)> {
+    store
+        .load_snapshot_at_or_below("s", max_version)
+        .unwrap()
+        .map(|s| (s.version, s.data.to_vec()))
+}
+
+/// The one damage report `store` holds: of `file`, at `version`, typed,
+/// and the file renamed aside.
+fn assert_set_aside(store: &Store, image: &SimDisk, file: &Path, version: u64, context: &str) {
+    let reports = store.damaged_snapshots();
+    assert_eq!(reports.len(), 1, "{context}: {reports:?}");
+    let report = &reports[0];
+    assert_eq!(
+        (&*report.stream, report.version),
+        ("s", version),
+        "{context}"
+    );
+    assert!(
+        harness::is_damage_report(&report.error),
+        "{context}: {report:?}"
+    );
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(".damaged");
+    assert_eq!(report.file, PathBuf::from(aside), "{context}");
+    let files = image.files();
+    assert!(files.contains(&report.file), "{context}: {files:?}");
+    assert!(!files.iter().any(|p| p == file), "{context}: {files:?}");
+}
+
+#[test]
+fn every_bit_flip_of_a_snapshot_file_falls_back_to_the_previous_one() {
+    let pair = closed_store_with_two_snapshots();
+    let newer_len = pair.disk.read_file(&pair.newer_file).unwrap().len();
+    assert!(newer_len < 80, "{newer_len} bytes");
+    for bit in 0..newer_len * 8 {
+        let context = format!("bit {bit} of the newer file");
+        let image = pair.disk.crash(CrashPlan::KeepAll);
+        harness::flip_bit(&image, &pair.newer_file, bit as u64);
+        let store = harness::open_on(&image, Durability::Sync).unwrap();
+        assert_eq!(
+            loaded(&store, u64::MAX),
+            Some(pair.older.clone()),
+            "{context}"
+        );
+        assert_set_aside(&store, &image, &pair.newer_file, pair.newer.0, &context);
+        // Set aside, not read again: the same answer and no new report.
+        assert_eq!(
+            loaded(&store, pair.newer.0),
+            Some(pair.older.clone()),
+            "{context}"
+        );
+        assert_eq!(store.damaged_snapshots().len(), 1, "{context}");
+        drop(store);
+        let store = harness::open_on(&image, Durability::Sync).unwrap();
+        assert_eq!(
+            loaded(&store, u64::MAX),
+            Some(pair.older.clone()),
+            "{context}"
+        );
+        assert!(store.damaged_snapshots().is_empty(), "{context}");
+    }
+    // The older file is only read when a bound excludes the newer one.
+    let older_len = pair.disk.read_file(&pair.older_file).unwrap().len();
+    for bit in 0..older_len * 8 {
+        let context = format!("bit {bit} of the older file");
+        let image = pair.disk.crash(CrashPlan::KeepAll);
+        harness::flip_bit(&image, &pair.older_file, bit as u64);
+        let store = harness::open_on(&image, Durability::Sync).unwrap();
+        assert_eq!(
+            loaded(&store, u64::MAX),
+            Some(pair.newer.clone()),
+            "{context}"
+        );
+        assert!(store.damaged_snapshots().is_empty(), "{context}");
+        assert_eq!(loaded(&store, pair.older.0), None, "{context}");
+        assert_set_aside(&store, &image, &pair.older_file, pair.older.0, &context);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_snapshot_file_falls_back_and_a_new_save_prunes_it() {
+    let pair = closed_store_with_two_snapshots();
+    let bytes = pair.disk.read_file(&pair.newer_file).unwrap();
+    for len in 0..bytes.len() {
+        let context = format!("the newer file cut to {len} bytes");
+        let image = pair.disk.crash(CrashPlan::KeepAll);
+        image.write_file(&pair.newer_file, &bytes[..len]).unwrap();
+        let store = harness::open_on(&image, Durability::Sync).unwrap();
+        assert_eq!(
+            loaded(&store, u64::MAX),
+            Some(pair.older.clone()),
+            "{context}"
+        );
+        assert_set_aside(&store, &image, &pair.newer_file, pair.newer.0, &context);
+        // Saving the same version again puts a sound file in its place.
+        store.save_snapshot("s", pair.newer.0, b"again").unwrap();
+        assert_eq!(
+            loaded(&store, u64::MAX),
+            Some((pair.newer.0, b"again".to_vec())),
+            "{context}"
+        );
+        let names: Vec<String> = harness::snapshot_files(&image, "s")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                format!("{:020}.snap", pair.older.0),
+                format!("{:020}.snap", pair.newer.0),
+                format!("{:020}.snap.damaged", pair.newer.0),
+            ],
+            "{context}"
+        );
+    }
 }

@@ -46,6 +46,53 @@ fn crash_recovery_corpus_and_random_inputs() {
     random_cases(0xC4A5_4000, 2000, 400, harness::crash_recovery);
 }
 
+/// The `snapshot-*` seeds of `crash_recovery` save snapshots (several per
+/// stream, so a fault-free run prunes) and crash or flip a bit while at it:
+/// a change to how inputs decode that loses that fails here.
+#[test]
+fn crash_recovery_snapshot_seeds_save_and_prune_snapshots() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/crash_recovery");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let path = entry.expect("corpus entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("snapshot-") {
+            continue;
+        }
+        let data = std::fs::read(&path).expect("corpus file");
+        let input = harness::CrashInput::decode(&data).expect("decodes");
+        let saves = input
+            .ops
+            .iter()
+            .filter(|op| matches!(op, harness::Op::Snapshot { .. }))
+            .count();
+        assert!(saves >= 4, "{name}: {saves} snapshot saves");
+        assert!(
+            input.fail_at.is_some() != input.flip.is_some(),
+            "{name}: {input:?}"
+        );
+        let total = harness::count_mutations(&input.ops, input.durability);
+        if let Some(n) = input.fail_at {
+            assert!(u64::from(n) < total, "{name}: crash at {n} of {total}");
+        }
+        let disk = evstore::storage::SimDisk::new();
+        let mut model = harness::Model::for_store(input.durability);
+        let mut store = Some(harness::open_on(&disk, input.durability).expect("open"));
+        let mut reopen = || harness::open_on(&disk, input.durability);
+        harness::run_ops(&input.ops, &mut model, &mut store, &mut reopen, true);
+        assert!(
+            model
+                .snapshots
+                .values()
+                .any(|s| s.acked > harness::SNAPSHOTS_KEPT),
+            "{name}: {:?}",
+            model.snapshots
+        );
+        seeds += 1;
+    }
+    assert!(seeds >= 2, "{seeds} snapshot seeds");
+}
+
 #[test]
 fn api_corpus_and_random_inputs() {
     replay_corpus("api", harness::api);

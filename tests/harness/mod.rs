@@ -3,8 +3,8 @@
 //!
 //! A workload is a list of [`Op`]s decoded from arbitrary bytes. It runs
 //! against a store on a [`SimDisk`] while a [`Model`] records what every
-//! append was told; after a simulated crash the recovered store is checked
-//! against the model (DESIGN §7).
+//! append and every snapshot save was told; after a simulated crash the
+//! recovered store is checked against the model (DESIGN §7).
 
 #![allow(dead_code)]
 
@@ -14,7 +14,7 @@ use evstore::{
     AppendResult, Direction, Durability, Error, EventData, ExpectedVersion, Options, RecordedEvent,
     Store, Uuid,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub fn sim_options(disk: &SimDisk, durability: Durability) -> Options {
         .background_preallocation(false)
         .background_index_writes(false)
         .flush_interval(Duration::from_secs(3600))
+        .snapshots_kept(SNAPSHOTS_KEPT)
         .storage(Arc::new(disk.clone()))
 }
 
@@ -59,7 +60,7 @@ pub enum ExpectedSpec {
 }
 
 /// One step of a workload.
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub enum Op {
     Append {
         stream: u8,
@@ -86,6 +87,61 @@ pub enum Op {
         of: u16,
         sync: bool,
     },
+    /// Saves a snapshot of a stream: at its version per the model, less
+    /// `back % 8 - 3` when that is positive, or one past it when `back` is
+    /// 255 (refused); at version `back % 2` of a stream the model has no
+    /// version for. The data is derived from the stream, the version and
+    /// `size` (see [`snapshot_data`]). Then checks what loads return.
+    Snapshot {
+        stream: u8,
+        back: u8,
+        size: u8,
+    },
+}
+
+/// Selector values from here up decode as [`Op::Snapshot`]. Below it the
+/// selector chooses among the other variants exactly as `derive(Arbitrary)`
+/// chose before `Snapshot` existed (which gave these values to `Retry`), so
+/// inputs written for those variants decode as before unless they used the
+/// top sixteenth of `Retry`'s values.
+pub const SNAPSHOT_SELECTOR: u32 = 0xF000_0000;
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let selector = u32::arbitrary(u)?;
+        if selector >= SNAPSHOT_SELECTOR {
+            return Ok(Op::Snapshot {
+                stream: u.arbitrary()?,
+                back: u.arbitrary()?,
+                size: u.arbitrary()?,
+            });
+        }
+        Ok(match (u64::from(selector) * 6) >> 32 {
+            0 => Op::Append {
+                stream: u.arbitrary()?,
+                events: u.arbitrary()?,
+                expected: u.arbitrary()?,
+                sync: u.arbitrary()?,
+            },
+            1 => Op::Flush,
+            2 => Op::Reopen,
+            3 => Op::ReadStream {
+                stream: u.arbitrary()?,
+                from: u.arbitrary()?,
+                backward: u.arbitrary()?,
+                max: u.arbitrary()?,
+            },
+            4 => Op::ReadAll {
+                from: u.arbitrary()?,
+                backward: u.arbitrary()?,
+                max: u.arbitrary()?,
+            },
+            _ => Op::Retry {
+                of: u.arbitrary()?,
+                sync: u.arbitrary()?,
+            },
+        })
+    }
 }
 
 const STREAMS: [&str; 6] = [
@@ -100,6 +156,24 @@ const TYPES: [&str; 4] = ["Created", "Updated", "Deleted", "SomethingHappened"];
 
 fn stream_name(i: u8) -> &'static str {
     STREAMS[i as usize % STREAMS.len()]
+}
+
+/// The stream [`check_appendable`] appends to.
+const AFTER_RECOVERY: &str = "after-recovery";
+
+/// How many snapshots per stream the simulated stores keep.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// The data a snapshot of `stream` at `version` holds: `3 * size` bytes
+/// that start with the stream and the version, so that a snapshot handed
+/// back for the wrong stream or version, or a mix of two saves, shows.
+pub fn snapshot_data(stream: &str, version: u64, size: u8) -> Vec<u8> {
+    let len = usize::from(size) * 3;
+    let mut data = format!("{stream}@{version}/{len}:").into_bytes();
+    let seed = version.wrapping_mul(0x9E37_79B9) ^ len as u64;
+    data.extend((0..len as u64).map(|i| (seed.wrapping_add(i.wrapping_mul(131)) >> 3) as u8));
+    data.truncate(len);
+    data
 }
 
 /// What one append was told.
@@ -153,6 +227,43 @@ pub struct Model {
     pub versions: HashMap<&'static str, u64>,
     /// The next position as the acknowledged appends left it.
     pub next_position: u64,
+    /// Whether the store runs in `Durability::Buffered` mode, where an
+    /// acknowledged snapshot save flushed every append before it.
+    pub buffered_store: bool,
+    /// What the snapshot saves of each stream were told.
+    pub snapshots: BTreeMap<&'static str, StreamSnapshots>,
+}
+
+/// The snapshot file of one version of a stream, as the model knows it.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFile {
+    /// What the file may hold: the data of the last acknowledged save at
+    /// this version, then that of every save attempted since, each with
+    /// the id of the stream's event at this version when it was saved
+    /// (`None` if there was none to read).
+    pub candidates: Vec<(Vec<u8>, Option<Uuid>)>,
+}
+
+/// The snapshot files of one stream, as the model knows them.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSnapshots {
+    /// Every version a save may have left a file of, whether it was
+    /// acknowledged or not. A file the store pruned may come back after a
+    /// crash (removals are not synced), so only files set aside as damaged
+    /// leave this map.
+    pub files: BTreeMap<u64, SnapshotFile>,
+    /// The versions whose file must be there: acknowledged saves that no
+    /// prune can have removed, because fewer than [`SNAPSHOTS_KEPT`] newer
+    /// versions may exist.
+    pub kept: BTreeSet<u64>,
+    /// The newest version an acknowledged save wrote. Pruning never removes
+    /// a stream's newest file, so a load returns this version or a newer
+    /// one.
+    pub newest_acked: Option<u64>,
+    /// Saves acknowledged.
+    pub acked: usize,
+    /// Saves that failed after they may have written.
+    pub failed: usize,
 }
 
 fn event_id(attempt: usize, index: usize) -> Uuid {
@@ -171,6 +282,14 @@ fn decode_id(id: Uuid) -> Option<(usize, usize)> {
 }
 
 impl Model {
+    /// An empty model of a store opened with `durability`.
+    pub fn for_store(durability: Durability) -> Model {
+        Model {
+            buffered_store: durability == Durability::Buffered,
+            ..Model::default()
+        }
+    }
+
     /// Builds the events of an append so their ids name the attempt.
     pub fn events_for(&self, specs: &[EventSpec]) -> Vec<EventData> {
         let attempt = self.attempts.len();
@@ -320,6 +439,72 @@ impl Model {
 
     fn flushed(&mut self) {
         self.durable_seq = self.next_seq;
+    }
+
+    /// The version an [`Op::Snapshot`] saves at.
+    fn snapshot_version(&self, stream: &'static str, back: u8) -> u64 {
+        match (self.versions.get(stream).copied(), back) {
+            (None, _) => u64::from(back % 2),
+            (Some(v), u8::MAX) => v + 1,
+            (Some(v), _) => v.saturating_sub(u64::from((back % 8).saturating_sub(3))),
+        }
+    }
+
+    /// Records what a snapshot save was told. `event_id` is the stream's
+    /// event at `version` just before the save.
+    pub fn record_snapshot(
+        &mut self,
+        stream: &'static str,
+        version: u64,
+        data: Vec<u8>,
+        event_id: Option<Uuid>,
+        result: &evstore::Result<()>,
+    ) {
+        if let Err(Error::SnapshotAhead { .. } | Error::InvalidStreamName { .. }) = result {
+            // Refused before anything was written.
+            return;
+        }
+        let acked = result.is_ok();
+        let snaps = self.snapshots.entry(stream).or_default();
+        let file = snaps.files.entry(version).or_default();
+        let candidate = (data, event_id);
+        if acked {
+            // Renamed over whatever was there, durably.
+            file.candidates = vec![candidate];
+            snaps.kept.insert(version);
+            snaps.newest_acked = snaps.newest_acked.max(Some(version));
+            snaps.acked += 1;
+        } else {
+            if !file.candidates.contains(&candidate) {
+                file.candidates.push(candidate);
+            }
+            snaps.failed += 1;
+        }
+        // The prune after the write (which a failed save may have reached)
+        // keeps the newest files of the directory, which may hold any file
+        // the model knows of.
+        let versions: Vec<u64> = snaps.files.keys().copied().collect();
+        snaps
+            .kept
+            .retain(|v| versions.iter().filter(|w| *w > v).count() < SNAPSHOTS_KEPT);
+        if acked && self.buffered_store {
+            // The save flushed the store first.
+            self.flushed();
+        }
+    }
+
+    /// After a store set snapshot files aside as damaged: they are gone.
+    pub fn forget_snapshots(&mut self, set_aside: &[(&'static str, u64)]) {
+        for (stream, version) in set_aside {
+            if let Some(snaps) = self.snapshots.get_mut(stream) {
+                snaps.files.remove(version);
+                snaps.kept.remove(version);
+                if snaps.newest_acked.is_some_and(|v| v >= *version) {
+                    // Only what must be there vouches for a bound now.
+                    snaps.newest_acked = snaps.kept.last().copied();
+                }
+            }
+        }
     }
 }
 
@@ -472,8 +657,50 @@ pub fn run_ops(
                     check_all_read(model, end, *from as u64, direction, *max as usize, &read);
                 }
             }
+            Op::Snapshot { stream, back, size } => {
+                let stream = stream_name(*stream);
+                let version = model.snapshot_version(stream, *back);
+                let data = snapshot_data(stream, version, *size);
+                let event_id = current
+                    .read_stream(stream, version, Direction::Forward, 1)
+                    .ok()
+                    .and_then(|events| events.first().map(|e| e.id));
+                let visible = strict.then(|| visible_version(model, current, stream));
+                let result = current.save_snapshot(stream, version, &data);
+                if let Some(visible) = visible {
+                    match &result {
+                        Ok(()) if visible.is_some_and(|last| version <= last) => {}
+                        Err(Error::SnapshotAhead { stream_version, .. })
+                            if visible.is_none_or(|last| version > last) =>
+                        {
+                            assert_eq!(*stream_version, visible, "snapshot of {stream}");
+                        }
+                        r => panic!(
+                            "snapshot of {stream} at {version}: got {r:?}, the stream is at {visible:?}"
+                        ),
+                    }
+                }
+                model.record_snapshot(stream, version, data, event_id, &result);
+                // Without faults every load must work; with them a load
+                // may fail, but what it returns must still be right.
+                match check_stream_snapshots(model, current, stream, false) {
+                    Ok(_) => {}
+                    Err(SnapshotCheck::LoadFailed(_)) if !strict => {}
+                    Err(e) => panic!("after a snapshot of {stream} at {version}: {e}"),
+                }
+            }
         }
     }
+}
+
+/// The stream's last version readers see, per the model.
+fn visible_version(model: &Model, store: &Store, stream: &str) -> Option<u64> {
+    let end = visible_end(model, store);
+    let events = acked_log(model, end)
+        .iter()
+        .filter(|(s, _, _)| *s == stream)
+        .count() as u64;
+    events.checked_sub(1)
 }
 
 /// The acknowledged events below position `end`, in position order.
@@ -674,6 +901,249 @@ pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String
     Ok(present)
 }
 
+/// Why a check of snapshot loads failed.
+#[derive(Debug)]
+pub enum SnapshotCheck {
+    /// A load or a read failed with this error.
+    LoadFailed(String),
+    /// A load returned what the model rules out.
+    Wrong(String),
+}
+
+impl std::fmt::Display for SnapshotCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotCheck::LoadFailed(e) => write!(f, "{e}"),
+            SnapshotCheck::Wrong(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Checks `load_snapshot(stream)` and `load_snapshot_at_or_below` at every
+/// version the model knows of, one below and one above each, and 0:
+///
+/// - a snapshot returned is at or below the bound, is of a version some
+///   save may have written, holds exactly the data of one of those saves,
+///   and the stream's event at its version is the one it was saved after;
+/// - one is returned at or above the newest version that must be there
+///   at or below the bound (and, without a bound, at or above the newest
+///   acknowledged save), unless a file in between was set aside as
+///   damaged, which only `damage_allowed` permits;
+/// - every file set aside is reported with a typed damage error, under a
+///   `.damaged` name, and is one some save may have written;
+/// - `load_snapshot` answers the same after all that.
+///
+/// Returns the versions set aside.
+pub fn check_stream_snapshots(
+    model: &Model,
+    store: &Store,
+    stream: &'static str,
+    damage_allowed: bool,
+) -> Result<Vec<u64>, SnapshotCheck> {
+    let wrong = SnapshotCheck::Wrong;
+    let failed = |what: &str, e: Error| SnapshotCheck::LoadFailed(format!("{what}: {e:?}"));
+    let none = StreamSnapshots::default();
+    let snaps = model.snapshots.get(stream).unwrap_or(&none);
+    let mut bounds = vec![u64::MAX, 0];
+    for &v in snaps.files.keys() {
+        bounds.extend([v + 1, v, v.saturating_sub(1)]);
+    }
+    bounds.sort_unstable_by(|a, b| b.cmp(a));
+    bounds.dedup();
+    let mut first = None;
+    for bound in bounds {
+        let got = if bound == u64::MAX {
+            store.load_snapshot(stream)
+        } else {
+            store.load_snapshot_at_or_below(stream, bound)
+        }
+        .map_err(|e| failed(&format!("load of {stream} at or below {bound}"), e))?;
+        if bound == u64::MAX && first.is_none() {
+            first = Some(got.clone());
+        }
+        let got_version = got.as_ref().map(|s| s.version);
+        if let Some(snapshot) = &got {
+            let v = snapshot.version;
+            if v > bound {
+                return Err(wrong(format!(
+                    "{stream}: the load at or below {bound} returned version {v}"
+                )));
+            }
+            let file = snaps.files.get(&v).ok_or_else(|| {
+                wrong(format!(
+                    "{stream}: returned a snapshot at {v}, which no save wrote (saves: {:?})",
+                    snaps.files.keys().collect::<Vec<_>>()
+                ))
+            })?;
+            let event = store
+                .read_stream(stream, v, Direction::Forward, 1)
+                .map_err(|e| failed(&format!("read of {stream} at {v}"), e))?
+                .first()
+                .map(|e| e.id);
+            let matches = file
+                .candidates
+                .iter()
+                .any(|(data, id)| *data == snapshot.data && id.is_some() && *id == event);
+            if !matches {
+                return Err(wrong(format!(
+                    "{stream}: the snapshot at {v} holds {:?} after event {event:?}, which no save wrote (saves: {:?})",
+                    String::from_utf8_lossy(&snapshot.data[..snapshot.data.len().min(40)]),
+                    file.candidates
+                        .iter()
+                        .map(|(d, id)| (String::from_utf8_lossy(&d[..d.len().min(40)]).into_owned(), *id))
+                        .collect::<Vec<_>>()
+                )));
+            }
+        }
+        let mut floor = snaps.kept.range(..=bound).next_back().copied();
+        if bound == u64::MAX {
+            floor = floor.max(snaps.newest_acked);
+        }
+        if let Some(floor) = floor {
+            if got_version.is_none_or(|v| v < floor) {
+                let excused = damage_allowed
+                    && store.damaged_snapshots().iter().any(|d| {
+                        d.stream == stream
+                            && d.version <= bound
+                            && got_version.is_none_or(|v| d.version > v)
+                    });
+                if !excused {
+                    return Err(wrong(format!(
+                        "{stream}: the load at or below {bound} returned {got_version:?}, but {floor} must be there (must: {:?}, may: {:?}, newest acknowledged: {:?})",
+                        snaps.kept,
+                        snaps.files.keys().collect::<Vec<_>>(),
+                        snaps.newest_acked
+                    )));
+                }
+            }
+        }
+    }
+    let again = store
+        .load_snapshot(stream)
+        .map_err(|e| failed(&format!("second load of {stream}"), e))?;
+    if Some(&again) != first.as_ref() {
+        return Err(wrong(format!(
+            "{stream}: load_snapshot returned {:?}, then {:?}",
+            first.flatten().map(|s| s.version),
+            again.map(|s| s.version)
+        )));
+    }
+    let mut set_aside = Vec::new();
+    for report in store.damaged_snapshots() {
+        if report.stream != stream {
+            continue;
+        }
+        if !damage_allowed {
+            return Err(wrong(format!(
+                "{stream}: a sound snapshot was set aside: {report:?}"
+            )));
+        }
+        if !is_damage_report(&report.error) {
+            return Err(wrong(format!("{stream}: untyped damage report {report:?}")));
+        }
+        if !snaps.files.contains_key(&report.version) {
+            return Err(wrong(format!(
+                "{stream}: set aside version {}, which no save wrote",
+                report.version
+            )));
+        }
+        if !report.file.to_string_lossy().ends_with(".damaged") {
+            return Err(wrong(format!("{stream}: not renamed aside: {report:?}")));
+        }
+        set_aside.push(report.version);
+    }
+    Ok(set_aside)
+}
+
+/// [`check_stream_snapshots`] for every stream a workload can touch.
+/// Returns the files set aside.
+pub fn check_snapshots(
+    model: &Model,
+    store: &Store,
+    damage_allowed: bool,
+) -> Result<Vec<(&'static str, u64)>, String> {
+    let mut set_aside = Vec::new();
+    for stream in STREAMS.iter().copied().chain([AFTER_RECOVERY]) {
+        let versions = check_stream_snapshots(model, store, stream, damage_allowed)
+            .map_err(|e| format!("snapshots: {e}"))?;
+        set_aside.extend(versions.into_iter().map(|v| (stream, v)));
+    }
+    Ok(set_aside)
+}
+
+/// The snapshot files of `stream` on `disk`: its directory is named after
+/// the stream (lower-cased, which the harness's names already are), a dot
+/// and 32 hex digits.
+pub fn snapshot_files(disk: &SimDisk, stream: &str) -> Vec<PathBuf> {
+    let root = store_dir().join(evstore::SNAPSHOTS_DIR);
+    disk.files()
+        .into_iter()
+        .filter(|p| {
+            let Some(dir) = p.parent() else {
+                return false;
+            };
+            dir.parent() == Some(root.as_path())
+                && dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(stream))
+                    .and_then(|n| n.strip_prefix('.'))
+                    .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .collect()
+}
+
+/// After recovery, a snapshot of every stream that had any, at the
+/// stream's version, must be acknowledged, be what loads return, and leave
+/// at most [`SNAPSHOTS_KEPT`] snapshot files and no temporary file in the
+/// stream's directory (the save prunes what interrupted saves left).
+pub fn check_snapshot_after_recovery(
+    model: &mut Model,
+    store: &Store,
+    disk: &SimDisk,
+) -> Result<(), String> {
+    let streams: Vec<&'static str> = model.snapshots.keys().copied().collect();
+    for stream in streams {
+        let Some(version) = store
+            .stream_version(stream)
+            .map_err(|e| format!("stream_version({stream}): {e}"))?
+        else {
+            continue;
+        };
+        let data = snapshot_data(stream, version, 0xA5);
+        let event_id = store
+            .read_stream(stream, version, Direction::Forward, 1)
+            .map_err(|e| format!("read of {stream} at {version}: {e}"))?
+            .first()
+            .map(|e| e.id);
+        let result = store.save_snapshot(stream, version, &data);
+        model.record_snapshot(stream, version, data.clone(), event_id, &result);
+        result.map_err(|e| format!("snapshot of {stream} at {version} after recovery: {e:?}"))?;
+        let loaded = store
+            .load_snapshot(stream)
+            .map_err(|e| format!("load of {stream} after recovery: {e:?}"))?
+            .map(|s| (s.version, s.data));
+        if loaded != Some((version, data.into())) {
+            return Err(format!(
+                "{stream}: the snapshot saved at {version} after recovery loads as {:?}",
+                loaded.map(|(v, _)| v)
+            ));
+        }
+        let files = snapshot_files(disk, stream);
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from))
+            .collect();
+        let snaps = names.iter().filter(|n| n.ends_with(".snap")).count();
+        if snaps > SNAPSHOTS_KEPT || names.iter().any(|n| n.ends_with(".tmp")) {
+            return Err(format!(
+                "{stream}: after a save its snapshot directory holds {names:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Model {
     /// After a recovery: what did not come back is gone for good.
     pub fn forget_lost(&mut self, present: &[bool]) {
@@ -696,7 +1166,7 @@ pub fn check_appendable(model: &mut Model, store: &Store) -> Result<(), String> 
         fill: b'k',
     };
     let events = model.events_for(&[spec]);
-    let result = store.append("after-recovery", ExpectedVersion::Any, &events);
+    let result = store.append(AFTER_RECOVERY, ExpectedVersion::Any, &events);
     let r = result
         .as_ref()
         .map_err(|e| format!("append after recovery: {e}"))?;
@@ -715,7 +1185,7 @@ pub fn check_appendable(model: &mut Model, store: &Store) -> Result<(), String> 
     // Recovery may have dropped unacknowledged appends the model still
     // counts; the model follows the store from here.
     model.next_position = r.last_position + 1;
-    model.record("after-recovery", events, Durability::Sync, &result);
+    model.record(AFTER_RECOVERY, events, Durability::Sync, &result);
     Ok(())
 }
 
@@ -746,7 +1216,7 @@ pub fn api(data: &[u8]) {
         Durability::Sync
     };
     let disk = SimDisk::new();
-    let mut model = Model::default();
+    let mut model = Model::for_store(durability);
     let mut store = Some(open_on(&disk, durability).expect("open a fresh store"));
     let mut reopen = || open_on(&disk, durability);
     run_ops(&ops, &mut model, &mut store, &mut reopen, true);
@@ -754,6 +1224,9 @@ pub fn api(data: &[u8]) {
         store.flush().expect("flush");
         model.flushed();
         check_recovered(&model, &store).expect("final state");
+        if let Err(e) = check_snapshots(&model, &store, false) {
+            panic!("final state: {e}");
+        }
     }
 }
 
@@ -786,31 +1259,23 @@ pub struct Flip {
 
 /// `crash_recovery`: a workload, optionally a crash at the N-th storage
 /// operation, then a power loss resolved by the plan; or a clean close with
-/// a single bit flip (one flip is always detectable; several can hit both
-/// the data and the mark that vouches for it). The recovered store must honour the model, or report damage
-/// with a typed error when bits were flipped.
+/// a single bit flip in a segment, index file, catalogue or snapshot file
+/// (one flip is always detectable; several can hit both the data and the
+/// mark that vouches for it). The recovered store must honour the model
+/// (appends and snapshots, see [`check_stream_snapshots`]), or report
+/// damage with a typed error when bits were flipped; a damaged snapshot is
+/// set aside and an older one returned.
 pub fn crash_recovery(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let Ok(buffered) = bool::arbitrary(&mut u) else {
+    let Some(input) = CrashInput::decode(data) else {
         return;
     };
-    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else {
-        return;
-    };
-    let Ok(fail_at) = Option::<u16>::arbitrary(&mut u) else {
-        return;
-    };
-    let Ok(plan) = PlanSpec::arbitrary(&mut u) else {
-        return;
-    };
-    let Ok(flip) = Option::<Flip>::arbitrary(&mut u) else {
-        return;
-    };
-    let durability = if buffered {
-        Durability::Buffered
-    } else {
-        Durability::Sync
-    };
+    let CrashInput {
+        durability,
+        ops,
+        fail_at,
+        plan,
+        flip,
+    } = input;
     if let Err(message) = crash_cycle(
         &ops,
         durability,
@@ -819,6 +1284,42 @@ pub fn crash_recovery(data: &[u8]) {
         flip.as_slice(),
     ) {
         panic!("{message}\nops: {ops:?}\nfail_at: {fail_at:?} plan: {plan:?} flip: {flip:?}");
+    }
+}
+
+/// A decoded [`crash_recovery`] input: a byte choosing `Buffered` (odd) or
+/// `Sync`, the ops, the crash point, the crash plan and the bit flip.
+#[derive(Debug, Clone)]
+pub struct CrashInput {
+    pub durability: Durability,
+    pub ops: Vec<Op>,
+    pub fail_at: Option<u16>,
+    pub plan: PlanSpec,
+    pub flip: Option<Flip>,
+}
+
+impl CrashInput {
+    /// Decodes a `crash_recovery` input; `None` if the bytes run out in a
+    /// way `arbitrary` refuses.
+    pub fn decode(data: &[u8]) -> Option<CrashInput> {
+        let mut u = Unstructured::new(data);
+        let buffered = bool::arbitrary(&mut u).ok()?;
+        let ops = Vec::<Op>::arbitrary(&mut u).ok()?;
+        let fail_at = Option::<u16>::arbitrary(&mut u).ok()?;
+        let plan = PlanSpec::arbitrary(&mut u).ok()?;
+        let flip = Option::<Flip>::arbitrary(&mut u).ok()?;
+        let durability = if buffered {
+            Durability::Buffered
+        } else {
+            Durability::Sync
+        };
+        Some(CrashInput {
+            durability,
+            ops,
+            fail_at,
+            plan,
+            flip,
+        })
     }
 }
 
@@ -831,7 +1332,7 @@ pub fn crash_cycle(
     flips: &[Flip],
 ) -> Result<(), String> {
     let disk = SimDisk::new();
-    let mut model = Model::default();
+    let mut model = Model::for_store(durability);
     let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
     if let Some(n) = fail_at {
         disk.fail_after(Some(disk.mutations() + n));
@@ -884,9 +1385,15 @@ pub fn flip_bits(disk: &SimDisk, flips: &[Flip]) {
         .files()
         .into_iter()
         .filter(|p| {
-            // Segments, their index files and the stream catalogue.
-            p.parent().is_some_and(|d| d.ends_with("segments"))
-                && !p.to_string_lossy().ends_with(".tmp")
+            // Segments, their index files and the stream catalogue; then
+            // snapshot files, which sort after them.
+            let name = p.to_string_lossy();
+            (p.parent().is_some_and(|d| d.ends_with("segments")) && !name.ends_with(".tmp"))
+                || (p
+                    .parent()
+                    .and_then(Path::parent)
+                    .is_some_and(|d| d.ends_with(evstore::SNAPSHOTS_DIR))
+                    && name.ends_with(".snap"))
         })
         .collect();
     for flip in flips {
@@ -959,7 +1466,7 @@ pub fn record_decode(data: &[u8]) {
 /// Storage mutations a fault-free run of `ops` performs after open.
 pub fn count_mutations(ops: &[Op], durability: Durability) -> u64 {
     let disk = SimDisk::new();
-    let mut model = Model::default();
+    let mut model = Model::for_store(durability);
     let mut store = Some(open_on(&disk, durability).expect("open"));
     let start = disk.mutations();
     let mut reopen = || open_on(&disk, durability);
@@ -981,7 +1488,7 @@ pub fn recovery_crash_cycle(
     second: CrashPlan,
 ) -> Result<(), String> {
     let disk = SimDisk::new();
-    let mut model = Model::default();
+    let mut model = Model::for_store(durability);
     let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
     disk.fail_after(Some(disk.mutations() + fail_at));
     let mut reopen = || open_on(&disk, durability);
@@ -1005,18 +1512,32 @@ pub fn crash_point(
     fail_at: u64,
     plans: &[CrashPlan],
 ) -> Result<usize, String> {
-    let disk = SimDisk::new();
-    let mut model = Model::default();
-    let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
-    disk.fail_after(Some(disk.mutations() + fail_at));
-    let mut reopen = || open_on(&disk, durability);
-    run_ops(ops, &mut model, &mut store, &mut reopen, false);
+    let (disk, model, store) = run_to_crash_point(ops, durability, fail_at)?;
     for plan in plans {
         let image = disk.crash(*plan);
         recover_and_check(&image, model.clone(), durability, false)
             .map_err(|e| format!("{plan:?}: {e}"))?;
     }
+    drop(store);
     Ok(plans.len())
+}
+
+/// Runs `ops` on a fresh store whose disk refuses everything after
+/// `fail_at` further mutations. Returns the disk as the process left it
+/// (take crash images of it with [`SimDisk::crash`]), what the model was
+/// told, and the store if it is still open.
+pub fn run_to_crash_point(
+    ops: &[Op],
+    durability: Durability,
+    fail_at: u64,
+) -> Result<(SimDisk, Model, Option<Store>), String> {
+    let disk = SimDisk::new();
+    let mut model = Model::for_store(durability);
+    let mut store = Some(open_on(&disk, durability).map_err(|e| format!("open: {e}"))?);
+    disk.fail_after(Some(disk.mutations() + fail_at));
+    let mut reopen = || open_on(&disk, durability);
+    run_ops(ops, &mut model, &mut store, &mut reopen, false);
+    Ok((disk, model, store))
 }
 
 /// Opens a crash image, checks it against the model, appends, reopens and
@@ -1044,10 +1565,14 @@ pub fn recover_and_check(
     }
     let present = check_recovered(&model, &store)?;
     model.forget_lost(&present);
+    let set_aside = check_snapshots(&model, &store, damage_allowed)?;
+    model.forget_snapshots(&set_aside);
     check_appendable(&mut model, &store)?;
+    check_snapshot_after_recovery(&mut model, &store, image)?;
     drop(store);
     let again = open_on(image, durability).map_err(|e| format!("second reopen: {e}"))?;
-    check_recovered(&model, &again)
+    check_recovered(&model, &again).map_err(|e| format!("after second reopen: {e}"))?;
+    check_snapshots(&model, &again, false)
         .map(|_| ())
         .map_err(|e| format!("after second reopen: {e}"))
 }
