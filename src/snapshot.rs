@@ -81,7 +81,9 @@ pub struct DamagedSnapshot {
     /// The version in the file name.
     pub version: u64,
     /// Where the file now is: damaged files are renamed with a `.damaged`
-    /// suffix, kept for inspection and never read again.
+    /// suffix, kept for inspection and never read again. A file of a newer
+    /// format version ([`Error::UnsupportedFormat`]) is not damaged: it is
+    /// skipped but left in place.
     pub file: PathBuf,
     /// What was wrong.
     pub error: Error,
@@ -380,6 +382,12 @@ impl Snapshots {
                     },
                     Err(error) => error,
                 };
+                if let Error::UnsupportedFormat { .. } = verdict {
+                    // Written by a newer build: not damage, so left in place
+                    // for that build, and reported once.
+                    self.report(stream, version, &path, verdict, true);
+                    continue;
+                }
                 if !self.set_aside(stream, version, &path, &bytes, verdict) && relists < MAX_RELISTS
                 {
                     relists += 1;
@@ -423,17 +431,24 @@ impl Snapshots {
             Ok(()) => aside,
             Err(_) => path.to_path_buf(),
         };
+        self.report(stream, version, &file, error, false);
+        true
+    }
+
+    fn report(&self, stream: &str, version: u64, file: &Path, error: Error, once: bool) {
         let mut damaged = self.damaged.lock();
+        if once && damaged.iter().any(|d| d.file == file) {
+            return;
+        }
         if damaged.len() >= MAX_REPORTS {
             damaged.remove(0);
         }
         damaged.push(DamagedSnapshot {
             stream: stream.to_string(),
             version,
-            file,
+            file: file.to_path_buf(),
             error,
         });
-        true
     }
 
     /// Snapshot files rejected since the store was opened, oldest first.

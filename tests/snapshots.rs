@@ -424,3 +424,34 @@ fn snapshot_ids_follow_the_event_they_were_taken_after() {
     let store = Store::open(dir.path(), Options::default().segment_size(4096)).unwrap();
     assert_eq!(&store.load_snapshot("s").unwrap().unwrap().data[..], b"two");
 }
+
+#[test]
+fn a_snapshot_of_a_newer_format_is_skipped_but_left_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    fill(&store, "s", 20);
+    store.save_snapshot("s", 9, state("s", 9)).unwrap();
+    store.save_snapshot("s", 19, state("s", 19)).unwrap();
+    let newest = newest_file(dir.path());
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..56]);
+    bytes[56..60].copy_from_slice(&header_crc.to_le_bytes());
+    std::fs::write(&newest, &bytes).unwrap();
+
+    for _ in 0..2 {
+        assert_eq!(store.load_snapshot("s").unwrap().unwrap().version, 9);
+    }
+    let reports = store.damaged_snapshots();
+    assert_eq!(reports.len(), 1);
+    assert!(matches!(
+        reports[0].error,
+        Error::UnsupportedFormat {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
+    assert_eq!(reports[0].file, newest);
+    assert_eq!(std::fs::read(&newest).unwrap(), bytes);
+}
