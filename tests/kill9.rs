@@ -7,7 +7,10 @@
 //!    acknowledged position, byte-identical;
 //! 2. nothing that no child could have appended, and no half batch;
 //! 3. positions and stream versions dense; each appender thread's appends
-//!    recovered as a prefix of what it sent, in order.
+//!    recovered as a prefix of what it sent, in order;
+//! 4. meanwhile another thread snapshots the streams: every stream's newest
+//!    acknowledged snapshot (or a newer one) loads after the kill, with
+//!    exactly the bytes saved for its version, and none is found damaged.
 //!
 //! The child is this test binary re-executed with only
 //! [`child_appender`] selected; it learns its store directory and seed from
@@ -170,6 +173,19 @@ fn plan(key: AppendKey) -> AppendPlan {
     AppendPlan { stream, events }
 }
 
+/// The snapshot the child saves of `stream` at `version`: a function of
+/// both, so the parent can check any snapshot it loads.
+fn snapshot_data(stream: &str, version: u64) -> Vec<u8> {
+    let seed = stream
+        .bytes()
+        .fold(version, |h, b| splitmix(h ^ u64::from(b)));
+    let mut rng = XorShift::new(seed);
+    let len = rng.range(0, 300) as usize;
+    let mut data = format!("{stream}@{version}:").into_bytes();
+    data.extend(random_bytes(&mut rng, len));
+    data
+}
+
 // ---------------------------------------------------------------- child
 
 /// Entry point of the child process. Appends until killed.
@@ -236,9 +252,41 @@ fn child_appender() {
             })
         })
         .collect();
+    let snapshotter = {
+        let store = store.clone();
+        thread::spawn(move || {
+            let mut saved: HashMap<String, u64> = HashMap::new();
+            for i in 0u64.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let stream = stream_name(i % STREAMS);
+                let version = match store.stream_version(&stream) {
+                    Ok(Some(version)) if saved.get(&stream) != Some(&version) => version,
+                    Ok(_) => {
+                        thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => {
+                        say(&format!("ERR stream_version: {e}"));
+                        std::process::exit(2);
+                    }
+                };
+                match store.save_snapshot(&stream, version, snapshot_data(&stream, version)) {
+                    Ok(()) => say(&format!("SNAP {stream} {version}")),
+                    Err(e) => {
+                        say(&format!("ERR save_snapshot {stream} {version}: {e}"));
+                        std::process::exit(2);
+                    }
+                }
+                saved.insert(stream, version);
+            }
+        })
+    };
     for worker in workers {
         worker.join().expect("appender thread");
     }
+    snapshotter.join().expect("snapshot thread");
     // Reached only if nobody killed us in time.
     std::process::exit(4);
 }
@@ -325,6 +373,8 @@ fn read_lines(stdout: ChildStdout) -> (Receiver<String>, JoinHandle<()>) {
 struct Kill {
     ready: bool,
     acks: Vec<Ack>,
+    /// Snapshots acknowledged: stream and version.
+    snapshots: Vec<(String, u64)>,
 }
 
 /// Spawns a child on `dir`, kills it `delay` after it opened the store (or
@@ -390,6 +440,12 @@ fn run_child(dir: &Path, run: u32, delay: Duration, during_open: bool) -> Kill {
             kill.ready = true;
         } else if line.starts_with("ACK ") {
             kill.acks.push(parse_ack(line));
+        } else if let Some(rest) = line.strip_prefix("SNAP ") {
+            let (stream, version) = rest
+                .rsplit_once(' ')
+                .and_then(|(s, v)| Some((s.to_string(), v.parse().ok()?)))
+                .unwrap_or_else(|| panic!("malformed snapshot line {line:?}"));
+            kill.snapshots.push((stream, version));
         } else if line.starts_with("ERR") {
             panic!("run {run}: the child failed: {line}\nstderr: {stderr}");
         } else {
@@ -567,6 +623,31 @@ fn verify(
     events.len() as u64
 }
 
+/// Checks every stream's snapshot against the newest one acknowledged;
+/// returns how many streams had one.
+fn verify_snapshots(store: &Store, acked: &HashMap<String, u64>) -> u64 {
+    for (stream, &version) in acked {
+        let loaded = store
+            .load_snapshot(stream)
+            .unwrap_or_else(|e| panic!("load_snapshot({stream}) after recovery: {e:?}"))
+            .unwrap_or_else(|| panic!("acknowledged snapshot of {stream} at {version} lost"));
+        assert!(
+            loaded.version >= version,
+            "{stream}: snapshot {} loaded, {version} was acknowledged",
+            loaded.version
+        );
+        assert_eq!(
+            loaded.data,
+            snapshot_data(stream, loaded.version),
+            "{stream}: snapshot bytes at {}",
+            loaded.version
+        );
+    }
+    let damaged = store.damaged_snapshots();
+    assert!(damaged.is_empty(), "snapshots found damaged: {damaged:?}");
+    acked.len() as u64
+}
+
 fn iterations() -> u64 {
     std::env::var(ITERATIONS_VAR)
         .ok()
@@ -592,6 +673,9 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
     let mut torn_bytes = 0u64;
     let mut events = 0u64;
     let mut plans = HashMap::new();
+    let mut acked_snapshots: HashMap<String, u64> = HashMap::new();
+    let mut snapshots_acked = 0u64;
+    let mut snapshot_checks = 0u64;
 
     for run in 0..iterations as u32 {
         // One kill in eight aims at the child's own start-up, open and
@@ -623,6 +707,11 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
             kills_without_prepared_segment += 1;
         }
         acks.extend(kill.acks);
+        snapshots_acked += kill.snapshots.len() as u64;
+        for (stream, version) in kill.snapshots {
+            let newest = acked_snapshots.entry(stream).or_insert(version);
+            *newest = (*newest).max(version);
+        }
 
         let store = Store::open(&dir, Options::default().segment_size(SEGMENT_SIZE))
             .unwrap_or_else(|e| panic!("reopen after kill {run}: {e:?}"));
@@ -634,6 +723,7 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
             "recovery stats count every recovered event"
         );
         acks_checked += acks.len() as u64;
+        snapshot_checks += verify_snapshots(&store, &acked_snapshots);
         store.close().expect("close after verification");
     }
 
@@ -644,9 +734,14 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
          {runs_with_rollover} runs rolled over a segment, \
          {kills_without_prepared_segment} kills with no next segment preallocated yet; \
          {} distinct acknowledged appends, {acks_checked} acknowledgement checks; \
-         {events} events in {segments} segments; {torn_bytes} torn bytes cleared",
+         {events} events in {segments} segments; {torn_bytes} torn bytes cleared; \
+         {snapshots_acked} snapshots acknowledged, {snapshot_checks} snapshot checks",
         started.elapsed(),
         acks.len(),
+    );
+    assert!(
+        snapshots_acked > 0,
+        "no snapshot was acknowledged in any run: the snapshot checks would be vacuous"
     );
     assert!(
         runs_with_acks * 4 >= iterations,
