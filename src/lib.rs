@@ -54,6 +54,7 @@ mod options;
 mod snapshot;
 pub mod storage;
 mod store;
+mod subscription;
 mod typed;
 mod types;
 
@@ -67,6 +68,9 @@ pub use options::Options;
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
+pub use subscription::{Filter, Subscription, Visibility};
+#[cfg(feature = "async")]
+pub use subscription::SubscriptionStream;
 pub use typed::{DomainEvent, Recorded, TypedSnapshot, TypedStore};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;

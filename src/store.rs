@@ -175,7 +175,11 @@ impl Store {
         self.inner.recovery
     }
 
-    fn options(&self) -> &Options {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    pub(crate) fn options(&self) -> &Options {
         &self.inner.shared.options
     }
 
@@ -325,7 +329,7 @@ impl Store {
 
     /// The end of what readers may see: durable events in a `Sync` store,
     /// every written event in a `Buffered` one.
-    fn visible_end(&self) -> u64 {
+    pub(crate) fn visible_end(&self) -> u64 {
         let shared = &self.inner.shared;
         match shared.options.durability {
             Durability::Sync => shared.durable.load(Ordering::Acquire),
@@ -355,7 +359,18 @@ impl Store {
         direction: Direction,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let end = self.visible_end();
+        self.read_stream_below(stream, from_version, direction, max_count, self.visible_end())
+    }
+
+    /// [`Store::read_stream`] of the events at positions below `end`.
+    pub(crate) fn read_stream_below(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>> {
         let (start, locations): (u64, Vec<Location>) = {
             let index = self.inner.shared.index.read();
             let (start, _, locations) = index.stream_locations(stream, end, |visible| {
@@ -413,7 +428,17 @@ impl Store {
         direction: Direction,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let end = self.visible_end();
+        self.read_all_below(from_position, direction, max_count, self.visible_end())
+    }
+
+    /// [`Store::read_all`] of the events at positions below `end`.
+    pub(crate) fn read_all_below(
+        &self,
+        from_position: u64,
+        direction: Direction,
+        max_count: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>> {
         let (start, stop) = version_range(end, from_position, direction, max_count);
         let runs = self
             .inner
@@ -697,7 +722,7 @@ fn missing(position: u64) -> Error {
     }
 }
 
-fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
+pub(crate) fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
     let reason = if stream.is_empty() {
         "empty".to_string()
     } else if stream.len() > max_len {

@@ -1,6 +1,7 @@
 //! The segmented, append-only log: record format, segment files, the
 //! group-commit writer and recovery.
 
+pub mod progress;
 pub mod record;
 pub mod recovery;
 pub mod segment;

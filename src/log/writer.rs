@@ -139,6 +139,8 @@ pub struct Shared {
     pub durable: AtomicU64,
     /// Index files that could not be written after a seal.
     pub index_write_failures: AtomicU64,
+    /// Wakes subscribers when `written` or `durable` moves.
+    pub progress: super::progress::Progress,
     queue: Mutex<Queue>,
     queue_changed: Condvar,
     queue_not_full: Condvar,
@@ -180,6 +182,7 @@ impl Shared {
             written: AtomicU64::new(next_position),
             durable: AtomicU64::new(next_position),
             index_write_failures: AtomicU64::new(0),
+            progress: Default::default(),
             queue: Mutex::new(Queue::default()),
             queue_changed: Condvar::new(),
             queue_not_full: Condvar::new(),
@@ -349,6 +352,7 @@ impl Shared {
         if let Some(writer) = writer {
             writer.shut_down();
         }
+        self.progress.close();
     }
 
     /// Syncs the active segment without holding the writer, so appends go
@@ -373,6 +377,7 @@ impl Shared {
             return;
         }
         self.durable.fetch_max(target, Ordering::AcqRel);
+        self.progress.advanced();
         if let Some(w) = self.writer.lock().as_mut() {
             w.mark_pending = true;
             if self.queue_is_empty() {
@@ -846,6 +851,8 @@ impl Writer {
         self.shared
             .written
             .store(self.next_position, Ordering::Release);
+        drop(index);
+        self.shared.progress.advanced();
         Ok(())
     }
 
@@ -897,6 +904,7 @@ impl Writer {
         }
         self.last_sync = Instant::now();
         self.shared.durable.fetch_max(target, Ordering::AcqRel);
+        self.shared.progress.advanced();
         self.mark_pending = true;
         Ok(())
     }

@@ -1,0 +1,467 @@
+//! Subscriptions: history first, then live events, in global order, read
+//! straight from the log.
+//!
+//! A subscription is a cursor over the log plus a small buffer of one read's
+//! worth of events. It reads what lies below the store's watermark (durable
+//! or written) and, once it has read everything, waits for the watermark to
+//! move. Catch-up and live delivery are the same loop, so there is no switch
+//! at which an event could be missed or seen twice, and writers never wait
+//! for a subscriber: a stalled one just falls behind in the log.
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::types::{Direction, RecordedEvent};
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events fetched per read of the log.
+const READ_BATCH: usize = 512;
+
+/// Which events a subscription delivers: every condition set must hold.
+/// Conditions are checked on the event's stream name and type, which are
+/// views of the mapped log, so a skipped event costs no copy of its payload.
+///
+/// ```
+/// use evstore::Filter;
+/// let orders = Filter::stream_prefix("order-");
+/// let placed = Filter::event_types(["OrderPlaced", "OrderAmended"]);
+/// let big = Filter::stream_prefix("order-").with_predicate(|e| e.payload.len() > 1024);
+/// # let _ = (orders, placed, big);
+/// ```
+#[derive(Clone, Default)]
+pub struct Filter {
+    stream_prefix: Option<Box<str>>,
+    event_types: Option<Arc<HashSet<Box<str>>>>,
+    event_type_prefix: Option<Box<str>>,
+    predicate: Option<Arc<dyn Fn(&RecordedEvent) -> bool + Send + Sync>>,
+}
+
+impl fmt::Debug for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Filter")
+            .field("stream_prefix", &self.stream_prefix)
+            .field("event_types", &self.event_types)
+            .field("event_type_prefix", &self.event_type_prefix)
+            .field("predicate", &self.predicate.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+impl Filter {
+    /// Every event.
+    pub fn all() -> Self {
+        Filter::default()
+    }
+
+    /// Events of streams whose name starts with `prefix`, such as a
+    /// category (`"order-"`).
+    pub fn stream_prefix(prefix: impl Into<String>) -> Self {
+        Filter::all().with_stream_prefix(prefix)
+    }
+
+    /// Events whose type is one of `types`.
+    pub fn event_types<T: Into<String>>(types: impl IntoIterator<Item = T>) -> Self {
+        Filter::all().with_event_types(types)
+    }
+
+    /// Events whose type starts with `prefix`.
+    pub fn event_type_prefix(prefix: impl Into<String>) -> Self {
+        Filter::all().with_event_type_prefix(prefix)
+    }
+
+    /// Events for which `predicate` returns true.
+    pub fn predicate(predicate: impl Fn(&RecordedEvent) -> bool + Send + Sync + 'static) -> Self {
+        Filter::all().with_predicate(predicate)
+    }
+
+    /// Also requires the stream name to start with `prefix`.
+    pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.stream_prefix = Some(prefix.into().into_boxed_str());
+        self
+    }
+
+    /// Also requires the event type to be one of `types`.
+    pub fn with_event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
+        let types = types
+            .into_iter()
+            .map(|t| t.into().into_boxed_str())
+            .collect();
+        self.event_types = Some(Arc::new(types));
+        self
+    }
+
+    /// Also requires the event type to start with `prefix`.
+    pub fn with_event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.event_type_prefix = Some(prefix.into().into_boxed_str());
+        self
+    }
+
+    /// Also requires `predicate` to return true. It sees the event with its
+    /// payload (a view of the log, not a copy); it runs on the subscriber's
+    /// thread, after the cheaper conditions.
+    pub fn with_predicate(
+        mut self,
+        predicate: impl Fn(&RecordedEvent) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.predicate = Some(Arc::new(predicate));
+        self
+    }
+
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.stream_prefix
+            .as_deref()
+            .is_none_or(|p| event.stream.starts_with(p))
+            && self
+                .event_types
+                .as_ref()
+                .is_none_or(|types| types.contains(&*event.event_type))
+            && self
+                .event_type_prefix
+                .as_deref()
+                .is_none_or(|p| event.event_type.starts_with(p))
+            && self.predicate.as_ref().is_none_or(|p| p(event))
+    }
+}
+
+/// Which events a subscription may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Visibility {
+    /// Only durable events (the default): nothing a subscriber acts on can
+    /// be lost by a crash. In a `Buffered` store this lags appends by up to
+    /// the flush interval.
+    #[default]
+    Durable,
+    /// Every written event, durable or not: lower latency in a `Buffered`
+    /// store, but a crash can lose events a subscriber has already seen.
+    Written,
+}
+
+#[derive(Debug)]
+enum Source {
+    All { next_position: u64, filter: Filter },
+    Stream { name: String, next_version: u64 },
+}
+
+/// What one look at the log found.
+enum Fill {
+    /// Events are buffered.
+    Ready,
+    /// Nothing below the watermark, which was at this position.
+    CaughtUp(u64),
+    /// More to read, but the read budget ran out.
+    Behind,
+}
+
+/// A subscription: every event of its source that passes its filter,
+/// exactly once, in global order, catching up from the log and then
+/// following it live. See [`Store::subscribe_all`].
+///
+/// Dropping it frees everything it holds.
+pub struct Subscription {
+    store: Store,
+    source: Source,
+    visibility: Visibility,
+    buffer: VecDeque<RecordedEvent>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("source", &self.source)
+            .field("visibility", &self.visibility)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Subscribes to the global log from position `from` (a checkpoint:
+    /// [`Subscription::checkpoint`] of an earlier subscription, or 0 for the
+    /// start, or [`Store::last_position`] + 1 for only new events),
+    /// delivering the events `filter` passes. Sees durable events only,
+    /// unless [`Subscription::with_visibility`] says otherwise.
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// store.append("order-1", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b""[..])]).unwrap();
+    /// store.append("user-1", ExpectedVersion::Any, &[EventData::new("UserJoined", &b""[..])]).unwrap();
+    ///
+    /// let mut orders = store.subscribe_all(0, Filter::stream_prefix("order-"));
+    /// let first = orders.next().unwrap().unwrap();           // history...
+    /// assert_eq!(&first.stream[..], "order-1");
+    ///
+    /// let writer = store.clone();
+    /// std::thread::spawn(move || {
+    ///     writer.append("order-2", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b""[..])]).unwrap();
+    /// });
+    /// let live = orders.next().unwrap().unwrap();            // ...then live, blocking until it comes
+    /// assert_eq!((&live.stream[..], live.position), ("order-2", 2));
+    /// assert_eq!(orders.checkpoint(), 3);                     // resume from here later
+    /// ```
+    pub fn subscribe_all(&self, from: u64, filter: Filter) -> Subscription {
+        Subscription {
+            store: self.clone(),
+            source: Source::All {
+                next_position: from,
+                filter,
+            },
+            visibility: Visibility::Durable,
+            buffer: VecDeque::new(),
+        }
+    }
+
+    /// Subscribes to one stream from version `from_version`: its events in
+    /// order, then new ones as they are appended.
+    pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
+        crate::store::validate_stream_name(stream, self.options().max_stream_name_len)?;
+        Ok(Subscription {
+            store: self.clone(),
+            source: Source::Stream {
+                name: stream.to_string(),
+                next_version: from_version,
+            },
+            visibility: Visibility::Durable,
+            buffer: VecDeque::new(),
+        })
+    }
+}
+
+impl Subscription {
+    /// Sets which events it may see; [`Visibility::Durable`] by default.
+    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    /// Where to resume so as to receive exactly the events not yet
+    /// delivered: a global position for [`Store::subscribe_all`], a stream
+    /// version for [`Store::subscribe_stream`]. Skipped (filtered out)
+    /// events count as delivered.
+    pub fn checkpoint(&self) -> u64 {
+        match (&self.source, self.buffer.front()) {
+            (Source::All { .. }, Some(event)) => event.position,
+            (Source::Stream { .. }, Some(event)) => event.version,
+            (Source::All { next_position, .. }, None) => *next_position,
+            (Source::Stream { next_version, .. }, None) => *next_version,
+        }
+    }
+
+    /// The next event, waiting for one as long as it takes. `Ok(None)` once
+    /// the store was closed and every event it made visible was delivered.
+    pub fn next(&mut self) -> Result<Option<RecordedEvent>> {
+        self.next_before(None)
+    }
+
+    /// The next event, waiting at most `timeout`; `Ok(None)` if none came
+    /// (or the store was closed and everything was delivered).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
+        self.next_before(Some(Instant::now() + timeout))
+    }
+
+    /// The next event if one is ready now, without waiting for writers.
+    pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
+        loop {
+            match self.fill(usize::MAX)? {
+                Fill::Ready => return Ok(self.buffer.pop_front()),
+                Fill::CaughtUp(_) => return Ok(None),
+                Fill::Behind => {}
+            }
+        }
+    }
+
+    fn next_before(&mut self, deadline: Option<Instant>) -> Result<Option<RecordedEvent>> {
+        loop {
+            match self.fill(usize::MAX)? {
+                Fill::Ready => return Ok(self.buffer.pop_front()),
+                Fill::Behind => {}
+                Fill::CaughtUp(seen) => {
+                    if let Some(error) = self.store.shared().poisoned() {
+                        return Err(error);
+                    }
+                    let progress = &self.store.shared().progress;
+                    if progress.is_closed() {
+                        // Flushed at close: one last look sees everything.
+                        return match self.fill(usize::MAX)? {
+                            Fill::Ready => Ok(self.buffer.pop_front()),
+                            _ => Ok(None),
+                        };
+                    }
+                    let moved = progress.wait_until(deadline, || self.end() > seen);
+                    if !moved && !progress.is_closed() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watermark this subscription reads below.
+    fn end(&self) -> u64 {
+        let shared = self.store.shared();
+        match self.visibility {
+            Visibility::Durable => shared.durable.load(Ordering::Acquire),
+            Visibility::Written => shared.written.load(Ordering::Acquire),
+        }
+    }
+
+    /// Reads the log into the buffer, up to `budget` reads when the filter
+    /// skips everything read.
+    fn fill(&mut self, budget: usize) -> Result<Fill> {
+        for _ in 0..budget {
+            if !self.buffer.is_empty() {
+                return Ok(Fill::Ready);
+            }
+            let end = self.end();
+            match &mut self.source {
+                Source::All {
+                    next_position,
+                    filter,
+                } => {
+                    if *next_position >= end {
+                        return Ok(Fill::CaughtUp(end));
+                    }
+                    let events =
+                        self.store
+                            .read_all_below(*next_position, Direction::Forward, READ_BATCH, end)?;
+                    let Some(last) = events.last() else {
+                        return Err(missing(*next_position));
+                    };
+                    *next_position = last.position + 1;
+                    self.buffer
+                        .extend(events.into_iter().filter(|e| filter.matches(e)));
+                }
+                Source::Stream { name, next_version } => {
+                    let events = self.store.read_stream_below(
+                        name,
+                        *next_version,
+                        Direction::Forward,
+                        READ_BATCH,
+                        end,
+                    )?;
+                    let Some(last) = events.last() else {
+                        return Ok(Fill::CaughtUp(end));
+                    };
+                    *next_version = last.version + 1;
+                    self.buffer.extend(events);
+                }
+            }
+        }
+        Ok(if self.buffer.is_empty() {
+            Fill::Behind
+        } else {
+            Fill::Ready
+        })
+    }
+}
+
+fn missing(position: u64) -> Error {
+    Error::corrupted(
+        crate::store::SEGMENTS_DIR,
+        0,
+        format!("position {position} is below the watermark but reads as nothing"),
+    )
+}
+
+impl Iterator for Subscription {
+    type Item = Result<RecordedEvent>;
+
+    /// Blocks like [`Subscription::next`]; ends when the store is closed
+    /// and everything was delivered.
+    fn next(&mut self) -> Option<Self::Item> {
+        Subscription::next(self).transpose()
+    }
+}
+
+#[cfg(feature = "async")]
+mod stream {
+    use super::{Fill, Subscription};
+    use crate::error::Result;
+    use crate::types::RecordedEvent;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Reads per poll before yielding to the executor while catching up
+    /// through events the filter skips.
+    const READS_PER_POLL: usize = 16;
+
+    /// A [`Subscription`] as a `futures::Stream` (cargo feature `async`):
+    /// the task is woken when the log moves, no thread is blocked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
+    /// use futures_util::StreamExt;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
+    /// let mut events = store.subscribe_all(0, Filter::all()).into_stream();
+    /// let first = events.next().await.unwrap().unwrap();
+    /// assert_eq!(first.position, 0);
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct SubscriptionStream {
+        subscription: Subscription,
+    }
+
+    impl Subscription {
+        /// This subscription as a `futures::Stream`.
+        pub fn into_stream(self) -> SubscriptionStream {
+            SubscriptionStream { subscription: self }
+        }
+    }
+
+    impl SubscriptionStream {
+        /// See [`Subscription::checkpoint`].
+        pub fn checkpoint(&self) -> u64 {
+            self.subscription.checkpoint()
+        }
+    }
+
+    impl futures_core::Stream for SubscriptionStream {
+        type Item = Result<RecordedEvent>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let subscription = &mut self.get_mut().subscription;
+            match subscription.fill(READS_PER_POLL) {
+                Err(error) => Poll::Ready(Some(Err(error))),
+                Ok(Fill::Ready) => Poll::Ready(subscription.buffer.pop_front().map(Ok)),
+                Ok(Fill::Behind) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Ok(Fill::CaughtUp(seen)) => {
+                    let shared = subscription.store.shared();
+                    if let Some(error) = shared.poisoned() {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                    if shared.progress.is_closed() {
+                        return match subscription.fill(usize::MAX) {
+                            Err(error) => Poll::Ready(Some(Err(error))),
+                            Ok(Fill::Ready) => {
+                                Poll::Ready(subscription.buffer.pop_front().map(Ok))
+                            }
+                            Ok(_) => Poll::Ready(None),
+                        };
+                    }
+                    if shared
+                        .progress
+                        .register(cx.waker(), || subscription.end() > seen)
+                    {
+                        cx.waker().wake_by_ref();
+                    }
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+pub use stream::SubscriptionStream;
