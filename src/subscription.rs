@@ -36,8 +36,10 @@ pub struct Filter {
     stream_prefix: Option<Box<str>>,
     event_types: Option<Arc<HashSet<Box<str>>>>,
     event_type_prefix: Option<Box<str>>,
-    predicate: Option<Arc<dyn Fn(&RecordedEvent) -> bool + Send + Sync>>,
+    predicate: Option<Predicate>,
 }
+
+type Predicate = Arc<dyn Fn(&RecordedEvent) -> bool + Send + Sync>;
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -254,6 +256,9 @@ impl Subscription {
 
     /// The next event, waiting for one as long as it takes. `Ok(None)` once
     /// the store was closed and every event it made visible was delivered.
+    // Inherent so that errors and the end stay apart in the signature; the
+    // `Iterator` impl wraps it.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<RecordedEvent>> {
         self.next_before(None)
     }
