@@ -137,6 +137,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkpoint or projection name that is empty, too long or has
+    /// control characters.
+    #[error("invalid checkpoint name {name:?}: {reason}")]
+    InvalidCheckpointName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A projection's handler failed on an event and the projection stopped
+    /// (after its retries, if any). Its checkpoint is at that event, so a
+    /// restart begins with it.
+    #[error("projection '{name}' failed on the event at position {position}: {reason}")]
+    Projection {
+        /// The projection.
+        name: String,
+        /// The position of the event the handler failed on.
+        position: u64,
+        /// The handler's error.
+        reason: String,
+    },
+
     /// An append with no events.
     #[error("an append needs at least one event")]
     EmptyBatch,

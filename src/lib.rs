@@ -46,11 +46,13 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod aggregate;
+mod checkpoint;
 mod codec;
 mod error;
 mod index;
 mod log;
 mod options;
+mod projection;
 mod snapshot;
 pub mod storage;
 mod store;
@@ -59,24 +61,29 @@ mod typed;
 mod types;
 
 pub use aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
+pub use checkpoint::{CHECKPOINTS_DIR, MAX_CHECKPOINT_NAME_LEN};
 #[cfg(feature = "json")]
 pub use codec::JsonCodec;
 pub use codec::{BincodeCodec, Codec, CodecError};
 pub use error::{Error, Result};
 pub use log::RecoveryStats;
 pub use options::Options;
+pub use projection::{
+    HandlerError, OnError, ProjectionHandle, ProjectionOptions, ProjectionStart, ProjectionStats,
+};
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
-pub use subscription::{Filter, Subscription, Visibility};
 #[cfg(feature = "async")]
 pub use subscription::SubscriptionStream;
+pub use subscription::{Filter, Subscription, Visibility};
 pub use typed::{DomainEvent, Recorded, TypedSnapshot, TypedStore};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;
 
 /// On-disk format constants, for tools that inspect store files.
 pub mod format {
+    pub use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_MAGIC};
     pub use crate::log::record::{
         BATCH_HEADER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     };

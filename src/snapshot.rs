@@ -27,14 +27,13 @@
 //! only used while the stream's event at its version is the same event.
 
 use crate::error::{Error, Result};
-use crate::storage::{replace_file, Storage};
+use crate::storage::{name_stem, replace_file, NameLocks, Storage};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
-use xxhash_rust::xxh3::xxh3_128;
 
 /// Name of the directory holding snapshots inside a store directory.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
@@ -55,9 +54,6 @@ const LOCK_STRIPES: usize = 64;
 const MAX_REPORTS: usize = 1024;
 /// Times a load lists a stream's directory again after a concurrent prune.
 const MAX_RELISTS: u32 = 16;
-/// Characters of the stream name kept in its directory name, for people
-/// looking at the directory; the hash makes it unique.
-const READABLE_PREFIX: usize = 48;
 
 /// A saved state of a stream, from [`crate::Store::load_snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,22 +100,13 @@ pub(crate) struct Snapshots {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     keep: usize,
-    stripes: Box<[Mutex<()>]>,
+    locks: NameLocks,
     damaged: Mutex<Vec<DamagedSnapshot>>,
 }
 
 /// The directory name of `stream`'s snapshots.
 pub(crate) fn stream_dir_name(stream: &str) -> String {
-    let readable: String = stream
-        .chars()
-        .take(READABLE_PREFIX)
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '-' | '_' => c,
-            'A'..='Z' => c.to_ascii_lowercase(),
-            _ => '_',
-        })
-        .collect();
-    format!("{readable}.{:032x}", xxh3_128(stream.as_bytes()))
+    name_stem(stream)
 }
 
 fn file_name(version: u64) -> String {
@@ -273,17 +260,13 @@ impl Snapshots {
             storage,
             dir,
             keep: keep.max(1),
-            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: NameLocks::new(LOCK_STRIPES),
             damaged: Mutex::new(Vec::new()),
         }
     }
 
     fn stream_dir(&self, stream: &str) -> PathBuf {
         self.dir.join(stream_dir_name(stream))
-    }
-
-    fn stripe(&self, stream: &str) -> &Mutex<()> {
-        &self.stripes[(xxh3_128(stream.as_bytes()) as usize) % self.stripes.len()]
     }
 
     /// Writes a snapshot durably, then prunes the stream's older ones down to
@@ -296,7 +279,7 @@ impl Snapshots {
         timestamp_nanos: u64,
         data: &[u8],
     ) -> Result<()> {
-        let _serialized = self.stripe(stream).lock();
+        let _serialized = self.locks.lock(stream);
         let dir = self.stream_dir(stream);
         let io_err = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
         match self.storage.list_dir(&dir) {
@@ -419,7 +402,7 @@ impl Snapshots {
         judged: &[u8],
         error: Error,
     ) -> bool {
-        let _serialized = self.stripe(stream).lock();
+        let _serialized = self.locks.lock(stream);
         match self.read(path) {
             Ok(now) if now[..] == *judged => {}
             _ => return false,

@@ -1,5 +1,6 @@
 //! The public entry point: open, append, read, flush, close.
 
+use crate::checkpoint::{Checkpoints, CHECKPOINTS_DIR};
 use crate::error::{Error, Result};
 use crate::index::hash::HashKind;
 use crate::index::Location;
@@ -64,6 +65,7 @@ struct StoreInner {
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryStats,
     snapshots: Snapshots,
+    checkpoints: Checkpoints,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -115,11 +117,14 @@ impl Store {
         })?;
         let segments_dir = child(&dir, SEGMENTS_DIR);
         let snapshots_dir = child(&dir, SNAPSHOTS_DIR);
+        let checkpoints_dir = child(&dir, CHECKPOINTS_DIR);
         storage
             .create_dir_all(&segments_dir)
             .and_then(|()| storage.create_dir_all(&snapshots_dir))
+            .and_then(|()| storage.create_dir_all(&checkpoints_dir))
             .and_then(|()| storage.sync_dir(&dir))
             .map_err(|e| Error::io(format!("creating the directories of {}", dir.display()), e))?;
+        let checkpoints = Checkpoints::new(Arc::clone(&storage), checkpoints_dir);
         let snapshots = Snapshots::new(Arc::clone(&storage), snapshots_dir, options.snapshots_kept);
 
         let hash_kind = if options.collide_stream_hashes {
@@ -160,6 +165,7 @@ impl Store {
                 flusher: Mutex::new(Some(flusher)),
                 recovery: recovered.stats,
                 snapshots,
+                checkpoints,
                 _lock: lock,
             }),
         })
@@ -173,6 +179,10 @@ impl Store {
     /// What recovery found and did when this store was opened.
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.inner.recovery
+    }
+
+    pub(crate) fn checkpoints(&self) -> &Checkpoints {
+        &self.inner.checkpoints
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -359,7 +369,13 @@ impl Store {
         direction: Direction,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        self.read_stream_below(stream, from_version, direction, max_count, self.visible_end())
+        self.read_stream_below(
+            stream,
+            from_version,
+            direction,
+            max_count,
+            self.visible_end(),
+        )
     }
 
     /// [`Store::read_stream`] of the events at positions below `end`.

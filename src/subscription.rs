@@ -260,13 +260,13 @@ impl Subscription {
     // `Iterator` impl wraps it.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<RecordedEvent>> {
-        self.next_before(None)
+        self.next_before(None, &|| false)
     }
 
     /// The next event, waiting at most `timeout`; `Ok(None)` if none came
     /// (or the store was closed and everything was delivered).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
-        self.next_before(Some(Instant::now() + timeout))
+        self.next_before(Some(Instant::now() + timeout), &|| false)
     }
 
     /// The next event if one is ready now, without waiting for writers.
@@ -280,7 +280,14 @@ impl Subscription {
         }
     }
 
-    fn next_before(&mut self, deadline: Option<Instant>) -> Result<Option<RecordedEvent>> {
+    /// The next event, waiting until `deadline` at most, or until
+    /// `interrupted` holds when the store's progress notifier is
+    /// interrupted.
+    pub(crate) fn next_before(
+        &mut self,
+        deadline: Option<Instant>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
                 Fill::Ready => return Ok(self.buffer.pop_front()),
@@ -297,8 +304,9 @@ impl Subscription {
                             _ => Ok(None),
                         };
                     }
-                    let moved = progress.wait_until(deadline, || self.end() > seen);
-                    if !moved && !progress.is_closed() {
+                    let moved =
+                        progress.wait_until(deadline, || self.end() > seen || interrupted());
+                    if interrupted() || (!moved && !progress.is_closed()) {
                         return Ok(None);
                     }
                 }
@@ -331,9 +339,12 @@ impl Subscription {
                     if *next_position >= end {
                         return Ok(Fill::CaughtUp(end));
                     }
-                    let events =
-                        self.store
-                            .read_all_below(*next_position, Direction::Forward, READ_BATCH, end)?;
+                    let events = self.store.read_all_below(
+                        *next_position,
+                        Direction::Forward,
+                        READ_BATCH,
+                        end,
+                    )?;
                     let Some(last) = events.last() else {
                         return Err(missing(*next_position));
                     };
@@ -449,9 +460,7 @@ mod stream {
                     if shared.progress.is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => {
-                                Poll::Ready(subscription.buffer.pop_front().map(Ok))
-                            }
+                            Ok(Fill::Ready) => Poll::Ready(subscription.buffer.pop_front().map(Ok)),
                             Ok(_) => Poll::Ready(None),
                         };
                     }

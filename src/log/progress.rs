@@ -62,6 +62,13 @@ impl Progress {
         }
     }
 
+    /// Wakes every blocking waiter so it re-checks its condition (which
+    /// may include a request to stop).
+    pub fn interrupt(&self) {
+        let _guard = self.wakers.lock();
+        self.changed.notify_all();
+    }
+
     /// Whether the store was closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
@@ -93,6 +100,7 @@ impl Progress {
 
     /// Registers `waker` to be woken at the next move, unless `ready`
     /// already holds (checked after registering); returns whether it held.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub fn register(&self, waker: &Waker, ready: impl Fn() -> bool) -> bool {
         {
             let mut wakers = self.wakers.lock();

@@ -132,3 +132,43 @@ pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> 
     write_and_rename(storage, path, bytes)?;
     storage.sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
 }
+
+/// Serializes work on one name (a stream's snapshots, a checkpoint) while
+/// different names mostly proceed in parallel: a fixed set of locks, picked
+/// by hash.
+#[derive(Debug)]
+pub(crate) struct NameLocks(Box<[parking_lot::Mutex<()>]>);
+
+impl NameLocks {
+    pub fn new(count: usize) -> Self {
+        NameLocks(
+            (0..count.max(1))
+                .map(|_| parking_lot::Mutex::new(()))
+                .collect(),
+        )
+    }
+
+    pub fn lock(&self, name: &str) -> parking_lot::MutexGuard<'_, ()> {
+        let slot = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize % self.0.len();
+        self.0[slot].lock()
+    }
+}
+
+/// A file-name stem for an arbitrary name: a readable, lower-cased prefix
+/// (other characters as `_`) and the XXH3-128 of the exact name, so it is
+/// valid and distinct on any file system, case-insensitive ones included.
+pub(crate) fn name_stem(name: &str) -> String {
+    let readable: String = name
+        .chars()
+        .take(48)
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    format!(
+        "{readable}.{:032x}",
+        xxhash_rust::xxh3::xxh3_128(name.as_bytes())
+    )
+}
