@@ -178,7 +178,8 @@ impl ProjectionHandle {
     pub fn request_stop(&self) {
         *self.stop.requested.lock() = true;
         self.stop.changed.notify_all();
-        self.store.shared().progress.interrupt();
+        self.store.shared().written_progress.interrupt();
+        self.store.shared().durable_progress.interrupt();
     }
 
     /// Stops the projection and waits for it.
@@ -363,7 +364,7 @@ impl Runner {
                 self.checkpoint(position, &mut saved)?;
                 last_save = Instant::now();
             }
-            if event.is_none() && self.store.shared().progress.is_closed() {
+            if event.is_none() && self.store.shared().durable_progress.is_closed() {
                 break;
             }
         }

@@ -296,7 +296,7 @@ impl Subscription {
                     if let Some(error) = self.store.shared().poisoned() {
                         return Err(error);
                     }
-                    let progress = &self.store.shared().progress;
+                    let progress = self.progress();
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
                         return match self.fill(usize::MAX)? {
@@ -311,6 +311,15 @@ impl Subscription {
                     }
                 }
             }
+        }
+    }
+
+    /// The notifier of the watermark this subscription follows.
+    fn progress(&self) -> &crate::log::progress::Progress {
+        let shared = self.store.shared();
+        match self.visibility {
+            Visibility::Durable => &shared.durable_progress,
+            Visibility::Written => &shared.written_progress,
         }
     }
 
@@ -457,15 +466,15 @@ mod stream {
                     if let Some(error) = shared.poisoned() {
                         return Poll::Ready(Some(Err(error)));
                     }
-                    if shared.progress.is_closed() {
+                    if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
                             Ok(Fill::Ready) => Poll::Ready(subscription.buffer.pop_front().map(Ok)),
                             Ok(_) => Poll::Ready(None),
                         };
                     }
-                    if shared
-                        .progress
+                    if subscription
+                        .progress()
                         .register(cx.waker(), || subscription.end() > seen)
                     {
                         cx.waker().wake_by_ref();

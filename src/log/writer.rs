@@ -139,8 +139,10 @@ pub struct Shared {
     pub durable: AtomicU64,
     /// Index files that could not be written after a seal.
     pub index_write_failures: AtomicU64,
-    /// Wakes subscribers when `written` or `durable` moves.
-    pub progress: super::progress::Progress,
+    /// Wakes subscribers that follow `written` when it moves.
+    pub written_progress: super::progress::Progress,
+    /// Wakes subscribers that follow `durable` when it moves.
+    pub durable_progress: super::progress::Progress,
     queue: Mutex<Queue>,
     queue_changed: Condvar,
     queue_not_full: Condvar,
@@ -182,7 +184,8 @@ impl Shared {
             written: AtomicU64::new(next_position),
             durable: AtomicU64::new(next_position),
             index_write_failures: AtomicU64::new(0),
-            progress: Default::default(),
+            written_progress: Default::default(),
+            durable_progress: Default::default(),
             queue: Mutex::new(Queue::default()),
             queue_changed: Condvar::new(),
             queue_not_full: Condvar::new(),
@@ -352,7 +355,8 @@ impl Shared {
         if let Some(writer) = writer {
             writer.shut_down();
         }
-        self.progress.close();
+        self.written_progress.close();
+        self.durable_progress.close();
     }
 
     /// Syncs the active segment without holding the writer, so appends go
@@ -377,7 +381,7 @@ impl Shared {
             return;
         }
         self.durable.fetch_max(target, Ordering::AcqRel);
-        self.progress.advanced();
+        self.durable_progress.advanced();
         if let Some(w) = self.writer.lock().as_mut() {
             w.mark_pending = true;
             if self.queue_is_empty() {
@@ -852,7 +856,7 @@ impl Writer {
             .written
             .store(self.next_position, Ordering::Release);
         drop(index);
-        self.shared.progress.advanced();
+        self.shared.written_progress.advanced();
         Ok(())
     }
 
@@ -904,7 +908,7 @@ impl Writer {
         }
         self.last_sync = Instant::now();
         self.shared.durable.fetch_max(target, Ordering::AcqRel);
-        self.shared.progress.advanced();
+        self.shared.durable_progress.advanced();
         self.mark_pending = true;
         Ok(())
     }
