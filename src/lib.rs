@@ -39,6 +39,10 @@
 //! ([`DomainEvent`]) through a [`Codec`], and loads and saves
 //! [`Aggregate`]s with optimistic concurrency and automatic snapshots.
 //!
+//! Projections follow the log with [`Store::subscribe_all`] (history, then
+//! live events, in global order, filtered) or run on their own thread with
+//! [`Store::run_projection`], resuming from a durable checkpoint.
+//!
 //! See the README for the on-disk format and the reliability model.
 
 #![deny(missing_docs)]
