@@ -332,8 +332,11 @@ impl Runner {
             if self.stop.requested() {
                 break;
             }
-            let due = last_save + self.options.checkpoint_interval;
-            let event = subscription.next_before(Some(due), &interrupted)?;
+            // Idle with nothing unsaved: wait for events (or a stop) alone;
+            // otherwise also for the moment the checkpoint falls due.
+            let due = (subscription.checkpoint() > saved)
+                .then(|| last_save + self.options.checkpoint_interval);
+            let event = subscription.next_before(due, &interrupted)?;
             if let Some(event) = &event {
                 match self.handle(&mut handler, event) {
                     Ok(true) => self.stats.events_handled += 1,
@@ -413,7 +416,12 @@ impl Runner {
     }
 
     fn checkpoint(&mut self, position: u64, saved: &mut u64) -> Result<()> {
-        if self.options.start != ProjectionStart::FromCheckpoint || position == *saved {
+        if position == *saved {
+            return Ok(());
+        }
+        if self.options.start != ProjectionStart::FromCheckpoint {
+            // The handler keeps its own position; only the bookkeeping moves.
+            *saved = position;
             return Ok(());
         }
         self.store.save_checkpoint(&self.name, position)?;
