@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::{Direction, RecordedEvent};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -167,7 +167,8 @@ pub struct Subscription {
     store: Store,
     source: Source,
     visibility: Visibility,
-    buffer: VecDeque<RecordedEvent>,
+    /// The rest of the last read, handed out in place (no copy per event).
+    buffer: std::vec::IntoIter<RecordedEvent>,
 }
 
 impl fmt::Debug for Subscription {
@@ -214,7 +215,7 @@ impl Store {
                 filter,
             },
             visibility: Visibility::Durable,
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
         }
     }
 
@@ -229,7 +230,7 @@ impl Store {
                 next_version: from_version,
             },
             visibility: Visibility::Durable,
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
         })
     }
 }
@@ -246,7 +247,7 @@ impl Subscription {
     /// version for [`Store::subscribe_stream`]. Skipped (filtered out)
     /// events count as delivered.
     pub fn checkpoint(&self) -> u64 {
-        match (&self.source, self.buffer.front()) {
+        match (&self.source, self.buffer.as_slice().first()) {
             (Source::All { .. }, Some(event)) => event.position,
             (Source::Stream { .. }, Some(event)) => event.version,
             (Source::All { next_position, .. }, None) => *next_position,
@@ -273,7 +274,7 @@ impl Subscription {
     pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
-                Fill::Ready => return Ok(self.buffer.pop_front()),
+                Fill::Ready => return Ok(self.buffer.next()),
                 Fill::CaughtUp(_) => return Ok(None),
                 Fill::Behind => {}
             }
@@ -290,7 +291,7 @@ impl Subscription {
     ) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
-                Fill::Ready => return Ok(self.buffer.pop_front()),
+                Fill::Ready => return Ok(self.buffer.next()),
                 Fill::Behind => {}
                 Fill::CaughtUp(seen) => {
                     if let Some(error) = self.store.shared().poisoned() {
@@ -300,7 +301,7 @@ impl Subscription {
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
                         return match self.fill(usize::MAX)? {
-                            Fill::Ready => Ok(self.buffer.pop_front()),
+                            Fill::Ready => Ok(self.buffer.next()),
                             _ => Ok(None),
                         };
                     }
@@ -336,7 +337,7 @@ impl Subscription {
     /// skips everything read.
     fn fill(&mut self, budget: usize) -> Result<Fill> {
         for _ in 0..budget {
-            if !self.buffer.is_empty() {
+            if self.buffer.len() > 0 {
                 return Ok(Fill::Ready);
             }
             let end = self.end();
@@ -358,8 +359,9 @@ impl Subscription {
                         return Err(missing(*next_position));
                     };
                     *next_position = last.position + 1;
-                    self.buffer
-                        .extend(events.into_iter().filter(|e| filter.matches(e)));
+                    let mut events = events;
+                    events.retain(|e| filter.matches(e));
+                    self.buffer = events.into_iter();
                 }
                 Source::Stream { name, next_version } => {
                     let events = self.store.read_stream_below(
@@ -373,11 +375,11 @@ impl Subscription {
                         return Ok(Fill::CaughtUp(end));
                     };
                     *next_version = last.version + 1;
-                    self.buffer.extend(events);
+                    self.buffer = events.into_iter();
                 }
             }
         }
-        Ok(if self.buffer.is_empty() {
+        Ok(if self.buffer.len() == 0 {
             Fill::Behind
         } else {
             Fill::Ready
@@ -456,7 +458,7 @@ mod stream {
             let subscription = &mut self.get_mut().subscription;
             match subscription.fill(READS_PER_POLL) {
                 Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => Poll::Ready(subscription.buffer.pop_front().map(Ok)),
+                Ok(Fill::Ready) => Poll::Ready(subscription.buffer.next().map(Ok)),
                 Ok(Fill::Behind) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -469,7 +471,7 @@ mod stream {
                     if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => Poll::Ready(subscription.buffer.pop_front().map(Ok)),
+                            Ok(Fill::Ready) => Poll::Ready(subscription.buffer.next().map(Ok)),
                             Ok(_) => Poll::Ready(None),
                         };
                     }
