@@ -10,16 +10,25 @@
 //! | 12 | 4 | name length `n` |
 //! | 16 | 8 | position |
 //! | 24 | 8 | saved at, nanoseconds since the Unix epoch |
-//! | 32 | 4 | CRC32 of bytes 0..32 and the name |
-//! | 36 | n | name (UTF-8) |
+//! | 32 | 16 | id of the event before the position (zero at position 0) |
+//! | 48 | 4 | CRC32 of bytes 0..48 and the name |
+//! | 52 | n | name (UTF-8) |
+//!
+//! The event id ties the checkpoint to the log it was taken on: if a crash
+//! lost events a projection had already seen (it followed written, not
+//! durable, events), the position no longer follows the same event, and the
+//! projection restarts where the recovered log ended.
 
 use crate::error::{Error, Result};
 use crate::log::segment::now_nanos;
 use crate::storage::{name_stem, replace_file, NameLocks, Storage};
 use crate::store::Store;
+use crate::types::Direction;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Name of the directory holding checkpoints inside a store directory.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
@@ -27,7 +36,9 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"EVCKPT\0\x01";
 /// The checkpoint format version this build reads and writes.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 36;
+/// Bytes before the name in a checkpoint file.
+pub const CHECKPOINT_HEADER_LEN: usize = 52;
+const HEADER_LEN: usize = CHECKPOINT_HEADER_LEN;
 /// Longest checkpoint name accepted, in bytes.
 pub const MAX_CHECKPOINT_NAME_LEN: usize = 256;
 
@@ -38,13 +49,14 @@ pub(crate) struct Checkpoints {
     locks: NameLocks,
 }
 
-fn encode(name: &str, position: u64, saved_at: u64) -> Vec<u8> {
+fn encode(name: &str, position: u64, saved_at: u64, previous_id: Uuid) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + name.len());
     out.extend_from_slice(&CHECKPOINT_MAGIC);
     out.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&saved_at.to_le_bytes());
+    out.extend_from_slice(&previous_id.as_u128().to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&out);
     crc.update(name.as_bytes());
@@ -61,7 +73,7 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     word
 }
 
-fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<u64> {
+fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<(u64, Uuid)> {
     let corrupted = |offset: u64, reason: String| Error::corrupted(path, offset, reason);
     if bytes.len() < HEADER_LEN || bytes.get(..8) != Some(&CHECKPOINT_MAGIC[..]) {
         return Err(corrupted(
@@ -80,10 +92,10 @@ fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<u64> {
         ));
     }
     let mut crc = crc32fast::Hasher::new();
-    crc.update(bytes.get(..32).unwrap_or_default());
+    crc.update(bytes.get(..48).unwrap_or_default());
     crc.update(bytes.get(HEADER_LEN..).unwrap_or_default());
-    if crc.finalize() != u32::from_le_bytes(field(bytes, 32)) {
-        return Err(corrupted(32, "checksum mismatch".into()));
+    if crc.finalize() != u32::from_le_bytes(field(bytes, 48)) {
+        return Err(corrupted(48, "checksum mismatch".into()));
     }
     let format = u32::from_le_bytes(field(bytes, 8));
     if format != CHECKPOINT_FORMAT_VERSION {
@@ -99,7 +111,10 @@ fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<u64> {
             format!("holds the checkpoint of another name, not '{name}'"),
         ));
     }
-    Ok(u64::from_le_bytes(field(bytes, 16)))
+    Ok((
+        u64::from_le_bytes(field(bytes, 16)),
+        Uuid::from_u128(u128::from_le_bytes(field(bytes, 32))),
+    ))
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {
@@ -131,15 +146,16 @@ impl Checkpoints {
         self.dir.join(format!("{}.ckpt", name_stem(name)))
     }
 
-    pub fn save(&self, name: &str, position: u64) -> Result<()> {
+    pub fn save(&self, name: &str, position: u64, previous_id: Uuid) -> Result<()> {
         validate_name(name)?;
         let path = self.path(name);
         let _serialized = self.locks.lock(name);
-        replace_file(&*self.storage, &path, &encode(name, position, now_nanos()))
+        let bytes = encode(name, position, now_nanos(), previous_id);
+        replace_file(&*self.storage, &path, &bytes)
             .map_err(|e| Error::io(format!("writing checkpoint {}", path.display()), e))
     }
 
-    pub fn load(&self, name: &str) -> Result<Option<u64>> {
+    pub fn load(&self, name: &str) -> Result<Option<(u64, Uuid)>> {
         validate_name(name)?;
         let path = self.path(name);
         let file = match self.storage.open_file(&path, false) {
@@ -176,14 +192,45 @@ impl Store {
     /// assert_eq!(store.load_checkpoint("balances").unwrap(), Some(1200));
     /// ```
     pub fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
-        self.checkpoints().save(name, position)
+        let previous_id = match position.checked_sub(1) {
+            None => Uuid::nil(),
+            Some(previous) => self.written_event_id(previous)?.unwrap_or_else(Uuid::nil),
+        };
+        self.checkpoints().save(name, position, previous_id)
     }
 
     /// The position last saved under `name`, or `None`. A damaged
     /// checkpoint file is an [`Error::Corrupted`], never a silent restart
     /// from the beginning.
     pub fn load_checkpoint(&self, name: &str) -> Result<Option<u64>> {
-        self.checkpoints().load(name)
+        Ok(self.checkpoints().load(name)?.map(|(position, _)| position))
+    }
+
+    /// [`Store::load_checkpoint`] checked against the log: a position whose
+    /// preceding event is no longer the one it was saved after (events seen
+    /// before a crash lost them) is brought back to where the recovered log
+    /// ended, before any event appended since.
+    pub(crate) fn load_checkpoint_checked(&self, name: &str) -> Result<Option<u64>> {
+        let Some((position, previous_id)) = self.checkpoints().load(name)? else {
+            return Ok(None);
+        };
+        let Some(previous) = position.checked_sub(1) else {
+            return Ok(Some(0));
+        };
+        if self.written_event_id(previous)? == Some(previous_id) {
+            return Ok(Some(position));
+        }
+        Ok(Some(position.min(self.recovery_stats().events)))
+    }
+
+    /// The id of the written event at `position`, if there is one.
+    fn written_event_id(&self, position: u64) -> Result<Option<Uuid>> {
+        let written = self.shared().written.load(Ordering::Acquire);
+        let events = self.read_all_below(position, Direction::Forward, 1, written)?;
+        Ok(events
+            .first()
+            .filter(|e| e.position == position)
+            .map(|e| e.id))
     }
 }
 
@@ -194,9 +241,10 @@ mod tests {
 
     #[test]
     fn every_bit_flip_and_truncation_is_caught() {
-        let bytes = encode("read-model", 987_654, 42);
+        let id = Uuid::from_u128(7 << 64 | 9);
+        let bytes = encode("read-model", 987_654, 42, id);
         let path = Path::new("x.ckpt");
-        assert_eq!(decode(path, &bytes, "read-model").unwrap(), 987_654);
+        assert_eq!(decode(path, &bytes, "read-model").unwrap(), (987_654, id));
         assert!(decode(path, &bytes, "read-modem").is_err());
         for i in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();

@@ -87,7 +87,9 @@ pub use uuid::Uuid;
 
 /// On-disk format constants, for tools that inspect store files.
 pub mod format {
-    pub use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_MAGIC};
+    pub use crate::checkpoint::{
+        CHECKPOINT_FORMAT_VERSION, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
+    };
     pub use crate::log::record::{
         BATCH_HEADER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     };

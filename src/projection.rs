@@ -273,7 +273,7 @@ impl Store {
         H: FnMut(&RecordedEvent) -> std::result::Result<(), HandlerError> + Send + 'static,
     {
         let from = match options.start {
-            ProjectionStart::FromCheckpoint => self.load_checkpoint(name)?.unwrap_or(0),
+            ProjectionStart::FromCheckpoint => self.load_checkpoint_checked(name)?.unwrap_or(0),
             ProjectionStart::At(position) => {
                 crate::checkpoint::validate_name(name)?;
                 position
@@ -332,11 +332,21 @@ impl Runner {
             if self.stop.requested() {
                 break;
             }
-            // Idle with nothing unsaved: wait for events (or a stop) alone;
-            // otherwise also for the moment the checkpoint falls due.
-            let due = (subscription.checkpoint() > saved)
-                .then(|| last_save + self.options.checkpoint_interval);
-            let event = subscription.next_before(due, &interrupted)?;
+            let event = match subscription.try_next()? {
+                Some(event) => Some(event),
+                None => {
+                    // Caught up: what the filter skipped is passed.
+                    let position = subscription.checkpoint();
+                    self.position.store(position, Ordering::Release);
+                    self.stats.position = position;
+                    // Idle with nothing unsaved: wait for events (or a stop)
+                    // alone; otherwise also for the checkpoint to fall due.
+                    let due = (position > saved)
+                        .then(|| last_save.checked_add(self.options.checkpoint_interval))
+                        .flatten();
+                    subscription.next_before(due, &interrupted)?
+                }
+            };
             if let Some(event) = &event {
                 match self.handle(&mut handler, event) {
                     Ok(true) => self.stats.events_handled += 1,

@@ -5,7 +5,8 @@
 //! acknowledged append, byte-identical, and nothing that was never appended.
 //! Also: a crash in the middle of recovery itself, every single bit flip
 //! of a sealed and of an active segment, crashes while snapshots are saved
-//! and pruned, and every bit flip of a snapshot file.
+//! and pruned, every bit flip of a snapshot file, crashes while checkpoints
+//! are saved and projections run, and every bit flip of a checkpoint file.
 
 mod harness;
 
@@ -763,5 +764,222 @@ fn every_truncation_of_a_snapshot_file_falls_back_and_a_new_save_prunes_it() {
             ],
             "{context}"
         );
+    }
+}
+
+// ------------------------------------------------ checkpoints, projections
+
+fn checkpoint(name: u8, back: u8) -> Op {
+    Op::Checkpoint { name, back }
+}
+
+fn project(name: u8, every: u8) -> Op {
+    Op::Project { name, every }
+}
+
+/// Appends round three streams (one in five buffered), a checkpoint save
+/// after every other append (every name, the invalid one too, at or a
+/// little before the end), and runs of the three projections saving every
+/// one to four events, with a reopen and a flush between; each projection
+/// runs again at the end.
+fn projection_workload() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for i in 0..12u8 {
+        ops.push(append(
+            i % 3,
+            &[80 + 30 * u16::from(i), 40],
+            ExpectedSpec::Any,
+            i % 5 != 3,
+        ));
+        if i % 2 == 1 {
+            ops.push(checkpoint(i / 2, i % 3));
+        }
+        if i % 4 == 3 {
+            ops.push(project(i / 4, i / 4));
+        }
+        match i {
+            6 => ops.push(Op::Reopen),
+            9 => ops.push(Op::Flush),
+            _ => {}
+        }
+    }
+    ops.extend([project(0, 1), project(1, 0), project(2, 2)]);
+    ops
+}
+
+/// The projection workload, checked to be what it is meant to be: without
+/// faults every valid checkpoint name is saved and the invalid one
+/// refused, every projection runs at least twice and handles events (and
+/// `harness::project` checks it saves as often as it was told).
+fn check_projection_workload(ops: &[Op], durability: Durability) {
+    let disk = SimDisk::new();
+    let mut model = harness::Model::for_store(durability);
+    let mut store = Some(harness::open_on(&disk, durability).unwrap());
+    let mut reopen = || harness::open_on(&disk, durability);
+    harness::run_ops(ops, &mut model, &mut store, &mut reopen, true);
+    assert_eq!(model.checkpoints.len(), 4, "{:?}", model.checkpoints);
+    assert!(
+        !model.checkpoints.contains_key(harness::CHECKPOINT_NAMES[4]),
+        "the invalid name was recorded"
+    );
+    assert_eq!(model.projections.len(), 3);
+    for (name, projection) in &model.projections {
+        assert!(projection.runs_ok >= 2, "{name}: {projection:?}");
+        assert_eq!(projection.runs_failed, 0, "{name}: {projection:?}");
+        assert!(projection.calls >= 8, "{name}: {projection:?}");
+        assert_eq!(projection.repeats, 0, "{name}: {projection:?}");
+    }
+}
+
+/// Runs `ops` to every crash point, recovers the image each plan leaves
+/// and checks it (see `harness::recover_and_check`: every checkpoint loads
+/// as its last acknowledged save or a newer attempted one, each projection
+/// restarts at or past its last acknowledged checkpoint, and between its
+/// runs every event it passes is handled at least once). Returns the cycles
+/// run and the crash points after which a projection run failed.
+fn projection_sweep(
+    ops: &[Op],
+    durability: Durability,
+    plans: impl Fn(u64) -> Vec<CrashPlan>,
+) -> (usize, usize) {
+    let total = harness::count_mutations(ops, durability);
+    assert!(total > 100, "{total} mutations");
+    let (mut cycles, mut failed_runs) = (0, 0);
+    for n in 0..=total {
+        let (disk, model, store) = harness::run_to_crash_point(ops, durability, n).unwrap();
+        failed_runs += usize::from(model.projections.values().any(|p| p.runs_failed > 0));
+        for plan in plans(n) {
+            let image = disk.crash(plan);
+            if let Err(e) = harness::recover_and_check(&image, model.clone(), durability, false) {
+                panic!("crash at mutation {n} of {total}, {plan:?}: {e}");
+            }
+            cycles += 1;
+        }
+        drop(store);
+    }
+    (cycles, failed_runs)
+}
+
+/// A crash at every storage operation of appends, checkpoint saves and
+/// projection runs (whose saves are part of the workload), with each crash
+/// plan.
+#[test]
+fn every_crash_point_of_checkpoint_saves_and_projection_runs() {
+    let ops = projection_workload();
+    check_projection_workload(&ops, Durability::Sync);
+    // The plans of the other sweeps, with three seeds each instead of
+    // twelve: every cycle restarts each projection.
+    let (cycles, failed_runs) = projection_sweep(&ops, Durability::Sync, |n| {
+        let mut plans = plans(n);
+        plans.truncate(8);
+        plans
+    });
+    assert!(cycles >= 1500, "{cycles} cycles");
+    assert!(failed_runs > 10, "{failed_runs}");
+    println!(
+        "{cycles} crash-and-recover cycles, {failed_runs} crash points failed a projection run"
+    );
+}
+
+/// The same in a `Buffered` store with every append buffered: projections
+/// see the events a flush made durable, never the others, which a crash
+/// may take.
+#[test]
+fn every_crash_point_of_projection_runs_in_a_buffered_store() {
+    let ops: Vec<Op> = projection_workload()
+        .into_iter()
+        .map(|op| match op {
+            Op::Append {
+                stream,
+                events,
+                expected,
+                ..
+            } => Op::Append {
+                stream,
+                events,
+                expected,
+                sync: false,
+            },
+            op => op,
+        })
+        .collect();
+    check_projection_workload(&ops, Durability::Buffered);
+    let (cycles, failed_runs) = projection_sweep(&ops, Durability::Buffered, |n| {
+        vec![
+            CrashPlan::LoseAll,
+            CrashPlan::KeepAll,
+            CrashPlan::Torn { seed: n },
+            CrashPlan::Garbled { seed: n },
+        ]
+    });
+    assert!(failed_runs > 10, "{failed_runs}");
+    println!(
+        "{cycles} crash-and-recover cycles, {failed_runs} crash points failed a projection run"
+    );
+}
+
+/// A cleanly closed store with three checkpoints; the file of `balances`.
+fn closed_store_with_checkpoints() -> (SimDisk, PathBuf) {
+    let disk = SimDisk::new();
+    let store = harness::open_on(&disk, Durability::Sync).unwrap();
+    let events: Vec<EventData> = (0..4u8).map(|i| EventData::new("T", vec![i; 5])).collect();
+    store.append("s", ExpectedVersion::Any, &events).unwrap();
+    store.save_checkpoint("balances", 1234).unwrap();
+    store.save_checkpoint("a", 7).unwrap();
+    store.save_checkpoint("proj-all", 2).unwrap();
+    store.close().unwrap();
+    let disk = disk.crash(CrashPlan::LoseAll);
+    let file = harness::checkpoint_file(&disk, "balances", "ckpt").unwrap();
+    (disk, file)
+}
+
+/// Whether `result` is the typed report of damage to `file`.
+fn corrupted<T: std::fmt::Debug>(result: &evstore::Result<T>, file: &Path) -> bool {
+    matches!(result, Err(Error::Corrupted { file: f, .. }) if f == file)
+}
+
+/// A checkpoint file's checksum covers every byte, so every single bit
+/// flip is caught: the load, and a projection starting from it, fail with
+/// `Error::Corrupted` naming the file, and the other checkpoints load as
+/// they were. So is every truncation, and a save over the damage repairs
+/// it.
+#[test]
+fn every_bit_flip_and_truncation_of_a_checkpoint_file_is_reported() {
+    let (disk, file) = closed_store_with_checkpoints();
+    let bytes = disk.read_file(&file).unwrap();
+    assert_eq!(
+        bytes.len(),
+        evstore::format::CHECKPOINT_HEADER_LEN + "balances".len()
+    );
+    let check = |image: &SimDisk, context: &str| {
+        let store = harness::open_on(image, Durability::Sync).unwrap();
+        let loaded = store.load_checkpoint("balances");
+        assert!(corrupted(&loaded, &file), "{context}: {loaded:?}");
+        let started = store
+            .run_projection("balances", Default::default(), |_| Ok(()))
+            .map(|handle| handle.stop());
+        assert!(corrupted(&started, &file), "{context}: {started:?}");
+        assert_eq!(store.load_checkpoint("a").unwrap(), Some(7), "{context}");
+        assert_eq!(
+            store.load_checkpoint("proj-all").unwrap(),
+            Some(2),
+            "{context}"
+        );
+        store
+    };
+    for bit in 0..bytes.len() * 8 {
+        let image = disk.crash(CrashPlan::KeepAll);
+        harness::flip_bit(&image, &file, bit as u64);
+        check(&image, &format!("bit {bit}"));
+    }
+    for len in 0..bytes.len() {
+        let image = disk.crash(CrashPlan::KeepAll);
+        image.write_file(&file, &bytes[..len]).unwrap();
+        let store = check(&image, &format!("cut to {len} bytes"));
+        store.save_checkpoint("balances", 99).unwrap();
+        assert_eq!(store.load_checkpoint("balances").unwrap(), Some(99));
+        drop(store);
+        let store = harness::open_on(&image, Durability::Sync).unwrap();
+        assert_eq!(store.load_checkpoint("balances").unwrap(), Some(99));
     }
 }

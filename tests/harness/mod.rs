@@ -3,21 +3,23 @@
 //!
 //! A workload is a list of [`Op`]s decoded from arbitrary bytes. It runs
 //! against a store on a [`SimDisk`] while a [`Model`] records what every
-//! append and every snapshot save was told; after a simulated crash the
-//! recovered store is checked against the model (DESIGN §7).
+//! append, snapshot save, checkpoint save and projection run was told;
+//! after a simulated crash the recovered store is checked against the
+//! model (DESIGN §7).
 
 #![allow(dead_code)]
 
 use arbitrary::{Arbitrary, Unstructured};
 use evstore::storage::{CrashPlan, SimDisk};
 use evstore::{
-    AppendResult, Direction, Durability, Error, EventData, ExpectedVersion, Options, RecordedEvent,
-    Store, Uuid,
+    AppendResult, Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options,
+    ProjectionOptions, RecordedEvent, Store, Uuid,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 /// Where the store lives on the simulated disk.
 pub fn store_dir() -> PathBuf {
@@ -97,6 +99,20 @@ pub enum Op {
         back: u8,
         size: u8,
     },
+    /// Saves the checkpoint [`CHECKPOINT_NAMES`]`[name % 5]` (the last of
+    /// which is invalid, and refused) at the end of what readers see, less
+    /// `back % 16`. Then checks what a load returns.
+    Checkpoint {
+        name: u8,
+        back: u8,
+    },
+    /// Runs the projection [`PROJECTIONS`]`[name % 3]` from its checkpoint,
+    /// saving one every `every % 4 + 1` events, until it has handled every
+    /// durable event its filter passes, then stops it; see [`project`].
+    Project {
+        name: u8,
+        every: u8,
+    },
 }
 
 /// Selector values from here up decode as [`Op::Snapshot`]. Below it the
@@ -106,9 +122,31 @@ pub enum Op {
 /// top sixteenth of `Retry`'s values.
 pub const SNAPSHOT_SELECTOR: u32 = 0xF000_0000;
 
+/// Selector values from here up to [`PROJECT_SELECTOR`] decode as
+/// [`Op::Checkpoint`], and from there up to [`PROJECT_SELECTOR_END`] as
+/// [`Op::Project`]: a band inside [`Op::Snapshot`]'s values that no input
+/// of the checked-in corpora used, so those all decode as before.
+pub const CHECKPOINT_SELECTOR: u32 = 0xF400_0000;
+/// See [`CHECKPOINT_SELECTOR`].
+pub const PROJECT_SELECTOR: u32 = 0xF800_0000;
+/// See [`CHECKPOINT_SELECTOR`].
+pub const PROJECT_SELECTOR_END: u32 = 0xFA00_0000;
+
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let selector = u32::arbitrary(u)?;
+        if (CHECKPOINT_SELECTOR..PROJECT_SELECTOR).contains(&selector) {
+            return Ok(Op::Checkpoint {
+                name: u.arbitrary()?,
+                back: u.arbitrary()?,
+            });
+        }
+        if (PROJECT_SELECTOR..PROJECT_SELECTOR_END).contains(&selector) {
+            return Ok(Op::Project {
+                name: u.arbitrary()?,
+                every: u.arbitrary()?,
+            });
+        }
         if selector >= SNAPSHOT_SELECTOR {
             return Ok(Op::Snapshot {
                 stream: u.arbitrary()?,
@@ -144,6 +182,78 @@ impl<'a> Arbitrary<'a> for Op {
     }
 }
 
+impl Op {
+    /// The bytes [`Op::arbitrary`] decodes as this op.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // The smallest selector `(selector * 6) >> 32` maps to variant `k`.
+        let variant = |k: u64| (k << 32).div_ceil(6) as u32;
+        match self {
+            Op::Append {
+                stream,
+                events,
+                expected,
+                sync,
+            } => {
+                out.extend(variant(0).to_le_bytes());
+                out.push(*stream);
+                for e in events {
+                    out.push(1);
+                    out.push(e.type_index);
+                    out.extend(e.payload_len.to_le_bytes());
+                    out.extend([e.metadata_len, e.fill]);
+                }
+                out.push(0);
+                let (k, delta) = match expected {
+                    ExpectedSpec::Any => (0u32, None),
+                    ExpectedSpec::NoStream => (1, None),
+                    ExpectedSpec::StreamExists => (2, None),
+                    ExpectedSpec::Exact { delta } => (3, Some(*delta)),
+                };
+                out.extend((k << 30).to_le_bytes());
+                out.extend(delta);
+                out.push(u8::from(*sync));
+            }
+            Op::Flush => out.extend(variant(1).to_le_bytes()),
+            Op::Reopen => out.extend(variant(2).to_le_bytes()),
+            Op::ReadStream {
+                stream,
+                from,
+                backward,
+                max,
+            } => {
+                out.extend(variant(3).to_le_bytes());
+                out.extend([*stream, *from, u8::from(*backward), *max]);
+            }
+            Op::ReadAll {
+                from,
+                backward,
+                max,
+            } => {
+                out.extend(variant(4).to_le_bytes());
+                out.extend(from.to_le_bytes());
+                out.extend([u8::from(*backward), *max]);
+            }
+            Op::Retry { of, sync } => {
+                out.extend(variant(5).to_le_bytes());
+                out.extend(of.to_le_bytes());
+                out.push(u8::from(*sync));
+            }
+            Op::Snapshot { stream, back, size } => {
+                out.extend(SNAPSHOT_SELECTOR.to_le_bytes());
+                out.extend([*stream, *back, *size]);
+            }
+            Op::Checkpoint { name, back } => {
+                out.extend(CHECKPOINT_SELECTOR.to_le_bytes());
+                out.extend([*name, *back]);
+            }
+            Op::Project { name, every } => {
+                out.extend(PROJECT_SELECTOR.to_le_bytes());
+                out.extend([*name, *every]);
+            }
+        }
+    }
+}
+
 const STREAMS: [&str; 6] = [
     "order-1",
     "order-2",
@@ -156,6 +266,36 @@ const TYPES: [&str; 4] = ["Created", "Updated", "Deleted", "SomethingHappened"];
 
 fn stream_name(i: u8) -> &'static str {
     STREAMS[i as usize % STREAMS.len()]
+}
+
+/// The names [`Op::Checkpoint`] saves under: plain, non-ASCII, one
+/// character, the longest allowed (256 bytes), and one with a control
+/// character, which is refused. Their file names' readable prefixes differ,
+/// which [`checkpoint_file`] relies on.
+pub const CHECKPOINT_NAMES: [&str; 5] = [
+    "balances",
+    "Ünïcode-名前",
+    "a",
+    concat!(
+        "long-",
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "zzzzzzzz"
+    ),
+    "bad\nname",
+];
+
+/// The projections [`Op::Project`] runs, each with a filter of its own
+/// (see [`projection_filter`]).
+pub const PROJECTIONS: [&str; 3] = ["proj-orders", "proj-all", "proj-created"];
+
+/// The events a projection of [`PROJECTIONS`] handles.
+pub fn projection_filter(name: &str) -> fn(&RecordedEvent) -> bool {
+    match name {
+        "proj-orders" => |e| e.stream.starts_with("order-"),
+        "proj-created" => |e| &*e.event_type == "Created",
+        _ => |_| true,
+    }
 }
 
 /// The stream [`check_appendable`] appends to.
@@ -232,6 +372,70 @@ pub struct Model {
     pub buffered_store: bool,
     /// What the snapshot saves of each stream were told.
     pub snapshots: BTreeMap<&'static str, StreamSnapshots>,
+    /// What the saves of each checkpoint name ([`Op::Checkpoint`]) were
+    /// told.
+    pub checkpoints: BTreeMap<&'static str, CheckpointModel>,
+    /// What each projection's runs did.
+    pub projections: BTreeMap<&'static str, ProjectionModel>,
+    /// The files a bit was flipped in, after a clean close.
+    pub flipped: Vec<PathBuf>,
+}
+
+/// The checkpoint file of one name, as the model knows it.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointModel {
+    /// The value of the last acknowledged save: durable, so a load returns
+    /// it unless a later save may have replaced it.
+    pub acked: Option<u64>,
+    /// Inclusive ranges of the values saves since then may have left (a
+    /// failed save may have got as far as the rename, durable or not).
+    pub may: Vec<(u64, u64)>,
+    /// Saves acknowledged.
+    pub saves_acked: usize,
+    /// Saves that failed after they may have written.
+    pub saves_failed: usize,
+}
+
+impl CheckpointModel {
+    /// Whether a load may return `value`.
+    pub fn allows(&self, value: Option<u64>) -> bool {
+        value == self.acked
+            || value.is_some_and(|v| self.may.iter().any(|&(lo, hi)| (lo..=hi).contains(&v)))
+    }
+
+    fn saved(&mut self, value: u64) {
+        self.acked = Some(value);
+        self.may.clear();
+        self.saves_acked += 1;
+    }
+
+    fn failed(&mut self, lo: u64, hi: u64) {
+        self.may.push((lo, hi));
+        self.saves_failed += 1;
+    }
+
+    /// After a crash nothing is pending: what loads now is durable.
+    fn settled(&mut self, value: Option<u64>) {
+        self.acked = value;
+        self.may.clear();
+    }
+}
+
+/// What the runs of one projection did.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionModel {
+    /// Its checkpoint.
+    pub checkpoint: CheckpointModel,
+    /// Every event any run handled: position and id.
+    pub handled: BTreeMap<u64, Uuid>,
+    /// Events handled, over all runs (more than `handled` holds when some
+    /// were handled again).
+    pub calls: usize,
+    /// Runs that stopped cleanly, and runs that failed.
+    pub runs_ok: usize,
+    pub runs_failed: usize,
+    /// Runs that handled an event a run before had handled.
+    pub repeats: usize,
 }
 
 /// The snapshot file of one version of a stream, as the model knows it.
@@ -689,8 +893,446 @@ pub fn run_ops(
                     Err(e) => panic!("after a snapshot of {stream} at {version}: {e}"),
                 }
             }
+            Op::Checkpoint { name, back } => {
+                let name = CHECKPOINT_NAMES[*name as usize % CHECKPOINT_NAMES.len()];
+                let end = current.last_position().map_or(0, |p| p + 1);
+                let position = end.saturating_sub(u64::from(*back % 16));
+                if let Err(e) = save_checkpoint_checked(model, current, name, position, strict) {
+                    panic!("checkpoint {name:?} at {position}: {e}");
+                }
+            }
+            Op::Project { name, every } => {
+                let name = PROJECTIONS[*name as usize % PROJECTIONS.len()];
+                let every = u64::from(*every % 4) + 1;
+                let bounds = strict.then(|| (model_durable_end(model), model.next_position));
+                if let Err(e) = project(model, current, name, every, strict, bounds) {
+                    panic!("projection {name} (every {every}): {e}");
+                }
+            }
         }
     }
+}
+
+/// Whether the store accepts `name` as a checkpoint name.
+fn valid_checkpoint_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= evstore::MAX_CHECKPOINT_NAME_LEN
+        && !name.chars().any(char::is_control)
+}
+
+/// Saves checkpoint `name` at `position`, records what the save was told,
+/// and checks what a load returns then: exactly the value saved without
+/// faults, one the model allows with them. An invalid name must be refused
+/// by both.
+pub fn save_checkpoint_checked(
+    model: &mut Model,
+    store: &Store,
+    name: &'static str,
+    position: u64,
+    strict: bool,
+) -> Result<(), String> {
+    let result = store.save_checkpoint(name, position);
+    if !valid_checkpoint_name(name) {
+        return match (result, store.load_checkpoint(name)) {
+            (
+                Err(Error::InvalidCheckpointName { .. }),
+                Err(Error::InvalidCheckpointName { .. }),
+            ) => Ok(()),
+            other => Err(format!("an invalid name was not refused: {other:?}")),
+        };
+    }
+    let checkpoint = model.checkpoints.entry(name).or_default();
+    match &result {
+        Ok(()) => checkpoint.saved(position),
+        Err(e) if strict => return Err(format!("save: {e:?}")),
+        Err(_) => checkpoint.failed(position, position),
+    }
+    match store.load_checkpoint(name) {
+        Ok(v) if result.is_ok() && v != Some(position) => {
+            Err(format!("load returned {v:?} after a save of {position}"))
+        }
+        Ok(v) if !checkpoint.allows(v) => Err(format!(
+            "load returned {v:?}; the model allows {checkpoint:?}"
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if !strict && !is_damage_report(&e) => Ok(()),
+        Err(e) => Err(format!("load: {e:?}")),
+    }
+}
+
+/// Where the events a durable subscription sees end, reading from `from`.
+fn durable_end(store: &Store, from: u64) -> evstore::Result<u64> {
+    let mut probe = store.subscribe_all(from, Filter::predicate(|_| false));
+    match probe.try_next()? {
+        None => Ok(probe.checkpoint()),
+        Some(e) => panic!("a filter that passes nothing passed {e:?}"),
+    }
+}
+
+/// The durable events from `from` on that `matches` selects, as (position,
+/// id), and where the durable events end.
+fn durable_events(
+    store: &Store,
+    from: u64,
+    matches: fn(&RecordedEvent) -> bool,
+) -> evstore::Result<(u64, Vec<(u64, Uuid)>)> {
+    let end = durable_end(store, from)?;
+    let events = if end > from {
+        store.read_all(from, Direction::Forward, (end - from) as usize)?
+    } else {
+        Vec::new()
+    };
+    let selected = events
+        .iter()
+        .filter(|e| e.position < end && matches(e))
+        .map(|e| (e.position, e.id))
+        .collect();
+    Ok((end, selected))
+}
+
+/// One run of the projection `name`: from its checkpoint, saving one every
+/// `every` events (and no timed saves), until it has handled the last
+/// durable event its filter passes, then stopped. What it handled must be
+/// exactly those events from the checkpoint on, in order, each once (a
+/// prefix of them if it failed, which only faults permit). A clean stop
+/// leaves the checkpoint where the run stopped, which without faults is
+/// the durable end, and saves as often as `every` says.
+/// With `bounds`, the durable end must lie between those (the model's
+/// durable end and its next position).
+pub fn project(
+    model: &mut Model,
+    store: &Store,
+    name: &'static str,
+    every: u64,
+    strict: bool,
+    bounds: Option<(u64, u64)>,
+) -> Result<(), String> {
+    let matches = projection_filter(name);
+    let projection = model.projections.entry(name).or_default();
+    let loaded = match store.load_checkpoint(name) {
+        Ok(v) => v,
+        Err(e) if !strict && !is_damage_report(&e) => return Ok(()),
+        Err(e) => return Err(format!("load: {e:?}")),
+    };
+    if !projection.checkpoint.allows(loaded) {
+        return Err(format!(
+            "loaded {loaded:?}; the model allows {:?}",
+            projection.checkpoint
+        ));
+    }
+    let from = loaded.unwrap_or(0);
+    let (end, expected) = match durable_events(store, from, matches) {
+        Ok(found) => found,
+        Err(_) if !strict => return Ok(()),
+        Err(e) => return Err(format!("reading the durable events from {from}: {e:?}")),
+    };
+    if let Some((low, high)) = bounds {
+        if end < low.max(from) || end > high {
+            return Err(format!(
+                "durable events end at {end}, from {from}; the model says {low}..={high}"
+            ));
+        }
+    }
+    // The filter notes how far the projection has read, so that it is
+    // stopped only once it read to the end: it then stops at the end, and
+    // a run's saves (and so the crash points of a workload) do not depend
+    // on when the stop came.
+    let read_to = Arc::new(AtomicU64::new(from));
+    let filter = {
+        let read_to = Arc::clone(&read_to);
+        Filter::predicate(move |e| {
+            read_to.fetch_max(e.position + 1, Ordering::AcqRel);
+            matches(e)
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    let options = ProjectionOptions::default()
+        .filter(filter)
+        .checkpoint_every(every)
+        .checkpoint_interval(Duration::from_secs(3600));
+    let handle = match store.run_projection(name, options, move |e| {
+        let _ = tx.send((e.position, e.id));
+        Ok(())
+    }) {
+        Ok(handle) => handle,
+        Err(e) if !strict && !is_damage_report(&e) => return Ok(()),
+        Err(e) => return Err(format!("run_projection: {e:?}")),
+    };
+    let mut handled: Vec<(u64, Uuid)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if let Some(&(last, _)) = expected.last() {
+        while handled.last().is_none_or(|&(p, _)| p < last) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(event) => handled.push(event),
+                // The run ended on its own: it failed.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    handle.request_stop();
+                    return Err(format!(
+                        "from {from}: stuck after {:?}, waiting for {last} (durable end {end})",
+                        handled.last()
+                    ));
+                }
+            }
+        }
+    }
+    while read_to.load(Ordering::Acquire) < end && !handle.is_finished() {
+        if Instant::now() > deadline {
+            handle.request_stop();
+            return Err(format!(
+                "from {from}: read to {}, not to the durable end {end}",
+                read_to.load(Ordering::Acquire)
+            ));
+        }
+        std::thread::yield_now();
+    }
+    let result = handle.stop();
+    handled.extend(rx.try_iter());
+    if handled.len() > expected.len() || handled[..] != expected[..handled.len()] {
+        return Err(format!(
+            "from {from} to {end}: handled {handled:?}; the durable events it passes are {expected:?}"
+        ));
+    }
+    let mut repeated = false;
+    for &(position, id) in &handled {
+        match projection.handled.insert(position, id) {
+            Some(before) if before != id => {
+                return Err(format!(
+                    "handled {id} at {position}, where an earlier run handled {before}"
+                ))
+            }
+            Some(_) => repeated = true,
+            None => {}
+        }
+    }
+    projection.calls += handled.len();
+    projection.repeats += usize::from(repeated);
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) if strict => return Err(format!("from {from}: the run failed: {e:?}")),
+        Err(_) => {
+            // Any save of the run may have been the last to get anywhere.
+            projection.runs_failed += 1;
+            projection.checkpoint.failed(from, end);
+            return Ok(());
+        }
+    };
+    projection.runs_ok += 1;
+    let n = handled.len() as u64;
+    if strict && n != expected.len() as u64 {
+        return Err(format!("stopped cleanly after {n} of {expected:?}"));
+    }
+    if stats.events_handled != n || !(from..=end).contains(&stats.position) {
+        return Err(format!("from {from} to {end}, {n} handled: {stats:?}"));
+    }
+    if strict && stats.position != end {
+        return Err(format!(
+            "stopped at {}, not at the durable end {end}: {stats:?}",
+            stats.position
+        ));
+    }
+    if strict && !(n / every..=n / every + 1).contains(&stats.checkpoints_saved) {
+        return Err(format!("{n} events, one save every {every}: {stats:?}"));
+    }
+    if stats.checkpoints_saved > 0 {
+        projection.checkpoint.saved(stats.position);
+    } else if stats.position != from {
+        return Err(format!("moved from {from} without a save: {stats:?}"));
+    }
+    match store.load_checkpoint(name) {
+        Ok(v) if stats.checkpoints_saved > 0 && v != Some(stats.position) => Err(format!(
+            "stopped with {stats:?}, but its checkpoint loads as {v:?}"
+        )),
+        Ok(v) if !projection.checkpoint.allows(v) => Err(format!(
+            "after a run its checkpoint loads as {v:?}; the model allows {:?}",
+            projection.checkpoint
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if !strict && !is_damage_report(&e) => Ok(()),
+        Err(e) => Err(format!("load after the run: {e:?}")),
+    }
+}
+
+/// The readable part of a name's file-name stem (see the store's
+/// `name_stem`).
+fn readable_stem(name: &str) -> String {
+    name.chars()
+        .take(48)
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect()
+}
+
+/// The file on `disk` named after checkpoint `name` with `suffix`
+/// (`"ckpt"` or `"ckpt.tmp"`): its readable stem, a dot, 32 hex digits.
+/// The harness's names have distinct readable stems.
+pub fn checkpoint_file(disk: &SimDisk, name: &str, suffix: &str) -> Option<PathBuf> {
+    let dir = store_dir().join(evstore::CHECKPOINTS_DIR);
+    let prefix = format!("{}.", readable_stem(name));
+    let suffix = format!(".{suffix}");
+    disk.files().into_iter().find(|p| {
+        p.parent() == Some(dir.as_path())
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.strip_suffix(&suffix))
+                .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+/// Whether a load's answer for a file with a flipped bit is the typed
+/// report of damage naming it.
+fn reports_damage_of(result: &evstore::Result<impl std::fmt::Debug>, file: &Path) -> bool {
+    matches!(result, Err(Error::Corrupted { file: f, .. }) if f == file)
+}
+
+/// Checks every checkpoint name's load against the model, after a crash
+/// or a clean close: a value the model allows (which, as nothing is pending
+/// any more, becomes what the model expects from here), or, for a file with
+/// a flipped bit, the typed report of its damage. Also every projection's
+/// checkpoint the same way, and none for a projection that never ran.
+pub fn check_checkpoints(model: &mut Model, store: &Store, disk: &SimDisk) -> Result<(), String> {
+    let flipped = |name: &str| {
+        checkpoint_file(disk, name, "ckpt").filter(|file| model.flipped.contains(file))
+    };
+    let mut damaged = Vec::new();
+    for name in CHECKPOINT_NAMES.iter().chain(&PROJECTIONS).copied() {
+        if !valid_checkpoint_name(name) {
+            continue;
+        }
+        let result = store.load_checkpoint(name);
+        if let Some(file) = flipped(name) {
+            if !reports_damage_of(&result, &file) {
+                return Err(format!(
+                    "checkpoint {name:?}: a bit of {} was flipped, yet the load returned {result:?}",
+                    file.display()
+                ));
+            }
+            damaged.push(name);
+            continue;
+        }
+        let value = result.map_err(|e| format!("load of checkpoint {name:?}: {e:?}"))?;
+        let model_of = match model.projections.get_mut(name) {
+            Some(projection) => Some(&mut projection.checkpoint),
+            None => model.checkpoints.get_mut(name),
+        };
+        match model_of {
+            Some(checkpoint) if value < checkpoint.acked => {
+                return Err(format!(
+                    "checkpoint {name:?} loads as {value:?}, before its last acknowledged save: {checkpoint:?}"
+                ))
+            }
+            Some(checkpoint) if checkpoint.allows(value) => checkpoint.settled(value),
+            Some(checkpoint) => {
+                return Err(format!(
+                    "checkpoint {name:?} loads as {value:?}; the model allows {checkpoint:?}"
+                ))
+            }
+            None if value.is_none() => {}
+            None => {
+                return Err(format!(
+                    "checkpoint {name:?}, never saved, loads as {value:?}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a recovery, each projection that ran is started again: from a
+/// checkpoint the model allows, within the log (every event it passes
+/// below that was handled by an earlier run), or, if a flipped bit damaged
+/// its checkpoint,
+/// not at all (the typed error) until its checkpoint is saved again, at 0.
+/// The run handles every durable event it passes from its checkpoint on
+/// (see [`project`]), so that every one of them has been handled at least
+/// once.
+pub fn check_projections_after_recovery(
+    model: &mut Model,
+    store: &Store,
+    disk: &SimDisk,
+) -> Result<(), String> {
+    let names: Vec<&'static str> = model.projections.keys().copied().collect();
+    for name in names {
+        let matches = projection_filter(name);
+        let context = |e: String| format!("projection {name} after recovery: {e}");
+        if let Some(file) =
+            checkpoint_file(disk, name, "ckpt").filter(|file| model.flipped.contains(file))
+        {
+            let started = store
+                .run_projection(name, ProjectionOptions::default(), |_| Ok(()))
+                .map(|handle| handle.stop());
+            if !reports_damage_of(&started, &file) {
+                return Err(context(format!(
+                    "started on a damaged checkpoint: {started:?}"
+                )));
+            }
+            store
+                .save_checkpoint(name, 0)
+                .map_err(|e| context(format!("save over the damage: {e:?}")))?;
+            model
+                .projections
+                .get_mut(name)
+                .expect("a projection the model knows")
+                .checkpoint
+                .saved(0);
+        }
+        let loaded = store
+            .load_checkpoint(name)
+            .map_err(|e| context(format!("load: {e:?}")))?
+            .unwrap_or(0);
+        let (end, all) = durable_events(store, 0, matches)
+            .map_err(|e| context(format!("reading the log: {e:?}")))?;
+        if loaded > end {
+            // The events appended next would be skipped.
+            return Err(context(format!(
+                "the checkpoint is {loaded}, past the end of the log at {end}"
+            )));
+        }
+        let projection = &model.projections[name];
+        if let Some((p, id)) = all
+            .iter()
+            .find(|(p, id)| *p < loaded && projection.handled.get(p) != Some(id))
+        {
+            return Err(context(format!(
+                "the checkpoint is {loaded}, but the event {id} at {p} was never handled"
+            )));
+        }
+        project(model, store, name, 3, true, None).map_err(context)?;
+        let projection = &model.projections[name];
+        if let Some((p, id)) = all
+            .iter()
+            .find(|(p, id)| projection.handled.get(p) != Some(id))
+        {
+            return Err(context(format!("the event {id} at {p} was never handled")));
+        }
+    }
+    Ok(())
+}
+
+/// After recovery, a save of every checkpoint name the workload used must
+/// be acknowledged, load back, and leave no temporary file of that name.
+pub fn check_checkpoint_saves_after_recovery(
+    model: &mut Model,
+    store: &Store,
+    disk: &SimDisk,
+) -> Result<(), String> {
+    let end = store.last_position().map_or(0, |p| p + 1);
+    let names: Vec<&'static str> = model.checkpoints.keys().copied().collect();
+    for name in names {
+        save_checkpoint_checked(model, store, name, end, true)
+            .map_err(|e| format!("checkpoint {name:?} at {end} after recovery: {e}"))?;
+        if let Some(temp) = checkpoint_file(disk, name, "ckpt.tmp") {
+            return Err(format!(
+                "checkpoint {name:?}: {} is left after a save",
+                temp.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The stream's last version readers see, per the model.
@@ -724,7 +1366,18 @@ fn acked_log(model: &Model, end: u64) -> Vec<(&'static str, u64, &EventData)> {
 /// every durable acknowledged event, at most every acknowledged one.
 fn visible_end(model: &Model, store: &Store) -> u64 {
     let end = store.last_position().map_or(0, |p| p + 1);
-    let durable_end = model
+    let durable_end = model_durable_end(model);
+    assert!(
+        end >= durable_end && end <= model.next_position,
+        "readers see up to {end}, durable {durable_end}, written {}",
+        model.next_position
+    );
+    end
+}
+
+/// The end of the acknowledged appends the model knows to be durable.
+fn model_durable_end(model: &Model) -> u64 {
+    model
         .attempts
         .iter()
         .filter(|a| a.seq < model.durable_seq)
@@ -733,13 +1386,7 @@ fn visible_end(model: &Model, store: &Store) -> u64 {
             _ => None,
         })
         .max()
-        .unwrap_or(0);
-    assert!(
-        end >= durable_end && end <= model.next_position,
-        "readers see up to {end}, durable {durable_end}, written {}",
-        model.next_position
-    );
-    end
+        .unwrap_or(0)
 }
 
 fn same_event(recorded: &RecordedEvent, stream: &str, version: u64, sent: &EventData) -> bool {
@@ -1227,6 +1874,9 @@ pub fn api(data: &[u8]) {
         if let Err(e) = check_snapshots(&model, &store, false) {
             panic!("final state: {e}");
         }
+        if let Err(e) = check_checkpoints(&mut model, &store, &disk) {
+            panic!("final state: {e}");
+        }
     }
 }
 
@@ -1259,12 +1909,14 @@ pub struct Flip {
 
 /// `crash_recovery`: a workload, optionally a crash at the N-th storage
 /// operation, then a power loss resolved by the plan; or a clean close with
-/// a single bit flip in a segment, index file, catalogue or snapshot file
-/// (one flip is always detectable; several can hit both the data and the
-/// mark that vouches for it). The recovered store must honour the model
-/// (appends and snapshots, see [`check_stream_snapshots`]), or report
-/// damage with a typed error when bits were flipped; a damaged snapshot is
-/// set aside and an older one returned.
+/// a single bit flip in a segment, index file, catalogue, snapshot file or
+/// checkpoint file (one flip is always detectable; several can hit both the
+/// data and the mark that vouches for it). The recovered store must honour
+/// the model (appends, snapshots, see [`check_stream_snapshots`],
+/// checkpoints and projections, see [`check_checkpoints`] and
+/// [`check_projections_after_recovery`]), or report damage with a typed
+/// error when bits were flipped; a damaged snapshot is set aside and an
+/// older one returned, a damaged checkpoint is reported by every load.
 pub fn crash_recovery(data: &[u8]) {
     let Some(input) = CrashInput::decode(data) else {
         return;
@@ -1323,6 +1975,42 @@ impl CrashInput {
     }
 }
 
+impl CrashInput {
+    /// The bytes [`CrashInput::decode`] decodes as this input.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![u8::from(self.durability == Durability::Buffered)];
+        for op in &self.ops {
+            out.push(1);
+            op.encode(&mut out);
+        }
+        out.push(0);
+        match self.fail_at {
+            None => out.push(0),
+            Some(n) => {
+                out.push(1);
+                out.extend(n.to_le_bytes());
+            }
+        }
+        let (k, seed) = match self.plan {
+            PlanSpec::LoseAll => (0u32, None),
+            PlanSpec::KeepAll => (1, None),
+            PlanSpec::Torn(seed) => (2, Some(seed)),
+            PlanSpec::Garbled(seed) => (3, Some(seed)),
+        };
+        out.extend((k << 30).to_le_bytes());
+        out.extend(seed.map(u64::to_le_bytes).into_iter().flatten());
+        match self.flip {
+            None => out.push(0),
+            Some(flip) => {
+                out.push(1);
+                out.push(flip.file);
+                out.extend(flip.bit.to_le_bytes());
+            }
+        }
+        out
+    }
+}
+
 /// One crash-and-recover cycle; returns what went wrong.
 pub fn crash_cycle(
     ops: &[Op],
@@ -1356,7 +2044,7 @@ pub fn crash_cycle(
         // bytes, so no flips then.
         if let Some(Ok(())) = closed {
             model.flushed();
-            flip_bits(&image, flips);
+            model.flipped = flip_bits(&image, flips);
         }
         image
     };
@@ -1379,9 +2067,9 @@ fn read_everything(store: &Store) -> evstore::Result<()> {
     Ok(())
 }
 
-/// Flips the chosen bits in the store's files.
-pub fn flip_bits(disk: &SimDisk, flips: &[Flip]) {
-    let files: Vec<PathBuf> = disk
+/// Flips the chosen bits in the store's files; returns the files flipped.
+pub fn flip_bits(disk: &SimDisk, flips: &[Flip]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = disk
         .files()
         .into_iter()
         .filter(|p| {
@@ -1396,12 +2084,22 @@ pub fn flip_bits(disk: &SimDisk, flips: &[Flip]) {
                     && name.ends_with(".snap"))
         })
         .collect();
+    // Then checkpoint files, after the others so that a workload without
+    // checkpoints chooses among the same files as before they existed.
+    files.extend(disk.files().into_iter().filter(|p| {
+        p.parent()
+            .is_some_and(|d| d.ends_with(evstore::CHECKPOINTS_DIR))
+            && p.extension().is_some_and(|x| x == "ckpt")
+    }));
+    let mut flipped = Vec::new();
     for flip in flips {
         let Some(path) = files.get(flip.file as usize % files.len().max(1)) else {
-            return;
+            break;
         };
         flip_bit(disk, path, flip.bit as u64);
+        flipped.push(path.clone());
     }
+    flipped
 }
 
 /// Flips bit `bit` (modulo the file's size) of `path`.
@@ -1474,6 +2172,30 @@ pub fn count_mutations(ops: &[Op], durability: Durability) -> u64 {
     let end = disk.mutations();
     drop(store);
     end - start
+}
+
+/// For each op of a fault-free run of `ops`, the storage mutations it
+/// performs, counted from after open as `fail_at` counts them: a crash at
+/// any `n` in an op's range happens while that op runs.
+pub fn op_mutations(ops: &[Op], durability: Durability) -> Vec<std::ops::Range<u64>> {
+    let disk = SimDisk::new();
+    let mut model = Model::for_store(durability);
+    let mut store = Some(open_on(&disk, durability).expect("open"));
+    let start = disk.mutations();
+    let mut reopen = || open_on(&disk, durability);
+    let mut ranges = Vec::new();
+    for op in ops {
+        let before = disk.mutations() - start;
+        run_ops(
+            std::slice::from_ref(op),
+            &mut model,
+            &mut store,
+            &mut reopen,
+            true,
+        );
+        ranges.push(before..disk.mutations() - start);
+    }
+    ranges
 }
 
 /// A crash while a workload runs, then a second crash while the store
@@ -1567,14 +2289,20 @@ pub fn recover_and_check(
     model.forget_lost(&present);
     let set_aside = check_snapshots(&model, &store, damage_allowed)?;
     model.forget_snapshots(&set_aside);
+    check_checkpoints(&mut model, &store, image)?;
+    check_projections_after_recovery(&mut model, &store, image)?;
     check_appendable(&mut model, &store)?;
     check_snapshot_after_recovery(&mut model, &store, image)?;
+    check_checkpoint_saves_after_recovery(&mut model, &store, image)?;
+    // Every damaged checkpoint file was saved over.
+    model.flipped.clear();
     drop(store);
     let again = open_on(image, durability).map_err(|e| format!("second reopen: {e}"))?;
     check_recovered(&model, &again).map_err(|e| format!("after second reopen: {e}"))?;
     check_snapshots(&model, &again, false)
         .map(|_| ())
-        .map_err(|e| format!("after second reopen: {e}"))
+        .map_err(|e| format!("after second reopen: {e}"))?;
+    check_checkpoints(&mut model, &again, image).map_err(|e| format!("after second reopen: {e}"))
 }
 
 // ------------------------------------------------- index files, catalogue
