@@ -18,6 +18,9 @@
 
 #![cfg(feature = "async")]
 
+mod common;
+
+use common::TestRng;
 use evstore::{
     Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options, RecordedEvent,
     Store, SubscriptionStream, Uuid, Visibility,
@@ -34,29 +37,6 @@ const GUARD: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
 
 const EVENT_TYPES: [&str; 4] = ["Acct.Opened", "Acct.Credited", "Order.Placed", "Audit"];
 
@@ -102,7 +82,7 @@ fn stream_names() -> Vec<String> {
 /// so that the test knows how many events are coming.
 fn plan(writer: u32, appends: u32, batch: (u64, u64)) -> Vec<(String, Vec<EventData>)> {
     let streams = stream_names();
-    let mut rng = Rng::new(u64::from(writer) + 1);
+    let mut rng = TestRng::new(u64::from(writer) + 1);
     (0..appends)
         .map(|seq| {
             let n = rng.range(batch.0, batch.1) as u32;

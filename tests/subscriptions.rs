@@ -22,6 +22,9 @@
 //! Threads that could block forever if a wake-up were lost are run through
 //! [`Bounded`], which fails the test instead of hanging it.
 
+mod common;
+
+use common::TestRng;
 use evstore::{
     Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options, RecordedEvent,
     Store, Subscription, Uuid, Visibility,
@@ -85,29 +88,6 @@ impl<T> Bounded<T> {
     /// Whether the thread has finished (without taking its result).
     fn finished(&self) -> bool {
         !matches!(self.result.try_recv(), Err(TryRecvError::Empty))
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
     }
 }
 
@@ -184,7 +164,7 @@ fn open(dir: &std::path::Path, options: Options) -> Store {
 /// then flushed, so that they are all visible when it returns.
 fn seed(store: &Store, count: u32) {
     let streams = stream_names();
-    let mut rng = Rng::new(0x5EED);
+    let mut rng = TestRng::new(0x5EED);
     let mut seq = 0;
     let mut written = 0;
     while written < count {
@@ -219,7 +199,7 @@ fn start_writers(
             let streams = Arc::clone(&streams);
             let marks = if w == 0 { marks.take() } else { None };
             bounded(format!("writer {w}"), move || {
-                let mut rng = Rng::new(u64::from(w) + 1);
+                let mut rng = TestRng::new(u64::from(w) + 1);
                 let mut total = 0;
                 for seq in 0..appends {
                     if let Some(marks) = &marks {
@@ -682,7 +662,7 @@ fn checkpoint_of_a_global_subscription_resumes_with_exactly_the_remaining_events
     // More than one read's worth of events (so checkpoints fall inside and
     // between reads), with runs of filtered-out events in between and a run
     // of them at the end.
-    let mut rng = Rng::new(44);
+    let mut rng = TestRng::new(44);
     let mut seq = 0;
     while store.last_position().map_or(0, |p| p + 1) < 1_400 {
         let stream = if rng.range(0, 2) == 0 {
@@ -788,7 +768,7 @@ fn checkpoint_of_a_stream_subscription_is_a_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Options::default());
     // The stream's events far apart in the log, and more than one read's worth.
-    let mut rng = Rng::new(7);
+    let mut rng = TestRng::new(7);
     let mut seq = 0;
     for _ in 0..160 {
         for stream in ["other-a", "cart-1", "other-b", "cart-10"] {
@@ -984,7 +964,7 @@ fn subscribers_of_a_sync_store_see_every_acknowledged_append_at_once() {
         .with_visibility(Visibility::Written);
     let mut stream = store.subscribe_stream("acct-5", 0).unwrap();
     let mut other = store.subscribe_all(0, Filter::stream_prefix("acct-6"));
-    let mut rng = Rng::new(5);
+    let mut rng = TestRng::new(5);
     for seq in 0..60 {
         let n = rng.range(1, 3) as u32;
         let events: Vec<_> = (0..n).map(|i| event(PROBE, seq, i)).collect();
