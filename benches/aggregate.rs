@@ -45,6 +45,7 @@
 #[path = "common/cli.rs"]
 mod cli;
 #[path = "common/data.rs"]
+#[allow(dead_code)]
 mod data;
 
 use cli::Cli;

@@ -58,9 +58,9 @@ use cli::Cli;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use data::bench_root;
+use data::{bench_root, Ids};
 use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
-use evstore::{Durability, EventData, ExpectedVersion, Options, Store, Uuid};
+use evstore::{Durability, EventData, ExpectedVersion, Options, Store};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::fs::{self, File, OpenOptions};
@@ -69,7 +69,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// What one iteration should take; the per-thread append count is calibrated
@@ -221,34 +221,6 @@ fn fresh_dir(root: &Path) -> TempDir {
 /// benchmark's buffered data is not flushed during the next one's syncs.
 fn settle() {
     rustix::fs::sync();
-}
-
-/// Unique event ids: a per-process salt and a global counter (cheaper than a
-/// random v4 id per event, which costs a `getrandom` call).
-struct Ids {
-    salt: u64,
-    next: AtomicU64,
-}
-
-impl Ids {
-    fn new() -> Self {
-        let salt = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Ids {
-            salt,
-            next: AtomicU64::new(0),
-        }
-    }
-
-    /// The first of `count` fresh ids.
-    fn take(&self, count: usize) -> u64 {
-        self.next.fetch_add(count as u64, Ordering::Relaxed)
-    }
-
-    fn id(&self, n: u64) -> Uuid {
-        Uuid::from_u64_pair(self.salt, n)
-    }
 }
 
 // ---------------------------------------------------------------- evstore

@@ -73,6 +73,7 @@
 #[path = "common/cli.rs"]
 mod cli;
 #[path = "common/data.rs"]
+#[allow(dead_code)]
 mod data;
 
 use bytes::Bytes;

@@ -87,7 +87,7 @@ mod data;
 use bytes::Bytes;
 use cli::Cli;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use data::{bench_root, Rng};
+use data::{bench_root, Ids, Rng};
 use evstore::{
     Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options, Store, Subscription,
     Uuid,
@@ -100,7 +100,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// Payload bytes of every event.
@@ -154,32 +154,6 @@ fn payload(seed: u64) -> Bytes {
             .map(|_| rng.next() as u8)
             .collect::<Vec<u8>>(),
     )
-}
-
-/// Unique event ids: a per-run salt and a counter.
-struct Ids {
-    salt: u64,
-    next: AtomicU64,
-}
-
-impl Ids {
-    fn new() -> Self {
-        let salt = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Ids {
-            salt,
-            next: AtomicU64::new(0),
-        }
-    }
-
-    fn take(&self, count: usize) -> u64 {
-        self.next.fetch_add(count as u64, Ordering::Relaxed)
-    }
-
-    fn id(&self, n: u64) -> Uuid {
-        Uuid::from_u64_pair(self.salt, n)
-    }
 }
 
 /// Opens `dir`, waiting while another process (or handle) holds it.
