@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::log::segment::now_nanos;
-use crate::storage::{name_stem, replace_file, NameLocks, Storage};
+use crate::storage::{name_stem, read_whole_file, replace_file, NameLocks, Storage};
 use crate::store::Store;
 use crate::types::Direction;
 use std::io;
@@ -158,20 +158,11 @@ impl Checkpoints {
     pub fn load(&self, name: &str) -> Result<Option<(u64, Uuid)>> {
         validate_name(name)?;
         let path = self.path(name);
-        let file = match self.storage.open_file(&path, false) {
-            Ok(file) => file,
+        let bytes = match read_whole_file(&*self.storage, &path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        let read = || -> io::Result<bytes::Bytes> {
-            let len = usize::try_from(file.len()?)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
-            if len == 0 {
-                return Ok(bytes::Bytes::new());
-            }
-            file.read_view(0, len)
-        };
-        let bytes = read().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         decode(&path, &bytes, name).map(Some)
     }
 }

@@ -27,7 +27,7 @@
 //! only used while the stream's event at its version is the same event.
 
 use crate::error::{Error, Result};
-use crate::storage::{name_stem, replace_file, NameLocks, Storage};
+use crate::storage::{name_stem, read_whole_file, replace_file, NameLocks, Storage};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::io;
@@ -382,13 +382,7 @@ impl Snapshots {
     }
 
     fn read(&self, path: &Path) -> io::Result<Bytes> {
-        let file = self.storage.open_file(path, false)?;
-        let len = usize::try_from(file.len()?)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        file.read_view(0, len)
+        read_whole_file(&*self.storage, path)
     }
 
     /// Renames a rejected file out of the way (best effort: if that fails

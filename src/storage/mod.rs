@@ -127,6 +127,17 @@ pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8])
     storage.rename(&temp, path)
 }
 
+/// The whole of the file at `path` (a view of its map on the OS back end).
+pub(crate) fn read_whole_file(storage: &dyn Storage, path: &Path) -> io::Result<Bytes> {
+    let file = storage.open_file(path, false)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    file.read_view(0, len)
+}
+
 /// [`write_and_rename`], then syncs the directory.
 pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_and_rename(storage, path, bytes)?;
