@@ -14,7 +14,7 @@ use crate::index::hash::HashKind;
 use crate::index::memory::MemIndex;
 use crate::index::{Index, Persisted, SealedSegment, SegmentIndex};
 use crate::storage::{child, replace_file, write_and_rename, Storage};
-use recovery::scan_segment;
+use recovery::{clear_torn_tail, scan_segment};
 use segment::{parse_segment_file_name, PreparedSegment, Segment, TEMP_SUFFIX};
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -84,7 +84,7 @@ fn load_index_file(
     path: &Path,
     seg: &Segment,
 ) -> std::result::Result<IndexFile, String> {
-    let file = storage.open_file(path, false).map_err(|e| e.to_string())?;
+    let file = storage.open_read_only(path).map_err(|e| e.to_string())?;
     let len = file.len().map_err(|e| e.to_string())?;
     let bytes = file.read_view(0, len as usize).map_err(|e| e.to_string())?;
     let index = IndexFile::parse(bytes, seg.base_position()).map_err(|e| e.to_string())?;
@@ -278,6 +278,7 @@ pub fn recover(
             );
             Ok(())
         })?;
+        clear_torn_tail(&seg, &scan)?;
         stats.bytes_scanned += scan.end_offset;
         stats.torn_bytes += scan.torn_bytes;
         next_position = scan.next_position;
@@ -375,9 +376,7 @@ fn persisted_index(
 }
 
 fn read_whole(storage: &dyn Storage, path: &Path) -> Option<bytes::Bytes> {
-    let file = storage.open_file(path, false).ok()?;
-    let len = file.len().ok()?;
-    file.read_view(0, len as usize).ok()
+    crate::storage::read_whole_file(storage, path).ok()
 }
 
 fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {

@@ -16,8 +16,8 @@ pub struct SegmentScan {
     pub next_position: u64,
     /// Whether the segment ends with a seal.
     pub sealed: bool,
-    /// Bytes past `end_offset` that were left by an interrupted write and
-    /// zeroed by the scan.
+    /// Bytes past `end_offset` that an interrupted write left: not part of
+    /// the log, and cleared by [`clear_torn_tail`] before the writer goes on.
     pub torn_bytes: u64,
     /// The highest durable watermark a whole batch or mark records.
     pub recorded_durable: u64,
@@ -126,9 +126,8 @@ fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u64) -
 /// `on_record` for each record of every whole batch in order.
 ///
 /// A segment that is not the last must be whole and end with a seal. In the
-/// last one, an invalid batch followed only by unsynced data is a torn write:
-/// it and everything after it are zeroed (and synced) so that stale bytes can
-/// never be mistaken for records later.
+/// last one, an invalid batch followed only by unsynced data is a torn write,
+/// reported in [`SegmentScan::torn_bytes`]; the scan itself never writes.
 pub fn scan_segment(
     seg: &Segment,
     is_last: bool,
@@ -196,7 +195,6 @@ pub fn scan_segment(
                 ),
             ));
         }
-        zero_range(seg, offset, offset + dirty_len as u64)?;
     }
     Ok(SegmentScan {
         end_offset: offset,
@@ -207,9 +205,14 @@ pub fn scan_segment(
     })
 }
 
-/// Overwrites `start..end` with zeros and syncs, so a torn tail cannot
+/// Overwrites the torn tail a scan found with zeros and syncs, so it cannot
 /// resurface once new records are written over part of it.
-fn zero_range(seg: &Segment, start: u64, end: u64) -> Result<()> {
+pub fn clear_torn_tail(seg: &Segment, scan: &SegmentScan) -> Result<()> {
+    if scan.torn_bytes == 0 {
+        return Ok(());
+    }
+    let start = scan.end_offset;
+    let end = start + scan.torn_bytes;
     const CHUNK: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK.min((end - start) as usize)];
     let mut at = start;

@@ -34,6 +34,13 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// when `create` is set.
     fn open_file(&self, path: &Path, create: bool) -> io::Result<Box<dyn StorageFile>>;
 
+    /// Opens an existing file for reading only: writes through it fail.
+    /// Back ends without such a mode may open it as [`Storage::open_file`]
+    /// does.
+    fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.open_file(path, false)
+    }
+
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
@@ -129,7 +136,7 @@ pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8])
 
 /// The whole of the file at `path` (a view of its map on the OS back end).
 pub(crate) fn read_whole_file(storage: &dyn Storage, path: &Path) -> io::Result<Bytes> {
-    let file = storage.open_file(path, false)?;
+    let file = storage.open_read_only(path)?;
     let len = usize::try_from(file.len()?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
     if len == 0 {

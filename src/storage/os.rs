@@ -41,6 +41,15 @@ impl Storage for OsStorage {
         }))
     }
 
+    fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        Ok(Box::new(OsFile {
+            file,
+            path: path.to_path_buf(),
+            map: RwLock::new(None),
+        }))
+    }
+
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }
@@ -102,8 +111,11 @@ impl OsFile {
         // SAFETY: the map is read-only and covers exactly the file's current
         // length. The engine never truncates or shrinks a file while it is
         // open (segments are preallocated, then only written within their
-        // length), and the directory lock keeps other evstore processes out,
-        // so every mapped page stays backed by the file for the map's life.
+        // length; other files are replaced by rename, which leaves this
+        // inode intact), and the directory lock keeps other writing evstore
+        // processes out; a read-only store beside the writer relies on the
+        // same rule. So every mapped page stays backed by the file for the
+        // map's life.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::MmapOptions::new().map(&self.file)? };
         Ok(Bytes::from_owner(map))
