@@ -183,6 +183,7 @@ impl Store {
     /// assert_eq!(store.load_checkpoint("balances").unwrap(), Some(1200));
     /// ```
     pub fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
+        self.refuse_if_read_only("save a checkpoint")?;
         let previous_id = match position.checked_sub(1) {
             None => Uuid::nil(),
             Some(previous) => self.written_event_id(previous)?.unwrap_or_else(Uuid::nil),
@@ -223,6 +224,24 @@ impl Store {
             .filter(|e| e.position == position)
             .map(|e| e.id))
     }
+}
+
+/// The file name the checkpoint `name` is saved under.
+pub(crate) fn file_name(name: &str) -> String {
+    format!("{}.ckpt", name_stem(name))
+}
+
+/// Decodes and verifies a checkpoint file found on disk without knowing its
+/// name: the name is taken from the file, so the caller must check that the
+/// file is the one [`file_name`] gives for it. Returns the name, the
+/// position and the id of the event before the position.
+pub(crate) fn decode_found(path: &Path, bytes: &[u8]) -> Result<(String, u64, Uuid)> {
+    let name = bytes
+        .get(HEADER_LEN..)
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .unwrap_or_default();
+    let (position, previous_id) = decode(path, bytes, &name)?;
+    Ok((name, position, previous_id))
 }
 
 #[cfg(test)]

@@ -203,6 +203,21 @@ pub enum Error {
         cause: Arc<io::Error>,
     },
 
+    /// The store was opened with [`crate::Store::open_read_only`]: it
+    /// cannot append, flush or save.
+    #[error("cannot {operation}: the store is open read-only")]
+    ReadOnly {
+        /// What was refused.
+        operation: &'static str,
+    },
+
+    /// The directory holds no store: a read-only open never creates one.
+    #[error("{} is not an evstore store (it has no {}/ directory)", dir.display(), crate::store::SEGMENTS_DIR)]
+    NotAStore {
+        /// The directory.
+        dir: PathBuf,
+    },
+
     /// The store was closed; no further appends are taken.
     #[error("the store is closed")]
     Closed,

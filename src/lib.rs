@@ -63,6 +63,7 @@ mod store;
 mod subscription;
 mod typed;
 mod types;
+pub mod verify;
 
 pub use aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
 pub use checkpoint::{CHECKPOINTS_DIR, MAX_CHECKPOINT_NAME_LEN};
@@ -77,7 +78,7 @@ pub use projection::{
 };
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
-pub use store::{Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
+pub use store::{LogInfo, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
 #[cfg(feature = "async")]
 pub use subscription::SubscriptionStream;
 pub use subscription::{Filter, Subscription, Visibility};

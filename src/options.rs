@@ -64,6 +64,10 @@ pub struct Options {
     /// newest (by version). At least 1; the default 2 leaves a fallback if
     /// the newest is found damaged.
     pub snapshots_kept: usize,
+    /// How often a store opened with [`crate::Store::open_read_only`] looks
+    /// for events the writing process appended (default 10 ms). Each look
+    /// reads the header of the next batch, a few bytes from the page cache.
+    pub poll_interval: Duration,
     /// The file system the store lives on. Defaults to the real one; tests
     /// pass a back end that injects faults.
     pub storage: Arc<dyn Storage>,
@@ -86,6 +90,7 @@ impl Default for Options {
             background_index_writes: true,
             collide_stream_hashes: false,
             snapshots_kept: 2,
+            poll_interval: Duration::from_millis(10),
             storage: Arc::new(OsStorage),
         }
     }
@@ -177,6 +182,12 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::poll_interval`].
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
     /// Sets [`Options::storage`].
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
@@ -219,6 +230,11 @@ impl Options {
         if self.flush_interval.is_zero() {
             return Err(Error::InvalidOption(
                 "flush_interval must be positive".into(),
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(Error::InvalidOption(
+                "poll_interval must be positive".into(),
             ));
         }
         if self.max_batch_bytes == 0 || self.max_queue_bytes == 0 {

@@ -272,6 +272,8 @@ impl Store {
     where
         H: FnMut(&RecordedEvent) -> std::result::Result<(), HandlerError> + Send + 'static,
     {
+        // A projection's progress lives in checkpoints, which it could not save.
+        self.refuse_if_read_only("run a projection")?;
         let from = match options.start {
             ProjectionStart::FromCheckpoint => self.load_checkpoint_checked(name)?.unwrap_or(0),
             ProjectionStart::At(position) => {

@@ -77,7 +77,8 @@ pub struct DamagedSnapshot {
     /// The version in the file name.
     pub version: u64,
     /// Where the file now is: damaged files are renamed with a `.damaged`
-    /// suffix, kept for inspection and never read again. A file of a newer
+    /// suffix, kept for inspection and never read again (a read-only store
+    /// leaves them in place). A file of a newer
     /// format version ([`Error::UnsupportedFormat`]) is not damaged: it is
     /// skipped but left in place.
     pub file: PathBuf,
@@ -100,6 +101,8 @@ pub(crate) struct Snapshots {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     keep: usize,
+    /// Rejected files are reported but left where they are.
+    read_only: bool,
     locks: NameLocks,
     damaged: Mutex<Vec<DamagedSnapshot>>,
 }
@@ -260,9 +263,16 @@ impl Snapshots {
             storage,
             dir,
             keep: keep.max(1),
+            read_only: false,
             locks: NameLocks::new(LOCK_STRIPES),
             damaged: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same directory, for a store that must not change it.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     fn stream_dir(&self, stream: &str) -> PathBuf {
@@ -365,6 +375,10 @@ impl Snapshots {
                     },
                     Err(error) => error,
                 };
+                if self.read_only {
+                    self.report(stream, version, &path, verdict, true);
+                    continue;
+                }
                 if let Error::UnsupportedFormat { .. } = verdict {
                     // Written by a newer build: not damage, so left in place
                     // for that build, and reported once.
@@ -432,6 +446,49 @@ impl Snapshots {
     pub fn damaged(&self) -> Vec<DamagedSnapshot> {
         self.damaged.lock().clone()
     }
+}
+
+/// What a file in a stream's snapshot directory is, judged by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredName {
+    /// The snapshot of this version.
+    Snapshot(u64),
+    /// A file renamed aside after it failed its checks.
+    SetAside,
+    /// What an interrupted save left.
+    Temporary,
+    /// Not the store's.
+    Other,
+}
+
+/// Classifies a file name found in a stream's snapshot directory.
+pub(crate) fn classify_file_name(name: &str) -> StoredName {
+    if let Some(version) = parse_file_name(name) {
+        StoredName::Snapshot(version)
+    } else if name.ends_with(DAMAGED_SUFFIX) {
+        StoredName::SetAside
+    } else if name.ends_with(TEMP_SUFFIX) {
+        StoredName::Temporary
+    } else {
+        StoredName::Other
+    }
+}
+
+/// Decodes and verifies a snapshot file found on disk without knowing its
+/// stream: the name is taken from the file, so the caller must check that
+/// the file sits in that stream's directory.
+pub(crate) fn decode_found(
+    path: &Path,
+    bytes: Bytes,
+    version: u64,
+) -> Result<(String, SnapshotFile)> {
+    let name_len = le_u32(&bytes, 12) as usize;
+    let name = bytes
+        .get(SNAPSHOT_HEADER_LEN..SNAPSHOT_HEADER_LEN.saturating_add(name_len))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .unwrap_or_default();
+    let file = decode(path, bytes, &name, version)?;
+    Ok((name, file))
 }
 
 #[cfg(test)]

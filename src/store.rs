@@ -8,6 +8,7 @@ use crate::log::segment::now_nanos;
 use crate::log::writer::{
     encoded_batch_len, max_batch_len, AppendRequest, Command, Shared, Writer,
 };
+use crate::log::follower::Follower;
 use crate::log::{self, record, RecoveryStats};
 use crate::options::Options;
 use crate::snapshot::{DamagedSnapshot, Snapshot, Snapshots, SNAPSHOTS_DIR};
@@ -66,7 +67,9 @@ struct StoreInner {
     recovery: RecoveryStats,
     snapshots: Snapshots,
     checkpoints: Checkpoints,
-    _lock: Box<dyn LockGuard>,
+    /// Set in a read-only store, which holds no lock.
+    follower: Option<Arc<Mutex<Follower>>>,
+    _lock: Option<Box<dyn LockGuard>>,
 }
 
 impl Drop for StoreInner {
@@ -138,7 +141,14 @@ impl Store {
             options.segment_size,
             options.idempotency_window as u64,
             hash_kind,
+            false,
         )?;
+        let active = recovered.active.ok_or_else(|| {
+            Error::io(
+                "recovering the log",
+                io::Error::other("recovery left no segment to append to"),
+            )
+        })?;
         let shared = Arc::new(Shared::new(
             segments_dir,
             options,
@@ -147,7 +157,7 @@ impl Store {
         ));
         let writer = Writer::new(
             Arc::clone(&shared),
-            recovered.active,
+            active,
             recovered.write_offset,
             recovered.next_position,
             recovered.recorded_durable,
@@ -166,9 +176,178 @@ impl Store {
                 recovery: recovered.stats,
                 snapshots,
                 checkpoints,
-                _lock: lock,
+                follower: None,
+                _lock: Some(lock),
             }),
         })
+    }
+
+    /// Opens the store in `dir` for reading only, beside the process that
+    /// may be writing it: no lock is taken and nothing is written, created
+    /// or repaired (a damaged index file is rebuilt in memory; a torn tail
+    /// is left to the writer's recovery).
+    ///
+    /// Readers see what the store's durability allows: with
+    /// [`Durability::Sync`] (the default) the events the writer has recorded
+    /// as durable, with [`Durability::Buffered`] every whole batch in the
+    /// files. Events the writer appends later appear by themselves, within
+    /// [`Options::poll_interval`], to reads and subscriptions alike; or at
+    /// once after [`Store::refresh`]. Appends, flushes and saves fail with
+    /// [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # fn main() -> evstore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let writer = Store::open(dir.path(), Options::default())?;
+    /// writer.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"21.5"[..])])?;
+    ///
+    /// // Another process (or this one) reads without disturbing the writer.
+    /// let reader = Store::open_read_only(dir.path(), Options::default())?;
+    /// writer.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"21.7"[..])])?;
+    /// reader.refresh()?;
+    /// let readings = reader.read_stream("sensor-7", 0, Direction::Forward, 10)?;
+    /// assert_eq!(readings.len(), 2);
+    /// assert!(reader.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"0"[..])]).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let storage = Arc::clone(&options.storage);
+        let segments_dir = child(&dir, SEGMENTS_DIR);
+        match storage.list_dir(&segments_dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotAStore { dir });
+            }
+            Err(e) => return Err(Error::io(format!("listing {}", segments_dir.display()), e)),
+        }
+        let checkpoints = Checkpoints::new(Arc::clone(&storage), child(&dir, CHECKPOINTS_DIR));
+        let snapshots = Snapshots::new(
+            Arc::clone(&storage),
+            child(&dir, SNAPSHOTS_DIR),
+            options.snapshots_kept,
+        )
+        .read_only();
+        let hash_kind = if options.collide_stream_hashes {
+            HashKind::Constant
+        } else {
+            HashKind::Xxh3
+        };
+        let recovered = log::recover(
+            &storage,
+            &segments_dir,
+            options.segment_size,
+            options.idempotency_window as u64,
+            hash_kind,
+            true,
+        )?;
+        let follower = Follower::new(
+            Arc::clone(&storage),
+            segments_dir.clone(),
+            recovered.active,
+            recovered.write_offset,
+            recovered.next_position,
+            recovered.recorded_durable,
+        );
+        let poll_interval = options.poll_interval;
+        let shared = Arc::new(Shared::new(
+            segments_dir,
+            options,
+            recovered.index,
+            recovered.next_position,
+        ));
+        shared.durable.store(follower.durable(), Ordering::Release);
+        let follower = Arc::new(Mutex::new(follower));
+        let poller = {
+            let shared = Arc::clone(&shared);
+            let follower = Arc::clone(&follower);
+            std::thread::Builder::new()
+                .name("evstore-follower".into())
+                .spawn(move || {
+                    while !shared.wait_unless_closed(poll_interval) {
+                        // A failure stops following; `refresh` reports it.
+                        if follower.lock().poll(&shared).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| Error::io("starting the follower thread", e))?
+        };
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                shared,
+                flusher: Mutex::new(Some(poller)),
+                recovery: recovered.stats,
+                snapshots,
+                checkpoints,
+                follower: Some(follower),
+                _lock: None,
+            }),
+        })
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.follower.is_some()
+    }
+
+    /// In a read-only store, reads the events the writing process appended
+    /// since the last look, now rather than at the next poll, and returns
+    /// the end of what readers see (the last visible position plus one).
+    /// A store that writes is always up to date: it just returns that end.
+    pub fn refresh(&self) -> Result<u64> {
+        if let Some(follower) = &self.inner.follower {
+            follower.lock().poll(&self.inner.shared)?;
+        }
+        Ok(self.visible_end())
+    }
+
+    /// The segments of the log and its watermarks: what `evstore info`
+    /// shows.
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// store.append("a", ExpectedVersion::Any, &[EventData::new("E", &b"x"[..])]).unwrap();
+    /// let info = store.log_info();
+    /// assert_eq!(info.segments.len(), 1);
+    /// assert_eq!((info.segments[0].events, info.durable_end), (1, 1));
+    /// ```
+    pub fn log_info(&self) -> LogInfo {
+        let shared = &self.inner.shared;
+        let (summaries, stream_count) = {
+            let index = shared.index.read();
+            (index.segment_summaries(), index.stream_count())
+        };
+        let segments = summaries
+            .into_iter()
+            .map(|(segment, events, sealed, index_file)| SegmentInfo {
+                path: segment.path().to_path_buf(),
+                base_position: segment.base_position(),
+                events,
+                capacity: segment.capacity(),
+                file_len: segment.file().len().unwrap_or(0),
+                sealed,
+                index_file,
+            })
+            .collect();
+        LogInfo {
+            segments,
+            written_end: shared.written.load(Ordering::Acquire),
+            durable_end: shared.durable.load(Ordering::Acquire),
+            stream_count,
+        }
+    }
+
+    pub(crate) fn refuse_if_read_only(&self, operation: &'static str) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly { operation });
+        }
+        Ok(())
     }
 
     /// The store directory.
@@ -228,6 +407,7 @@ impl Store {
         events: &[EventData],
         durability: Durability,
     ) -> Result<AppendResult> {
+        self.refuse_if_read_only("append")?;
         let encoded_len = self.validate_append(stream, events)?;
         if let Some(error) = self.inner.shared.poisoned() {
             return Err(error);
@@ -318,6 +498,7 @@ impl Store {
 
     /// Makes every append acknowledged so far durable.
     pub fn flush(&self) -> Result<()> {
+        self.refuse_if_read_only("flush")?;
         let (reply, result) = sync_channel(1);
         self.inner.shared.call(Command::Flush(reply), 0, result)
     }
@@ -327,7 +508,7 @@ impl Store {
     /// released when the last clone is dropped.
     pub fn close(self) -> Result<()> {
         let flushed = match self.flush() {
-            Err(Error::Closed) => Ok(()),
+            Err(Error::Closed | Error::ReadOnly { .. }) => Ok(()),
             other => other,
         };
         self.inner.shared.close();
@@ -539,6 +720,40 @@ impl Store {
     }
 }
 
+/// The log's segments and watermarks, from [`Store::log_info`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LogInfo {
+    /// Every segment, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// Every position below this is written (and indexed).
+    pub written_end: u64,
+    /// Every position below this is durable.
+    pub durable_end: u64,
+    /// Streams with at least one written event.
+    pub stream_count: usize,
+}
+
+/// One segment file, in [`LogInfo`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The segment file.
+    pub path: PathBuf,
+    /// The position of its first event.
+    pub base_position: u64,
+    /// Events it holds (written ones, in the active segment).
+    pub events: u64,
+    /// The bytes its header allows the writer to fill.
+    pub capacity: u64,
+    /// The file's length (0 if it could not be read).
+    pub file_len: u64,
+    /// Whether it is sealed: complete, never written again.
+    pub sealed: bool,
+    /// The index file serving it, once one is written and in use.
+    pub index_file: Option<PathBuf>,
+}
+
 /// Snapshots.
 impl Store {
     /// Saves `data` as the state of `stream` up to and including `version`,
@@ -568,6 +783,7 @@ impl Store {
     /// assert!(rest.is_empty());
     /// ```
     pub fn save_snapshot(&self, stream: &str, version: u64, data: impl AsRef<[u8]>) -> Result<()> {
+        self.refuse_if_read_only("save a snapshot")?;
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let stream_version = self.stream_version(stream)?;
         if stream_version.is_none_or(|last| version > last) {

@@ -38,14 +38,15 @@ pub struct StreamSummary {
 }
 
 /// A sealed segment's index file, checked against its checksum the first
-/// time it is used; if that fails, the segment is rescanned and the file
-/// rewritten.
+/// time it is used; if that fails, the segment is rescanned and, unless the
+/// store is read-only, the file rewritten.
 #[derive(Debug)]
 pub struct Persisted {
     file: IndexFile,
     path: PathBuf,
     segment: Arc<Segment>,
-    storage: Arc<dyn Storage>,
+    /// Where to rewrite a damaged file; `None` in a read-only store.
+    storage: Option<Arc<dyn Storage>>,
     state: OnceLock<std::result::Result<Option<Arc<MemIndex>>, Error>>,
     repairs: Arc<AtomicU64>,
 }
@@ -56,7 +57,7 @@ impl Persisted {
         file: IndexFile,
         path: PathBuf,
         segment: Arc<Segment>,
-        storage: Arc<dyn Storage>,
+        storage: Option<Arc<dyn Storage>>,
         repairs: Arc<AtomicU64>,
     ) -> Self {
         Persisted {
@@ -97,7 +98,9 @@ impl Persisted {
             );
             // If the rewrite fails the next open rebuilds again; reads are
             // served from the rebuilt index either way.
-            let _ = crate::storage::replace_file(self.storage.as_ref(), &self.path, &bytes);
+            if let Some(storage) = &self.storage {
+                let _ = crate::storage::replace_file(storage.as_ref(), &self.path, &bytes);
+            }
             Ok(Some(Arc::new(rebuilt)))
         });
         match state {
@@ -349,6 +352,22 @@ impl Index {
         };
         self.end = segment.base_position() + len as u64;
         self.segments.push(SegmentEntry { segment, index });
+    }
+
+    /// Each segment in order, with its event count, whether it is sealed,
+    /// and its index file if one is in use.
+    pub fn segment_summaries(&self) -> Vec<(Arc<Segment>, u64, bool, Option<PathBuf>)> {
+        self.segments
+            .iter()
+            .map(|entry| {
+                let (sealed, file) = match &entry.index {
+                    SegmentIndex::Active(_) => (false, None),
+                    SegmentIndex::Sealed(_) => (true, None),
+                    SegmentIndex::Persisted(p) => (true, Some(p.path.clone())),
+                };
+                (Arc::clone(&entry.segment), entry.len() as u64, sealed, file)
+            })
+            .collect()
     }
 
     /// A fresh in-memory index for a new active segment.

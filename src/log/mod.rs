@@ -1,6 +1,7 @@
 //! The segmented, append-only log: record format, segment files, the
 //! group-commit writer and recovery.
 
+pub mod follower;
 pub mod progress;
 pub mod record;
 pub mod recovery;
@@ -27,8 +28,10 @@ use std::sync::Arc;
 pub struct Recovered {
     /// Both indexes, covering every recovered event.
     pub index: Index,
-    /// The segment appends continue in.
-    pub active: Arc<Segment>,
+    /// The segment appends continue in. In a read-only open, the last
+    /// segment, or `None` when it is sealed (or there is none) and the
+    /// writer has not yet created the next.
+    pub active: Option<Arc<Segment>>,
     /// Where in `active` the next batch goes.
     pub write_offset: u64,
     /// The next global position.
@@ -129,7 +132,7 @@ pub fn persist_sealed(
         index,
         path,
         Arc::clone(&sealed.segment),
-        Arc::clone(storage),
+        Some(Arc::clone(storage)),
         repairs,
     )
     .trusted())
@@ -138,12 +141,17 @@ pub fn persist_sealed(
 /// Opens every segment in `dir`, indexes them (from their index files when
 /// they are sealed and the files are sound, by reading them otherwise), and
 /// makes sure there is an active segment to append to.
+///
+/// A `read_only` recovery writes nothing: no torn tail cleared, no index
+/// file or catalogue rewritten, no segment created. It may run beside the
+/// process that writes the store.
 pub fn recover(
     storage: &Arc<dyn Storage>,
     dir: &Path,
     segment_size: u64,
     id_window: u64,
     hash_kind: HashKind,
+    read_only: bool,
 ) -> Result<Recovered> {
     let names = storage
         .list_dir(dir)
@@ -154,6 +162,9 @@ pub fn recover(
     let mut has_catalog = false;
     for name in &names {
         if name.ends_with(TEMP_SUFFIX) {
+            if read_only {
+                continue;
+            }
             // A file being prepared when the process stopped: never part of the store.
             storage
                 .remove_file(&child(dir, name))
@@ -210,7 +221,11 @@ pub fn recover(
                 format!("segment starts at position {base}, expected {next_position}: a segment is missing or misnamed"),
             ));
         }
-        let seg = Arc::new(Segment::open(storage.as_ref(), path, base)?);
+        let seg = Arc::new(if read_only {
+            Segment::open_read_only(storage.as_ref(), path, base)?
+        } else {
+            Segment::open(storage.as_ref(), path, base)?
+        });
         let is_last = i + 1 == bases.len();
         let idx_path = child(dir, &index_file_name(base));
         // Index files of segments the catalogue covers are used as they are.
@@ -224,7 +239,7 @@ pub fn recover(
         if let Some(file) = loaded {
             let seal_offset = file.header().seal_offset;
             next_position = base + file.len() as u64;
-            let persisted = persisted_index(storage, &index, file, idx_path, &seg);
+            let persisted = persisted_index(storage, &index, file, idx_path, &seg, read_only);
             index.push_segment(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
@@ -278,11 +293,16 @@ pub fn recover(
             );
             Ok(())
         })?;
-        clear_torn_tail(&seg, &scan)?;
+        if !read_only {
+            clear_torn_tail(&seg, &scan)?;
+        }
         stats.bytes_scanned += scan.end_offset;
         stats.torn_bytes += scan.torn_bytes;
         next_position = scan.next_position;
-        if scan.sealed {
+        if scan.sealed && read_only {
+            // Served from memory: the index file is the writer's to repair.
+            index.push_segment(Arc::clone(&seg), SegmentIndex::Sealed(Arc::new(mem)));
+        } else if scan.sealed {
             // Sealed but without a usable index file: write one now.
             let sealed_at = scan.end_offset - record::BATCH_HEADER_LEN as u64;
             let bytes = file::encode(&mem, base, sealed_at, hash_kind);
@@ -299,7 +319,7 @@ pub fn recover(
             }
             let file = load_index_file(storage.as_ref(), &idx_path, &seg)
                 .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
-            let persisted = persisted_index(storage, &index, file, idx_path, &seg).trusted();
+            let persisted = persisted_index(storage, &index, file, idx_path, &seg, false).trusted();
             index.push_segment(
                 Arc::clone(&seg),
                 SegmentIndex::Persisted(Arc::new(persisted)),
@@ -310,6 +330,20 @@ pub fn recover(
         tail = Some((seg, scan.end_offset, scan.sealed, scan.recorded_durable));
     }
     stats.events = next_position;
+    if read_only {
+        let (active, write_offset, recorded_durable) = match tail {
+            Some((seg, end, false, recorded)) => (Some(seg), end, recorded),
+            _ => (None, 0, next_position),
+        };
+        return Ok(Recovered {
+            index,
+            active,
+            write_offset,
+            next_position,
+            recorded_durable,
+            stats,
+        });
+    }
 
     let catalog_update = match &tail {
         Some((_, _, true, _)) if (covered as usize) < bases.len() => {
@@ -351,7 +385,7 @@ pub fn recover(
     };
     Ok(Recovered {
         index,
-        active,
+        active: Some(active),
         write_offset,
         next_position,
         recorded_durable,
@@ -365,12 +399,13 @@ fn persisted_index(
     file: IndexFile,
     path: std::path::PathBuf,
     seg: &Arc<Segment>,
+    read_only: bool,
 ) -> Persisted {
     Persisted::new(
         file,
         path,
         Arc::clone(seg),
-        Arc::clone(storage),
+        (!read_only).then(|| Arc::clone(storage)),
         index.repairs(),
     )
 }

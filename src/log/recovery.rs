@@ -23,7 +23,7 @@ pub struct SegmentScan {
     pub recorded_durable: u64,
 }
 
-enum BatchOutcome {
+pub(super) enum BatchOutcome {
     Events {
         len: u64,
         records: Vec<(u64, RecordedEvent)>,
@@ -38,7 +38,7 @@ enum BatchOutcome {
 }
 
 /// Validates the batch at `offset`, which must start at `expected`.
-fn read_batch(
+pub(super) fn read_batch(
     seg: &Segment,
     data: &Bytes,
     offset: u64,

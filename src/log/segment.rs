@@ -113,6 +113,22 @@ impl Segment {
         let file = storage
             .open_file(&path, false)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Self::from_file(file, path, base_from_name)
+    }
+
+    /// [`Segment::open`] for reading only: writes through it fail.
+    pub fn open_read_only(
+        storage: &dyn Storage,
+        path: PathBuf,
+        base_from_name: u64,
+    ) -> Result<Segment> {
+        let file = storage
+            .open_read_only(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Self::from_file(file, path, base_from_name)
+    }
+
+    fn from_file(file: Box<dyn StorageFile>, path: PathBuf, base_from_name: u64) -> Result<Segment> {
         let len = file
             .len()
             .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?;

@@ -390,6 +390,16 @@ impl Shared {
         }
     }
 
+    /// Waits `interval` or until the store closes; returns whether it
+    /// closed. Paces a read-only store's polling thread.
+    pub fn wait_unless_closed(&self, interval: std::time::Duration) -> bool {
+        let mut stop = self.flusher_stop.lock();
+        if !*stop {
+            self.flusher_wake.wait_for(&mut stop, interval);
+        }
+        *stop
+    }
+
     /// The background flush of buffered appends: every flush interval, makes
     /// what was written durable. Runs on its own thread until close.
     pub fn run_flusher(&self) {

@@ -1,0 +1,182 @@
+//! A read-only store following the log another process writes: it reads
+//! whatever whole batches appeared since it last looked, indexes them and
+//! moves the watermarks readers and subscriptions go by.
+
+use super::recovery::{read_batch, BatchOutcome};
+use super::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::{segment_file_name, Segment};
+use super::writer::Shared;
+use crate::error::{Error, Result};
+use crate::storage::{child, Storage};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Where a read-only store has read the log up to.
+#[derive(Debug)]
+pub struct Follower {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    /// The segment being followed; `None` once it was sealed, until the
+    /// writer installs the next.
+    active: Option<Arc<Segment>>,
+    /// Where the next batch of `active` starts.
+    offset: u64,
+    /// The position of the next event.
+    next_position: u64,
+    /// Every position below this is known to be durable.
+    durable: u64,
+    /// A failure that stopped following: reported on every later poll.
+    failed: Option<Error>,
+}
+
+impl Follower {
+    /// Follows on from what a read-only recovery found.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        active: Option<Arc<Segment>>,
+        offset: u64,
+        next_position: u64,
+        recorded_durable: u64,
+    ) -> Self {
+        // Segments before the last are sealed, and sealing syncs: all of
+        // them are durable, whatever the marks in the last one say.
+        let durable = match &active {
+            Some(seg) => recorded_durable.max(seg.base_position()),
+            None => next_position,
+        }
+        .min(next_position);
+        Follower {
+            storage,
+            dir,
+            active,
+            offset,
+            next_position,
+            durable,
+            failed: None,
+        }
+    }
+
+    /// The position below which every event is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Reads the batches written since the last poll into `shared`'s index
+    /// and raises its watermarks, waking subscribers. A batch still being
+    /// written (or torn) is left for a later poll.
+    pub fn poll(&mut self, shared: &Shared) -> Result<()> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.read_new(shared);
+        let written = shared
+            .written
+            .fetch_max(self.next_position, Ordering::AcqRel);
+        let durable = shared.durable.fetch_max(self.durable, Ordering::AcqRel);
+        if written < self.next_position {
+            shared.written_progress.advanced();
+        }
+        if durable < self.durable {
+            shared.durable_progress.advanced();
+        }
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn read_new(&mut self, shared: &Shared) -> Result<()> {
+        loop {
+            let seg = match &self.active {
+                Some(seg) => Arc::clone(seg),
+                None => match self.open_next()? {
+                    Some(seg) => {
+                        let mut index = shared.index.write();
+                        let active = index.new_active();
+                        index.push_segment(Arc::clone(&seg), active);
+                        self.offset = SEGMENT_HEADER_LEN as u64;
+                        self.active = Some(Arc::clone(&seg));
+                        seg
+                    }
+                    None => return Ok(()),
+                },
+            };
+            let data = seg.view(0, seg.readable_len()?)?;
+            loop {
+                if self.offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
+                    return Ok(());
+                }
+                let Ok(outcome) = read_batch(&seg, &data, self.offset, self.next_position) else {
+                    // Not written yet, or being written right now.
+                    return Ok(());
+                };
+                match outcome {
+                    BatchOutcome::Mark { durable_mark } => {
+                        self.durable = self.durable.max(durable_mark.min(self.next_position));
+                        self.offset += BATCH_HEADER_LEN as u64;
+                    }
+                    BatchOutcome::Events {
+                        len,
+                        records,
+                        durable_mark,
+                    } => {
+                        let mut index = shared.index.write();
+                        for (offset, event) in &records {
+                            let expected = index.last_version(&event.stream).map_or(0, |v| v + 1);
+                            if event.version != expected {
+                                return Err(Error::corrupted(
+                                    seg.path(),
+                                    *offset,
+                                    format!(
+                                        "stream '{}' event has version {}, expected {expected}",
+                                        &*event.stream, event.version
+                                    ),
+                                ));
+                            }
+                            index.push_events(
+                                &event.stream,
+                                event.position,
+                                &[*offset as u32],
+                                &[event.id.as_u128()],
+                            );
+                        }
+                        self.next_position += records.len() as u64;
+                        self.durable = self.durable.max(durable_mark.min(self.next_position));
+                        self.offset += len;
+                    }
+                    BatchOutcome::Seal { next_position } => {
+                        // The writer syncs a segment before sealing it.
+                        self.next_position = next_position;
+                        self.durable = self.durable.max(next_position);
+                        // Kept in memory: the index file is the writer's.
+                        let _ = shared.index.write().seal_active();
+                        self.active = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The segment that follows the sealed one, once the writer installed it.
+    fn open_next(&self) -> Result<Option<Arc<Segment>>> {
+        let name = segment_file_name(self.next_position);
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+        if !names.contains(&name) {
+            return Ok(None);
+        }
+        // Installed by a rename after its header was written and synced, so
+        // a file under its final name is whole.
+        let seg = Segment::open_read_only(
+            self.storage.as_ref(),
+            child(&self.dir, &name),
+            self.next_position,
+        )?;
+        Ok(Some(Arc::new(seg)))
+    }
+}

@@ -1,0 +1,367 @@
+//! A read-only store beside the writer: no lock, no write of any kind,
+//! reads up to the durable watermark, and following what the writer appends
+//! across segment rollovers, for reads and subscriptions alike.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{flip_byte, TestRng};
+use evstore::{
+    Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options, ProjectionOptions,
+    RecordedEvent, Store,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn options() -> Options {
+    Options::default().segment_size(16 << 10)
+}
+
+fn event(rng: &mut TestRng, i: u64) -> EventData {
+    let len = rng.below(300) as usize;
+    let payload: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+    EventData::new(format!("Type{}", i % 3), payload).with_metadata(format!("m{i}").into_bytes())
+}
+
+/// Appends `appends` single events over `streams` streams, returning them
+/// in the order of the log.
+fn fill(store: &Store, rng: &mut TestRng, streams: u64, appends: u64) -> Vec<(String, EventData)> {
+    let mut log = Vec::new();
+    for i in 0..appends {
+        let stream = format!("s-{}", rng.below(streams));
+        let e = event(rng, i);
+        store
+            .append(&stream, ExpectedVersion::Any, std::slice::from_ref(&e))
+            .unwrap();
+        log.push((stream, e));
+    }
+    log
+}
+
+fn all(store: &Store) -> Vec<RecordedEvent> {
+    store.read_all(0, Direction::Forward, usize::MAX).unwrap()
+}
+
+fn assert_same(a: &[RecordedEvent], b: &[RecordedEvent]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(
+            (x.position, &*x.stream, x.version, x.id),
+            (y.position, &*y.stream, y.version, y.id)
+        );
+        assert_eq!(
+            (&x.event_type, &x.payload, &x.metadata),
+            (&y.event_type, &y.payload, &y.metadata)
+        );
+    }
+}
+
+/// Every file under `dir` with its bytes: a read-only store must not change
+/// a single one, nor add or remove any.
+fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.insert(path.clone(), Vec::new());
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn assert_read_only_refuses(store: &Store) {
+    let e = EventData::new("E", &b"x"[..]);
+    let refused = |r: evstore::Result<()>| {
+        assert!(matches!(r, Err(Error::ReadOnly { .. })), "{r:?}");
+    };
+    refused(
+        store
+            .append("s-0", ExpectedVersion::Any, std::slice::from_ref(&e))
+            .map(|_| ()),
+    );
+    refused(
+        store
+            .append_with_durability("s-0", ExpectedVersion::Any, &[e], Durability::Buffered)
+            .map(|_| ()),
+    );
+    refused(store.flush());
+    refused(store.save_snapshot("s-0", 0, b"state"));
+    refused(store.save_checkpoint("projection", 0));
+    refused(
+        store
+            .run_projection("projection", ProjectionOptions::default(), |_| Ok(()))
+            .map(|_| ()),
+    );
+}
+
+#[test]
+fn opens_beside_the_writer_reads_everything_durable_and_refuses_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(1);
+    let writer = Store::open(dir.path(), options()).unwrap();
+    fill(&writer, &mut rng, 7, 400);
+    writer.save_snapshot("s-1", 0, b"state").unwrap();
+    writer.save_checkpoint("projection", 10).unwrap();
+    assert!(writer.log_info().segments.len() > 3);
+
+    let before = fingerprint(dir.path());
+    let reader = Store::open_read_only(dir.path(), options()).unwrap();
+    assert!(reader.is_read_only() && !writer.is_read_only());
+    assert_same(&all(&reader), &all(&writer));
+    for s in 0..7 {
+        let stream = format!("s-{s}");
+        assert_eq!(
+            reader.stream_version(&stream).unwrap(),
+            writer.stream_version(&stream).unwrap()
+        );
+        assert_same(
+            &reader
+                .read_stream(&stream, u64::MAX, Direction::Backward, usize::MAX)
+                .unwrap(),
+            &writer
+                .read_stream(&stream, u64::MAX, Direction::Backward, usize::MAX)
+                .unwrap(),
+        );
+    }
+    let names: Vec<_> = reader.streams().map(|s| s.unwrap().name).collect();
+    assert_eq!(names.len(), 7);
+    assert_eq!(reader.load_snapshot("s-1").unwrap().unwrap().data, &b"state"[..]);
+    assert_eq!(reader.load_checkpoint("projection").unwrap(), Some(10));
+    let info = reader.log_info();
+    assert_eq!(info.durable_end, 400);
+    assert_eq!(info.segments.iter().map(|s| s.events).sum::<u64>(), 400);
+    assert!(info.segments.iter().rev().skip(1).all(|s| s.sealed));
+    assert_read_only_refuses(&reader);
+    reader.close().unwrap();
+    assert_eq!(fingerprint(dir.path()), before);
+
+    // The writer never noticed.
+    writer
+        .append("s-0", ExpectedVersion::Any, &[EventData::new("E", &b"after"[..])])
+        .unwrap();
+}
+
+#[test]
+fn follows_the_writer_across_segment_rollovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(2);
+    let writer = Store::open(dir.path(), options()).unwrap();
+    let reader = Store::open_read_only(dir.path(), options()).unwrap();
+    assert_eq!(reader.last_position(), None);
+    for round in 0..6 {
+        let appended = fill(&writer, &mut rng, 5, 40 + round * 37);
+        let end = reader.refresh().unwrap();
+        assert_eq!(Some(end - 1), writer.last_position());
+        assert_same(&all(&reader), &all(&writer));
+        let last = appended.last().unwrap();
+        assert_eq!(
+            reader.stream_version(&last.0).unwrap(),
+            writer.stream_version(&last.0).unwrap()
+        );
+    }
+    assert!(reader.log_info().segments.len() > 4);
+    assert_eq!(
+        reader.log_info().segments.len(),
+        writer.log_info().segments.len()
+    );
+}
+
+#[test]
+fn a_subscription_on_a_read_only_store_gets_what_the_writer_appends_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(3);
+    let writer = Store::open(dir.path(), options()).unwrap();
+    fill(&writer, &mut rng, 4, 50);
+    let reader =
+        Store::open_read_only(dir.path(), options().poll_interval(Duration::from_millis(1)))
+            .unwrap();
+    let mut everything = reader.subscribe_all(0, Filter::all());
+    let mut odd = reader
+        .subscribe_all(0, Filter::event_types(["Type1"]));
+    let appender = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            let mut rng = TestRng::new(4);
+            fill(&writer, &mut rng, 4, 500);
+        })
+    };
+    let mut got = Vec::new();
+    while got.len() < 550 {
+        let e = everything
+            .next_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("the poller delivers every appended event");
+        got.push(e);
+    }
+    appender.join().unwrap();
+    assert_same(&got, &all(&writer));
+    let expected_odd: Vec<_> = got
+        .iter()
+        .filter(|e| &*e.event_type == "Type1")
+        .cloned()
+        .collect();
+    let mut got_odd = Vec::new();
+    while got_odd.len() < expected_odd.len() {
+        got_odd.push(odd.next_timeout(Duration::from_secs(30)).unwrap().unwrap());
+    }
+    assert_same(&got_odd, &expected_odd);
+    assert!(everything.try_next().unwrap().is_none());
+}
+
+#[test]
+fn readers_racing_a_writer_always_see_a_dense_prefix_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(dir.path(), options()).unwrap();
+    let reader = Store::open_read_only(dir.path(), options()).unwrap();
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                let mut rng = TestRng::new(10 + t);
+                fill(&writer, &mut rng, 9, 300);
+            })
+        })
+        .collect();
+    let mut seen = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let end = reader.refresh().unwrap();
+        assert!(end >= seen);
+        let events = all(&reader);
+        assert_eq!(events.len() as u64, end);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.position, i as u64);
+        }
+        let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &events {
+            let next = versions.entry(&e.stream).or_default();
+            assert_eq!(e.version, *next);
+            *next += 1;
+        }
+        seen = end;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    reader.refresh().unwrap();
+    assert_same(&all(&reader), &all(&writer));
+}
+
+#[test]
+fn only_durable_events_are_seen_unless_buffered_visibility_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(5);
+    let writer = Store::open(
+        dir.path(),
+        options()
+            .durability(Durability::Buffered)
+            .flush_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    fill(&writer, &mut rng, 3, 20);
+    writer.flush().unwrap();
+    fill(&writer, &mut rng, 3, 15);
+
+    let durable_reader = Store::open_read_only(dir.path(), options()).unwrap();
+    let written_reader =
+        Store::open_read_only(dir.path(), options().durability(Durability::Buffered)).unwrap();
+    assert_eq!(durable_reader.refresh().unwrap(), 20);
+    assert_eq!(all(&durable_reader).len(), 20);
+    assert_eq!(written_reader.refresh().unwrap(), 35);
+    assert_same(&all(&written_reader), &all(&writer));
+
+    writer.flush().unwrap();
+    assert_eq!(durable_reader.refresh().unwrap(), 35);
+    assert_same(&all(&durable_reader), &all(&writer));
+}
+
+#[test]
+fn a_crashed_store_is_read_without_repairing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(6);
+    {
+        let writer = Store::open(dir.path(), options()).unwrap();
+        fill(&writer, &mut rng, 4, 300);
+        writer.save_snapshot("s-2", 0, b"state").unwrap();
+        writer.close().unwrap();
+    }
+    let expected = all(&Store::open_read_only(dir.path(), options()).unwrap());
+    let segments = common::segment_files(dir.path());
+    let last = dir.path().join("segments").join(segments.last().unwrap());
+    let data = std::fs::read(&last).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    // A torn write after the end, the first index file damaged, the
+    // catalogue gone, a snapshot damaged: a writer's open would repair each.
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+        file.write_all_at(&[0xA5; 40], end as u64 + 8).unwrap();
+    }
+    let index_file = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    flip_byte(&index_file, std::fs::metadata(&index_file).unwrap().len() - 3);
+    let _ = std::fs::remove_file(dir.path().join("segments").join("streams.catalog"));
+    let snapshot = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    flip_byte(&snapshot, 70);
+
+    let before = fingerprint(dir.path());
+    let reader = Store::open_read_only(dir.path(), options()).unwrap();
+    assert_same(&all(&reader), &expected);
+    for s in 0..4 {
+        let stream = format!("s-{s}");
+        let events = reader
+            .read_stream(&stream, 0, Direction::Forward, usize::MAX)
+            .unwrap();
+        let from_log: Vec<_> = expected
+            .iter()
+            .filter(|e| *e.stream == *stream)
+            .cloned()
+            .collect();
+        assert_same(&events, &from_log);
+    }
+    assert!(reader.load_snapshot("s-2").unwrap().is_none());
+    assert_eq!(reader.damaged_snapshots().len(), 1);
+    assert!(reader.recovery_stats().torn_bytes > 0);
+    drop(reader);
+    assert_eq!(fingerprint(dir.path()), before);
+
+    // The writer's open still finds and repairs all of it.
+    let writer = Store::open(dir.path(), options()).unwrap();
+    assert_same(&all(&writer), &expected);
+    assert!(writer.recovery_stats().torn_bytes > 0);
+}
+
+#[test]
+fn a_directory_without_a_store_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    assert!(matches!(
+        Store::open_read_only(&missing, options()),
+        Err(Error::NotAStore { .. })
+    ));
+    assert!(!missing.exists());
+    assert!(matches!(
+        Store::open_read_only(dir.path(), options()),
+        Err(Error::NotAStore { .. })
+    ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(matches!(
+        Store::open_read_only(dir.path(), options().poll_interval(Duration::ZERO)),
+        Err(Error::InvalidOption(_))
+    ));
+}
