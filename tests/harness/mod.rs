@@ -2270,12 +2270,37 @@ pub fn recover_and_check(
     durability: Durability,
     damage_allowed: bool,
 ) -> Result<(), String> {
+    let read_only = read_only_views(image, damage_allowed)?;
     let store = match open_on(image, durability) {
         Ok(store) => store,
         // Bits were flipped: a typed report of the damage is a right answer.
         Err(e) if damage_allowed && is_damage_report(&e) => return Ok(()),
         Err(e) => return Err(format!("recovery failed: {e:?}")),
     };
+    if let (Some([durable_view, written_view]), false) = (read_only, damage_allowed) {
+        let recovered = store
+            .read_all(0, Direction::Forward, usize::MAX)
+            .map_err(|e| format!("read after recovery: {e:?}"))?;
+        let same = |a: &[RecordedEvent], b: &[RecordedEvent]| {
+            a.len() <= b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    (x.position, &x.stream, x.version, x.id, &x.payload, &x.metadata)
+                        == (y.position, &y.stream, y.version, y.id, &y.payload, &y.metadata)
+                })
+        };
+        // Recovery keeps every whole batch: exactly what a read-only store
+        // that sees written events saw, of which the durable view is a prefix.
+        if written_view.len() != recovered.len() || !same(&written_view, &recovered) {
+            return Err(format!(
+                "a read-only store saw {} written events, recovery kept {}",
+                written_view.len(),
+                recovered.len()
+            ));
+        }
+        if !same(&durable_view, &recovered) {
+            return Err("a read-only store's durable view is not a prefix of the log".into());
+        }
+    }
     if damage_allowed {
         // Sealed segments are checked as they are read, not at open.
         if let Some(e) = read_everything(&store).err() {
@@ -2303,6 +2328,35 @@ pub fn recover_and_check(
         .map(|_| ())
         .map_err(|e| format!("after second reopen: {e}"))?;
     check_checkpoints(&mut model, &again, image).map_err(|e| format!("after second reopen: {e}"))
+}
+
+/// Opens the crashed `image` read-only, before any recovery, twice: seeing
+/// durable events, and seeing every written one. Neither may change the
+/// disk (it is frozen meanwhile, so an attempt fails the open). Returns the
+/// two views of `$all`, or `None` when they report damage, which only
+/// flipped bits allow.
+fn read_only_views(
+    image: &SimDisk,
+    damage_allowed: bool,
+) -> Result<Option<[Vec<RecordedEvent>; 2]>, String> {
+    let before = image.mutations();
+    image.fail_after(Some(before));
+    let views = [Durability::Sync, Durability::Buffered].map(|visibility| {
+        let store = Store::open_read_only(store_dir(), sim_options(image, visibility))?;
+        let all = store.read_all(0, Direction::Forward, usize::MAX)?;
+        store.close()?;
+        Ok::<_, Error>(all)
+    });
+    image.fail_after(None);
+    if image.mutations() != before {
+        return Err("a read-only open changed the disk".into());
+    }
+    let [durable, written] = views;
+    match (durable, written) {
+        (Ok(durable), Ok(written)) => Ok(Some([durable, written])),
+        (Err(e), _) | (_, Err(e)) if damage_allowed && is_damage_report(&e) => Ok(None),
+        (Err(e), _) | (_, Err(e)) => Err(format!("read-only open before recovery: {e:?}")),
+    }
 }
 
 // ------------------------------------------------- index files, catalogue
