@@ -234,13 +234,27 @@ pub(crate) fn file_name(name: &str) -> String {
 /// Decodes and verifies a checkpoint file found on disk without knowing its
 /// name: the name is taken from the file, so the caller must check that the
 /// file is the one [`file_name`] gives for it. Returns the name, the
-/// position and the id of the event before the position.
+/// position and the id of the event before the position. A damage error's
+/// offset is at or before the damage.
 pub(crate) fn decode_found(path: &Path, bytes: &[u8]) -> Result<(String, u64, Uuid)> {
     let name = bytes
         .get(HEADER_LEN..)
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .unwrap_or_default();
-    let (position, previous_id) = decode(path, bytes, &name)?;
+    let (position, previous_id) = decode(path, bytes, &name).map_err(|e| match e {
+        // The checksum covers the whole file but itself: the damage it
+        // reveals may be anywhere, so that is the place to name.
+        Error::Corrupted {
+            file,
+            offset: 48,
+            reason,
+        } => Error::Corrupted {
+            file,
+            offset: 0,
+            reason,
+        },
+        other => other,
+    })?;
     Ok((name, position, previous_id))
 }
 

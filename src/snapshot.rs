@@ -476,7 +476,8 @@ pub(crate) fn classify_file_name(name: &str) -> StoredName {
 
 /// Decodes and verifies a snapshot file found on disk without knowing its
 /// stream: the name is taken from the file, so the caller must check that
-/// the file sits in that stream's directory.
+/// the file sits in that stream's directory. A damage error's offset is at
+/// or before the damage.
 pub(crate) fn decode_found(
     path: &Path,
     bytes: Bytes,
@@ -487,7 +488,20 @@ pub(crate) fn decode_found(
         .get(SNAPSHOT_HEADER_LEN..SNAPSHOT_HEADER_LEN.saturating_add(name_len))
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .unwrap_or_default();
-    let file = decode(path, bytes, &name, version)?;
+    let file = decode(path, bytes, &name, version).map_err(|e| match e {
+        // The header checksum covers bytes 0..56: the damage it reveals may
+        // be anywhere in them, so that is the place to name.
+        Error::Corrupted {
+            file,
+            offset: 56,
+            reason,
+        } => Error::Corrupted {
+            file,
+            offset: 0,
+            reason,
+        },
+        other => other,
+    })?;
     Ok((name, file))
 }
 

@@ -150,6 +150,21 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     })
 }
 
+/// Where each entry of `catalog` starts in its file, in entry order, to name
+/// the place of an entry found wrong.
+pub(crate) fn entry_offsets(catalog: &Catalog) -> Vec<u64> {
+    let mut at = HEADER_LEN as u64;
+    catalog
+        .streams
+        .iter()
+        .map(|(name, _)| {
+            let start = at;
+            at += (ENTRY_HEADER_LEN + name.len()).next_multiple_of(8) as u64;
+            start
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
