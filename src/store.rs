@@ -4,11 +4,11 @@ use crate::checkpoint::{Checkpoints, CHECKPOINTS_DIR};
 use crate::error::{Error, Result};
 use crate::index::hash::HashKind;
 use crate::index::Location;
+use crate::log::follower::Follower;
 use crate::log::segment::now_nanos;
 use crate::log::writer::{
     encoded_batch_len, max_batch_len, AppendRequest, Command, Shared, Writer,
 };
-use crate::log::follower::Follower;
 use crate::log::{self, record, RecoveryStats};
 use crate::options::Options;
 use crate::snapshot::{DamagedSnapshot, Snapshot, Snapshots, SNAPSHOTS_DIR};

@@ -133,7 +133,10 @@ fn opens_beside_the_writer_reads_everything_durable_and_refuses_to_write() {
     }
     let names: Vec<_> = reader.streams().map(|s| s.unwrap().name).collect();
     assert_eq!(names.len(), 7);
-    assert_eq!(reader.load_snapshot("s-1").unwrap().unwrap().data, &b"state"[..]);
+    assert_eq!(
+        reader.load_snapshot("s-1").unwrap().unwrap().data,
+        &b"state"[..]
+    );
     assert_eq!(reader.load_checkpoint("projection").unwrap(), Some(10));
     let info = reader.log_info();
     assert_eq!(info.durable_end, 400);
@@ -145,7 +148,11 @@ fn opens_beside_the_writer_reads_everything_durable_and_refuses_to_write() {
 
     // The writer never noticed.
     writer
-        .append("s-0", ExpectedVersion::Any, &[EventData::new("E", &b"after"[..])])
+        .append(
+            "s-0",
+            ExpectedVersion::Any,
+            &[EventData::new("E", &b"after"[..])],
+        )
         .unwrap();
 }
 
@@ -180,12 +187,13 @@ fn a_subscription_on_a_read_only_store_gets_what_the_writer_appends_live() {
     let mut rng = TestRng::new(3);
     let writer = Store::open(dir.path(), options()).unwrap();
     fill(&writer, &mut rng, 4, 50);
-    let reader =
-        Store::open_read_only(dir.path(), options().poll_interval(Duration::from_millis(1)))
-            .unwrap();
+    let reader = Store::open_read_only(
+        dir.path(),
+        options().poll_interval(Duration::from_millis(1)),
+    )
+    .unwrap();
     let mut everything = reader.subscribe_all(0, Filter::all());
-    let mut odd = reader
-        .subscribe_all(0, Filter::event_types(["Type1"]));
+    let mut odd = reader.subscribe_all(0, Filter::event_types(["Type1"]));
     let appender = {
         let writer = writer.clone();
         std::thread::spawn(move || {
@@ -309,7 +317,10 @@ fn a_crashed_store_is_read_without_repairing_anything() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "idx"))
         .unwrap();
-    flip_byte(&index_file, std::fs::metadata(&index_file).unwrap().len() - 3);
+    flip_byte(
+        &index_file,
+        std::fs::metadata(&index_file).unwrap().len() - 3,
+    );
     let _ = std::fs::remove_file(dir.path().join("segments").join("streams.catalog"));
     let snapshot = std::fs::read_dir(dir.path().join("snapshots"))
         .unwrap()

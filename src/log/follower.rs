@@ -2,8 +2,8 @@
 //! whatever whole batches appeared since it last looked, indexes them and
 //! moves the watermarks readers and subscriptions go by.
 
-use super::recovery::{read_batch, BatchOutcome};
 use super::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::recovery::{read_batch, BatchOutcome};
 use super::segment::{segment_file_name, Segment};
 use super::writer::Shared;
 use crate::error::{Error, Result};

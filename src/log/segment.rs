@@ -128,7 +128,11 @@ impl Segment {
         Self::from_file(file, path, base_from_name)
     }
 
-    fn from_file(file: Box<dyn StorageFile>, path: PathBuf, base_from_name: u64) -> Result<Segment> {
+    fn from_file(
+        file: Box<dyn StorageFile>,
+        path: PathBuf,
+        base_from_name: u64,
+    ) -> Result<Segment> {
         let len = file
             .len()
             .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?;
