@@ -206,6 +206,16 @@ pub fn verify_store(dir: &Path, progress: &mut dyn FnMut(&VerifyProgress)) -> Re
     Verifier::run(&OsStorage, dir, progress)
 }
 
+/// [`verify_store`] on another file system back end, such as the
+/// simulated disk of crash tests.
+pub fn verify_store_on(
+    storage: &dyn Storage,
+    dir: &Path,
+    progress: &mut dyn FnMut(&VerifyProgress),
+) -> Result<VerifyReport> {
+    Verifier::run(storage, dir, progress)
+}
+
 /// Reports progress, never backwards.
 struct Meter<'p> {
     done: u64,

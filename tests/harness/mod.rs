@@ -2270,10 +2270,26 @@ pub fn recover_and_check(
     durability: Durability,
     damage_allowed: bool,
 ) -> Result<(), String> {
+    let verified = verify_image(image)?;
+    if !damage_allowed && !verified.is_clean() {
+        return Err(format!(
+            "verify found damage in a crashed store: {:#?}",
+            verified.findings
+        ));
+    }
+    let missed = |e: &Error| {
+        format!(
+            "verify found nothing, yet recovery reports {e:?}; notes: {:?}",
+            verified.notes
+        )
+    };
     let read_only = read_only_views(image, damage_allowed)?;
     let store = match open_on(image, durability) {
         Ok(store) => store,
         // Bits were flipped: a typed report of the damage is a right answer.
+        Err(e) if damage_allowed && is_damage_report(&e) && verified.is_clean() => {
+            return Err(missed(&e))
+        }
         Err(e) if damage_allowed && is_damage_report(&e) => return Ok(()),
         Err(e) => return Err(format!("recovery failed: {e:?}")),
     };
@@ -2284,8 +2300,21 @@ pub fn recover_and_check(
         let same = |a: &[RecordedEvent], b: &[RecordedEvent]| {
             a.len() <= b.len()
                 && a.iter().zip(b).all(|(x, y)| {
-                    (x.position, &x.stream, x.version, x.id, &x.payload, &x.metadata)
-                        == (y.position, &y.stream, y.version, y.id, &y.payload, &y.metadata)
+                    (
+                        x.position,
+                        &x.stream,
+                        x.version,
+                        x.id,
+                        &x.payload,
+                        &x.metadata,
+                    ) == (
+                        y.position,
+                        &y.stream,
+                        y.version,
+                        y.id,
+                        &y.payload,
+                        &y.metadata,
+                    )
                 })
         };
         // Recovery keeps every whole batch: exactly what a read-only store
@@ -2304,6 +2333,9 @@ pub fn recover_and_check(
     if damage_allowed {
         // Sealed segments are checked as they are read, not at open.
         if let Some(e) = read_everything(&store).err() {
+            if is_damage_report(&e) && verified.is_clean() {
+                return Err(missed(&e));
+            }
             if is_damage_report(&e) {
                 return Ok(());
             }
@@ -2328,6 +2360,19 @@ pub fn recover_and_check(
         .map(|_| ())
         .map_err(|e| format!("after second reopen: {e}"))?;
     check_checkpoints(&mut model, &again, image).map_err(|e| format!("after second reopen: {e}"))
+}
+
+/// Verifies the crashed `image` before any recovery, on the frozen disk:
+/// verification must not change it.
+fn verify_image(image: &SimDisk) -> Result<evstore::verify::VerifyReport, String> {
+    let before = image.mutations();
+    image.fail_after(Some(before));
+    let report = evstore::verify::verify_store_on(image, &store_dir(), &mut |_| {});
+    image.fail_after(None);
+    if image.mutations() != before {
+        return Err("verify changed the disk".into());
+    }
+    report.map_err(|e| format!("verify failed: {e:?}"))
 }
 
 /// Opens the crashed `image` read-only, before any recovery, twice: seeing
