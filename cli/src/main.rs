@@ -1,0 +1,247 @@
+//! `evstore`: inspect, check, read, follow and benchmark evstore stores.
+//!
+//! Install with `cargo install --path cli` from the repository root.
+//!
+//! ```text
+//! evstore info DIR                      segments, events, streams, files, disk use
+//! evstore verify DIR                    check every byte; exit 1 if anything is damaged
+//! evstore streams DIR [--prefix P] [--json]   stream names, versions, event counts
+//! evstore dump DIR [--stream S | --from POSITION] [--limit N] [--json]
+//! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--filter-type T] [--json]
+//! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
+//!                   [--durability sync|buffered]
+//! ```
+//!
+//! Every command but `bench` opens the store read-only: it takes no lock and
+//! writes nothing, so it works beside a process that has the store open and
+//! is appending to it, and sees the events that process has made durable.
+//! `bench` creates a new store and refuses a directory that is not empty;
+//! its defaults (10,000 single-event durable appends from 4 threads) take a
+//! few seconds. `evstore COMMAND --help` describes every flag.
+//!
+//! `dump` and `tail` print one event per line:
+//!
+//! ```text
+//! position=0 stream=order-1 version=0 type=OrderPlaced timestamp=2025-01-01T12:00:00.000000000Z id=… payload={"total":42}
+//! ```
+//!
+//! Payload and metadata are shown as text when they are valid UTF-8 (control
+//! characters escaped) and as `payload(hex)=…` otherwise; empty metadata is
+//! left out. The text form is for reading; `--json` prints one exact JSON
+//! object per line with `payload_encoding` / `metadata_encoding` set to
+//! `"utf8"` or `"hex"`.
+//!
+//! Exit status: 0 on success, 1 on an error (or, for `verify`, when damage
+//! was found), 2 on bad usage. Errors are printed as `evstore: error: …`.
+//! Output cut short by a closed pipe (`evstore dump DIR | head`) is a
+//! success.
+
+#![deny(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod bench;
+mod info;
+mod open;
+mod output;
+mod read;
+mod verify;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "evstore",
+    version,
+    about = "Inspect, verify, read, follow and benchmark evstore stores",
+    long_about = "Inspect, verify, read, follow and benchmark evstore stores.\n\n\
+        Every command but `bench` opens the store read-only: no lock is taken and \
+        nothing is written, so it can run beside a process that is appending to the store."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show format versions, segments, events, streams, files and disk use.
+    Info {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// Check every segment, index file, snapshot and checkpoint; exit 1 if anything is damaged.
+    Verify {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// List streams with their versions and event counts, in name order.
+    Streams(StreamsArgs),
+    /// Print events of the global log or of one stream.
+    Dump(DumpArgs),
+    /// Follow new events as they are made durable, like `tail -f`, until interrupted.
+    Tail(TailArgs),
+    /// Append to a new store, then read it back, and report throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct StreamsArgs {
+    /// The store directory.
+    dir: PathBuf,
+    /// Only streams whose name starts with this.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// One JSON object per line: {"stream", "version", "events"}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DumpArgs {
+    /// The store directory.
+    dir: PathBuf,
+    /// Only the events of this stream, in version order.
+    #[arg(long, value_name = "S", conflicts_with = "from")]
+    stream: Option<String>,
+    /// Start at this global position (default 0).
+    #[arg(long, value_name = "POSITION")]
+    from: Option<u64>,
+    /// Print at most this many events.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TailArgs {
+    /// The store directory.
+    dir: PathBuf,
+    /// Start at this global position, history included (default: only new events).
+    #[arg(long, value_name = "POSITION")]
+    from: Option<u64>,
+    /// Only events whose stream name starts with this.
+    #[arg(long, value_name = "P")]
+    filter_stream_prefix: Option<String>,
+    /// Only events of this type (repeat for several).
+    #[arg(long, value_name = "T")]
+    filter_type: Vec<String>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Where to create the benchmark store; must not exist or be empty.
+    dir: PathBuf,
+    /// Events to append in all.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Appending threads.
+    #[arg(long, value_name = "T", default_value_t = 4, value_parser = parse_positive)]
+    threads: usize,
+    /// Payload bytes per event.
+    #[arg(long, value_name = "B", default_value_t = 256)]
+    size: usize,
+    /// Events per append.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_positive)]
+    batch: usize,
+    /// Streams the events are spread over.
+    #[arg(long, value_name = "S", default_value_t = 100, value_parser = parse_positive)]
+    streams: usize,
+    /// When an append is acknowledged: after fdatasync (sync) or once written (buffered).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    durability: DurabilityArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DurabilityArg {
+    /// Acknowledged after the fdatasync that covers it.
+    Sync,
+    /// Acknowledged once written; synced in the background.
+    Buffered,
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How a command that ran to its end came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    /// The command worked, and what it found is bad (`verify`).
+    Damaged,
+}
+
+fn main() -> ExitCode {
+    // A bug here must still end with one clear line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(io::stderr(), "evstore: error: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Damaged) => ExitCode::from(1),
+        // The reader went away (`| head`): everything it wanted was written.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "evstore: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Info { dir } => info::run(&dir),
+        Command::Verify { dir } => verify::run(&dir),
+        Command::Streams(args) => read::streams(&args.dir, args.prefix.as_deref(), args.json),
+        Command::Dump(args) => read::dump(&read::DumpOptions {
+            dir: args.dir,
+            stream: args.stream,
+            from: args.from.unwrap_or(0),
+            limit: args.limit,
+            json: args.json,
+        }),
+        Command::Tail(args) => read::tail(&read::TailOptions {
+            dir: args.dir,
+            from: args.from,
+            stream_prefix: args.filter_stream_prefix,
+            event_types: args.filter_type,
+            json: args.json,
+        }),
+        Command::Bench(args) => bench::run(&bench::BenchOptions {
+            dir: args.dir,
+            events: args.events,
+            threads: args.threads,
+            size: args.size,
+            batch: args.batch,
+            streams: args.streams,
+            durability: match args.durability {
+                DurabilityArg::Sync => evstore::Durability::Sync,
+                DurabilityArg::Buffered => evstore::Durability::Buffered,
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

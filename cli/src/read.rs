@@ -1,0 +1,244 @@
+//! `streams`, `dump` and `tail`: reading events out of a store.
+
+use crate::open::open_read_only;
+use crate::output::{self, Format};
+use crate::Outcome;
+use anyhow::{bail, Context};
+use evstore::{Direction, Filter, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Events fetched per read: bounds memory whatever the store's size.
+const PAGE: usize = 1000;
+
+pub fn streams(dir: &Path, prefix: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
+    #[derive(Serialize)]
+    struct JsonStream<'a> {
+        stream: &'a str,
+        version: u64,
+        events: u64,
+    }
+
+    let store = open_read_only(dir)?;
+    let prefix = prefix.unwrap_or("");
+    let mut out = BufWriter::new(io::stdout().lock());
+    if !json {
+        writeln!(out, "STREAM\tVERSION\tEVENTS")?;
+    }
+    for info in store.streams() {
+        let info = info.context("listing streams")?;
+        if !info.name.starts_with(prefix) {
+            // Name order: the streams with the prefix are one run.
+            if info.name.as_str() > prefix {
+                break;
+            }
+            continue;
+        }
+        // Versions are dense from 0, so the count follows from the last.
+        let events = info.version + 1;
+        if json {
+            serde_json::to_writer(
+                &mut out,
+                &JsonStream {
+                    stream: &info.name,
+                    version: info.version,
+                    events,
+                },
+            )
+            .map_err(io::Error::from)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{}\t{}\t{}", info.name, info.version, events)?;
+        }
+    }
+    out.flush()?;
+    Ok(Outcome::Success)
+}
+
+pub struct DumpOptions {
+    pub dir: PathBuf,
+    pub stream: Option<String>,
+    pub from: u64,
+    pub limit: Option<u64>,
+    pub json: bool,
+}
+
+pub fn dump(options: &DumpOptions) -> anyhow::Result<Outcome> {
+    let store = open_read_only(&options.dir)?;
+    let format = if options.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let limit = options.limit.unwrap_or(u64::MAX);
+    let stdout = io::stdout();
+    // A bar would tangle with events printed to the same terminal.
+    let progress = if stdout.is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0).with_style(events_style())
+    };
+    let mut out = BufWriter::new(stdout.lock());
+    let result = match &options.stream {
+        Some(stream) => dump_stream(&store, stream, limit, format, &mut out, &progress),
+        None => dump_all(&store, options.from, limit, format, &mut out, &progress),
+    };
+    progress.finish_and_clear();
+    result?;
+    out.flush()?;
+    Ok(Outcome::Success)
+}
+
+fn events_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {human_pos}/{human_len} events  {per_sec}  {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// The events at positions `from..` as they stand now: what a writer
+/// appends meanwhile is left out, so a dump of a busy store ends.
+fn dump_all(
+    store: &Store,
+    from: u64,
+    limit: u64,
+    format: Format,
+    out: &mut impl Write,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    let end = store.last_position().map_or(0, |p| p + 1);
+    let stop = end.min(from.saturating_add(limit));
+    progress.set_length(stop.saturating_sub(from));
+    let mut next = from;
+    while next < stop {
+        let count = usize::try_from(stop - next).unwrap_or(usize::MAX).min(PAGE);
+        let events = store
+            .read_all(next, Direction::Forward, count)
+            .with_context(|| format!("reading the log at position {next}"))?;
+        let Some(last) = events.last() else {
+            bail!("the log ends at position {next}, before its end {end} as first read");
+        };
+        next = last.position + 1;
+        for event in &events {
+            output::write_event(out, event, format)?;
+        }
+        progress.inc(events.len() as u64);
+    }
+    Ok(())
+}
+
+fn dump_stream(
+    store: &Store,
+    stream: &str,
+    limit: u64,
+    format: Format,
+    out: &mut impl Write,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    let Some(last) = store
+        .stream_version(stream)
+        .with_context(|| format!("reading stream '{stream}'"))?
+    else {
+        bail!("stream '{stream}' has no events");
+    };
+    let stop = (last + 1).min(limit);
+    progress.set_length(stop);
+    let mut next = 0;
+    while next < stop {
+        let count = usize::try_from(stop - next).unwrap_or(usize::MAX).min(PAGE);
+        let events = store
+            .read_stream(stream, next, Direction::Forward, count)
+            .with_context(|| format!("reading stream '{stream}' at version {next}"))?;
+        let Some(last_read) = events.last() else {
+            bail!("stream '{stream}' ends at version {next}, before its last version {last}");
+        };
+        next = last_read.version + 1;
+        for event in &events {
+            output::write_event(out, event, format)?;
+        }
+        progress.inc(events.len() as u64);
+    }
+    Ok(())
+}
+
+pub struct TailOptions {
+    pub dir: PathBuf,
+    pub from: Option<u64>,
+    pub stream_prefix: Option<String>,
+    pub event_types: Vec<String>,
+    pub json: bool,
+}
+
+/// How often an idle `tail` looks for new events itself, for a stop signal
+/// and for a closed stdout.
+const TAIL_TICK: Duration = Duration::from_millis(100);
+
+pub fn tail(options: &TailOptions) -> anyhow::Result<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is still being handled ends the
+        // process at once, as without a handler.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+
+    let store = open_read_only(&options.dir)?;
+    let from = match options.from {
+        Some(position) => position,
+        None => store.refresh().context("reading the end of the log")?,
+    };
+    let mut filter = Filter::all();
+    if let Some(prefix) = &options.stream_prefix {
+        filter = filter.with_stream_prefix(prefix.clone());
+    }
+    if !options.event_types.is_empty() {
+        filter = filter.with_event_types(options.event_types.iter().cloned());
+    }
+    let format = if options.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let mut subscription = store.subscribe_all(from, filter);
+    let mut out = BufWriter::new(io::stdout().lock());
+    // Said once the subscription exists: an event appended after this line
+    // is seen.
+    let _ = writeln!(
+        io::stderr(),
+        "evstore: following {} from position {from} (Ctrl-C to stop)",
+        options.dir.display()
+    );
+    let mut pending = false;
+    while !stop.load(Ordering::Relaxed) {
+        let event = match subscription.try_next().context("following the log")? {
+            Some(event) => Some(event),
+            None => {
+                // Caught up: show what was written before waiting.
+                if pending {
+                    out.flush()?;
+                    pending = false;
+                }
+                if output::stdout_closed() {
+                    break;
+                }
+                // The follower polls on its own; this keeps the delay to
+                // one tick whatever its interval.
+                store.refresh().context("following the log")?;
+                subscription
+                    .next_timeout(TAIL_TICK)
+                    .context("following the log")?
+            }
+        };
+        if let Some(event) = event {
+            output::write_event(&mut out, &event, format)?;
+            pending = true;
+        }
+    }
+    out.flush()?;
+    Ok(Outcome::Success)
+}
