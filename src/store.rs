@@ -130,19 +130,7 @@ impl Store {
         let checkpoints = Checkpoints::new(Arc::clone(&storage), checkpoints_dir);
         let snapshots = Snapshots::new(Arc::clone(&storage), snapshots_dir, options.snapshots_kept);
 
-        let hash_kind = if options.collide_stream_hashes {
-            HashKind::Constant
-        } else {
-            HashKind::Xxh3
-        };
-        let recovered = log::recover(
-            &storage,
-            &segments_dir,
-            options.segment_size,
-            options.idempotency_window as u64,
-            hash_kind,
-            false,
-        )?;
+        let recovered = recover_log(&options, &segments_dir, false)?;
         let active = recovered.active.ok_or_else(|| {
             Error::io(
                 "recovering the log",
@@ -230,19 +218,7 @@ impl Store {
             options.snapshots_kept,
         )
         .read_only();
-        let hash_kind = if options.collide_stream_hashes {
-            HashKind::Constant
-        } else {
-            HashKind::Xxh3
-        };
-        let recovered = log::recover(
-            &storage,
-            &segments_dir,
-            options.segment_size,
-            options.idempotency_window as u64,
-            hash_kind,
-            true,
-        )?;
+        let recovered = recover_log(&options, &segments_dir, true)?;
         let follower = Follower::new(
             Arc::clone(&storage),
             segments_dir.clone(),
@@ -718,6 +694,23 @@ impl Store {
             .index_write_failures
             .load(Ordering::Relaxed)
     }
+}
+
+/// Recovers the log in `segments_dir` as `options` ask.
+fn recover_log(options: &Options, segments_dir: &Path, read_only: bool) -> Result<log::Recovered> {
+    let hash_kind = if options.collide_stream_hashes {
+        HashKind::Constant
+    } else {
+        HashKind::Xxh3
+    };
+    log::recover(
+        &options.storage,
+        segments_dir,
+        options.segment_size,
+        options.idempotency_window as u64,
+        hash_kind,
+        read_only,
+    )
 }
 
 /// The log's segments and watermarks, from [`Store::log_info`].
