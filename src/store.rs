@@ -219,6 +219,14 @@ impl Store {
         )
         .read_only();
         let recovered = recover_log(&options, &segments_dir, true)?;
+        let unindexed = recovered
+            .index
+            .segment_summaries()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, _, sealed, file))| *sealed && file.is_none())
+            .map(|(ordinal, (segment, ..))| (ordinal as u32, segment))
+            .collect();
         let follower = Follower::new(
             Arc::clone(&storage),
             segments_dir.clone(),
@@ -226,6 +234,7 @@ impl Store {
             recovered.write_offset,
             recovered.next_position,
             recovered.recorded_durable,
+            unindexed,
         );
         let poll_interval = options.poll_interval;
         let shared = Arc::new(Shared::new(

@@ -160,7 +160,9 @@ fn opens_beside_the_writer_reads_everything_durable_and_refuses_to_write() {
 fn follows_the_writer_across_segment_rollovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = TestRng::new(2);
-    let writer = Store::open(dir.path(), options()).unwrap();
+    // Index files written before the append that seals returns, so the
+    // reader can be checked to have moved onto them.
+    let writer = Store::open(dir.path(), options().background_index_writes(false)).unwrap();
     let reader = Store::open_read_only(dir.path(), options()).unwrap();
     assert_eq!(reader.last_position(), None);
     for round in 0..6 {
@@ -174,7 +176,11 @@ fn follows_the_writer_across_segment_rollovers() {
             writer.stream_version(&last.0).unwrap()
         );
     }
-    assert!(reader.log_info().segments.len() > 4);
+    let info = reader.log_info();
+    assert!(info.segments.len() > 4);
+    for segment in info.segments.iter().filter(|s| s.sealed) {
+        assert!(segment.index_file.is_some(), "{segment:?}");
+    }
     assert_eq!(
         reader.log_info().segments.len(),
         writer.log_info().segments.len()

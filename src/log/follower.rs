@@ -7,7 +7,10 @@ use super::recovery::{read_batch, BatchOutcome};
 use super::segment::{segment_file_name, Segment};
 use super::writer::Shared;
 use crate::error::{Error, Result};
+use crate::index::file::index_file_name;
+use crate::index::Persisted;
 use crate::storage::{child, Storage};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,12 +29,17 @@ pub struct Follower {
     next_position: u64,
     /// Every position below this is known to be durable.
     durable: u64,
+    /// Sealed segments indexed in memory, oldest first, until the writer's
+    /// index file for each appears: then the memory is given back, so a
+    /// reader that follows for days holds no more than the writer does.
+    unindexed: VecDeque<(u32, Arc<Segment>)>,
     /// A failure that stopped following: reported on every later poll.
     failed: Option<Error>,
 }
 
 impl Follower {
-    /// Follows on from what a read-only recovery found.
+    /// Follows on from what a read-only recovery found. `unindexed` lists
+    /// the sealed segments it indexed in memory, by ordinal.
     pub fn new(
         storage: Arc<dyn Storage>,
         dir: PathBuf,
@@ -39,6 +47,7 @@ impl Follower {
         offset: u64,
         next_position: u64,
         recorded_durable: u64,
+        unindexed: Vec<(u32, Arc<Segment>)>,
     ) -> Self {
         // Segments before the last are sealed, and sealing syncs: all of
         // them are durable, whatever the marks in the last one say.
@@ -54,6 +63,7 @@ impl Follower {
             offset,
             next_position,
             durable,
+            unindexed: unindexed.into(),
             failed: None,
         }
     }
@@ -71,6 +81,7 @@ impl Follower {
             return Err(error.clone());
         }
         let result = self.read_new(shared);
+        self.adopt_index_files(shared);
         let written = shared
             .written
             .fetch_max(self.next_position, Ordering::AcqRel);
@@ -150,13 +161,36 @@ impl Follower {
                         // The writer syncs a segment before sealing it.
                         self.next_position = next_position;
                         self.durable = self.durable.max(next_position);
-                        // Kept in memory: the index file is the writer's.
-                        let _ = shared.index.write().seal_active();
+                        // Kept in memory until the writer's index file is there.
+                        if let Some(sealed) = shared.index.write().seal_active() {
+                            self.unindexed.push_back((sealed.ordinal, sealed.segment));
+                        }
                         self.active = None;
                         break;
                     }
                 }
             }
+        }
+    }
+
+    /// Serves sealed segments from the index files the writer has written
+    /// since, in order, as a writer's open would. A file that does not
+    /// match its segment is left alone: the memory index goes on serving.
+    fn adopt_index_files(&mut self, shared: &Shared) {
+        while let Some((ordinal, seg)) = self.unindexed.front() {
+            let path = child(&self.dir, &index_file_name(seg.base_position()));
+            match super::load_index_file(self.storage.as_ref(), &path, seg) {
+                Ok(file) => {
+                    let mut index = shared.index.write();
+                    let persisted =
+                        Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
+                    index.install_persisted(*ordinal, persisted);
+                }
+                // Written in order: later ones are not there either.
+                Err(_) if self.storage.open_read_only(&path).is_err() => return,
+                Err(_) => {}
+            }
+            self.unindexed.pop_front();
         }
     }
 

@@ -82,7 +82,7 @@ pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
 
 /// Reads the index file of `seg` if it is usable: header intact, and the
 /// segment really ends with a seal where the file says.
-fn load_index_file(
+pub(crate) fn load_index_file(
     storage: &dyn Storage,
     path: &Path,
     seg: &Segment,
