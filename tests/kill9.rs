@@ -676,6 +676,10 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
     let mut acked_snapshots: HashMap<String, u64> = HashMap::new();
     let mut snapshots_acked = 0u64;
     let mut snapshot_checks = 0u64;
+    // Opened read-only once the store exists and kept across every kill and
+    // restart of the writer, as a tool or a projection process would be.
+    let mut reader: Option<Store> = None;
+    let mut reader_events_seen = 0u64;
 
     for run in 0..iterations as u32 {
         // One kill in eight aims at the child's own start-up, open and
@@ -713,6 +717,22 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
             *newest = (*newest).max(version);
         }
 
+        if dir.join(evstore::SEGMENTS_DIR).exists() {
+            // What a killed writer leaves is never damage: at most a torn tail.
+            let report = evstore::verify::verify_store(&dir, &mut |_| {})
+                .unwrap_or_else(|e| panic!("verify after kill {run}: {e:?}"));
+            assert!(
+                report.is_clean(),
+                "verify after kill {run}: {:#?}",
+                report.findings
+            );
+            if reader.is_none() {
+                reader = Some(
+                    Store::open_read_only(&dir, Options::default().segment_size(SEGMENT_SIZE))
+                        .unwrap_or_else(|e| panic!("read-only open after kill {run}: {e:?}")),
+                );
+            }
+        }
         let store = Store::open(&dir, Options::default().segment_size(SEGMENT_SIZE))
             .unwrap_or_else(|e| panic!("reopen after kill {run}: {e:?}"));
         torn_bytes += store.recovery_stats().torn_bytes;
@@ -724,7 +744,30 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
         );
         acks_checked += acks.len() as u64;
         snapshot_checks += verify_snapshots(&store, &acked_snapshots);
+        let log = store
+            .read_all(0, Direction::Forward, usize::MAX)
+            .expect("read the recovered log");
         store.close().expect("close after verification");
+        if let Some(reader) = &reader {
+            // The close left everything durable: the reader, which followed
+            // the killed child and this recovery, must now see exactly it.
+            let end = reader
+                .refresh()
+                .unwrap_or_else(|e| panic!("reader after kill {run}: {e:?}"));
+            assert_eq!(end, events, "reader's end after kill {run}");
+            let seen = reader
+                .read_all(0, Direction::Forward, usize::MAX)
+                .expect("read through the reader");
+            assert_eq!(seen.len(), log.len());
+            for (a, b) in seen.iter().zip(&log) {
+                assert_eq!(
+                    (a.position, &a.stream, a.version, a.id, &a.payload),
+                    (b.position, &b.stream, b.version, b.id, &b.payload),
+                    "the reader disagrees with recovery after kill {run}"
+                );
+            }
+            reader_events_seen = end;
+        }
     }
 
     let (segments, _) = segment_files(&dir);
@@ -735,7 +778,8 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
          {kills_without_prepared_segment} kills with no next segment preallocated yet; \
          {} distinct acknowledged appends, {acks_checked} acknowledgement checks; \
          {events} events in {segments} segments; {torn_bytes} torn bytes cleared; \
-         {snapshots_acked} snapshots acknowledged, {snapshot_checks} snapshot checks",
+         {snapshots_acked} snapshots acknowledged, {snapshot_checks} snapshot checks; \
+         a read-only reader followed throughout and saw {reader_events_seen} events",
         started.elapsed(),
         acks.len(),
     );
@@ -747,6 +791,10 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
         runs_with_acks * 4 >= iterations,
         "only {runs_with_acks} of {iterations} children acknowledged anything before the kill: \
          the test would be vacuous"
+    );
+    assert!(
+        reader_events_seen > 0,
+        "the read-only reader never saw an event"
     );
     assert!(
         runs_with_rollover > 0,
