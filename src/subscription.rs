@@ -257,6 +257,9 @@ impl Subscription {
 
     /// The next event, waiting for one as long as it takes. `Ok(None)` once
     /// the store was closed and every event it made visible was delivered.
+    /// If the log can no longer move (a poisoned store, or damage met by a
+    /// read-only store following its writer), the error, once every event
+    /// visible before it was delivered.
     // Inherent so that errors and the end stay apart in the signature; the
     // `Iterator` impl wraps it.
     #[allow(clippy::should_implement_trait)]

@@ -748,3 +748,35 @@ fn second_open_of_the_same_directory_is_locked() {
     assert_store_holds_acked(&store, &acked);
     expect_locked(Options::default());
 }
+
+#[test]
+fn a_poisoned_store_wakes_waiting_subscribers_with_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, faults) = FaultyStorage::new();
+    let store = Store::open(dir.path(), with_faults(Options::default(), &storage)).expect("open");
+    let mut acked = Vec::new();
+    let n = fill(&store, &mut acked, 0, 10, 50, Durability::Sync);
+    // One subscriber waits at the head, one has everything still to read.
+    let mut at_head = store.subscribe_all(n, evstore::Filter::all());
+    let behind = store.subscribe_all(0, evstore::Filter::all());
+    let waiting = thread::spawn(move || at_head.next_timeout(Duration::from_secs(60)));
+
+    faults.set_log_sync_eio(true);
+    assert_poisoned(store.append("s0", ExpectedVersion::Any, &[numbered_event(n, 10)]));
+    let woken = waiting.join().expect("subscriber thread");
+    assert!(
+        matches!(woken, Err(Error::StorePoisoned { .. })),
+        "{woken:?}"
+    );
+    // A subscriber behind still reads every acknowledged event first.
+    let mut seen = 0;
+    let mut behind = behind;
+    let end = loop {
+        match behind.next_timeout(Duration::from_secs(60)) {
+            Ok(Some(_)) => seen += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(seen, n);
+    assert!(matches!(end, Err(Error::StorePoisoned { .. })), "{end:?}");
+}

@@ -106,7 +106,15 @@ fn assert_read_only_refuses(store: &Store) {
 fn opens_beside_the_writer_reads_everything_durable_and_refuses_to_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = TestRng::new(1);
-    let writer = Store::open(dir.path(), options()).unwrap();
+    // No helper threads: an idle writer then changes no file while the
+    // directory is compared before and after the reader.
+    let writer = Store::open(
+        dir.path(),
+        options()
+            .background_index_writes(false)
+            .background_preallocation(false),
+    )
+    .unwrap();
     fill(&writer, &mut rng, 7, 400);
     writer.save_snapshot("s-1", 0, b"state").unwrap();
     writer.save_checkpoint("projection", 10).unwrap();
@@ -381,4 +389,37 @@ fn a_directory_without_a_store_is_not_created() {
         Store::open_read_only(dir.path(), options().poll_interval(Duration::ZERO)),
         Err(Error::InvalidOption(_))
     ));
+}
+
+#[test]
+fn a_follower_that_meets_damage_wakes_its_subscribers_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = TestRng::new(7);
+    {
+        let writer = Store::open(dir.path(), options()).unwrap();
+        fill(&writer, &mut rng, 3, 200);
+        writer.close().unwrap();
+    }
+    // Without its active segment the log ends with a sealed one, and the
+    // reader waits for the writer to install the next.
+    let segments = common::segment_files(dir.path());
+    assert!(segments.len() > 2);
+    let segments_dir = dir.path().join("segments");
+    let active = segments_dir.join(segments.last().unwrap());
+    std::fs::remove_file(&active).unwrap();
+    let reader = Store::open_read_only(
+        dir.path(),
+        options().poll_interval(Duration::from_millis(1)),
+    )
+    .unwrap();
+    let end = reader.refresh().unwrap();
+    let mut subscription = reader.subscribe_all(end, Filter::all());
+    let waiting = std::thread::spawn(move || subscription.next_timeout(Duration::from_secs(60)));
+    // What appears under the next segment's name is not a segment.
+    std::fs::write(&active, vec![0x5A; 4096]).unwrap();
+    let woken = waiting.join().unwrap();
+    assert!(matches!(woken, Err(Error::Corrupted { .. })), "{woken:?}");
+    assert!(matches!(reader.refresh(), Err(Error::Corrupted { .. })));
+    // Reads of what was indexed go on.
+    assert_eq!(all(&reader).len() as u64, end);
 }

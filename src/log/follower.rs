@@ -94,6 +94,7 @@ impl Follower {
         }
         if let Err(error) = &result {
             self.failed = Some(error.clone());
+            shared.fail(error.clone());
         }
         result
     }
@@ -179,16 +180,15 @@ impl Follower {
     fn adopt_index_files(&mut self, shared: &Shared) {
         while let Some((ordinal, seg)) = self.unindexed.front() {
             let path = child(&self.dir, &index_file_name(seg.base_position()));
-            match super::load_index_file(self.storage.as_ref(), &path, seg) {
-                Ok(file) => {
-                    let mut index = shared.index.write();
-                    let persisted =
-                        Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
-                    index.install_persisted(*ordinal, persisted);
-                }
-                // Written in order: later ones are not there either.
-                Err(_) if self.storage.open_read_only(&path).is_err() => return,
-                Err(_) => {}
+            // Written in order, and renamed into place whole: until this one
+            // is there, later ones are not either.
+            if self.storage.open_read_only(&path).is_err() {
+                return;
+            }
+            if let Ok(file) = super::load_index_file(self.storage.as_ref(), &path, seg) {
+                let mut index = shared.index.write();
+                let persisted = Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
+                index.install_persisted(*ordinal, persisted);
             }
             self.unindexed.pop_front();
         }

@@ -206,6 +206,16 @@ impl Shared {
         self.poison.lock().clone()
     }
 
+    /// Records that the log can no longer move (the first error wins, and
+    /// is returned), and wakes every subscriber: once caught up, each gets
+    /// the error instead of waiting for events that will never come.
+    pub fn fail(&self, error: Error) -> Error {
+        let error = self.poison.lock().get_or_insert(error).clone();
+        self.written_progress.close();
+        self.durable_progress.close();
+        error
+    }
+
     /// Queues `command` and waits for its result. If no group commit is
     /// under way, the caller leads one itself (no hand-off to another thread
     /// when appends do not overlap); otherwise it waits, and is either given
@@ -377,7 +387,7 @@ impl Shared {
                 context: format!("fdatasync of {}", segment.path().display()),
                 cause: Arc::new(e),
             };
-            self.poison.lock().get_or_insert(error);
+            self.fail(error);
             return;
         }
         self.durable.fetch_max(target, Ordering::AcqRel);
@@ -892,7 +902,7 @@ impl Writer {
             context,
             cause: Arc::new(cause),
         };
-        self.shared.poison.lock().get_or_insert(error).clone()
+        self.shared.fail(error)
     }
 
     /// Makes everything written durable and advances the durable watermark.
