@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 /// Events fetched per read of the log.
 const READ_BATCH: usize = 512;
+/// Reads of events a filter skips before a subscription looks up from its
+/// scan (at a waiting caller's deadline, or back to the async executor): a
+/// subscription far behind, whose filter matches little, still answers
+/// `next_timeout` in about its timeout and never hogs an executor thread.
+const READS_PER_LOOK: usize = 16;
 
 /// Which events a subscription delivers: every condition set must hold.
 /// Conditions are checked on the event's stream name and type, which are
@@ -293,9 +298,13 @@ impl Subscription {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Option<RecordedEvent>> {
         loop {
-            match self.fill(usize::MAX)? {
+            match self.fill(READS_PER_LOOK)? {
                 Fill::Ready => return Ok(self.buffer.next()),
-                Fill::Behind => {}
+                Fill::Behind => {
+                    if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                }
                 Fill::CaughtUp(seen) => {
                     if let Some(error) = self.store.shared().poisoned() {
                         return Err(error);
@@ -410,15 +419,11 @@ impl Iterator for Subscription {
 
 #[cfg(feature = "async")]
 mod stream {
-    use super::{Fill, Subscription};
+    use super::{Fill, Subscription, READS_PER_LOOK};
     use crate::error::Result;
     use crate::types::RecordedEvent;
     use std::pin::Pin;
     use std::task::{Context, Poll};
-
-    /// Reads per poll before yielding to the executor while catching up
-    /// through events the filter skips.
-    const READS_PER_POLL: usize = 16;
 
     /// A [`Subscription`] as a `futures::Stream` (cargo feature `async`):
     /// the task is woken when the log moves, no thread is blocked.
@@ -459,7 +464,7 @@ mod stream {
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             let subscription = &mut self.get_mut().subscription;
-            match subscription.fill(READS_PER_POLL) {
+            match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
                 Ok(Fill::Ready) => Poll::Ready(subscription.buffer.next().map(Ok)),
                 Ok(Fill::Behind) => {
