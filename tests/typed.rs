@@ -544,3 +544,60 @@ fn aggregates_of_streams_longer_than_one_read_chunk_load_fully() {
     assert_eq!(loaded.state().balance, (0..2500).sum::<u64>() as i64);
     assert_eq!(loaded.events_replayed(), 2500);
 }
+
+#[test]
+fn an_aggregate_loads_as_it_was_at_every_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options::default()
+            .durability(Durability::Buffered)
+            .snapshots_kept(100),
+    )
+    .unwrap();
+    let typed = store.typed().snapshot_every(7);
+    let mut rng = 0x5eed_u64;
+    let mut events = Vec::new();
+    for i in 0..60u64 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let event = match rng >> 62 {
+            0 => AccountEvent::Withdrew { amount: i },
+            1 => AccountEvent::Tagged([(format!("t{}", i % 3), i as i32)].into()),
+            _ => AccountEvent::Deposited {
+                amount: i * 10,
+                memo: format!("#{i}"),
+            },
+        };
+        let mut loaded = typed.load_aggregate::<Account>("acct").unwrap();
+        typed
+            .save_aggregate(&mut loaded, std::slice::from_ref(&event))
+            .unwrap();
+        events.push(event);
+    }
+    assert!(store
+        .load_snapshot_at_or_below("acct", 20)
+        .unwrap()
+        .is_some());
+    let mut expected = Account::default();
+    for (version, event) in events.iter().enumerate() {
+        expected.apply(event);
+        let loaded = typed
+            .load_aggregate_at::<Account>("acct", version as u64)
+            .unwrap();
+        assert_eq!(loaded.state(), &expected, "at version {version}");
+        assert_eq!(loaded.version(), Some(version as u64));
+        // Started from the newest snapshot at or below the version.
+        let snapshot = loaded.snapshot_version().unwrap_or(0);
+        assert!(snapshot <= version as u64 && version as u64 - snapshot < 7 + 1);
+    }
+    let past_the_end = typed.load_aggregate_at::<Account>("acct", 1_000).unwrap();
+    assert_eq!(past_the_end.state(), &expected);
+    assert_eq!(past_the_end.version(), Some(59));
+    let nothing = typed.load_aggregate_at::<Account>("other", 3).unwrap();
+    assert_eq!(
+        (nothing.version(), nothing.state()),
+        (None, &Account::default())
+    );
+}
