@@ -10,6 +10,7 @@
 //! (u32), 4 zero bytes, next version (u64), the name, zero padding to 8.
 
 use super::file::{u16_at, u32_at, u64_at};
+use super::memory::{MemIndex, MemStream};
 use super::StreamSummary;
 use std::sync::Arc;
 
@@ -150,6 +151,55 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     })
 }
 
+/// The catalogue as of the end of segment `ordinal`: `previous` (as of the
+/// end of the segment before, sorted by name) with the streams of that
+/// segment's index. Fails, naming the stream, if a stream's versions in the
+/// segment do not continue where `previous` left it.
+pub fn merge(
+    previous: Vec<(Arc<str>, StreamSummary)>,
+    segment: &MemIndex,
+    ordinal: u32,
+) -> Result<Vec<(Arc<str>, StreamSummary)>, String> {
+    let mut added: Vec<(&Arc<str>, &MemStream)> = segment.streams.iter().collect();
+    added.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut merged = Vec::with_capacity(previous.len() + added.len());
+    let mut added = added.into_iter().peekable();
+    let continued = |name: &str, from: u64, stream: &MemStream| {
+        if stream.first_version == from {
+            Ok(from + stream.slots.len() as u64)
+        } else {
+            Err(format!(
+                "stream '{name}' continues at version {} in segment {ordinal}, expected {from}",
+                stream.first_version
+            ))
+        }
+    };
+    for (name, mut summary) in previous {
+        while let Some((new_name, stream)) = added.next_if(|(n, _)| ***n < *name) {
+            let next_version = continued(new_name, 0, stream)?;
+            merged.push((Arc::clone(new_name), new_summary(ordinal, next_version)));
+        }
+        if let Some((_, stream)) = added.next_if(|(n, _)| ***n == *name) {
+            summary.next_version = continued(&name, summary.next_version, stream)?;
+            summary.last_segment = ordinal;
+        }
+        merged.push((name, summary));
+    }
+    for (name, stream) in added {
+        let next_version = continued(name, 0, stream)?;
+        merged.push((Arc::clone(name), new_summary(ordinal, next_version)));
+    }
+    Ok(merged)
+}
+
+fn new_summary(ordinal: u32, next_version: u64) -> StreamSummary {
+    StreamSummary {
+        next_version,
+        first_segment: ordinal,
+        last_segment: ordinal,
+    }
+}
+
 /// Where each entry of `catalog` starts in its file, in entry order, to name
 /// the place of an entry found wrong.
 pub(crate) fn entry_offsets(catalog: &Catalog) -> Vec<u64> {
@@ -189,6 +239,44 @@ mod tests {
                 },
             ),
         ]
+    }
+
+    #[test]
+    fn merging_a_segment_continues_old_streams_and_adds_new_ones_in_order() {
+        let mut segment = MemIndex::new(false);
+        let mut offset = 0u32;
+        let mut push = |name: &str, first_version: u64, count: u32| {
+            let offsets: Vec<u32> = (offset..offset + count).collect();
+            offset += count;
+            segment.push(&Arc::from(name), first_version, &offsets, &[]);
+        };
+        push("order-1", 1, 2);
+        push("0-first", 0, 1);
+        push("b", 0, 4);
+        push("z-last", 0, 1);
+        let merged = merge(sample(), &segment, 2).unwrap();
+        let summary = |next_version, first_segment, last_segment| StreamSummary {
+            next_version,
+            first_segment,
+            last_segment,
+        };
+        let expected: Vec<(Arc<str>, StreamSummary)> = vec![
+            (Arc::from("0-first"), summary(1, 2, 2)),
+            (Arc::from("a"), summary(3, 0, 1)),
+            (Arc::from("b"), summary(4, 2, 2)),
+            (Arc::from("order-1"), summary(3, 1, 2)),
+            (Arc::from("z-last"), summary(1, 2, 2)),
+        ];
+        assert_eq!(merged, expected);
+        assert_eq!(decode(&encode(3, 99, &merged)).unwrap().streams, expected);
+
+        // Versions that do not continue are refused, never written.
+        let mut gap = MemIndex::new(false);
+        gap.push(&Arc::from("a"), 4, &[0], &[]);
+        assert!(merge(sample(), &gap, 2).unwrap_err().contains("'a'"));
+        let mut late_start = MemIndex::new(false);
+        late_start.push(&Arc::from("new"), 1, &[0], &[]);
+        assert!(merge(sample(), &late_start, 2).is_err());
     }
 
     #[test]

@@ -252,8 +252,6 @@ pub struct SealedSegment {
     pub segment: Arc<Segment>,
     /// Its index.
     pub index: Arc<MemIndex>,
-    /// The catalogue as of its end.
-    pub catalog: Vec<(Arc<str>, StreamSummary)>,
     /// The position after its last event.
     pub end_position: u64,
 }
@@ -444,7 +442,6 @@ impl Index {
     /// its index file needs. The caller pushes the next active segment.
     pub fn seal_active(&mut self) -> Option<SealedSegment> {
         let ordinal = self.segments.len().checked_sub(1)? as u32;
-        let catalog = self.snapshot_streams();
         let entry = self.segments.last_mut()?;
         let SegmentIndex::Active(mem) = &mut entry.index else {
             return None;
@@ -456,7 +453,6 @@ impl Index {
             segment: Arc::clone(&entry.segment),
             end_position: entry.segment.base_position() + mem.len() as u64,
             index: mem,
-            catalog,
         })
     }
 

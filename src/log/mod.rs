@@ -109,6 +109,13 @@ pub(crate) fn load_index_file(
 
 /// Writes the index file of a sealed segment and the catalogue as of its
 /// end, then returns the index file, read in place.
+///
+/// The catalogue is the previous one (as of the end of the segment before)
+/// merged with the sealed segment's streams, off the index lock: the cost
+/// of a store with millions of streams falls on this thread, never on
+/// appends or reads. If the previous one is not there to merge with (its
+/// write failed), the catalogue is left behind; the next open brings it up
+/// to date from the segments past it.
 pub fn persist_sealed(
     storage: &Arc<dyn Storage>,
     dir: &Path,
@@ -121,8 +128,19 @@ pub fn persist_sealed(
     let path = child(dir, &index_file_name(base));
     let bytes = file::encode(&sealed.index, base, seal_offset, hash_kind);
     write_and_rename(storage.as_ref(), &path, &bytes)?;
-    let catalog = catalog::encode(sealed.ordinal + 1, sealed.end_position, &sealed.catalog);
-    write_and_rename(storage.as_ref(), &child(dir, CATALOG_FILE), &catalog)?;
+    let previous = if sealed.ordinal == 0 {
+        Some(Vec::new())
+    } else {
+        read_catalog(storage.as_ref(), dir)
+            .filter(|c| c.covered_segments == sealed.ordinal && c.end_position == base)
+            .map(|c| c.streams)
+    };
+    if let Some(Ok(streams)) =
+        previous.map(|previous| catalog::merge(previous, &sealed.index, sealed.ordinal))
+    {
+        let catalog = catalog::encode(sealed.ordinal + 1, sealed.end_position, &streams);
+        write_and_rename(storage.as_ref(), &child(dir, CATALOG_FILE), &catalog)?;
+    }
     storage.sync_dir(dir)?;
     let file = storage.open_file(&path, false)?;
     let view = file.read_view(0, bytes.len())?;
