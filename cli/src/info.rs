@@ -1,6 +1,6 @@
 //! `info`: what a store holds and what it takes on disk.
 
-use crate::open::open_read_only;
+use crate::open::{open_read_only, Seen};
 use crate::output::write_fields;
 use crate::Outcome;
 use anyhow::Context;
@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
-    let store = open_read_only(dir)?;
+    let store = open_read_only(dir, Seen::Durable)?;
     let end = store.refresh().context("reading the end of the log")?;
     let log = store.log_info();
     let disk = disk_use(dir).with_context(|| format!("measuring {}", dir.display()))?;

@@ -6,15 +6,16 @@
 //! evstore info DIR                      segments, events, streams, files, disk use
 //! evstore verify DIR                    check every byte; exit 1 if anything is damaged
 //! evstore streams DIR [--prefix P] [--json]   stream names, versions, event counts
-//! evstore dump DIR [--stream S | --from POSITION] [--limit N] [--json]
-//! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--filter-type T] [--json]
+//! evstore dump DIR [--stream S | --from POSITION] [--limit N] [--json] [--written]
+//! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--filter-type T] [--json] [--written]
 //! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
 //!                   [--durability sync|buffered]
 //! ```
 //!
 //! Every command but `bench` opens the store read-only: it takes no lock and
 //! writes nothing, so it works beside a process that has the store open and
-//! is appending to it, and sees the events that process has made durable.
+//! is appending to it, and sees the events that process has made durable
+//! (`--written` on `dump` and `tail`: every whole batch in the files).
 //! `bench` creates a new store and refuses a directory that is not empty;
 //! its defaults (10,000 single-event durable appends from 4 threads) take a
 //! few seconds. `evstore COMMAND --help` describes every flag.
@@ -115,6 +116,10 @@ struct DumpArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// Also events written but not yet recorded as durable (after a crash:
+    /// what the writer's next open keeps).
+    #[arg(long)]
+    written: bool,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +138,10 @@ struct TailArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// Follow events as they are written, before the writer records them
+    /// as durable.
+    #[arg(long)]
+    written: bool,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +210,14 @@ fn main() -> ExitCode {
     }
 }
 
+fn seen(written: bool) -> open::Seen {
+    if written {
+        open::Seen::Written
+    } else {
+        open::Seen::Durable
+    }
+}
+
 fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Info { dir } => info::run(&dir),
@@ -212,6 +229,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             from: args.from.unwrap_or(0),
             limit: args.limit,
             json: args.json,
+            seen: seen(args.written),
         }),
         Command::Tail(args) => read::tail(&read::TailOptions {
             dir: args.dir,
@@ -219,6 +237,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             stream_prefix: args.filter_stream_prefix,
             event_types: args.filter_type,
             json: args.json,
+            seen: seen(args.written),
         }),
         Command::Bench(args) => bench::run(&bench::BenchOptions {
             dir: args.dir,

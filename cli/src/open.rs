@@ -1,7 +1,7 @@
 //! Opening an existing store for reading, without creating or locking anything.
 
 use anyhow::{anyhow, bail, Context};
-use evstore::{Options, Store, SEGMENTS_DIR};
+use evstore::{Durability, Options, Store, SEGMENTS_DIR};
 use std::io;
 use std::path::Path;
 
@@ -31,11 +31,25 @@ pub fn check_store_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// What a read-only open shows of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// What the writer has recorded as durable.
+    Durable,
+    /// Every whole batch in the files, durable or not: after a crash, what
+    /// the writer's next open will keep.
+    Written,
+}
+
 /// Opens the store in `dir` read-only: no lock, nothing written, so a
 /// process appending to it is not disturbed.
-pub fn open_read_only(dir: &Path) -> anyhow::Result<Store> {
+pub fn open_read_only(dir: &Path, seen: Seen) -> anyhow::Result<Store> {
     check_store_dir(dir)?;
-    Store::open_read_only(dir, Options::default()).map_err(|e| {
+    let options = match seen {
+        Seen::Durable => Options::default(),
+        Seen::Written => Options::default().durability(Durability::Buffered),
+    };
+    Store::open_read_only(dir, options).map_err(|e| {
         let hint = match e {
             evstore::Error::Corrupted { .. } => format!(
                 "; `evstore verify {}` lists every damaged file",

@@ -1,10 +1,10 @@
 //! `streams`, `dump` and `tail`: reading events out of a store.
 
-use crate::open::open_read_only;
+use crate::open::{open_read_only, Seen};
 use crate::output::{self, Format};
 use crate::Outcome;
 use anyhow::{bail, Context};
-use evstore::{Direction, Filter, Store};
+use evstore::{Direction, Filter, Store, Visibility};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -24,7 +24,7 @@ pub fn streams(dir: &Path, prefix: Option<&str>, json: bool) -> anyhow::Result<O
         events: u64,
     }
 
-    let store = open_read_only(dir)?;
+    let store = open_read_only(dir, Seen::Durable)?;
     let prefix = prefix.unwrap_or("");
     let mut out = BufWriter::new(io::stdout().lock());
     if !json {
@@ -66,10 +66,11 @@ pub struct DumpOptions {
     pub from: u64,
     pub limit: Option<u64>,
     pub json: bool,
+    pub seen: Seen,
 }
 
 pub fn dump(options: &DumpOptions) -> anyhow::Result<Outcome> {
-    let store = open_read_only(&options.dir)?;
+    let store = open_read_only(&options.dir, options.seen)?;
     let format = if options.json {
         Format::Json
     } else {
@@ -170,6 +171,7 @@ pub struct TailOptions {
     pub stream_prefix: Option<String>,
     pub event_types: Vec<String>,
     pub json: bool,
+    pub seen: Seen,
 }
 
 /// How often an idle `tail` looks for new events itself, for a stop signal
@@ -187,7 +189,7 @@ pub fn tail(options: &TailOptions) -> anyhow::Result<Outcome> {
             .context("installing a signal handler")?;
     }
 
-    let store = open_read_only(&options.dir)?;
+    let store = open_read_only(&options.dir, options.seen)?;
     let from = match options.from {
         Some(position) => position,
         None => store.refresh().context("reading the end of the log")?,
@@ -205,6 +207,9 @@ pub fn tail(options: &TailOptions) -> anyhow::Result<Outcome> {
         Format::Text
     };
     let mut subscription = store.subscribe_all(from, filter);
+    if options.seen == Seen::Written {
+        subscription = subscription.with_visibility(Visibility::Written);
+    }
     let mut out = BufWriter::new(io::stdout().lock());
     // Said once the subscription exists: an event appended after this line
     // is seen.

@@ -253,6 +253,41 @@ fn dump_prints_text_payloads_as_text_and_binary_as_hex() {
 }
 
 #[test]
+fn dump_shows_durable_events_unless_written_ones_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(
+        dir.path(),
+        options()
+            .durability(evstore::Durability::Buffered)
+            .flush_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let append = |n: u64| {
+        for i in 0..n {
+            writer
+                .append(
+                    "sensor",
+                    ExpectedVersion::Any,
+                    &[EventData::new("Reading", format!("{i}"))],
+                )
+                .unwrap();
+        }
+    };
+    append(5);
+    writer.flush().unwrap();
+    append(3);
+    let lines = |extra: &[&str]| {
+        let mut args = vec!["dump", path_str(dir.path())];
+        args.extend_from_slice(extra);
+        stdout_of(&args).lines().count()
+    };
+    assert_eq!(lines(&[]), 5);
+    assert_eq!(lines(&["--written"]), 8);
+    writer.flush().unwrap();
+    assert_eq!(lines(&[]), 8);
+}
+
+#[test]
 fn dump_selects_by_stream_start_position_and_limit() {
     let (dir, appended) = sample_store();
     let d = path_str(dir.path());
