@@ -18,10 +18,11 @@ Only results present on disk are shown; a workload missing from a group
 (default subset, or filtered run) shows "-".
 """
 
-import json
 import os
 import re
 import sys
+
+import criterion_results
 
 GROUPS = ("evstore_sync", "raw_file", "sqlite", "evstore_buffered")
 ID_RE = re.compile(r"^threads=(\d+)/size=(\d+)/batch=(\d+)$")
@@ -40,28 +41,11 @@ def disk_bytes_per_event(size, batch):
 def load(root):
     """{group: {(threads, size, batch): events_per_second}}"""
     results = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        if os.path.basename(dirpath) != "new" or "benchmark.json" not in filenames:
-            continue
-        try:
-            with open(os.path.join(dirpath, "benchmark.json")) as f:
-                bench = json.load(f)
-            with open(os.path.join(dirpath, "estimates.json")) as f:
-                estimates = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f"skipping {dirpath}: {e}", file=sys.stderr)
-            continue
-        group = bench.get("group_id")
-        value = bench.get("value_str") or bench.get("function_id") or ""
+    for (group, value), (nanos, elements) in criterion_results.load(root, GROUPS).items():
         match = ID_RE.match(value)
-        throughput = (bench.get("throughput") or {}).get("Elements")
-        if group not in GROUPS or not match or not throughput:
-            continue
-        nanos = estimates["median"]["point_estimate"]
-        if nanos <= 0:
-            continue
-        key = tuple(int(x) for x in match.groups())
-        results.setdefault(group, {})[key] = throughput / (nanos / 1e9)
+        if match:
+            key = tuple(int(x) for x in match.groups())
+            results.setdefault(group, {})[key] = elements / (nanos / 1e9)
     return results
 
 

@@ -18,10 +18,11 @@ Usage: python3 benches/summarize_read.py [CRITERION_DIR]   (default target/crite
 Only results present on disk are shown.
 """
 
-import json
 import os
 import re
 import sys
+
+import criterion_results
 
 OPEN_RE = re.compile(r"^events=(\d+)$")
 READ_GROUPS = {
@@ -33,26 +34,7 @@ SYSTEMS = ("evstore", "sqlite", "sqlite_defaults")
 
 def load(root):
     """{(group, id): (median nanos per iteration, elements per iteration)}"""
-    results = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        if os.path.basename(dirpath) != "new" or "benchmark.json" not in filenames:
-            continue
-        try:
-            with open(os.path.join(dirpath, "benchmark.json")) as f:
-                bench = json.load(f)
-            with open(os.path.join(dirpath, "estimates.json")) as f:
-                estimates = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f"skipping {dirpath}: {e}", file=sys.stderr)
-            continue
-        group = bench.get("group_id")
-        value = bench.get("value_str") or bench.get("function_id") or ""
-        elements = (bench.get("throughput") or {}).get("Elements")
-        nanos = estimates["median"]["point_estimate"]
-        if group not in ("open",) + tuple(READ_GROUPS) or not elements or nanos <= 0:
-            continue
-        results[(group, value)] = (nanos, elements)
-    return results
+    return criterion_results.load(root, ("open",) + tuple(READ_GROUPS))
 
 
 def fmt_time(nanos):

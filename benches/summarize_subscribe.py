@@ -26,6 +26,8 @@ import json
 import os
 import sys
 
+import criterion_results
+
 GROUPS = ("catch_up", "live_latency", "live_writer")
 CATCH_UP = (
     ("all", "every event (Filter::all)"),
@@ -36,26 +38,7 @@ CATCH_UP = (
 
 def load(root):
     """{(group, id): (median nanos per iteration, elements per iteration)}"""
-    results = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        if os.path.basename(dirpath) != "new" or "benchmark.json" not in filenames:
-            continue
-        try:
-            with open(os.path.join(dirpath, "benchmark.json")) as f:
-                bench = json.load(f)
-            with open(os.path.join(dirpath, "estimates.json")) as f:
-                estimates = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f"skipping {dirpath}: {e}", file=sys.stderr)
-            continue
-        group = bench.get("group_id")
-        value = bench.get("value_str") or bench.get("function_id") or ""
-        elements = (bench.get("throughput") or {}).get("Elements")
-        nanos = estimates["median"]["point_estimate"]
-        if group not in GROUPS or not elements or nanos <= 0:
-            continue
-        results[(group, value)] = (nanos, elements)
-    return results
+    return criterion_results.load(root, GROUPS)
 
 
 def load_json(path):
