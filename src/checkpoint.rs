@@ -241,20 +241,9 @@ pub(crate) fn decode_found(path: &Path, bytes: &[u8]) -> Result<(String, u64, Uu
         .get(HEADER_LEN..)
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .unwrap_or_default();
-    let (position, previous_id) = decode(path, bytes, &name).map_err(|e| match e {
-        // The checksum covers the whole file but itself: the damage it
-        // reveals may be anywhere, so that is the place to name.
-        Error::Corrupted {
-            file,
-            offset: 48,
-            reason,
-        } => Error::Corrupted {
-            file,
-            offset: 0,
-            reason,
-        },
-        other => other,
-    })?;
+    // The checksum at offset 48 covers the whole file but itself.
+    let (position, previous_id) =
+        decode(path, bytes, &name).map_err(|e| e.checksum_mismatch_from_start(48))?;
     Ok((name, position, previous_id))
 }
 

@@ -256,6 +256,24 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    /// A mismatch reported at the checksum field at `checksum_at`, moved to
+    /// the start of what the checksum covers: the damage it reveals may be
+    /// anywhere in there, and a report must name a place at or before it.
+    pub(crate) fn checksum_mismatch_from_start(self, checksum_at: u64) -> Self {
+        match self {
+            Error::Corrupted {
+                file,
+                offset,
+                reason,
+            } if offset == checksum_at => Error::Corrupted {
+                file,
+                offset: 0,
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 /// The crate's result type.

@@ -488,20 +488,9 @@ pub(crate) fn decode_found(
         .get(SNAPSHOT_HEADER_LEN..SNAPSHOT_HEADER_LEN.saturating_add(name_len))
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .unwrap_or_default();
-    let file = decode(path, bytes, &name, version).map_err(|e| match e {
-        // The header checksum covers bytes 0..56: the damage it reveals may
-        // be anywhere in them, so that is the place to name.
-        Error::Corrupted {
-            file,
-            offset: 56,
-            reason,
-        } => Error::Corrupted {
-            file,
-            offset: 0,
-            reason,
-        },
-        other => other,
-    })?;
+    // The header checksum at offset 56 covers bytes 0..56.
+    let file =
+        decode(path, bytes, &name, version).map_err(|e| e.checksum_mismatch_from_start(56))?;
     Ok((name, file))
 }
 
