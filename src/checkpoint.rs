@@ -20,7 +20,7 @@
 //! projection restarts where the recovered log ended.
 
 use crate::error::{Error, Result};
-use crate::log::segment::now_nanos;
+use crate::log::now_nanos;
 use crate::storage::{name_stem, read_whole_file, replace_file, NameLocks, Storage};
 use crate::store::Store;
 use crate::types::Direction;
@@ -30,8 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Name of the directory holding checkpoints inside a store directory.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub use crate::layout::CHECKPOINTS_DIR;
 /// Magic bytes opening every checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"EVCKPT\0\x01";
 /// The checkpoint format version this build reads and writes.
@@ -217,7 +216,7 @@ impl Store {
 
     /// The id of the written event at `position`, if there is one.
     fn written_event_id(&self, position: u64) -> Result<Option<Uuid>> {
-        let written = self.shared().written.load(Ordering::Acquire);
+        let written = self.state().written.load(Ordering::Acquire);
         let events = self.read_all_below(position, Direction::Forward, 1, written)?;
         Ok(events
             .first()

@@ -160,6 +160,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An append lists the same event id twice. Ids make retries
+    /// idempotent, so within one append each must be unique.
+    #[error("append to '{stream}' lists event id {id} more than once")]
+    DuplicateEventId {
+        /// The stream appended to.
+        stream: String,
+        /// The repeated id.
+        id: uuid::Uuid,
+    },
+
     /// An append with no events.
     #[error("an append needs at least one event")]
     EmptyBatch,
@@ -212,7 +222,7 @@ pub enum Error {
     },
 
     /// The directory holds no store: a read-only open never creates one.
-    #[error("{} is not an evstore store (it has no {}/ directory)", dir.display(), crate::store::SEGMENTS_DIR)]
+    #[error("{} is not an evstore store (it has no {}/ directory)", dir.display(), crate::layout::SEGMENTS_DIR)]
     NotAStore {
         /// The directory.
         dir: PathBuf,

@@ -54,8 +54,10 @@ mod checkpoint;
 mod codec;
 mod error;
 mod index;
+mod layout;
 mod log;
 mod options;
+mod progress;
 mod projection;
 mod snapshot;
 pub mod storage;
@@ -63,6 +65,7 @@ mod store;
 mod subscription;
 mod typed;
 mod types;
+mod validate;
 pub mod verify;
 
 pub use aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
@@ -71,8 +74,10 @@ pub use checkpoint::{CHECKPOINTS_DIR, MAX_CHECKPOINT_NAME_LEN};
 pub use codec::JsonCodec;
 pub use codec::{BincodeCodec, Codec, CodecError};
 pub use error::{Error, Result};
-pub use log::RecoveryStats;
+pub use index::recovery::RecoveryStats;
 pub use options::Options;
+#[cfg(feature = "testing")]
+pub use options::PanicPoint;
 pub use projection::{
     HandlerError, OnError, ProjectionHandle, ProjectionOptions, ProjectionStart, ProjectionStats,
 };

@@ -71,6 +71,23 @@ pub struct Options {
     /// The file system the store lives on. Defaults to the real one; tests
     /// pass a back end that injects faults.
     pub storage: Arc<dyn Storage>,
+    /// A panic to raise once in one of the store's threads (tests only).
+    #[cfg(feature = "testing")]
+    pub(crate) injected_panic: Option<(PanicPoint, Arc<std::sync::atomic::AtomicBool>)>,
+}
+
+/// A thread of the store that [`Options::inject_panic`] makes panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicPoint {
+    /// The group-commit leader, while it writes a group of appends.
+    Leader,
+    /// The background flusher of buffered appends, before a flush.
+    Flusher,
+    /// The thread that writes a sealed segment's index file.
+    IndexWriter,
+    /// A read-only store's follower, before it polls the log.
+    Follower,
 }
 
 impl Default for Options {
@@ -92,6 +109,8 @@ impl Default for Options {
             snapshots_kept: 2,
             poll_interval: Duration::from_millis(10),
             storage: Arc::new(OsStorage),
+            #[cfg(feature = "testing")]
+            injected_panic: None,
         }
     }
 }
@@ -192,6 +211,25 @@ impl Options {
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
         self
+    }
+
+    /// Makes the thread at `point` panic the first time it gets there: for
+    /// tests of how the store reports a panic in its own threads.
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn inject_panic(mut self, point: PanicPoint) -> Self {
+        self.injected_panic = Some((point, Arc::new(std::sync::atomic::AtomicBool::new(true))));
+        self
+    }
+
+    /// Panics if a panic was injected at `point` and has not happened yet.
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_injected_panic(&self, point: PanicPoint) {
+        if let Some((at, armed)) = &self.injected_panic {
+            if *at == point && armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("injected panic at {point:?}");
+            }
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

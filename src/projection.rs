@@ -178,8 +178,8 @@ impl ProjectionHandle {
     pub fn request_stop(&self) {
         *self.stop.requested.lock() = true;
         self.stop.changed.notify_all();
-        self.store.shared().written_progress.interrupt();
-        self.store.shared().durable_progress.interrupt();
+        self.store.state().written_progress.interrupt();
+        self.store.state().durable_progress.interrupt();
     }
 
     /// Stops the projection and waits for it.
@@ -379,7 +379,7 @@ impl Runner {
                 self.checkpoint(position, &mut saved)?;
                 last_save = Instant::now();
             }
-            if event.is_none() && self.store.shared().durable_progress.is_closed() {
+            if event.is_none() && self.store.state().durable_progress.is_closed() {
                 break;
             }
         }

@@ -35,8 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Name of the directory holding snapshots inside a store directory.
-pub const SNAPSHOTS_DIR: &str = "snapshots";
+pub use crate::layout::SNAPSHOTS_DIR;
 
 /// Magic bytes opening every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"EVSNAP\0\x01";

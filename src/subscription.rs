@@ -227,7 +227,7 @@ impl Store {
     /// Subscribes to one stream from version `from_version`: its events in
     /// order, then new ones as they are appended.
     pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
-        crate::store::validate_stream_name(stream, self.options().max_stream_name_len)?;
+        crate::validate::validate_stream_name(stream, self.options().max_stream_name_len)?;
         Ok(Subscription {
             store: self.clone(),
             source: Source::Stream {
@@ -306,7 +306,7 @@ impl Subscription {
                     }
                 }
                 Fill::CaughtUp(seen) => {
-                    if let Some(error) = self.store.shared().poisoned() {
+                    if let Some(error) = self.store.state().poisoned() {
                         return Err(error);
                     }
                     let progress = self.progress();
@@ -328,8 +328,8 @@ impl Subscription {
     }
 
     /// The notifier of the watermark this subscription follows.
-    fn progress(&self) -> &crate::log::progress::Progress {
-        let shared = self.store.shared();
+    fn progress(&self) -> &crate::progress::Progress {
+        let shared = self.store.state();
         match self.visibility {
             Visibility::Durable => &shared.durable_progress,
             Visibility::Written => &shared.written_progress,
@@ -338,7 +338,7 @@ impl Subscription {
 
     /// The watermark this subscription reads below.
     fn end(&self) -> u64 {
-        let shared = self.store.shared();
+        let shared = self.store.state();
         match self.visibility {
             Visibility::Durable => shared.durable.load(Ordering::Acquire),
             Visibility::Written => shared.written.load(Ordering::Acquire),
@@ -472,7 +472,7 @@ mod stream {
                     Poll::Pending
                 }
                 Ok(Fill::CaughtUp(seen)) => {
-                    let shared = subscription.store.shared();
+                    let shared = subscription.store.state();
                     if let Some(error) = shared.poisoned() {
                         return Poll::Ready(Some(Err(error)));
                     }

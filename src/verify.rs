@@ -24,12 +24,12 @@ use crate::index::file::{
 };
 use crate::index::memory::MemIndex;
 use crate::index::StreamSummary;
+use crate::layout::SEGMENTS_DIR;
 use crate::log::record::BATCH_HEADER_LEN;
-use crate::log::recovery::{scan_segment, SegmentScan};
-use crate::log::segment::{parse_segment_file_name, segment_file_name, Segment};
+use crate::log::{parse_segment_file_name, segment_file_name, Segment};
+use crate::log::{scan_segment, SegmentScan};
 use crate::snapshot::{self, StoredName, SNAPSHOTS_DIR, SNAPSHOT_HEADER_LEN};
 use crate::storage::{read_whole_file, OsStorage, Storage};
-use crate::store::SEGMENTS_DIR;
 use crate::types::RecordedEvent;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};

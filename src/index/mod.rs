@@ -13,9 +13,11 @@ pub mod catalog;
 pub mod file;
 pub mod hash;
 pub mod memory;
+pub mod planning;
+pub mod recovery;
 
 use crate::error::{Error, Result};
-use crate::log::segment::Segment;
+use crate::log::Segment;
 use crate::storage::Storage;
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
@@ -25,6 +27,19 @@ use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+
+/// One segment as [`Index::segment_summaries`] describes it.
+#[derive(Debug, Clone)]
+pub struct SegmentSummary {
+    /// The segment.
+    pub segment: Arc<Segment>,
+    /// Events in it.
+    pub events: u64,
+    /// Whether it is sealed.
+    pub sealed: bool,
+    /// Its index file, once it is served from one.
+    pub index_file: Option<PathBuf>,
+}
 
 /// What the heap keeps per stream, whatever the log's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +103,7 @@ impl Persisted {
             }
             // Never trust a damaged index: rebuild it from its segment, whose
             // records carry their own checksums, and replace the file.
-            let rebuilt = crate::log::index_sealed_segment(&self.segment)?;
+            let rebuilt = recovery::index_sealed_segment(&self.segment)?;
             self.repairs.fetch_add(1, Ordering::Relaxed);
             let bytes = file::encode(
                 &rebuilt,
@@ -272,7 +287,7 @@ pub struct Index {
 
 fn missing(stream: &str, what: String) -> Error {
     Error::Corrupted {
-        file: PathBuf::from(crate::store::SEGMENTS_DIR),
+        file: PathBuf::from(crate::layout::SEGMENTS_DIR),
         offset: 0,
         reason: format!("stream '{stream}': {what}"),
     }
@@ -354,16 +369,37 @@ impl Index {
 
     /// Each segment in order, with its event count, whether it is sealed,
     /// and its index file if one is in use.
-    pub fn segment_summaries(&self) -> Vec<(Arc<Segment>, u64, bool, Option<PathBuf>)> {
+    pub fn segment_summaries(&self) -> Vec<SegmentSummary> {
         self.segments
             .iter()
             .map(|entry| {
-                let (sealed, file) = match &entry.index {
+                let (sealed, index_file) = match &entry.index {
                     SegmentIndex::Active(_) => (false, None),
                     SegmentIndex::Sealed(_) => (true, None),
                     SegmentIndex::Persisted(p) => (true, Some(p.path.clone())),
                 };
-                (Arc::clone(&entry.segment), entry.len() as u64, sealed, file)
+                SegmentSummary {
+                    segment: Arc::clone(&entry.segment),
+                    events: entry.len() as u64,
+                    sealed,
+                    index_file,
+                }
+            })
+            .collect()
+    }
+
+    /// The sealed segments served from memory, with their ordinals: those
+    /// whose index file is not there yet.
+    pub fn sealed_without_index_file(&self) -> Vec<(u32, Arc<Segment>)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| matches!(entry.index, SegmentIndex::Sealed(_)))
+            .map(|(ordinal, entry)| {
+                (
+                    u32::try_from(ordinal).unwrap_or(u32::MAX),
+                    Arc::clone(&entry.segment),
+                )
             })
             .collect()
     }

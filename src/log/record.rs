@@ -201,6 +201,23 @@ impl BatchHeader {
     }
 }
 
+/// Encoded size of an append of `events` to `stream`: one batch header plus
+/// every padded record.
+pub fn encoded_batch_len(stream: &str, events: &[crate::types::EventData]) -> usize {
+    BATCH_HEADER_LEN
+        + events
+            .iter()
+            .map(|e| {
+                align8(record_len(
+                    stream.len(),
+                    e.event_type.len(),
+                    e.metadata.len(),
+                    e.payload.len(),
+                ))
+            })
+            .sum::<usize>()
+}
+
 /// Rounds up to the 8-byte alignment every batch and record keeps.
 pub fn align8(n: usize) -> usize {
     (n + 7) & !7
@@ -373,25 +390,6 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
         payload: bytes.slice(payload_start..len),
     };
     Ok((event, align8(len)))
-}
-
-/// The event ids of the `count` records (finished or not) that `records`
-/// holds back to back.
-pub fn record_ids(records: &[u8], count: usize) -> Vec<u128> {
-    let mut ids = Vec::with_capacity(count);
-    let mut at = 0;
-    for _ in 0..count {
-        let Some(record) = records.get(at..) else {
-            break;
-        };
-        let mut id = [0u8; 16];
-        if let Some(bytes) = record.get(32..48) {
-            id.copy_from_slice(bytes);
-        }
-        ids.push(u128::from_be_bytes(id));
-        at += align8(u32_at(record, 4) as usize).max(RECORD_HEADER_LEN);
-    }
-    ids
 }
 
 /// Reads the record's length without checking it; used to find records.

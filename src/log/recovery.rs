@@ -23,22 +23,32 @@ pub struct SegmentScan {
     pub recorded_durable: u64,
 }
 
-pub(super) enum BatchOutcome {
+/// What one valid batch is.
+pub enum BatchOutcome {
+    /// Events: the batch's length, each record with its offset, and the
+    /// durable watermark its header records.
     Events {
+        /// Bytes of the batch, header included.
         len: u64,
+        /// Each record's offset in the segment, and the event.
         records: Vec<(u64, RecordedEvent)>,
+        /// The durable watermark the header records.
         durable_mark: u64,
     },
+    /// The seal: the segment ends, the next starts at `next_position`.
     Seal {
+        /// The first position of the next segment.
         next_position: u64,
     },
+    /// A durable mark.
     Mark {
+        /// Every position below it was synced when it was written.
         durable_mark: u64,
     },
 }
 
 /// Validates the batch at `offset`, which must start at `expected`.
-pub(super) fn read_batch(
+pub fn read_batch(
     seg: &Segment,
     data: &Bytes,
     offset: u64,
@@ -103,7 +113,7 @@ pub(super) fn read_batch(
 /// Whether any valid batch after `from` claims that `position` was already
 /// durable when it was written: then damage at `position` is not a torn
 /// write but corruption of synced data.
-fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u64) -> Option<u64> {
+pub fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u64) -> Option<u64> {
     let mut at = from.next_multiple_of(8);
     while at + BATCH_HEADER_LEN <= data.len() {
         let candidate = data.get(at..at + BATCH_HEADER_LEN)?;

@@ -51,7 +51,7 @@ pub struct PreparedSegment {
     capacity: u64,
 }
 
-pub(crate) fn now_nanos() -> u64 {
+pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -69,8 +69,13 @@ impl PreparedSegment {
             Err(e) => return Err(e),
         }
         let file = storage.open_file(&temp_path, true)?;
-        file.allocate(capacity)?;
-        file.sync_data()?;
+        if let Err(e) = file.allocate(capacity).and_then(|()| file.sync_data()) {
+            // A partly allocated file holds whatever space it got, which
+            // checkpoints and index files need when the disk is full.
+            drop(file);
+            let _ = storage.remove_file(&temp_path);
+            return Err(e);
+        }
         Ok(PreparedSegment {
             file,
             temp_path,

@@ -2,13 +2,12 @@
 //! whatever whole batches appeared since it last looked, indexes them and
 //! moves the watermarks readers and subscriptions go by.
 
-use super::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
-use super::recovery::{read_batch, BatchOutcome};
-use super::segment::{segment_file_name, Segment};
-use super::writer::Shared;
+use super::state::StoreState;
 use crate::error::{Error, Result};
 use crate::index::file::index_file_name;
 use crate::index::Persisted;
+use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::log::{durable_batch_after, read_batch, segment_file_name, BatchOutcome, Segment};
 use crate::storage::{child, Storage};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -76,7 +75,7 @@ impl Follower {
     /// Reads the batches written since the last poll into `shared`'s index
     /// and raises its watermarks, waking subscribers. A batch still being
     /// written (or torn) is left for a later poll.
-    pub fn poll(&mut self, shared: &Shared) -> Result<()> {
+    pub fn poll(&mut self, shared: &StoreState) -> Result<()> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -99,7 +98,7 @@ impl Follower {
         result
     }
 
-    fn read_new(&mut self, shared: &Shared) -> Result<()> {
+    fn read_new(&mut self, shared: &StoreState) -> Result<()> {
         loop {
             let seg = match &self.active {
                 Some(seg) => Arc::clone(seg),
@@ -120,9 +119,38 @@ impl Follower {
                 if self.offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
                     return Ok(());
                 }
-                let Ok(outcome) = read_batch(&seg, &data, self.offset, self.next_position) else {
-                    // Not written yet, or being written right now.
-                    return Ok(());
+                let outcome = match read_batch(&seg, &data, self.offset, self.next_position) {
+                    Ok(outcome) => outcome,
+                    Err(reason) => {
+                        // Not written yet, or being written right now; unless
+                        // a batch after it says it was synced: then it is
+                        // damage, which waiting would never mend. The batch is
+                        // read once more first, since the writer may have
+                        // finished it since.
+                        let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
+                        let Some(at) = durable_batch_after(
+                            &seg,
+                            &data,
+                            start.saturating_add(8),
+                            self.next_position,
+                        ) else {
+                            return Ok(());
+                        };
+                        let again = seg.view(0, seg.readable_len()?)?;
+                        match read_batch(&seg, &again, self.offset, self.next_position) {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                return Err(Error::corrupted(
+                                    seg.path(),
+                                    self.offset,
+                                    format!(
+                                        "{reason} at position {}, yet a batch at offset {at} was written after it was made durable",
+                                        self.next_position
+                                    ),
+                                ))
+                            }
+                        }
+                    }
                 };
                 match outcome {
                     BatchOutcome::Mark { durable_mark } => {
@@ -177,7 +205,7 @@ impl Follower {
     /// Serves sealed segments from the index files the writer has written
     /// since, in order, as a writer's open would. A file that does not
     /// match its segment is left alone: the memory index goes on serving.
-    fn adopt_index_files(&mut self, shared: &Shared) {
+    fn adopt_index_files(&mut self, shared: &StoreState) {
         while let Some((ordinal, seg)) = self.unindexed.front() {
             let path = child(&self.dir, &index_file_name(seg.base_position()));
             // Written in order, and renamed into place whole: until this one
@@ -185,7 +213,9 @@ impl Follower {
             if self.storage.open_read_only(&path).is_err() {
                 return;
             }
-            if let Ok(file) = super::load_index_file(self.storage.as_ref(), &path, seg) {
+            if let Ok(file) =
+                crate::index::recovery::load_index_file(self.storage.as_ref(), &path, seg)
+            {
                 let mut index = shared.index.write();
                 let persisted = Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
                 index.install_persisted(*ordinal, persisted);

@@ -1,0 +1,333 @@
+//! The active segment: the one file appends go to. It stages batches in a
+//! buffer, writes them with one positional write, syncs, records durable
+//! marks, seals the segment when full and installs the next one, which it
+//! preallocates ahead of time.
+
+use super::record::{finish_record, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::{now_nanos, PreparedSegment, Segment};
+use crate::storage::Storage;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Room kept at the end of every segment for a durable mark and the seal.
+pub const TAIL_RESERVE: u64 = 2 * BATCH_HEADER_LEN as u64;
+
+/// The most bytes one append may encode to in a segment of `capacity`.
+pub fn max_batch_len(capacity: u64) -> usize {
+    usize::try_from(capacity)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(SEGMENT_HEADER_LEN + TAIL_RESERVE as usize)
+}
+
+/// Where a staged batch's events went.
+#[derive(Debug)]
+pub struct StagedBatch {
+    /// Position of its first event.
+    pub first_position: u64,
+    /// Offset of each record in the segment.
+    pub offsets: Vec<u32>,
+}
+
+/// How a write of the staged bytes failed.
+#[derive(Debug)]
+pub enum WriteFailure {
+    /// Out of space; whatever part of the bytes reached the file was zeroed
+    /// again, so no partial batch survives and the segment stays usable.
+    NoSpace(io::Error),
+    /// Anything else, including a failed clean-up: the file's state is
+    /// unknown.
+    Failed(io::Error),
+}
+
+/// The next segment's file, prepared ahead of time.
+struct Preallocation {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    capacity: u64,
+    background: bool,
+    pending: Option<JoinHandle<io::Result<PreparedSegment>>>,
+}
+
+impl Preallocation {
+    /// Starts preparing the next file on its own thread, if enabled.
+    fn start(&mut self) {
+        if !self.background {
+            return;
+        }
+        let storage = Arc::clone(&self.storage);
+        let dir = self.dir.clone();
+        let capacity = self.capacity;
+        self.pending = std::thread::Builder::new()
+            .name("evstore-prealloc".into())
+            .spawn(move || PreparedSegment::create(storage.as_ref(), &dir, capacity))
+            .ok();
+    }
+
+    /// The prepared file, made now if the background attempt failed (for
+    /// example for lack of space, which may have passed) or panicked.
+    fn take(&mut self) -> io::Result<PreparedSegment> {
+        if let Some(handle) = self.pending.take() {
+            if let Ok(Ok(prepared)) = handle.join() {
+                return Ok(prepared);
+            }
+        }
+        PreparedSegment::create(self.storage.as_ref(), &self.dir, self.capacity)
+    }
+
+    /// Waits for a background preparation to end.
+    fn finish(&mut self) {
+        if let Some(handle) = self.pending.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The segment being written. See the module documentation.
+pub struct ActiveSegment {
+    segment: Arc<Segment>,
+    /// Where the staged bytes go: everything before is written.
+    write_offset: u64,
+    /// Bytes staged for one write at `write_offset`.
+    staged: Vec<u8>,
+    /// The position the next staged event gets.
+    next_position: u64,
+    /// The position of the first staged event.
+    staged_from: u64,
+    /// The highest durable watermark a staged batch header records.
+    staged_durable: u64,
+    /// The highest durable watermark recorded in the segment by a batch
+    /// header or mark: a mark that would not raise it is useless, and must
+    /// not take the room kept for one that would.
+    recorded_durable: u64,
+    preallocation: Preallocation,
+}
+
+impl ActiveSegment {
+    /// Continues `segment` at `write_offset`, where position
+    /// `next_position` goes next; starts preparing the segment after it.
+    pub fn new(
+        segment: Arc<Segment>,
+        write_offset: u64,
+        next_position: u64,
+        recorded_durable: u64,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        background_preallocation: bool,
+    ) -> Self {
+        let capacity = segment.capacity();
+        let mut preallocation = Preallocation {
+            storage,
+            dir,
+            capacity,
+            background: background_preallocation,
+            pending: None,
+        };
+        preallocation.start();
+        ActiveSegment {
+            segment,
+            write_offset,
+            staged: Vec::new(),
+            next_position,
+            staged_from: next_position,
+            staged_durable: 0,
+            recorded_durable,
+            preallocation,
+        }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// The position the next event gets.
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// Whether a batch of `len` encoded bytes fits after what is staged,
+    /// with room left for a durable mark and the seal.
+    pub fn fits(&self, len: usize) -> bool {
+        let used = self.write_offset.saturating_add(self.staged.len() as u64);
+        used.saturating_add(len as u64).saturating_add(TAIL_RESERVE) <= self.segment.capacity()
+    }
+
+    /// Stages one batch: `records` holds `count` unfinished records (see
+    /// [`super::record::encode_unfinished_record`]), which get their
+    /// positions, versions from `first_version` on, a timestamp and their
+    /// checksums; the batch header records `durable_mark`.
+    pub fn stage(
+        &mut self,
+        records: &[u8],
+        count: usize,
+        first_version: u64,
+        durable_mark: u64,
+    ) -> StagedBatch {
+        let seed = self.segment.seed();
+        let first_position = self.next_position;
+        let header_at = self.staged.len();
+        self.staged.resize(header_at + BATCH_HEADER_LEN, 0);
+        let timestamp_nanos = now_nanos();
+        let mut offsets = Vec::with_capacity(count);
+        let mut at = self.staged.len();
+        self.staged.extend_from_slice(records);
+        for i in 0..count as u64 {
+            // Segments are at most 4 GiB (the options check it), so every
+            // offset in one fits in 32 bits.
+            let offset = self.write_offset.saturating_add(at as u64);
+            offsets.push(u32::try_from(offset).unwrap_or(u32::MAX));
+            let Some(record) = self.staged.get_mut(at..) else {
+                break;
+            };
+            at += finish_record(
+                record,
+                seed,
+                first_position + i,
+                first_version + i,
+                timestamp_nanos,
+            );
+        }
+        let header = BatchHeader {
+            len: u32::try_from(self.staged.len() - header_at).unwrap_or(u32::MAX),
+            kind: BatchKind::Events,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            first_position,
+            durable_mark,
+        };
+        let mut header_bytes = [0u8; BATCH_HEADER_LEN];
+        header.encode_into(seed, &mut header_bytes);
+        if let Some(slot) = self.staged.get_mut(header_at..header_at + BATCH_HEADER_LEN) {
+            slot.copy_from_slice(&header_bytes);
+        }
+        self.next_position = first_position + count as u64;
+        self.staged_durable = self.staged_durable.max(durable_mark);
+        StagedBatch {
+            first_position,
+            offsets,
+        }
+    }
+
+    /// Stages the seal after the staged batches: the segment then ends at
+    /// `self.next_position()`. Returns the seal's offset.
+    pub fn stage_seal(&mut self, durable_mark: u64) -> u64 {
+        let seal = BatchHeader {
+            len: BATCH_HEADER_LEN as u32,
+            kind: BatchKind::Seal,
+            count: 0,
+            first_position: self.next_position,
+            durable_mark,
+        };
+        let mut bytes = [0u8; BATCH_HEADER_LEN];
+        seal.encode_into(self.segment.seed(), &mut bytes);
+        let at = self.write_offset + self.staged.len() as u64;
+        self.staged.extend_from_slice(&bytes);
+        at
+    }
+
+    /// Writes everything staged with one positional write. On failure
+    /// nothing staged counts: positions are handed out again.
+    pub fn write_staged(&mut self) -> Result<(), WriteFailure> {
+        let result = self
+            .segment
+            .file()
+            .write_all_at(&self.staged, self.write_offset);
+        let len = self.staged.len();
+        self.staged.clear();
+        match result {
+            Ok(()) => {
+                self.write_offset += len as u64;
+                self.staged_from = self.next_position;
+                self.recorded_durable = self.recorded_durable.max(self.staged_durable);
+                self.staged_durable = 0;
+                Ok(())
+            }
+            Err(error) => {
+                self.next_position = self.staged_from;
+                self.staged_durable = 0;
+                if error.kind() == io::ErrorKind::StorageFull {
+                    let zeros = vec![0u8; len];
+                    if self
+                        .segment
+                        .file()
+                        .write_all_at(&zeros, self.write_offset)
+                        .is_ok()
+                    {
+                        return Err(WriteFailure::NoSpace(error));
+                    }
+                }
+                Err(WriteFailure::Failed(error))
+            }
+        }
+    }
+
+    /// Makes everything written durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.segment.file().sync_data()
+    }
+
+    /// Writes a durable mark (not synced by itself) saying that every
+    /// position below `durable` was synced: once it is in the file,
+    /// recovery reports damage below it as corruption instead of cutting it
+    /// as a torn write. Skipped when the segment already records as much.
+    /// Returns whether the segment now records `durable`.
+    pub fn write_mark(&mut self, durable: u64) -> io::Result<bool> {
+        if durable <= self.recorded_durable {
+            return Ok(true);
+        }
+        if self.write_offset + TAIL_RESERVE > self.segment.capacity() {
+            return Ok(false);
+        }
+        let mark = BatchHeader {
+            len: BATCH_HEADER_LEN as u32,
+            kind: BatchKind::Mark,
+            count: 0,
+            first_position: self.next_position,
+            durable_mark: durable,
+        };
+        let mut bytes = [0u8; BATCH_HEADER_LEN];
+        mark.encode_into(self.segment.seed(), &mut bytes);
+        match self.segment.file().write_all_at(&bytes, self.write_offset) {
+            Ok(()) => {
+                self.write_offset += BATCH_HEADER_LEN as u64;
+                self.recorded_durable = durable;
+                Ok(true)
+            }
+            // Out of space: the next batch overwrites whatever part of the
+            // mark got through, so nothing is lost by skipping it.
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The preallocated next segment's file, made now if need be.
+    pub fn take_prepared(&mut self) -> io::Result<PreparedSegment> {
+        self.preallocation.take()
+    }
+
+    /// Continues in `prepared`, installed as the segment starting at the
+    /// current next position (this one must be sealed and synced), and
+    /// starts preparing the one after it. Returns the new segment.
+    pub fn install_next(
+        &mut self,
+        prepared: PreparedSegment,
+        storage: &dyn Storage,
+        dir: &std::path::Path,
+    ) -> io::Result<Arc<Segment>> {
+        let segment = Arc::new(prepared.install(storage, dir, self.next_position)?);
+        self.segment = Arc::clone(&segment);
+        self.write_offset = SEGMENT_HEADER_LEN as u64;
+        self.staged.clear();
+        self.staged_from = self.next_position;
+        self.staged_durable = 0;
+        self.recorded_durable = 0;
+        self.preallocation.start();
+        Ok(segment)
+    }
+
+    /// Waits for any background work to end (at close).
+    pub fn finish(&mut self) {
+        self.preallocation.finish();
+    }
+}

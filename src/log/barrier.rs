@@ -1,0 +1,468 @@
+//! The group-commit barrier: callers queue commands, one of them leads. The
+//! first caller to find no leader takes every queued command as a group,
+//! has it written and synced once, and answers each; commands queued
+//! meanwhile form the next group, which the leader takes too for a few
+//! rounds and then hands to the first waiting caller. A lone caller leads
+//! its own group, so it never waits on another thread.
+//!
+//! The barrier knows nothing of what a command does: it only queues,
+//! groups, bounds the queue's bytes and elects leaders. That is what lets
+//! it be tested alone.
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A command waiting at the barrier.
+pub trait Queued {
+    /// Bytes the command adds to the queue and to a group.
+    fn bytes(&self) -> usize;
+    /// Tells the command's caller that it is the next leader.
+    fn wake_to_lead(&self);
+}
+
+/// How big queues and groups may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Callers wait to queue while this many bytes are queued (a single
+    /// larger command still goes alone).
+    pub max_queue_bytes: usize,
+    /// A group takes at most this many bytes (but at least one command).
+    pub max_batch_bytes: usize,
+    /// How long a leader waits for a group to fill, if at all.
+    pub max_linger: Option<Duration>,
+}
+
+/// What a caller that queued a command must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Nobody was leading: the caller leads now.
+    Lead,
+    /// A leader will take the command; the caller waits for its answer.
+    Follow,
+}
+
+/// What the leader does after a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Take another group.
+    Continue,
+    /// Stop leading: the queue is empty, or the first waiting caller was
+    /// woken to lead.
+    Stop,
+}
+
+/// The barrier refused a command: it is closed. The command comes back.
+#[derive(Debug)]
+pub struct Closed<C>(pub C);
+
+/// Groups one leader takes before handing over to a waiting caller: a
+/// thread already running writes the next group sooner than one that must
+/// first be woken, but its own caller waits meanwhile.
+const LEADER_ROUNDS: u32 = 4;
+
+struct Queue<C> {
+    commands: VecDeque<C>,
+    bytes: usize,
+    closed: bool,
+    /// A caller is leading, or has been woken to lead. Whenever commands
+    /// are queued this is set: someone will take them.
+    leader_active: bool,
+}
+
+/// The barrier. See the module documentation.
+pub struct Barrier<C> {
+    limits: Limits,
+    queue: Mutex<Queue<C>>,
+    changed: Condvar,
+    not_full: Condvar,
+}
+
+impl<C: Queued> Barrier<C> {
+    /// An open, empty barrier.
+    pub fn new(limits: Limits) -> Self {
+        Barrier {
+            limits,
+            queue: Mutex::new(Queue {
+                commands: VecDeque::new(),
+                bytes: 0,
+                closed: false,
+                leader_active: false,
+            }),
+            changed: Condvar::new(),
+            not_full: Condvar::new(),
+        }
+    }
+
+    /// Queues `command`, first waiting while the queue is full.
+    pub fn submit(&self, command: C) -> Result<Role, Closed<C>> {
+        let bytes = command.bytes();
+        let mut queue = self.queue.lock();
+        loop {
+            if queue.closed {
+                return Err(Closed(command));
+            }
+            if queue.bytes == 0 || queue.bytes.saturating_add(bytes) <= self.limits.max_queue_bytes
+            {
+                break;
+            }
+            self.not_full.wait(&mut queue);
+        }
+        queue.bytes = queue.bytes.saturating_add(bytes);
+        queue.commands.push_back(command);
+        self.changed.notify_all();
+        if queue.leader_active {
+            return Ok(Role::Follow);
+        }
+        queue.leader_active = true;
+        Ok(Role::Lead)
+    }
+
+    /// Takes the next group (for the leader): up to `max_batch_bytes` of
+    /// queued commands, at least one if any is queued, after lingering for
+    /// more if the limits ask for it.
+    pub fn take_group(&self) -> Vec<C> {
+        let limits = &self.limits;
+        let mut queue = self.queue.lock();
+        if let Some(linger) = limits.max_linger {
+            // A linger too long to have a deadline waits for a full group.
+            let deadline = Instant::now().checked_add(linger);
+            while queue.bytes < limits.max_batch_bytes && !queue.closed {
+                match deadline {
+                    Some(deadline) => {
+                        if self.changed.wait_until(&mut queue, deadline).timed_out() {
+                            break;
+                        }
+                    }
+                    None => self.changed.wait(&mut queue),
+                }
+            }
+        }
+        let mut group = Vec::new();
+        let mut taken = 0usize;
+        while let Some(command) = queue.commands.front() {
+            let bytes = command.bytes();
+            if !group.is_empty() && taken.saturating_add(bytes) > limits.max_batch_bytes {
+                break;
+            }
+            taken = taken.saturating_add(bytes);
+            if let Some(command) = queue.commands.pop_front() {
+                group.push(command);
+            }
+        }
+        queue.bytes = queue.bytes.saturating_sub(taken);
+        drop(queue);
+        self.not_full.notify_all();
+        group
+    }
+
+    /// Called by the leader after its `round`-th group: keeps leading,
+    /// stops (queue empty), or wakes the first waiting caller to lead.
+    pub fn after_group(&self, round: u32) -> Next {
+        let mut queue = self.queue.lock();
+        match queue.commands.front() {
+            None => {
+                queue.leader_active = false;
+                self.changed.notify_all();
+                Next::Stop
+            }
+            Some(_) if round < LEADER_ROUNDS => Next::Continue,
+            Some(next) => {
+                next.wake_to_lead();
+                Next::Stop
+            }
+        }
+    }
+
+    /// Puts commands back at the head of the queue, in order, for the next
+    /// group.
+    pub fn requeue(&self, commands: Vec<C>) {
+        if commands.is_empty() {
+            return;
+        }
+        let mut queue = self.queue.lock();
+        for command in commands.into_iter().rev() {
+            queue.bytes = queue.bytes.saturating_add(command.bytes());
+            queue.commands.push_front(command);
+        }
+    }
+
+    /// Whether no command is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.lock().commands.is_empty()
+    }
+
+    /// Refuses new commands, then waits until every queued one was taken
+    /// and no leader is left. Idempotent.
+    pub fn close(&self) {
+        let mut queue = self.queue.lock();
+        queue.closed = true;
+        self.not_full.notify_all();
+        while queue.leader_active || !queue.commands.is_empty() {
+            self.changed.wait(&mut queue);
+        }
+    }
+
+    /// After the leader failed for good (it panicked): closes the barrier,
+    /// clears the leader and returns every queued command, so the caller
+    /// can answer them instead of leaving them waiting.
+    pub fn abandon(&self) -> Vec<C> {
+        let mut queue = self.queue.lock();
+        queue.closed = true;
+        queue.leader_active = false;
+        queue.bytes = 0;
+        let commands = queue.commands.drain(..).collect();
+        self.changed.notify_all();
+        self.not_full.notify_all();
+        commands
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+    use std::sync::Arc;
+
+    /// A command that stands for `bytes` bytes and reports back through a
+    /// channel: `None` means "lead", `Some(group)` the group it was in.
+    struct Cmd {
+        id: usize,
+        bytes: usize,
+        reply: SyncSender<Option<usize>>,
+    }
+
+    impl Queued for Cmd {
+        fn bytes(&self) -> usize {
+            self.bytes
+        }
+        fn wake_to_lead(&self) {
+            let _ = self.reply.send(None);
+        }
+    }
+
+    fn limits(max_batch_bytes: usize) -> Limits {
+        Limits {
+            max_queue_bytes: 1 << 20,
+            max_batch_bytes,
+            max_linger: None,
+        }
+    }
+
+    /// What a caller does: queue, lead when told, wait for its group.
+    fn call(
+        barrier: &Barrier<Cmd>,
+        log: &Mutex<Vec<Vec<usize>>>,
+        id: usize,
+        bytes: usize,
+    ) -> usize {
+        let (reply, answer): (_, Receiver<Option<usize>>) = sync_channel(1);
+        let mut role = barrier.submit(Cmd { id, bytes, reply }).ok().unwrap();
+        loop {
+            if role == Role::Lead {
+                lead(barrier, log);
+            }
+            match answer.recv().unwrap() {
+                Some(group) => return group,
+                None => role = Role::Lead,
+            }
+        }
+    }
+
+    fn lead(barrier: &Barrier<Cmd>, log: &Mutex<Vec<Vec<usize>>>) {
+        for round in 1.. {
+            let group = barrier.take_group();
+            let mut log = log.lock();
+            let number = log.len();
+            log.push(group.iter().map(|c| c.id).collect());
+            for c in &group {
+                c.reply.send(Some(number)).unwrap();
+            }
+            drop(log);
+            if barrier.after_group(round) == Next::Stop {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn a_lone_caller_leads_its_own_group() {
+        let barrier = Barrier::new(limits(100));
+        let log = Mutex::new(Vec::new());
+        assert_eq!(call(&barrier, &log, 7, 10), 0);
+        assert_eq!(*log.lock(), vec![vec![7]]);
+        assert!(barrier.is_empty());
+    }
+
+    #[test]
+    fn every_command_is_taken_once_in_groups_within_the_byte_limit() {
+        let barrier = Arc::new(Barrier::new(limits(50)));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (barrier, log) = (Arc::clone(&barrier), Arc::clone(&log));
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let id = t * 1000 + i;
+                        let group = call(&barrier, &log, id, 10);
+                        assert!(log.lock()[group].contains(&id));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = log.lock();
+        let mut seen: Vec<usize> = log.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        let expected: Vec<usize> = (0..8)
+            .flat_map(|t| (0..200).map(move |i| t * 1000 + i))
+            .collect();
+        assert_eq!(seen, expected);
+        for group in log.iter() {
+            assert!(!group.is_empty() && group.len() <= 5, "{group:?}");
+        }
+        // Each thread's commands are in its own order.
+        for t in 0..8 {
+            let own: Vec<usize> = log
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|id| id / 1000 == t)
+                .collect();
+            assert!(own.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
+    fn a_command_larger_than_a_group_goes_alone() {
+        let barrier = Barrier::new(limits(10));
+        let (reply, _answer) = sync_channel(4);
+        let big = Cmd {
+            id: 1,
+            bytes: 100,
+            reply: reply.clone(),
+        };
+        let small = Cmd {
+            id: 2,
+            bytes: 1,
+            reply,
+        };
+        assert_eq!(barrier.submit(big).ok(), Some(Role::Lead));
+        assert_eq!(barrier.submit(small).ok(), Some(Role::Follow));
+        let first: Vec<usize> = barrier.take_group().iter().map(|c| c.id).collect();
+        assert_eq!(first, vec![1]);
+        assert_eq!(barrier.after_group(1), Next::Continue);
+        let second: Vec<usize> = barrier.take_group().iter().map(|c| c.id).collect();
+        assert_eq!(second, vec![2]);
+        assert_eq!(barrier.after_group(2), Next::Stop);
+    }
+
+    #[test]
+    fn leadership_passes_to_the_first_waiter_after_a_few_rounds() {
+        let barrier = Barrier::new(limits(1));
+        let (lead_reply, lead_answer) = sync_channel(4);
+        let (other_reply, other_answer) = sync_channel(4);
+        assert_eq!(
+            barrier
+                .submit(Cmd {
+                    id: 0,
+                    bytes: 1,
+                    reply: lead_reply
+                })
+                .ok(),
+            Some(Role::Lead)
+        );
+        for round in 1..LEADER_ROUNDS {
+            barrier
+                .submit(Cmd {
+                    id: round as usize,
+                    bytes: 1,
+                    reply: other_reply.clone(),
+                })
+                .ok()
+                .unwrap();
+            assert_eq!(barrier.take_group().len(), 1);
+            assert_eq!(barrier.after_group(round), Next::Continue);
+        }
+        barrier
+            .submit(Cmd {
+                id: 99,
+                bytes: 1,
+                reply: other_reply,
+            })
+            .ok()
+            .unwrap();
+        assert_eq!(barrier.take_group().len(), 1);
+        // One command is left and this was the last round: its caller leads.
+        assert_eq!(barrier.after_group(LEADER_ROUNDS), Next::Stop);
+        assert_eq!(other_answer.try_recv().ok(), Some(None));
+        assert!(lead_answer.try_recv().is_err());
+    }
+
+    #[test]
+    fn requeued_commands_come_first_and_in_order() {
+        let barrier = Barrier::new(limits(100));
+        let (reply, _answer) = sync_channel(8);
+        for id in 0..3 {
+            let _ = barrier.submit(Cmd {
+                id,
+                bytes: 1,
+                reply: reply.clone(),
+            });
+        }
+        let mut group = barrier.take_group();
+        let _ = barrier.submit(Cmd {
+            id: 9,
+            bytes: 1,
+            reply,
+        });
+        group.truncate(2);
+        barrier.requeue(group);
+        let ids: Vec<usize> = barrier.take_group().iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![0, 1, 9]);
+    }
+
+    #[test]
+    fn a_closed_barrier_refuses_and_an_abandoned_one_returns_its_queue() {
+        let barrier = Barrier::new(limits(100));
+        let (reply, _answer) = sync_channel(8);
+        for id in 0..3 {
+            let _ = barrier.submit(Cmd {
+                id,
+                bytes: 1,
+                reply: reply.clone(),
+            });
+        }
+        let left: Vec<usize> = barrier.abandon().iter().map(|c| c.id).collect();
+        assert_eq!(left, vec![0, 1, 2]);
+        let refused = barrier.submit(Cmd {
+            id: 5,
+            bytes: 1,
+            reply,
+        });
+        assert!(matches!(refused, Err(Closed(Cmd { id: 5, .. }))));
+        // Nothing queued and no leader: close returns at once.
+        barrier.close();
+    }
+
+    #[test]
+    fn an_endless_linger_waits_for_a_full_group_instead_of_panicking() {
+        let barrier = Barrier::new(Limits {
+            max_queue_bytes: 100,
+            max_batch_bytes: 2,
+            max_linger: Some(Duration::MAX),
+        });
+        let (reply, _answer) = sync_channel(8);
+        for id in 0..2 {
+            let _ = barrier.submit(Cmd {
+                id,
+                bytes: 1,
+                reply: reply.clone(),
+            });
+        }
+        assert_eq!(barrier.take_group().len(), 2);
+    }
+}

@@ -1,0 +1,250 @@
+//! Opening a store: taking its lock, creating its directories, recovering
+//! the log and starting the write path; or, read-only, following the log
+//! another process writes.
+
+use super::follower::Follower;
+use super::group_commit::GroupCommit;
+use super::state::StoreState;
+use super::writer::Writer;
+use super::{Store, StoreInner};
+use crate::checkpoint::Checkpoints;
+use crate::error::{Error, Result};
+use crate::index::hash::HashKind;
+use crate::index::recovery::{self, OpenMode, Recovered};
+use crate::layout::{CHECKPOINTS_DIR, LOCK_FILE, SEGMENTS_DIR, SNAPSHOTS_DIR};
+use crate::log::ActiveSegment;
+use crate::options::{Options, PanicPoint};
+use crate::snapshot::Snapshots;
+use crate::storage::child;
+use parking_lot::Mutex;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed and recovering it if
+    /// the last process stopped mid-write: a torn tail is cleared, damage
+    /// anywhere else is an [`Error::Corrupted`].
+    ///
+    /// A second open of the same directory, from this process or another,
+    /// fails with [`Error::Locked`] while the first is open.
+    ///
+    /// ```
+    /// use evstore::{Error, Options, Store};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Locked { .. })));
+    /// drop(store);
+    /// assert!(Store::open(dir.path(), Options::default()).is_ok());
+    /// ```
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let storage = Arc::clone(&options.storage);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let lock_path = child(&dir, LOCK_FILE);
+        let lock = storage.lock_file(&lock_path).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    dir: dir.clone(),
+                    holder: std::fs::read_to_string(&lock_path)
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty()),
+                }
+            } else {
+                Error::io(format!("locking {}", lock_path.display()), e)
+            }
+        })?;
+        let segments_dir = child(&dir, SEGMENTS_DIR);
+        storage
+            .create_dir_all(&segments_dir)
+            .and_then(|()| storage.create_dir_all(&child(&dir, SNAPSHOTS_DIR)))
+            .and_then(|()| storage.create_dir_all(&child(&dir, CHECKPOINTS_DIR)))
+            .and_then(|()| storage.sync_dir(&dir))
+            .map_err(|e| Error::io(format!("creating the directories of {}", dir.display()), e))?;
+
+        let recovered = recover_log(&options, &segments_dir, OpenMode::Write)?;
+        let Some(segment) = recovered.active else {
+            return Err(Error::io(
+                "recovering the log",
+                io::Error::other("recovery left no segment to append to"),
+            ));
+        };
+        let active = ActiveSegment::new(
+            segment,
+            recovered.write_offset,
+            recovered.next_position,
+            recovered.recorded_durable,
+            Arc::clone(&storage),
+            segments_dir.clone(),
+            options.background_preallocation,
+        );
+        let parts = Parts::new(&dir, &options);
+        let state = Arc::new(StoreState::new(
+            segments_dir,
+            options,
+            recovered.index,
+            recovered.next_position,
+        ));
+        let group_commit = Arc::new(GroupCommit::new(
+            Arc::clone(&state),
+            Writer::new(Arc::clone(&state), active),
+        ));
+        let flusher = super::flusher::spawn(Arc::clone(&state), Arc::clone(&group_commit))?;
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                state,
+                group_commit: Some(group_commit),
+                background: Mutex::new(Some(flusher)),
+                recovery: recovered.stats,
+                snapshots: parts.snapshots,
+                checkpoints: parts.checkpoints,
+                follower: None,
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Opens the store in `dir` for reading only, beside the process that
+    /// may be writing it: no lock is taken and nothing is written, created
+    /// or repaired (a damaged index file is rebuilt in memory; a torn tail
+    /// is left to the writer's recovery).
+    ///
+    /// Readers see what the store's durability allows: with
+    /// [`Durability::Sync`] (the default) the events the writer has recorded
+    /// as durable, with [`Durability::Buffered`] every whole batch in the
+    /// files. Events the writer appends later appear by themselves, within
+    /// [`Options::poll_interval`], to reads and subscriptions alike; or at
+    /// once after [`Store::refresh`]. Appends, flushes and saves fail with
+    /// [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # fn main() -> evstore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let writer = Store::open(dir.path(), Options::default())?;
+    /// writer.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"21.5"[..])])?;
+    ///
+    /// // Another process (or this one) reads without disturbing the writer.
+    /// let reader = Store::open_read_only(dir.path(), Options::default())?;
+    /// writer.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"21.7"[..])])?;
+    /// reader.refresh()?;
+    /// let readings = reader.read_stream("sensor-7", 0, Direction::Forward, 10)?;
+    /// assert_eq!(readings.len(), 2);
+    /// assert!(reader.append("sensor-7", ExpectedVersion::Any, &[EventData::new("Reading", &b"0"[..])]).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let storage = Arc::clone(&options.storage);
+        let segments_dir = child(&dir, SEGMENTS_DIR);
+        match storage.list_dir(&segments_dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotAStore { dir });
+            }
+            Err(e) => return Err(Error::io(format!("listing {}", segments_dir.display()), e)),
+        }
+        let mut parts = Parts::new(&dir, &options);
+        parts.snapshots = parts.snapshots.read_only();
+        let recovered = recover_log(&options, &segments_dir, OpenMode::ReadOnly)?;
+        let unindexed = recovered.index.sealed_without_index_file();
+        let follower = Follower::new(
+            Arc::clone(&storage),
+            segments_dir.clone(),
+            recovered.active,
+            recovered.write_offset,
+            recovered.next_position,
+            recovered.recorded_durable,
+            unindexed,
+        );
+        let poll_interval = options.poll_interval;
+        let state = Arc::new(StoreState::new(
+            segments_dir,
+            options,
+            recovered.index,
+            recovered.next_position,
+        ));
+        state.durable.store(follower.durable(), Ordering::Release);
+        let follower = Arc::new(Mutex::new(follower));
+        let poller = {
+            let state = Arc::clone(&state);
+            let follower = Arc::clone(&follower);
+            std::thread::Builder::new()
+                .name("evstore-follower".into())
+                .spawn(move || {
+                    let outcome = catch_unwind(AssertUnwindSafe(|| {
+                        while !state.wait_unless_closing(poll_interval) {
+                            state.injected_panic(PanicPoint::Follower);
+                            // A failure poisons the store and stops following;
+                            // `refresh` reports it.
+                            if follower.lock().poll(&state).is_err() {
+                                return;
+                            }
+                        }
+                    }));
+                    if let Err(payload) = outcome {
+                        state.fail_with_panic("the read-only follower", payload.as_ref());
+                    }
+                })
+                .map_err(|e| Error::io("starting the follower thread", e))?
+        };
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                state,
+                group_commit: None,
+                background: Mutex::new(Some(poller)),
+                recovery: recovered.stats,
+                snapshots: parts.snapshots,
+                checkpoints: parts.checkpoints,
+                follower: Some(follower),
+                _lock: None,
+            }),
+        })
+    }
+}
+
+/// Recovers the log in `segments_dir` as `options` ask.
+/// The snapshot and checkpoint stores of the store in `dir`.
+struct Parts {
+    snapshots: Snapshots,
+    checkpoints: Checkpoints,
+}
+
+impl Parts {
+    fn new(dir: &Path, options: &Options) -> Self {
+        let storage = &options.storage;
+        Parts {
+            snapshots: Snapshots::new(
+                Arc::clone(storage),
+                child(dir, SNAPSHOTS_DIR),
+                options.snapshots_kept,
+            ),
+            checkpoints: Checkpoints::new(Arc::clone(storage), child(dir, CHECKPOINTS_DIR)),
+        }
+    }
+}
+
+fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result<Recovered> {
+    let hash_kind = if options.collide_stream_hashes {
+        HashKind::Constant
+    } else {
+        HashKind::Xxh3
+    };
+    recovery::recover(
+        &options.storage,
+        segments_dir,
+        options.segment_size,
+        options.idempotency_window as u64,
+        hash_kind,
+        mode,
+    )
+}

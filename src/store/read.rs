@@ -1,0 +1,209 @@
+//! Reading: a stream by version, the global log by position, and where
+//! each ends.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::Location;
+use crate::layout::SEGMENTS_DIR;
+use crate::types::{Direction, RecordedEvent};
+use crate::validate::validate_stream_name;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+impl Store {
+    /// The end of what readers may see: durable events in a `Sync` store,
+    /// every written event in a `Buffered` one.
+    pub(crate) fn visible_end(&self) -> u64 {
+        self.inner.state.visible_end()
+    }
+
+    /// Reads up to `max_count` events of `stream` starting at version
+    /// `from_version`, oldest first (`Forward`) or newest first (`Backward`;
+    /// a `from_version` past the end starts at the last event, so
+    /// `u64::MAX` reads the newest). A stream with no events reads as empty.
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events: Vec<_> = (0..5).map(|i| EventData::new("Tick", vec![i as u8])).collect();
+    /// store.append("clock", ExpectedVersion::Any, &events).unwrap();
+    /// let newest_two = store.read_stream("clock", u64::MAX, Direction::Backward, 2).unwrap();
+    /// assert_eq!(newest_two.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 3]);
+    /// assert!(store.read_stream("nobody", 0, Direction::Forward, 10).unwrap().is_empty());
+    /// ```
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        validate_stream_name(stream, self.options().max_stream_name_len)?;
+        self.read_stream_below(
+            stream,
+            from_version,
+            direction,
+            max_count,
+            self.visible_end(),
+        )
+    }
+
+    /// [`Store::read_stream`] of the events at positions below `end`.
+    pub(crate) fn read_stream_below(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>> {
+        let (start, locations): (u64, Vec<Location>) = {
+            let index = self.inner.state.index.read();
+            let (start, _, locations) = index.stream_locations(stream, end, |visible| {
+                version_range(visible, from_version, direction, max_count)
+            })?;
+            (start, locations)
+        };
+        let mut events = Vec::with_capacity(locations.len());
+        // Events of one segment are read through one view of it.
+        for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
+            if let Some(first) = group.first() {
+                first
+                    .segment
+                    .read_located(group.iter().map(|l| (l.offset, l.position)), &mut events)?;
+            }
+        }
+        // The index said these records are versions start.. of the stream;
+        // the records must agree, so a damaged index can never hand out
+        // another event.
+        for (i, (event, location)) in events.iter().zip(&locations).enumerate() {
+            let version = start + i as u64;
+            if *event.stream != *stream || event.version != version {
+                return Err(Error::corrupted(
+                    location.segment.path(),
+                    u64::from(location.offset),
+                    format!(
+                        "the index places event '{}' version {} at '{stream}' version {version}",
+                        &*event.stream, event.version
+                    ),
+                ));
+            }
+        }
+        if direction == Direction::Backward {
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    /// Reads up to `max_count` events of the global log (`$all`) starting at
+    /// `from_position`, in position order (`Forward`) or reverse
+    /// (`Backward`; a `from_position` past the end starts at the last event).
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
+    /// store.append("b", ExpectedVersion::Any, &[EventData::new("B", &b""[..])]).unwrap();
+    /// let all = store.read_all(0, Direction::Forward, 10).unwrap();
+    /// assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1]);
+    /// ```
+    pub fn read_all(
+        &self,
+        from_position: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.read_all_below(from_position, direction, max_count, self.visible_end())
+    }
+
+    /// [`Store::read_all`] of the events at positions below `end`.
+    pub(crate) fn read_all_below(
+        &self,
+        from_position: u64,
+        direction: Direction,
+        max_count: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>> {
+        let (start, stop) = version_range(end, from_position, direction, max_count);
+        let runs = self
+            .inner
+            .state
+            .index
+            .read()
+            .runs(start, stop)?
+            .ok_or_else(|| missing(start))?;
+        let mut events = Vec::with_capacity((stop - start) as usize);
+        for run in &runs {
+            run.segment
+                .read_run(run.first_position, &run.offsets, &mut events)?;
+        }
+        if direction == Direction::Backward {
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    /// The version of the last visible event of `stream`, or `None` if it has
+    /// none.
+    pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        validate_stream_name(stream, self.options().max_stream_name_len)?;
+        let end = self.visible_end();
+        let visible = self.inner.state.index.read().visible_count(stream, end)?;
+        Ok(visible.checked_sub(1))
+    }
+
+    /// The position of the last visible event, or `None` if the store is
+    /// empty.
+    pub fn last_position(&self) -> Option<u64> {
+        self.visible_end().checked_sub(1)
+    }
+}
+
+/// The half-open range of indexes `[start, stop)` to read out of `len`, in
+/// the order given by `direction` (a backward range is read from its top).
+fn version_range(len: u64, from: u64, direction: Direction, max_count: usize) -> (u64, u64) {
+    let max = max_count as u64;
+    match direction {
+        Direction::Forward => {
+            let start = from.min(len);
+            (start, start.saturating_add(max).min(len))
+        }
+        Direction::Backward => {
+            if len == 0 {
+                return (0, 0);
+            }
+            let top = from.min(len - 1) + 1;
+            (top.saturating_sub(max), top)
+        }
+    }
+}
+
+fn missing(position: u64) -> Error {
+    Error::Corrupted {
+        file: PathBuf::from(SEGMENTS_DIR),
+        offset: 0,
+        reason: format!("position {position} is below the watermark but not indexed"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ranges() {
+        assert_eq!(version_range(10, 0, Direction::Forward, 3), (0, 3));
+        assert_eq!(version_range(10, 8, Direction::Forward, 3), (8, 10));
+        assert_eq!(version_range(10, 12, Direction::Forward, 3), (10, 10));
+        assert_eq!(version_range(10, u64::MAX, Direction::Backward, 3), (7, 10));
+        assert_eq!(version_range(10, 1, Direction::Backward, 3), (0, 2));
+        assert_eq!(version_range(0, 0, Direction::Backward, 3), (0, 0));
+        assert_eq!(
+            version_range(10, 0, Direction::Forward, usize::MAX),
+            (0, 10)
+        );
+    }
+}

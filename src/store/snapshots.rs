@@ -1,0 +1,129 @@
+//! Snapshots: saving a stream's state at a version, and loading the newest
+//! one that still matches the log.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::log::now_nanos;
+use crate::snapshot::{DamagedSnapshot, Snapshot};
+use crate::types::{Direction, Durability};
+use crate::validate::validate_stream_name;
+
+impl Store {
+    /// Saves `data` as the state of `stream` up to and including `version`,
+    /// durably: the file is checksummed, written beside its final name,
+    /// synced, renamed into place and the directory synced, so a crash
+    /// leaves the previous snapshot or this one, never a mix. Then all but
+    /// the newest [`Options::snapshots_kept`] snapshots of the stream are
+    /// removed.
+    ///
+    /// `version` must be a visible version of the stream
+    /// ([`Error::SnapshotAhead`] otherwise). In a `Buffered` store the events
+    /// are flushed first, so a snapshot never outlives the events it
+    /// summarizes.
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events: Vec<_> = (0..10).map(|i| EventData::new("Deposited", vec![i])).collect();
+    /// let written = store.append("account-7", ExpectedVersion::NoStream, &events).unwrap();
+    /// store.save_snapshot("account-7", written.last_version, b"balance=45").unwrap();
+    ///
+    /// let snapshot = store.load_snapshot("account-7").unwrap().unwrap();
+    /// assert_eq!((snapshot.version, &snapshot.data[..]), (9, &b"balance=45"[..]));
+    /// // Rebuild: the snapshot, then the events after it.
+    /// let rest = store.read_stream("account-7", snapshot.version + 1, evstore::Direction::Forward, 1000).unwrap();
+    /// assert!(rest.is_empty());
+    /// ```
+    pub fn save_snapshot(&self, stream: &str, version: u64, data: impl AsRef<[u8]>) -> Result<()> {
+        self.refuse_if_read_only("save a snapshot")?;
+        validate_stream_name(stream, self.options().max_stream_name_len)?;
+        let stream_version = self.stream_version(stream)?;
+        if stream_version.is_none_or(|last| version > last) {
+            return Err(Error::SnapshotAhead {
+                stream: stream.to_string(),
+                version,
+                stream_version,
+            });
+        }
+        if self.options().durability == Durability::Buffered {
+            self.flush()?;
+        }
+        let event = self.read_stream(stream, version, Direction::Forward, 1)?;
+        let event_id = match event.first() {
+            Some(event) => event.id,
+            None => {
+                return Err(Error::SnapshotAhead {
+                    stream: stream.to_string(),
+                    version,
+                    stream_version,
+                })
+            }
+        };
+        self.inner
+            .snapshots
+            .save(stream, version, event_id, now_nanos(), data.as_ref())
+    }
+
+    /// The newest snapshot of `stream`, or `None` if it has none.
+    ///
+    /// A snapshot file that fails its checksum, is truncated, names another
+    /// stream, or no longer matches the log (the stream's event at its
+    /// version is not the one it was taken after) is never returned: it is
+    /// renamed with a `.damaged` suffix, reported in
+    /// [`Store::damaged_snapshots`], and the next older snapshot is tried.
+    pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        self.load_snapshot_at_or_below(stream, u64::MAX)
+    }
+
+    /// The newest snapshot of `stream` whose version is at most
+    /// `max_version`, with the same checks and fallback as
+    /// [`Store::load_snapshot`].
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default().snapshots_kept(3)).unwrap();
+    /// let events: Vec<_> = (0..30).map(|_| EventData::new("Tick", &b""[..])).collect();
+    /// store.append("clock", ExpectedVersion::Any, &events).unwrap();
+    /// for version in [9, 19, 29] {
+    ///     store.save_snapshot("clock", version, version.to_string()).unwrap();
+    /// }
+    /// let older = store.load_snapshot_at_or_below("clock", 25).unwrap().unwrap();
+    /// assert_eq!(older.version, 19);
+    /// assert!(store.load_snapshot_at_or_below("clock", 5).unwrap().is_none());
+    /// ```
+    pub fn load_snapshot_at_or_below(
+        &self,
+        stream: &str,
+        max_version: u64,
+    ) -> Result<Option<Snapshot>> {
+        validate_stream_name(stream, self.options().max_stream_name_len)?;
+        let file = self.inner.snapshots.load(stream, max_version, |file| {
+            let event = self.read_stream(stream, file.version, Direction::Forward, 1)?;
+            Ok(match event.first() {
+                None => Some(format!(
+                    "the snapshot is of version {} but the stream has not reached it",
+                    file.version
+                )),
+                Some(event) if event.id != file.event_id => Some(format!(
+                    "the snapshot was taken after event {} but version {} is event {}",
+                    file.event_id, file.version, event.id
+                )),
+                Some(_) => None,
+            })
+        })?;
+        Ok(file.map(|file| Snapshot {
+            version: file.version,
+            data: file.data,
+            timestamp_nanos: file.timestamp_nanos,
+        }))
+    }
+
+    /// Snapshot files found damaged or inconsistent with the log since the
+    /// store was opened (the most recent 1,024), oldest first. Each was
+    /// skipped in favour of an older snapshot, or none.
+    pub fn damaged_snapshots(&self) -> Vec<DamagedSnapshot> {
+        self.inner.snapshots.damaged()
+    }
+}

@@ -1,0 +1,399 @@
+//! The writer: what the group-commit leader runs over one group. It plans
+//! the group's appends against the index, stages them in the active
+//! segment, writes them with one write, publishes them to the index and the
+//! written watermark, syncs once, records a durable mark that vouches for
+//! the synced events, and only then answers the appenders.
+
+use super::group_commit::{AppendRequest, Command, Wake};
+use super::state::StoreState;
+use crate::error::{Error, Result};
+use crate::index::planning::{Decision, GroupPlanner, Intent};
+use crate::index::SealedSegment;
+use crate::log::{ActiveSegment, Segment, StagedBatch, WriteFailure};
+use crate::options::PanicPoint;
+use crate::types::{AppendResult, Durability};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Appenders to answer once a group is done, with their results.
+type Replies = Vec<(SyncSender<Wake<Result<AppendResult>>>, Result<AppendResult>)>;
+
+/// An append whose bytes are staged, with the index entries to publish
+/// once they are written.
+struct Staged {
+    request: AppendRequest,
+    result: AppendResult,
+    batch: StagedBatch,
+}
+
+/// The write side of the log, used by whichever caller leads.
+pub struct Writer {
+    state: Arc<StoreState>,
+    active: ActiveSegment,
+    /// The thread writing the last sealed segment's index file.
+    indexing: Option<JoinHandle<()>>,
+    /// A sync advanced the durable watermark and the segment does not
+    /// record it yet.
+    mark_pending: bool,
+}
+
+impl Writer {
+    /// A writer continuing in `active`.
+    pub fn new(state: Arc<StoreState>, active: ActiveSegment) -> Self {
+        let mark_pending = active.next_position() > 0;
+        Writer {
+            state,
+            active,
+            indexing: None,
+            mark_pending,
+        }
+    }
+
+    /// The segment being written.
+    pub fn segment(&self) -> Arc<Segment> {
+        Arc::clone(self.active.segment())
+    }
+
+    /// Notes that a sync outside the writer advanced the durable watermark.
+    pub fn note_synced(&mut self) {
+        self.mark_pending = true;
+    }
+
+    /// A clean close: everything synced and covered by a synced mark.
+    pub fn shut_down(mut self) {
+        if self.sync_if_behind().is_ok() {
+            self.write_mark();
+            let _ = self.sync_always();
+        }
+        self.active.finish();
+        self.join_indexing();
+    }
+
+    /// Writes one group and answers everyone in it. Returns the appends
+    /// deferred to the next group.
+    pub fn process(&mut self, group: Vec<Command>) -> Vec<AppendRequest> {
+        let mut appends = Vec::with_capacity(group.len());
+        let mut flushes = Vec::new();
+        for command in group {
+            match command {
+                Command::Append(r) => appends.push(r),
+                Command::Flush(reply) => flushes.push(reply),
+            }
+        }
+        if let Some(error) = self.state.poisoned() {
+            for r in appends {
+                let _ = r.reply.send(Wake::Done(Err(error.clone())));
+            }
+            for f in flushes {
+                let _ = f.send(Wake::Done(Err(error.clone())));
+            }
+            return Vec::new();
+        }
+
+        // Every reply waits for the end of the group, after its sync and
+        // durable mark: a lone appender then always sees the same sequence
+        // of file operations, which makes crash tests reproducible.
+        let mut replies: Replies = Vec::new();
+        let mut sync_waiters = Vec::new();
+        let mut failure: Option<Error> = None;
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut deferred = Vec::new();
+
+        let state = Arc::clone(&self.state);
+        let index = state.index.read();
+        let mut planner = GroupPlanner::new(&index);
+        let mut to_write = Vec::with_capacity(appends.len());
+        for request in appends {
+            let decision = planner.plan(Intent {
+                stream: &request.stream,
+                expected: request.expected,
+                ids: &request.ids,
+                ids_absent_below: request.ids_absent_below,
+            });
+            match decision {
+                Decision::Write { first_version } => to_write.push((request, first_version)),
+                // A durable retry of an append that is written but not yet
+                // synced must wait for this group's sync like a new one.
+                Decision::Answer(Ok(result))
+                    if request.durability == Durability::Sync
+                        && result.last_position >= state.durable.load(Ordering::Acquire) =>
+                {
+                    sync_waiters.push((request.reply, result));
+                }
+                Decision::Answer(answer) => replies.push((request.reply, answer)),
+                Decision::Defer => deferred.push(request),
+            }
+        }
+        drop(planner);
+        drop(index);
+
+        for (request, first_version) in to_write {
+            if let Some(error) = &failure {
+                replies.push((request.reply, Err(error.clone())));
+                continue;
+            }
+            if !self.active.fits(request.encoded_len) {
+                // Seal the active segment (its data synced with the seal)
+                // and continue in the next one.
+                if let Err(error) = self.roll_over(&mut staged, &mut replies) {
+                    replies.push((request.reply, Err(error.clone())));
+                    failure = Some(error);
+                    continue;
+                }
+            }
+            let durable_mark = self.state.durable.load(Ordering::Acquire);
+            let batch = self.active.stage(
+                &request.records,
+                request.ids.len(),
+                first_version,
+                durable_mark,
+            );
+            let count = request.ids.len() as u64;
+            let result = AppendResult {
+                first_version,
+                last_version: first_version + count.saturating_sub(1),
+                first_position: batch.first_position,
+                last_position: batch.first_position + count.saturating_sub(1),
+            };
+            staged.push(Staged {
+                request,
+                result,
+                batch,
+            });
+        }
+
+        if !staged.is_empty() {
+            match self.write_staged(&staged) {
+                Ok(()) => {
+                    for s in staged.drain(..) {
+                        match s.request.durability {
+                            Durability::Buffered => replies.push((s.request.reply, Ok(s.result))),
+                            Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
+                        }
+                    }
+                }
+                Err(error) => {
+                    for s in staged.drain(..) {
+                        replies.push((s.request.reply, Err(error.clone())));
+                    }
+                }
+            }
+        }
+
+        let mut flush_outcome = Ok(());
+        if !sync_waiters.is_empty() || !flushes.is_empty() {
+            flush_outcome = self.sync_if_behind();
+            // Before anyone hears that their events are durable, the segment
+            // must say so: after a crash, damage among them is then reported
+            // as corruption instead of being cut as a torn write.
+            if flush_outcome.is_ok() {
+                self.write_mark();
+            }
+            for (reply, result) in sync_waiters {
+                replies.push((reply, flush_outcome.clone().map(|()| result)));
+            }
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(Wake::Done(result));
+        }
+        for f in flushes {
+            let _ = f.send(Wake::Done(flush_outcome.clone()));
+        }
+        deferred
+    }
+
+    /// Writes what is staged, then publishes the staged appends to the index
+    /// and the written watermark. On failure nothing is published.
+    fn write_staged(&mut self, staged: &[Staged]) -> Result<()> {
+        match self.active.write_staged() {
+            Ok(()) => {}
+            Err(WriteFailure::NoSpace(e)) => {
+                return Err(Error::NoSpace {
+                    context: format!("writing to {}: {e}", self.active.segment().path().display()),
+                })
+            }
+            Err(WriteFailure::Failed(e)) => {
+                let context = format!("write to {}", self.active.segment().path().display());
+                return Err(self.poison(context, e));
+            }
+        }
+        let mut index = self.state.index.write();
+        for s in staged {
+            index.push_events(
+                &s.request.stream,
+                s.batch.first_position,
+                &s.batch.offsets,
+                &s.request.ids,
+            );
+        }
+        self.state
+            .written
+            .store(self.active.next_position(), Ordering::Release);
+        drop(index);
+        self.state.written_progress.advanced();
+        Ok(())
+    }
+
+    fn poison(&self, context: String, cause: io::Error) -> Error {
+        self.state.fail(Error::StorePoisoned {
+            context,
+            cause: Arc::new(cause),
+        })
+    }
+
+    /// Makes everything written durable, unless it already is.
+    fn sync_if_behind(&mut self) -> Result<()> {
+        let state = &self.state;
+        if state.poisoned().is_none()
+            && state.durable.load(Ordering::Acquire) >= state.written.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        self.sync_always()
+    }
+
+    /// Syncs the active segment even when no event awaits it (a seal or a
+    /// mark does), and advances the durable watermark.
+    fn sync_always(&mut self) -> Result<()> {
+        self.state.check_poison()?;
+        let target = self.state.written.load(Ordering::Acquire);
+        if let Err(e) = self.active.sync() {
+            let context = format!("fdatasync of {}", self.active.segment().path().display());
+            return Err(self.poison(context, e));
+        }
+        self.state.durable.fetch_max(target, Ordering::AcqRel);
+        self.state.durable_progress.advanced();
+        self.mark_pending = true;
+        Ok(())
+    }
+
+    /// Records the durable watermark in the segment, if a sync advanced it.
+    pub fn write_mark(&mut self) {
+        if !self.mark_pending || self.state.poisoned().is_some() {
+            return;
+        }
+        let durable = self.state.durable.load(Ordering::Acquire);
+        match self.active.write_mark(durable) {
+            Ok(true) => self.mark_pending = false,
+            Ok(false) => {}
+            Err(e) => {
+                let context = format!("write to {}", self.active.segment().path().display());
+                let _ = self.poison(context, e);
+            }
+        }
+    }
+
+    /// Writes what is staged plus a seal, syncs it and continues in the
+    /// next segment. The staged appends are acknowledged (the seal's sync
+    /// made them durable, whatever their mode).
+    fn roll_over(&mut self, staged: &mut Vec<Staged>, replies: &mut Replies) -> Result<()> {
+        let prepared = self.active.take_prepared().map_err(|e| {
+            if e.kind() == io::ErrorKind::StorageFull {
+                Error::NoSpace {
+                    context: format!("preallocating the next segment: {e}"),
+                }
+            } else {
+                Error::io("preallocating the next segment", e)
+            }
+        })?;
+        let durable_mark = self.state.durable.load(Ordering::Acquire);
+        let seal_offset = self.active.stage_seal(durable_mark);
+        let written = self.write_staged(staged);
+        // Always synced: the seal must be durable before the next segment
+        // takes events, even when no event of this group precedes it.
+        let outcome = written.and_then(|()| self.sync_always());
+        // If the write or the sync failed, none of them may be acknowledged.
+        for s in staged.drain(..) {
+            replies.push((s.request.reply, outcome.clone().map(|()| s.result)));
+        }
+        outcome?;
+        let storage = Arc::clone(&self.state.options.storage);
+        let segments_dir = self.state.segments_dir.clone();
+        let segment = self
+            .active
+            .install_next(prepared, storage.as_ref(), &segments_dir)
+            .map_err(|e| self.poison("installing a new segment".into(), e))?;
+        let sealed = {
+            let mut index = self.state.index.write();
+            let sealed = index.seal_active();
+            let active = index.new_active();
+            index.push_segment(segment, active);
+            sealed
+        };
+        if let Some(sealed) = sealed {
+            self.write_index_file(sealed, seal_offset);
+        }
+        Ok(())
+    }
+
+    fn join_indexing(&mut self) {
+        if let Some(handle) = self.indexing.take() {
+            if handle.join().is_err() {
+                // The job catches its own panics; this is a panic while
+                // reporting one.
+                self.state.fail(Error::StorePoisoned {
+                    context: "the index-file thread".into(),
+                    cause: Arc::new(io::Error::other("it panicked")),
+                });
+            }
+        }
+    }
+
+    /// Writes the index file of a segment just sealed, and the catalogue,
+    /// then serves the segment's index from that file. In the background
+    /// unless the options say otherwise; one at a time, in order. A failure
+    /// leaves the index in memory and the next open rebuilds the file; a
+    /// panic poisons the store.
+    fn write_index_file(&mut self, sealed: SealedSegment, seal_offset: u64) {
+        self.join_indexing();
+        let state = Arc::clone(&self.state);
+        let job = move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                state.injected_panic(PanicPoint::IndexWriter);
+                let (hash_kind, repairs) = {
+                    let index = state.index.read();
+                    (index.hash_kind(), index.repairs())
+                };
+                let storage = Arc::clone(&state.options.storage);
+                match crate::index::recovery::persist_sealed(
+                    &storage,
+                    &state.segments_dir,
+                    &sealed,
+                    seal_offset,
+                    hash_kind,
+                    repairs,
+                ) {
+                    Ok(persisted) => state
+                        .index
+                        .write()
+                        .install_persisted(sealed.ordinal, persisted),
+                    Err(_) => {
+                        state.index_write_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+            if let Err(payload) = outcome {
+                state.fail_with_panic("the index-file thread", payload.as_ref());
+            }
+        };
+        if self.state.options.background_index_writes {
+            match std::thread::Builder::new()
+                .name("evstore-index".into())
+                .spawn(job)
+            {
+                Ok(handle) => self.indexing = Some(handle),
+                Err(_) => {
+                    self.state
+                        .index_write_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        } else {
+            job();
+        }
+    }
+}
