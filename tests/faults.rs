@@ -600,6 +600,13 @@ fn enospc_on_allocate_fails_only_the_append_that_needs_a_new_segment() {
     }
     assert!(faults.injected_allocate_enospc.load(Ordering::SeqCst) >= 3);
     assert_eq!(segment_files(dir.path()).len(), 1, "no segment was added");
+    // A failed preallocation keeps none of the space it got: the file it
+    // was growing is gone, so checkpoints and index files can still be
+    // written on the nearly full disk.
+    assert!(
+        !dir.path().join("segments").join("next.tmp").exists(),
+        "a failed preallocation left its file behind"
+    );
     store.flush().expect("not poisoned: flush works");
     assert_store_holds_acked(&store, &acked);
 

@@ -13,6 +13,7 @@ impl Store {
     /// A store that writes is always up to date: it just returns that end.
     pub fn refresh(&self) -> Result<u64> {
         if let Some(follower) = &self.inner.follower {
+            self.inner.state.check_poison()?;
             follower.lock().poll(&self.inner.state)?;
         }
         Ok(self.visible_end())
