@@ -28,6 +28,27 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+/// Index files found damaged and rebuilt from their segments since open,
+/// and the threads rewriting them.
+#[derive(Debug, Default)]
+pub struct Repairs {
+    /// How many were rebuilt.
+    pub count: AtomicU64,
+    pending: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Repairs {
+    /// Waits for every rewrite under way (at close).
+    pub fn finish(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for handle in pending {
+            // A rewrite that failed, even by panicking, leaves the file for
+            // the next open to rebuild; nothing is lost.
+            let _ = handle.join();
+        }
+    }
+}
+
 /// One segment as [`Index::segment_summaries`] describes it.
 #[derive(Debug, Clone)]
 pub struct SegmentSummary {
@@ -62,8 +83,10 @@ pub struct Persisted {
     segment: Arc<Segment>,
     /// Where to rewrite a damaged file; `None` in a read-only store.
     storage: Option<Arc<dyn Storage>>,
-    state: OnceLock<std::result::Result<Option<Arc<MemIndex>>, Error>>,
-    repairs: Arc<AtomicU64>,
+    /// Once checked: `None` if the file is sound, else the index rebuilt
+    /// from the segment.
+    state: OnceLock<Option<Arc<MemIndex>>>,
+    repairs: Arc<Repairs>,
 }
 
 impl Persisted {
@@ -73,7 +96,7 @@ impl Persisted {
         path: PathBuf,
         segment: Arc<Segment>,
         storage: Option<Arc<dyn Storage>>,
-        repairs: Arc<AtomicU64>,
+        repairs: Arc<Repairs>,
     ) -> Self {
         Persisted {
             file,
@@ -87,7 +110,7 @@ impl Persisted {
 
     /// Marks the body as checked (it was just written from memory).
     pub fn trusted(self) -> Self {
-        let _ = self.state.set(Ok(None));
+        let _ = self.state.set(None);
         self
     }
 
@@ -97,31 +120,56 @@ impl Persisted {
     }
 
     fn view(&self) -> Result<View<'_>> {
-        let state = self.state.get_or_init(|| {
-            if self.file.verify_body() {
-                return Ok(None);
-            }
-            // Never trust a damaged index: rebuild it from its segment, whose
-            // records carry their own checksums, and replace the file.
+        if let Some(state) = self.state.get() {
+            return Ok(match state {
+                None => View::File(&self.file),
+                Some(mem) => View::Mem(mem),
+            });
+        }
+        // Checked once; only a success is kept, so a transient read error
+        // is tried again on the next use instead of making the segment
+        // unreadable until the store is reopened.
+        let checked = if self.file.verify_body() {
+            None
+        } else {
+            // Never trust a damaged index: rebuild it from its segment,
+            // whose records carry their own checksums.
             let rebuilt = recovery::index_sealed_segment(&self.segment)?;
-            self.repairs.fetch_add(1, Ordering::Relaxed);
-            let bytes = file::encode(
-                &rebuilt,
-                self.segment.base_position(),
-                self.file.header().seal_offset,
-                self.file.header().hash_kind,
-            );
-            // If the rewrite fails the next open rebuilds again; reads are
-            // served from the rebuilt index either way.
-            if let Some(storage) = &self.storage {
-                let _ = crate::storage::replace_file(storage.as_ref(), &self.path, &bytes);
-            }
-            Ok(Some(Arc::new(rebuilt)))
-        });
-        match state {
-            Ok(None) => Ok(View::File(&self.file)),
-            Ok(Some(mem)) => Ok(View::Mem(mem)),
-            Err(e) => Err(e.clone()),
+            self.repairs.count.fetch_add(1, Ordering::Relaxed);
+            self.rewrite_in_background(&rebuilt);
+            Some(Arc::new(rebuilt))
+        };
+        let state = self.state.get_or_init(|| checked);
+        Ok(match state {
+            None => View::File(&self.file),
+            Some(mem) => View::Mem(mem),
+        })
+    }
+
+    /// Replaces the damaged file with one encoded from `rebuilt`, on a
+    /// thread of its own: the caller holds the index lock, and a file write
+    /// with its syncs must not keep appenders and readers waiting. If the
+    /// rewrite fails the next open rebuilds again; reads are served from
+    /// the rebuilt index either way.
+    fn rewrite_in_background(&self, rebuilt: &MemIndex) {
+        let Some(storage) = &self.storage else {
+            return;
+        };
+        let bytes = file::encode(
+            rebuilt,
+            self.segment.base_position(),
+            self.file.header().seal_offset,
+            self.file.header().hash_kind,
+        );
+        let storage = Arc::clone(storage);
+        let path = self.path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("evstore-index-repair".into())
+            .spawn(move || {
+                let _ = crate::storage::replace_file(storage.as_ref(), &path, &bytes);
+            });
+        if let Ok(handle) = spawned {
+            self.repairs.pending.lock().push(handle);
         }
     }
 }
@@ -282,7 +330,7 @@ pub struct Index {
     hash_kind: HashKind,
     id_window: u64,
     end: u64,
-    repairs: Arc<AtomicU64>,
+    repairs: Arc<Repairs>,
 }
 
 fn missing(stream: &str, what: String) -> Error {
@@ -304,7 +352,7 @@ impl Index {
             hash_kind,
             id_window,
             end: 0,
-            repairs: Arc::new(AtomicU64::new(0)),
+            repairs: Arc::new(Repairs::default()),
         }
     }
 
@@ -314,7 +362,7 @@ impl Index {
     }
 
     /// Counter of index files found damaged after open and rebuilt.
-    pub fn repairs(&self) -> Arc<AtomicU64> {
+    pub fn repairs(&self) -> Arc<Repairs> {
         Arc::clone(&self.repairs)
     }
 

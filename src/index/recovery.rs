@@ -17,7 +17,6 @@ use crate::storage::{child, replace_file, write_and_rename, Storage};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// How the log is opened.
@@ -138,7 +137,7 @@ pub fn persist_sealed(
     sealed: &SealedSegment,
     seal_offset: u64,
     hash_kind: HashKind,
-    repairs: Arc<AtomicU64>,
+    repairs: Arc<super::Repairs>,
 ) -> io::Result<Persisted> {
     let base = sealed.segment.base_position();
     let path = child(dir, &index_file_name(base));

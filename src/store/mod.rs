@@ -89,6 +89,8 @@ impl StoreInner {
             // The thread catches its own panics and poisons the store.
             let _ = handle.join();
         }
+        let repairs = self.state.index.read().repairs();
+        repairs.finish();
         self.state.written_progress.close();
         self.state.durable_progress.close();
     }

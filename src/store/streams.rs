@@ -95,6 +95,7 @@ impl Store {
             .index
             .read()
             .repairs()
+            .count
             .load(Ordering::Relaxed)
     }
 
