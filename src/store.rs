@@ -707,7 +707,7 @@ impl Store {
 
 /// Recovers the log in `segments_dir` as `options` ask.
 fn recover_log(options: &Options, segments_dir: &Path, read_only: bool) -> Result<log::Recovered> {
-    let hash_kind = if options.collide_stream_hashes {
+    let hash_kind = if options.collides_stream_hashes() {
         HashKind::Constant
     } else {
         HashKind::Xxh3

@@ -504,7 +504,7 @@ impl Writer {
 
     /// Starts preallocating the next segment in the background.
     fn prepare_next_segment(&mut self) {
-        if !self.shared.options.background_preallocation {
+        if !self.shared.options.preallocates_in_background() {
             return;
         }
         let storage = Arc::clone(&self.shared.options.storage);
@@ -562,7 +562,7 @@ impl Writer {
                 }
             }
         };
-        if self.shared.options.background_index_writes {
+        if self.shared.options.writes_indexes_in_background() {
             match std::thread::Builder::new()
                 .name("evstore-index".into())
                 .spawn(job)
