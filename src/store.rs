@@ -879,6 +879,7 @@ impl Store {
 
 /// A stream and its version, from [`Store::streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamInfo {
     /// The stream name.
     pub name: String,

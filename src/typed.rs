@@ -43,6 +43,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
 /// A stored event decoded as the user's type, from
 /// [`TypedStore::read_stream`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Recorded<E> {
     /// The decoded event.
     pub event: E,
@@ -61,6 +62,7 @@ pub struct Recorded<E> {
 /// A snapshot decoded as the user's state type, from
 /// [`TypedStore::load_snapshot`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TypedSnapshot<S> {
     /// The last stream version the state includes.
     pub version: u64,
