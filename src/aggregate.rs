@@ -1,8 +1,8 @@
 //! Aggregates: state rebuilt from a stream's events, starting from a
 //! snapshot.
 
+use crate::domain_event::DomainEvent;
 use crate::error::Error;
-use crate::typed::DomainEvent;
 use crate::types::AppendResult;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -52,6 +52,7 @@
 mod aggregate;
 mod checkpoint;
 mod codec;
+mod domain_event;
 mod error;
 mod index;
 mod layout;

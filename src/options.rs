@@ -6,77 +6,65 @@ use crate::types::Durability;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How a store is opened and run. `Options::default()` suits most uses.
+/// How a store is opened and run. `Options::default()` suits most uses;
+/// change it with the builder methods, each documenting its setting and
+/// default.
 ///
 /// ```
-/// use evstore::{Durability, Options};
+/// use evstore::{Durability, Options, Store};
+/// # fn main() -> evstore::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
 /// let options = Options::default()
-///     .segment_size(128 << 20)
+///     .segment_size(16 << 20)
 ///     .durability(Durability::Buffered);
-/// assert_eq!(options.segment_size, 128 << 20);
+/// let store = Store::open(dir.path(), options)?;
+/// # store.close() }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Size each segment file is preallocated to (default 64 MiB; at least
-    /// 4 KiB, at most 4 GiB). An append must fit in one segment.
-    pub segment_size: u64,
-    /// Default durability of appends, and what readers see (default `Sync`).
-    pub durability: Durability,
-    /// How often buffered appends are made durable in the background
-    /// (default 100 ms).
-    pub flush_interval: Duration,
-    /// The most bytes the writer takes into one group commit (default 4 MiB;
-    /// a single larger append still goes through on its own).
-    pub max_batch_bytes: usize,
+    /// Size each segment file is preallocated to.
+    pub(crate) segment_size: u64,
+    /// Default durability of appends, and what readers see.
+    pub(crate) durability: Durability,
+    /// How often buffered appends are made durable in the background.
+    pub(crate) flush_interval: Duration,
+    /// The most bytes the writer takes into one group commit.
+    pub(crate) max_batch_bytes: usize,
     /// How long the writer waits for more appends before writing a group.
-    /// `None` (the default) adds no wait: batching comes from concurrency.
-    pub max_linger: Option<Duration>,
-    /// Bytes of appends that may wait for the writer before new appenders
-    /// block (default 64 MiB).
-    pub max_queue_bytes: usize,
-    /// Largest event, payload plus metadata, in bytes (default 16 MiB).
-    pub max_event_size: usize,
-    /// Longest stream name in bytes (default 256, at most 65535).
-    pub max_stream_name_len: usize,
-    /// Longest event type in bytes (default 256, at most 65535).
-    pub max_event_type_len: usize,
-    /// How many of the most recently written events a retried append is
-    /// recognised against by event id (default 1,000,000; 0 turns it off).
-    /// Ids of sealed segments are looked up in their index files (a Bloom
-    /// filter, then a sorted table); only the active segment's ids are held
-    /// in memory.
-    pub idempotency_window: usize,
-    /// Preallocate the next segment on a helper thread while the active one
-    /// fills (default `true`), so rollover never waits for allocation. Turn
-    /// it off for a storage operation order that is fully deterministic.
-    pub background_preallocation: bool,
-    /// Write a sealed segment's index file on a helper thread (default
-    /// `true`), so the append that fills a segment does not wait for it.
-    /// Turn it off for a storage operation order that is fully
-    /// deterministic.
-    pub background_index_writes: bool,
-    /// Hash every stream name to the same value in new index files. Only
-    /// for testing that streams whose hashes collide are still told apart;
-    /// it makes lookups in sealed segments linear in their stream count.
-    #[doc(hidden)]
-    pub collide_stream_hashes: bool,
-    /// Snapshots kept per stream: saving one prunes all but this many of the
-    /// newest (by version). At least 1; the default 2 leaves a fallback if
-    /// the newest is found damaged.
-    pub snapshots_kept: usize,
-    /// How often a store opened with [`crate::Store::open_read_only`] looks
-    /// for events the writing process appended (default 10 ms). Each look
-    /// reads the header of the next batch, a few bytes from the page cache.
-    pub poll_interval: Duration,
-    /// The file system the store lives on. Defaults to the real one; tests
-    /// pass a back end that injects faults.
-    pub storage: Arc<dyn Storage>,
+    pub(crate) max_linger: Option<Duration>,
+    /// Bytes of appends that may wait for the writer before appenders block.
+    pub(crate) max_queue_bytes: usize,
+    /// Largest event, payload plus metadata, in bytes.
+    pub(crate) max_event_size: usize,
+    /// Longest stream name in bytes.
+    pub(crate) max_stream_name_len: usize,
+    /// Longest event type in bytes.
+    pub(crate) max_event_type_len: usize,
+    /// How many recently written events a retried append is recognised
+    /// against by event id.
+    pub(crate) idempotency_window: usize,
+    /// Preallocate the next segment on a helper thread.
+    #[cfg(feature = "testing")]
+    background_preallocation: bool,
+    /// Write a sealed segment's index file on a helper thread.
+    #[cfg(feature = "testing")]
+    background_index_writes: bool,
+    /// Hash every stream name to the same value in new index files.
+    #[cfg(feature = "testing")]
+    collide_stream_hashes: bool,
+    /// Snapshots kept per stream.
+    pub(crate) snapshots_kept: usize,
+    /// How often a read-only store looks for newly appended events.
+    pub(crate) poll_interval: Duration,
+    /// The file system the store lives on.
+    pub(crate) storage: Arc<dyn Storage>,
     /// A panic to raise once in one of the store's threads (tests only).
     #[cfg(feature = "testing")]
     pub(crate) injected_panic: Option<(PanicPoint, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
-/// A thread of the store that [`Options::inject_panic`] makes panic.
+/// A thread of the store that `Options::inject_panic` (with the `testing`
+/// feature) makes panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PanicPoint {
@@ -103,8 +91,11 @@ impl Default for Options {
             max_stream_name_len: 256,
             max_event_type_len: 256,
             idempotency_window: 1_000_000,
+            #[cfg(feature = "testing")]
             background_preallocation: true,
+            #[cfg(feature = "testing")]
             background_index_writes: true,
+            #[cfg(feature = "testing")]
             collide_stream_hashes: false,
             snapshots_kept: 2,
             poll_interval: Duration::from_millis(10),
@@ -116,98 +107,145 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Sets [`Options::segment_size`].
+    /// Size each segment file is preallocated to (default 64 MiB; at least
+    /// 4 KiB, at most 4 GiB, a multiple of 8). An append must fit in one
+    /// segment.
+    #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
     }
 
-    /// Sets [`Options::durability`].
+    /// Default durability of appends, and what readers see (default
+    /// [`Durability::Sync`]).
+    #[must_use]
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
     }
 
-    /// Sets [`Options::flush_interval`].
+    /// How often buffered appends are made durable in the background
+    /// (default 100 ms; must be positive).
+    #[must_use]
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
     }
 
-    /// Sets [`Options::max_batch_bytes`].
+    /// The most bytes the writer takes into one group commit (default 4 MiB;
+    /// a single larger append still goes through on its own).
+    #[must_use]
     pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
         self.max_batch_bytes = bytes;
         self
     }
 
-    /// Sets [`Options::max_linger`].
+    /// How long the writer waits for more appends before writing a group.
+    /// `None` (the default) adds no wait: batching comes from concurrency.
+    #[must_use]
     pub fn max_linger(mut self, linger: Option<Duration>) -> Self {
         self.max_linger = linger;
         self
     }
 
-    /// Sets [`Options::max_queue_bytes`].
+    /// Bytes of appends that may wait for the writer before new appenders
+    /// block (default 64 MiB).
+    #[must_use]
     pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
         self.max_queue_bytes = bytes;
         self
     }
 
-    /// Sets [`Options::max_event_size`].
+    /// Largest event, payload plus metadata, in bytes (default 16 MiB; below
+    /// 2 GiB).
+    #[must_use]
     pub fn max_event_size(mut self, bytes: usize) -> Self {
         self.max_event_size = bytes;
         self
     }
 
-    /// Sets [`Options::max_stream_name_len`].
+    /// Longest stream name in bytes (default 256, at most 65535).
+    #[must_use]
     pub fn max_stream_name_len(mut self, bytes: usize) -> Self {
         self.max_stream_name_len = bytes;
         self
     }
 
-    /// Sets [`Options::max_event_type_len`].
+    /// Longest event type in bytes (default 256, at most 65535).
+    #[must_use]
     pub fn max_event_type_len(mut self, bytes: usize) -> Self {
         self.max_event_type_len = bytes;
         self
     }
 
-    /// Sets [`Options::idempotency_window`].
+    /// How many of the most recently written events a retried append is
+    /// recognised against by event id (default 1,000,000; 0 turns it off).
+    /// Ids of sealed segments are looked up in their index files (a Bloom
+    /// filter, then a sorted table); only the active segment's ids are held
+    /// in memory.
+    #[must_use]
     pub fn idempotency_window(mut self, events: usize) -> Self {
         self.idempotency_window = events;
         self
     }
 
-    /// Sets [`Options::background_preallocation`].
+    /// Preallocate the next segment on a helper thread while the active one
+    /// fills (default `true`), so rollover never waits for allocation. Turn
+    /// it off for a storage operation order that is fully deterministic.
+    /// Only with the `testing` feature; without it this is always on.
+    #[cfg(feature = "testing")]
+    #[must_use]
     pub fn background_preallocation(mut self, enabled: bool) -> Self {
         self.background_preallocation = enabled;
         self
     }
 
-    /// Sets [`Options::background_index_writes`].
+    /// Write a sealed segment's index file on a helper thread (default
+    /// `true`), so the append that fills a segment does not wait for it.
+    /// Turn it off for a storage operation order that is fully
+    /// deterministic. Only with the `testing` feature; without it this is
+    /// always on.
+    #[cfg(feature = "testing")]
+    #[must_use]
     pub fn background_index_writes(mut self, enabled: bool) -> Self {
         self.background_index_writes = enabled;
         self
     }
 
-    /// Sets [`Options::collide_stream_hashes`].
+    /// Hash every stream name to the same value in new index files (default
+    /// `false`). Only for testing that streams whose hashes collide are
+    /// still told apart; it makes lookups in sealed segments linear in their
+    /// stream count. Only with the `testing` feature.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
+    #[must_use]
     pub fn collide_stream_hashes(mut self, enabled: bool) -> Self {
         self.collide_stream_hashes = enabled;
         self
     }
 
-    /// Sets [`Options::snapshots_kept`].
+    /// Snapshots kept per stream: saving one prunes all but this many of the
+    /// newest (by version). At least 1; the default 2 leaves a fallback if
+    /// the newest is found damaged.
+    #[must_use]
     pub fn snapshots_kept(mut self, count: usize) -> Self {
         self.snapshots_kept = count;
         self
     }
 
-    /// Sets [`Options::poll_interval`].
+    /// How often a store opened with [`crate::Store::open_read_only`] looks
+    /// for events the writing process appended (default 10 ms; must be
+    /// positive). Each look reads the header of the next batch, a few bytes
+    /// from the page cache.
+    #[must_use]
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
     }
 
-    /// Sets [`Options::storage`].
+    /// The file system the store lives on. Defaults to the real one
+    /// ([`OsStorage`]); tests pass a back end that injects faults.
+    #[must_use]
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = storage;
         self
@@ -230,6 +268,45 @@ impl Options {
                 panic!("injected panic at {point:?}");
             }
         }
+    }
+
+    /// Whether the next segment is preallocated on a helper thread.
+    #[cfg(feature = "testing")]
+    pub(crate) fn preallocates_in_background(&self) -> bool {
+        self.background_preallocation
+    }
+
+    /// Whether the next segment is preallocated on a helper thread: always,
+    /// without the `testing` feature.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn preallocates_in_background(&self) -> bool {
+        true
+    }
+
+    /// Whether sealed segments' index files are written on a helper thread.
+    #[cfg(feature = "testing")]
+    pub(crate) fn writes_indexes_in_background(&self) -> bool {
+        self.background_index_writes
+    }
+
+    /// Whether sealed segments' index files are written on a helper thread:
+    /// always, without the `testing` feature.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn writes_indexes_in_background(&self) -> bool {
+        true
+    }
+
+    /// Whether new index files hash every stream name to the same value.
+    #[cfg(feature = "testing")]
+    pub(crate) fn collides_stream_hashes(&self) -> bool {
+        self.collide_stream_hashes
+    }
+
+    /// Whether new index files hash every stream name to the same value:
+    /// never, without the `testing` feature.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn collides_stream_hashes(&self) -> bool {
+        false
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -3,6 +3,7 @@
 
 use crate::aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
 use crate::codec::{BincodeCodec, Codec};
+pub use crate::domain_event::DomainEvent;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::{AppendResult, Direction, EventData, ExpectedVersion, RecordedEvent};
@@ -11,38 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// An event type of the user's domain, usually an enum with one variant per
-/// kind of event. [`DomainEvent::event_type`] names the variant; the name is
-/// stored with each event (for filters, tools and other languages) and
-/// checked when the event is read back.
-///
-/// ```
-/// use serde::{Deserialize, Serialize};
-///
-/// #[derive(Serialize, Deserialize)]
-/// enum CartEvent {
-///     ItemAdded { sku: String, quantity: u32 },
-///     CheckedOut,
-/// }
-///
-/// impl evstore::DomainEvent for CartEvent {
-///     fn event_type(&self) -> &str {
-///         match self {
-///             CartEvent::ItemAdded { .. } => "ItemAdded",
-///             CartEvent::CheckedOut => "CheckedOut",
-///         }
-///     }
-/// }
-/// ```
-pub trait DomainEvent: Serialize + DeserializeOwned {
-    /// The name of this event's kind, such as its variant name. It must not
-    /// be empty, and the same variant must always give the same name.
-    fn event_type(&self) -> &str;
-}
-
 /// A stored event decoded as the user's type, from
 /// [`TypedStore::read_stream`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Recorded<E> {
     /// The decoded event.
     pub event: E,
@@ -61,6 +34,7 @@ pub struct Recorded<E> {
 /// A snapshot decoded as the user's state type, from
 /// [`TypedStore::load_snapshot`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TypedSnapshot<S> {
     /// The last stream version the state includes.
     pub version: u64,

@@ -137,6 +137,7 @@ impl EventData {
 /// An event as stored. Strings and bytes are views of the mapped segment, so
 /// reading does not copy payloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordedEvent {
     /// The stream the event belongs to.
     pub stream: ByteString,
@@ -166,6 +167,7 @@ impl RecordedEvent {
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct AppendResult {
     /// Stream version of the first event written.
     pub first_version: u64,
@@ -176,4 +178,32 @@ pub struct AppendResult {
     pub first_position: u64,
     /// Global position of the last event written.
     pub last_position: u64,
+}
+
+impl AppendResult {
+    /// An append result with these versions and positions, for comparing
+    /// with what [`crate::Store::append`] returns (in tests, say), or for
+    /// standing in for a store.
+    ///
+    /// ```
+    /// use evstore::{AppendResult, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events = [EventData::new("A", &b""[..]), EventData::new("B", &b""[..])];
+    /// let result = store.append("s", ExpectedVersion::NoStream, &events).unwrap();
+    /// assert_eq!(result, AppendResult::new(0, 1, 0, 1));
+    /// ```
+    pub fn new(
+        first_version: u64,
+        last_version: u64,
+        first_position: u64,
+        last_position: u64,
+    ) -> Self {
+        AppendResult {
+            first_version,
+            last_version,
+            first_position,
+            last_position,
+        }
+    }
 }

@@ -424,12 +424,12 @@ impl Model {
         let count = events.len() as u64;
         let first_version = actual.map_or(0, |v| v + 1);
         let first_position = self.log.len() as u64;
-        Predicted::Ok(AppendResult {
+        Predicted::Ok(AppendResult::new(
             first_version,
-            last_version: first_version + count - 1,
+            first_version + count - 1,
             first_position,
-            last_position: first_position + count - 1,
-        })
+            first_position + count - 1,
+        ))
     }
 
     fn record(&mut self, stream: &'static str, events: Vec<EventData>, r: AppendResult) {

@@ -4,14 +4,17 @@
 //! [`StorageFile`], so that tests can swap the real files for a back end that
 //! injects faults (`EIO` on sync, `ENOSPC`, short writes) deterministically.
 //! [`OsStorage`] is the real thing: positional writes, `fdatasync`,
-//! `fallocate`, directory fsync and memory-mapped reads. [`SimDisk`] is an
-//! in-memory disk that knows which bytes and directory entries were synced,
-//! for crash testing.
+//! `fallocate`, directory fsync and memory-mapped reads. With the `testing`
+//! feature, meant for the crate's own tests and fuzzing and not a stable API,
+//! there is also `SimDisk`: an in-memory disk that knows which bytes and
+//! directory entries were synced, for crash testing.
 
 mod os;
+#[cfg(feature = "testing")]
 mod sim;
 
 pub use os::OsStorage;
+#[cfg(feature = "testing")]
 pub use sim::{CrashPlan, SimDisk};
 
 use bytes::Bytes;

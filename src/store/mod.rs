@@ -5,6 +5,7 @@
 //! [`writer`].
 
 mod append;
+mod checkpoints;
 mod flusher;
 mod follower;
 mod group_commit;

@@ -82,7 +82,7 @@ impl Store {
             recovered.recorded_durable,
             Arc::clone(&storage),
             segments_dir.clone(),
-            options.background_preallocation,
+            options.preallocates_in_background(),
         );
         let parts = Parts::new(&dir, &options);
         let state = Arc::new(StoreState::new(
@@ -234,7 +234,7 @@ impl Parts {
 }
 
 fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result<Recovered> {
-    let hash_kind = if options.collide_stream_hashes {
+    let hash_kind = if options.collides_stream_hashes() {
         HashKind::Constant
     } else {
         HashKind::Xxh3

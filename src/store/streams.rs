@@ -145,6 +145,7 @@ pub struct SegmentInfo {
 
 /// A stream and its version, from [`Store::streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamInfo {
     /// The stream name.
     pub name: String,

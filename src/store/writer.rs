@@ -380,7 +380,7 @@ impl Writer {
                 state.fail_with_panic("the index-file thread", payload.as_ref());
             }
         };
-        if self.state.options.background_index_writes {
+        if self.state.options.writes_indexes_in_background() {
             match std::thread::Builder::new()
                 .name("evstore-index".into())
                 .spawn(job)

@@ -558,12 +558,12 @@ impl Model {
         }
         let count = events.len() as u64;
         let first_version = actual.map_or(0, |v| v + 1);
-        Ok(AppendResult {
+        Ok(AppendResult::new(
             first_version,
-            last_version: first_version + count - 1,
-            first_position: self.next_position,
-            last_position: self.next_position + count - 1,
-        })
+            first_version + count - 1,
+            self.next_position,
+            self.next_position + count - 1,
+        ))
     }
 
     fn record(
