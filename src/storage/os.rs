@@ -108,14 +108,47 @@ impl OsFile {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        // SAFETY: the map is read-only and covers exactly the file's current
-        // length. The engine never truncates or shrinks a file while it is
-        // open (segments are preallocated, then only written within their
-        // length; other files are replaced by rename, which leaves this
-        // inode intact), and the directory lock keeps other writing evstore
-        // processes out; a read-only store beside the writer relies on the
-        // same rule. So every mapped page stays backed by the file for the
-        // map's life.
+        // SAFETY: mapping a file leaves two promises to the caller: every
+        // mapped page stays backed by the file for the map's life, and the
+        // bytes behind the `&[u8]` views taken from it do not change.
+        //
+        // Backing. The map is read-only and covers exactly the file's length
+        // at this moment; every view is a slice inside it. The invariant is
+        // that evstore itself never truncates or shrinks a file while it is
+        // mapped: segments are preallocated and then only grown (`allocate`)
+        // or written within their length (a torn tail is overwritten with
+        // zeros, never cut off); index files, the catalogue, snapshots and
+        // checkpoints are replaced by renaming a new file over the name, and
+        // stale files are unlinked, both of which leave a mapped inode and
+        // its pages alone. The only file evstore truncates is `LOCK`, which
+        // is never mapped, and the directory lock keeps a second evstore
+        // writer out. Nothing keeps other programs out. If one truncates a
+        // mapped file (a `truncate`, a copy or restore over it in place, a
+        // change made from another machine on a network file system), the
+        // first touch of a page past the new end raises SIGBUS; so does a
+        // media error while the kernel reads a mapped page in. No handler is
+        // installed, so the process dies: this cannot be turned into an
+        // `io::Error` or an `Error` the way a failed `read` (EIO) could.
+        //
+        // Contents. In this process, views may reach past the end of the
+        // log, but reads only decode records published to readers after
+        // they were written, and the writer never writes those bytes again
+        // (the zeroing after a failed write covers only unpublished bytes).
+        // A read-only store (`Store::open_read_only`), though, maps the
+        // segment its writer (another process, or another handle) is still
+        // writing, so bytes under its views change while it reads them. It accepts a batch
+        // only once its checksums verify, so one caught mid-write is left
+        // for the next poll; every length and offset is copied out of the
+        // map and checked against the view's bounds before it is used, so a
+        // byte changing underneath can get a batch rejected, never a read
+        // outside the map. The writer does not write a whole batch's bytes
+        // again, except after a write that failed for lack of space, when
+        // it zeroes all of that write, batches a reader may have accepted
+        // included. Memory changing behind a shared reference is outside
+        // what Rust guarantees: the argument above is that it is harmless in
+        // practice, because the pages stay mapped, bounds come from checked
+        // copies, and only the values of an accepted batch (not memory
+        // safety) depend on its bytes staying as they were.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::MmapOptions::new().map(&self.file)? };
         Ok(Bytes::from_owner(map))
