@@ -1,0 +1,405 @@
+//! Checking the log: every segment record by record, their order and seals,
+//! and stream versions dense across segments.
+
+use super::inventory::Inventory;
+use super::{error_finding, finding, Finding, Verifier, MAX_LISTED, MAX_RESCANS, PROGRESS_STEP};
+use crate::error::{Error, Result};
+use crate::index::catalog::CATALOG_FILE;
+use crate::index::file::index_file_name;
+use crate::index::memory::MemIndex;
+use crate::index::StreamSummary;
+use crate::log::record::BATCH_HEADER_LEN;
+use crate::log::{scan_segment, SegmentScan};
+use crate::log::{segment_file_name, Segment};
+use crate::types::RecordedEvent;
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The events whose ids the snapshots and checkpoints name, filled in as
+/// the segments are read: only those are kept, whatever the log's size.
+#[derive(Default)]
+pub(super) struct Wanted {
+    pub(super) by_stream: HashMap<Arc<str>, HashMap<u64, Option<Uuid>>>,
+    pub(super) by_position: HashMap<u64, Option<Uuid>>,
+}
+
+/// One stream's events in one segment.
+pub(super) struct LocalStream {
+    pub(super) first_version: u64,
+    pub(super) next_version: u64,
+    pub(super) first_offset: u64,
+}
+
+/// What one read of a segment found. Kept apart from the totals until the
+/// read is final, since the last segment may be read again.
+pub(super) struct Pass {
+    pub(super) mem: MemIndex,
+    pub(super) streams: HashMap<Arc<str>, LocalStream>,
+    pub(super) events: u64,
+    pub(super) findings: Vec<Finding>,
+    pub(super) unlisted: usize,
+    pub(super) stream_ids: Vec<(Arc<str>, u64, Uuid)>,
+    pub(super) position_ids: Vec<(u64, Uuid)>,
+}
+
+impl Pass {
+    pub(super) fn new() -> Self {
+        Pass {
+            mem: MemIndex::new(false),
+            streams: HashMap::new(),
+            events: 0,
+            findings: Vec::new(),
+            unlisted: 0,
+            stream_ids: Vec::new(),
+            position_ids: Vec::new(),
+        }
+    }
+
+    pub(super) fn record(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        event: &RecordedEvent,
+        wanted: &Wanted,
+    ) {
+        let stream: &str = &event.stream;
+        let name = match self.streams.get_key_value(stream) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(stream),
+        };
+        let next = event.version.saturating_add(1);
+        match self.streams.get_mut(stream) {
+            Some(local) => {
+                if event.version != local.next_version {
+                    if self.findings.len() < MAX_LISTED {
+                        self.findings.push(finding(
+                            path,
+                            offset,
+                            format!(
+                                "event of stream '{stream}' at position {} has version {}, expected {}",
+                                event.position, event.version, local.next_version
+                            ),
+                        ));
+                    } else {
+                        self.unlisted += 1;
+                    }
+                }
+                local.next_version = next;
+            }
+            None => {
+                self.streams.insert(
+                    Arc::clone(&name),
+                    LocalStream {
+                        first_version: event.version,
+                        next_version: next,
+                        first_offset: offset,
+                    },
+                );
+            }
+        }
+        let offset32 = u32::try_from(offset).unwrap_or(u32::MAX);
+        self.mem
+            .push(&name, event.version, &[offset32], &[event.id.as_u128()]);
+        self.events += 1;
+        if wanted
+            .by_stream
+            .get(stream)
+            .is_some_and(|versions| versions.contains_key(&event.version))
+        {
+            self.stream_ids.push((name, event.version, event.id));
+        }
+        if wanted.by_position.contains_key(&event.position) {
+            self.position_ids.push((event.position, event.id));
+        }
+    }
+}
+
+/// How a segment's read ended, for its index file's check.
+pub(super) enum SegmentState<'a> {
+    /// Whole and sealed: the index built from it, and where its seal is.
+    Sealed { mem: &'a MemIndex, seal_offset: u64 },
+    /// Whole, not sealed: it has no index file yet.
+    Unsealed,
+    /// Damaged or unreadable: only the index file's own checksums can be
+    /// checked.
+    Unknown,
+}
+
+impl Verifier<'_, '_> {
+    /// Checks the catalogue, then every segment with its index file, then
+    /// index files without a segment. Returns the log's end (the position
+    /// after its last event) when the last segment could be read, and
+    /// whether every segment was read whole and in sequence.
+    pub(super) fn check_log(&mut self, inventory: &Inventory) -> (Option<u64>, bool) {
+        let catalog_path = self.segments_dir.join(CATALOG_FILE);
+        let catalog = inventory
+            .catalog
+            .as_ref()
+            .and_then(|bytes| self.check_catalog_file(&catalog_path, bytes, inventory));
+        let covered = catalog.as_ref().map_or(0, |c| c.covered_segments as usize);
+        // Index files are written one at a time in seal order, so a missing
+        // one followed by a present one was removed, not still to come.
+        let last_listed_index = inventory
+            .index_files
+            .keys()
+            .rev()
+            .find(|base| {
+                inventory
+                    .segments
+                    .binary_search_by_key(*base, |(b, _)| *b)
+                    .is_ok()
+            })
+            .copied();
+
+        let mut expected_base = Some(0u64);
+        // Whether every segment so far was read whole and in sequence: only
+        // then do stream versions carry over from one segment to the next.
+        let mut complete = true;
+        let mut log_end = None;
+        for (i, &(base, size)) in inventory.segments.iter().enumerate() {
+            let ordinal = u32::try_from(i).unwrap_or(u32::MAX);
+            let path = self.segments_dir.join(segment_file_name(base));
+            let is_last = i + 1 == inventory.segments.len();
+            match expected_base {
+                Some(expected) if base > expected => {
+                    let missing = self.segments_dir.join(segment_file_name(expected));
+                    self.push(finding(
+                        missing,
+                        0,
+                        format!(
+                            "missing: the log jumps from position {expected} to {base}, where {} starts",
+                            segment_file_name(base)
+                        ),
+                    ));
+                    complete = false;
+                }
+                Some(expected) if base < expected => {
+                    self.push(finding(
+                        &path,
+                        16,
+                        format!(
+                            "starts at position {base}, but the segment before it ends at position {expected}"
+                        ),
+                    ));
+                    complete = false;
+                }
+                _ => {}
+            }
+            expected_base = None;
+            let index_later = last_listed_index.is_some_and(|last| last > base);
+            let index_listed = inventory.index_files.contains_key(&base);
+            self.report.segments += 1;
+
+            let seg = match Segment::open_read_only(self.storage, path.clone(), base) {
+                Ok(seg) => seg,
+                Err(e) => {
+                    let found = error_finding(&path, e);
+                    self.push(found);
+                    complete = false;
+                    self.meter.finish(&path, size);
+                    if index_listed {
+                        self.check_index_file(
+                            ordinal,
+                            base,
+                            covered,
+                            index_later,
+                            SegmentState::Unknown,
+                        );
+                    }
+                    continue;
+                }
+            };
+            let (pass, result) = self.read_segment(&seg, is_last, size);
+            self.report.events += pass.events;
+            self.merge(ordinal, &pass, complete, &path);
+            match result {
+                Ok(scan) => {
+                    self.report.torn_tail_bytes += scan.torn_bytes;
+                    expected_base = Some(scan.next_position);
+                    if is_last {
+                        log_end = Some(scan.next_position);
+                    }
+                    let state = if scan.sealed {
+                        self.report.sealed_segments += 1;
+                        SegmentState::Sealed {
+                            mem: &pass.mem,
+                            seal_offset: scan.end_offset.saturating_sub(BATCH_HEADER_LEN as u64),
+                        }
+                    } else {
+                        SegmentState::Unsealed
+                    };
+                    self.meter.finish(&path, size);
+                    self.check_index_file(ordinal, base, covered, index_later, state);
+                    if let Some(catalog) = &catalog {
+                        if i + 1 == covered && complete {
+                            self.compare_catalog(&catalog_path, catalog, &scan);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let found = error_finding(&path, e);
+                    self.push(found);
+                    complete = false;
+                    self.meter.finish(&path, size);
+                    self.check_index_file(
+                        ordinal,
+                        base,
+                        covered,
+                        index_later,
+                        SegmentState::Unknown,
+                    );
+                }
+            }
+        }
+
+        for (&base, &size) in &inventory.index_files {
+            let path = self.segments_dir.join(index_file_name(base));
+            let has_segment = inventory
+                .segments
+                .binary_search_by_key(&base, |(b, _)| *b)
+                .is_ok();
+            if !has_segment {
+                let segment = self.segments_dir.join(segment_file_name(base));
+                // Its segment may have been created after the listing.
+                if matches!(self.storage.open_read_only(&segment), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                {
+                    self.report.index_files += 1;
+                    self.push(finding(
+                        &path,
+                        0,
+                        format!(
+                            "index file of segment {}, which does not exist",
+                            segment_file_name(base)
+                        ),
+                    ));
+                }
+            }
+            self.meter.finish(&path, size);
+        }
+        if let Some(bytes) = &inventory.catalog {
+            self.meter.finish(&catalog_path, bytes.len() as u64);
+        }
+        (log_end, complete)
+    }
+
+    /// Reads a segment record by record. The last one is read again when
+    /// it fails at a new offset: a batch being written as it was read is
+    /// whole by the next read, while damage stays where it is.
+    pub(super) fn read_segment(
+        &mut self,
+        seg: &Segment,
+        is_last: bool,
+        size: u64,
+    ) -> (Pass, Result<SegmentScan>) {
+        let mut failed_at = None;
+        let mut rescans = 0;
+        loop {
+            let mut pass = Pass::new();
+            let mut next_report = PROGRESS_STEP;
+            let wanted = &self.wanted;
+            let meter = &mut self.meter;
+            let result = scan_segment(seg, is_last, |offset, event| {
+                pass.record(seg.path(), offset, event, wanted);
+                if offset >= next_report {
+                    meter.within(seg.path(), offset, size);
+                    next_report = offset.saturating_add(PROGRESS_STEP);
+                }
+                Ok(())
+            });
+            if let Err(Error::Corrupted { offset, .. }) = &result {
+                if is_last && failed_at != Some(*offset) && rescans < MAX_RESCANS {
+                    failed_at = Some(*offset);
+                    rescans += 1;
+                    continue;
+                }
+            }
+            return (pass, result);
+        }
+    }
+
+    /// Adds one segment's streams to the totals. `check` says whether every
+    /// earlier segment was read whole, so that versions must carry on.
+    pub(super) fn merge(&mut self, ordinal: u32, pass: &Pass, check: bool, path: &Path) {
+        self.report.findings.extend(pass.findings.iter().cloned());
+        if pass.unlisted > 0 {
+            self.push(finding(
+                path,
+                pass.findings.last().map_or(0, |f| f.offset),
+                format!(
+                    "{} more events after this one have unexpected versions",
+                    pass.unlisted
+                ),
+            ));
+        }
+        let mut mismatches = Vec::new();
+        for (name, local) in &pass.streams {
+            match self.streams.get_mut(name) {
+                Some(summary) => {
+                    if check && summary.next_version != local.first_version {
+                        mismatches.push(finding(
+                            path,
+                            local.first_offset,
+                            format!(
+                                "stream '{name}' continues at version {}, but its events before this segment end at version {}",
+                                local.first_version,
+                                summary.next_version.saturating_sub(1)
+                            ),
+                        ));
+                    }
+                    summary.next_version = local.next_version;
+                    summary.last_segment = ordinal;
+                }
+                None => {
+                    if check && local.first_version != 0 {
+                        mismatches.push(finding(
+                            path,
+                            local.first_offset,
+                            format!(
+                                "stream '{name}' starts at version {}, expected 0",
+                                local.first_version
+                            ),
+                        ));
+                    }
+                    self.streams.insert(
+                        Arc::clone(name),
+                        StreamSummary {
+                            next_version: local.next_version,
+                            first_segment: ordinal,
+                            last_segment: ordinal,
+                        },
+                    );
+                }
+            }
+        }
+        self.push_capped(mismatches, path);
+        for (stream, version, id) in &pass.stream_ids {
+            if let Some(slot) = self
+                .wanted
+                .by_stream
+                .get_mut(stream)
+                .and_then(|versions| versions.get_mut(version))
+            {
+                *slot = Some(*id);
+            }
+        }
+        for (position, id) in &pass.position_ids {
+            if let Some(slot) = self.wanted.by_position.get_mut(position) {
+                *slot = Some(*id);
+            }
+        }
+    }
+
+    pub(super) fn push_capped(&mut self, mut findings: Vec<Finding>, path: &Path) {
+        findings.sort_by_key(|f| f.offset);
+        let more = findings.len().saturating_sub(MAX_LISTED);
+        findings.truncate(MAX_LISTED);
+        let last = findings.last().map_or(0, |f| f.offset);
+        self.report.findings.extend(findings);
+        if more > 0 {
+            self.push(finding(path, last, format!("and {more} more like these")));
+        }
+    }
+}
