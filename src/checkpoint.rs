@@ -152,7 +152,7 @@ impl Checkpoints {
         let _serialized = self.locks.lock(name);
         let bytes = encode(name, position, now_nanos(), previous_id);
         replace_file(&*self.storage, &path, &bytes)
-            .map_err(|e| Error::io(format!("writing checkpoint {}", path.display()), e))
+            .map_err(|e| Error::io_or_no_space(format!("writing checkpoint {}", path.display()), e))
     }
 
     pub fn load(&self, name: &str) -> Result<Option<(u64, Uuid)>> {
@@ -173,6 +173,8 @@ impl Store {
     /// name, synced, renamed into place and the directory synced, so a crash
     /// leaves the previous checkpoint or this one. Use it for a projection's
     /// progress: the position of the first event it has not yet handled.
+    /// On a full disk it fails with [`Error::NoSpace`] and the previous
+    /// checkpoint stays.
     ///
     /// ```
     /// use evstore::{Options, Store};

@@ -1063,10 +1063,10 @@ fn a_failing_handler_stops_the_projection_with_the_checkpoint_at_the_failed_even
         Err(Error::Projection {
             name,
             position,
-            reason,
+            source,
         }) => {
             assert_eq!((name.as_str(), position), ("fails", 13));
-            assert!(reason.contains("refused event 13"), "{reason}");
+            assert!(source.to_string().contains("refused event 13"), "{source}");
         }
         other => panic!("{other:?}"),
     }
@@ -1156,10 +1156,13 @@ fn retries_give_up_after_max_attempts() {
         Err(Error::Projection {
             name,
             position,
-            reason,
+            source,
         }) => {
             assert_eq!((name.as_str(), position), ("hopeless", 7));
-            assert!(reason.contains("transient failure at 7"), "{reason}");
+            assert!(
+                source.to_string().contains("transient failure at 7"),
+                "{source}"
+            );
         }
         other => panic!("{other:?}"),
     }

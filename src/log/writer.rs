@@ -889,9 +889,10 @@ impl Writer {
         if error.kind() == io::ErrorKind::StorageFull {
             let zeros = vec![0u8; len];
             if self.active.file().write_all_at(&zeros, chunk_start).is_ok() {
-                return Error::NoSpace {
-                    context: format!("writing to {}", self.active.path().display()),
-                };
+                return Error::no_space(
+                    format!("writing to {}", self.active.path().display()),
+                    error,
+                );
             }
         }
         self.poison(format!("write to {}", self.active.path().display()), error)
@@ -1042,9 +1043,7 @@ impl Writer {
         )
         .map_err(|e| {
             if e.kind() == io::ErrorKind::StorageFull {
-                Error::NoSpace {
-                    context: "preallocating the next segment".into(),
-                }
+                Error::no_space("preallocating the next segment", e)
             } else {
                 Error::io("preallocating the next segment", e)
             }
