@@ -30,6 +30,11 @@ pub struct Options {
     pub max_batch_bytes: usize,
     /// How long the writer waits for more appends before writing a group.
     /// `None` (the default) adds no wait: batching comes from concurrency.
+    /// The wait ends early once `max_batch_bytes` are queued. A flush (and
+    /// so [`crate::Store::close`]) waits it out too. A linger too long to be
+    /// a deadline (such as [`Duration::MAX`]) lasts until `max_batch_bytes`
+    /// are queued: a flush or close with fewer appends behind it waits for
+    /// more.
     pub max_linger: Option<Duration>,
     /// Bytes of appends that may wait for the writer before new appenders
     /// block (default 64 MiB).

@@ -23,7 +23,9 @@ pub enum OnError {
     Stop,
     /// Call the handler again with the same event after `first_delay`,
     /// doubling up to `max_delay`; after `max_attempts` failed calls in a
-    /// row (if set), stop as with [`OnError::Stop`].
+    /// row (if set), stop as with [`OnError::Stop`]. A wait too long to
+    /// time (such as [`Duration::MAX`]) lasts until the projection is asked
+    /// to stop.
     Retry {
         /// Wait before the first retry.
         first_delay: Duration,
@@ -145,17 +147,22 @@ impl Stop {
     }
 
     /// Waits `delay` unless a stop is requested first; returns whether one
-    /// was.
+    /// was. A delay past what an `Instant` can hold waits for the stop.
     fn wait(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now().checked_add(delay);
         let mut requested = self.requested.lock();
         while !*requested {
-            if self
-                .changed
-                .wait_until(&mut requested, deadline)
-                .timed_out()
-            {
-                break;
+            match deadline {
+                Some(deadline) => {
+                    if self
+                        .changed
+                        .wait_until(&mut requested, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
+                None => self.changed.wait(&mut requested),
             }
         }
         *requested

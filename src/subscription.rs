@@ -273,9 +273,11 @@ impl Subscription {
     }
 
     /// The next event, waiting at most `timeout`; `Ok(None)` if none came
-    /// (or the store was closed and everything was delivered).
+    /// (or the store was closed and everything was delivered). A timeout
+    /// too long to be a deadline (such as [`Duration::MAX`]) waits like
+    /// [`Subscription::next`].
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
-        self.next_before(Some(Instant::now() + timeout), &|| false)
+        self.next_before(Instant::now().checked_add(timeout), &|| false)
     }
 
     /// The next event if one is ready now, without waiting for writers.

@@ -14,7 +14,8 @@
 //! - `checkpoint_*`: resuming from any checkpoint yields exactly the rest.
 //! - `*visib*`: durable versus written visibility in `Buffered` and `Sync`
 //!   stores.
-//! - `next_timeout_*`, `try_next_*`: waiting with and without a bound.
+//! - `next_timeout_*`, `try_next_*`: waiting with and without a bound, and
+//!   with a bound too long to be a deadline.
 //! - `close_*`: a blocked subscriber drains what is visible and ends.
 //! - `dropping_*`: dropped subscriptions leave the store usable and
 //!   releasable.
@@ -1093,6 +1094,38 @@ fn next_timeout_returns_none_when_nothing_comes_and_the_event_when_one_does() {
     assert_eq!((&*got.stream, got.version), ("acct-9", 0));
     assert_eq!(written.next_timeout(SHORT).unwrap(), None);
     store.close().unwrap();
+}
+
+/// A timeout too long for a deadline waits like `next`: it returns
+/// what is there, then what is appended, then `None` once the store closes.
+#[test]
+fn next_timeout_of_duration_max_waits_without_a_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Options::default());
+    store
+        .append("acct-1", ExpectedVersion::Any, &[event(PROBE, 0, 0)])
+        .unwrap();
+    let mut all = store.subscribe_all(0, Filter::all());
+    assert_eq!(
+        all.next_timeout(Duration::MAX).unwrap().unwrap().position,
+        0
+    );
+
+    let waiter = bounded("next_timeout(Duration::MAX)", move || {
+        let next = all.next_timeout(Duration::MAX).unwrap();
+        let end = all.next_timeout(Duration::MAX).unwrap();
+        (next, end)
+    });
+    store
+        .append("acct-2", ExpectedVersion::Any, &[event(PROBE, 1, 0)])
+        .unwrap();
+    // Closing ends the second wait once the appended event was delivered.
+    let closing = store.clone();
+    let closer = bounded("close", move || closing.close());
+    let (next, end) = waiter.join();
+    assert_eq!(origin(&next.expect("the appended event")), (PROBE, 1, 0));
+    assert_eq!(end, None);
+    closer.join().unwrap();
 }
 
 #[test]

@@ -302,8 +302,12 @@ impl Shared {
         let options = &self.options;
         let mut queue = self.queue.lock();
         if let Some(linger) = options.max_linger {
-            let deadline = Instant::now() + linger;
+            let deadline = Instant::now().checked_add(linger);
             while queue.bytes < options.max_batch_bytes && !queue.closed {
+                let Some(deadline) = deadline else {
+                    self.queue_changed.wait(&mut queue);
+                    continue;
+                };
                 if self
                     .queue_changed
                     .wait_until(&mut queue, deadline)
