@@ -23,10 +23,10 @@
 //! * `live_latency`: a `Sync` store (every append acknowledged after its
 //!   `fdatasync`), one appender thread making single-event appends (256-byte
 //!   payloads) back to back, and 1 or 16 subscribers (`subscribers=N`), each
-//!   on its own thread blocked in [`Subscription::next`], following a new
-//!   store from its first event. The latency of a delivery is the time from
-//!   the moment `append` returned to the appender (the durable
-//!   acknowledgement) to the moment `next` returned the event to a
+//!   on its own thread blocked in [`Subscription::next_event`], following a
+//!   new store from its first event. The latency of a delivery is the time
+//!   from the moment `append` returned to the appender (the durable
+//!   acknowledgement) to the moment `next_event` returned the event to a
 //!   subscriber. The store wakes subscribers
 //!   when the durable watermark moves, which is just before the appender is
 //!   answered, so a delivery can come first: it then counts as 0, and the
@@ -456,7 +456,7 @@ impl Subscribers {
                 .name(format!("subscriber-{i}"))
                 .spawn(move || {
                     let mut sum = 0u64;
-                    while let Some(event) = subscription.next().expect("subscription") {
+                    while let Some(event) = subscription.next_event().expect("subscription") {
                         if let Some(base) = base {
                             let at = base.elapsed().as_nanos() as u64;
                             r.log.lock().push((event.position, at));

@@ -148,7 +148,7 @@ impl Checkpoints {
         let _serialized = self.locks.lock(name);
         let bytes = encode(name, position, now_nanos(), previous_id);
         replace_file(&*self.storage, &path, &bytes)
-            .map_err(|e| Error::io(format!("writing checkpoint {}", path.display()), e))
+            .map_err(|e| Error::io_or_no_space(format!("writing checkpoint {}", path.display()), e))
     }
 
     pub fn load(&self, name: &str) -> Result<Option<(u64, Uuid)>> {

@@ -2,20 +2,57 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
-/// Why a value did not encode or decode; the typed layer wraps it in an
-/// [`crate::Error`] naming the stream, version and event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodecError(pub String);
+/// Why a value did not encode or decode: the codec's own error (bincode's,
+/// `serde_json`'s, or a message), kept whole so it can be inspected or
+/// downcast. The typed layer wraps it in an [`crate::Error`] naming the
+/// stream, version and event type, with the codec's error as its `source`.
+///
+/// It displays as the codec's error and passes on that error's own cause,
+/// standing in for it.
+///
+/// ```
+/// use evstore::CodecError;
+/// let error = CodecError::new("3 trailing bytes after the value");
+/// assert_eq!(error.to_string(), "3 trailing bytes after the value");
+/// let parse = "x".parse::<u32>().unwrap_err();
+/// let error = CodecError::new(parse.clone());
+/// assert_eq!(error.get_ref().downcast_ref::<std::num::ParseIntError>(), Some(&parse));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CodecError(Arc<dyn StdError + Send + Sync>);
 
-impl fmt::Display for CodecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl CodecError {
+    /// Wraps a codec's error, or a message (a `&str` or `String`).
+    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        CodecError(Arc::from(error.into()))
+    }
+
+    /// The codec's error.
+    pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The codec's error, as the typed layer's errors hold it.
+    pub fn into_inner(self) -> Arc<dyn StdError + Send + Sync> {
+        self.0
     }
 }
 
-impl std::error::Error for CodecError {}
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl StdError for CodecError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
 
 /// Turns serde values into payload bytes and back.
 ///
@@ -50,10 +87,10 @@ impl BincodeCodec {
         bytes: &[u8],
     ) -> Result<T, CodecError> {
         let config = bincode::config::standard().with_limit::<LIMIT>();
-        let (value, read) = bincode::serde::decode_from_slice(bytes, config)
-            .map_err(|e| CodecError(e.to_string()))?;
+        let (value, read) =
+            bincode::serde::decode_from_slice(bytes, config).map_err(CodecError::new)?;
         if read != bytes.len() {
-            return Err(CodecError(format!(
+            return Err(CodecError::new(format!(
                 "{} trailing bytes after the value",
                 bytes.len() - read
             )));
@@ -66,8 +103,7 @@ impl Codec for BincodeCodec {
     const NAME: &'static str = "bincode";
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        bincode::serde::encode_to_vec(value, bincode::config::standard())
-            .map_err(|e| CodecError(e.to_string()))
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(CodecError::new)
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
@@ -96,11 +132,11 @@ impl Codec for JsonCodec {
     const NAME: &'static str = "json";
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        serde_json::to_vec(value).map_err(|e| CodecError(e.to_string()))
+        serde_json::to_vec(value).map_err(CodecError::new)
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
+        serde_json::from_slice(bytes).map_err(CodecError::new)
     }
 }
 

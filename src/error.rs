@@ -1,12 +1,20 @@
 //! The one error type of the crate.
 
 use crate::types::ExpectedVersion;
+use std::error::Error as StdError;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Everything that can go wrong, as one flat enum so callers can match on
 /// exactly the cases they handle.
+///
+/// An error caused by another one (an I/O error, a codec's error, a
+/// projection handler's error) returns it from
+/// [`source`](std::error::Error::source) and leaves it out of its own
+/// message, so a report that walks the chain (`anyhow`'s `{:#}`, `eyre`)
+/// names each cause once. Print such a report, not the message alone, to
+/// see the cause.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -98,7 +106,7 @@ pub enum Error {
     /// A stored event's payload did not decode as the requested event type,
     /// or decoded as a different variant than the type name recorded with
     /// it. The event is intact on disk.
-    #[error("event {version} of stream '{stream}' (type '{event_type}') does not decode with the {codec} codec: {reason}")]
+    #[error("event {version} of stream '{stream}' (type '{event_type}') does not decode with the {codec} codec")]
     DecodeEvent {
         /// The stream.
         stream: String,
@@ -108,12 +116,16 @@ pub enum Error {
         event_type: String,
         /// The codec used.
         codec: &'static str,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong: the codec's error (see
+        /// [`crate::CodecError::into_inner`]), or a message saying which
+        /// other type the payload decoded as.
+        source: Arc<dyn StdError + Send + Sync>,
     },
 
     /// A snapshot's data did not decode as the requested state type.
-    #[error("snapshot of stream '{stream}' at version {version} does not decode with the {codec} codec: {reason}")]
+    #[error(
+        "snapshot of stream '{stream}' at version {version} does not decode with the {codec} codec"
+    )]
     DecodeSnapshot {
         /// The stream.
         stream: String,
@@ -121,20 +133,20 @@ pub enum Error {
         version: u64,
         /// The codec used.
         codec: &'static str,
-        /// What went wrong.
-        reason: String,
+        /// The codec's error (see [`crate::CodecError::into_inner`]).
+        source: Arc<dyn StdError + Send + Sync>,
     },
 
     /// A value could not be encoded (for example a map with non-string keys
     /// in JSON).
-    #[error("cannot encode {what} with the {codec} codec: {reason}")]
+    #[error("cannot encode {what} with the {codec} codec")]
     Encode {
         /// What was being encoded.
         what: String,
         /// The codec used.
         codec: &'static str,
-        /// What went wrong.
-        reason: String,
+        /// The codec's error (see [`crate::CodecError::into_inner`]).
+        source: Arc<dyn StdError + Send + Sync>,
     },
 
     /// A checkpoint or projection name that is empty, too long or has
@@ -150,14 +162,15 @@ pub enum Error {
     /// A projection's handler failed on an event and the projection stopped
     /// (after its retries, if any). Its checkpoint is at that event, so a
     /// restart begins with it.
-    #[error("projection '{name}' failed on the event at position {position}: {reason}")]
+    #[error("projection '{name}' failed on the event at position {position}")]
     Projection {
         /// The projection.
         name: String,
         /// The position of the event the handler failed on.
         position: u64,
-        /// The handler's error.
-        reason: String,
+        /// The handler's error ([`crate::HandlerError`]), or a message
+        /// saying it panicked.
+        source: Arc<dyn StdError + Send + Sync>,
     },
 
     /// An append lists the same event id twice. Ids make retries
@@ -194,22 +207,27 @@ pub enum Error {
         max: usize,
     },
 
-    /// The disk is full; the append was not written and nothing acknowledged
-    /// before it was harmed.
+    /// The disk is full: the append, snapshot or checkpoint was not
+    /// written, and nothing written before it was harmed. The store keeps
+    /// working; retry once there is space.
     #[error("no space left on device while {context}")]
     NoSpace {
         /// What the store was doing.
         context: String,
+        /// The error the file system returned.
+        source: Arc<io::Error>,
     },
 
     /// A write or sync failed in a way that may have lost data in the page
     /// cache, so the store refuses further appends. Reads keep working;
     /// reopening the store recovers what is on disk.
-    #[error("store refuses writes after a failed {context}: {cause}")]
+    #[error("store refuses writes after a failed {context}")]
     StorePoisoned {
         /// The operation that failed.
         context: String,
-        /// The underlying error.
+        /// The underlying error, also returned by
+        /// [`source`](std::error::Error::source).
+        #[source]
         cause: Arc<io::Error>,
     },
 
@@ -237,12 +255,11 @@ pub enum Error {
     InvalidOption(String),
 
     /// An I/O error outside the write path (opening, scanning, reading).
-    #[error("I/O error while {context}: {source}")]
+    #[error("I/O error while {context}")]
     Io {
         /// What the store was doing.
         context: String,
         /// The underlying error.
-        #[source]
         source: Arc<io::Error>,
     },
 }
@@ -252,6 +269,25 @@ impl Error {
         Error::Io {
             context: context.into(),
             source: Arc::new(source),
+        }
+    }
+
+    /// [`Error::NoSpace`]: `source` is the file system's refusal, doing
+    /// `context`.
+    pub(crate) fn no_space(context: impl Into<String>, source: io::Error) -> Self {
+        Error::NoSpace {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// [`Error::NoSpace`] if `source` says the disk is full, else
+    /// [`Error::Io`]: for writes whose failure harms nothing already written.
+    pub(crate) fn io_or_no_space(context: impl Into<String>, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::StorageFull {
+            Error::no_space(context, source)
+        } else {
+            Error::io(context, source)
         }
     }
 

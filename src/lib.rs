@@ -92,6 +92,19 @@ pub use typed::{DomainEvent, Recorded, TypedSnapshot, TypedStore};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;
 
+/// A cheaply cloned, shared slice of bytes: event payloads and metadata
+/// ([`EventData::payload`], [`RecordedEvent::payload`]) and snapshot data.
+/// Read ones are views of the memory-mapped log, not copies. Re-exported
+/// from the [`bytes`](https://docs.rs/bytes) crate so callers need not
+/// depend on a matching version of it.
+pub use bytes::Bytes;
+
+/// A UTF-8 string held in [`Bytes`]: the stream name and event type of a
+/// [`RecordedEvent`], views of the log like its payload. Re-exported from
+/// the [`bytestring`](https://docs.rs/bytestring) crate so callers need not
+/// depend on a matching version of it.
+pub use bytestring::ByteString;
+
 /// On-disk format constants, for tools that inspect store files.
 pub mod format {
     pub use crate::checkpoint::{

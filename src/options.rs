@@ -142,6 +142,9 @@ impl Options {
 
     /// How long the writer waits for more appends before writing a group.
     /// `None` (the default) adds no wait: batching comes from concurrency.
+    /// The wait ends early once `max_batch_bytes` are queued, or a flush
+    /// (or [`crate::Store::close`]) is. A linger too long to be a deadline
+    /// (such as [`Duration::MAX`]) lasts until one of those happens.
     #[must_use]
     pub fn max_linger(mut self, linger: Option<Duration>) -> Self {
         self.max_linger = linger;

@@ -6,6 +6,7 @@ use crate::store::Store;
 use crate::subscription::{Filter, Visibility};
 use crate::types::RecordedEvent;
 use parking_lot::{Condvar, Mutex};
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +23,9 @@ pub enum OnError {
     Stop,
     /// Call the handler again with the same event after `first_delay`,
     /// doubling up to `max_delay`; after `max_attempts` failed calls in a
-    /// row (if set), stop as with [`OnError::Stop`].
+    /// row (if set), stop as with [`OnError::Stop`]. A wait too long to
+    /// time (such as [`Duration::MAX`]) lasts until the projection is asked
+    /// to stop.
     Retry {
         /// Wait before the first retry.
         first_delay: Duration,
@@ -144,17 +147,22 @@ impl Stop {
     }
 
     /// Waits `delay` unless a stop is requested first; returns whether one
-    /// was.
+    /// was. A delay past what an `Instant` can hold waits for the stop.
     fn wait(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now().checked_add(delay);
         let mut requested = self.requested.lock();
         while !*requested {
-            if self
-                .changed
-                .wait_until(&mut requested, deadline)
-                .timed_out()
-            {
-                break;
+            match deadline {
+                Some(deadline) => {
+                    if self
+                        .changed
+                        .wait_until(&mut requested, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
+                None => self.changed.wait(&mut requested),
             }
         }
         *requested
@@ -206,15 +214,27 @@ impl ProjectionHandle {
 
     fn wait(&mut self) -> Result<ProjectionStats> {
         match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
+            Some(thread) => thread.join().unwrap_or_else(|panic| {
                 Err(Error::Projection {
                     name: self.name.clone(),
                     position: self.position(),
-                    reason: "the handler panicked".into(),
+                    source: Arc::from(HandlerError::from(panic_message(&*panic))),
                 })
             }),
             None => Err(Error::Closed),
         }
+    }
+}
+
+/// What a panic of the projection thread said, as the cause of its error.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    match message {
+        Some(message) => format!("the handler panicked: {message}"),
+        None => "the handler panicked".into(),
     }
 }
 
@@ -396,15 +416,15 @@ impl Runner {
     {
         let mut attempts = 0u32;
         loop {
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             let error = match handler(event) {
                 Ok(()) => return Ok(true),
                 Err(error) => error,
             };
-            let failed = || Error::Projection {
+            let failed = |error: HandlerError| Error::Projection {
                 name: self.name.clone(),
                 position: event.position,
-                reason: error.to_string(),
+                source: Arc::from(error),
             };
             let OnError::Retry {
                 first_delay,
@@ -412,10 +432,10 @@ impl Runner {
                 max_attempts,
             } = self.options.on_error
             else {
-                return Err(failed());
+                return Err(failed(error));
             };
             if max_attempts.is_some_and(|max| attempts >= max) {
-                return Err(failed());
+                return Err(failed(error));
             }
             let delay = first_delay
                 .saturating_mul(1u32 << (attempts - 1).min(20))

@@ -290,7 +290,7 @@ impl Snapshots {
     ) -> Result<()> {
         let _serialized = self.locks.lock(stream);
         let dir = self.stream_dir(stream);
-        let io_err = |what: &str, e| Error::io(format!("{what} {}", dir.display()), e);
+        let io_err = |what: &str, e| Error::io_or_no_space(format!("{what} {}", dir.display()), e);
         match self.storage.list_dir(&dir) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -305,8 +305,9 @@ impl Snapshots {
         }
         let path = dir.join(file_name(version));
         let bytes = encode(stream, version, event_id, timestamp_nanos, data);
-        replace_file(&*self.storage, &path, &bytes)
-            .map_err(|e| Error::io(format!("writing snapshot {}", path.display()), e))?;
+        replace_file(&*self.storage, &path, &bytes).map_err(|e| {
+            Error::io_or_no_space(format!("writing snapshot {}", path.display()), e)
+        })?;
         self.prune(&dir)
     }
 

@@ -265,17 +265,19 @@ impl Subscription {
     /// If the log can no longer move (a poisoned store, or damage met by a
     /// read-only store following its writer), the error, once every event
     /// visible before it was delivered.
-    // Inherent so that errors and the end stay apart in the signature; the
-    // `Iterator` impl wraps it.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<RecordedEvent>> {
+    ///
+    /// The [`Iterator`] impl is the same wait with the result turned inside
+    /// out: `sub.next()` is `sub.next_event().transpose()`.
+    pub fn next_event(&mut self) -> Result<Option<RecordedEvent>> {
         self.next_before(None, &|| false)
     }
 
     /// The next event, waiting at most `timeout`; `Ok(None)` if none came
-    /// (or the store was closed and everything was delivered).
+    /// (or the store was closed and everything was delivered). A timeout
+    /// too long to be a deadline (such as [`Duration::MAX`]) waits like
+    /// [`Subscription::next_event`].
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
-        self.next_before(Some(Instant::now() + timeout), &|| false)
+        self.next_before(Instant::now().checked_add(timeout), &|| false)
     }
 
     /// The next event if one is ready now, without waiting for writers.
@@ -410,10 +412,10 @@ fn missing(position: u64) -> Error {
 impl Iterator for Subscription {
     type Item = Result<RecordedEvent>;
 
-    /// Blocks like [`Subscription::next`]; ends when the store is closed
-    /// and everything was delivered.
+    /// Blocks like [`Subscription::next_event`]; ends when the store is
+    /// closed and everything was delivered.
     fn next(&mut self) -> Option<Self::Item> {
-        Subscription::next(self).transpose()
+        self.next_event().transpose()
     }
 }
 

@@ -2,7 +2,7 @@
 //! same out, through a [`Codec`].
 
 use crate::aggregate::{Aggregate, LoadedAggregate, SavedAggregate};
-use crate::codec::{BincodeCodec, Codec};
+use crate::codec::{BincodeCodec, Codec, CodecError};
 pub use crate::domain_event::DomainEvent;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -131,7 +131,7 @@ impl<C: Codec> TypedStore<C> {
         let payload = self.codec.encode(event).map_err(|e| Error::Encode {
             what: format!("an event of type '{event_type}'"),
             codec: C::NAME,
-            reason: e.0,
+            source: e.into_inner(),
         })?;
         Ok(EventData::new(event_type, payload))
     }
@@ -150,22 +150,19 @@ impl<C: Codec> TypedStore<C> {
     }
 
     fn decode_payload<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<E> {
-        let fail = |reason: String| Error::DecodeEvent {
+        let fail = |source: CodecError| Error::DecodeEvent {
             stream: recorded.stream.to_string(),
             version: recorded.version,
             event_type: recorded.event_type.to_string(),
             codec: C::NAME,
-            reason,
+            source: source.into_inner(),
         };
-        let event: E = self
-            .codec
-            .decode(&recorded.payload)
-            .map_err(|e| fail(e.0))?;
+        let event: E = self.codec.decode(&recorded.payload).map_err(fail)?;
         if event.event_type() != &*recorded.event_type {
-            return Err(fail(format!(
+            return Err(fail(CodecError::new(format!(
                 "the payload decodes as type '{}'",
                 event.event_type()
-            )));
+            ))));
         }
         Ok(event)
     }
@@ -211,7 +208,7 @@ impl<C: Codec> TypedStore<C> {
         let data = self.codec.encode(state).map_err(|e| Error::Encode {
             what: format!("a snapshot of '{stream}'"),
             codec: C::NAME,
-            reason: e.0,
+            source: e.into_inner(),
         })?;
         self.store.save_snapshot(stream, version, data)
     }
@@ -243,7 +240,7 @@ impl<C: Codec> TypedStore<C> {
                 stream: stream.to_string(),
                 version: snapshot.version,
                 codec: C::NAME,
-                reason: e.0,
+                source: e.into_inner(),
             })?;
         Ok(Some(TypedSnapshot {
             version: snapshot.version,

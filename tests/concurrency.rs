@@ -9,6 +9,8 @@
 //!   segments, reads across every boundary in both directions.
 //! - `back_pressure_with_a_small_queue_completes`: a queue far smaller than
 //!   the load (and single appends larger than the queue) never deadlocks.
+//! - `a_linger_too_long_for_a_deadline_*`: `max_linger(Duration::MAX)`
+//!   lingers until a group is full, without overflowing a deadline.
 
 mod common;
 
@@ -496,6 +498,57 @@ fn back_pressure_with_a_small_queue_completes() {
     );
     assert_store_holds_acked(&store, &acked);
     store.close().expect("close");
+    let store = Store::open(dir.path(), Options::default()).expect("reopen");
+    assert_store_holds_acked(&store, &acked);
+}
+
+#[test]
+fn a_linger_too_long_for_a_deadline_still_writes_full_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let (done, finished) = mpsc::channel();
+    // With no deadline the leader lingers until `max_batch_bytes` are
+    // queued; one byte makes every append a full group on its own. On a
+    // thread of its own, so that a wait that never ends fails the test.
+    let workload = thread::spawn(move || {
+        let options = Options::default()
+            .max_linger(Some(Duration::MAX))
+            .max_batch_bytes(1);
+        let store = Store::open(&path, options).expect("open");
+        let mut acked = Vec::new();
+        for seq in 0..5 {
+            let events = vec![identifiable_event(0, seq, 0, 40)];
+            let result = store
+                .append("lingering", ExpectedVersion::Any, &events)
+                .unwrap_or_else(|e| panic!("append {seq}: {e:?}"));
+            acked.push(AckedAppend {
+                stream: "lingering".into(),
+                result,
+                events,
+            });
+        }
+        let _ = done.send(());
+        (store, acked)
+    });
+    // A guard against a hang, not a timing assertion.
+    if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_secs(120)) {
+        panic!("appends with max_linger(Duration::MAX) did not finish");
+    }
+    let (store, acked) = workload.join().expect("the group-commit leader panicked");
+    assert_eq!(acked.last().map(|a| a.result.last_version), Some(4));
+    assert_store_holds_acked(&store, &acked);
+    // A flush ends the linger: close (which flushes) returns.
+    let (closed, close_done) = mpsc::channel();
+    let closer = thread::spawn(move || {
+        let result = store.close();
+        let _ = closed.send(());
+        result
+    });
+    if let Err(mpsc::RecvTimeoutError::Timeout) = close_done.recv_timeout(Duration::from_secs(120))
+    {
+        panic!("close with max_linger(Duration::MAX) did not finish");
+    }
+    closer.join().expect("close panicked").expect("close");
     let store = Store::open(dir.path(), Options::default()).expect("reopen");
     assert_store_holds_acked(&store, &acked);
 }

@@ -236,3 +236,111 @@ fn closed_store_refuses_appends_but_reads() {
         1
     );
 }
+
+/// An error and its causes joined the way `anyhow`'s `{:#}` and `eyre`
+/// reports join them: each `Display`, outermost first, walking `source()`.
+fn chain_report(error: &Error) -> (String, Vec<String>) {
+    let mut links = vec![error.to_string()];
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        links.push(c.to_string());
+        cause = c.source();
+    }
+    (links.join(": "), links)
+}
+
+/// Asserts that `error` has a cause and that its chain report names each
+/// cause exactly once.
+fn assert_each_cause_once(error: &Error) {
+    let (report, links) = chain_report(error);
+    assert!(links.len() >= 2, "no source: {error:?}");
+    for cause in &links[1..] {
+        assert!(!cause.is_empty(), "{report}");
+        assert_eq!(
+            report.matches(cause.as_str()).count(),
+            1,
+            "{cause:?} in {report:?}"
+        );
+    }
+    assert!(
+        !links[0].contains(&links[1]),
+        "the message repeats its source: {report}"
+    );
+}
+
+/// A store on a simulated disk.
+fn open_on_sim(disk: &evstore::storage::SimDisk, options: Options) -> Store {
+    let storage =
+        std::sync::Arc::new(disk.clone()) as std::sync::Arc<dyn evstore::storage::Storage>;
+    Store::open(std::path::Path::new("/store"), options.storage(storage)).unwrap()
+}
+
+#[test]
+fn io_errors_report_their_cause_once() {
+    let disk = evstore::storage::SimDisk::new();
+    let store = open_on_sim(&disk, Options::default());
+    disk.fail_after(Some(disk.mutations()));
+    let error = store.save_checkpoint("reader", 0).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    assert_each_cause_once(&error);
+    let (report, _) = chain_report(&error);
+    assert!(report.contains("simulated crash"), "{report}");
+}
+
+#[test]
+fn no_space_reports_its_cause_once() {
+    let disk = evstore::storage::SimDisk::new();
+    let store = open_on_sim(
+        &disk,
+        Options::default()
+            .segment_size(4096)
+            .background_preallocation(false),
+    );
+    store
+        .append("s", ExpectedVersion::Any, &[ok_event()])
+        .unwrap();
+    disk.set_full(true);
+    // Appends fill the preallocated segment; the next one needs another.
+    let error = (0..100)
+        .find_map(|_| {
+            store
+                .append(
+                    "s",
+                    ExpectedVersion::Any,
+                    &[EventData::new("Ok", vec![7u8; 200])],
+                )
+                .err()
+        })
+        .expect("a full disk refuses a new segment");
+    assert!(matches!(error, Error::NoSpace { .. }), "{error:?}");
+    assert_each_cause_once(&error);
+    let saved = store.save_checkpoint("reader", 1).unwrap_err();
+    assert!(matches!(saved, Error::NoSpace { .. }), "{saved:?}");
+    assert_each_cause_once(&saved);
+    let (report, _) = chain_report(&saved);
+    assert!(report.contains("simulated disk is full"), "{report}");
+}
+
+#[test]
+fn a_poisoned_store_reports_its_cause_once() {
+    let disk = evstore::storage::SimDisk::new();
+    let store = open_on_sim(&disk, Options::default());
+    disk.fail_after(Some(disk.mutations()));
+    let error = store
+        .append("s", ExpectedVersion::Any, &[ok_event()])
+        .unwrap_err();
+    let Error::StorePoisoned { cause, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        std::error::Error::source(&error).map(|s| s.to_string()),
+        Some(cause.to_string())
+    );
+    assert_each_cause_once(&error);
+    // Every later append is refused with the same error.
+    let again = store
+        .append("s", ExpectedVersion::Any, &[ok_event()])
+        .unwrap_err();
+    assert_eq!(again.to_string(), error.to_string());
+    assert_each_cause_once(&again);
+}

@@ -10,6 +10,9 @@
 //!   seal, on a rollover write carrying another append) or from `allocate`
 //!   fails exactly the appends concerned with `NoSpace`, leaves no bytes
 //!   behind, and the store carries on.
+//! - `full_disk_*`: on a full `SimDisk`, snapshot and checkpoint saves fail
+//!   with `NoSpace` like appends, leave no temporary file, keep the previous
+//!   snapshot or checkpoint, and work again once there is room.
 //! - `short_writes_*`: every write cut to 7 bytes, across rollover, in both
 //!   durability modes.
 //! - `buffered_store_does_not_fsync_after_every_group`: the background flush
@@ -25,6 +28,7 @@ use common::{
     SEAL_BATCH_KIND,
 };
 use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use evstore::storage::{SimDisk, Storage};
 use evstore::{Direction, Durability, Error, EventData, ExpectedVersion, Options, Store, Uuid};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -627,6 +631,67 @@ fn enospc_on_allocate_fails_only_the_append_that_needs_a_new_segment() {
     assert_store_holds_acked(&store, &acked);
     store.close().expect("close");
     reopen_healthy_and_check(dir.path(), options(), &acked, &[]);
+}
+
+#[test]
+fn full_disk_fails_snapshot_and_checkpoint_saves_with_no_space() {
+    let disk = SimDisk::new();
+    let storage = Arc::new(disk.clone()) as Arc<dyn Storage>;
+    let store =
+        Store::open(Path::new("/store"), Options::default().storage(storage)).expect("open");
+    for (k, stream) in [(0, "acct-1"), (3, "acct-2")] {
+        let events: Vec<EventData> = (k..k + 3).map(|n| numbered_event(n, 16)).collect();
+        store
+            .append(stream, ExpectedVersion::NoStream, &events)
+            .expect("append");
+    }
+    store.save_snapshot("acct-1", 0, b"v0").expect("snapshot");
+    store.save_checkpoint("reader", 2).expect("checkpoint");
+
+    disk.set_full(true);
+    // A newer snapshot, and the first one of another stream (its directory
+    // is made on the way).
+    assert_no_space(store.save_snapshot("acct-1", 2, b"v2"));
+    assert_no_space(store.save_snapshot("acct-2", 1, b"w1"));
+    assert_no_space(store.save_checkpoint("reader", 5));
+    assert_no_space(store.save_checkpoint("fresh", 1));
+    let temps: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|f| !f.starts_with(Path::new("/store").join(evstore::SEGMENTS_DIR)))
+        .filter(|f| f.extension().is_some_and(|x| x == "tmp"))
+        .collect();
+    assert_eq!(
+        temps,
+        Vec::<std::path::PathBuf>::new(),
+        "no temporary file holds space"
+    );
+    // What was saved before is untouched, and the store still reads.
+    let snapshot = store.load_snapshot("acct-1").expect("load").expect("saved");
+    assert_eq!((snapshot.version, &snapshot.data[..]), (0, &b"v0"[..]));
+    assert!(store.load_snapshot("acct-2").expect("load").is_none());
+    assert_eq!(store.load_checkpoint("reader").expect("load"), Some(2));
+    assert_eq!(store.load_checkpoint("fresh").expect("load"), None);
+    assert_eq!(
+        store
+            .read_all(0, Direction::Forward, 10)
+            .expect("read")
+            .len(),
+        6
+    );
+
+    // Room again: the same saves go through.
+    disk.set_full(false);
+    store.save_snapshot("acct-1", 2, b"v2").expect("snapshot");
+    store.save_snapshot("acct-2", 1, b"w1").expect("snapshot");
+    store.save_checkpoint("reader", 5).expect("checkpoint");
+    store.save_checkpoint("fresh", 1).expect("checkpoint");
+    let snapshot = store.load_snapshot("acct-1").expect("load").expect("saved");
+    assert_eq!((snapshot.version, &snapshot.data[..]), (2, &b"v2"[..]));
+    let snapshot = store.load_snapshot("acct-2").expect("load").expect("saved");
+    assert_eq!((snapshot.version, &snapshot.data[..]), (1, &b"w1"[..]));
+    assert_eq!(store.load_checkpoint("reader").expect("load"), Some(5));
+    assert_eq!(store.load_checkpoint("fresh").expect("load"), Some(1));
 }
 
 // ---------------------------------------------------------------------------

@@ -1063,10 +1063,10 @@ fn a_failing_handler_stops_the_projection_with_the_checkpoint_at_the_failed_even
         Err(Error::Projection {
             name,
             position,
-            reason,
+            source,
         }) => {
             assert_eq!((name.as_str(), position), ("fails", 13));
-            assert!(reason.contains("refused event 13"), "{reason}");
+            assert!(source.to_string().contains("refused event 13"), "{source}");
         }
         other => panic!("{other:?}"),
     }
@@ -1156,16 +1156,49 @@ fn retries_give_up_after_max_attempts() {
         Err(Error::Projection {
             name,
             position,
-            reason,
+            source,
         }) => {
             assert_eq!((name.as_str(), position), ("hopeless", 7));
-            assert!(reason.contains("transient failure at 7"), "{reason}");
+            assert!(
+                source.to_string().contains("transient failure at 7"),
+                "{source}"
+            );
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(calls_at.load(Ordering::SeqCst), 3);
     assert_eq!(positions(&seen), (0..7).collect::<Vec<_>>());
     assert_eq!(store.load_checkpoint("hopeless").unwrap(), Some(7));
+}
+
+/// A back-off too long for a deadline (`Duration::MAX`) waits for a stop
+/// request, which ends it like any other back-off: no panic, the
+/// checkpoint before the event that failed.
+#[test]
+fn a_retry_back_off_of_duration_max_waits_for_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    twenty_orders(&store);
+    let seen: Seen = Arc::default();
+    let calls_at = Arc::new(AtomicU64::new(0));
+    let handle = store
+        .run_projection(
+            "forever",
+            ProjectionOptions::default().on_error(retry(None, Duration::MAX, Duration::MAX)),
+            flaky(5, u64::MAX, &seen, &calls_at),
+        )
+        .unwrap();
+    wait_for("the first failure", || calls_at.load(Ordering::SeqCst) == 1);
+    assert!(!handle.is_finished());
+    let stats = stop(handle).unwrap();
+    assert_eq!(calls_at.load(Ordering::SeqCst), 1);
+    assert_eq!(positions(&seen), (0..5).collect::<Vec<_>>());
+    assert_eq!(
+        (stats.events_handled, stats.retries, stats.position),
+        (5, 0, 5),
+        "{stats:?}"
+    );
+    assert_eq!(store.load_checkpoint("forever").unwrap(), Some(5));
 }
 
 /// A stop requested while the projection waits an hour to retry ends it

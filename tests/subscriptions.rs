@@ -14,7 +14,8 @@
 //! - `checkpoint_*`: resuming from any checkpoint yields exactly the rest.
 //! - `*visib*`: durable versus written visibility in `Buffered` and `Sync`
 //!   stores.
-//! - `next_timeout_*`, `try_next_*`: waiting with and without a bound.
+//! - `next_timeout_*`, `try_next_*`: waiting with and without a bound, and
+//!   with a bound too long to be a deadline.
 //! - `close_*`: a blocked subscriber drains what is visible and ends.
 //! - `dropping_*`: dropped subscriptions leave the store usable and
 //!   releasable.
@@ -315,7 +316,7 @@ fn follow(mut subscription: Subscription, end: &AtomicU64, receive: Receive) -> 
         let next = match receive {
             Receive::NextTimeout => subscription.next_timeout(SHORT),
             Receive::TryNext => subscription.try_next(),
-            Receive::Next => subscription.next(),
+            Receive::Next => subscription.next_event(),
         };
         match next.unwrap() {
             Some(event) => delivered.push(event),
@@ -566,9 +567,11 @@ fn a_stalled_subscriber_never_holds_writers_back_and_later_catches_up_exactly_on
     // Subscribers that have started (and, some, filled their buffers) but
     // then stop reading.
     let mut all = store.subscribe_all(0, Filter::all());
-    let first: Vec<_> = (0..10).map(|_| all.next().unwrap().unwrap()).collect();
+    let first: Vec<_> = (0..10)
+        .map(|_| all.next_event().unwrap().unwrap())
+        .collect();
     let mut orders = store.subscribe_all(0, Filter::event_type_prefix("Order."));
-    let first_order = orders.next().unwrap().unwrap();
+    let first_order = orders.next_event().unwrap().unwrap();
     let mut written = store
         .subscribe_all(0, Filter::all())
         .with_visibility(Visibility::Written);
@@ -914,7 +917,7 @@ fn durable_subscribers_of_a_buffered_store_see_appends_once_flushed_written_ones
     // A durable subscriber blocked in next() is woken by the flush, not by
     // the buffered append.
     let waiter = bounded("durable waiter", move || {
-        let event = durable.next().unwrap();
+        let event = durable.next_event().unwrap();
         (durable, event)
     });
     let second = store
@@ -1095,6 +1098,38 @@ fn next_timeout_returns_none_when_nothing_comes_and_the_event_when_one_does() {
     store.close().unwrap();
 }
 
+/// A timeout too long for a deadline waits like `next_event`: it returns
+/// what is there, then what is appended, then `None` once the store closes.
+#[test]
+fn next_timeout_of_duration_max_waits_without_a_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Options::default());
+    store
+        .append("acct-1", ExpectedVersion::Any, &[event(PROBE, 0, 0)])
+        .unwrap();
+    let mut all = store.subscribe_all(0, Filter::all());
+    assert_eq!(
+        all.next_timeout(Duration::MAX).unwrap().unwrap().position,
+        0
+    );
+
+    let waiter = bounded("next_timeout(Duration::MAX)", move || {
+        let next = all.next_timeout(Duration::MAX).unwrap();
+        let end = all.next_timeout(Duration::MAX).unwrap();
+        (next, end)
+    });
+    store
+        .append("acct-2", ExpectedVersion::Any, &[event(PROBE, 1, 0)])
+        .unwrap();
+    // Closing ends the second wait once the appended event was delivered.
+    let closing = store.clone();
+    let closer = bounded("close", move || closing.close());
+    let (next, end) = waiter.join();
+    assert_eq!(origin(&next.expect("the appended event")), (PROBE, 1, 0));
+    assert_eq!(end, None);
+    closer.join().unwrap();
+}
+
 #[test]
 fn try_next_never_waits_for_writers() {
     let dir = tempfile::tempdir().unwrap();
@@ -1166,12 +1201,12 @@ fn close_ends_a_blocked_subscriber_after_it_drains_what_was_visible() {
     let all = bounded("blocked next()", move || {
         let mut subscription = subscriber_store.subscribe_all(0, Filter::all());
         let mut delivered = Vec::new();
-        while let Some(event) = subscription.next().unwrap() {
+        while let Some(event) = subscription.next_event().unwrap() {
             delivered.push(event);
             let _ = progress_tx.send(delivered.len());
         }
         // Ended: stays ended.
-        assert_eq!(subscription.next().unwrap(), None);
+        assert_eq!(subscription.next_event().unwrap(), None);
         assert_eq!(subscription.next_timeout(SHORT).unwrap(), None);
         assert_eq!(subscription.try_next().unwrap(), None);
         drop(subscriber_store);
@@ -1181,12 +1216,12 @@ fn close_ends_a_blocked_subscriber_after_it_drains_what_was_visible() {
     let idle_store = store.clone();
     let idle = bounded("idle next()", move || {
         let mut subscription = idle_store.subscribe_all(0, Filter::stream_prefix("never-"));
-        subscription.next().unwrap()
+        subscription.next_event().unwrap()
     });
     let stream_store = store.clone();
     let stream = bounded("stream next()", move || {
         let mut subscription = stream_store.subscribe_stream("never-1", 0).unwrap();
-        subscription.next().unwrap()
+        subscription.next_event().unwrap()
     });
     let written_store = store.clone();
     let written = bounded("written next()", move || {

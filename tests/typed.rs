@@ -209,7 +209,7 @@ fn undecodable_events_are_typed_errors_naming_stream_version_and_type() {
         version,
         event_type,
         codec,
-        reason,
+        source,
     } = &err
     else {
         panic!("{err}")
@@ -218,8 +218,15 @@ fn undecodable_events_are_typed_errors_naming_stream_version_and_type() {
         (stream.as_str(), *version, event_type.as_str(), *codec),
         ("acct-9", 2, "Deposited", "bincode")
     );
-    assert!(!reason.is_empty());
+    // The codec's own error is the source, and not repeated in the message.
+    let cause = source.to_string();
+    assert!(!cause.is_empty());
     assert!(err.to_string().contains("acct-9"));
+    assert!(!err.to_string().contains(&cause), "{err}");
+    assert_eq!(
+        std::error::Error::source(&err).map(|s| s.to_string()),
+        Some(cause)
+    );
     // Earlier events still read.
     assert_eq!(
         typed
@@ -243,9 +250,9 @@ fn undecodable_events_are_typed_errors_naming_stream_version_and_type() {
         .read_stream::<AccountEvent>("acct-10", 0, Direction::Forward, 1)
         .unwrap_err();
     assert!(
-        matches!(&err, Error::DecodeEvent { event_type, reason, .. }
-            if event_type == "Opened" && reason.contains("'Closed'")),
-        "{err}"
+        matches!(&err, Error::DecodeEvent { event_type, source, .. }
+            if event_type == "Opened" && source.to_string().contains("'Closed'")),
+        "{err:?}"
     );
     // Loading an aggregate over such a stream reports the same error.
     assert!(matches!(

@@ -57,6 +57,8 @@ pub fn open_read_only(dir: &Path, seen: Seen) -> anyhow::Result<Store> {
             ),
             _ => String::new(),
         };
-        anyhow!("cannot open the store in {}: {e}{hint}", dir.display())
+        // The whole chain: the store's errors keep their causes apart.
+        let e = anyhow::Error::new(e);
+        anyhow!("cannot open the store in {}: {e:#}{hint}", dir.display())
     })
 }

@@ -19,6 +19,12 @@ pub trait Queued {
     fn bytes(&self) -> usize;
     /// Tells the command's caller that it is the next leader.
     fn wake_to_lead(&self);
+    /// Whether a leader lingering for a fuller group must stop waiting once
+    /// this command is queued (someone is waiting on purpose for what is
+    /// already there, as a flush is).
+    fn ends_linger(&self) -> bool {
+        false
+    }
 }
 
 /// How big queues and groups may grow.
@@ -127,7 +133,10 @@ impl<C: Queued> Barrier<C> {
         if let Some(linger) = limits.max_linger {
             // A linger too long to have a deadline waits for a full group.
             let deadline = Instant::now().checked_add(linger);
-            while queue.bytes < limits.max_batch_bytes && !queue.closed {
+            while queue.bytes < limits.max_batch_bytes
+                && !queue.closed
+                && !queue.commands.iter().any(Queued::ends_linger)
+            {
                 match deadline {
                     Some(deadline) => {
                         if self.changed.wait_until(&mut queue, deadline).timed_out() {
@@ -446,6 +455,30 @@ mod tests {
         assert!(matches!(refused, Err(Closed(Cmd { id: 5, .. }))));
         // Nothing queued and no leader: close returns at once.
         barrier.close();
+    }
+
+    /// A command that stops a linger, as a flush does.
+    struct Urgent;
+
+    impl Queued for Urgent {
+        fn bytes(&self) -> usize {
+            0
+        }
+        fn wake_to_lead(&self) {}
+        fn ends_linger(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_command_that_ends_lingering_is_taken_at_once() {
+        let barrier = Barrier::new(Limits {
+            max_queue_bytes: 100,
+            max_batch_bytes: 100,
+            max_linger: Some(Duration::MAX),
+        });
+        assert_eq!(barrier.submit(Urgent).ok(), Some(Role::Lead));
+        assert_eq!(barrier.take_group().len(), 1);
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` by way of a synced temporary file renamed over
 /// it; the caller syncs the directory to make the rename durable. A crash
-/// leaves either the old file or the new one, never a mix.
+/// leaves either the old file or the new one, never a mix; a failed write
+/// or sync (a full disk) removes the temporary file, so it holds no space.
 pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
@@ -131,9 +132,13 @@ pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8])
         Err(e) => return Err(e),
     }
     let file = storage.open_file(&temp, true)?;
-    file.write_all_at(bytes, 0)?;
-    file.sync_data()?;
+    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
     drop(file);
+    if let Err(e) = written {
+        // Best effort: one left behind is removed by the next write of `path`.
+        let _ = storage.remove_file(&temp);
+        return Err(e);
+    }
     storage.rename(&temp, path)
 }
 

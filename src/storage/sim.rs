@@ -8,7 +8,7 @@
 //! write is lost, kept, torn or garbled as the [`CrashPlan`] decides.
 //! [`SimDisk::fail_after`] makes the disk refuse every mutating operation
 //! after the N-th, which is what a process killed at that point looks like
-//! from the disk.
+//! from the disk. [`SimDisk::set_full`] makes it a full disk.
 
 use super::{LockGuard, Storage, StorageFile};
 use bytes::Bytes;
@@ -69,6 +69,7 @@ struct DiskState {
     locks: HashSet<PathBuf>,
     mutations: u64,
     fail_after: Option<u64>,
+    full: bool,
 }
 
 /// A simulated disk. Clones share the same disk.
@@ -159,6 +160,18 @@ impl DiskState {
             .get_mut(&id)
             .ok_or_else(|| io::Error::other("simulated inode vanished"))
     }
+
+    /// Fails with `StorageFull` if the disk is full and file `id` would have
+    /// to grow to `end` bytes.
+    fn room_for(&mut self, id: u64, end: u64) -> io::Result<()> {
+        if self.full && end > self.inode(id)?.current.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "simulated disk is full",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl SimDisk {
@@ -174,6 +187,15 @@ impl SimDisk {
         self.state.lock().fail_after = n;
     }
 
+    /// Makes the disk full (`true`) or gives it room again (`false`). While
+    /// it is full, a write or allocation that would grow a file fails with
+    /// [`io::ErrorKind::StorageFull`] and changes nothing; writes inside a
+    /// file's length (space already allocated), syncs, creations of empty
+    /// files, renames and removals still succeed.
+    pub fn set_full(&self, full: bool) {
+        self.state.lock().full = full;
+    }
+
     /// Mutating operations (writes, syncs, allocations, creations, renames,
     /// removals) performed so far.
     pub fn mutations(&self) -> u64 {
@@ -181,7 +203,8 @@ impl SimDisk {
     }
 
     /// The disk as found after a power loss now: what was synced, plus what
-    /// `plan` keeps of the rest. The new disk has no locks and no limit.
+    /// `plan` keeps of the rest. The new disk has no locks and no limit, and
+    /// is not full.
     pub fn crash(&self, plan: CrashPlan) -> SimDisk {
         let state = self.state.lock();
         let seed = match plan {
@@ -281,6 +304,7 @@ impl SimDisk {
                 locks: HashSet::new(),
                 mutations: 0,
                 fail_after: None,
+                full: false,
             })),
         }
     }
@@ -441,6 +465,7 @@ impl StorageFile for SimFile {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         let mut state = self.disk.lock();
+        state.room_for(self.inode, offset.saturating_add(buf.len() as u64))?;
         state.mutate()?;
         let op = Pending::Write {
             offset,
@@ -464,6 +489,7 @@ impl StorageFile for SimFile {
 
     fn allocate(&self, len: u64) -> io::Result<()> {
         let mut state = self.disk.lock();
+        state.room_for(self.inode, len)?;
         state.mutate()?;
         let inode = state.inode(self.inode)?;
         if (inode.current.len() as u64) < len {
@@ -541,5 +567,27 @@ mod tests {
         assert!(disk.sync_dir(Path::new("/d")).is_err());
         disk.fail_after(None);
         f.write_all_at(b"x", 0).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_refuses_growth_only() {
+        let disk = SimDisk::new();
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let f = disk.open_file(Path::new("/d/a"), true).unwrap();
+        f.write_all_at(b"abcd", 0).unwrap();
+        disk.set_full(true);
+        let full = |r: io::Result<()>| r.unwrap_err().kind() == io::ErrorKind::StorageFull;
+        assert!(full(f.write_all_at(b"xyz", 2)));
+        assert!(full(f.allocate(5)));
+        f.write_all_at(b"wx", 2).unwrap();
+        f.allocate(4).unwrap();
+        f.sync_data().unwrap();
+        let g = disk.open_file(Path::new("/d/b"), true).unwrap();
+        assert!(full(g.write_all_at(b"y", 0)));
+        disk.rename(Path::new("/d/b"), Path::new("/d/c")).unwrap();
+        assert_eq!(disk.read_file(Path::new("/d/a")).unwrap(), b"abwx");
+        disk.set_full(false);
+        f.write_all_at(b"yz", 4).unwrap();
+        assert_eq!(disk.read_file(Path::new("/d/a")).unwrap(), b"abwxyz");
     }
 }

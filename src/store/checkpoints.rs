@@ -2,6 +2,8 @@
 //! against the log when loaded.
 
 use super::Store;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::types::Direction;
 use std::sync::atomic::Ordering;
@@ -12,6 +14,8 @@ impl Store {
     /// name, synced, renamed into place and the directory synced, so a crash
     /// leaves the previous checkpoint or this one. Use it for a projection's
     /// progress: the position of the first event it has not yet handled.
+    /// On a full disk it fails with [`Error::NoSpace`] and the previous
+    /// checkpoint stays.
     ///
     /// ```
     /// use evstore::{Options, Store};

@@ -76,6 +76,10 @@ impl Queued for Command {
         }
     }
 
+    fn ends_linger(&self) -> bool {
+        matches!(self, Command::Flush(_))
+    }
+
     fn wake_to_lead(&self) {
         match self {
             Command::Append(r) => {

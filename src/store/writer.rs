@@ -212,9 +212,10 @@ impl Writer {
         match self.active.write_staged() {
             Ok(()) => {}
             Err(WriteFailure::NoSpace(e)) => {
-                return Err(Error::NoSpace {
-                    context: format!("writing to {}: {e}", self.active.segment().path().display()),
-                })
+                return Err(Error::no_space(
+                    format!("writing to {}", self.active.segment().path().display()),
+                    e,
+                ))
             }
             Err(WriteFailure::Failed(e)) => {
                 let context = format!("write to {}", self.active.segment().path().display());
@@ -291,15 +292,10 @@ impl Writer {
     /// next segment. The staged appends are acknowledged (the seal's sync
     /// made them durable, whatever their mode).
     fn roll_over(&mut self, staged: &mut Vec<Staged>, replies: &mut Replies) -> Result<()> {
-        let prepared = self.active.take_prepared().map_err(|e| {
-            if e.kind() == io::ErrorKind::StorageFull {
-                Error::NoSpace {
-                    context: format!("preallocating the next segment: {e}"),
-                }
-            } else {
-                Error::io("preallocating the next segment", e)
-            }
-        })?;
+        let prepared = self
+            .active
+            .take_prepared()
+            .map_err(|e| Error::io_or_no_space("preallocating the next segment", e))?;
         let durable_mark = self.state.durable.load(Ordering::Acquire);
         let seal_offset = self.active.stage_seal(durable_mark);
         let written = self.write_staged(staged);
