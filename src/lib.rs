@@ -110,6 +110,11 @@ pub mod format {
     pub use crate::checkpoint::{
         CHECKPOINT_FORMAT_VERSION, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
     };
+    pub use crate::index::catalog::{
+        CATALOG_FILE, HEADER_LEN as CATALOG_HEADER_LEN, MAGIC as CATALOG_MAGIC,
+        VERSION as CATALOG_FORMAT_VERSION,
+    };
+    pub use crate::index::file::{INDEX_FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC};
     pub use crate::log::record::{
         BATCH_HEADER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     };

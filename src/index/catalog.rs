@@ -16,9 +16,12 @@ use std::sync::Arc;
 
 /// File name of the catalogue, in the segments directory.
 pub const CATALOG_FILE: &str = "streams.catalog";
-const MAGIC: [u8; 8] = *b"EVSTCAT\0";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 64;
+/// Magic bytes that open the catalogue.
+pub const MAGIC: [u8; 8] = *b"EVSTCAT\0";
+/// Version of the catalogue layout.
+pub const VERSION: u32 = 1;
+/// Length of the catalogue header.
+pub const HEADER_LEN: usize = 64;
 const ENTRY_HEADER_LEN: usize = 24;
 const CRC_SEED: u32 = 0x4341_5441;
 
