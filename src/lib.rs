@@ -43,7 +43,8 @@
 //! live events, in global order, filtered) or run on their own thread with
 //! [`Store::run_projection`], resuming from a durable checkpoint.
 //!
-//! See the README for the on-disk format and the reliability model.
+//! The on-disk format is in `docs/format.md`; the reliability model in the
+//! README.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
