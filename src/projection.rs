@@ -2,11 +2,11 @@
 //! resuming from a durable checkpoint.
 
 use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::subscription::{Filter, Visibility};
+use crate::subscription::{EventLog, Filter, Subscription, Visibility};
 use crate::types::RecordedEvent;
 use parking_lot::{Condvar, Mutex};
 use std::any::Any;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,7 +51,7 @@ pub enum ProjectionStart {
     At(u64),
 }
 
-/// How a projection runs; see [`Store::run_projection`].
+/// How a projection runs; see [`Store::run_projection`](crate::Store::run_projection).
 #[derive(Debug, Clone)]
 pub struct ProjectionOptions {
     /// The events it handles.
@@ -169,15 +169,23 @@ impl Stop {
     }
 }
 
-/// A running projection; see [`Store::run_projection`]. Dropping it
+/// A running projection; see [`Store::run_projection`](crate::Store::run_projection). Dropping it
 /// requests a stop without waiting for it.
-#[derive(Debug)]
 pub struct ProjectionHandle {
-    store: Store,
+    log: Arc<dyn EventLog>,
     name: String,
     stop: Arc<Stop>,
     position: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<ProjectionStats>>>,
+}
+
+impl fmt::Debug for ProjectionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionHandle")
+            .field("name", &self.name)
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProjectionHandle {
@@ -186,8 +194,8 @@ impl ProjectionHandle {
     pub fn request_stop(&self) {
         *self.stop.requested.lock() = true;
         self.stop.changed.notify_all();
-        self.store.state().written_progress.interrupt();
-        self.store.state().durable_progress.interrupt();
+        self.log.progress(Visibility::Written).interrupt();
+        self.log.progress(Visibility::Durable).interrupt();
     }
 
     /// Stops the projection and waits for it.
@@ -246,90 +254,57 @@ impl Drop for ProjectionHandle {
     }
 }
 
-impl Store {
-    /// Runs `handler` on every event `options.filter` passes, in global
-    /// order, on a thread of its own: first the events since the
-    /// projection's checkpoint, then new ones as they become visible. The
-    /// checkpoint (saved under `name` with [`Store::save_checkpoint`]) moves
-    /// every [`ProjectionOptions::checkpoint_every`] events or
-    /// [`ProjectionOptions::checkpoint_interval`], and on stop; after a
-    /// crash the events since the last save are handled again (at least
-    /// once). For exactly-once effects, store the position with the
-    /// handler's own state and start with [`ProjectionStart::At`].
-    ///
-    /// ```
-    /// use evstore::{EventData, ExpectedVersion, Filter, Options, ProjectionOptions, Store};
-    /// use std::sync::{Arc, Mutex};
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = Store::open(dir.path(), Options::default()).unwrap();
-    /// store.append("order-1", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b""[..])]).unwrap();
-    ///
-    /// let placed = Arc::new(Mutex::new(0u64));
-    /// let counter = Arc::clone(&placed);
-    /// let projection = store
-    ///     .run_projection(
-    ///         "orders-placed",
-    ///         ProjectionOptions::default().filter(Filter::event_types(["OrderPlaced"])),
-    ///         move |_event| {
-    ///             *counter.lock().unwrap() += 1;
-    ///             Ok(())
-    ///         },
-    ///     )
-    ///     .unwrap();
-    /// while projection.position() < 1 {
-    ///     std::thread::yield_now();
-    /// }
-    /// let stats = projection.stop().unwrap();
-    /// assert_eq!((stats.events_handled, *placed.lock().unwrap()), (1, 1));
-    /// assert_eq!(store.load_checkpoint("orders-placed").unwrap(), Some(1));
-    /// ```
-    pub fn run_projection<H>(
-        &self,
-        name: &str,
-        options: ProjectionOptions,
-        handler: H,
-    ) -> Result<ProjectionHandle>
-    where
-        H: FnMut(&RecordedEvent) -> std::result::Result<(), HandlerError> + Send + 'static,
-    {
-        // A projection's progress lives in checkpoints, which it could not save.
-        self.refuse_if_read_only("run a projection")?;
-        let from = match options.start {
-            ProjectionStart::FromCheckpoint => self.load_checkpoint_checked(name)?.unwrap_or(0),
-            ProjectionStart::At(position) => {
-                crate::checkpoint::validate_name(name)?;
-                position
-            }
-        };
-        let stop = Arc::new(Stop::default());
-        let position = Arc::new(AtomicU64::new(from));
-        let runner = Runner {
-            store: self.clone(),
-            name: name.to_string(),
-            options,
-            stop: Arc::clone(&stop),
-            position: Arc::clone(&position),
-            stats: ProjectionStats {
-                position: from,
-                ..ProjectionStats::default()
-            },
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("evstore-projection-{name}"))
-            .spawn(move || runner.run(from, handler))
-            .map_err(|e| Error::io("starting a projection thread", e))?;
-        Ok(ProjectionHandle {
-            store: self.clone(),
-            name: name.to_string(),
-            stop,
-            position,
-            thread: Some(thread),
-        })
-    }
+/// What a projection runs against: the log it subscribes to and where it
+/// saves its checkpoint. The store provides it.
+pub(crate) trait ProjectionHost: fmt::Debug + Send + Sync + 'static {
+    /// The log to subscribe to.
+    fn event_log(&self) -> Arc<dyn EventLog>;
+    /// Durably saves the checkpoint `name` at `position`.
+    fn save_checkpoint(&self, name: &str, position: u64) -> Result<()>;
+}
+
+/// Starts the projection `name` at `from` on a thread of its own.
+pub(crate) fn start<H>(
+    host: Arc<dyn ProjectionHost>,
+    name: &str,
+    options: ProjectionOptions,
+    from: u64,
+    handler: H,
+) -> Result<ProjectionHandle>
+where
+    H: FnMut(&RecordedEvent) -> std::result::Result<(), HandlerError> + Send + 'static,
+{
+    let stop = Arc::new(Stop::default());
+    let position = Arc::new(AtomicU64::new(from));
+    let log = host.event_log();
+    let runner = Runner {
+        host,
+        log: Arc::clone(&log),
+        name: name.to_string(),
+        options,
+        stop: Arc::clone(&stop),
+        position: Arc::clone(&position),
+        stats: ProjectionStats {
+            position: from,
+            ..ProjectionStats::default()
+        },
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("evstore-projection-{name}"))
+        .spawn(move || runner.run(from, handler))
+        .map_err(|e| Error::io("starting a projection thread", e))?;
+    Ok(ProjectionHandle {
+        log,
+        name: name.to_string(),
+        stop,
+        position,
+        thread: Some(thread),
+    })
 }
 
 struct Runner {
-    store: Store,
+    host: Arc<dyn ProjectionHost>,
+    log: Arc<dyn EventLog>,
     name: String,
     options: ProjectionOptions,
     stop: Arc<Stop>,
@@ -342,10 +317,9 @@ impl Runner {
     where
         H: FnMut(&RecordedEvent) -> std::result::Result<(), HandlerError>,
     {
-        let mut subscription = self
-            .store
-            .subscribe_all(from, self.options.filter.clone())
-            .with_visibility(self.options.visibility);
+        let mut subscription =
+            Subscription::to_all(Arc::clone(&self.log), from, self.options.filter.clone())
+                .with_visibility(self.options.visibility);
         let mut saved = from;
         let mut last_save = Instant::now();
         let stop = Arc::clone(&self.stop);
@@ -399,7 +373,7 @@ impl Runner {
                 self.checkpoint(position, &mut saved)?;
                 last_save = Instant::now();
             }
-            if event.is_none() && self.store.state().durable_progress.is_closed() {
+            if event.is_none() && self.log.progress(Visibility::Durable).is_closed() {
                 break;
             }
         }
@@ -456,7 +430,7 @@ impl Runner {
             *saved = position;
             return Ok(());
         }
-        self.store.save_checkpoint(&self.name, position)?;
+        self.host.save_checkpoint(&self.name, position)?;
         *saved = position;
         self.stats.checkpoints_saved += 1;
         Ok(())

@@ -9,11 +9,10 @@
 //! for a subscriber: a stalled one just falls behind in the log.
 
 use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::types::{Direction, RecordedEvent};
+use crate::progress::Progress;
+use crate::types::RecordedEvent;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,11 +164,11 @@ enum Fill {
 
 /// A subscription: every event of its source that passes its filter,
 /// exactly once, in global order, catching up from the log and then
-/// following it live. See [`Store::subscribe_all`].
+/// following it live. See [`Store::subscribe_all`](crate::Store::subscribe_all).
 ///
 /// Dropping it frees everything it holds.
 pub struct Subscription {
-    store: Store,
+    log: Arc<dyn EventLog>,
     source: Source,
     visibility: Visibility,
     /// The rest of the last read, handed out in place (no copy per event).
@@ -186,35 +185,33 @@ impl fmt::Debug for Subscription {
     }
 }
 
-impl Store {
-    /// Subscribes to the global log from position `from` (a checkpoint:
-    /// [`Subscription::checkpoint`] of an earlier subscription, or 0 for the
-    /// start, or [`Store::last_position`] + 1 for only new events),
-    /// delivering the events `filter` passes. Sees durable events only,
-    /// unless [`Subscription::with_visibility`] says otherwise.
-    ///
-    /// ```
-    /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = Store::open(dir.path(), Options::default()).unwrap();
-    /// store.append("order-1", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b""[..])]).unwrap();
-    /// store.append("user-1", ExpectedVersion::Any, &[EventData::new("UserJoined", &b""[..])]).unwrap();
-    ///
-    /// let mut orders = store.subscribe_all(0, Filter::stream_prefix("order-"));
-    /// let first = orders.next().unwrap().unwrap();           // history...
-    /// assert_eq!(&first.stream[..], "order-1");
-    ///
-    /// let writer = store.clone();
-    /// std::thread::spawn(move || {
-    ///     writer.append("order-2", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b""[..])]).unwrap();
-    /// });
-    /// let live = orders.next().unwrap().unwrap();            // ...then live, blocking until it comes
-    /// assert_eq!((&live.stream[..], live.position), ("order-2", 2));
-    /// assert_eq!(orders.checkpoint(), 3);                     // resume from here later
-    /// ```
-    pub fn subscribe_all(&self, from: u64, filter: Filter) -> Subscription {
+/// What a subscription reads: the log below a watermark, and the notifiers
+/// that say when a watermark moves. The store provides it; a subscription
+/// holds it (and so keeps the store open) until dropped.
+pub(crate) trait EventLog: Send + Sync + 'static {
+    /// Everything below this is visible with `visibility`.
+    fn watermark(&self, visibility: Visibility) -> u64;
+    /// The notifier of that watermark.
+    fn progress(&self, visibility: Visibility) -> &Progress;
+    /// The error the log stopped with, if it can no longer move.
+    fn poisoned(&self) -> Option<Error>;
+    /// Up to `max` events of the global log from `from`, below `end`.
+    fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>>;
+    /// Up to `max` events of `stream` from version `from`, below `end`.
+    fn read_stream_below(
+        &self,
+        stream: &str,
+        from: u64,
+        max: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>>;
+}
+
+impl Subscription {
+    /// A subscription to the global log from position `from`.
+    pub(crate) fn to_all(log: Arc<dyn EventLog>, from: u64, filter: Filter) -> Self {
         Subscription {
-            store: self.clone(),
+            log,
             source: Source::All {
                 next_position: from,
                 filter,
@@ -224,19 +221,18 @@ impl Store {
         }
     }
 
-    /// Subscribes to one stream from version `from_version`: its events in
-    /// order, then new ones as they are appended.
-    pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
-        crate::validate::validate_stream_name(stream, self.options().max_stream_name_len)?;
-        Ok(Subscription {
-            store: self.clone(),
+    /// A subscription to `stream` from version `from_version`; the name
+    /// must be valid.
+    pub(crate) fn to_stream(log: Arc<dyn EventLog>, stream: &str, from_version: u64) -> Self {
+        Subscription {
+            log,
             source: Source::Stream {
                 name: stream.to_string(),
                 next_version: from_version,
             },
             visibility: Visibility::Durable,
             buffer: Vec::new().into_iter(),
-        })
+        }
     }
 }
 
@@ -248,8 +244,8 @@ impl Subscription {
     }
 
     /// Where to resume so as to receive exactly the events not yet
-    /// delivered: a global position for [`Store::subscribe_all`], a stream
-    /// version for [`Store::subscribe_stream`]. Skipped (filtered out)
+    /// delivered: a global position for [`Store::subscribe_all`](crate::Store::subscribe_all), a stream
+    /// version for [`Store::subscribe_stream`](crate::Store::subscribe_stream). Skipped (filtered out)
     /// events count as delivered.
     pub fn checkpoint(&self) -> u64 {
         match (&self.source, self.buffer.as_slice().first()) {
@@ -308,7 +304,7 @@ impl Subscription {
                     }
                 }
                 Fill::CaughtUp(seen) => {
-                    if let Some(error) = self.store.state().poisoned() {
+                    if let Some(error) = self.log.poisoned() {
                         return Err(error);
                     }
                     let progress = self.progress();
@@ -330,21 +326,13 @@ impl Subscription {
     }
 
     /// The notifier of the watermark this subscription follows.
-    fn progress(&self) -> &crate::progress::Progress {
-        let shared = self.store.state();
-        match self.visibility {
-            Visibility::Durable => &shared.durable_progress,
-            Visibility::Written => &shared.written_progress,
-        }
+    fn progress(&self) -> &Progress {
+        self.log.progress(self.visibility)
     }
 
     /// The watermark this subscription reads below.
     fn end(&self) -> u64 {
-        let shared = self.store.state();
-        match self.visibility {
-            Visibility::Durable => shared.durable.load(Ordering::Acquire),
-            Visibility::Written => shared.written.load(Ordering::Acquire),
-        }
+        self.log.watermark(self.visibility)
     }
 
     /// Reads the log into the buffer, up to `budget` reads when the filter
@@ -363,12 +351,7 @@ impl Subscription {
                     if *next_position >= end {
                         return Ok(Fill::CaughtUp(end));
                     }
-                    let events = self.store.read_all_below(
-                        *next_position,
-                        Direction::Forward,
-                        READ_BATCH,
-                        end,
-                    )?;
+                    let events = self.log.read_all_below(*next_position, READ_BATCH, end)?;
                     let Some(last) = events.last() else {
                         return Err(missing(*next_position));
                     };
@@ -378,13 +361,9 @@ impl Subscription {
                     self.buffer = events.into_iter();
                 }
                 Source::Stream { name, next_version } => {
-                    let events = self.store.read_stream_below(
-                        name,
-                        *next_version,
-                        Direction::Forward,
-                        READ_BATCH,
-                        end,
-                    )?;
+                    let events =
+                        self.log
+                            .read_stream_below(name, *next_version, READ_BATCH, end)?;
                     let Some(last) = events.last() else {
                         return Ok(Fill::CaughtUp(end));
                     };
@@ -403,7 +382,7 @@ impl Subscription {
 
 fn missing(position: u64) -> Error {
     Error::corrupted(
-        crate::store::SEGMENTS_DIR,
+        crate::layout::SEGMENTS_DIR,
         0,
         format!("position {position} is below the watermark but reads as nothing"),
     )
@@ -474,8 +453,7 @@ mod stream {
                     Poll::Pending
                 }
                 Ok(Fill::CaughtUp(seen)) => {
-                    let shared = subscription.store.state();
-                    if let Some(error) = shared.poisoned() {
+                    if let Some(error) = subscription.log.poisoned() {
                         return Poll::Ready(Some(Err(error)));
                     }
                     if subscription.progress().is_closed() {

@@ -20,15 +20,15 @@ const LAYERS: &[(&str, u8)] = &[
     ("index", 2),
     ("snapshot", 3),
     ("checkpoint", 3),
+    ("subscription", 3),
+    ("projection", 3),
     ("verify", 3),
     ("store", 4),
-    // Built on the store's API.
-    ("subscription", 5),
-    ("projection", 6),
+    // The typed layer, built on the store's API.
     ("codec", 5),
     ("domain_event", 5),
-    ("aggregate", 6),
-    ("typed", 6),
+    ("aggregate", 5),
+    ("typed", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {

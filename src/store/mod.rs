@@ -10,10 +10,12 @@ mod flusher;
 mod follower;
 mod group_commit;
 mod open;
+mod projections;
 mod read;
 mod snapshots;
 pub(crate) mod state;
 mod streams;
+mod subscribe;
 mod writer;
 
 use crate::checkpoint::Checkpoints;

@@ -117,8 +117,8 @@ impl Store {
     /// is left to the writer's recovery).
     ///
     /// Readers see what the store's durability allows: with
-    /// [`Durability::Sync`] (the default) the events the writer has recorded
-    /// as durable, with [`Durability::Buffered`] every whole batch in the
+    /// [`Durability::Sync`](crate::Durability::Sync) (the default) the events the writer has recorded
+    /// as durable, with [`Durability::Buffered`](crate::Durability::Buffered) every whole batch in the
     /// files. Events the writer appends later appear by themselves, within
     /// [`Options::poll_interval`], to reads and subscriptions alike; or at
     /// once after [`Store::refresh`]. Appends, flushes and saves fail with

@@ -13,7 +13,7 @@ impl Store {
     /// durably: the file is checksummed, written beside its final name,
     /// synced, renamed into place and the directory synced, so a crash
     /// leaves the previous snapshot or this one, never a mix. Then all but
-    /// the newest [`Options::snapshots_kept`] snapshots of the stream are
+    /// the newest [`Options::snapshots_kept`](crate::Options::snapshots_kept) snapshots of the stream are
     /// removed.
     ///
     /// `version` must be a visible version of the stream
