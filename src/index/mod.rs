@@ -10,6 +10,7 @@
 //! nor their index files' stream tables.
 
 pub mod catalog;
+pub mod continuity;
 pub mod file;
 pub mod hash;
 pub mod memory;
@@ -466,31 +467,13 @@ impl Index {
         ordinal: u32,
         first_version: u64,
         count: u64,
-    ) -> std::result::Result<Arc<str>, u64> {
-        if let Some((name, summary)) = self.streams.get_key_value(stream) {
-            if summary.next_version != first_version {
-                return Err(summary.next_version);
-            }
-            let name = Arc::clone(name);
-            if let Some(summary) = self.streams.get_mut(stream) {
-                summary.next_version += count;
-                summary.last_segment = ordinal;
-            }
-            return Ok(name);
+    ) -> std::result::Result<Arc<str>, continuity::VersionGap> {
+        let known = self.streams.contains_key(stream);
+        let name =
+            continuity::count_events(&mut self.streams, stream, ordinal, first_version, count)?;
+        if !known {
+            self.names.insert(Arc::clone(&name));
         }
-        if first_version != 0 {
-            return Err(0);
-        }
-        let name: Arc<str> = Arc::from(stream);
-        self.names.insert(Arc::clone(&name));
-        self.streams.insert(
-            Arc::clone(&name),
-            StreamSummary {
-                next_version: count,
-                first_segment: ordinal,
-                last_segment: ordinal,
-            },
-        );
         Ok(name)
     }
 

@@ -11,7 +11,7 @@ use super::{Index, Persisted, SealedSegment, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::{
     clear_torn_tail, parse_segment_file_name, record, scan_segment, segment_file_name,
-    PreparedSegment, Segment, TEMP_SUFFIX,
+    PreparedSegment, Segment, SegmentRole, TEMP_SUFFIX,
 };
 use crate::storage::{child, replace_file, write_and_rename, Storage};
 use std::collections::{HashMap, HashSet};
@@ -85,7 +85,7 @@ pub struct RecoveryStats {
 pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
     let mut mem = MemIndex::new(true);
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
-    scan_segment(seg, false, |offset, event| {
+    scan_segment(seg, SegmentRole::Sealed, |offset, event| {
         let name = names
             .entry(event.stream.to_string())
             .or_insert_with(|| Arc::from(&*event.stream));
@@ -303,7 +303,7 @@ pub fn recover(
         let mut mem = MemIndex::new(id_window > 0);
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let count_versions = ordinal >= covered;
-        let scan = scan_segment(&seg, is_last, |offset, event| {
+        let scan = scan_segment(&seg, SegmentRole::of(is_last), |offset, event| {
             let name = match names.get(&*event.stream) {
                 Some(name) => Arc::clone(name),
                 None => {
@@ -322,16 +322,7 @@ pub fn recover(
             if count_versions {
                 index
                     .count_stream_events(&name, ordinal, event.version, 1)
-                    .map_err(|expected| {
-                        Error::corrupted(
-                            seg.path(),
-                            offset,
-                            format!(
-                                "stream '{}' event has version {}, expected {expected}",
-                                &*event.stream, event.version
-                            ),
-                        )
-                    })?;
+                    .map_err(|gap| Error::corrupted(seg.path(), offset, gap.to_string()))?;
             }
             mem.push(
                 &name,
@@ -467,7 +458,7 @@ pub fn recover(
 /// never sealed. Names that file.
 fn stray_after(seg: &Segment, next: Option<&Arc<Segment>>) -> Option<Error> {
     let next = next?;
-    let scan = scan_segment(seg, true, |_, _| Ok(())).ok()?;
+    let scan = scan_segment(seg, SegmentRole::Last, |_, _| Ok(())).ok()?;
     if scan.sealed || scan.torn_bytes > 0 {
         return None;
     }

@@ -7,6 +7,28 @@ use crate::error::{Error, Result};
 use crate::types::RecordedEvent;
 use bytes::Bytes;
 
+/// Where a scanned segment stands in the log, which decides how its end is
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentRole {
+    /// Not the last: it must be whole and end with a seal.
+    Sealed,
+    /// The last: it may end unsealed, and an interrupted write at its end is
+    /// a torn tail unless a later batch says it was synced.
+    Last,
+}
+
+impl SegmentRole {
+    /// The role of a segment that is, or is not, the last of the log.
+    pub fn of(is_last: bool) -> Self {
+        if is_last {
+            SegmentRole::Last
+        } else {
+            SegmentRole::Sealed
+        }
+    }
+}
+
 /// What a scan of one segment found.
 #[derive(Debug)]
 pub struct SegmentScan {
@@ -140,7 +162,7 @@ pub fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u6
 /// reported in [`SegmentScan::torn_bytes`]; the scan itself never writes.
 pub fn scan_segment(
     seg: &Segment,
-    is_last: bool,
+    role: SegmentRole,
     mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<SegmentScan> {
     let data = seg.view(0, seg.readable_len()?)?;
@@ -186,7 +208,7 @@ pub fn scan_segment(
         .rposition(|&b| b != 0)
         .map(|i| i + 1)
         .unwrap_or(0);
-    if !is_last {
+    if role == SegmentRole::Sealed {
         let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
         return Err(Error::corrupted(
             seg.path(),

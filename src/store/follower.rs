@@ -4,6 +4,7 @@
 
 use super::state::StoreState;
 use crate::error::{Error, Result};
+use crate::index::continuity::check_next;
 use crate::index::file::index_file_name;
 use crate::index::Persisted;
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
@@ -164,17 +165,10 @@ impl Follower {
                     } => {
                         let mut index = shared.index.write();
                         for (offset, event) in &records {
-                            let expected = index.last_version(&event.stream).map_or(0, |v| v + 1);
-                            if event.version != expected {
-                                return Err(Error::corrupted(
-                                    seg.path(),
-                                    *offset,
-                                    format!(
-                                        "stream '{}' event has version {}, expected {expected}",
-                                        &*event.stream, event.version
-                                    ),
-                                ));
-                            }
+                            let next = index.last_version(&event.stream).map(|v| v + 1);
+                            check_next(&event.stream, next, event.version).map_err(|gap| {
+                                Error::corrupted(seg.path(), *offset, gap.to_string())
+                            })?;
                             index.push_events(
                                 &event.stream,
                                 event.position,

@@ -5,11 +5,12 @@ use super::inventory::Inventory;
 use super::{error_finding, finding, Finding, Verifier, MAX_LISTED, MAX_RESCANS, PROGRESS_STEP};
 use crate::error::{Error, Result};
 use crate::index::catalog::CATALOG_FILE;
+use crate::index::continuity::{check_next, count_events};
 use crate::index::file::index_file_name;
 use crate::index::memory::MemIndex;
 use crate::index::StreamSummary;
 use crate::log::record::BATCH_HEADER_LEN;
-use crate::log::{scan_segment, SegmentScan};
+use crate::log::{scan_segment, SegmentRole, SegmentScan};
 use crate::log::{segment_file_name, Segment};
 use crate::types::RecordedEvent;
 use std::collections::HashMap;
@@ -73,15 +74,12 @@ impl Pass {
         let next = event.version.saturating_add(1);
         match self.streams.get_mut(stream) {
             Some(local) => {
-                if event.version != local.next_version {
+                if let Err(gap) = check_next(stream, Some(local.next_version), event.version) {
                     if self.findings.len() < MAX_LISTED {
                         self.findings.push(finding(
                             path,
                             offset,
-                            format!(
-                                "event of stream '{stream}' at position {} has version {}, expected {}",
-                                event.position, event.version, local.next_version
-                            ),
+                            format!("{gap} (at position {})", event.position),
                         ));
                     } else {
                         self.unlisted += 1;
@@ -301,7 +299,7 @@ impl Verifier<'_, '_> {
             let mut next_report = PROGRESS_STEP;
             let wanted = &self.wanted;
             let meter = &mut self.meter;
-            let result = scan_segment(seg, is_last, |offset, event| {
+            let result = scan_segment(seg, SegmentRole::of(is_last), |offset, event| {
                 pass.record(seg.path(), offset, event, wanted);
                 if offset >= next_report {
                     meter.within(seg.path(), offset, size);
@@ -336,42 +334,25 @@ impl Verifier<'_, '_> {
         }
         let mut mismatches = Vec::new();
         for (name, local) in &pass.streams {
-            match self.streams.get_mut(name) {
-                Some(summary) => {
-                    if check && summary.next_version != local.first_version {
-                        mismatches.push(finding(
-                            path,
-                            local.first_offset,
-                            format!(
-                                "stream '{name}' continues at version {}, but its events before this segment end at version {}",
-                                local.first_version,
-                                summary.next_version.saturating_sub(1)
-                            ),
-                        ));
-                    }
-                    summary.next_version = local.next_version;
-                    summary.last_segment = ordinal;
+            let count = local.next_version.saturating_sub(local.first_version);
+            let counted =
+                count_events(&mut self.streams, name, ordinal, local.first_version, count);
+            if let Err(gap) = counted {
+                if check {
+                    mismatches.push(finding(path, local.first_offset, gap.to_string()));
                 }
-                None => {
-                    if check && local.first_version != 0 {
-                        mismatches.push(finding(
-                            path,
-                            local.first_offset,
-                            format!(
-                                "stream '{name}' starts at version {}, expected 0",
-                                local.first_version
-                            ),
-                        ));
-                    }
-                    self.streams.insert(
-                        Arc::clone(name),
-                        StreamSummary {
-                            next_version: local.next_version,
-                            first_segment: ordinal,
-                            last_segment: ordinal,
-                        },
-                    );
-                }
+                // Go on from what this segment says, so that one break is
+                // reported once.
+                let summary = self
+                    .streams
+                    .entry(Arc::clone(name))
+                    .or_insert(StreamSummary {
+                        next_version: 0,
+                        first_segment: ordinal,
+                        last_segment: ordinal,
+                    });
+                summary.next_version = local.next_version;
+                summary.last_segment = ordinal;
             }
         }
         self.push_capped(mismatches, path);
