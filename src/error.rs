@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! The one error type of the crate.
 
 use crate::types::ExpectedVersion;

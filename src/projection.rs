@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! Projections: a named handler fed by a subscription on its own thread,
 //! resuming from a durable checkpoint.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! Subscriptions: history first, then live events, in global order, read
 //! straight from the log.
 //!

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! A read-only check of every file of a store: segments record by record,
 //! index files against the segments they describe, the stream catalogue,
 //! snapshots and checkpoints.

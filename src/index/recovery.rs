@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! Opening the log: finding its segments, indexing them (from their index
 //! files when those are sound, by reading the records otherwise), bringing
 //! the stream catalogue up to date, and writing the index file of a segment

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! Scanning segments at open: validating every batch, finding the end of
 //! the log, and telling a torn tail (what a crash leaves) from damage.
 

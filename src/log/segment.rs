@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! One segment file: a header, then batches of records, preallocated to a
 //! fixed capacity and sealed when full.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! A read-only store following the log another process writes: it reads
 //! whatever whole batches appeared since it last looked, indexes them and
 //! moves the watermarks readers and subscriptions go by.
