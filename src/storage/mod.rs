@@ -102,7 +102,14 @@ pub trait StorageFile: Send + Sync + Debug {
                     ))
                 }
                 Ok(n) => {
-                    buf = buf.get(n..).unwrap_or_default();
+                    // More than was asked is a broken `write_at`: what
+                    // reached the file is then unknown.
+                    buf = buf.get(n..).ok_or_else(|| {
+                        io::Error::other(format!(
+                            "the file reported writing {n} bytes of {}",
+                            buf.len()
+                        ))
+                    })?;
                     offset += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -169,6 +176,11 @@ impl NameLocks {
         )
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::indexing_slicing,
+        reason = "the hash only picks a lock: the slot is a remainder of their count"
+    )]
     pub fn lock(&self, name: &str) -> parking_lot::MutexGuard<'_, ()> {
         let slot = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize % self.0.len();
         self.0[slot].lock()

@@ -44,8 +44,8 @@ pub enum CrashPlan {
 
 #[derive(Debug, Clone)]
 enum Pending {
-    Write { offset: u64, data: Vec<u8> },
-    SetLen(u64),
+    Write { offset: usize, data: Vec<u8> },
+    SetLen(usize),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,7 +77,7 @@ pub struct SimDisk {
     state: Arc<Mutex<DiskState>>,
 }
 
-/// A small deterministic generator (SplitMix64), so a crash is reproducible
+/// A small deterministic generator (`SplitMix64`), so a crash is reproducible
 /// from its seed.
 struct SplitMix(u64);
 
@@ -97,12 +97,29 @@ impl SplitMix {
             self.next() % n
         }
     }
+
+    /// [`SplitMix::below`] for a length or an index.
+    fn below_usize(&mut self, n: usize) -> usize {
+        // Below a usize, so it fits one.
+        usize::try_from(self.below(n as u64)).unwrap_or(n)
+    }
+}
+
+/// A file offset or length as the simulated disk, which keeps files in
+/// memory, can hold it.
+fn in_memory(n: u64) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            "past what a simulated file can hold",
+        )
+    })
 }
 
 fn apply(content: &mut Vec<u8>, op: &Pending) {
     match op {
         Pending::Write { offset, data } => {
-            let start = *offset as usize;
+            let start = *offset;
             let end = start + data.len();
             if content.len() < end {
                 content.resize(end, 0);
@@ -111,7 +128,7 @@ fn apply(content: &mut Vec<u8>, op: &Pending) {
                 slot.copy_from_slice(data);
             }
         }
-        Pending::SetLen(len) => content.resize(*len as usize, 0),
+        Pending::SetLen(len) => content.resize(*len, 0),
     }
 }
 
@@ -223,14 +240,14 @@ impl SimDisk {
                 CrashPlan::LoseAll => {}
                 CrashPlan::KeepAll => inode.pending.iter().for_each(|op| apply(&mut content, op)),
                 CrashPlan::Torn { .. } => {
-                    let keep = rng.below(inode.pending.len() as u64 + 1) as usize;
+                    let keep = rng.below_usize(inode.pending.len() + 1);
                     for (i, op) in inode.pending.iter().enumerate().take(keep) {
                         match op {
                             Pending::Write { offset, data } if i + 1 == keep => {
-                                let cut = rng.below(data.len() as u64 + 1) as usize;
+                                let cut = rng.below_usize(data.len() + 1);
                                 let torn = Pending::Write {
                                     offset: *offset,
-                                    data: data.get(..cut).unwrap_or_default().to_vec(),
+                                    data: data.iter().take(cut).copied().collect(),
                                 };
                                 apply(&mut content, &torn);
                             }
@@ -247,9 +264,9 @@ impl SimDisk {
                                 let mut garbled = data.clone();
                                 let flips = 1 + rng.below(4);
                                 for _ in 0..flips {
-                                    let at = rng.below(garbled.len() as u64) as usize;
+                                    let at = rng.below_usize(garbled.len());
                                     if let Some(b) = garbled.get_mut(at) {
-                                        *b = rng.next() as u8;
+                                        *b = rng.next().to_le_bytes()[0];
                                     }
                                 }
                                 apply(
@@ -289,11 +306,11 @@ impl SimDisk {
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.state.lock();
         let id = state.lookup(path)?;
-        Ok(state
+        state
             .inodes
             .get(&id)
             .map(|i| i.current.clone())
-            .unwrap_or_default())
+            .ok_or_else(|| io::Error::other("simulated inode vanished"))
     }
 
     /// Replaces the file's bytes, durably (as damage on the medium would).
@@ -443,7 +460,7 @@ impl StorageFile for SimFile {
         let mut state = self.disk.lock();
         state.mutate()?;
         let op = Pending::Write {
-            offset,
+            offset: in_memory(offset)?,
             data: buf.to_vec(),
         };
         let inode = state.inode(self.inode)?;
@@ -467,7 +484,7 @@ impl StorageFile for SimFile {
         state.mutate()?;
         let inode = state.inode(self.inode)?;
         if (inode.current.len() as u64) < len {
-            let op = Pending::SetLen(len);
+            let op = Pending::SetLen(in_memory(len)?);
             apply(&mut inode.current, &op);
             inode.pending.push(op);
         }
@@ -477,7 +494,8 @@ impl StorageFile for SimFile {
     fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut state = self.disk.lock();
         let inode = state.inode(self.inode)?;
-        let start = offset as usize;
+        // An offset past `usize` is past the end of any simulated file.
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
         inode
             .current
             .get(start..start.saturating_add(len))

@@ -134,7 +134,8 @@ impl Store {
             .read()
             .runs(start, stop)?
             .ok_or_else(|| missing(start))?;
-        let mut events = Vec::with_capacity((stop - start) as usize);
+        // At most `max_count` events, a usize: the fallback is never taken.
+        let mut events = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(max_count));
         for run in &runs {
             run.segment
                 .read_run(run.first_position, &run.offsets, &mut events)?;
