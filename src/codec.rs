@@ -27,9 +27,18 @@ pub trait Codec: Clone + Send + Sync + 'static {
     const NAME: &'static str;
 
     /// Encodes `value`.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] if `value` cannot be represented in the codec's format.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError>;
 
     /// Decodes all of `bytes` as a `T`: trailing bytes are an error.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] if `bytes` are not exactly one `T` in the codec's
+    /// format.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError>;
 }
 

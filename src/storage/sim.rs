@@ -42,6 +42,8 @@ pub enum CrashPlan {
     },
 }
 
+/// A write or a length change since the last sync, in bytes of the file
+/// (offsets and lengths are checked to fit in memory when issued).
 #[derive(Debug, Clone)]
 enum Pending {
     Write { offset: usize, data: Vec<u8> },
@@ -180,6 +182,7 @@ impl DiskState {
 
 impl SimDisk {
     /// An empty disk.
+    #[must_use]
     pub fn new() -> Self {
         SimDisk::default()
     }
@@ -193,12 +196,14 @@ impl SimDisk {
 
     /// Mutating operations (writes, syncs, allocations, creations, renames,
     /// removals) performed so far.
+    #[must_use]
     pub fn mutations(&self) -> u64 {
         self.state.lock().mutations
     }
 
     /// The disk as found after a power loss now: what was synced, plus what
     /// `plan` keeps of the rest. The new disk has no locks and no limit.
+    #[must_use]
     pub fn crash(&self, plan: CrashPlan) -> SimDisk {
         let state = self.state.lock();
         let seed = match plan {
@@ -303,6 +308,10 @@ impl SimDisk {
     }
 
     /// The current bytes of the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if there is no file at `path`.
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.state.lock();
         let id = state.lookup(path)?;
@@ -314,6 +323,10 @@ impl SimDisk {
     }
 
     /// Replaces the file's bytes, durably (as damage on the medium would).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if there is no file at `path`.
     pub fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.state.lock();
         let id = state.lookup(path)?;
@@ -325,6 +338,7 @@ impl SimDisk {
     }
 
     /// Every file path on the disk, sorted.
+    #[must_use]
     pub fn files(&self) -> Vec<PathBuf> {
         let state = self.state.lock();
         let mut out: Vec<PathBuf> = state

@@ -2,6 +2,8 @@
 //! against the log when loaded.
 
 use super::Store;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::types::Direction;
 use std::sync::atomic::Ordering;
@@ -12,6 +14,13 @@ impl Store {
     /// name, synced, renamed into place and the directory synced, so a crash
     /// leaves the previous checkpoint or this one. Use it for a projection's
     /// progress: the position of the first event it has not yet handled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCheckpointName`] for a name that is empty, too long or
+    /// has control characters; [`Error::ReadOnly`] in a read-only store;
+    /// [`Error::Io`] if the file cannot be written; [`Error::Corrupted`] or
+    /// [`Error::Io`] if the event before `position` cannot be read.
     ///
     /// ```
     /// use evstore::{Options, Store};
@@ -33,6 +42,12 @@ impl Store {
     /// The position last saved under `name`, or `None`. A damaged
     /// checkpoint file is an [`Error::Corrupted`], never a silent restart
     /// from the beginning.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCheckpointName`] for a name no save would take;
+    /// [`Error::Corrupted`] for a damaged file; [`Error::UnsupportedFormat`]
+    /// for one of a newer format; [`Error::Io`] if it cannot be read.
     pub fn load_checkpoint(&self, name: &str) -> Result<Option<u64>> {
         Ok(self.checkpoints().load(name)?.map(|(position, _)| position))
     }
