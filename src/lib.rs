@@ -49,6 +49,8 @@
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![warn(clippy::pedantic)]
+// No pedantic lint is allowed for the whole crate: where one does not fit,
+// an `#[expect]` on the smallest item says why.
 
 #[cfg(not(all(unix, target_pointer_width = "64")))]
 compile_error!(

@@ -95,7 +95,7 @@ impl Store {
             reply,
         };
         self.group_commit("append")?
-            .call(Command::Append(request), result)
+            .call(Command::Append(request), &result)
     }
 
     fn validate_append(&self, stream: &str, events: &[EventData]) -> Result<usize> {
@@ -167,6 +167,6 @@ impl Store {
         self.refuse_if_read_only("flush")?;
         let (reply, result) = sync_channel(1);
         self.group_commit("flush")?
-            .call(Command::Flush(reply), result)
+            .call(Command::Flush(reply), &result)
     }
 }
