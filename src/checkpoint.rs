@@ -49,6 +49,10 @@ fn encode(name: &str, position: u64, saved_at: u64, previous_id: Uuid) -> Vec<u8
     let mut out = Vec::with_capacity(HEADER_LEN + name.len());
     out.extend_from_slice(&CHECKPOINT_MAGIC);
     out.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "names are validated to at most MAX_CHECKPOINT_NAME_LEN bytes"
+    )]
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&saved_at.to_le_bytes());
@@ -61,9 +65,12 @@ fn encode(name: &str, position: u64, saved_at: u64, previous_id: Uuid) -> Vec<u8
     out
 }
 
-fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+/// The `N` bytes at `at` of a checkpoint's header.
+fn field<const N: usize>(header: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
     let mut word = [0u8; N];
-    if let Some(src) = bytes.get(at..at + N) {
+    let src = header.get(at..at + N);
+    debug_assert!(src.is_some(), "field at {at} is past the header");
+    if let Some(src) = src {
         word.copy_from_slice(src);
     }
     word
@@ -71,29 +78,32 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
 
 fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<(u64, Uuid)> {
     let corrupted = |offset: u64, reason: String| Error::corrupted(path, offset, reason);
-    if bytes.len() < HEADER_LEN || bytes.get(..8) != Some(&CHECKPOINT_MAGIC[..]) {
+    let Some((header, stored_name)) = bytes
+        .split_first_chunk::<HEADER_LEN>()
+        .filter(|(header, _)| header[..8] == CHECKPOINT_MAGIC)
+    else {
         return Err(corrupted(
             0,
             "not a checkpoint file (short, or bad magic)".into(),
         ));
-    }
-    let name_len = u32::from_le_bytes(field(bytes, 12)) as usize;
-    if bytes.len() != HEADER_LEN + name_len {
+    };
+    let name_len = u32::from_le_bytes(field(header, 12));
+    if usize::try_from(name_len) != Ok(stored_name.len()) {
         return Err(corrupted(
             12,
             format!(
                 "the header promises a {name_len}-byte name but the file holds {} bytes after the header",
-                bytes.len() - HEADER_LEN
+                stored_name.len()
             ),
         ));
     }
     let mut crc = crc32fast::Hasher::new();
-    crc.update(bytes.get(..48).unwrap_or_default());
-    crc.update(bytes.get(HEADER_LEN..).unwrap_or_default());
-    if crc.finalize() != u32::from_le_bytes(field(bytes, 48)) {
+    crc.update(&header[..48]);
+    crc.update(stored_name);
+    if crc.finalize() != u32::from_le_bytes(field(header, 48)) {
         return Err(corrupted(48, "checksum mismatch".into()));
     }
-    let format = u32::from_le_bytes(field(bytes, 8));
+    let format = u32::from_le_bytes(field(header, 8));
     if format != CHECKPOINT_FORMAT_VERSION {
         return Err(Error::UnsupportedFormat {
             file: path.to_path_buf(),
@@ -101,15 +111,15 @@ fn decode(path: &Path, bytes: &[u8], name: &str) -> Result<(u64, Uuid)> {
             supported: CHECKPOINT_FORMAT_VERSION,
         });
     }
-    if bytes.get(HEADER_LEN..) != Some(name.as_bytes()) {
+    if stored_name != name.as_bytes() {
         return Err(corrupted(
             HEADER_LEN as u64,
             format!("holds the checkpoint of another name, not '{name}'"),
         ));
     }
     Ok((
-        u64::from_le_bytes(field(bytes, 16)),
-        Uuid::from_u128(u128::from_le_bytes(field(bytes, 32))),
+        u64::from_le_bytes(field(header, 16)),
+        Uuid::from_u128(u128::from_le_bytes(field(header, 32))),
     ))
 }
 
@@ -185,7 +195,7 @@ pub(crate) fn decode_found(path: &Path, bytes: &[u8]) -> Result<(String, u64, Uu
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

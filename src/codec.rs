@@ -32,11 +32,13 @@ impl CodecError {
     }
 
     /// The codec's error.
+    #[must_use]
     pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
         &*self.0
     }
 
     /// The codec's error, as the typed layer's errors hold it.
+    #[must_use]
     pub fn into_inner(self) -> Arc<dyn StdError + Send + Sync> {
         self.0
     }
@@ -64,9 +66,18 @@ pub trait Codec: Clone + Send + Sync + 'static {
     const NAME: &'static str;
 
     /// Encodes `value`.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] if `value` cannot be represented in the codec's format.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError>;
 
     /// Decodes all of `bytes` as a `T`: trailing bytes are an error.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] if `bytes` are not exactly one `T` in the codec's
+    /// format.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError>;
 }
 

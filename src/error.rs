@@ -52,7 +52,7 @@ pub enum Error {
 
     /// The stream was not at the version the append expected; nothing was
     /// written.
-    #[error("wrong expected version for stream '{stream}': expected {expected}, actual {}", actual.map(|v| v.to_string()).unwrap_or_else(|| "no stream".into()))]
+    #[error("wrong expected version for stream '{stream}': expected {expected}, actual {}", actual.map_or_else(|| "no stream".into(), |v| v.to_string()))]
     WrongExpectedVersion {
         /// The stream appended to.
         stream: String,
@@ -93,7 +93,7 @@ pub enum Error {
 
     /// A snapshot for a stream version that has not been written (or is not
     /// yet visible to readers).
-    #[error("cannot snapshot stream '{stream}' at version {version}: its last version is {}", stream_version.map(|v| v.to_string()).unwrap_or_else(|| "none (no events)".into()))]
+    #[error("cannot snapshot stream '{stream}' at version {version}: its last version is {}", stream_version.map_or_else(|| "none (no events)".into(), |v| v.to_string()))]
     SnapshotAhead {
         /// The stream.
         stream: String,

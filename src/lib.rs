@@ -48,7 +48,17 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
-#![warn(clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![warn(clippy::pedantic)]
+// No pedantic lint is allowed for the whole crate: where one does not fit,
+// an `#[expect]` on the smallest item says why.
+
+#[cfg(not(all(unix, target_pointer_width = "64")))]
+compile_error!(
+    "evstore supports 64-bit Unix targets only: it memory-maps whole segments, \
+     relies on fdatasync and other Unix file calls (through rustix), and takes \
+     64-bit file offsets and lengths to fit in a usize"
+);
 
 mod aggregate;
 mod checkpoint;

@@ -265,6 +265,10 @@ impl Options {
 
     /// Panics if a panic was injected at `point` and has not happened yet.
     #[cfg(feature = "testing")]
+    #[expect(
+        clippy::manual_assert,
+        reason = "the panic is an injected fault, not a failed check"
+    )]
     pub(crate) fn take_injected_panic(&self, point: PanicPoint) {
         if let Some((at, armed)) = &self.injected_panic {
             if *at == point && armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
@@ -282,6 +286,10 @@ impl Options {
     /// Whether the next segment is preallocated on a helper thread: always,
     /// without the `testing` feature.
     #[cfg(not(feature = "testing"))]
+    #[expect(
+        clippy::unused_self,
+        reason = "the signature of the `testing` build, which reads the options"
+    )]
     pub(crate) fn preallocates_in_background(&self) -> bool {
         true
     }
@@ -295,6 +303,10 @@ impl Options {
     /// Whether sealed segments' index files are written on a helper thread:
     /// always, without the `testing` feature.
     #[cfg(not(feature = "testing"))]
+    #[expect(
+        clippy::unused_self,
+        reason = "the signature of the `testing` build, which reads the options"
+    )]
     pub(crate) fn writes_indexes_in_background(&self) -> bool {
         true
     }
@@ -308,12 +320,16 @@ impl Options {
     /// Whether new index files hash every stream name to the same value:
     /// never, without the `testing` feature.
     #[cfg(not(feature = "testing"))]
+    #[expect(
+        clippy::unused_self,
+        reason = "the signature of the `testing` build, which reads the options"
+    )]
     pub(crate) fn collides_stream_hashes(&self) -> bool {
         false
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.segment_size < 4096 || self.segment_size > u32::MAX as u64 {
+        if self.segment_size < 4096 || self.segment_size > u64::from(u32::MAX) {
             return Err(Error::InvalidOption(format!(
                 "segment_size {} is outside 4 KiB..=4 GiB",
                 self.segment_size

@@ -84,36 +84,42 @@ impl Default for ProjectionOptions {
 
 impl ProjectionOptions {
     /// Sets [`ProjectionOptions::filter`].
+    #[must_use]
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = filter;
         self
     }
 
     /// Sets [`ProjectionOptions::checkpoint_every`] (at least 1).
+    #[must_use]
     pub fn checkpoint_every(mut self, events: u64) -> Self {
         self.checkpoint_every = events.max(1);
         self
     }
 
     /// Sets [`ProjectionOptions::checkpoint_interval`].
+    #[must_use]
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoint_interval = interval;
         self
     }
 
     /// Sets [`ProjectionOptions::on_error`].
+    #[must_use]
     pub fn on_error(mut self, on_error: OnError) -> Self {
         self.on_error = on_error;
         self
     }
 
     /// Sets [`ProjectionOptions::visibility`].
+    #[must_use]
     pub fn visibility(mut self, visibility: Visibility) -> Self {
         self.visibility = visibility;
         self
     }
 
     /// Sets [`ProjectionOptions::start`].
+    #[must_use]
     pub fn start(mut self, start: ProjectionStart) -> Self {
         self.start = start;
         self
@@ -199,6 +205,11 @@ impl ProjectionHandle {
     }
 
     /// Stops the projection and waits for it.
+    ///
+    /// # Errors
+    /// The error that ended the projection before the stop, if any: a
+    /// handler failure it gave up on, a checkpoint it could not save, or a
+    /// poisoned store.
     pub fn stop(mut self) -> Result<ProjectionStats> {
         self.request_stop();
         self.wait()
@@ -206,18 +217,25 @@ impl ProjectionHandle {
 
     /// Waits for the projection to end on its own: after a handler failure
     /// it gave up on, or when the store is closed.
+    ///
+    /// # Errors
+    /// The error that ended the projection, as for [`ProjectionHandle::stop`].
     pub fn join(mut self) -> Result<ProjectionStats> {
         self.wait()
     }
 
     /// The position of the first event not yet handled (or skipped).
+    #[must_use]
     pub fn position(&self) -> u64 {
         self.position.load(Ordering::Acquire)
     }
 
     /// Whether the projection has ended.
+    #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.thread
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
     }
 
     fn wait(&mut self) -> Result<ProjectionStats> {
@@ -328,20 +346,19 @@ impl Runner {
             if self.stop.requested() {
                 break;
             }
-            let event = match subscription.try_next()? {
-                Some(event) => Some(event),
-                None => {
-                    // Caught up: what the filter skipped is passed.
-                    let position = subscription.checkpoint();
-                    self.position.store(position, Ordering::Release);
-                    self.stats.position = position;
-                    // Idle with nothing unsaved: wait for events (or a stop)
-                    // alone; otherwise also for the checkpoint to fall due.
-                    let due = (position > saved)
-                        .then(|| last_save.checked_add(self.options.checkpoint_interval))
-                        .flatten();
-                    subscription.next_before(due, &interrupted)?
-                }
+            let event = if let Some(event) = subscription.try_next()? {
+                Some(event)
+            } else {
+                // Caught up: what the filter skipped is passed.
+                let position = subscription.checkpoint();
+                self.position.store(position, Ordering::Release);
+                self.stats.position = position;
+                // Idle with nothing unsaved: wait for events (or a stop)
+                // alone; otherwise also for the checkpoint to fall due.
+                let due = (position > saved)
+                    .then(|| last_save.checked_add(self.options.checkpoint_interval))
+                    .flatten();
+                subscription.next_before(due, &interrupted)?
             };
             if let Some(event) = &event {
                 match self.handle(&mut handler, event) {

@@ -135,6 +135,10 @@ pub(crate) fn encode(
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + stream.len() + data.len());
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "stream names are validated to at most 64 KiB"
+    )]
     out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&event_id.as_u128().to_le_bytes());
@@ -171,25 +175,24 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 /// `version`.
 pub(crate) fn decode(
     path: &Path,
-    bytes: Bytes,
+    mut bytes: Bytes,
     stream: &str,
     version: u64,
 ) -> Result<SnapshotFile> {
     let corrupted = |offset: usize, reason: String| Error::corrupted(path, offset as u64, reason);
-    if bytes.len() < SNAPSHOT_HEADER_LEN {
+    let Some(&header) = bytes.first_chunk::<SNAPSHOT_HEADER_LEN>() else {
         return Err(corrupted(
             0,
             format!("{} bytes is shorter than a snapshot header", bytes.len()),
         ));
-    }
-    if bytes.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
+    };
+    if header[..8] != SNAPSHOT_MAGIC {
         return Err(corrupted(0, "not a snapshot file (bad magic)".into()));
     }
-    let header_crc = le_u32(&bytes, 56);
-    if bytes.get(..56).map(crc32fast::hash) != Some(header_crc) {
+    if crc32fast::hash(&header[..56]) != le_u32(&header, 56) {
         return Err(corrupted(56, "header checksum mismatch".into()));
     }
-    let format = le_u32(&bytes, 8);
+    let format = le_u32(&header, 8);
     if format != SNAPSHOT_FORMAT_VERSION {
         return Err(Error::UnsupportedFormat {
             file: path.to_path_buf(),
@@ -197,10 +200,10 @@ pub(crate) fn decode(
             supported: SNAPSHOT_FORMAT_VERSION,
         });
     }
-    let name_len = le_u32(&bytes, 12) as u64;
-    let data_len = le_u64(&bytes, 48);
+    let name_len = le_u32(&header, 12);
+    let data_len = le_u64(&header, 48);
     let expected_len = (SNAPSHOT_HEADER_LEN as u64)
-        .checked_add(name_len)
+        .checked_add(u64::from(name_len))
         .and_then(|n| n.checked_add(data_len));
     if expected_len != Some(bytes.len() as u64) {
         return Err(corrupted(
@@ -211,13 +214,18 @@ pub(crate) fn decode(
             ),
         ));
     }
-    let name_end = SNAPSHOT_HEADER_LEN + name_len as usize;
-    let name = bytes.get(SNAPSHOT_HEADER_LEN..name_end).unwrap_or_default();
-    let data = bytes.slice(name_end..);
+    // The lengths add up to the file's, so the name ends inside it.
+    let name_end = usize::try_from(name_len)
+        .ok()
+        .and_then(|len| SNAPSHOT_HEADER_LEN.checked_add(len))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| corrupted(12, format!("the {name_len}-byte name runs past the end")))?;
+    let data = bytes.split_off(name_end);
+    let name = bytes.split_off(SNAPSHOT_HEADER_LEN);
     let mut body = crc32fast::Hasher::new();
-    body.update(name);
+    body.update(&name);
     body.update(&data);
-    if body.finalize() != le_u32(&bytes, 60) {
+    if body.finalize() != le_u32(&header, 60) {
         return Err(corrupted(60, "body checksum mismatch".into()));
     }
     if name != stream.as_bytes() {
@@ -225,11 +233,11 @@ pub(crate) fn decode(
             SNAPSHOT_HEADER_LEN,
             format!(
                 "holds a snapshot of stream {:?}, not '{stream}'",
-                String::from_utf8_lossy(name)
+                String::from_utf8_lossy(&name)
             ),
         ));
     }
-    let file_version = le_u64(&bytes, 16);
+    let file_version = le_u64(&header, 16);
     if file_version != version {
         return Err(corrupted(
             16,
@@ -237,13 +245,11 @@ pub(crate) fn decode(
         ));
     }
     let mut id = [0u8; 16];
-    if let Some(src) = bytes.get(24..40) {
-        id.copy_from_slice(src);
-    }
+    id.copy_from_slice(&header[24..40]);
     Ok(SnapshotFile {
         version,
         event_id: Uuid::from_u128(u128::from_le_bytes(id)),
-        timestamp_nanos: le_u64(&bytes, 40),
+        timestamp_nanos: le_u64(&header, 40),
         data,
     })
 }
@@ -495,7 +501,7 @@ pub(crate) fn decode_found(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

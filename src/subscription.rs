@@ -58,6 +58,7 @@ impl fmt::Debug for Filter {
 
 impl Filter {
     /// Every event.
+    #[must_use]
     pub fn all() -> Self {
         Filter::default()
     }
@@ -84,12 +85,14 @@ impl Filter {
     }
 
     /// Also requires the stream name to start with `prefix`.
+    #[must_use]
     pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.stream_prefix = Some(prefix.into().into_boxed_str());
         self
     }
 
     /// Also requires the event type to be one of `types`.
+    #[must_use]
     pub fn with_event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
         let types = types
             .into_iter()
@@ -100,6 +103,7 @@ impl Filter {
     }
 
     /// Also requires the event type to start with `prefix`.
+    #[must_use]
     pub fn with_event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.event_type_prefix = Some(prefix.into().into_boxed_str());
         self
@@ -108,6 +112,7 @@ impl Filter {
     /// Also requires `predicate` to return true. It sees the event with its
     /// payload (a view of the log, not a copy); it runs on the subscriber's
     /// thread, after the cheaper conditions.
+    #[must_use]
     pub fn with_predicate(
         mut self,
         predicate: impl Fn(&RecordedEvent) -> bool + Send + Sync + 'static,
@@ -238,6 +243,7 @@ impl Subscription {
 
 impl Subscription {
     /// Sets which events it may see; [`Visibility::Durable`] by default.
+    #[must_use]
     pub fn with_visibility(mut self, visibility: Visibility) -> Self {
         self.visibility = visibility;
         self
@@ -247,6 +253,7 @@ impl Subscription {
     /// delivered: a global position for [`Store::subscribe_all`](crate::Store::subscribe_all), a stream
     /// version for [`Store::subscribe_stream`](crate::Store::subscribe_stream). Skipped (filtered out)
     /// events count as delivered.
+    #[must_use]
     pub fn checkpoint(&self) -> u64 {
         match (&self.source, self.buffer.as_slice().first()) {
             (Source::All { .. }, Some(event)) => event.position,
@@ -264,6 +271,10 @@ impl Subscription {
     ///
     /// The [`Iterator`] impl is the same wait with the result turned inside
     /// out: `sub.next()` is `sub.next_event().transpose()`.
+    ///
+    /// # Errors
+    /// [`Error::StorePoisoned`] or a damaged segment met while reading, once
+    /// everything visible before it was delivered.
     pub fn next_event(&mut self) -> Result<Option<RecordedEvent>> {
         self.next_before(None, &|| false)
     }
@@ -272,11 +283,17 @@ impl Subscription {
     /// (or the store was closed and everything was delivered). A timeout
     /// too long to be a deadline (such as [`Duration::MAX`]) waits like
     /// [`Subscription::next_event`].
+    ///
+    /// # Errors
+    /// As for [`Subscription::next_event`].
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
         self.next_before(Instant::now().checked_add(timeout), &|| false)
     }
 
     /// The next event if one is ready now, without waiting for writers.
+    ///
+    /// # Errors
+    /// As for [`Subscription::next_event`].
     pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
@@ -428,6 +445,7 @@ mod stream {
 
     impl Subscription {
         /// This subscription as a `futures::Stream`.
+        #[must_use]
         pub fn into_stream(self) -> SubscriptionStream {
             SubscriptionStream { subscription: self }
         }
@@ -435,6 +453,7 @@ mod stream {
 
     impl SubscriptionStream {
         /// See [`Subscription::checkpoint`].
+        #[must_use]
         pub fn checkpoint(&self) -> u64 {
             self.subscription.checkpoint()
         }

@@ -82,11 +82,13 @@ impl Store {
     /// This store with typed events and snapshots through the default
     /// [`BincodeCodec`]. The typed view holds a clone of the store, so the
     /// directory stays locked until it is dropped too.
+    #[must_use]
     pub fn typed(&self) -> TypedStore<BincodeCodec> {
         self.typed_with(BincodeCodec)
     }
 
     /// This store with typed events and snapshots through `codec`.
+    #[must_use]
     pub fn typed_with<C: Codec>(&self, codec: C) -> TypedStore<C> {
         TypedStore {
             store: self.clone(),
@@ -97,6 +99,10 @@ impl Store {
 
     /// Loads aggregate `A` from `stream` with the default codec: its newest
     /// snapshot, then the events after it. See [`TypedStore::load_aggregate`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TypedStore::load_aggregate`].
     pub fn load_aggregate<A: Aggregate>(&self, stream: &str) -> Result<LoadedAggregate<A>> {
         self.typed().load_aggregate(stream)
     }
@@ -108,6 +114,7 @@ impl<C: Codec> TypedStore<C> {
     /// turns automatic snapshots off, the default). Tying it to the count,
     /// not to when each writer last loaded, means concurrent writers of one
     /// aggregate do not each save the same snapshot.
+    #[must_use]
     pub fn snapshot_every(mut self, events: u64) -> Self {
         self.snapshot_every = (events > 0).then_some(events);
         self
@@ -126,6 +133,10 @@ impl<C: Codec> TypedStore<C> {
     /// Encodes `event` into an [`EventData`] with its type name and a fresh
     /// id; set the id with [`EventData::with_id`] for idempotent retries and
     /// append it with [`Store::append`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the codec cannot encode `event`.
     pub fn encode<E: DomainEvent>(&self, event: &E) -> Result<EventData> {
         let event_type = event.event_type();
         let payload = self.codec.encode(event).map_err(|e| Error::Encode {
@@ -138,6 +149,11 @@ impl<C: Codec> TypedStore<C> {
 
     /// Decodes a stored event as an `E`, checking that it decodes to a
     /// variant with the type name stored beside it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecodeEvent`] if the payload does not decode as an `E`, or
+    /// decodes as a variant with another type name.
     pub fn decode<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<Recorded<E>> {
         Ok(Recorded {
             event: self.decode_payload(recorded)?,
@@ -168,6 +184,11 @@ impl<C: Codec> TypedStore<C> {
     }
 
     /// Encodes and appends `events` atomically, like [`Store::append`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if an event cannot be encoded, and the errors of
+    /// [`Store::append`].
     pub fn append<E: DomainEvent>(
         &self,
         stream: &str,
@@ -183,6 +204,11 @@ impl<C: Codec> TypedStore<C> {
 
     /// Reads and decodes events like [`Store::read_stream`]. An event that
     /// does not decode is an [`Error::DecodeEvent`] naming it.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Store::read_stream`], and [`Error::DecodeEvent`] for
+    /// an event that does not decode.
     pub fn read_stream<E: DomainEvent>(
         &self,
         stream: &str,
@@ -198,6 +224,11 @@ impl<C: Codec> TypedStore<C> {
     }
 
     /// Encodes `state` and saves it as a snapshot, like
+    /// [`Store::save_snapshot`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if `state` cannot be encoded, and the errors of
     /// [`Store::save_snapshot`].
     pub fn save_snapshot<S: Serialize + ?Sized>(
         &self,
@@ -216,6 +247,11 @@ impl<C: Codec> TypedStore<C> {
     /// Loads and decodes the newest snapshot of `stream`, like
     /// [`Store::load_snapshot`]. One that does not decode as `S` is an
     /// [`Error::DecodeSnapshot`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecodeSnapshot`] if the snapshot does not decode as an `S`,
+    /// and the errors of [`Store::load_snapshot`].
     pub fn load_snapshot<S: DeserializeOwned>(
         &self,
         stream: &str,
@@ -225,6 +261,10 @@ impl<C: Codec> TypedStore<C> {
 
     /// [`TypedStore::load_snapshot`] for the newest snapshot at or below
     /// `max_version`.
+    ///
+    /// # Errors
+    ///
+    /// As [`TypedStore::load_snapshot`].
     pub fn load_snapshot_at_or_below<S: DeserializeOwned>(
         &self,
         stream: &str,
@@ -256,6 +296,12 @@ impl<C: Codec> TypedStore<C> {
     /// is not an error: the aggregate is rebuilt from the first event and
     /// [`LoadedAggregate::snapshot_error`] says why. Events that do not
     /// decode are an [`Error::DecodeEvent`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecodeEvent`] for an event that does not decode, and the
+    /// errors of [`Store::read_stream`] and [`Store::load_snapshot`]. A
+    /// snapshot that does not decode is not an error.
     pub fn load_aggregate<A: Aggregate>(&self, stream: &str) -> Result<LoadedAggregate<A>> {
         self.load_aggregate_at(stream, u64::MAX)
     }
@@ -267,6 +313,10 @@ impl<C: Codec> TypedStore<C> {
     /// A stream with fewer events loads whole; [`LoadedAggregate::version`]
     /// says where the state stands. Snapshots and errors as in
     /// [`TypedStore::load_aggregate`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TypedStore::load_aggregate`].
     ///
     /// ```
     /// # use evstore::{Aggregate, DomainEvent, ExpectedVersion, Options, Store};
@@ -346,6 +396,12 @@ impl<C: Codec> TypedStore<C> {
     /// stream's event count crosses a multiple of the interval. The events are
     /// already written by then, so a failed snapshot is reported in
     /// [`SavedAggregate::snapshot_error`], not as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongExpectedVersion`] if another writer appended first, and
+    /// the other errors of [`TypedStore::append`]. A failed snapshot is not
+    /// an error.
     pub fn save_aggregate<A: Aggregate>(
         &self,
         aggregate: &mut LoadedAggregate<A>,

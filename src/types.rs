@@ -35,6 +35,7 @@ impl fmt::Display for ExpectedVersion {
 impl ExpectedVersion {
     /// Whether a stream whose last version is `actual` (`None`: no events)
     /// satisfies this expectation.
+    #[must_use]
     pub fn matches(self, actual: Option<u64>) -> bool {
         match self {
             ExpectedVersion::Any => true,
@@ -97,12 +98,14 @@ impl EventData {
     }
 
     /// Sets the event id (a random v4 UUID unless set), stored with the event.
+    #[must_use]
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = id;
         self
     }
 
     /// Sets the metadata bytes.
+    #[must_use]
     pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
         self.metadata = metadata.into();
         self
@@ -193,6 +196,7 @@ impl AppendResult {
     /// let result = store.append("s", ExpectedVersion::NoStream, &events).unwrap();
     /// assert_eq!(result, AppendResult::new(0, 1, 0, 1));
     /// ```
+    #[must_use]
     pub fn new(
         first_version: u64,
         last_version: u64,

@@ -56,6 +56,10 @@ pub fn encode(
     out.reserve(body_len);
     for (name, summary) in streams {
         let start = out.len();
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "stream names are at most 64 KiB (the options and the record format cap them)"
+        )]
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&summary.first_segment.to_le_bytes());
@@ -68,7 +72,10 @@ pub fn encode(
             0,
         );
     }
-    let body_crc = crc(out.get(HEADER_LEN..).unwrap_or_default());
+    // `out` starts with the header's bytes, so the body is always there.
+    let body = out.get(HEADER_LEN..);
+    debug_assert!(body.is_some(), "catalogue shorter than its header");
+    let body_crc = crc(body.unwrap_or_default());
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(&MAGIC);
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -91,8 +98,8 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     if bytes.get(0..8) != Some(&MAGIC[..]) {
         return Err("bad magic".into());
     }
-    let header = bytes.get(..HEADER_LEN).ok_or_else(short)?;
-    if u32_at(header, 60) != Some(crc(header.get(..60).unwrap_or_default())) {
+    let (header, body) = bytes.split_first_chunk::<HEADER_LEN>().ok_or_else(short)?;
+    if u32_at(header, 60) != Some(crc(&header[..60])) {
         return Err("header checksum mismatch".into());
     }
     let version = u32_at(header, 8).ok_or_else(short)?;
@@ -105,7 +112,6 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     let end_position = u64_at(header, 16).ok_or_else(short)?;
     let count = u64_at(header, 24).ok_or_else(short)?;
     let body_len = u64_at(header, 32).ok_or_else(short)?;
-    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
     if body.len() as u64 != body_len {
         return Err(format!(
             "body is {} bytes, its header says {body_len}",
@@ -115,7 +121,10 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     if u32_at(header, 40) != Some(crc(body)) {
         return Err("body checksum mismatch".into());
     }
-    let mut streams = Vec::with_capacity(count.min(body_len / ENTRY_HEADER_LEN as u64) as usize);
+    // Each entry takes at least a header's bytes of the body, whatever the
+    // count claims.
+    let most = body.len() / ENTRY_HEADER_LEN;
+    let mut streams = Vec::with_capacity(usize::try_from(count).map_or(most, |c| c.min(most)));
     let mut at = 0usize;
     let damaged = |at: usize, what: &str| format!("entry at body offset {at}: {what}");
     for _ in 0..count {
@@ -219,7 +228,7 @@ pub(crate) fn entry_offsets(catalog: &Catalog) -> Vec<u64> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

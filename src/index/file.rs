@@ -100,6 +100,8 @@ pub struct IndexHeader {
 /// Where each section starts, from the header's sizes.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
+    /// Events in the segment: the header's count, as a `usize`.
+    len: usize,
     offsets: usize,
     slots: usize,
     table: usize,
@@ -113,6 +115,7 @@ struct Layout {
 impl Layout {
     fn of(header: &IndexHeader) -> Option<Layout> {
         let n = header.count;
+        let len = usize::try_from(n).ok()?;
         let mut at = INDEX_HEADER_LEN as u64;
         let mut next = |len: u64| -> Option<usize> {
             let start = at;
@@ -121,12 +124,13 @@ impl Layout {
         };
         let offsets = next(n.checked_mul(4)?)?;
         let slots = next(n.checked_mul(8)?)?;
-        let table = next((header.table_len as u64).checked_mul(ENTRY_LEN as u64)?)?;
+        let table = next(u64::from(header.table_len).checked_mul(ENTRY_LEN as u64)?)?;
         let ids = next(n.checked_mul(16)?)?;
         let id_slots = next(n.checked_mul(4)?)?;
-        let bloom = next((header.bloom_blocks as u64).checked_mul(BLOOM_BLOCK_LEN as u64)?)?;
-        let names = next(header.names_len as u64)?;
+        let bloom = next(u64::from(header.bloom_blocks).checked_mul(BLOOM_BLOCK_LEN as u64)?)?;
+        let names = next(u64::from(header.names_len))?;
         Some(Layout {
+            len,
             offsets,
             slots,
             table,
@@ -159,30 +163,30 @@ impl IndexHeader {
     }
 
     fn decode(bytes: &[u8]) -> Result<IndexHeader, IndexFileError> {
-        let field = |v: Option<u64>| v.ok_or(IndexFileError::Damaged("header is short".into()));
+        let short = || IndexFileError::Damaged("header is short".into());
         if bytes.get(0..8) != Some(&INDEX_MAGIC[..]) {
             return Err(IndexFileError::Damaged("bad magic".into()));
         }
-        let base_position = field(u64_at(bytes, 16))?;
-        let stored_crc = field(u32_at(bytes, 60).map(u64::from))? as u32;
-        let head = bytes.get(..60).unwrap_or_default();
-        if seeded_crc(crc_seed(base_position), head) != stored_crc {
+        let bytes: &[u8; INDEX_HEADER_LEN] = bytes.first_chunk().ok_or_else(short)?;
+        let base_position = u64_at(bytes, 16).ok_or_else(short)?;
+        let stored_crc = u32_at(bytes, 60).ok_or_else(short)?;
+        if seeded_crc(crc_seed(base_position), &bytes[..60]) != stored_crc {
             return Err(IndexFileError::Damaged("header checksum mismatch".into()));
         }
-        let version = field(u32_at(bytes, 8).map(u64::from))? as u32;
+        let version = u32_at(bytes, 8).ok_or_else(short)?;
         if version != INDEX_FORMAT_VERSION {
             return Err(IndexFileError::UnsupportedVersion(version));
         }
-        let kind_code = field(u16_at(bytes, 12).map(u64::from))? as u16;
+        let kind_code = u16_at(bytes, 12).ok_or_else(short)?;
         let hash_kind = HashKind::from_code(kind_code).ok_or_else(|| {
             IndexFileError::Damaged(format!("unknown stream hash kind {kind_code}"))
         })?;
-        let u32_field = |at| field(u32_at(bytes, at).map(u64::from)).map(|v| v as u32);
+        let u32_field = |at| u32_at(bytes, at).ok_or_else(short);
         Ok(IndexHeader {
             hash_kind,
             base_position,
-            count: field(u64_at(bytes, 24))?,
-            seal_offset: field(u64_at(bytes, 32))?,
+            count: u64_at(bytes, 24).ok_or_else(short)?,
+            seal_offset: u64_at(bytes, 32).ok_or_else(short)?,
             table_len: u32_field(40)?,
             stream_count: u32_field(44)?,
             bloom_blocks: u32_field(48)?,
@@ -220,32 +224,43 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     let table_len = (streams.len() + streams.len() / 3 + 1).next_power_of_two();
     let bloom_blocks = (n * BLOOM_BITS_PER_ID).div_ceil(BLOOM_BLOCK_LEN * 8).max(1);
     let names_len: usize = streams.iter().map(|(name, _)| name.len()).sum();
+    // A segment holds at most 4 GiB, so none of these reaches 2^32; a
+    // header that could not describe the index makes no file, like a
+    // layout that could not (the caller then fails to read it back).
+    let (Ok(table_len_u32), Ok(stream_count), Ok(bloom_blocks_u32), Ok(names_len_u32), Ok(_)) = (
+        u32::try_from(table_len),
+        u32::try_from(streams.len()),
+        u32::try_from(bloom_blocks),
+        u32::try_from(names_len),
+        u32::try_from(n),
+    ) else {
+        return Vec::new();
+    };
     let mut header = IndexHeader {
         hash_kind: kind,
         base_position,
         count: n as u64,
         seal_offset,
-        table_len: table_len as u32,
-        stream_count: streams.len() as u32,
-        bloom_blocks: bloom_blocks as u32,
+        table_len: table_len_u32,
+        stream_count,
+        bloom_blocks: bloom_blocks_u32,
         body_crc: 0,
-        names_len: names_len as u32,
+        names_len: names_len_u32,
     };
     let Some(layout) = Layout::of(&header) else {
         return Vec::new();
     };
     let mut out = vec![0u8; layout.total];
-    fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
-        if let Some(slot) = out.get_mut(at..at + bytes.len()) {
-            slot.copy_from_slice(bytes);
-        }
-    }
     for (i, offset) in mem.offsets.iter().enumerate() {
         put(&mut out, layout.offsets + 4 * i, &offset.to_le_bytes());
     }
     let mut table = vec![[0u8; ENTRY_LEN]; table_len];
     let mut slot_index = 0usize;
     let mut name_at = 0usize;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "slot counts are at most `n` and name offsets below `names_len`, both checked to fit a u32 above; names are at most 64 KiB"
+    )]
     for (name, stream) in &streams {
         for slot in &stream.slots {
             // The offset sits beside the slot: a stream read or lookup then
@@ -267,7 +282,7 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
         entry[28..30].copy_from_slice(&(name.len() as u16).to_le_bytes());
         entry[30..32].copy_from_slice(&1u16.to_le_bytes());
         name_at += name.len();
-        let mut i = hash as usize & (table_len - 1);
+        let mut i = first_bucket(hash, table_len);
         while table.get(i).is_some_and(|e| e[30] != 0) {
             i = (i + 1) & (table_len - 1);
         }
@@ -278,6 +293,10 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     for (i, entry) in table.iter().enumerate() {
         put(&mut out, layout.table + ENTRY_LEN * i, entry);
     }
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "slots are below `n`, checked to fit a u32 above"
+    )]
     let mut ids: Vec<(u128, u32)> = mem
         .ids
         .iter()
@@ -296,12 +315,32 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
         }
     }
     put(&mut out, layout.bloom, &bloom);
-    header.body_crc = seeded_crc(
-        crc_seed(base_position),
-        out.get(INDEX_HEADER_LEN..).unwrap_or_default(),
-    );
-    put(&mut out, 0, &header.encode());
+    // The layout starts with the header, so `out` always holds one.
+    let Some((head, body)) = out.split_first_chunk_mut::<INDEX_HEADER_LEN>() else {
+        return Vec::new();
+    };
+    header.body_crc = seeded_crc(crc_seed(base_position), body);
+    *head = header.encode();
     out
+}
+
+/// Copies `bytes` into `out` at `at`; `encode` sized `out` for all of them.
+fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    let slot = out.get_mut(at..at + bytes.len());
+    debug_assert!(slot.is_some(), "index section past the end of the file");
+    if let Some(slot) = slot {
+        slot.copy_from_slice(bytes);
+    }
+}
+
+/// The bucket where the probe for a stream of hash `hash` starts, in a
+/// table of `table_len` (a power of two) entries.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "only the low bits pick the bucket"
+)]
+fn first_bucket(hash: u64, table_len: usize) -> usize {
+    hash as usize & (table_len - 1)
 }
 
 /// The byte and bit of each Bloom probe for an id of hash `hash` (see
@@ -374,8 +413,11 @@ impl IndexFile {
 
     /// Whether the body matches its checksum. Costs a pass over the file.
     pub fn verify_body(&self) -> bool {
-        let body = self.bytes.get(INDEX_HEADER_LEN..).unwrap_or_default();
-        seeded_crc(crc_seed(self.header.base_position), body) == self.header.body_crc
+        // `parse` checked that the file holds at least its header; a body
+        // that is not there does not match anything.
+        self.bytes.get(INDEX_HEADER_LEN..).is_some_and(|body| {
+            seeded_crc(crc_seed(self.header.base_position), body) == self.header.body_crc
+        })
     }
 
     /// The header.
@@ -385,7 +427,7 @@ impl IndexFile {
 
     /// Events in the segment.
     pub fn len(&self) -> usize {
-        self.header.count as usize
+        self.layout.len
     }
 
     /// The record offset of `slot`.
@@ -404,12 +446,8 @@ impl IndexFile {
         let bytes = self
             .bytes
             .get(self.layout.offsets + 4 * lo..self.layout.offsets + 4 * hi)?;
-        Some(
-            bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        )
+        let (words, _) = bytes.as_chunks::<4>();
+        Some(words.iter().map(|w| u32::from_le_bytes(*w)).collect())
     }
 
     fn entry(&self, i: usize) -> Option<&[u8]> {
@@ -440,7 +478,7 @@ impl IndexFile {
     pub fn stream(&self, key: &StreamKey<'_>) -> Option<StreamPart> {
         let hash = key.hash(self.header.hash_kind);
         let table_len = self.header.table_len as usize;
-        let mut i = hash as usize & (table_len - 1);
+        let mut i = first_bucket(hash, table_len);
         for _ in 0..table_len {
             let entry = self.entry(i)?;
             if u16_at(entry, 30)? == 0 {
@@ -459,7 +497,7 @@ impl IndexFile {
         if i >= part.count {
             return None;
         }
-        let at = self.layout.slots + 8 * (part.slots_from + i) as usize;
+        let at = self.layout.slots + 8 * usize::try_from(part.slots_from + i).ok()?;
         let slot = u32_at(&self.bytes, at)?;
         let offset = u32_at(&self.bytes, at + 4)?;
         (u64::from(slot) < self.header.count).then_some((slot, offset))
@@ -519,7 +557,7 @@ impl IndexFile {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

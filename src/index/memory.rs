@@ -50,6 +50,10 @@ impl MemIndex {
 
     /// Adds consecutive events of `stream`, the first of which has
     /// `first_version`, at the next slots.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a segment of at most 4 GiB holds fewer than 2^32 records"
+    )]
     pub fn push(&mut self, stream: &Arc<str>, first_version: u64, offsets: &[u32], ids: &[u128]) {
         let first_slot = self.offsets.len() as u32;
         self.offsets.extend_from_slice(offsets);
@@ -75,6 +79,10 @@ impl MemIndex {
     }
 
     /// The slot of the event with this id, if it is here.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a segment of at most 4 GiB holds fewer than 2^32 records"
+    )]
     pub fn find_id(&self, id: u128) -> Option<u32> {
         match &self.id_slots {
             Some(map) => map.get(&id).copied(),

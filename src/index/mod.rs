@@ -29,6 +29,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+/// A record's offset as the index stores it. Segments are at most 4 GiB,
+/// so an offset beyond `u32` means the segment is not what its header says.
+pub(crate) fn slot_offset(segment: &std::path::Path, offset: u64) -> Result<u32> {
+    u32::try_from(offset)
+        .map_err(|_| Error::corrupted(segment, offset, "record offset beyond 4 GiB"))
+}
+
 /// Index files found damaged and rebuilt from their segments since open,
 /// and the threads rewriting them.
 #[derive(Debug, Default)]
@@ -334,12 +341,19 @@ pub struct Index {
     repairs: Arc<Repairs>,
 }
 
-fn missing(stream: &str, what: String) -> Error {
+fn missing(stream: &str, what: &str) -> Error {
     Error::Corrupted {
         file: PathBuf::from(crate::layout::SEGMENTS_DIR),
         offset: 0,
         reason: format!("stream '{stream}': {what}"),
     }
+}
+
+/// The ordinal of the segment at index `i` of the list. Every segment holds
+/// its file open and a process cannot hold 2^31 open files, so this never
+/// saturates.
+fn ordinal(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 impl Index {
@@ -444,12 +458,7 @@ impl Index {
             .iter()
             .enumerate()
             .filter(|(_, entry)| matches!(entry.index, SegmentIndex::Sealed(_)))
-            .map(|(ordinal, entry)| {
-                (
-                    u32::try_from(ordinal).unwrap_or(u32::MAX),
-                    Arc::clone(&entry.segment),
-                )
-            })
+            .map(|(i, entry)| (ordinal(i), Arc::clone(&entry.segment)))
             .collect()
     }
 
@@ -487,7 +496,7 @@ impl Index {
         offsets: &[u32],
         ids: &[u128],
     ) -> u64 {
-        let ordinal = self.segments.len().saturating_sub(1) as u32;
+        let ordinal = ordinal(self.segments.len().saturating_sub(1));
         let first_version = self.streams.get(stream).map_or(0, |s| s.next_version);
         let Ok(name) =
             self.count_stream_events(stream, ordinal, first_version, offsets.len() as u64)
@@ -508,7 +517,7 @@ impl Index {
     /// Turns the active segment's index into a sealed one, handing back what
     /// its index file needs. The caller pushes the next active segment.
     pub fn seal_active(&mut self) -> Option<SealedSegment> {
-        let ordinal = self.segments.len().checked_sub(1)? as u32;
+        let ordinal = ordinal(self.segments.len().checked_sub(1)?);
         let entry = self.segments.last_mut()?;
         let SegmentIndex::Active(mem) = &mut entry.index else {
             return None;
@@ -561,7 +570,7 @@ impl Index {
             let mid = lo + (hi - lo) / 2;
             let (slot, _) = part
                 .slot(mid)
-                .ok_or_else(|| missing(stream, "slot out of range".into()))?;
+                .ok_or_else(|| missing(stream, "slot out of range"))?;
             if base + u64::from(slot) < end {
                 lo = mid + 1;
             } else {
@@ -596,13 +605,17 @@ impl Index {
                 span.div_ceil(2)
             };
             interpolate = !interpolate;
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "step is at most span, a difference of two u32"
+            )]
             let mid = lo + step as u32;
             let mut found = None;
             for ordinal in mid..=hi {
                 let entry = self
                     .segments
                     .get(ordinal as usize)
-                    .ok_or_else(|| missing(key.name(), "segment out of range".into()))?;
+                    .ok_or_else(|| missing(key.name(), "segment out of range"))?;
                 if let Some(part) = entry.view()?.stream(key) {
                     found = Some((ordinal, part.first_version()));
                     break;
@@ -636,7 +649,9 @@ impl Index {
             return Ok((0, 0, Vec::new()));
         };
         let (start, stop) = range(self.visible_in(stream, summary, end)?);
-        let mut out = Vec::with_capacity(stop.saturating_sub(start) as usize);
+        // Only a capacity hint: `range` picks at most the caller's maximum
+        // count, a usize, so it is exact.
+        let mut out = Vec::with_capacity(usize::try_from(stop.saturating_sub(start)).unwrap_or(0));
         if start >= stop {
             return Ok((start, stop, out));
         }
@@ -647,19 +662,22 @@ impl Index {
             let entry = self
                 .segments
                 .get(ordinal as usize)
-                .ok_or_else(|| missing(stream, "segment out of range".into()))?;
+                .ok_or_else(|| missing(stream, "segment out of range"))?;
             let view = entry.view()?;
             if let Some(part) = view.stream(&key) {
                 let first = part.first_version();
                 let hi = stop.min(first + part.count());
                 if version < hi && first > version {
-                    return Err(missing(stream, format!("version {version} is not indexed")));
+                    return Err(missing(
+                        stream,
+                        &format!("version {version} is not indexed"),
+                    ));
                 }
                 let base = entry.segment.base_position();
                 while version < hi {
-                    let (slot, offset) = part
-                        .slot(version - first)
-                        .ok_or_else(|| missing(stream, format!("no slot for version {version}")))?;
+                    let (slot, offset) = part.slot(version - first).ok_or_else(|| {
+                        missing(stream, &format!("no slot for version {version}"))
+                    })?;
                     out.push(Location {
                         segment: Arc::clone(&entry.segment),
                         offset,
@@ -671,7 +689,10 @@ impl Index {
             ordinal += 1;
         }
         if version < stop {
-            return Err(missing(stream, format!("version {version} is not indexed")));
+            return Err(missing(
+                stream,
+                &format!("version {version} is not indexed"),
+            ));
         }
         Ok((start, stop, out))
     }
@@ -693,8 +714,12 @@ impl Index {
                 return Ok(None);
             };
             let base = entry.segment.base_position();
-            let lo = (position - base) as usize;
-            let hi = ((stop - base) as usize).min(entry.len());
+            // Slots past `usize` are past the segment's events: saturating
+            // keeps them out of range, as they are.
+            let lo = usize::try_from(position - base).unwrap_or(usize::MAX);
+            let hi = usize::try_from(stop - base)
+                .unwrap_or(usize::MAX)
+                .min(entry.len());
             if lo >= hi {
                 return Ok(None);
             }
@@ -716,7 +741,9 @@ impl Index {
         let Some(entry) = self.entry_of_position(position) else {
             return Ok(None);
         };
-        let slot = (position - entry.segment.base_position()) as usize;
+        let Ok(slot) = usize::try_from(position - entry.segment.base_position()) else {
+            return Ok(None);
+        };
         Ok(entry.view()?.offset(slot).map(|offset| Location {
             segment: Arc::clone(&entry.segment),
             offset,
@@ -734,7 +761,11 @@ impl Index {
         }
         let from = self.end.saturating_sub(self.id_window);
         let hash = hash::id_hash(id);
-        let searched = self.segments.get(lowest as usize..).unwrap_or_default();
+        // `lowest` came from `sealed_without_ids`, and segments are never
+        // removed, so it is at most their count.
+        let searched = self.segments.get(lowest as usize..);
+        debug_assert!(searched.is_some(), "segment {lowest} is past the last one");
+        let searched = searched.unwrap_or_default();
         for entry in searched.iter().rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from && entry.len() > 0 {
@@ -760,11 +791,11 @@ impl Index {
     pub fn sealed_without_ids(&self, ids: &[u128]) -> Result<u32> {
         let sealed = self.segments.len().saturating_sub(1);
         if self.id_window == 0 {
-            return Ok(sealed as u32);
+            return Ok(ordinal(sealed));
         }
         let from = self.end.saturating_sub(self.id_window);
         let hashes: Vec<u64> = ids.iter().map(|&id| hash::id_hash(id)).collect();
-        for entry in self.segments.get(..sealed).unwrap_or_default().iter().rev() {
+        for entry in self.segments.iter().take(sealed).rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from {
                 break;
@@ -778,7 +809,7 @@ impl Index {
                 return Ok(0);
             }
         }
-        Ok(sealed as u32)
+        Ok(ordinal(sealed))
     }
 
     /// Up to `limit` streams after `after` in name order, each with how many

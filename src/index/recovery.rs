@@ -89,7 +89,8 @@ pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
         let name = names
             .entry(event.stream.to_string())
             .or_insert_with(|| Arc::from(&*event.stream));
-        mem.push(name, event.version, &[offset as u32], &[event.id.as_u128()]);
+        let slot = super::slot_offset(seg.path(), offset)?;
+        mem.push(name, event.version, &[slot], &[event.id.as_u128()]);
         Ok(())
     })?;
     Ok(mem)
@@ -104,7 +105,8 @@ pub(crate) fn load_index_file(
 ) -> std::result::Result<IndexFile, String> {
     let file = storage.open_read_only(path).map_err(|e| e.to_string())?;
     let len = file.len().map_err(|e| e.to_string())?;
-    let bytes = file.read_view(0, len as usize).map_err(|e| e.to_string())?;
+    let len = usize::try_from(len).map_err(|e| e.to_string())?;
+    let bytes = file.read_view(0, len).map_err(|e| e.to_string())?;
     let index = IndexFile::parse(bytes, seg.base_position()).map_err(|e| e.to_string())?;
     let header = index.header();
     let seal_at = header.seal_offset;
@@ -178,6 +180,10 @@ pub fn persist_sealed(
 /// A [`OpenMode::ReadOnly`] recovery writes nothing: no torn tail cleared,
 /// no index file or catalogue rewritten, no segment created. It may run
 /// beside the process that writes the store.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass over the segments in order; each step feeds the next"
+)]
 pub fn recover(
     storage: &Arc<dyn Storage>,
     dir: &Path,
@@ -304,32 +310,27 @@ pub fn recover(
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let count_versions = ordinal >= covered;
         let scan = scan_segment(&seg, SegmentRole::of(is_last), |offset, event| {
-            let name = match names.get(&*event.stream) {
-                Some(name) => Arc::clone(name),
-                None => {
-                    let name = if count_versions {
-                        Arc::from(&*event.stream)
-                    } else {
-                        // Versions were counted by the catalogue; share its name.
-                        index
-                            .summary_name(&event.stream)
-                            .unwrap_or_else(|| Arc::from(&*event.stream))
-                    };
-                    names.insert(event.stream.to_string(), Arc::clone(&name));
-                    name
-                }
+            let name = if let Some(name) = names.get(&*event.stream) {
+                Arc::clone(name)
+            } else {
+                let name = if count_versions {
+                    Arc::from(&*event.stream)
+                } else {
+                    // Versions were counted by the catalogue; share its name.
+                    index
+                        .summary_name(&event.stream)
+                        .unwrap_or_else(|| Arc::from(&*event.stream))
+                };
+                names.insert(event.stream.to_string(), Arc::clone(&name));
+                name
             };
             if count_versions {
                 index
                     .count_stream_events(&name, ordinal, event.version, 1)
                     .map_err(|gap| Error::corrupted(seg.path(), offset, gap.to_string()))?;
             }
-            mem.push(
-                &name,
-                event.version,
-                &[offset as u32],
-                &[event.id.as_u128()],
-            );
+            let slot = super::slot_offset(seg.path(), offset)?;
+            mem.push(&name, event.version, &[slot], &[event.id.as_u128()]);
             Ok(())
         });
         let scan = match scan {
@@ -415,32 +416,30 @@ pub fn recover(
             .map_err(|e| Error::io("writing the stream catalogue", e))?;
     }
 
-    let (active, write_offset, recorded_durable) = match tail {
-        Some(Tail {
-            segment: seg,
-            end_offset: end,
-            sealed: false,
-            recorded_durable: recorded,
-        }) => {
-            // What a killed process left in the page cache is made durable
-            // before anyone reads it as such.
-            // A file cut short (a lost allocation) gets its space back before
-            // the writer relies on it.
-            seg.file()
-                .allocate(seg.capacity())
-                .and_then(|()| seg.file().sync_data())
-                .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
-            (seg, end, recorded)
-        }
-        _ => {
-            let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)
-                .and_then(|p| p.install(storage.as_ref(), dir, next_position))
-                .map_err(|e| Error::io("creating a segment", e))?;
-            let seg = Arc::new(seg);
-            let active = index.new_active();
-            index.push_segment(Arc::clone(&seg), active);
-            (seg, record::SEGMENT_HEADER_LEN as u64, 0)
-        }
+    let (active, write_offset, recorded_durable) = if let Some(Tail {
+        segment: seg,
+        end_offset: end,
+        sealed: false,
+        recorded_durable: recorded,
+    }) = tail
+    {
+        // What a killed process left in the page cache is made durable
+        // before anyone reads it as such.
+        // A file cut short (a lost allocation) gets its space back before
+        // the writer relies on it.
+        seg.file()
+            .allocate(seg.capacity())
+            .and_then(|()| seg.file().sync_data())
+            .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
+        (seg, end, recorded)
+    } else {
+        let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)
+            .and_then(|p| p.install(storage.as_ref(), dir, next_position))
+            .map_err(|e| Error::io("creating a segment", e))?;
+        let seg = Arc::new(seg);
+        let active = index.new_active();
+        index.push_segment(Arc::clone(&seg), active);
+        (seg, record::SEGMENT_HEADER_LEN as u64, 0)
     };
     Ok(Recovered {
         index,

@@ -3,7 +3,10 @@
 //! marks, seals the segment when full and installs the next one, which it
 //! preallocates ahead of time.
 
-use super::record::{finish_record, BatchHeader, BatchKind, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::record::{
+    finish_record, BatchHeader, BatchKind, BATCH_HEADER_LEN, BATCH_HEADER_LEN_U32,
+    SEGMENT_HEADER_LEN,
+};
 use super::segment::{now_nanos, PreparedSegment, Segment};
 use crate::storage::Storage;
 use std::io;
@@ -16,9 +19,10 @@ pub const TAIL_RESERVE: u64 = 2 * BATCH_HEADER_LEN as u64;
 
 /// The most bytes one append may encode to in a segment of `capacity`.
 pub fn max_batch_len(capacity: u64) -> usize {
-    usize::try_from(capacity)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(SEGMENT_HEADER_LEN + TAIL_RESERVE as usize)
+    let room = capacity.saturating_sub(SEGMENT_HEADER_LEN as u64 + TAIL_RESERVE);
+    // Capacities are at most 4 GiB (the options and segment headers are
+    // checked), so this never saturates.
+    usize::try_from(room).unwrap_or(usize::MAX)
 }
 
 /// Where a staged batch's events went.
@@ -174,23 +178,31 @@ impl ActiveSegment {
         let mut at = self.staged.len();
         self.staged.extend_from_slice(records);
         for i in 0..count as u64 {
-            // Segments are at most 4 GiB (the options check it), so every
+            // Segments are at most 4 GiB (the options and segment headers
+            // are checked) and `fits` keeps batches inside them, so every
             // offset in one fits in 32 bits.
             let offset = self.write_offset.saturating_add(at as u64);
+            debug_assert!(u32::try_from(offset).is_ok(), "record offset {offset}");
             offsets.push(u32::try_from(offset).unwrap_or(u32::MAX));
             let Some(record) = self.staged.get_mut(at..) else {
                 break;
             };
-            at += finish_record(
+            let padded = finish_record(
                 record,
                 seed,
                 first_position + i,
                 first_version + i,
                 timestamp_nanos,
             );
+            debug_assert!(padded > 0, "an unfinished record was malformed");
+            at += padded;
         }
+        // A batch fits in its segment, and appends of more than `u32::MAX`
+        // events are refused, so neither saturates.
+        let len = self.staged.len() - header_at;
+        debug_assert!(u32::try_from(len).is_ok() && u32::try_from(count).is_ok());
         let header = BatchHeader {
-            len: u32::try_from(self.staged.len() - header_at).unwrap_or(u32::MAX),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
             kind: BatchKind::Events,
             count: u32::try_from(count).unwrap_or(u32::MAX),
             first_position,
@@ -213,7 +225,7 @@ impl ActiveSegment {
     /// `self.next_position()`. Returns the seal's offset.
     pub fn stage_seal(&mut self, durable_mark: u64) -> u64 {
         let seal = BatchHeader {
-            len: BATCH_HEADER_LEN as u32,
+            len: BATCH_HEADER_LEN_U32,
             kind: BatchKind::Seal,
             count: 0,
             first_position: self.next_position,
@@ -280,7 +292,7 @@ impl ActiveSegment {
             return Ok(false);
         }
         let mark = BatchHeader {
-            len: BATCH_HEADER_LEN as u32,
+            len: BATCH_HEADER_LEN_U32,
             kind: BatchKind::Mark,
             count: 0,
             first_position: self.next_position,

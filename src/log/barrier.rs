@@ -29,6 +29,10 @@ pub trait Queued {
 
 /// How big queues and groups may grow.
 #[derive(Debug, Clone, Copy)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the fields keep the names of the options they come from"
+)]
 pub struct Limits {
     /// Callers wait to queue while this many bytes are queued (a single
     /// larger command still goes alone).

@@ -36,6 +36,9 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"EVSTSEG\0";
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Bytes of a batch header (and of a seal).
 pub const BATCH_HEADER_LEN: usize = 32;
+/// [`BATCH_HEADER_LEN`] as the length field of a seal or a mark holds it.
+#[expect(clippy::cast_possible_truncation, reason = "32 fits in a u32")]
+pub const BATCH_HEADER_LEN_U32: u32 = BATCH_HEADER_LEN as u32;
 /// Bytes of a record header.
 pub const RECORD_HEADER_LEN: usize = 64;
 
@@ -101,6 +104,7 @@ impl SegmentHeader {
         let mut out = [0u8; SEGMENT_HEADER_LEN];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
         out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        #[expect(clippy::cast_possible_truncation, reason = "64 fits in a u32")]
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.base_position.to_le_bytes());
         out[24..32].copy_from_slice(&self.capacity.to_le_bytes());
@@ -112,15 +116,15 @@ impl SegmentHeader {
 
     /// Parses and checks a header.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
-        let bytes = bytes.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?;
-        if bytes.get(0..8) != Some(&SEGMENT_MAGIC[..]) {
+        let bytes: &[u8; SEGMENT_HEADER_LEN] = bytes.first_chunk().ok_or(HeaderError::Short)?;
+        if bytes[0..8] != SEGMENT_MAGIC {
             return Err(HeaderError::BadMagic);
         }
         let version = u32_at(bytes, 8);
         if version != FORMAT_VERSION {
             return Err(HeaderError::UnsupportedVersion(version));
         }
-        if u32_at(bytes, 60) != crc32fast::hash(bytes.get(0..60).unwrap_or_default())
+        if u32_at(bytes, 60) != crc32fast::hash(&bytes[0..60])
             || u32_at(bytes, 12) as usize != SEGMENT_HEADER_LEN
         {
             return Err(HeaderError::BadChecksum);
@@ -134,6 +138,10 @@ impl SegmentHeader {
 }
 
 /// The CRC seed of every batch and record in the segment starting at `base`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "folds the two halves of the mixed position into 32 bits"
+)]
 pub fn crc_seed(base_position: u64) -> u32 {
     let mixed = base_position ^ 0x9E37_79B9_7F4A_7C15;
     (mixed as u32) ^ ((mixed >> 32) as u32) ^ 0x5EED_0001
@@ -192,9 +200,9 @@ impl BatchHeader {
                 }
                 BatchKind::Events => {
                     header.count > 0
-                        && (header.len as u64)
+                        && u64::from(header.len)
                             >= BATCH_HEADER_LEN as u64
-                                + header.count as u64 * RECORD_HEADER_LEN as u64
+                                + u64::from(header.count) * RECORD_HEADER_LEN as u64
                 }
             };
         well_formed.then_some(header)
@@ -293,12 +301,22 @@ pub struct RecordBody<'a> {
 /// and checksum are left zero for [`finish_record`]. Appenders encode their
 /// events this way before queueing, so the writer only patches and
 /// checksums. The caller has checked the lengths against the limits.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the options cap names and types below 64 KiB, events below 2 GiB and a record below the segment size, at most 4 GiB"
+)]
 pub fn encode_unfinished_record(out: &mut Vec<u8>, body: &RecordBody<'_>) {
     let len = record_len(
         body.stream.len(),
         body.event_type.len(),
         body.metadata.len(),
         body.payload.len(),
+    );
+    debug_assert!(
+        u32::try_from(len).is_ok()
+            && u16::try_from(body.stream.len()).is_ok()
+            && u16::try_from(body.event_type.len()).is_ok(),
+        "a record's lengths must fit its fields"
     );
     let start = out.len();
     out.reserve(align8(len));
@@ -332,14 +350,17 @@ pub fn finish_record(
     let Some(body) = record.get_mut(..len) else {
         return 0;
     };
-    if len < RECORD_HEADER_LEN {
+    let Some((header, rest)) = body.split_first_chunk_mut::<RECORD_HEADER_LEN>() else {
         return 0;
-    }
-    body[8..16].copy_from_slice(&position.to_le_bytes());
-    body[16..24].copy_from_slice(&version.to_le_bytes());
-    body[24..32].copy_from_slice(&timestamp_nanos.to_le_bytes());
-    let crc = seeded_crc(seed, &body[4..]);
-    body[0..4].copy_from_slice(&crc.to_le_bytes());
+    };
+    header[8..16].copy_from_slice(&position.to_le_bytes());
+    header[16..24].copy_from_slice(&version.to_le_bytes());
+    header[24..32].copy_from_slice(&timestamp_nanos.to_le_bytes());
+    // The checksum covers bytes 4..len: the rest of the header, then the rest.
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+    hasher.update(&header[4..]);
+    hasher.update(rest);
+    header[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
     align8(len)
 }
 
@@ -347,8 +368,8 @@ pub fn finish_record(
 /// Returns the event and the record's padded length, or why it is invalid.
 /// Strings and bytes in the event are views of `bytes`.
 pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize), &'static str> {
-    let header = bytes
-        .get(..RECORD_HEADER_LEN)
+    let header: &[u8; RECORD_HEADER_LEN] = bytes
+        .first_chunk()
         .ok_or("record header runs past the end")?;
     let len = u32_at(header, 4) as usize;
     let stream_len = u16_at(header, 48) as usize;
@@ -358,15 +379,15 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     if len != record_len(stream_len, type_len, meta_len, payload_len) {
         return Err("record length does not match its fields");
     }
-    let body = bytes.get(..len).ok_or("record runs past the end")?;
-    if u32_at(header, 0) != seeded_crc(seed, body.get(4..).unwrap_or_default()) {
+    // `len` is at least a header's length, so this is bytes 4..len: what the
+    // checksum covers.
+    let covered = bytes.get(4..len).ok_or("record runs past the end")?;
+    if u32_at(header, 0) != seeded_crc(seed, covered) {
         return Err("record checksum mismatch");
     }
     // Padding is not under the checksum; it must still be exactly as written.
-    let padding = bytes
-        .get(len..align8(len).min(bytes.len()))
-        .unwrap_or_default();
-    if padding.iter().any(|&b| b != 0) {
+    let mut padding = bytes.iter().skip(len).take(align8(len) - len);
+    if padding.any(|&b| b != 0) {
         return Err("record padding is not zero");
     }
     let stream_start = RECORD_HEADER_LEN;
@@ -378,7 +399,7 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     let event_type = ByteString::try_from(bytes.slice(type_start..meta_start))
         .map_err(|_| "event type is not UTF-8")?;
     let mut id = [0u8; 16];
-    id.copy_from_slice(header.get(32..48).unwrap_or(&[0u8; 16]));
+    id.copy_from_slice(&header[32..48]);
     let event = RecordedEvent {
         stream,
         version: u64_at(header, 16),
@@ -422,7 +443,7 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

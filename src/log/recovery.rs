@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! Scanning segments at open: validating every batch, finding the end of
 //! the log, and telling a torn tail (what a crash leaves) from damage.
 
@@ -108,7 +109,7 @@ pub fn read_batch(
     let batch = data.slice(start..end);
     let mut at = BATCH_HEADER_LEN;
     let mut records = Vec::with_capacity(header.count as usize);
-    for i in 0..header.count as u64 {
+    for i in 0..u64::from(header.count) {
         let record_bytes = batch.slice(at.min(batch.len())..);
         let (event, padded) = decode_record(&record_bytes, seg.seed())
             .map_err(|reason| format!("record {i} of the batch: {reason}"))?;
@@ -126,7 +127,7 @@ pub fn read_batch(
         return Err("batch length does not match its records".into());
     }
     Ok(BatchOutcome::Events {
-        len: header.len as u64,
+        len: u64::from(header.len),
         records,
         durable_mark: header.durable_mark,
     })
@@ -203,11 +204,7 @@ pub fn scan_segment(
         }
     };
     let rest = data.get(offset as usize..).unwrap_or_default();
-    let dirty_len = rest
-        .iter()
-        .rposition(|&b| b != 0)
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let dirty_len = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     if role == SegmentRole::Sealed {
         let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
         return Err(Error::corrupted(

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 //! One segment file: a header, then batches of records, preallocated to a
 //! fixed capacity and sealed when full.
 
@@ -54,8 +55,7 @@ pub struct PreparedSegment {
 pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl PreparedSegment {
@@ -167,7 +167,7 @@ impl Segment {
                     "bad magic: not an evstore segment",
                 ))
             }
-            Err(HeaderError::BadChecksum) | Err(HeaderError::Short) => {
+            Err(HeaderError::BadChecksum | HeaderError::Short) => {
                 return Err(Error::corrupted(
                     &path,
                     0,
@@ -185,7 +185,7 @@ impl Segment {
                 ),
             ));
         }
-        if header.capacity < SEGMENT_HEADER_LEN as u64 || header.capacity > u32::MAX as u64 {
+        if header.capacity < SEGMENT_HEADER_LEN as u64 || header.capacity > u64::from(u32::MAX) {
             return Err(Error::corrupted(
                 &path,
                 24,
@@ -251,15 +251,14 @@ impl Segment {
         }
         // The file is normally allocated to its capacity: try that first, so
         // the common read costs no `fstat`.
-        match self.view(start, self.capacity) {
-            Ok(bytes) => Ok(bytes),
-            Err(_) => {
-                let readable = self.readable_len()?;
-                if start >= readable {
-                    return Err(past_end());
-                }
-                self.view(start, readable)
+        if let Ok(bytes) = self.view(start, self.capacity) {
+            Ok(bytes)
+        } else {
+            let readable = self.readable_len()?;
+            if start >= readable {
+                return Err(past_end());
             }
+            self.view(start, readable)
         }
     }
 
@@ -282,23 +281,23 @@ impl Segment {
         let Some(&low) = offsets.first() else {
             return Ok(());
         };
-        let view = self.view_from(low as u64)?;
+        let view = self.view_from(u64::from(low))?;
         for (i, &offset) in offsets.iter().enumerate() {
             let relative = offset.saturating_sub(low) as usize;
             if relative >= view.len() {
                 return Err(Error::corrupted(
                     &self.path,
-                    offset as u64,
+                    u64::from(offset),
                     "record offset past the end",
                 ));
             }
             let (event, _) = decode_record(&view.slice(relative..), self.seed)
-                .map_err(|reason| Error::corrupted(&self.path, offset as u64, reason))?;
+                .map_err(|reason| Error::corrupted(&self.path, u64::from(offset), reason))?;
             let position = first_position + i as u64;
             if event.position != position {
                 return Err(Error::corrupted(
                     &self.path,
-                    offset as u64,
+                    u64::from(offset),
                     format!("expected position {position}, found {}", event.position),
                 ));
             }
@@ -350,7 +349,7 @@ impl Segment {
 
     /// Reads and verifies the record at `offset`, which must hold `position`.
     pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
-        let offset = offset as u64;
+        let offset = u64::from(offset);
         let bytes = self.view_from(offset)?;
         let len = peek_len(&bytes).unwrap_or(0);
         if len < RECORD_HEADER_LEN || len > bytes.len() {

@@ -28,35 +28,73 @@ use std::path::{Path, PathBuf};
 /// inside the store directory.
 pub trait Storage: Send + Sync + Debug + 'static {
     /// Creates `path` and its parents if missing.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error, if a directory cannot be created.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// Lists the file names (not full paths) directly inside `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if `dir` does not exist, or the file
+    /// system's error.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
 
     /// Opens an existing file for reading and writing, or creates it (empty)
     /// when `create` is set.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if the file does not exist and `create` is
+    /// not set, or the file system's error.
     fn open_file(&self, path: &Path, create: bool) -> io::Result<Box<dyn StorageFile>>;
 
     /// Opens an existing file for reading only: writes through it fail.
     /// Back ends without such a mode may open it as [`Storage::open_file`]
     /// does.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if the file does not exist, or the file
+    /// system's error.
     fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.open_file(path, false)
     }
 
     /// Removes a file.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if the file does not exist, or the file
+    /// system's error.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
     /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if `from` does not exist, or the file
+    /// system's error.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 
     /// Makes the directory's entries (created, renamed or removed files)
     /// durable.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// Takes the exclusive lock on `path` for as long as the returned guard
     /// lives. Fails with [`io::ErrorKind::WouldBlock`] when it is held,
     /// whether by this process or another.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::WouldBlock`] while the lock is held, or the file
+    /// system's error.
     fn lock_file(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
 
@@ -69,29 +107,64 @@ pub trait StorageFile: Send + Sync + Debug {
     fn path(&self) -> &Path;
 
     /// The file's current length in bytes.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
     fn len(&self) -> io::Result<u64>;
 
     /// Whether the file is empty.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// Writes up to `buf.len()` bytes at `offset`; may write fewer.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error, [`io::ErrorKind::StorageFull`] when the disk
+    /// is full.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
 
     /// Makes every byte written so far durable (`fdatasync`).
+    ///
+    /// # Errors
+    ///
+    /// The file system's error: bytes written since the last sync may then
+    /// be lost, whatever a later sync says.
     fn sync_data(&self) -> io::Result<()>;
 
     /// Ensures `len` bytes are allocated on disk, growing the file if needed,
     /// so that later writes below `len` cannot fail for lack of space.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::StorageFull`] when the space is not there, or the file
+    /// system's error.
     fn allocate(&self, len: u64) -> io::Result<()>;
 
     /// Returns the bytes in `offset..offset + len`. The OS back end returns a
     /// zero-copy view of a memory map; it fails with
     /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end, or the
+    /// file system's error.
     fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes>;
 
     /// Writes all of `buf` at `offset`, retrying short writes.
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`StorageFile::write_at`] other than
+    /// [`io::ErrorKind::Interrupted`] (retried); [`io::ErrorKind::WriteZero`]
+    /// if the file accepts no more bytes, and an error if it reports writing
+    /// more than it was given. Part of `buf` may have been written.
     fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {
             match self.write_at(buf, offset) {
@@ -102,7 +175,14 @@ pub trait StorageFile: Send + Sync + Debug {
                     ))
                 }
                 Ok(n) => {
-                    buf = buf.get(n..).unwrap_or_default();
+                    // More than was asked is a broken `write_at`: what
+                    // reached the file is then unknown.
+                    buf = buf.get(n..).ok_or_else(|| {
+                        io::Error::other(format!(
+                            "the file reported writing {n} bytes of {}",
+                            buf.len()
+                        ))
+                    })?;
                     offset += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -174,6 +254,11 @@ impl NameLocks {
         )
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::indexing_slicing,
+        reason = "the hash only picks a lock: the slot is a remainder of their count"
+    )]
     pub fn lock(&self, name: &str) -> parking_lot::MutexGuard<'_, ()> {
         let slot = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize % self.0.len();
         self.0[slot].lock()

@@ -1,3 +1,4 @@
+#![allow(clippy::pedantic)]
 use super::{LockGuard, Storage, StorageFile};
 use bytes::Bytes;
 use parking_lot::RwLock;

@@ -42,10 +42,12 @@ pub enum CrashPlan {
     },
 }
 
+/// A write or a length change since the last sync, in bytes of the file
+/// (offsets and lengths are checked to fit in memory when issued).
 #[derive(Debug, Clone)]
 enum Pending {
-    Write { offset: u64, data: Vec<u8> },
-    SetLen(u64),
+    Write { offset: usize, data: Vec<u8> },
+    SetLen(usize),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,7 +80,7 @@ pub struct SimDisk {
     state: Arc<Mutex<DiskState>>,
 }
 
-/// A small deterministic generator (SplitMix64), so a crash is reproducible
+/// A small deterministic generator (`SplitMix64`), so a crash is reproducible
 /// from its seed.
 struct SplitMix(u64);
 
@@ -98,12 +100,29 @@ impl SplitMix {
             self.next() % n
         }
     }
+
+    /// [`SplitMix::below`] for a length or an index.
+    fn below_usize(&mut self, n: usize) -> usize {
+        // Below a usize, so it fits one.
+        usize::try_from(self.below(n as u64)).unwrap_or(n)
+    }
+}
+
+/// A file offset or length as the simulated disk, which keeps files in
+/// memory, can hold it.
+fn in_memory(n: u64) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            "past what a simulated file can hold",
+        )
+    })
 }
 
 fn apply(content: &mut Vec<u8>, op: &Pending) {
     match op {
         Pending::Write { offset, data } => {
-            let start = *offset as usize;
+            let start = *offset;
             let end = start + data.len();
             if content.len() < end {
                 content.resize(end, 0);
@@ -112,7 +131,7 @@ fn apply(content: &mut Vec<u8>, op: &Pending) {
                 slot.copy_from_slice(data);
             }
         }
-        Pending::SetLen(len) => content.resize(*len as usize, 0),
+        Pending::SetLen(len) => content.resize(*len, 0),
     }
 }
 
@@ -176,6 +195,7 @@ impl DiskState {
 
 impl SimDisk {
     /// An empty disk.
+    #[must_use]
     pub fn new() -> Self {
         SimDisk::default()
     }
@@ -198,6 +218,7 @@ impl SimDisk {
 
     /// Mutating operations (writes, syncs, allocations, creations, renames,
     /// removals) performed so far.
+    #[must_use]
     pub fn mutations(&self) -> u64 {
         self.state.lock().mutations
     }
@@ -205,6 +226,11 @@ impl SimDisk {
     /// The disk as found after a power loss now: what was synced, plus what
     /// `plan` keeps of the rest. The new disk has no locks and no limit, and
     /// is not full.
+    #[must_use]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "directories, then files, each under the same crash plan"
+    )]
     pub fn crash(&self, plan: CrashPlan) -> SimDisk {
         let state = self.state.lock();
         let seed = match plan {
@@ -246,14 +272,14 @@ impl SimDisk {
                 CrashPlan::LoseAll => {}
                 CrashPlan::KeepAll => inode.pending.iter().for_each(|op| apply(&mut content, op)),
                 CrashPlan::Torn { .. } => {
-                    let keep = rng.below(inode.pending.len() as u64 + 1) as usize;
+                    let keep = rng.below_usize(inode.pending.len() + 1);
                     for (i, op) in inode.pending.iter().enumerate().take(keep) {
                         match op {
                             Pending::Write { offset, data } if i + 1 == keep => {
-                                let cut = rng.below(data.len() as u64 + 1) as usize;
+                                let cut = rng.below_usize(data.len() + 1);
                                 let torn = Pending::Write {
                                     offset: *offset,
-                                    data: data.get(..cut).unwrap_or_default().to_vec(),
+                                    data: data.iter().take(cut).copied().collect(),
                                 };
                                 apply(&mut content, &torn);
                             }
@@ -270,9 +296,9 @@ impl SimDisk {
                                 let mut garbled = data.clone();
                                 let flips = 1 + rng.below(4);
                                 for _ in 0..flips {
-                                    let at = rng.below(garbled.len() as u64) as usize;
+                                    let at = rng.below_usize(garbled.len());
                                     if let Some(b) = garbled.get_mut(at) {
-                                        *b = rng.next() as u8;
+                                        *b = rng.next().to_le_bytes()[0];
                                     }
                                 }
                                 apply(
@@ -310,17 +336,25 @@ impl SimDisk {
     }
 
     /// The current bytes of the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if there is no file at `path`.
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.state.lock();
         let id = state.lookup(path)?;
-        Ok(state
+        state
             .inodes
             .get(&id)
             .map(|i| i.current.clone())
-            .unwrap_or_default())
+            .ok_or_else(|| io::Error::other("simulated inode vanished"))
     }
 
     /// Replaces the file's bytes, durably (as damage on the medium would).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if there is no file at `path`.
     pub fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.state.lock();
         let id = state.lookup(path)?;
@@ -332,6 +366,7 @@ impl SimDisk {
     }
 
     /// Every file path on the disk, sorted.
+    #[must_use]
     pub fn files(&self) -> Vec<PathBuf> {
         let state = self.state.lock();
         let mut out: Vec<PathBuf> = state
@@ -468,7 +503,7 @@ impl StorageFile for SimFile {
         state.room_for(self.inode, offset.saturating_add(buf.len() as u64))?;
         state.mutate()?;
         let op = Pending::Write {
-            offset,
+            offset: in_memory(offset)?,
             data: buf.to_vec(),
         };
         let inode = state.inode(self.inode)?;
@@ -493,7 +528,7 @@ impl StorageFile for SimFile {
         state.mutate()?;
         let inode = state.inode(self.inode)?;
         if (inode.current.len() as u64) < len {
-            let op = Pending::SetLen(len);
+            let op = Pending::SetLen(in_memory(len)?);
             apply(&mut inode.current, &op);
             inode.pending.push(op);
         }
@@ -503,7 +538,8 @@ impl StorageFile for SimFile {
     fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut state = self.disk.lock();
         let inode = state.inode(self.inode)?;
-        let start = offset as usize;
+        // An offset past `usize` is past the end of any simulated file.
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
         inode
             .current
             .get(start..start.saturating_add(len))

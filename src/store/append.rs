@@ -14,6 +14,20 @@ impl Store {
     /// any crash either all of them exist or none. Acknowledged with the
     /// store's default durability.
     ///
+    /// # Errors
+    ///
+    /// [`Error::WrongExpectedVersion`] if the stream is not at `expected`, and
+    /// [`Error::IdempotencyConflict`] if the events' ids match only some of
+    /// the events already written; nothing is written then. An append outside
+    /// the limits is refused with [`Error::InvalidStreamName`],
+    /// [`Error::InvalidEventType`], [`Error::EmptyBatch`],
+    /// [`Error::DuplicateEventId`], [`Error::EventTooLarge`] or
+    /// [`Error::BatchTooLarge`]. [`Error::NoSpace`] when the disk is full;
+    /// [`Error::StorePoisoned`] once a write or sync has failed;
+    /// [`Error::ReadOnly`] or [`Error::Closed`] when the store takes no
+    /// appends; [`Error::Corrupted`] or [`Error::Io`] if an index needed to
+    /// recognise retries cannot be read.
+    ///
     /// ```
     /// use evstore::{Error, EventData, ExpectedVersion, Options, Store};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -38,6 +52,10 @@ impl Store {
     }
 
     /// [`Store::append`] with an explicit durability for this append.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::append`].
     pub fn append_with_durability(
         &self,
         stream: &str,
@@ -77,7 +95,7 @@ impl Store {
             reply,
         };
         self.group_commit("append")?
-            .call(Command::Append(request), result)
+            .call(Command::Append(request), &result)
     }
 
     fn validate_append(&self, stream: &str, events: &[EventData]) -> Result<usize> {
@@ -139,10 +157,16 @@ impl Store {
     }
 
     /// Makes every append acknowledged so far durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StorePoisoned`] if the sync fails, or once a write or sync
+    /// has failed; [`Error::ReadOnly`] or [`Error::Closed`] when the store
+    /// takes no appends.
     pub fn flush(&self) -> Result<()> {
         self.refuse_if_read_only("flush")?;
         let (reply, result) = sync_channel(1);
         self.group_commit("flush")?
-            .call(Command::Flush(reply), result)
+            .call(Command::Flush(reply), &result)
     }
 }

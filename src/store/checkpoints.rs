@@ -17,6 +17,13 @@ impl Store {
     /// On a full disk it fails with [`Error::NoSpace`] and the previous
     /// checkpoint stays.
     ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCheckpointName`] for a name that is empty, too long or
+    /// has control characters; [`Error::ReadOnly`] in a read-only store;
+    /// [`Error::Io`] if the file cannot be written; [`Error::Corrupted`] or
+    /// [`Error::Io`] if the event before `position` cannot be read.
+    ///
     /// ```
     /// use evstore::{Options, Store};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -37,6 +44,12 @@ impl Store {
     /// The position last saved under `name`, or `None`. A damaged
     /// checkpoint file is an [`Error::Corrupted`], never a silent restart
     /// from the beginning.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCheckpointName`] for a name no save would take;
+    /// [`Error::Corrupted`] for a damaged file; [`Error::UnsupportedFormat`]
+    /// for one of a newer format; [`Error::Io`] if it cannot be read.
     pub fn load_checkpoint(&self, name: &str) -> Result<Option<u64>> {
         Ok(self.checkpoints().load(name)?.map(|(position, _)| position))
     }

@@ -6,7 +6,7 @@ use super::state::StoreState;
 use crate::error::{Error, Result};
 use crate::index::continuity::check_next;
 use crate::index::file::index_file_name;
-use crate::index::Persisted;
+use crate::index::{slot_offset, Persisted};
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::log::{durable_batch_after, read_batch, segment_file_name, BatchOutcome, Segment};
 use crate::storage::{child, Storage};
@@ -169,10 +169,11 @@ impl Follower {
                             check_next(&event.stream, next, event.version).map_err(|gap| {
                                 Error::corrupted(seg.path(), *offset, gap.to_string())
                             })?;
+                            let slot = slot_offset(seg.path(), *offset)?;
                             index.push_events(
                                 &event.stream,
                                 event.position,
-                                &[*offset as u32],
+                                &[slot],
                                 &[event.id.as_u128()],
                             );
                         }

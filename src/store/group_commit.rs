@@ -118,7 +118,7 @@ impl GroupCommit {
 
     /// Queues `command` and waits for its result, leading groups when the
     /// barrier says so.
-    pub fn call<T>(&self, command: Command, result: Receiver<Wake<Result<T>>>) -> Result<T> {
+    pub fn call<T>(&self, command: Command, result: &Receiver<Wake<Result<T>>>) -> Result<T> {
         match self.barrier.submit(command) {
             Ok(Role::Lead) => self.lead(),
             Ok(Role::Follow) => {}
@@ -146,14 +146,13 @@ impl GroupCommit {
             let mut writer = self.writer.lock();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 self.state.injected_panic(PanicPoint::Leader);
-                match writer.as_mut() {
-                    Some(w) => w.process(group),
-                    None => {
-                        for command in group {
-                            command.fail(Error::Closed);
-                        }
-                        Vec::new()
+                if let Some(w) = writer.as_mut() {
+                    w.process(group)
+                } else {
+                    for command in group {
+                        command.fail(Error::Closed);
                     }
+                    Vec::new()
                 }
             }));
             match outcome {

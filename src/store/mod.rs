@@ -107,6 +107,7 @@ impl Drop for StoreInner {
 
 impl Store {
     /// Whether the store was opened with [`Store::open_read_only`].
+    #[must_use]
     pub fn is_read_only(&self) -> bool {
         self.inner.follower.is_some()
     }
@@ -119,11 +120,13 @@ impl Store {
     }
 
     /// The store directory.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.dir
     }
 
     /// What recovery found and did when this store was opened.
+    #[must_use]
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.inner.recovery
     }
@@ -151,6 +154,11 @@ impl Store {
     /// Flushes and stops the writer. Other clones of this store can still
     /// read, but appends fail with [`Error::Closed`]; the directory lock is
     /// released when the last clone is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The error of the final flush: the one that made the store refuse
+    /// writes, if any. The store is closed either way.
     pub fn close(self) -> Result<()> {
         let flushed = match self.flush() {
             Err(Error::Closed | Error::ReadOnly { .. }) => Ok(()),

@@ -16,6 +16,8 @@ use crate::log::ActiveSegment;
 use crate::options::{Options, PanicPoint};
 use crate::snapshot::Snapshots;
 use crate::storage::child;
+#[cfg(doc)]
+use crate::types::Durability;
 use parking_lot::Mutex;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,6 +32,14 @@ impl Store {
     ///
     /// A second open of the same directory, from this process or another,
     /// fails with [`Error::Locked`] while the first is open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for invalid options; [`Error::Locked`] while
+    /// another handle holds the store; [`Error::Corrupted`] for damage
+    /// recovery must not repair; [`Error::UnsupportedFormat`] for a segment
+    /// of a newer format; [`Error::Io`] if the directory cannot be created,
+    /// locked or read.
     ///
     /// ```
     /// use evstore::{Error, Options, Store};
@@ -123,6 +133,11 @@ impl Store {
     /// [`Options::poll_interval`], to reads and subscriptions alike; or at
     /// once after [`Store::refresh`]. Appends, flushes and saves fail with
     /// [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAStore`] if `dir` holds no store, and the errors of
+    /// [`Store::open`] but [`Error::Locked`].
     ///
     /// ```
     /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};

@@ -47,6 +47,11 @@ impl Store {
     /// assert_eq!((stats.events_handled, *placed.lock().unwrap()), (1, 1));
     /// assert_eq!(store.load_checkpoint("orders-placed").unwrap(), Some(1));
     /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::ReadOnly`] on a read-only store; [`crate::Error::InvalidCheckpointName`]
+    /// for a bad `name`; the error reading its checkpoint; [`crate::Error::Io`] if
+    /// the thread cannot be started.
     pub fn run_projection<H>(
         &self,
         name: &str,

@@ -22,6 +22,12 @@ impl Store {
     /// a `from_version` past the end starts at the last event, so
     /// `u64::MAX` reads the newest). A stream with no events reads as empty.
     ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamName`] for a name no append would take;
+    /// [`Error::Corrupted`] if the stream's records or index are damaged;
+    /// [`Error::Io`] if they cannot be read.
+    ///
     /// ```
     /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -100,6 +106,11 @@ impl Store {
     /// `from_position`, in position order (`Forward`) or reverse
     /// (`Backward`; a `from_position` past the end starts at the last event).
     ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if the records or the index are damaged;
+    /// [`Error::Io`] if they cannot be read.
+    ///
     /// ```
     /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -134,7 +145,8 @@ impl Store {
             .read()
             .runs(start, stop)?
             .ok_or_else(|| missing(start))?;
-        let mut events = Vec::with_capacity((stop - start) as usize);
+        // At most `max_count` events, a usize: the fallback is never taken.
+        let mut events = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(max_count));
         for run in &runs {
             run.segment
                 .read_run(run.first_position, &run.offsets, &mut events)?;
@@ -147,6 +159,11 @@ impl Store {
 
     /// The version of the last visible event of `stream`, or `None` if it has
     /// none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamName`] for a name no append would take;
+    /// [`Error::Corrupted`] or [`Error::Io`] if the index cannot be read.
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let end = self.visible_end();
@@ -156,6 +173,7 @@ impl Store {
 
     /// The position of the last visible event, or `None` if the store is
     /// empty.
+    #[must_use]
     pub fn last_position(&self) -> Option<u64> {
         self.visible_end().checked_sub(1)
     }

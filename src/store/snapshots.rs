@@ -4,6 +4,8 @@
 use super::Store;
 use crate::error::{Error, Result};
 use crate::log::now_nanos;
+#[cfg(doc)]
+use crate::options::Options;
 use crate::snapshot::{DamagedSnapshot, Snapshot};
 use crate::types::{Direction, Durability};
 use crate::validate::validate_stream_name;
@@ -20,6 +22,14 @@ impl Store {
     /// ([`Error::SnapshotAhead`] otherwise). In a `Buffered` store the events
     /// are flushed first, so a snapshot never outlives the events it
     /// summarizes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SnapshotAhead`] if `version` is not a visible version of the
+    /// stream; [`Error::InvalidStreamName`] for a name no append would take;
+    /// [`Error::ReadOnly`] in a read-only store; [`Error::Io`] if the file
+    /// cannot be written; the errors of [`Store::flush`] in a `Buffered`
+    /// store, and of [`Store::read_stream`].
     ///
     /// ```
     /// use evstore::{EventData, ExpectedVersion, Options, Store};
@@ -72,6 +82,13 @@ impl Store {
     /// version is not the one it was taken after) is never returned: it is
     /// renamed with a `.damaged` suffix, reported in
     /// [`Store::damaged_snapshots`], and the next older snapshot is tried.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamName`] for a name no append would take;
+    /// [`Error::Io`] if the snapshots cannot be listed or read; the errors of
+    /// [`Store::read_stream`] while checking one against the log. A damaged
+    /// snapshot is not an error.
     pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
         self.load_snapshot_at_or_below(stream, u64::MAX)
     }
@@ -79,6 +96,10 @@ impl Store {
     /// The newest snapshot of `stream` whose version is at most
     /// `max_version`, with the same checks and fallback as
     /// [`Store::load_snapshot`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::load_snapshot`].
     ///
     /// ```
     /// use evstore::{EventData, ExpectedVersion, Options, Store};
@@ -123,6 +144,7 @@ impl Store {
     /// Snapshot files found damaged or inconsistent with the log since the
     /// store was opened (the most recent 1,024), oldest first. Each was
     /// skipped in favour of an older snapshot, or none.
+    #[must_use]
     pub fn damaged_snapshots(&self) -> Vec<DamagedSnapshot> {
         self.inner.snapshots.damaged()
     }

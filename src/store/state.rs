@@ -128,5 +128,9 @@ impl StoreState {
     /// Does nothing in builds without the `testing` feature.
     #[cfg(not(feature = "testing"))]
     #[inline(always)]
+    #[expect(
+        clippy::unused_self,
+        reason = "the signature of the `testing` build, which reads the options"
+    )]
     pub fn injected_panic(&self, _point: crate::options::PanicPoint) {}
 }

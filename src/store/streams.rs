@@ -2,6 +2,8 @@
 //! counters of index maintenance.
 
 use super::Store;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -11,6 +13,11 @@ impl Store {
     /// since the last look, now rather than at the next poll, and returns
     /// the end of what readers see (the last visible position plus one).
     /// A store that writes is always up to date: it just returns that end.
+    ///
+    /// # Errors
+    ///
+    /// In a read-only store, the error that stopped it following the log
+    /// ([`Error::Corrupted`], [`Error::Io`]), now or at an earlier poll.
     pub fn refresh(&self) -> Result<u64> {
         if let Some(follower) = &self.inner.follower {
             self.inner.state.check_poison()?;
@@ -31,6 +38,7 @@ impl Store {
     /// assert_eq!(info.segments.len(), 1);
     /// assert_eq!((info.segments[0].events, info.durable_end), (1, 1));
     /// ```
+    #[must_use]
     pub fn log_info(&self) -> LogInfo {
         let state = &self.inner.state;
         let (summaries, stream_count) = {
@@ -58,6 +66,7 @@ impl Store {
     }
 
     /// The number of streams with at least one written event.
+    #[must_use]
     pub fn stream_count(&self) -> usize {
         self.inner.state.index.read().stream_count()
     }
@@ -78,6 +87,7 @@ impl Store {
     /// assert_eq!(streams[0].name, "order-1");
     /// assert_eq!((streams[1].name.as_str(), streams[1].version), ("order-2", 1));
     /// ```
+    #[must_use]
     pub fn streams(&self) -> Streams {
         Streams {
             store: self.clone(),
@@ -89,6 +99,7 @@ impl Store {
 
     /// Index files found damaged after open and rebuilt from their segments.
     /// (Those found at open are counted in [`Store::recovery_stats`].)
+    #[must_use]
     pub fn index_repairs(&self) -> u64 {
         self.inner
             .state
@@ -101,6 +112,7 @@ impl Store {
 
     /// Sealed segments whose index file could not be written (their index
     /// stays in memory until the next open rebuilds the file).
+    #[must_use]
     pub fn index_write_failures(&self) -> u64 {
         self.inner
             .state

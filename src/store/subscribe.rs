@@ -36,12 +36,16 @@ impl Store {
     /// assert_eq!((&live.stream[..], live.position), ("order-2", 2));
     /// assert_eq!(orders.checkpoint(), 3);                     // resume from here later
     /// ```
+    #[must_use]
     pub fn subscribe_all(&self, from: u64, filter: Filter) -> Subscription {
         Subscription::to_all(self.event_log(), from, filter)
     }
 
     /// Subscribes to one stream from version `from_version`: its events in
     /// order, then new ones as they are appended.
+    ///
+    /// # Errors
+    /// [`Error::InvalidStreamName`] for a name appends would refuse.
     pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         Ok(Subscription::to_stream(

@@ -75,6 +75,10 @@ impl Writer {
 
     /// Writes one group and answers everyone in it. Returns the appends
     /// deferred to the next group.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one group's steps, in the order the module documentation gives them"
+    )]
     pub fn process(&mut self, group: Vec<Command>) -> Vec<AppendRequest> {
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();

@@ -24,15 +24,7 @@ impl Verifier<'_, '_> {
                 match checkpoint::decode_found(path, bytes) {
                     Ok((name, position, previous_id)) => {
                         let expected = checkpoint::file_name(&name);
-                        if *file_name != expected {
-                            self.push(finding(
-                                path,
-                                CHECKPOINT_HEADER_LEN as u64,
-                                format!(
-                                    "holds the checkpoint '{name}', which is saved as {expected}: the store never reads it"
-                                ),
-                            ));
-                        } else {
+                        if *file_name == expected {
                             if previous_id != Uuid::nil() {
                                 if let Some(before) = position.checked_sub(1) {
                                     self.wanted.by_position.insert(before, None);
@@ -43,6 +35,14 @@ impl Verifier<'_, '_> {
                                 position,
                                 previous_id,
                             });
+                        } else {
+                            self.push(finding(
+                                path,
+                                CHECKPOINT_HEADER_LEN as u64,
+                                format!(
+                                    "holds the checkpoint '{name}', which is saved as {expected}: the store never reads it"
+                                ),
+                            ));
                         }
                     }
                     Err(Error::UnsupportedFormat { .. }) => {

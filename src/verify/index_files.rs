@@ -153,6 +153,10 @@ impl Verifier<'_, '_> {
     }
 
     /// Checks the index file of the segment at `base`, the `ordinal`-th.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the checks of one file, in the order its bytes are read"
+    )]
     pub(super) fn check_index_file(
         &mut self,
         ordinal: u32,

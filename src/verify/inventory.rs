@@ -88,7 +88,10 @@ impl Verifier<'_, '_> {
         // A checkpoint file is replaced in place by each save, so it is read
         // now: a later save could name events past the segments listed.
         for name in self.list_optional(&self.checkpoints_dir.clone()) {
-            if name.ends_with(".ckpt") {
+            if Path::new(&name)
+                .extension()
+                .is_some_and(|ext| ext == "ckpt")
+            {
                 let path = self.checkpoints_dir.join(&name);
                 let bytes = self.read_listed(&path);
                 let size = bytes.as_ref().map_or(0, |b| b.len() as u64);

@@ -106,6 +106,7 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     /// Whether nothing is wrong: no findings.
+    #[must_use]
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
     }
@@ -197,12 +198,19 @@ fn error_finding(file: &Path, error: Error) -> Finding {
 /// assert_eq!((report.events, report.segments, shown), (1, 1, 100));
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+/// Only when the check itself cannot run: `dir` is not a readable store
+/// directory. Damage found in the files is reported as findings.
 pub fn verify_store(dir: &Path, progress: &mut dyn FnMut(&VerifyProgress)) -> Result<VerifyReport> {
     Verifier::run(&OsStorage, dir, progress)
 }
 
 /// [`verify_store`] on another file system back end, such as the
 /// simulated disk of crash tests.
+///
+/// # Errors
+/// As for [`verify_store`].
 pub fn verify_store_on(
     storage: &dyn Storage,
     dir: &Path,

@@ -27,15 +27,7 @@ impl Verifier<'_, '_> {
                 match snapshot::decode_found(path, bytes, entry.version) {
                     Ok((stream, file)) => {
                         let expected = snapshot::stream_dir_name(&stream);
-                        if entry.dir_name != expected {
-                            self.push(finding(
-                                path,
-                                SNAPSHOT_HEADER_LEN as u64,
-                                format!(
-                                    "holds a snapshot of stream '{stream}', whose snapshots are in {expected}: the store rejects it"
-                                ),
-                            ));
-                        } else {
+                        if entry.dir_name == expected {
                             let stream: Arc<str> = Arc::from(stream);
                             self.wanted
                                 .by_stream
@@ -48,6 +40,14 @@ impl Verifier<'_, '_> {
                                 version: file.version,
                                 event_id: file.event_id,
                             });
+                        } else {
+                            self.push(finding(
+                                path,
+                                SNAPSHOT_HEADER_LEN as u64,
+                                format!(
+                                    "holds a snapshot of stream '{stream}', whose snapshots are in {expected}: the store rejects it"
+                                ),
+                            ));
                         }
                     }
                     Err(Error::UnsupportedFormat { .. }) => {
@@ -89,7 +89,6 @@ impl Verifier<'_, '_> {
                         snap.event_id, snap.version, snap.stream
                     ),
                 )),
-                Some(_) => {}
                 None if complete => {
                     let last = match self.streams.get(&snap.stream) {
                         Some(s) => format!("ends at version {}", s.next_version.saturating_sub(1)),
@@ -104,8 +103,9 @@ impl Verifier<'_, '_> {
                         ),
                     ));
                 }
-                // Part of the log could not be read: its events may be there.
-                None => {}
+                // Matches, or part of the log could not be read: its events
+                // may be there.
+                Some(_) | None => {}
             }
         }
     }
