@@ -264,7 +264,16 @@ impl ActiveSegment {
 
     /// Makes everything written durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.segment.file().sync_data()
+        let written = self.write_offset;
+        self.segment.file().sync_data()?;
+        self.segment.mark_synced(written);
+        Ok(())
+    }
+
+    /// Bytes of the segment written so far: the writer writes below this
+    /// never again.
+    pub fn written_len(&self) -> u64 {
+        self.write_offset
     }
 
     /// Writes a durable mark (not synced by itself) saying that every
@@ -315,6 +324,7 @@ impl ActiveSegment {
         storage: &dyn Storage,
         dir: &std::path::Path,
     ) -> io::Result<Arc<Segment>> {
+        self.segment.mark_sealed();
         let segment = Arc::new(prepared.install(storage, dir, self.next_position)?);
         self.segment = Arc::clone(&segment);
         self.write_offset = SEGMENT_HEADER_LEN as u64;
@@ -329,5 +339,165 @@ impl ActiveSegment {
     /// Waits for any background work to end (at close).
     pub fn finish(&mut self) {
         self.preallocation.finish();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::log::record::{encode_unfinished_record, RecordBody};
+    use crate::storage::OsStorage;
+    use crate::types::RecordedEvent;
+    use std::path::Path;
+    use uuid::Uuid;
+
+    const MIB: u64 = 1 << 20;
+
+    fn active(dir: &Path, capacity: u64) -> ActiveSegment {
+        let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+        let prepared = PreparedSegment::create(storage.as_ref(), dir, capacity).unwrap();
+        let segment = Arc::new(prepared.install(storage.as_ref(), dir, 0).unwrap());
+        ActiveSegment::new(
+            segment,
+            SEGMENT_HEADER_LEN as u64,
+            0,
+            0,
+            storage,
+            dir.to_path_buf(),
+            false,
+        )
+    }
+
+    fn payload(position: u64, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (position as usize + i) as u8).collect()
+    }
+
+    /// Writes `count` events of `len`-byte payloads in one batch; returns
+    /// each event's (offset, position).
+    fn append(active: &mut ActiveSegment, count: usize, len: usize) -> Vec<(u32, u64)> {
+        let first = active.next_position();
+        let mut records = Vec::new();
+        for i in 0..count as u64 {
+            encode_unfinished_record(
+                &mut records,
+                &RecordBody {
+                    id: Uuid::from_u128(u128::from(first + i)),
+                    stream: "s",
+                    event_type: "t",
+                    metadata: b"",
+                    payload: &payload(first + i, len),
+                },
+            );
+        }
+        let batch = active.stage(&records, count, first, 0);
+        active.write_staged().unwrap();
+        batch.offsets.into_iter().zip(first..).collect()
+    }
+
+    fn read_one(segment: &Segment, (offset, position): (u32, u64)) -> RecordedEvent {
+        segment.read_event(offset, position).unwrap()
+    }
+
+    fn same_bytes(a: &RecordedEvent, b: &RecordedEvent) -> bool {
+        a.payload.as_ptr() == b.payload.as_ptr()
+    }
+
+    #[test]
+    fn only_synced_bytes_of_the_segment_being_written_are_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 16 * MIB);
+        let segment = Arc::clone(active.segment());
+        let first = append(&mut active, 1, 100)[0];
+
+        // Written, not synced: every read is a copy of its own, which later
+        // writes to the file cannot reach.
+        let a = read_one(&segment, first);
+        let b = read_one(&segment, first);
+        assert!(!same_bytes(&a, &b));
+        // The payload follows the 64-byte header and the one-byte stream
+        // name and event type.
+        let payload_at = u64::from(first.0) + 66;
+        let file = segment.file();
+        file.write_all_at(&[0xFF; 8], payload_at).unwrap();
+        assert_eq!(&a.payload[..], &payload(0, 100)[..]);
+        file.write_all_at(&a.payload[..8], payload_at).unwrap();
+        assert_eq!(&read_one(&segment, first).payload[..], &payload(0, 100)[..]);
+
+        // Synced, but less than a map step: still copies.
+        active.sync().unwrap();
+        assert!(!same_bytes(
+            &read_one(&segment, first),
+            &read_one(&segment, first)
+        ));
+
+        // Past a map step synced: reads below it are views of one map, reads
+        // above it copies.
+        let mut events = vec![first];
+        while active.written_len() < 5 * MIB {
+            events.extend(append(&mut active, 16, 16 << 10));
+        }
+        active.sync().unwrap();
+        let a = read_one(&segment, first);
+        assert!(same_bytes(&a, &read_one(&segment, first)));
+        let late = *events.last().unwrap();
+        assert!(u64::from(late.0) > 4 * MIB);
+        assert!(!same_bytes(
+            &read_one(&segment, late),
+            &read_one(&segment, late)
+        ));
+
+        // Sealed: all of it through the map.
+        segment.mark_sealed();
+        assert!(same_bytes(
+            &read_one(&segment, late),
+            &read_one(&segment, late)
+        ));
+    }
+
+    #[test]
+    fn records_read_whole_on_either_side_of_the_mapped_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 32 * MIB);
+        let segment = Arc::clone(active.segment());
+        let mut events = Vec::new();
+        // Records larger than a read by copy takes at first, small ones
+        // between them, and one that straddles the 4 MiB step.
+        for round in 0..24 {
+            events.extend(append(&mut active, 3, 300 << 10));
+            events.extend(append(&mut active, 5, 40 + round));
+            if round == 12 {
+                active.sync().unwrap();
+            }
+        }
+        assert!(active.fits(0) && active.written_len() > 4 * MIB);
+        let check = |events: &[RecordedEvent], located: &[(u32, u64)]| {
+            assert_eq!(events.len(), located.len());
+            for (event, &(_, position)) in events.iter().zip(located) {
+                assert_eq!(event.position, position);
+                assert_eq!(
+                    &event.payload[..],
+                    &payload(position, event.payload.len())[..]
+                );
+            }
+        };
+        for synced in [false, true] {
+            if synced {
+                active.sync().unwrap();
+            }
+            for &one in &events {
+                check(&[read_one(&segment, one)], &[one]);
+            }
+            let mut run = Vec::new();
+            let offsets: Vec<u32> = events.iter().map(|e| e.0).collect();
+            segment.read_run(0, &offsets, &mut run).unwrap();
+            check(&run, &events);
+            let sparse: Vec<(u32, u64)> = events.iter().copied().step_by(3).collect();
+            let mut located = Vec::new();
+            segment
+                .read_located(sparse.iter().copied(), &mut located)
+                .unwrap();
+            check(&located, &sparse);
+        }
     }
 }

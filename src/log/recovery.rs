@@ -47,14 +47,29 @@ pub enum BatchOutcome {
     },
 }
 
-/// Validates the batch at `offset`, which must start at `expected`.
+/// Validates the batch at `offset`, which must start at `expected`; `data`
+/// holds the segment from its start.
 pub fn read_batch(
     seg: &Segment,
     data: &Bytes,
     offset: u64,
     expected: u64,
 ) -> Result<BatchOutcome, String> {
-    let start = offset as usize;
+    read_batch_at(seg, data, 0, offset, expected)
+}
+
+/// [`read_batch`] where `data` holds the segment from offset `base` on.
+pub fn read_batch_at(
+    seg: &Segment,
+    data: &Bytes,
+    base: u64,
+    offset: u64,
+    expected: u64,
+) -> Result<BatchOutcome, String> {
+    let start = offset
+        .checked_sub(base)
+        .and_then(|start| usize::try_from(start).ok())
+        .ok_or("batch offset before the bytes read")?;
     let rest = data.get(start..).ok_or("batch offset past the end")?;
     if rest.len() < BATCH_HEADER_LEN {
         return Err("no room for a batch header".into());
@@ -79,7 +94,7 @@ pub fn read_batch(
             next_position: header.first_position,
         });
     }
-    let end = start + header.len as usize;
+    let end = start.saturating_add(header.len as usize);
     if end > data.len() {
         return Err("batch runs past the end of the file".into());
     }
@@ -132,6 +147,61 @@ pub fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u6
     None
 }
 
+/// A copy of the batch at `offset` of `seg`, whose data ends at `end`, for
+/// a reader beside the process writing it: the batch header, and the rest
+/// of the batch when the header is that of an events batch that fits.
+/// What it holds may be half-written; [`read_batch_at`] (with `offset` as
+/// the base) tells.
+pub fn copy_batch(seg: &Segment, offset: u64, end: u64) -> Result<Bytes> {
+    let head = seg.read(
+        offset,
+        offset.saturating_add(BATCH_HEADER_LEN as u64).min(end),
+    )?;
+    match BatchHeader::decode(&head, seg.seed()) {
+        Some(h) if h.kind == BatchKind::Events && h.len as usize > head.len() => {
+            match offset.checked_add(u64::from(h.len)) {
+                Some(batch_end) if batch_end <= end => seg.read(offset, batch_end),
+                _ => Ok(head),
+            }
+        }
+        _ => Ok(head),
+    }
+}
+
+/// [`durable_batch_after`] over `seg`'s bytes `from..end`, read by copy a
+/// piece at a time, for a reader beside the process writing the segment.
+pub fn durable_batch_after_copied(
+    seg: &Segment,
+    from: u64,
+    end: u64,
+    position: u64,
+) -> Result<Option<u64>> {
+    const PIECE: u64 = 1 << 20;
+    let mut buf = Vec::new();
+    let mut at = from.next_multiple_of(8);
+    while at.saturating_add(BATCH_HEADER_LEN as u64) <= end {
+        // Each piece starts the candidates at `at..at + PIECE` and holds the
+        // whole header of the last of them.
+        let piece_end = at
+            .saturating_add(PIECE + BATCH_HEADER_LEN as u64 - 8)
+            .min(end);
+        buf.resize(usize::try_from(piece_end - at).unwrap_or(0), 0);
+        let got = seg
+            .file()
+            .read_at(&mut buf, at)
+            .map_err(|e| Error::io(format!("reading {}", seg.path().display()), e))?;
+        let piece = buf.get(..got).unwrap_or_default();
+        if let Some(found) = durable_batch_after(seg, piece, 0, position) {
+            return Ok(Some(at + found));
+        }
+        if got < buf.len() {
+            break;
+        }
+        at += PIECE;
+    }
+    Ok(None)
+}
+
 /// Scans `seg`, whose first record must be at `seg.base_position()`, calling
 /// `on_record` for each record of every whole batch in order.
 ///
@@ -143,7 +213,10 @@ pub fn scan_segment(
     is_last: bool,
     mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<SegmentScan> {
-    let data = seg.view(0, seg.readable_len()?)?;
+    // A view of the map once the segment is known to be sealed; a copy of
+    // the last segment, which its writer may be writing or (at open) may be
+    // about to clear the torn tail of.
+    let data = seg.read(0, seg.readable_len()?)?;
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut recorded_durable = 0;

@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::index::file::index_file_name;
 use crate::index::Persisted;
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::log::{durable_batch_after, read_batch, segment_file_name, BatchOutcome, Segment};
+use crate::log::{
+    copy_batch, durable_batch_after_copied, read_batch_at, segment_file_name, BatchOutcome, Segment,
+};
 use crate::storage::{child, Storage};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -114,12 +116,18 @@ impl Follower {
                     None => return Ok(()),
                 },
             };
-            let data = seg.view(0, seg.readable_len()?)?;
+            // The writer may be writing this segment as it is read: every
+            // read of it is a copy (see `Segment`), one batch at a time.
+            let mut end = seg.readable_len()?;
             loop {
-                if self.offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
+                if self.offset + BATCH_HEADER_LEN as u64 > end {
                     return Ok(());
                 }
-                let outcome = match read_batch(&seg, &data, self.offset, self.next_position) {
+                let data = copy_batch(&seg, self.offset, end)?;
+                let read = |data: &bytes::Bytes| {
+                    read_batch_at(&seg, data, self.offset, self.offset, self.next_position)
+                };
+                let outcome = match read(&data) {
                     Ok(outcome) => outcome,
                     Err(reason) => {
                         // Not written yet, or being written right now; unless
@@ -127,17 +135,17 @@ impl Follower {
                         // damage, which waiting would never mend. The batch is
                         // read once more first, since the writer may have
                         // finished it since.
-                        let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
-                        let Some(at) = durable_batch_after(
+                        let Some(at) = durable_batch_after_copied(
                             &seg,
-                            &data,
-                            start.saturating_add(8),
+                            self.offset.saturating_add(8),
+                            end,
                             self.next_position,
-                        ) else {
+                        )?
+                        else {
                             return Ok(());
                         };
-                        let again = seg.view(0, seg.readable_len()?)?;
-                        match read_batch(&seg, &again, self.offset, self.next_position) {
+                        end = seg.readable_len()?;
+                        match read(&copy_batch(&seg, self.offset, end)?) {
                             Ok(outcome) => outcome,
                             Err(_) => {
                                 return Err(Error::corrupted(
@@ -187,6 +195,10 @@ impl Follower {
                         self.offset += len;
                     }
                     BatchOutcome::Seal { next_position } => {
+                        // Written once the rest of the segment was; nothing
+                        // writes the segment again: from now on it is read
+                        // through its map.
+                        seg.mark_sealed();
                         // The writer syncs a segment before sealing it.
                         self.next_position = next_position;
                         self.durable = self.durable.max(next_position);
