@@ -390,7 +390,8 @@ mod tests {
                 },
             );
         }
-        let batch = active.stage(&records, count, first, 0);
+        // Each batch says that every event before it is durable.
+        let batch = active.stage(&records, count, first, first);
         active.write_staged().unwrap();
         batch.offsets.into_iter().zip(first..).collect()
     }
@@ -499,5 +500,66 @@ mod tests {
                 .unwrap();
             check(&located, &sparse);
         }
+    }
+
+    #[test]
+    fn a_scan_by_copied_pieces_finds_what_a_scan_of_the_map_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 16 * MIB);
+        let path = active.segment().path().to_path_buf();
+        // Batches of every size, one of them larger than a piece, so that
+        // batches straddle the pieces' ends.
+        for round in 0..40 {
+            append(&mut active, 1 + round % 4, 1000 + round * 2000);
+            if round == 20 {
+                append(&mut active, 1, 3 * MIB as usize / 2);
+            }
+        }
+        let end = active.written_len();
+        assert!(end > 3 * MIB && active.fits(2 * MIB as usize));
+        let scan = || {
+            let storage = OsStorage;
+            let results: Vec<_> = [false, true]
+                .into_iter()
+                .map(|mapped| {
+                    let segment = Segment::open(&storage, path.clone(), 0).unwrap();
+                    if mapped {
+                        segment.mark_sealed();
+                    }
+                    let mut seen = Vec::new();
+                    let scan = crate::log::scan_segment(&segment, true, |offset, event| {
+                        seen.push((offset, event.position, event.payload.len()));
+                        Ok(())
+                    });
+                    (
+                        scan.map(|s| (s.end_offset, s.next_position, s.torn_bytes)),
+                        seen,
+                    )
+                })
+                .collect();
+            assert_eq!(format!("{:?}", results[0]), format!("{:?}", results[1]));
+            results.into_iter().next().unwrap()
+        };
+        let (clean, seen) = scan();
+        assert_eq!(clean.unwrap(), (end, active.next_position(), 0));
+        assert_eq!(seen.len() as u64, active.next_position());
+
+        // A torn tail: junk past the end, then zeros.
+        let file = active.segment().file();
+        file.write_all_at(&[7; 100], end + 3 * MIB / 2).unwrap();
+        let (torn, _) = scan();
+        assert_eq!(
+            torn.unwrap(),
+            (end, active.next_position(), 3 * MIB / 2 + 100)
+        );
+
+        // Damage in the first batch, which the batches after it say was
+        // durable.
+        file.write_all_at(&[0xFF; 4], SEGMENT_HEADER_LEN as u64 + 40)
+            .unwrap();
+        let (damaged, seen) = scan();
+        assert!(seen.is_empty());
+        let message = damaged.unwrap_err().to_string();
+        assert!(message.contains("was made durable"), "{message}");
     }
 }

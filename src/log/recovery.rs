@@ -48,17 +48,7 @@ pub enum BatchOutcome {
 }
 
 /// Validates the batch at `offset`, which must start at `expected`; `data`
-/// holds the segment from its start.
-pub fn read_batch(
-    seg: &Segment,
-    data: &Bytes,
-    offset: u64,
-    expected: u64,
-) -> Result<BatchOutcome, String> {
-    read_batch_at(seg, data, 0, offset, expected)
-}
-
-/// [`read_batch`] where `data` holds the segment from offset `base` on.
+/// holds the segment's bytes from offset `base` on.
 pub fn read_batch_at(
     seg: &Segment,
     data: &Bytes,
@@ -202,6 +192,125 @@ pub fn durable_batch_after_copied(
     Ok(None)
 }
 
+/// What [`scan_segment`] reads a segment through: one view of the map of a
+/// sealed segment, or else copies of a piece at a time (at least
+/// [`SCAN_PIECE`] bytes, or one whole batch).
+struct ScanSource<'a> {
+    seg: &'a Segment,
+    /// Where the segment's data ends.
+    end: u64,
+    /// The view of a sealed segment's map, from its start to `end`.
+    mapped: Option<Bytes>,
+    /// Otherwise, the piece copied last, and where it starts.
+    piece: Bytes,
+    base: u64,
+}
+
+/// The size of the pieces [`scan_segment`] copies.
+const SCAN_PIECE: u64 = 1 << 20;
+
+impl<'a> ScanSource<'a> {
+    /// Reads `seg`, whose data ends at `end`.
+    fn new(seg: &'a Segment, end: u64) -> Result<Self> {
+        let mapped = if seg.is_sealed() {
+            Some(seg.read(0, end)?)
+        } else {
+            None
+        };
+        Ok(ScanSource {
+            seg,
+            end,
+            mapped,
+            piece: Bytes::new(),
+            base: 0,
+        })
+    }
+
+    fn read_error(&self, e: std::io::Error) -> Error {
+        Error::io(format!("reading {}", self.seg.path().display()), e)
+    }
+
+    /// Bytes that hold the batch at `offset` as far as its header says (or
+    /// as far as the data goes), and the offset they start at.
+    fn batch(&mut self, offset: u64) -> Result<(Bytes, u64)> {
+        if let Some(data) = &self.mapped {
+            return Ok((data.clone(), 0));
+        }
+        let holds = |piece: &Bytes, base: u64, len: u64| {
+            offset >= base && offset - base + len <= piece.len() as u64
+        };
+        let header = BATCH_HEADER_LEN as u64;
+        if !holds(
+            &self.piece,
+            self.base,
+            header.min(self.end.saturating_sub(offset)),
+        ) {
+            self.piece = self
+                .seg
+                .read(offset, offset.saturating_add(SCAN_PIECE).min(self.end))?;
+            self.base = offset;
+        }
+        let relative = usize::try_from(offset - self.base).unwrap_or(usize::MAX);
+        let batch_len = self
+            .piece
+            .get(relative..)
+            .and_then(|rest| BatchHeader::decode(rest, self.seg.seed()))
+            .filter(|h| h.kind == BatchKind::Events)
+            .map_or(header, |h| u64::from(h.len));
+        if offset.saturating_add(batch_len) <= self.end && !holds(&self.piece, self.base, batch_len)
+        {
+            let len = batch_len.max(SCAN_PIECE);
+            self.piece = self
+                .seg
+                .read(offset, offset.saturating_add(len).min(self.end))?;
+            self.base = offset;
+        }
+        Ok((self.piece.clone(), self.base))
+    }
+
+    /// How many bytes there are from `from` to the last one that is not
+    /// zero.
+    fn dirty_len(&self, from: u64) -> Result<u64> {
+        if let Some(data) = &self.mapped {
+            let rest = usize::try_from(from)
+                .ok()
+                .and_then(|from| data.get(from..))
+                .unwrap_or_default();
+            let dirty = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            return Ok(dirty as u64);
+        }
+        // Piece by piece from the end: the first byte that is not zero ends
+        // the search.
+        let mut buf = Vec::new();
+        let mut piece_end = self.end;
+        while piece_end > from {
+            let start = piece_end.saturating_sub(SCAN_PIECE).max(from);
+            buf.resize(usize::try_from(piece_end - start).unwrap_or(0), 0);
+            let got = self
+                .seg
+                .file()
+                .read_at(&mut buf, start)
+                .map_err(|e| self.read_error(e))?;
+            if let Some(i) = buf.get(..got).and_then(|b| b.iter().rposition(|&b| b != 0)) {
+                return Ok(start + i as u64 + 1 - from);
+            }
+            piece_end = start;
+        }
+        Ok(0)
+    }
+
+    /// [`durable_batch_after`] from offset `from` on.
+    fn durable_batch_after(&self, from: u64, position: u64) -> Result<Option<u64>> {
+        match &self.mapped {
+            Some(data) => {
+                let from = usize::try_from(from).unwrap_or(usize::MAX);
+                Ok(durable_batch_after(self.seg, data, from, position))
+            }
+            None => durable_batch_after_copied(self.seg, from, self.end, position),
+        }
+    }
+}
+
 /// Scans `seg`, whose first record must be at `seg.base_position()`, calling
 /// `on_record` for each record of every whole batch in order.
 ///
@@ -213,18 +322,17 @@ pub fn scan_segment(
     is_last: bool,
     mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<SegmentScan> {
-    // A view of the map once the segment is known to be sealed; a copy of
-    // the last segment, which its writer may be writing or (at open) may be
-    // about to clear the torn tail of.
-    let data = seg.read(0, seg.readable_len()?)?;
+    let end = seg.readable_len()?;
+    let mut source = ScanSource::new(seg, end)?;
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut recorded_durable = 0;
     let stop_reason = loop {
-        if offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
+        if offset + BATCH_HEADER_LEN as u64 > end {
             break None;
         }
-        match read_batch(seg, &data, offset, next) {
+        let (data, base) = source.batch(offset)?;
+        match read_batch_at(seg, &data, base, offset, next) {
             Ok(BatchOutcome::Seal { next_position }) => {
                 return Ok(SegmentScan {
                     end_offset: offset + BATCH_HEADER_LEN as u64,
@@ -253,12 +361,6 @@ pub fn scan_segment(
             Err(reason) => break Some(reason),
         }
     };
-    let rest = data.get(offset as usize..).unwrap_or_default();
-    let dirty_len = rest
-        .iter()
-        .rposition(|&b| b != 0)
-        .map(|i| i + 1)
-        .unwrap_or(0);
     if !is_last {
         let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
         return Err(Error::corrupted(
@@ -267,8 +369,9 @@ pub fn scan_segment(
             format!("{reason} (in a sealed segment)"),
         ));
     }
+    let dirty_len = source.dirty_len(offset)?;
     if dirty_len > 0 {
-        if let Some(at) = durable_batch_after(seg, &data, offset as usize + 8, next) {
+        if let Some(at) = source.durable_batch_after(offset + 8, next)? {
             return Err(Error::corrupted(
                 seg.path(),
                 offset,
@@ -283,7 +386,7 @@ pub fn scan_segment(
         end_offset: offset,
         next_position: next,
         sealed: false,
-        torn_bytes: dirty_len as u64,
+        torn_bytes: dirty_len,
         recorded_durable,
     })
 }
