@@ -12,7 +12,7 @@ mod segment;
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
 pub use barrier::{Barrier, Limits, Next, Queued, Role};
 pub use recovery::{
-    clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,
+    all_zero, clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,
     BatchOutcome, SegmentScan,
 };
 pub use segment::{

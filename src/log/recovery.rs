@@ -166,7 +166,8 @@ pub fn durable_batch_after_copied(
     end: u64,
     position: u64,
 ) -> Result<Option<u64>> {
-    const PIECE: u64 = 1 << 20;
+    // Small enough to stay in the cache between the copy and the look.
+    const PIECE: u64 = 128 << 10;
     let mut buf = Vec::new();
     let mut at = from.next_multiple_of(8);
     while at.saturating_add(BATCH_HEADER_LEN as u64) <= end {
@@ -181,8 +182,12 @@ pub fn durable_batch_after_copied(
             .read_at(&mut buf, at)
             .map_err(|e| Error::io(format!("reading {}", seg.path().display()), e))?;
         let piece = buf.get(..got).unwrap_or_default();
-        if let Some(found) = durable_batch_after(seg, piece, 0, position) {
-            return Ok(Some(at + found));
+        // Past the end of what was written a segment is zeros: a piece of
+        // nothing else holds no batch, and is told at memory speed.
+        if !all_zero(piece) {
+            if let Some(found) = durable_batch_after(seg, piece, 0, position) {
+                return Ok(Some(at + found));
+            }
         }
         if got < buf.len() {
             break;
@@ -190,6 +195,18 @@ pub fn durable_batch_after_copied(
         at += PIECE;
     }
     Ok(None)
+}
+
+/// Whether every byte of `bytes` is zero, a word at a time.
+pub fn all_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut any = 0u64;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        any |= u64::from_ne_bytes(w);
+    }
+    any == 0 && words.remainder().iter().all(|&b| b == 0)
 }
 
 /// What [`scan_segment`] reads a segment through: one view of the map of a
@@ -291,7 +308,11 @@ impl<'a> ScanSource<'a> {
                 .file()
                 .read_at(&mut buf, start)
                 .map_err(|e| self.read_error(e))?;
-            if let Some(i) = buf.get(..got).and_then(|b| b.iter().rposition(|&b| b != 0)) {
+            let piece = buf.get(..got).unwrap_or_default();
+            if let Some(i) = (!all_zero(piece))
+                .then(|| piece.iter().rposition(|&b| b != 0))
+                .flatten()
+            {
                 return Ok(start + i as u64 + 1 - from);
             }
             piece_end = start;

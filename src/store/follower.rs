@@ -8,13 +8,19 @@ use crate::index::file::index_file_name;
 use crate::index::Persisted;
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::log::{
-    copy_batch, durable_batch_after_copied, read_batch_at, segment_file_name, BatchOutcome, Segment,
+    all_zero, copy_batch, durable_batch_after_copied, read_batch_at, segment_file_name,
+    BatchOutcome, Segment,
 };
 use crate::storage::{child, Storage};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a look past an unwritten batch that found no batch vouching
+/// for it stands for the same offset (see [`Follower::read_new`]).
+const LOOK_PAST_VALID_FOR: Duration = Duration::from_secs(1);
 
 /// Where a read-only store has read the log up to.
 #[derive(Debug)]
@@ -36,6 +42,9 @@ pub struct Follower {
     unindexed: VecDeque<(u32, Arc<Segment>)>,
     /// A failure that stopped following: reported on every later poll.
     failed: Option<Error>,
+    /// Where the last look past an invalid batch that found none after it
+    /// vouching for it was (segment base position and offset), and when.
+    looked_past: Option<(u64, u64, Instant)>,
 }
 
 impl Follower {
@@ -66,6 +75,7 @@ impl Follower {
             durable,
             unindexed: unindexed.into(),
             failed: None,
+            looked_past: None,
         }
     }
 
@@ -135,6 +145,23 @@ impl Follower {
                         // damage, which waiting would never mend. The batch is
                         // read once more first, since the writer may have
                         // finished it since.
+                        //
+                        // The look reads the rest of the segment, by copy. A
+                        // batch header of nothing but zeros is, nearly
+                        // always, the end of what was written: there the
+                        // look is repeated once a second, not at every poll,
+                        // which delays only the report of damage that zeroed
+                        // a whole header.
+                        let unwritten = data.get(..BATCH_HEADER_LEN).is_some_and(all_zero);
+                        if unwritten
+                            && self.looked_past.is_some_and(|(base, offset, when)| {
+                                (base, offset) == (seg.base_position(), self.offset)
+                                    && when.elapsed() < LOOK_PAST_VALID_FOR
+                            })
+                        {
+                            return Ok(());
+                        }
+                        let looked_at = Instant::now();
                         let Some(at) = durable_batch_after_copied(
                             &seg,
                             self.offset.saturating_add(8),
@@ -142,6 +169,7 @@ impl Follower {
                             self.next_position,
                         )?
                         else {
+                            self.looked_past = Some((seg.base_position(), self.offset, looked_at));
                             return Ok(());
                         };
                         end = seg.readable_len()?;
