@@ -26,7 +26,8 @@ const READS_PER_LOOK: usize = 16;
 
 /// Which events a subscription delivers: every condition set must hold.
 /// Conditions are checked on the event's stream name and type, which are
-/// views of the mapped log, so a skipped event costs no copy of its payload.
+/// views of the record as read, so a skipped event costs no copy of its
+/// payload.
 ///
 /// ```
 /// use evstore::Filter;

@@ -137,8 +137,9 @@ impl EventData {
     }
 }
 
-/// An event as stored. Strings and bytes are views of the mapped segment, so
-/// reading does not copy payloads.
+/// An event as stored. Strings and bytes are views of the bytes its record
+/// was read from: of the mapped segment where it is sealed or synced, so
+/// reading does not copy payloads; otherwise of one copy made for the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordedEvent {

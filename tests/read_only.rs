@@ -423,3 +423,62 @@ fn a_follower_that_meets_damage_wakes_its_subscribers_with_the_error() {
     // Reads of what was indexed go on.
     assert_eq!(all(&reader).len() as u64, end);
 }
+
+/// Where the end of the written log is, a reader looks past it once and
+/// then once a second, not at every poll: damage that zeroes a whole batch
+/// header under a batch that vouches for it is reported within a second or
+/// so, any other damage at once.
+#[test]
+fn a_zeroed_header_that_a_later_batch_vouches_for_is_reported_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(dir.path(), Options::default()).unwrap();
+    let put = |payload: &[u8]| {
+        writer
+            .append(
+                "s",
+                ExpectedVersion::Any,
+                &[EventData::new("T", payload.to_vec())],
+            )
+            .unwrap();
+    };
+    put(b"first event");
+    let reader = Store::open_read_only(
+        dir.path(),
+        Options::default().poll_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    // Caught up: the next batch's header is zeros, and the look past it
+    // found nothing.
+    assert_eq!(reader.refresh().unwrap(), 1);
+    let marker = b"second event, damaged later";
+    put(marker);
+    put(b"third event, which vouches for the second");
+    // The second batch's header is 32 bytes before its record, whose payload
+    // follows the 64-byte record header, the stream name and the type.
+    let segment = dir
+        .path()
+        .join("segments")
+        .join(common::segment_files(dir.path())[0].clone());
+    let bytes = std::fs::read(&segment).unwrap();
+    let payload_at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    let header_at = payload_at - 64 - 2 - 32;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0u8; 32], header_at as u64).unwrap();
+    // Within the second: taken for the end of the log (unless a slow disk
+    // made the appends take that long).
+    match reader.refresh() {
+        Ok(end) => assert_eq!(end, 1),
+        Err(error) => assert!(matches!(error, Error::Corrupted { .. }), "{error:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let error = reader.refresh().unwrap_err();
+    assert!(matches!(error, Error::Corrupted { .. }), "{error:?}");
+    assert!(error.to_string().contains("made durable"), "{error}");
+    drop(writer);
+}

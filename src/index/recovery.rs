@@ -111,7 +111,7 @@ pub(crate) fn load_index_file(
     let header = index.header();
     let seal_at = header.seal_offset;
     let seal = seg
-        .view(seal_at, seal_at + record::BATCH_HEADER_LEN as u64)
+        .read(seal_at, seal_at + record::BATCH_HEADER_LEN as u64)
         .map_err(|e| e.to_string())?;
     match record::BatchHeader::decode(&seal, seg.seed()) {
         Some(h)
@@ -276,6 +276,12 @@ pub fn recover(
         }
         let seg = Arc::clone(seg);
         let is_last = i + 1 == bases.len();
+        if !is_last {
+            // The writer seals and syncs a segment before it creates the
+            // next, and never writes it again: it is read through its map.
+            // (One that turns out not to be sealed fails the open.)
+            seg.mark_sealed();
+        }
         let idx_path = child(dir, &index_file_name(base));
         // Index files of segments the catalogue covers are used as they are.
         // Past it, each segment is read once more: the catalogue is rebuilt
@@ -286,6 +292,8 @@ pub fn recover(
             None
         };
         if let Some(file) = loaded {
+            // Its seal is where the index file says.
+            seg.mark_sealed();
             let seal_offset = file.header().seal_offset;
             next_position = base + file.len() as u64;
             let persisted = persisted_index(storage, &index, file, idx_path, &seg, mode);
@@ -340,6 +348,9 @@ pub fn recover(
             }
             Err(error) => return Err(error),
         };
+        if scan.sealed {
+            seg.mark_sealed();
+        }
         if !read_only {
             clear_torn_tail(&seg, &scan)?;
         }
@@ -431,6 +442,9 @@ pub fn recover(
             .allocate(seg.capacity())
             .and_then(|()| seg.file().sync_data())
             .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
+        // Scanned, its torn tail cleared, and synced: the writer goes on
+        // past `end` and never writes below it again.
+        seg.mark_synced(end);
         (seg, end, recorded)
     } else {
         let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)

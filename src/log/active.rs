@@ -276,7 +276,16 @@ impl ActiveSegment {
 
     /// Makes everything written durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.segment.file().sync_data()
+        let written = self.write_offset;
+        self.segment.file().sync_data()?;
+        self.segment.mark_synced(written);
+        Ok(())
+    }
+
+    /// Bytes of the segment written so far: the writer writes below this
+    /// never again.
+    pub fn written_len(&self) -> u64 {
+        self.write_offset
     }
 
     /// Writes a durable mark (not synced by itself) saying that every
@@ -327,6 +336,7 @@ impl ActiveSegment {
         storage: &dyn Storage,
         dir: &std::path::Path,
     ) -> io::Result<Arc<Segment>> {
+        self.segment.mark_sealed();
         let segment = Arc::new(prepared.install(storage, dir, self.next_position)?);
         self.segment = Arc::clone(&segment);
         self.write_offset = SEGMENT_HEADER_LEN as u64;
@@ -341,5 +351,238 @@ impl ActiveSegment {
     /// Waits for any background work to end (at close).
     pub fn finish(&mut self) {
         self.preallocation.finish();
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+mod tests {
+    use super::*;
+    use crate::log::record::{encode_unfinished_record, RecordBody};
+    use crate::storage::OsStorage;
+    use crate::types::RecordedEvent;
+    use std::path::Path;
+    use uuid::Uuid;
+
+    const MIB: u64 = 1 << 20;
+
+    fn active(dir: &Path, capacity: u64) -> ActiveSegment {
+        let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+        let prepared = PreparedSegment::create(storage.as_ref(), dir, capacity).unwrap();
+        let segment = Arc::new(prepared.install(storage.as_ref(), dir, 0).unwrap());
+        ActiveSegment::new(
+            segment,
+            SEGMENT_HEADER_LEN as u64,
+            0,
+            0,
+            storage,
+            dir.to_path_buf(),
+            false,
+        )
+    }
+
+    fn payload(position: u64, len: usize) -> Vec<u8> {
+        // A byte pattern that differs from event to event; wrapping is meant.
+        (0..len)
+            .map(|i| position.wrapping_add(i as u64).to_le_bytes()[0])
+            .collect()
+    }
+
+    /// Writes `count` events of `len`-byte payloads in one batch; returns
+    /// each event's (offset, position).
+    fn append(active: &mut ActiveSegment, count: usize, len: usize) -> Vec<(u32, u64)> {
+        let first = active.next_position();
+        let mut records = Vec::new();
+        for i in 0..count as u64 {
+            encode_unfinished_record(
+                &mut records,
+                &RecordBody {
+                    id: Uuid::from_u128(u128::from(first + i)),
+                    stream: "s",
+                    event_type: "t",
+                    metadata: b"",
+                    payload: &payload(first + i, len),
+                },
+            );
+        }
+        // Each batch says that every event before it is durable.
+        let batch = active.stage(&records, count, first, first);
+        active.write_staged().unwrap();
+        batch.offsets.into_iter().zip(first..).collect()
+    }
+
+    fn read_one(segment: &Segment, (offset, position): (u32, u64)) -> RecordedEvent {
+        segment.read_event(offset, position).unwrap()
+    }
+
+    fn same_bytes(a: &RecordedEvent, b: &RecordedEvent) -> bool {
+        a.payload.as_ptr() == b.payload.as_ptr()
+    }
+
+    #[test]
+    fn only_synced_bytes_of_the_segment_being_written_are_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 16 * MIB);
+        let segment = Arc::clone(active.segment());
+        let first = append(&mut active, 1, 100)[0];
+
+        // Written, not synced: every read is a copy of its own, which later
+        // writes to the file cannot reach.
+        let a = read_one(&segment, first);
+        let b = read_one(&segment, first);
+        assert!(!same_bytes(&a, &b));
+        // The payload follows the 64-byte header and the one-byte stream
+        // name and event type.
+        let payload_at = u64::from(first.0) + 66;
+        let file = segment.file();
+        file.write_all_at(&[0xFF; 8], payload_at).unwrap();
+        assert_eq!(&a.payload[..], &payload(0, 100)[..]);
+        file.write_all_at(&a.payload[..8], payload_at).unwrap();
+        assert_eq!(&read_one(&segment, first).payload[..], &payload(0, 100)[..]);
+
+        // Synced, but less than a map step: still copies.
+        active.sync().unwrap();
+        assert!(!same_bytes(
+            &read_one(&segment, first),
+            &read_one(&segment, first)
+        ));
+
+        // Past a map step synced: reads below it are views of one map, reads
+        // above it copies.
+        let mut events = vec![first];
+        while active.written_len() < 5 * MIB {
+            events.extend(append(&mut active, 16, 16 << 10));
+        }
+        active.sync().unwrap();
+        let a = read_one(&segment, first);
+        assert!(same_bytes(&a, &read_one(&segment, first)));
+        let late = *events.last().unwrap();
+        assert!(u64::from(late.0) > 4 * MIB);
+        assert!(!same_bytes(
+            &read_one(&segment, late),
+            &read_one(&segment, late)
+        ));
+
+        // Sealed: all of it through the map.
+        segment.mark_sealed();
+        assert!(same_bytes(
+            &read_one(&segment, late),
+            &read_one(&segment, late)
+        ));
+    }
+
+    #[test]
+    fn records_read_whole_on_either_side_of_the_mapped_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 32 * MIB);
+        let segment = Arc::clone(active.segment());
+        let mut events = Vec::new();
+        // Records larger than a read by copy takes at first, small ones
+        // between them, and one that straddles the 4 MiB step.
+        for round in 0..24 {
+            events.extend(append(&mut active, 3, 300 << 10));
+            events.extend(append(&mut active, 5, 40 + round));
+            if round == 12 {
+                active.sync().unwrap();
+            }
+        }
+        assert!(active.fits(0) && active.written_len() > 4 * MIB);
+        let check = |events: &[RecordedEvent], located: &[(u32, u64)]| {
+            assert_eq!(events.len(), located.len());
+            for (event, &(_, position)) in events.iter().zip(located) {
+                assert_eq!(event.position, position);
+                assert_eq!(
+                    &event.payload[..],
+                    &payload(position, event.payload.len())[..]
+                );
+            }
+        };
+        for synced in [false, true] {
+            if synced {
+                active.sync().unwrap();
+            }
+            for &one in &events {
+                check(&[read_one(&segment, one)], &[one]);
+            }
+            let mut run = Vec::new();
+            let offsets: Vec<u32> = events.iter().map(|e| e.0).collect();
+            segment.read_run(0, &offsets, &mut run).unwrap();
+            check(&run, &events);
+            let sparse: Vec<(u32, u64)> = events.iter().copied().step_by(3).collect();
+            let mut located = Vec::new();
+            segment
+                .read_located(sparse.iter().copied(), &mut located)
+                .unwrap();
+            check(&located, &sparse);
+        }
+    }
+
+    #[test]
+    fn a_scan_by_copied_pieces_finds_what_a_scan_of_the_map_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut active = active(dir.path(), 16 * MIB);
+        let path = active.segment().path().to_path_buf();
+        // Batches of every size, one of them larger than a piece, so that
+        // batches straddle the pieces' ends.
+        for round in 0..40 {
+            append(&mut active, 1 + round % 4, 1000 + round * 2000);
+            if round == 20 {
+                append(&mut active, 1, 3 * MIB as usize / 2);
+            }
+        }
+        let end = active.written_len();
+        assert!(end > 3 * MIB && active.fits(2 * MIB as usize));
+        let scan = || {
+            let storage = OsStorage;
+            let results: Vec<_> = [false, true]
+                .into_iter()
+                .map(|mapped| {
+                    let segment = Segment::open(&storage, path.clone(), 0).unwrap();
+                    if mapped {
+                        segment.mark_sealed();
+                    }
+                    let mut seen = Vec::new();
+                    let scan = crate::log::scan_segment(
+                        &segment,
+                        crate::log::SegmentRole::Last,
+                        |offset, event| {
+                            seen.push((offset, event.position, event.payload.len()));
+                            Ok(())
+                        },
+                    );
+                    (
+                        scan.map(|s| (s.end_offset, s.next_position, s.torn_bytes)),
+                        seen,
+                    )
+                })
+                .collect();
+            assert_eq!(format!("{:?}", results[0]), format!("{:?}", results[1]));
+            results.into_iter().next().unwrap()
+        };
+        let (clean, seen) = scan();
+        assert_eq!(clean.unwrap(), (end, active.next_position(), 0));
+        assert_eq!(seen.len() as u64, active.next_position());
+
+        // A torn tail: junk past the end, then zeros.
+        let file = active.segment().file();
+        file.write_all_at(&[7; 100], end + 3 * MIB / 2).unwrap();
+        let (torn, _) = scan();
+        assert_eq!(
+            torn.unwrap(),
+            (end, active.next_position(), 3 * MIB / 2 + 100)
+        );
+
+        // Damage in the first batch, which the batches after it say was
+        // durable.
+        file.write_all_at(&[0xFF; 4], SEGMENT_HEADER_LEN as u64 + 40)
+            .unwrap();
+        let (damaged, seen) = scan();
+        assert!(seen.is_empty());
+        let message = damaged.unwrap_err().to_string();
+        assert!(message.contains("was made durable"), "{message}");
     }
 }

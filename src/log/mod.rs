@@ -12,8 +12,8 @@ mod segment;
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
 pub use barrier::{Barrier, Limits, Next, Queued, Role};
 pub use recovery::{
-    clear_torn_tail, durable_batch_after, read_batch, scan_segment, BatchOutcome, SegmentRole,
-    SegmentScan,
+    all_zero, clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,
+    BatchOutcome, SegmentRole, SegmentScan,
 };
 pub use segment::{
     now_nanos, parse_segment_file_name, segment_file_name, PreparedSegment, Segment, TEMP_SUFFIX,

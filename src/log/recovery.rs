@@ -1,4 +1,3 @@
-#![allow(clippy::pedantic)]
 //! Scanning segments at open: validating every batch, finding the end of
 //! the log, and telling a torn tail (what a crash leaves) from damage.
 
@@ -21,6 +20,7 @@ pub enum SegmentRole {
 
 impl SegmentRole {
     /// The role of a segment that is, or is not, the last of the log.
+    #[must_use]
     pub fn of(is_last: bool) -> Self {
         if is_last {
             SegmentRole::Last
@@ -70,14 +70,19 @@ pub enum BatchOutcome {
     },
 }
 
-/// Validates the batch at `offset`, which must start at `expected`.
-pub fn read_batch(
+/// Validates the batch at `offset`, which must start at `expected`; `data`
+/// holds the segment's bytes from offset `base` on.
+pub fn read_batch_at(
     seg: &Segment,
     data: &Bytes,
+    base: u64,
     offset: u64,
     expected: u64,
 ) -> Result<BatchOutcome, String> {
-    let start = offset as usize;
+    let start = offset
+        .checked_sub(base)
+        .and_then(|start| usize::try_from(start).ok())
+        .ok_or("batch offset before the bytes read")?;
     let rest = data.get(start..).ok_or("batch offset past the end")?;
     if rest.len() < BATCH_HEADER_LEN {
         return Err("no room for a batch header".into());
@@ -102,7 +107,7 @@ pub fn read_batch(
             next_position: header.first_position,
         });
     }
-    let end = start + header.len as usize;
+    let end = start.saturating_add(header.len as usize);
     if end > data.len() {
         return Err("batch runs past the end of the file".into());
     }
@@ -155,6 +160,201 @@ pub fn durable_batch_after(seg: &Segment, data: &[u8], from: usize, position: u6
     None
 }
 
+/// A copy of the batch at `offset` of `seg`, whose data ends at `end`, for
+/// a reader beside the process writing it: the batch header, and the rest
+/// of the batch when the header is that of an events batch that fits.
+/// What it holds may be half-written; [`read_batch_at`] (with `offset` as
+/// the base) tells.
+pub fn copy_batch(seg: &Segment, offset: u64, end: u64) -> Result<Bytes> {
+    let head = seg.read(
+        offset,
+        offset.saturating_add(BATCH_HEADER_LEN as u64).min(end),
+    )?;
+    match BatchHeader::decode(&head, seg.seed()) {
+        Some(h) if h.kind == BatchKind::Events && h.len as usize > head.len() => {
+            match offset.checked_add(u64::from(h.len)) {
+                Some(batch_end) if batch_end <= end => seg.read(offset, batch_end),
+                _ => Ok(head),
+            }
+        }
+        _ => Ok(head),
+    }
+}
+
+/// [`durable_batch_after`] over `seg`'s bytes `from..end`, read by copy a
+/// piece at a time, for a reader beside the process writing the segment.
+pub fn durable_batch_after_copied(
+    seg: &Segment,
+    from: u64,
+    end: u64,
+    position: u64,
+) -> Result<Option<u64>> {
+    // Small enough to stay in the cache between the copy and the look.
+    const PIECE: u64 = 128 << 10;
+    let mut buf = Vec::new();
+    let mut at = from.next_multiple_of(8);
+    while at.saturating_add(BATCH_HEADER_LEN as u64) <= end {
+        // Each piece starts the candidates at `at..at + PIECE` and holds the
+        // whole header of the last of them.
+        let piece_end = at
+            .saturating_add(PIECE + BATCH_HEADER_LEN as u64 - 8)
+            .min(end);
+        buf.resize(usize::try_from(piece_end - at).unwrap_or(0), 0);
+        let got = seg
+            .file()
+            .read_at(&mut buf, at)
+            .map_err(|e| Error::io(format!("reading {}", seg.path().display()), e))?;
+        let piece = buf.get(..got).unwrap_or_default();
+        // Past the end of what was written a segment is zeros: a piece of
+        // nothing else holds no batch, and is told at memory speed.
+        if !all_zero(piece) {
+            if let Some(found) = durable_batch_after(seg, piece, 0, position) {
+                return Ok(Some(at + found));
+            }
+        }
+        if got < buf.len() {
+            break;
+        }
+        at += PIECE;
+    }
+    Ok(None)
+}
+
+/// Whether every byte of `bytes` is zero, a word at a time.
+pub fn all_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut any = 0u64;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        any |= u64::from_ne_bytes(w);
+    }
+    any == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
+/// What [`scan_segment`] reads a segment through: one view of the map of a
+/// sealed segment, or else copies of a piece at a time (at least
+/// [`SCAN_PIECE`] bytes, or one whole batch).
+struct ScanSource<'a> {
+    seg: &'a Segment,
+    /// Where the segment's data ends.
+    end: u64,
+    /// The view of a sealed segment's map, from its start to `end`.
+    mapped: Option<Bytes>,
+    /// Otherwise, the piece copied last, and where it starts.
+    piece: Bytes,
+    base: u64,
+}
+
+/// The size of the pieces [`scan_segment`] copies.
+const SCAN_PIECE: u64 = 1 << 20;
+
+impl<'a> ScanSource<'a> {
+    /// Reads `seg`, whose data ends at `end`.
+    fn new(seg: &'a Segment, end: u64) -> Result<Self> {
+        let mapped = if seg.is_sealed() {
+            Some(seg.read(0, end)?)
+        } else {
+            None
+        };
+        Ok(ScanSource {
+            seg,
+            end,
+            mapped,
+            piece: Bytes::new(),
+            base: 0,
+        })
+    }
+
+    fn read_error(&self, e: std::io::Error) -> Error {
+        Error::io(format!("reading {}", self.seg.path().display()), e)
+    }
+
+    /// Bytes that hold the batch at `offset` as far as its header says (or
+    /// as far as the data goes), and the offset they start at.
+    fn batch(&mut self, offset: u64) -> Result<(Bytes, u64)> {
+        if let Some(data) = &self.mapped {
+            return Ok((data.clone(), 0));
+        }
+        let holds = |piece: &Bytes, base: u64, len: u64| {
+            offset >= base && offset - base + len <= piece.len() as u64
+        };
+        let header = BATCH_HEADER_LEN as u64;
+        if !holds(
+            &self.piece,
+            self.base,
+            header.min(self.end.saturating_sub(offset)),
+        ) {
+            self.piece = self
+                .seg
+                .read(offset, offset.saturating_add(SCAN_PIECE).min(self.end))?;
+            self.base = offset;
+        }
+        let relative = usize::try_from(offset - self.base).unwrap_or(usize::MAX);
+        let batch_len = self
+            .piece
+            .get(relative..)
+            .and_then(|rest| BatchHeader::decode(rest, self.seg.seed()))
+            .filter(|h| h.kind == BatchKind::Events)
+            .map_or(header, |h| u64::from(h.len));
+        if offset.saturating_add(batch_len) <= self.end && !holds(&self.piece, self.base, batch_len)
+        {
+            let len = batch_len.max(SCAN_PIECE);
+            self.piece = self
+                .seg
+                .read(offset, offset.saturating_add(len).min(self.end))?;
+            self.base = offset;
+        }
+        Ok((self.piece.clone(), self.base))
+    }
+
+    /// How many bytes there are from `from` to the last one that is not
+    /// zero.
+    fn dirty_len(&self, from: u64) -> Result<u64> {
+        if let Some(data) = &self.mapped {
+            let rest = usize::try_from(from)
+                .ok()
+                .and_then(|from| data.get(from..))
+                .unwrap_or_default();
+            let dirty = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            return Ok(dirty as u64);
+        }
+        // Piece by piece from the end: the first byte that is not zero ends
+        // the search.
+        let mut buf = Vec::new();
+        let mut piece_end = self.end;
+        while piece_end > from {
+            let start = piece_end.saturating_sub(SCAN_PIECE).max(from);
+            buf.resize(usize::try_from(piece_end - start).unwrap_or(0), 0);
+            let got = self
+                .seg
+                .file()
+                .read_at(&mut buf, start)
+                .map_err(|e| self.read_error(e))?;
+            let piece = buf.get(..got).unwrap_or_default();
+            if let Some(i) = (!all_zero(piece))
+                .then(|| piece.iter().rposition(|&b| b != 0))
+                .flatten()
+            {
+                return Ok(start + i as u64 + 1 - from);
+            }
+            piece_end = start;
+        }
+        Ok(0)
+    }
+
+    /// [`durable_batch_after`] from offset `from` on.
+    fn durable_batch_after(&self, from: u64, position: u64) -> Result<Option<u64>> {
+        match &self.mapped {
+            Some(data) => {
+                let from = usize::try_from(from).unwrap_or(usize::MAX);
+                Ok(durable_batch_after(self.seg, data, from, position))
+            }
+            None => durable_batch_after_copied(self.seg, from, self.end, position),
+        }
+    }
+}
+
 /// Scans `seg`, whose first record must be at `seg.base_position()`, calling
 /// `on_record` for each record of every whole batch in order.
 ///
@@ -166,15 +366,17 @@ pub fn scan_segment(
     role: SegmentRole,
     mut on_record: impl FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<SegmentScan> {
-    let data = seg.view(0, seg.readable_len()?)?;
+    let end = seg.readable_len()?;
+    let mut source = ScanSource::new(seg, end)?;
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut recorded_durable = 0;
     let stop_reason = loop {
-        if offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
+        if offset + BATCH_HEADER_LEN as u64 > end {
             break None;
         }
-        match read_batch(seg, &data, offset, next) {
+        let (data, base) = source.batch(offset)?;
+        match read_batch_at(seg, &data, base, offset, next) {
             Ok(BatchOutcome::Seal { next_position }) => {
                 return Ok(SegmentScan {
                     end_offset: offset + BATCH_HEADER_LEN as u64,
@@ -203,8 +405,6 @@ pub fn scan_segment(
             Err(reason) => break Some(reason),
         }
     };
-    let rest = data.get(offset as usize..).unwrap_or_default();
-    let dirty_len = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     if role == SegmentRole::Sealed {
         let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
         return Err(Error::corrupted(
@@ -213,8 +413,9 @@ pub fn scan_segment(
             format!("{reason} (in a sealed segment)"),
         ));
     }
+    let dirty_len = source.dirty_len(offset)?;
     if dirty_len > 0 {
-        if let Some(at) = durable_batch_after(seg, &data, offset as usize + 8, next) {
+        if let Some(at) = source.durable_batch_after(offset + 8, next)? {
             return Err(Error::corrupted(
                 seg.path(),
                 offset,
@@ -229,7 +430,7 @@ pub fn scan_segment(
         end_offset: offset,
         next_position: next,
         sealed: false,
-        torn_bytes: dirty_len as u64,
+        torn_bytes: dirty_len,
         recorded_durable,
     })
 }
@@ -237,16 +438,17 @@ pub fn scan_segment(
 /// Overwrites the torn tail a scan found with zeros and syncs, so it cannot
 /// resurface once new records are written over part of it.
 pub fn clear_torn_tail(seg: &Segment, scan: &SegmentScan) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
     if scan.torn_bytes == 0 {
         return Ok(());
     }
     let start = scan.end_offset;
     let end = start + scan.torn_bytes;
-    const CHUNK: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK.min((end - start) as usize)];
+    let chunk_at = |at: u64| usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
+    let zeros = vec![0u8; chunk_at(start)];
     let mut at = start;
     while at < end {
-        let n = ((end - at) as usize).min(CHUNK);
+        let n = chunk_at(at);
         seg.file()
             .write_all_at(zeros.get(..n).unwrap_or_default(), at)
             .map_err(|e| {

@@ -1,9 +1,8 @@
-#![allow(clippy::pedantic)]
 //! One segment file: a header, then batches of records, preallocated to a
 //! fixed capacity and sealed when full.
 
 use super::record::{
-    crc_seed, decode_record, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
+    align8, crc_seed, decode_record, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
 };
 use crate::error::{Error, Result};
@@ -12,6 +11,7 @@ use crate::types::RecordedEvent;
 use bytes::Bytes;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Suffix of files that are being prepared; removed at open.
@@ -34,7 +34,28 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Reads of a segment being written go through its memory map only as far
+/// as its synced bytes rounded down to a multiple of this, so that the map
+/// is replaced by a longer one a few times per segment rather than at every
+/// sync.
+const MAP_STEP: u64 = 4 << 20;
+
+/// How much a read by copy takes at least, so that a record's neighbours,
+/// which the next reads usually want, come with it.
+const COPY_AHEAD: u64 = 4 << 10;
+
+/// [`Segment::map_limit`] of a sealed segment.
+const SEALED: u64 = u64::MAX;
+
 /// An open segment.
+///
+/// Its bytes are read in one of two ways. Where evstore writes none of them
+/// again for as long as the segment is open, a read is a view of a memory
+/// map of the file, and the events it returns point into that map: the
+/// whole of a sealed segment, and the prefix of the segment being written
+/// that this process wrote and then synced. Everything else (a segment
+/// another process is writing, or bytes past what was synced) is read with
+/// `pread` into a buffer of its own.
 #[derive(Debug)]
 pub struct Segment {
     base_position: u64,
@@ -42,6 +63,9 @@ pub struct Segment {
     seed: u32,
     path: PathBuf,
     file: Box<dyn StorageFile>,
+    /// [`SEALED`] once the segment is known to be sealed; before that, how
+    /// many bytes from its start this process wrote and then synced.
+    map_limit: AtomicU64,
 }
 
 /// A preallocated file waiting to become the next segment.
@@ -55,7 +79,7 @@ pub struct PreparedSegment {
 pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl PreparedSegment {
@@ -107,6 +131,7 @@ impl PreparedSegment {
             seed: crc_seed(base_position),
             path,
             file: self.file,
+            map_limit: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
         })
     }
 }
@@ -149,7 +174,7 @@ impl Segment {
             ));
         }
         let bytes = file
-            .read_view(0, SEGMENT_HEADER_LEN)
+            .read_copy(0, SEGMENT_HEADER_LEN)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => h,
@@ -198,6 +223,7 @@ impl Segment {
             seed: crc_seed(header.base_position),
             path,
             file,
+            map_limit: AtomicU64::new(0),
         })
     }
 
@@ -236,38 +262,136 @@ impl Segment {
         Ok(len.min(self.capacity))
     }
 
-    /// Bytes from `start` to the end of the segment's data: its capacity, or
-    /// less when the file was cut short.
-    pub fn view_from(&self, start: u64) -> Result<Bytes> {
-        let past_end = || {
-            Error::corrupted(
-                &self.path,
-                start,
-                "record offset past the end of the segment",
-            )
-        };
-        if start >= self.capacity {
-            return Err(past_end());
-        }
-        // The file is normally allocated to its capacity: try that first, so
-        // the common read costs no `fstat`.
-        if let Ok(bytes) = self.view(start, self.capacity) {
-            Ok(bytes)
-        } else {
-            let readable = self.readable_len()?;
-            if start >= readable {
-                return Err(past_end());
-            }
-            self.view(start, readable)
+    /// Notes that the segment is sealed: nothing writes it again, so all of
+    /// it may be read through the map. Only for a segment whose seal was
+    /// written, or that has a successor (the writer seals and syncs a
+    /// segment before it creates the next).
+    pub fn mark_sealed(&self) {
+        self.map_limit.store(SEALED, Ordering::Release);
+    }
+
+    /// Notes that this process wrote the segment's first `len` bytes and
+    /// then synced them: the writer writes below the end of what it wrote
+    /// never again, so they may be read through the map.
+    pub fn mark_synced(&self, len: u64) {
+        self.map_limit.fetch_max(len, Ordering::AcqRel);
+    }
+
+    /// Whether the segment is known to be sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.map_limit.load(Ordering::Acquire) == SEALED
+    }
+
+    /// Reads of bytes below this may be views of the map.
+    fn map_window(&self) -> u64 {
+        match self.map_limit.load(Ordering::Acquire) {
+            SEALED => self.capacity,
+            synced => synced - synced % MAP_STEP,
         }
     }
 
-    /// Bytes `start..end` of the segment.
-    pub fn view(&self, start: u64, end: u64) -> Result<Bytes> {
-        let len = end.saturating_sub(start) as usize;
-        self.file
-            .read_view(start, len)
-            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))
+    fn past_end(&self, offset: u64) -> Error {
+        Error::corrupted(
+            &self.path,
+            offset,
+            "record offset past the end of the segment",
+        )
+    }
+
+    fn read_error(&self, e: io::Error) -> Error {
+        Error::io(format!("reading {}", self.path.display()), e)
+    }
+
+    /// Bytes `start..end` of the segment: a view of the map when the range
+    /// lies where the map may go, a copy of its own otherwise.
+    pub fn read(&self, start: u64, end: u64) -> Result<Bytes> {
+        let len = usize::try_from(end.saturating_sub(start))
+            .map_err(|_| self.read_error(io::Error::other("range too large")))?;
+        if end <= self.map_window() {
+            self.file.read_view(start, len)
+        } else {
+            self.file.read_copy(start, len)
+        }
+        .map_err(|e| self.read_error(e))
+    }
+
+    /// A view of the map from `start` to `window`, or to the end of the
+    /// file when it is shorter.
+    fn view_to(&self, start: u64, window: u64) -> Result<Bytes> {
+        let len = usize::try_from(window.saturating_sub(start)).unwrap_or(usize::MAX);
+        // The file is normally allocated to its capacity: try that first, so
+        // the common read costs no `fstat`.
+        if let Ok(bytes) = self.file.read_view(start, len) {
+            Ok(bytes)
+        } else {
+            let readable = self.readable_len()?.min(window);
+            if start >= readable {
+                return Err(self.past_end(start));
+            }
+            let len = usize::try_from(readable - start).unwrap_or(usize::MAX);
+            self.file
+                .read_view(start, len)
+                .map_err(|e| self.read_error(e))
+        }
+    }
+
+    /// Bytes of the segment from `start` that hold at least the whole record
+    /// at `through` (at or after `start`), padding included, as far as the
+    /// segment's data goes: a view that runs on to the end of what may be
+    /// mapped, or a copy that runs a little past the record. Record lengths
+    /// come from the records' headers, unchecked: decoding checks them.
+    fn span(&self, start: u64, through: u64) -> Result<Bytes> {
+        if start >= self.capacity {
+            return Err(self.past_end(start));
+        }
+        let through = through.max(start);
+        let window = self.map_window();
+        if through < window {
+            let view = self.view_to(start, window)?;
+            // A sealed segment's map holds all of its data: a record that
+            // does not fit in it is damaged, which decoding reports.
+            if self.is_sealed() || fits(&view, through - start) {
+                return Ok(view);
+            }
+        }
+        self.copy_span(start, through)
+    }
+
+    /// [`Segment::span`] by copy.
+    fn copy_span(&self, start: u64, through: u64) -> Result<Bytes> {
+        let limit = self.capacity;
+        let want = through
+            .saturating_add(RECORD_HEADER_LEN as u64)
+            .max(start.saturating_add(COPY_AHEAD))
+            .min(limit);
+        let first = usize::try_from(want.saturating_sub(start)).unwrap_or(0);
+        let mut buf = vec![0u8; first];
+        let got = self
+            .file
+            .read_at(&mut buf, start)
+            .map_err(|e| self.read_error(e))?;
+        if got == 0 {
+            return Err(self.past_end(start));
+        }
+        buf.truncate(got);
+        let relative = usize::try_from(through - start).unwrap_or(usize::MAX);
+        let needed = buf
+            .get(relative..)
+            .and_then(peek_len)
+            .map(|len| relative.saturating_add(align8(len)));
+        let room = usize::try_from(limit - start).unwrap_or(usize::MAX);
+        if let Some(needed) = needed.filter(|&n| got == first && n > got && n <= room) {
+            buf.resize(needed, 0);
+            let more = match buf.get_mut(got..) {
+                Some(rest) => self
+                    .file
+                    .read_at(rest, start + got as u64)
+                    .map_err(|e| self.read_error(e))?,
+                None => 0,
+            };
+            buf.truncate(got + more);
+        }
+        Ok(Bytes::from(buf))
     }
 
     /// Reads and verifies the consecutive records at `offsets`, the first
@@ -278,10 +402,10 @@ impl Segment {
         offsets: &[u32],
         out: &mut Vec<RecordedEvent>,
     ) -> Result<()> {
-        let Some(&low) = offsets.first() else {
+        let (Some(&low), Some(&high)) = (offsets.first(), offsets.last()) else {
             return Ok(());
         };
-        let view = self.view_from(u64::from(low))?;
+        let view = self.span(u64::from(low), u64::from(high))?;
         for (i, &offset) in offsets.iter().enumerate() {
             let relative = offset.saturating_sub(low) as usize;
             if relative >= view.len() {
@@ -316,20 +440,33 @@ impl Segment {
         let Some((low, first_position)) = records.next() else {
             return Ok(());
         };
-        let view = self.view_from(u64::from(low))?;
+        let mut span_start = u64::from(low);
+        let mut span = self.span(span_start, span_start)?;
         for (offset, position) in std::iter::once((low, first_position)).chain(records) {
-            let relative = offset.wrapping_sub(low) as usize;
-            let bytes = match view.get(relative..) {
-                Some(rest) if offset >= low && !rest.is_empty() => view.slice(relative..),
+            if offset < low {
+                return Err(Error::corrupted(
+                    &self.path,
+                    u64::from(offset),
+                    "record offset out of order or past the end",
+                ));
+            }
+            let offset = u64::from(offset);
+            if offset < span_start || !fits(&span, offset - span_start) {
+                span = self.span(offset, offset)?;
+                span_start = offset;
+            }
+            let relative = usize::try_from(offset - span_start).unwrap_or(usize::MAX);
+            let bytes = match span.get(relative..) {
+                Some(rest) if !rest.is_empty() => span.slice(relative..),
                 _ => {
                     return Err(Error::corrupted(
                         &self.path,
-                        u64::from(offset),
+                        offset,
                         "record offset out of order or past the end",
                     ))
                 }
             };
-            out.push(self.decode_at(&bytes, u64::from(offset), position)?);
+            out.push(self.decode_at(&bytes, offset, position)?);
         }
         Ok(())
     }
@@ -350,7 +487,7 @@ impl Segment {
     /// Reads and verifies the record at `offset`, which must hold `position`.
     pub fn read_event(&self, offset: u32, position: u64) -> Result<RecordedEvent> {
         let offset = u64::from(offset);
-        let bytes = self.view_from(offset)?;
+        let bytes = self.span(offset, offset)?;
         let len = peek_len(&bytes).unwrap_or(0);
         if len < RECORD_HEADER_LEN || len > bytes.len() {
             return Err(Error::corrupted(
@@ -361,4 +498,15 @@ impl Segment {
         }
         self.decode_at(&bytes, offset, position)
     }
+}
+
+/// Whether `bytes` hold the whole record that starts `relative` bytes in,
+/// padding included, as long as its header says it is.
+fn fits(bytes: &[u8], relative: u64) -> bool {
+    let Ok(relative) = usize::try_from(relative) else {
+        return false;
+    };
+    bytes.get(relative..).and_then(peek_len).is_some_and(|len| {
+        len >= RECORD_HEADER_LEN && relative.saturating_add(align8(len)) <= bytes.len()
+    })
 }

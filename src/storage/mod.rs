@@ -4,10 +4,11 @@
 //! [`StorageFile`], so that tests can swap the real files for a back end that
 //! injects faults (`EIO` on sync, `ENOSPC`, short writes) deterministically.
 //! [`OsStorage`] is the real thing: positional writes, `fdatasync`,
-//! `fallocate`, directory fsync and memory-mapped reads. With the `testing`
-//! feature, meant for the crate's own tests and fuzzing and not a stable API,
-//! there is also `SimDisk`: an in-memory disk that knows which bytes and
-//! directory entries were synced, for crash testing.
+//! `fallocate`, directory fsync, and reads either through a memory map or
+//! by `pread` into a buffer of their own. With the `testing` feature, meant
+//! for the crate's own tests and fuzzing and not a stable API, there is also
+//! `SimDisk`: an in-memory disk that knows which bytes and directory entries
+//! were synced, for crash testing.
 
 mod os;
 #[cfg(feature = "testing")]
@@ -147,15 +148,47 @@ pub trait StorageFile: Send + Sync + Debug {
     /// system's error.
     fn allocate(&self, len: u64) -> io::Result<()>;
 
-    /// Returns the bytes in `offset..offset + len`. The OS back end returns a
-    /// zero-copy view of a memory map; it fails with
+    /// Reads up to `buf.len()` bytes at `offset` into `buf`, like `pread`:
+    /// fewer only where the file ends. Returns how many were read.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// A copy of the bytes in `offset..offset + len`, in a buffer of its own:
+    /// nothing the file goes through later changes it. Fails with
     /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end.
     ///
     /// # Errors
     ///
     /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end, or the
     /// file system's error.
-    fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+    fn read_copy(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        let read = self.read_at(&mut buf, offset)?;
+        if read < len {
+            return Err(past_end(self.path(), offset, len, offset + read as u64));
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// The bytes in `offset..offset + len`, as a zero-copy view of a memory
+    /// map where the back end maps files (the OS one does; the default is
+    /// [`StorageFile::read_copy`]). Fails with
+    /// [`io::ErrorKind::UnexpectedEof`] when the range is past the end.
+    ///
+    /// A map may cover everything from the start of the file to the end of
+    /// the range, and lives as long as any view taken from it. The caller
+    /// vouches that for that long nothing writes those bytes or shortens the
+    /// file below their end.
+    ///
+    /// # Errors
+    ///
+    /// As for [`StorageFile::read_copy`].
+    fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.read_copy(offset, len)
+    }
 
     /// Writes all of `buf` at `offset`, retrying short writes.
     ///
@@ -193,6 +226,19 @@ pub trait StorageFile: Send + Sync + Debug {
     }
 }
 
+/// The error of a read of `len` bytes at `offset` from a file that ends at
+/// `end`.
+pub(crate) fn past_end(path: &Path, offset: u64, len: usize, end: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "{}: range {offset}..{} is past the end ({end} bytes)",
+            path.display(),
+            offset.saturating_add(len as u64)
+        ),
+    )
+}
+
 /// Joins `dir` and `name`; a small helper so call sites read as intent.
 pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
@@ -222,15 +268,17 @@ pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8])
     storage.rename(&temp, path)
 }
 
-/// The whole of the file at `path` (a view of its map on the OS back end).
+/// A copy of the whole of the file at `path`, never a map: files read this
+/// way (the catalogue, snapshots, checkpoints) are small, read once per use,
+/// and may be replaced or rewritten by another process meanwhile.
 pub(crate) fn read_whole_file(storage: &dyn Storage, path: &Path) -> io::Result<Bytes> {
     let file = storage.open_read_only(path)?;
     let len = usize::try_from(file.len()?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to read"))?;
     if len == 0 {
         return Ok(Bytes::new());
     }
-    file.read_view(0, len)
+    file.read_copy(0, len)
 }
 
 /// [`write_and_rename`], then syncs the directory.

@@ -1,5 +1,4 @@
-#![allow(clippy::pedantic)]
-use super::{LockGuard, Storage, StorageFile};
+use super::{past_end, LockGuard, Storage, StorageFile};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use std::fs::{self, File, OpenOptions};
@@ -8,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The real file system: positional writes, `fdatasync`, `fallocate`,
-/// directory fsync and reads through a memory map.
+/// directory fsync, and reads through a memory map or by `pread`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsStorage;
 
@@ -98,60 +97,68 @@ impl LockGuard for OsLock {}
 struct OsFile {
     file: File,
     path: PathBuf,
-    /// A read-only map of the whole file as it was when mapped. Replaced (never
-    /// shrunk) when a read reaches past it after the file grew.
+    /// A read-only map of the file's first bytes, as many as the largest
+    /// view asked for so far needed. Replaced by a longer one (never a
+    /// shorter one) when a view reaches past it.
     map: RwLock<Option<Bytes>>,
 }
 
 impl OsFile {
-    fn map_whole_file(&self) -> io::Result<Bytes> {
-        let len = self.file.metadata()?.len();
+    /// Maps the file's first `len` bytes, which the caller of
+    /// [`StorageFile::read_view`] vouched for.
+    fn map_prefix(&self, len: u64) -> io::Result<Bytes> {
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large to map"))?;
         if len == 0 {
             return Ok(Bytes::new());
         }
-        // SAFETY: mapping a file leaves two promises to the caller: every
-        // mapped page stays backed by the file for the map's life, and the
-        // bytes behind the `&[u8]` views taken from it do not change.
+        // SAFETY: a map leaves two promises to keep for as long as it
+        // lives: every mapped page stays backed by the file, and the bytes
+        // under the `&[u8]` views taken from it do not change.
         //
-        // Backing. The map is read-only and covers exactly the file's length
-        // at this moment; every view is a slice inside it. The invariant is
-        // that evstore itself never truncates or shrinks a file while it is
-        // mapped: segments are preallocated and then only grown (`allocate`)
-        // or written within their length (a torn tail is overwritten with
-        // zeros, never cut off); index files, the catalogue, snapshots and
-        // checkpoints are replaced by renaming a new file over the name, and
-        // stale files are unlinked, both of which leave a mapped inode and
-        // its pages alone. The only file evstore truncates is `LOCK`, which
-        // is never mapped, and the directory lock keeps a second evstore
-        // writer out. Nothing keeps other programs out. If one truncates a
-        // mapped file (a `truncate`, a copy or restore over it in place, a
-        // change made from another machine on a network file system), the
-        // first touch of a page past the new end raises SIGBUS; so does a
-        // media error while the kernel reads a mapped page in. No handler is
+        // What is mapped. The file's first `len` bytes, no more than it has
+        // (`read_view` checked its length just before), and only for the
+        // callers of `read_view`, which vouch for those bytes. There are
+        // three, and they ask for nothing else:
+        // - a sealed segment, whole: one whose seal recovery or a read-only
+        //   store's follower read, or this process's writer wrote, or one
+        //   followed by another segment, which the writer creates only
+        //   after sealing and syncing the one before;
+        // - the segment this process's writer appends to, up to the end of
+        //   what it wrote and then synced, rounded down to 4 MiB;
+        // - a sealed segment's index file, whole.
+        // Everything else is read with `pread` into a buffer of its own: a
+        // segment another process may be writing (a read-only store's view
+        // of the last one), the bytes of the active segment past what was
+        // synced, the last segment while recovery scans it, and the
+        // catalogue, snapshots and checkpoints.
+        //
+        // Why those bytes stay as they are, backed by the file. evstore
+        // never writes them again and never shortens a file. The writer
+        // writes a segment only past the end of what it already wrote: a
+        // failed write is zeroed where it went, past that end, and a torn
+        // tail, cleared at open before the segment is mapped, lies past the
+        // last whole batch and so past anything synced. A sealed segment is
+        // not written at all. Segments are preallocated and then only grown
+        // (`allocate`). An index file is written under a temporary name,
+        // synced and renamed into place, and only ever replaced by renaming
+        // another file over its name; that, like unlinking a stale file,
+        // leaves the mapped inode and its pages alone. The only file evstore
+        // truncates is `LOCK`, which is never mapped. The directory lock
+        // keeps a second evstore writer out, and a read-only store writes
+        // nothing.
+        //
+        // What can still break it. Nothing keeps other programs out. If one
+        // truncates a mapped file (a `truncate`, a copy or restore over it
+        // in place, a change made from another machine on a network file
+        // system), the first touch of a page past the new end raises
+        // SIGBUS; if one writes mapped bytes in place, they change under
+        // views that Rust takes to be immutable. A media error while the
+        // kernel reads a mapped page in raises SIGBUS too. No handler is
         // installed, so the process dies: this cannot be turned into an
-        // `io::Error` or an `Error` the way a failed `read` (EIO) could.
-        //
-        // Contents. In this process, views may reach past the end of the
-        // log, but reads only decode records published to readers after
-        // they were written, and the writer never writes those bytes again
-        // (the zeroing after a failed write covers only unpublished bytes).
-        // A read-only store (`Store::open_read_only`), though, maps the
-        // segment its writer (another process, or another handle) is still
-        // writing, so bytes under its views change while it reads them. It accepts a batch
-        // only once its checksums verify, so one caught mid-write is left
-        // for the next poll; every length and offset is copied out of the
-        // map and checked against the view's bounds before it is used, so a
-        // byte changing underneath can get a batch rejected, never a read
-        // outside the map. The writer does not write a whole batch's bytes
-        // again, except after a write that failed for lack of space, when
-        // it zeroes all of that write, batches a reader may have accepted
-        // included. Memory changing behind a shared reference is outside
-        // what Rust guarantees: the argument above is that it is harmless in
-        // practice, because the pages stay mapped, bounds come from checked
-        // copies, and only the values of an accepted batch (not memory
-        // safety) depend on its bytes staying as they were.
+        // `io::Error` the way a failed `pread` (EIO) is.
         #[allow(unsafe_code)]
-        let map = unsafe { memmap2::MmapOptions::new().map(&self.file)? };
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file)? };
         Ok(Bytes::from_owner(map))
     }
 }
@@ -187,34 +194,43 @@ impl StorageFile for OsFile {
         .map_err(io::Error::from)
     }
 
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|rest| !rest.is_empty()) {
+            match FileExt::read_at(&self.file, rest, offset.saturating_add(done as u64)) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
     fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let end = offset
             .checked_add(len as u64)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflows"))?;
+        // Both fit in a usize: the target is 64-bit (see the crate root).
+        let range = usize::try_from(offset).unwrap_or(usize::MAX)
+            ..usize::try_from(end).unwrap_or(usize::MAX);
         if let Some(map) = self.map.read().as_ref() {
-            if end <= map.len() as u64 {
-                return Ok(map.slice(offset as usize..end as usize));
+            if range.end <= map.len() {
+                return Ok(map.slice(range));
             }
         }
         let mut guard = self.map.write();
-        let covers = guard.as_ref().is_some_and(|m| end <= m.len() as u64);
+        let covers = guard.as_ref().is_some_and(|m| range.end <= m.len());
         if !covers {
-            let fresh = self.map_whole_file()?;
-            if end > fresh.len() as u64 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{}: range {offset}..{end} is past the end ({} bytes)",
-                        self.path.display(),
-                        fresh.len()
-                    ),
-                ));
+            let file_len = self.len()?;
+            if end > file_len {
+                return Err(past_end(&self.path, offset, len, file_len));
             }
-            *guard = Some(fresh);
+            *guard = Some(self.map_prefix(end)?);
         }
         match guard.as_ref() {
-            Some(map) => Ok(map.slice(offset as usize..end as usize)),
-            None => Err(io::Error::other("file map missing")),
+            Some(map) if range.end <= map.len() => Ok(map.slice(range)),
+            _ => Err(io::Error::other("file map missing")),
         }
     }
 }

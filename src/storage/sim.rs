@@ -535,6 +535,23 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut state = self.disk.lock();
+        let inode = state.inode(self.inode)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let available = inode.current.get(start..).unwrap_or_default();
+        let n = available.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), available.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        Ok(n)
+    }
+
+    fn read_copy(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.read_view(offset, len)
+    }
+
+    /// Always a copy: nothing here is mapped.
     fn read_view(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut state = self.disk.lock();
         let inode = state.inode(self.inode)?;

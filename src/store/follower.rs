@@ -8,12 +8,20 @@ use crate::index::continuity::check_next;
 use crate::index::file::index_file_name;
 use crate::index::{slot_offset, Persisted};
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::log::{durable_batch_after, read_batch, segment_file_name, BatchOutcome, Segment};
+use crate::log::{
+    all_zero, copy_batch, durable_batch_after_copied, read_batch_at, segment_file_name,
+    BatchOutcome, Segment,
+};
 use crate::storage::{child, Storage};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a look past an unwritten batch that found no batch vouching
+/// for it stands for the same offset (see [`Follower::read_new`]).
+const LOOK_PAST_VALID_FOR: Duration = Duration::from_secs(1);
 
 /// Where a read-only store has read the log up to.
 #[derive(Debug)]
@@ -35,6 +43,9 @@ pub struct Follower {
     unindexed: VecDeque<(u32, Arc<Segment>)>,
     /// A failure that stopped following: reported on every later poll.
     failed: Option<Error>,
+    /// Where the last look past an invalid batch that found none after it
+    /// vouching for it was (segment base position and offset), and when.
+    looked_past: Option<(u64, u64, Instant)>,
 }
 
 impl Follower {
@@ -65,6 +76,7 @@ impl Follower {
             durable,
             unindexed: unindexed.into(),
             failed: None,
+            looked_past: None,
         }
     }
 
@@ -99,6 +111,10 @@ impl Follower {
         result
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one batch's outcomes, in the order the writer produces them"
+    )]
     fn read_new(&mut self, shared: &StoreState) -> Result<()> {
         loop {
             let seg = match &self.active {
@@ -115,12 +131,18 @@ impl Follower {
                     None => return Ok(()),
                 },
             };
-            let data = seg.view(0, seg.readable_len()?)?;
+            // The writer may be writing this segment as it is read: every
+            // read of it is a copy (see `Segment`), one batch at a time.
+            let mut end = seg.readable_len()?;
             loop {
-                if self.offset + BATCH_HEADER_LEN as u64 > data.len() as u64 {
+                if self.offset + BATCH_HEADER_LEN as u64 > end {
                     return Ok(());
                 }
-                let outcome = match read_batch(&seg, &data, self.offset, self.next_position) {
+                let data = copy_batch(&seg, self.offset, end)?;
+                let read = |data: &bytes::Bytes| {
+                    read_batch_at(&seg, data, self.offset, self.offset, self.next_position)
+                };
+                let outcome = match read(&data) {
                     Ok(outcome) => outcome,
                     Err(reason) => {
                         // Not written yet, or being written right now; unless
@@ -128,17 +150,35 @@ impl Follower {
                         // damage, which waiting would never mend. The batch is
                         // read once more first, since the writer may have
                         // finished it since.
-                        let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
-                        let Some(at) = durable_batch_after(
+                        //
+                        // The look reads the rest of the segment, by copy. A
+                        // batch header of nothing but zeros is, nearly
+                        // always, the end of what was written: there the
+                        // look is repeated once a second, not at every poll,
+                        // which delays only the report of damage that zeroed
+                        // a whole header.
+                        let unwritten = data.get(..BATCH_HEADER_LEN).is_some_and(all_zero);
+                        if unwritten
+                            && self.looked_past.is_some_and(|(base, offset, when)| {
+                                (base, offset) == (seg.base_position(), self.offset)
+                                    && when.elapsed() < LOOK_PAST_VALID_FOR
+                            })
+                        {
+                            return Ok(());
+                        }
+                        let looked_at = Instant::now();
+                        let Some(at) = durable_batch_after_copied(
                             &seg,
-                            &data,
-                            start.saturating_add(8),
+                            self.offset.saturating_add(8),
+                            end,
                             self.next_position,
-                        ) else {
+                        )?
+                        else {
+                            self.looked_past = Some((seg.base_position(), self.offset, looked_at));
                             return Ok(());
                         };
-                        let again = seg.view(0, seg.readable_len()?)?;
-                        match read_batch(&seg, &again, self.offset, self.next_position) {
+                        end = seg.readable_len()?;
+                        match read(&copy_batch(&seg, self.offset, end)?) {
                             Ok(outcome) => outcome,
                             Err(_) => {
                                 return Err(Error::corrupted(
@@ -182,6 +222,10 @@ impl Follower {
                         self.offset += len;
                     }
                     BatchOutcome::Seal { next_position } => {
+                        // Written once the rest of the segment was; nothing
+                        // writes the segment again: from now on it is read
+                        // through its map.
+                        seg.mark_sealed();
                         // The writer syncs a segment before sealing it.
                         self.next_position = next_position;
                         self.durable = self.durable.max(next_position);

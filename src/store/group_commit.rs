@@ -199,10 +199,14 @@ impl GroupCommit {
         {
             return;
         }
-        let (segment, target) = {
+        let (segment, target, written_len) = {
             let writer = self.writer.lock();
             let Some(w) = writer.as_ref() else { return };
-            (w.segment(), state.written.load(Ordering::Acquire))
+            (
+                w.segment(),
+                state.written.load(Ordering::Acquire),
+                w.written_len(),
+            )
         };
         // Everything below `target` is in this segment or in earlier ones,
         // which were synced when they were sealed.
@@ -213,6 +217,7 @@ impl GroupCommit {
             });
             return;
         }
+        segment.mark_synced(written_len);
         state.durable.fetch_max(target, Ordering::AcqRel);
         state.durable_progress.advanced();
         if let Some(w) = self.writer.lock().as_mut() {

@@ -58,6 +58,11 @@ impl Writer {
         Arc::clone(self.active.segment())
     }
 
+    /// Bytes of the segment being written that were written so far.
+    pub fn written_len(&self) -> u64 {
+        self.active.written_len()
+    }
+
     /// Notes that a sync outside the writer advanced the durable watermark.
     pub fn note_synced(&mut self) {
         self.mark_pending = true;

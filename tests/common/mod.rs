@@ -582,6 +582,14 @@ impl StorageFile for FaultyFile {
         self.inner.allocate(len)
     }
 
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn read_copy(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        self.inner.read_copy(offset, len)
+    }
+
     fn read_view(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         self.inner.read_view(offset, len)
     }
