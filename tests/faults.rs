@@ -694,6 +694,35 @@ fn full_disk_fails_snapshot_and_checkpoint_saves_with_no_space() {
     assert_eq!(store.load_checkpoint("fresh").expect("load"), Some(1));
 }
 
+/// Open writes too: the first segment of a new store, and the catalogue and
+/// index files it repairs. On a full disk it fails with `NoSpace`, leaves no
+/// file holding space, and opens once there is room.
+#[test]
+fn open_on_a_full_disk_fails_with_no_space() {
+    let disk = SimDisk::new();
+    let storage = Arc::new(disk.clone()) as Arc<dyn Storage>;
+    let options = || Options::default().storage(Arc::clone(&storage));
+    disk.set_full(true);
+    assert_no_space(Store::open(Path::new("/store"), options()));
+    let holding: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|f| disk.read_file(f).is_ok_and(|bytes| !bytes.is_empty()))
+        .collect();
+    assert_eq!(holding, Vec::<std::path::PathBuf>::new());
+
+    disk.set_full(false);
+    let store = Store::open(Path::new("/store"), options()).expect("open");
+    store
+        .append(
+            "acct-1",
+            ExpectedVersion::NoStream,
+            &[numbered_event(0, 16)],
+        )
+        .expect("append");
+    assert_eq!(store.stream_version("acct-1").expect("version"), Some(0));
+}
+
 // ---------------------------------------------------------------------------
 // Short writes
 // ---------------------------------------------------------------------------

@@ -42,6 +42,45 @@ pub struct Catalog {
     pub streams: Vec<(Arc<str>, StreamSummary)>,
 }
 
+/// How a catalogue lines up with the segments on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    /// It ends exactly where a segment starts: open takes it as the summary
+    /// of every segment before that one.
+    Usable,
+    /// It covers every segment there is, so nothing on disk shows where it
+    /// ends: open rebuilds it from the index files, which is safe and not
+    /// damage.
+    CoversAll,
+    /// It does not describe these segments; the reason says why.
+    Misfit(String),
+}
+
+impl Catalog {
+    /// How the catalogue lines up with segments whose first positions are
+    /// `bases`, in order. Open and `verify` both judge it by this one rule.
+    #[must_use]
+    pub fn fit(&self, bases: &[u64]) -> Fit {
+        let covered = self.covered_segments as usize;
+        let segments = bases.len();
+        if covered == 0 {
+            return Fit::Misfit("covers no segment".to_string());
+        }
+        match bases.get(covered) {
+            Some(&base) if base == self.end_position => Fit::Usable,
+            Some(&base) => Fit::Misfit(format!(
+                "ends at position {}, but segment {} starts at {base}",
+                self.end_position,
+                covered + 1
+            )),
+            None if covered == segments => Fit::CoversAll,
+            None => Fit::Misfit(format!(
+                "covers {covered} segments, but there are {segments}"
+            )),
+        }
+    }
+}
+
 /// Encodes a catalogue of `streams`, which must be sorted by name.
 pub fn encode(
     covered_segments: u32,
@@ -231,6 +270,22 @@ pub(crate) fn entry_offsets(catalog: &Catalog) -> Vec<u64> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catalogue_fits_only_where_a_segment_starts() {
+        let catalog = |covered_segments, end_position| Catalog {
+            covered_segments,
+            end_position,
+            streams: Vec::new(),
+        };
+        let bases = [0, 100, 250];
+        assert_eq!(catalog(1, 100).fit(&bases), Fit::Usable);
+        assert_eq!(catalog(2, 250).fit(&bases), Fit::Usable);
+        assert_eq!(catalog(3, 400).fit(&bases), Fit::CoversAll);
+        assert!(matches!(catalog(0, 0).fit(&bases), Fit::Misfit(_)));
+        assert!(matches!(catalog(2, 200).fit(&bases), Fit::Misfit(_)));
+        assert!(matches!(catalog(4, 400).fit(&bases), Fit::Misfit(_)));
+    }
 
     fn sample() -> Vec<(Arc<str>, StreamSummary)> {
         vec![

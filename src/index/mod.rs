@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod continuity;
+pub mod deferred_check;
 pub mod file;
 pub mod hash;
 pub mod memory;
@@ -94,6 +95,8 @@ pub struct Persisted {
     /// Once checked: `None` if the file is sound, else the index rebuilt
     /// from the segment.
     state: OnceLock<Option<Arc<MemIndex>>>,
+    /// Held while the file is checked.
+    checking: parking_lot::Mutex<()>,
     repairs: Arc<Repairs>,
 }
 
@@ -112,6 +115,7 @@ impl Persisted {
             segment,
             storage,
             state: OnceLock::new(),
+            checking: parking_lot::Mutex::new(()),
             repairs,
         }
     }
@@ -127,36 +131,50 @@ impl Persisted {
         self.file.len()
     }
 
-    fn view(&self) -> Result<View<'_>> {
-        if let Some(state) = self.state.get() {
-            return Ok(match state {
-                None => View::File(&self.file),
-                Some(mem) => View::Mem(mem),
-            });
+    fn view(self: &Arc<Self>) -> Result<View<'_>> {
+        if self.state.get().is_none() {
+            if let Some(deferred) = deferred_check::defer(self) {
+                return Err(deferred);
+            }
+            self.check()?;
         }
-        // Checked once; only a success is kept, so a transient read error
-        // is tried again on the next use instead of making the segment
-        // unreadable until the store is reopened.
+        match self.state.get() {
+            Some(None) => Ok(View::File(&self.file)),
+            Some(Some(mem)) => Ok(View::Mem(mem)),
+            None => Err(Error::io(
+                format!("reading {}", self.path.display()),
+                std::io::Error::other("index file left unchecked"),
+            )),
+        }
+    }
+
+    /// Checks the file once: sound, it is used as it is; damaged, the index
+    /// is rebuilt from the segment (whose records carry their own
+    /// checksums) and the file rewritten in the background. Only a success
+    /// is kept, so a transient read error is tried again on the next use
+    /// instead of making the segment unreadable until the store is
+    /// reopened.
+    pub fn check(&self) -> Result<()> {
+        // One check at a time, so a damaged file is rebuilt once.
+        let _checking = self.checking.lock();
+        if self.state.get().is_some() {
+            return Ok(());
+        }
         let checked = if self.file.verify_body() {
             None
         } else {
-            // Never trust a damaged index: rebuild it from its segment,
-            // whose records carry their own checksums.
             let rebuilt = recovery::index_sealed_segment(&self.segment)?;
             self.repairs.count.fetch_add(1, Ordering::Relaxed);
             self.rewrite_in_background(&rebuilt);
             Some(Arc::new(rebuilt))
         };
-        let state = self.state.get_or_init(|| checked);
-        Ok(match state {
-            None => View::File(&self.file),
-            Some(mem) => View::Mem(mem),
-        })
+        let _ = self.state.set(checked);
+        Ok(())
     }
 
     /// Replaces the damaged file with one encoded from `rebuilt`, on a
-    /// thread of its own: the caller holds the index lock, and a file write
-    /// with its syncs must not keep appenders and readers waiting. If the
+    /// thread of its own: the caller may hold the index lock, and a file
+    /// write with its syncs must not keep appenders and readers waiting. If the
     /// rewrite fails the next open rebuilds again; reads are served from
     /// the rebuilt index either way.
     fn rewrite_in_background(&self, rebuilt: &MemIndex) {

@@ -234,10 +234,7 @@ pub fn recover(
     let catalog = has_catalog
         .then(|| read_catalog(storage.as_ref(), dir))
         .flatten()
-        .filter(|c| {
-            c.covered_segments > 0
-                && bases.get(c.covered_segments as usize) == Some(&c.end_position)
-        });
+        .filter(|c| c.fit(&bases) == catalog::Fit::Usable);
     let covered = match catalog {
         Some(c) => {
             let covered = c.covered_segments;
@@ -371,8 +368,9 @@ pub fn recover(
             if existing.as_deref() == Some(&bytes[..]) {
                 stats.index_files_loaded += 1;
             } else {
-                replace_file(storage.as_ref(), &idx_path, &bytes)
-                    .map_err(|e| Error::io(format!("writing {}", idx_path.display()), e))?;
+                replace_file(storage.as_ref(), &idx_path, &bytes).map_err(|e| {
+                    Error::io_or_no_space(format!("writing {}", idx_path.display()), e)
+                })?;
                 stats.index_files_rebuilt += 1;
             }
             let file = load_index_file(storage.as_ref(), &idx_path, &seg)
@@ -424,7 +422,7 @@ pub fn recover(
         stats.catalog_rebuilt = true;
         let bytes = catalog::encode(covered, end_position, &streams);
         replace_file(storage.as_ref(), &child(dir, CATALOG_FILE), &bytes)
-            .map_err(|e| Error::io("writing the stream catalogue", e))?;
+            .map_err(|e| Error::io_or_no_space("writing the stream catalogue", e))?;
     }
 
     let (active, write_offset, recorded_durable) = if let Some(Tail {
@@ -441,7 +439,7 @@ pub fn recover(
         seg.file()
             .allocate(seg.capacity())
             .and_then(|()| seg.file().sync_data())
-            .map_err(|e| Error::io(format!("syncing {}", seg.path().display()), e))?;
+            .map_err(|e| Error::io_or_no_space(format!("syncing {}", seg.path().display()), e))?;
         // Scanned, its torn tail cleared, and synced: the writer goes on
         // past `end` and never writes below it again.
         seg.mark_synced(end);
@@ -449,7 +447,7 @@ pub fn recover(
     } else {
         let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)
             .and_then(|p| p.install(storage.as_ref(), dir, next_position))
-            .map_err(|e| Error::io("creating a segment", e))?;
+            .map_err(|e| Error::io_or_no_space("creating a segment", e))?;
         let seg = Arc::new(seg);
         let active = index.new_active();
         index.push_segment(Arc::clone(&seg), active);

@@ -1,3 +1,7 @@
+//! Storage on the operating system's files: positioned reads and writes,
+//! `fdatasync`, `fallocate`, advisory locks, and memory maps of the bytes
+//! nothing writes again.
+
 use super::{past_end, LockGuard, Storage, StorageFile};
 use bytes::Bytes;
 use parking_lot::RwLock;

@@ -4,6 +4,7 @@
 use super::group_commit::{AppendRequest, Command};
 use super::Store;
 use crate::error::{Error, Result};
+use crate::index::deferred_check::read_checked;
 use crate::log::{max_batch_len, record};
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
 use crate::validate::validate_stream_name;
@@ -82,7 +83,9 @@ impl Store {
                 },
             );
         }
-        let ids_absent_below = self.inner.state.index.read().sealed_without_ids(&ids)?;
+        let ids_absent_below = read_checked(&self.inner.state.index, |index| {
+            index.sealed_without_ids(&ids)
+        })?;
         let (reply, result) = sync_channel(1);
         let request = AppendRequest {
             stream: stream.to_string(),

@@ -3,6 +3,7 @@
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::index::deferred_check::read_checked;
 use crate::index::Location;
 use crate::layout::SEGMENTS_DIR;
 use crate::types::{Direction, RecordedEvent};
@@ -64,13 +65,13 @@ impl Store {
         max_count: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
-        let (start, locations): (u64, Vec<Location>) = {
-            let index = self.inner.state.index.read();
-            let (start, _, locations) = index.stream_locations(stream, end, |visible| {
-                version_range(visible, from_version, direction, max_count)
+        let (start, locations): (u64, Vec<Location>) =
+            read_checked(&self.inner.state.index, |index| {
+                let (start, _, locations) = index.stream_locations(stream, end, |visible| {
+                    version_range(visible, from_version, direction, max_count)
+                })?;
+                Ok((start, locations))
             })?;
-            (start, locations)
-        };
         let mut events = Vec::with_capacity(locations.len());
         // Events of one segment are read through one view of it.
         for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
@@ -138,12 +139,7 @@ impl Store {
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
         let (start, stop) = version_range(end, from_position, direction, max_count);
-        let runs = self
-            .inner
-            .state
-            .index
-            .read()
-            .runs(start, stop)?
+        let runs = read_checked(&self.inner.state.index, |index| index.runs(start, stop))?
             .ok_or_else(|| missing(start))?;
         // At most `max_count` events, a usize: the fallback is never taken.
         let mut events = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(max_count));
@@ -167,7 +163,9 @@ impl Store {
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let end = self.visible_end();
-        let visible = self.inner.state.index.read().visible_count(stream, end)?;
+        let visible = read_checked(&self.inner.state.index, |index| {
+            index.visible_count(stream, end)
+        })?;
         Ok(visible.checked_sub(1))
     }
 
@@ -207,7 +205,7 @@ fn missing(position: u64) -> Error {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -223,5 +221,69 @@ mod tests {
             version_range(10, 0, Direction::Forward, usize::MAX),
             (0, 10)
         );
+    }
+
+    /// Index files are checked the first time a read needs them; a
+    /// damaged one is rebuilt from its segment. Neither happens under the
+    /// index lock: the read stops at each unchecked file, the file is
+    /// checked with the lock released, and the read runs again.
+    #[test]
+    fn index_files_are_checked_and_rebuilt_with_the_index_lock_released() {
+        use crate::index::file::INDEX_SUFFIX;
+        use crate::{EventData, ExpectedVersion, Options};
+        use std::sync::atomic::Ordering;
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options::default().segment_size(16 << 10);
+        let store = Store::open(dir.path(), options()).unwrap();
+        for _ in 0..100 {
+            let event = EventData::new("Noted", vec![7u8; 900]);
+            store.append("s", ExpectedVersion::Any, &[event]).unwrap();
+        }
+        store.close().unwrap();
+        let segments = dir.path().join(SEGMENTS_DIR);
+        let mut index_files: Vec<PathBuf> = std::fs::read_dir(&segments)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(INDEX_SUFFIX))
+            .collect();
+        index_files.sort();
+        assert!(index_files.len() >= 3, "{index_files:?}");
+        // Damage the body of the second one: its header still matches, so
+        // open adopts it and the damage is found when it is first used.
+        let damaged = &index_files[1];
+        let mut bytes = std::fs::read(damaged).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x40;
+        std::fs::write(damaged, bytes).unwrap();
+
+        let store = Store::open(dir.path(), options()).unwrap();
+        let end = store.visible_end();
+        let lock = &store.inner.state.index;
+        let mut lookups = 0;
+        let located = read_checked(lock, |index| {
+            lookups += 1;
+            // Nothing is rebuilt while the lock is held.
+            let repairs = index.repairs();
+            let before = repairs.count.load(Ordering::Relaxed);
+            let found = index.stream_locations("s", end, |visible| (0, visible));
+            assert_eq!(repairs.count.load(Ordering::Relaxed), before);
+            let (_, _, locations) = found?;
+            Ok(locations.len())
+        })
+        .unwrap();
+        assert_eq!(located, 100);
+        // One round per index file, then the one that saw them all checked.
+        assert_eq!(lookups, index_files.len() + 1);
+        assert_eq!(store.index_repairs(), 1);
+        let mut again = 0;
+        read_checked(lock, |index| {
+            again += 1;
+            index.stream_locations("s", end, |visible| (0, visible))
+        })
+        .unwrap();
+        assert_eq!(again, 1);
+        let events = store.read_stream("s", 0, Direction::Forward, 1000).unwrap();
+        assert_eq!(events.len(), 100);
+        assert!(events.iter().all(|e| e.payload[..] == [7u8; 900][..]));
     }
 }

@@ -5,6 +5,7 @@ use super::Store;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
+use crate::index::deferred_check::read_checked;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -183,10 +184,9 @@ impl Iterator for Streams {
     fn next(&mut self) -> Option<Self::Item> {
         while self.page.is_empty() && !self.done {
             let end = self.store.visible_end();
-            let page = {
-                let index = self.store.inner.state.index.read();
+            let page = read_checked(&self.store.inner.state.index, |index| {
                 index.streams_page(self.after.as_deref(), STREAMS_PAGE, end)
-            };
+            });
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {

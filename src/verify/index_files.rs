@@ -37,23 +37,10 @@ impl Verifier<'_, '_> {
                 return None;
             }
         };
-        let covered = catalog.covered_segments as usize;
-        let segments = inventory.segments.len();
-        let problem = if covered == 0 {
-            Some("covers no segment".to_string())
-        } else if covered > segments {
-            Some(format!(
-                "covers {covered} segments, but there are {segments}"
-            ))
-        } else {
-            match inventory.segments.get(covered) {
-                Some(&(base, _)) if base != catalog.end_position => Some(format!(
-                    "ends at position {}, but segment {} starts at {base}",
-                    catalog.end_position,
-                    covered + 1
-                )),
-                _ => None,
-            }
+        let bases: Vec<u64> = inventory.segments.iter().map(|&(base, _)| base).collect();
+        let problem = match catalog.fit(&bases) {
+            catalog::Fit::Usable | catalog::Fit::CoversAll => None,
+            catalog::Fit::Misfit(problem) => Some(problem),
         };
         match problem {
             Some(problem) => {
