@@ -1,5 +1,5 @@
-//! Append throughput: evstore against the physical limit of the disk and
-//! against SQLite, for the same workloads.
+//! Append throughput: evstore against the physical limit of the disk,
+//! against SQLite and against tephra, for the same workloads.
 //!
 //! Groups (one criterion group per system, so ratios can be read directly;
 //! every group reports `Throughput::Elements` = events, so criterion prints
@@ -18,10 +18,23 @@
 //!   appenders it covered.
 //! * `sqlite`: rusqlite (bundled), WAL, `synchronous=FULL`, one transaction
 //!   per append including the expected-version check.
+//! * `tephra`: the `tephra` crate, an embedded DCB event log whose single
+//!   writer thread group-commits the queued appends under one `fdatasync`
+//!   and answers each once it is durable (the counterpart of
+//!   `Durability::Sync`). It has no streams: each event carries one tag
+//!   naming its stream (`stream:bench-TT-KK`), and the guard is the
+//!   condition that no event with that tag lies after the position where
+//!   the stream's previous append ended. Same segment size as evstore
+//!   ([`SEGMENT_SIZE`]), default writer settings.
 //!
 //! Benchmark ids are the same in every group,
 //! `threads=T/size=S/batch=B`: T appender threads, each appending B events of
-//! S payload bytes per append to its own streams with `ExpectedVersion::Any`.
+//! S payload bytes per append to its own streams. Every append is guarded,
+//! so each system pays for its concurrency check: evstore and SQLite expect
+//! the exact version the thread last saw for the stream
+//! (`ExpectedVersion::Exact`, `NoStream` for the first append), tephra the
+//! tag condition above. No append ever conflicts (each stream has one
+//! writer); a conflict would stop the benchmark.
 //!
 //! One criterion iteration is every thread doing a fixed number of appends,
 //! calibrated per workload (outside the measurement) so that an iteration
@@ -30,16 +43,17 @@
 //! times until the last one is done; each thread runs all of the sample's
 //! iterations back to back, so the measurement is steady state.
 //!
-//! The default run is a representative subset (57 benchmarks, about 7
+//! The default run is a representative subset (72 benchmarks, about 9
 //! minutes on a 2-core machine, plus compilation); set
 //! `EVSTORE_BENCH_FULL=1` for the whole matrix (threads 1/4/16/64 x payload
 //! 64 B/256 B/4 KiB x batch 1/10/100 for every group). Workloads run
-//! interleaved (evstore_sync, raw_file, sqlite for one workload, then the
-//! next) so the ratios of one workload are measured under the same machine
-//! load. Data lives under `target/bench-data` (override with
+//! interleaved (evstore_sync, raw_file, sqlite, tephra for one workload, then
+//! the next) so the ratios of one workload are measured under the same
+//! machine load. Data lives under `target/bench-data` (override with
 //! `EVSTORE_BENCH_DIR`) so it is on the real disk, not a tmpfs.
 //!
-//! `cargo bench --bench append` then `python3 benches/summarize.py`. A
+//! `cargo bench --bench append` then `python3 benches/summarize.py` (tables)
+//! or `python3 benches/chart_append.py` (`docs/append-chart.svg`). A
 //! filter selects benchmarks as usual, e.g. `cargo bench --bench append --
 //! 'threads=16/size=256/batch=1$'` (plain text, `|` and `^`/`$` are
 //! understood here too, so unselected benchmarks are not even calibrated).
@@ -71,6 +85,10 @@ use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use tephra::{
+    AppendCondition, Event, EventType, Position, Query, QueryItem, SegmentConfig, SegmentSet, Tag,
+    Tags, WriteCoordinator, WriteHandle, WriterConfig,
+};
 
 /// What one iteration should take; the per-thread append count is calibrated
 /// to it.
@@ -87,6 +105,9 @@ const MAX_STORE_BYTES: u64 = 1 << 30;
 const STREAMS_PER_THREAD: usize = 16;
 /// Event type of every benchmark event.
 const EVENT_TYPE: &str = "BenchEvent";
+/// Segment size of both evstore and tephra: evstore's default, set
+/// explicitly so the two cannot drift apart.
+const SEGMENT_SIZE: usize = 64 << 20;
 
 const THREADS: [usize; 4] = [1, 4, 16, 64];
 const SIZES: [usize; 3] = [64, 256, 4096];
@@ -213,6 +234,32 @@ fn calibrate<T: Target>(target: &mut T, w: &Workload) -> u64 {
     }
 }
 
+/// One counter per stream of every thread, all zero. Row `t` is only touched
+/// by thread `t` (its appends are sequential), so relaxed loads and stores
+/// are enough; the counters are per stream because a thread cycles through
+/// its streams and must know where each one is.
+fn stream_counters(threads: usize) -> Vec<Vec<AtomicU64>> {
+    (0..threads)
+        .map(|_| (0..STREAMS_PER_THREAD).map(|_| AtomicU64::new(0)).collect())
+        .collect()
+}
+
+/// Zeroes every counter, for a fresh store.
+fn reset_counters(counters: &mut [Vec<AtomicU64>]) {
+    for counter in counters.iter_mut().flatten() {
+        *counter.get_mut() = 0;
+    }
+}
+
+/// The expectation for a stream holding `len` events: no stream at all, or
+/// exactly the version of its last event.
+fn expected_version(len: u64) -> ExpectedVersion {
+    match len {
+        0 => ExpectedVersion::NoStream,
+        n => ExpectedVersion::Exact(n - 1),
+    }
+}
+
 fn fresh_dir(root: &Path) -> TempDir {
     tempfile::tempdir_in(root).expect("creating a temporary directory")
 }
@@ -235,6 +282,9 @@ struct EvstoreTarget {
     /// Bytes appended to the current store.
     written: u64,
     streams: Vec<Vec<String>>,
+    /// Events in each stream of the current store, for the exact expected
+    /// version of the next append.
+    lens: Vec<Vec<AtomicU64>>,
     /// One event per thread to clone (with a fresh id) for every event: each
     /// thread has its own payload so no refcount is shared across threads.
     templates: Vec<EventData>,
@@ -252,6 +302,7 @@ impl EvstoreTarget {
             streams: (0..w.threads)
                 .map(|t| (0..STREAMS_PER_THREAD).map(|k| stream_name(t, k)).collect())
                 .collect(),
+            lens: stream_counters(w.threads),
             templates: (0..w.threads)
                 .map(|t| EventData::new(EVENT_TYPE, Bytes::from(payload(t, w.size))))
                 .collect(),
@@ -270,13 +321,17 @@ impl Target for EvstoreTarget {
                 settle();
             }
             let dir = fresh_dir(&self.root);
-            // Default options (64 MiB segments, no linger); only the store's
-            // default durability follows the group, which also decides what
-            // readers see (nothing reads here).
-            let options = Options::default().durability(self.durability);
+            // Default options (no linger); the segment size is the default
+            // too, spelled out so that tephra gets the same one. Only the
+            // store's default durability follows the group, which also
+            // decides what readers see (nothing reads here).
+            let options = Options::default()
+                .segment_size(SEGMENT_SIZE as u64)
+                .durability(self.durability);
             let store = Store::open(dir.path(), options).expect("opening the store");
             self.store = Some((store, dir));
             self.written = 0;
+            reset_counters(&mut self.lens);
         }
         self.written += bytes;
     }
@@ -289,10 +344,17 @@ impl Target for EvstoreTarget {
         let events: Vec<EventData> = (0..self.w.batch as u64)
             .map(|i| self.templates[t].clone().with_id(self.ids.id(first + i)))
             .collect();
-        let stream = &self.streams[t][n as usize % STREAMS_PER_THREAD];
-        store
-            .append_with_durability(stream, ExpectedVersion::Any, &events, self.durability)
-            .expect("evstore append");
+        let k = n as usize % STREAMS_PER_THREAD;
+        let len = &self.lens[t][k];
+        let result = store
+            .append_with_durability(
+                &self.streams[t][k],
+                expected_version(len.load(Ordering::Relaxed)),
+                &events,
+                self.durability,
+            )
+            .expect("evstore append (a version conflict means the benchmark is wrong)");
+        len.store(result.last_version + 1, Ordering::Relaxed);
     }
 }
 
@@ -493,6 +555,8 @@ struct SqliteTarget {
     db: Option<(Mutex<Connection>, TempDir)>,
     written: u64,
     streams: Vec<Vec<String>>,
+    /// Events in each stream of the current database, as for evstore.
+    lens: Vec<Vec<AtomicU64>>,
     payloads: Vec<Vec<u8>>,
 }
 
@@ -517,6 +581,7 @@ impl SqliteTarget {
             streams: (0..w.threads)
                 .map(|t| (0..STREAMS_PER_THREAD).map(|k| stream_name(t, k)).collect())
                 .collect(),
+            lens: stream_counters(w.threads),
             payloads: (0..w.threads).map(|t| payload(t, w.size)).collect(),
         }
     }
@@ -532,7 +597,9 @@ impl SqliteTarget {
     }
 
     fn append_tx(&self, conn: &mut Connection, t: usize, n: u64) -> rusqlite::Result<()> {
-        let stream = &self.streams[t][n as usize % STREAMS_PER_THREAD];
+        let k = n as usize % STREAMS_PER_THREAD;
+        let stream = &self.streams[t][k];
+        let expected = expected_version(self.lens[t][k].load(Ordering::Relaxed));
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let actual: Option<i64> = tx
             .prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?
@@ -540,7 +607,10 @@ impl SqliteTarget {
             .optional()?
             .flatten();
         let actual = actual.map(|v| v as u64);
-        assert!(ExpectedVersion::Any.matches(actual));
+        assert!(
+            expected.matches(actual),
+            "SQLite: stream {stream} is at version {actual:?}, expected {expected}"
+        );
         let first = actual.map_or(0, |v| v + 1);
         {
             let mut insert = tx.prepare_cached(
@@ -555,7 +625,9 @@ impl SqliteTarget {
                 ])?;
             }
         }
-        tx.commit()
+        tx.commit()?;
+        self.lens[t][k].store(first + self.w.batch as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -572,6 +644,7 @@ impl Target for SqliteTarget {
             let conn = Self::open(dir.path()).expect("opening SQLite");
             self.db = Some((Mutex::new(conn), dir));
             self.written = 0;
+            reset_counters(&mut self.lens);
         }
         self.written += bytes;
     }
@@ -582,6 +655,142 @@ impl Target for SqliteTarget {
         };
         let mut conn = conn.lock();
         self.append_tx(&mut conn, t, n).expect("SQLite append");
+    }
+}
+
+// ---------------------------------------------------------------- tephra
+
+/// A running tephra log: the coordinator that owns the writer thread, a
+/// handle the appenders share, and the data directory.
+struct TephraLog {
+    coordinator: WriteCoordinator,
+    handle: WriteHandle,
+    dir: TempDir,
+}
+
+impl TephraLog {
+    fn open(root: &Path) -> Self {
+        let dir = fresh_dir(root);
+        let set = SegmentSet::open(dir.path(), SegmentConfig::new(SEGMENT_SIZE))
+            .expect("opening the tephra segment set");
+        let (coordinator, handle) = WriteCoordinator::start(set, WriterConfig::default())
+            .expect("starting the tephra writer");
+        TephraLog {
+            coordinator,
+            handle,
+            dir,
+        }
+    }
+
+    /// Stops the writer thread (joining it) and closes the segments before
+    /// the directory is removed.
+    fn close(self) {
+        let TephraLog {
+            coordinator,
+            handle,
+            dir,
+        } = self;
+        drop(handle);
+        drop(coordinator.shutdown());
+        drop(dir);
+    }
+}
+
+/// tephra with one `WriteHandle` shared by every thread (it is a channel
+/// sender into the single writer, so sharing it is what its API intends).
+///
+/// A tephra event carries its tags in its encoding, so the template events
+/// are per stream, not just per thread. Cloning one copies its bytes (an
+/// evstore clone shares the payload), but that is the cheapest way to get
+/// an owned, encoded tephra event. tephra assigns no event ids.
+struct TephraTarget {
+    w: Workload,
+    root: PathBuf,
+    log: Option<TephraLog>,
+    /// Bytes appended to the current log, counted as for evstore.
+    written: u64,
+    /// One event per stream of every thread, to clone for every event.
+    templates: Vec<Vec<Event>>,
+    /// Per stream: the query for its tag, which the guard is built from.
+    queries: Vec<Vec<Query>>,
+    /// Per stream: the position of its last event in the current log
+    /// (`Position::ZERO`, i.e. 0, before its first append).
+    last: Vec<Vec<AtomicU64>>,
+}
+
+impl TephraTarget {
+    fn new(w: Workload, root: &Path) -> Self {
+        let event_type = EventType::new(EVENT_TYPE).expect("tephra event type");
+        let tags = |t: usize, k: usize| {
+            let tag = Tag::new(format!("stream:{}", stream_name(t, k))).expect("tephra tag");
+            Tags::new([tag]).expect("tephra tags")
+        };
+        TephraTarget {
+            w,
+            root: root.to_path_buf(),
+            log: None,
+            written: 0,
+            templates: (0..w.threads)
+                .map(|t| {
+                    let payload = payload(t, w.size);
+                    (0..STREAMS_PER_THREAD)
+                        .map(|k| {
+                            Event::new(&event_type, &tags(t, k), &payload).expect("tephra event")
+                        })
+                        .collect()
+                })
+                .collect(),
+            queries: (0..w.threads)
+                .map(|t| {
+                    (0..STREAMS_PER_THREAD)
+                        .map(|k| Query::item(QueryItem::with_tags(tags(t, k))))
+                        .collect()
+                })
+                .collect(),
+            last: stream_counters(w.threads),
+        }
+    }
+}
+
+impl Target for TephraTarget {
+    fn begin(&mut self, appends_per_thread: u64) {
+        let bytes = self.w.bytes_per_iteration(appends_per_thread);
+        if self.log.is_none() || (self.written > 0 && self.written + bytes > MAX_STORE_BYTES) {
+            if let Some(log) = self.log.take() {
+                log.close();
+                settle();
+            }
+            self.log = Some(TephraLog::open(&self.root));
+            self.written = 0;
+            reset_counters(&mut self.last);
+        }
+        self.written += bytes;
+    }
+
+    fn append(&self, t: usize, n: u64) {
+        let Some(log) = &self.log else {
+            panic!("append before begin");
+        };
+        let k = n as usize % STREAMS_PER_THREAD;
+        let events = vec![self.templates[t][k].clone(); self.w.batch];
+        let last = &self.last[t][k];
+        // Nothing tagged with this stream may follow its previous append:
+        // the DCB form of an exact expected version.
+        let condition = AppendCondition::new(self.queries[t][k].clone())
+            .after(Position::new(last.load(Ordering::Relaxed)));
+        let range = log
+            .handle
+            .append(events, Some(condition))
+            .expect("tephra append (a conflict means the benchmark is wrong)");
+        last.store(range.last.get(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for TephraTarget {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.close();
+        }
     }
 }
 
@@ -603,7 +812,7 @@ fn all_workloads() -> Vec<Workload> {
     out
 }
 
-/// Workloads for `evstore_sync`, `raw_file` and `sqlite`.
+/// Workloads for `evstore_sync`, `raw_file`, `sqlite` and `tephra`.
 fn sync_workloads() -> Vec<Workload> {
     if full_matrix() {
         return all_workloads();
@@ -684,6 +893,7 @@ fn append_benches(c: &mut Criterion) {
         });
         bench_target(c, &cli, "raw_file", &w, || RawTarget::new(w, &root));
         bench_target(c, &cli, "sqlite", &w, || SqliteTarget::new(w, &root));
+        bench_target(c, &cli, "tephra", &w, || TephraTarget::new(w, &root));
     }
     for w in buffered_workloads() {
         bench_target(c, &cli, "evstore_buffered", &w, || {

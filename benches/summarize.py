@@ -3,8 +3,9 @@
 
 Reads criterion's output (target/criterion/<group>/<bench>/new/benchmark.json
 and estimates.json) and prints, per workload `threads=T/size=S/batch=B`:
-evstore sync events/s and MB/s, raw file events/s, SQLite events/s and the
-ratios raw/evstore and evstore/SQLite; then the buffered rows.
+evstore sync events/s and MB/s, raw file events/s, SQLite events/s, tephra
+events/s and the ratios raw/evstore, evstore/SQLite and evstore/tephra; then
+the buffered rows.
 
 Events/s = elements per iteration / median time per iteration (the median is
 less sensitive than the mean to a noisy neighbour). MB/s is payload bytes
@@ -24,7 +25,7 @@ import sys
 
 import criterion_results
 
-GROUPS = ("evstore_sync", "raw_file", "sqlite", "evstore_buffered")
+GROUPS = ("evstore_sync", "raw_file", "sqlite", "tephra", "evstore_buffered")
 ID_RE = re.compile(r"^threads=(\d+)/size=(\d+)/batch=(\d+)$")
 RECORD_HEADER_LEN = 64
 BATCH_HEADER_LEN = 32
@@ -82,17 +83,19 @@ def main():
     sync = results.get("evstore_sync", {})
     raw = results.get("raw_file", {})
     sqlite = results.get("sqlite", {})
+    tephra = results.get("tephra", {})
     buffered = results.get("evstore_buffered", {})
     order = lambda k: (k[1], k[0], k[2])  # size, threads, batch
 
-    keys = sorted(set(sync) | set(raw) | set(sqlite), key=order)
+    keys = sorted(set(sync) | set(raw) | set(sqlite) | set(tephra), key=order)
     if keys:
         print("### Durable appends (events/s; MB/s = payload)\n")
         print(
             "| workload | evstore sync ev/s | evstore MB/s | evstore disk MB/s "
-            "| raw ev/s | sqlite ev/s | raw/evstore | evstore/sqlite |"
+            "| raw ev/s | sqlite ev/s | tephra ev/s "
+            "| raw/evstore | evstore/sqlite | evstore/tephra |"
         )
-        print("|---|--:|--:|--:|--:|--:|--:|--:|")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for key in keys:
             t, s, b = key
             ev = sync.get(key)
@@ -101,7 +104,9 @@ def main():
             print(
                 f"| {label(key)} | {fmt_rate(ev)} | {fmt_mb(mb)} | {fmt_mb(disk)} "
                 f"| {fmt_rate(raw.get(key))} | {fmt_rate(sqlite.get(key))} "
-                f"| {fmt_ratio(raw.get(key), ev)} | {fmt_ratio(ev, sqlite.get(key))} |"
+                f"| {fmt_rate(tephra.get(key))} "
+                f"| {fmt_ratio(raw.get(key), ev)} | {fmt_ratio(ev, sqlite.get(key))} "
+                f"| {fmt_ratio(ev, tephra.get(key))} |"
             )
         print()
 
