@@ -72,7 +72,7 @@ use cli::Cli;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use data::{bench_root, Ids};
+use data::bench_root;
 use evstore::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use evstore::{Durability, EventData, ExpectedVersion, Options, Store};
 use parking_lot::{Condvar, Mutex};
@@ -285,10 +285,9 @@ struct EvstoreTarget {
     /// Events in each stream of the current store, for the exact expected
     /// version of the next append.
     lens: Vec<Vec<AtomicU64>>,
-    /// One event per thread to clone (with a fresh id) for every event: each
-    /// thread has its own payload so no refcount is shared across threads.
-    templates: Vec<EventData>,
-    ids: Ids,
+    /// One payload per thread, shared by its events: no refcount is shared
+    /// across threads.
+    payloads: Vec<Bytes>,
 }
 
 impl EvstoreTarget {
@@ -303,10 +302,9 @@ impl EvstoreTarget {
                 .map(|t| (0..STREAMS_PER_THREAD).map(|k| stream_name(t, k)).collect())
                 .collect(),
             lens: stream_counters(w.threads),
-            templates: (0..w.threads)
-                .map(|t| EventData::new(EVENT_TYPE, Bytes::from(payload(t, w.size))))
+            payloads: (0..w.threads)
+                .map(|t| Bytes::from(payload(t, w.size)))
                 .collect(),
-            ids: Ids::new(),
         }
     }
 }
@@ -340,9 +338,10 @@ impl Target for EvstoreTarget {
         let Some((store, _)) = &self.store else {
             panic!("append before begin");
         };
-        let first = self.ids.take(self.w.batch);
-        let events: Vec<EventData> = (0..self.w.batch as u64)
-            .map(|i| self.templates[t].clone().with_id(self.ids.id(first + i)))
+        // Each event made as an application makes it, with its default
+        // (fresh, time-ordered) id.
+        let events: Vec<EventData> = (0..self.w.batch)
+            .map(|_| EventData::new(EVENT_TYPE, self.payloads[t].clone()))
             .collect();
         let k = n as usize % STREAMS_PER_THREAD;
         let len = &self.lens[t][k];

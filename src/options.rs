@@ -43,6 +43,9 @@ pub struct Options {
     /// How many recently written events a retried append is recognised
     /// against by event id.
     pub(crate) idempotency_window: usize,
+    /// Bytes behind the end of what is synced that the writer leaves in the
+    /// page cache; `None` leaves everything.
+    pub(crate) page_cache_window: Option<u64>,
     /// Preallocate the next segment on a helper thread.
     #[cfg(feature = "testing")]
     background_preallocation: bool,
@@ -91,6 +94,7 @@ impl Default for Options {
             max_stream_name_len: 256,
             max_event_type_len: 256,
             idempotency_window: 1_000_000,
+            page_cache_window: Some(32 << 20),
             #[cfg(feature = "testing")]
             background_preallocation: true,
             #[cfg(feature = "testing")]
@@ -189,6 +193,26 @@ impl Options {
     #[must_use]
     pub fn idempotency_window(mut self, events: usize) -> Self {
         self.idempotency_window = events;
+        self
+    }
+
+    /// How many bytes behind the end of what it synced the writer leaves in
+    /// the operating system's page cache (default 32 MiB; `None` keeps all
+    /// it wrote, as long as the kernel does).
+    ///
+    /// Once synced, the pages further back are handed back to the kernel
+    /// (`posix_fadvise(DONTNEED)`; pages some reader has mapped stay), and
+    /// the next writes reuse them. Writing into pages the kernel must newly
+    /// find costs far more than writing into recycled ones where memory is
+    /// returned to a hypervisor while free (virtual machines with free page
+    /// reporting or a balloon), and the log's old bytes would otherwise push
+    /// other data out of the cache. Reads of events further back than the
+    /// window, by a subscriber catching up or a stream read, then come from
+    /// the disk unless something read them since; events within it, which
+    /// live subscribers read, stay cached.
+    #[must_use]
+    pub fn page_cache_window(mut self, bytes: Option<u64>) -> Self {
+        self.page_cache_window = bytes;
         self
     }
 

@@ -526,6 +526,16 @@ impl IndexFile {
         if blocks == 0 {
             return None;
         }
+        // The table is sorted, so its ends bound every id here. Default ids
+        // grow with time: a new append's ids are above those of every
+        // sealed segment, and this rules the segment out with two reads
+        // that stay cached, instead of scattered Bloom filter probes.
+        let last = self.len().checked_sub(1)?;
+        let lowest = u128_at(&self.bytes, self.layout.ids)?;
+        let highest = u128_at(&self.bytes, self.layout.ids + 16 * last)?;
+        if id < lowest || id > highest {
+            return None;
+        }
         for (byte, bit) in bloom_bits(hash, blocks) {
             let b = self.bytes.get(self.layout.bloom + byte)?;
             if b & bit == 0 {

@@ -66,7 +66,13 @@ pub struct Segment {
     /// [`SEALED`] once the segment is known to be sealed; before that, how
     /// many bytes from its start this process wrote and then synced.
     map_limit: AtomicU64,
+    /// The page cache of the bytes below this was handed back to the kernel.
+    cache_released: AtomicU64,
 }
+
+/// Cached pages are handed back in steps of this many bytes, so that a
+/// sync of a few events costs no system call.
+const CACHE_RELEASE_STEP: u64 = 1 << 20;
 
 /// A preallocated file waiting to become the next segment.
 #[derive(Debug)]
@@ -132,6 +138,7 @@ impl PreparedSegment {
             path,
             file: self.file,
             map_limit: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
+            cache_released: AtomicU64::new(0),
         })
     }
 }
@@ -224,6 +231,7 @@ impl Segment {
             path,
             file,
             map_limit: AtomicU64::new(0),
+            cache_released: AtomicU64::new(0),
         })
     }
 
@@ -275,6 +283,18 @@ impl Segment {
     /// never again, so they may be read through the map.
     pub fn mark_synced(&self, len: u64) {
         self.map_limit.fetch_max(len, Ordering::AcqRel);
+    }
+
+    /// Hands the cached pages of the bytes more than `window` bytes below
+    /// `synced_len` back to the kernel, once they are synced (see
+    /// `Options::page_cache_window`): clean pages can go, and the writer's
+    /// next writes reuse them instead of the kernel finding new ones.
+    pub fn release_cache_behind(&self, synced_len: u64, window: u64) {
+        let upto = synced_len.saturating_sub(window) / CACHE_RELEASE_STEP * CACHE_RELEASE_STEP;
+        let from = self.cache_released.fetch_max(upto, Ordering::AcqRel);
+        if upto > from {
+            self.file.release_cache(from, upto - from);
+        }
     }
 
     /// Whether the segment is known to be sealed.

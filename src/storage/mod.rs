@@ -148,6 +148,14 @@ pub trait StorageFile: Send + Sync + Debug {
     /// system's error.
     fn allocate(&self, len: u64) -> io::Result<()>;
 
+    /// Tells the operating system that the cached pages of
+    /// `offset..offset + len` will not be read soon, so it may drop them (an
+    /// advice: nothing is lost, and the bytes are read from the disk when
+    /// next needed). The default does nothing.
+    fn release_cache(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// Reads up to `buf.len()` bytes at `offset` into `buf`, like `pread`:
     /// fewer only where the file ends. Returns how many were read.
     ///

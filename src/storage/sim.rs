@@ -72,6 +72,10 @@ struct DiskState {
     mutations: u64,
     fail_after: Option<u64>,
     full: bool,
+    /// Bytes whose cached pages the store advised dropping.
+    cache_released: u64,
+    /// Of those, bytes that were not yet synced when it did.
+    unsynced_released: u64,
 }
 
 /// A simulated disk. Clones share the same disk.
@@ -223,6 +227,16 @@ impl SimDisk {
         self.state.lock().mutations
     }
 
+    /// Bytes whose cached pages the store advised the kernel to drop
+    /// ([`StorageFile::release_cache`]), and how many of them had writes not
+    /// yet synced at the time (a real kernel keeps dirty pages anyway; a
+    /// store that asks for it drops pages it is still writing back).
+    #[must_use]
+    pub fn cache_released(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        (state.cache_released, state.unsynced_released)
+    }
+
     /// The disk as found after a power loss now: what was synced, plus what
     /// `plan` keeps of the rest. The new disk has no locks and no limit, and
     /// is not full.
@@ -331,6 +345,8 @@ impl SimDisk {
                 mutations: 0,
                 fail_after: None,
                 full: false,
+                cache_released: 0,
+                unsynced_released: 0,
             })),
         }
     }
@@ -510,6 +526,26 @@ impl StorageFile for SimFile {
         apply(&mut inode.current, &op);
         inode.pending.push(op);
         Ok(buf.len())
+    }
+
+    fn release_cache(&self, offset: u64, len: u64) {
+        let mut state = self.disk.lock();
+        let end = offset.saturating_add(len);
+        let unsynced = state.inode(self.inode).map_or(0, |inode| {
+            inode
+                .pending
+                .iter()
+                .map(|op| match op {
+                    Pending::Write { offset: at, data } => {
+                        let (at, data_end) = (*at as u64, (*at + data.len()) as u64);
+                        data_end.min(end).saturating_sub(at.max(offset))
+                    }
+                    Pending::SetLen(_) => 0,
+                })
+                .sum()
+        });
+        state.cache_released += len;
+        state.unsynced_released += unsynced;
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -9,6 +9,7 @@ use crate::log::{max_batch_len, record};
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
 use crate::validate::validate_stream_name;
 use std::sync::mpsc::sync_channel;
+use uuid::Uuid;
 
 impl Store {
     /// Appends `events` to `stream` if it is at `expected`, atomically: after
@@ -109,12 +110,15 @@ impl Store {
         }
         // A retry is recognised by its ids; an append that repeats one
         // could not be told from a retry of itself.
-        let mut seen = std::collections::HashSet::with_capacity(events.len());
-        if let Some(event) = events.iter().find(|e| !seen.insert(e.id)) {
-            return Err(Error::DuplicateEventId {
-                stream: stream.to_string(),
-                id: event.id,
-            });
+        if events.len() > 1 {
+            let mut seen: foldhash::HashSet<Uuid> =
+                foldhash::HashSetExt::with_capacity(events.len());
+            if let Some(event) = events.iter().find(|e| !seen.insert(e.id)) {
+                return Err(Error::DuplicateEventId {
+                    stream: stream.to_string(),
+                    id: event.id,
+                });
+            }
         }
         let segment_room = max_batch_len(options.segment_size);
         let max_event = options

@@ -218,6 +218,9 @@ impl GroupCommit {
             return;
         }
         segment.mark_synced(written_len);
+        if let Some(window) = state.options.page_cache_window {
+            segment.release_cache_behind(written_len, window);
+        }
         state.durable.fetch_max(target, Ordering::AcqRel);
         state.durable_progress.advanced();
         if let Some(w) = self.writer.lock().as_mut() {

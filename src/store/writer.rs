@@ -278,6 +278,11 @@ impl Writer {
         self.state.durable.fetch_max(target, Ordering::AcqRel);
         self.state.durable_progress.advanced();
         self.mark_pending = true;
+        if let Some(window) = self.state.options.page_cache_window {
+            self.active
+                .segment()
+                .release_cache_behind(self.active.written_len(), window);
+        }
         Ok(())
     }
 
