@@ -147,19 +147,22 @@ impl GroupCommit {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 self.state.injected_panic(PanicPoint::Leader);
                 if let Some(w) = writer.as_mut() {
-                    w.process(group)
+                    Some(w.process(group))
                 } else {
                     for command in group {
                         command.fail(Error::Closed);
                     }
-                    Vec::new()
+                    None
                 }
             }));
-            match outcome {
-                Ok(deferred) => {
+            let answers = match outcome {
+                Ok(Some(mut done)) => {
+                    let deferred = std::mem::take(&mut done.deferred);
                     self.barrier
                         .requeue(deferred.into_iter().map(Command::Append).collect());
+                    Some(done)
                 }
+                Ok(None) => None,
                 Err(payload) => {
                     // The writer's state is unknown: nothing more may be
                     // written. Everyone waiting is answered with the cause.
@@ -171,9 +174,15 @@ impl GroupCommit {
                     }
                     return;
                 }
-            }
+            };
             drop(writer);
-            if self.barrier.after_group(round) == Next::Stop {
+            // The next leader, if one is woken, starts on the next group
+            // while this one answers the callers of the last.
+            let next = self.barrier.after_group(round);
+            if let Some(answers) = answers {
+                answers.answer();
+            }
+            if next == Next::Stop {
                 break;
             }
         }

@@ -22,6 +22,34 @@ use std::thread::JoinHandle;
 /// Appenders to answer once a group is done, with their results.
 type Replies = Vec<(SyncSender<Wake<Result<AppendResult>>>, Result<AppendResult>)>;
 
+/// What a group leaves to do once it is written: the callers to answer,
+/// and the appends deferred to the next group.
+pub struct GroupOutcome {
+    /// Appenders and their results.
+    replies: Replies,
+    /// Flushes and their result.
+    flushes: Vec<SyncSender<Wake<Result<()>>>>,
+    flush_result: Result<()>,
+    /// Appends for the next group (see [`Decision::Defer`]).
+    pub deferred: Vec<AppendRequest>,
+}
+
+impl GroupOutcome {
+    /// Wakes every caller of the group with its result. The writer is not
+    /// needed for this, so the leader does it after handing the writer to
+    /// the next leader: waking dozens of threads then overlaps the next
+    /// group's write and sync instead of delaying them.
+    pub fn answer(self) {
+        // A send fails only if the caller is gone: nobody to tell.
+        for (reply, result) in self.replies {
+            let _ = reply.send(Wake::Done(result));
+        }
+        for f in self.flushes {
+            let _ = f.send(Wake::Done(self.flush_result.clone()));
+        }
+    }
+}
+
 /// An append whose bytes are staged, with the index entries to publish
 /// once they are written.
 struct Staged {
@@ -78,13 +106,13 @@ impl Writer {
         self.join_indexing();
     }
 
-    /// Writes one group and answers everyone in it. Returns the appends
-    /// deferred to the next group.
+    /// Writes one group. Returns who to answer with what, once the writer
+    /// is let go, and the appends deferred to the next group.
     #[expect(
         clippy::too_many_lines,
         reason = "one group's steps, in the order the module documentation gives them"
     )]
-    pub fn process(&mut self, group: Vec<Command>) -> Vec<AppendRequest> {
+    pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
         for command in group {
@@ -94,13 +122,15 @@ impl Writer {
             }
         }
         if let Some(error) = self.state.poisoned() {
-            for r in appends {
-                let _ = r.reply.send(Wake::Done(Err(error.clone())));
-            }
-            for f in flushes {
-                let _ = f.send(Wake::Done(Err(error.clone())));
-            }
-            return Vec::new();
+            return GroupOutcome {
+                replies: appends
+                    .into_iter()
+                    .map(|r| (r.reply, Err(error.clone())))
+                    .collect(),
+                flushes,
+                flush_result: Err(error),
+                deferred: Vec::new(),
+            };
         }
 
         // Every reply waits for the end of the group, after its sync and
@@ -206,13 +236,12 @@ impl Writer {
                 replies.push((reply, flush_outcome.clone().map(|()| result)));
             }
         }
-        for (reply, result) in replies {
-            let _ = reply.send(Wake::Done(result));
+        GroupOutcome {
+            replies,
+            flushes,
+            flush_result: flush_outcome,
+            deferred,
         }
-        for f in flushes {
-            let _ = f.send(Wake::Done(flush_outcome.clone()));
-        }
-        deferred
     }
 
     /// Writes what is staged, then publishes the staged appends to the index
