@@ -129,3 +129,44 @@ fn without_a_window_the_writer_keeps_every_page() {
     fill(&store, Durability::Sync);
     assert_eq!(disk.cache_released(), (0, 0));
 }
+
+#[test]
+fn writes_padded_to_their_page_never_grow_a_segment_past_its_size() {
+    // A size that is not a whole number of pages, so the last writes of a
+    // segment end in a page that runs past the segment's end.
+    const SEGMENT: u64 = 3 * 4096 + 2048;
+    let disk = SimDisk::new();
+    let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+    let options = || {
+        Options::default()
+            .storage(Arc::clone(&storage))
+            .segment_size(SEGMENT)
+    };
+    let store = Store::open(Path::new("/store"), options()).expect("open");
+    let mut payloads = Vec::new();
+    for n in 0u32..400 {
+        let len = usize::try_from(n * 37 % 300 + 1).expect("small");
+        let payload = vec![u8::try_from(n % 251).expect("small"); len];
+        store
+            .append(
+                "filled",
+                ExpectedVersion::Any,
+                &[EventData::new("Filled", payload.clone())],
+            )
+            .expect("append");
+        payloads.push(payload);
+    }
+    store.close().expect("close");
+    let segments: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    assert!(segments.len() > 3, "the appends span several segments");
+    for path in &segments {
+        let bytes = disk.read_file(path).expect("read segment");
+        assert_eq!(bytes.len() as u64, SEGMENT, "{}", path.display());
+    }
+    let store = Store::open(Path::new("/store"), options()).expect("reopen");
+    assert_eq!(read_all(&store), payloads);
+}

@@ -17,6 +17,10 @@ use std::thread::JoinHandle;
 /// Room kept at the end of every segment for a durable mark and the seal.
 pub const TAIL_RESERVE: u64 = 2 * BATCH_HEADER_LEN as u64;
 
+/// The page size that writes are padded to (see
+/// [`ActiveSegment::write_staged`]).
+const PAGE_LEN: u64 = 4096;
+
 /// The most bytes one append may encode to in a segment of `capacity`.
 pub fn max_batch_len(capacity: u64) -> usize {
     let room = capacity.saturating_sub(SEGMENT_HEADER_LEN as u64 + TAIL_RESERVE);
@@ -241,11 +245,26 @@ impl ActiveSegment {
     /// Writes everything staged with one positional write. On failure
     /// nothing staged counts: positions are handed out again.
     pub fn write_staged(&mut self) -> Result<(), WriteFailure> {
+        let len = self.staged.len();
+        // The write runs on to the end of its last page with zeros, which
+        // the bytes past the end of what is written are anyway. The kernel
+        // must read a page it is asked to change only in part, unless it
+        // has it cached or knows it to hold nothing; preallocated blocks,
+        // written with zeros (see `StorageFile::allocate`), are not known
+        // to hold nothing, so without this every write would wait for a
+        // read of its last page. The next write starts in that page, which
+        // it then finds cached.
+        let end = self.write_offset + len as u64;
+        let padded_end = end
+            .next_multiple_of(PAGE_LEN)
+            .min(self.segment.capacity())
+            .max(end);
+        self.staged
+            .resize(len + usize::try_from(padded_end - end).unwrap_or(0), 0);
         let result = self
             .segment
             .file()
             .write_all_at(&self.staged, self.write_offset);
-        let len = self.staged.len();
         self.staged.clear();
         match result {
             Ok(()) => {

@@ -139,8 +139,9 @@ impl OsFile {
         //
         // Why those bytes stay as they are, backed by the file. evstore
         // never writes them again and never shortens a file. The writer
-        // writes a segment only past the end of what it already wrote: a
-        // failed write is zeroed where it went, past that end, and a torn
+        // writes a segment only past the end of what it already wrote: the
+        // zeros that pad a write to the end of its page, and a failed write
+        // zeroed where it went, both lie past that end, and a torn
         // tail, cleared at open before the segment is mapped, lies past the
         // last whole batch and so past anything synced. A sealed segment is
         // not written at all. Segments are preallocated and then only grown
