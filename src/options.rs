@@ -94,7 +94,7 @@ impl Default for Options {
             max_stream_name_len: 256,
             max_event_type_len: 256,
             idempotency_window: 1_000_000,
-            page_cache_window: Some(32 << 20),
+            page_cache_window: Some(8 << 20),
             #[cfg(feature = "testing")]
             background_preallocation: true,
             #[cfg(feature = "testing")]
@@ -197,7 +197,7 @@ impl Options {
     }
 
     /// How many bytes behind the end of what it synced the writer leaves in
-    /// the operating system's page cache (default 32 MiB; `None` keeps all
+    /// the operating system's page cache (default 8 MiB; `None` keeps all
     /// it wrote, as long as the kernel does).
     ///
     /// Once synced, the pages further back are handed back to the kernel

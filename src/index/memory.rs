@@ -30,6 +30,9 @@ pub struct MemIndex {
     /// Id to slot, kept only while ids are looked up (the idempotency
     /// window is on).
     id_slots: Option<FastMap<u128, u32>>,
+    /// The highest id here (0 when there is none). Default ids grow with
+    /// time, so a new append's ids are above it and need no lookup.
+    highest_id: u128,
 }
 
 impl MemIndex {
@@ -40,6 +43,7 @@ impl MemIndex {
             ids: Vec::new(),
             streams: FastMap::default(),
             id_slots: track_ids.then(FastMap::default),
+            highest_id: 0,
         }
     }
 
@@ -63,7 +67,8 @@ impl MemIndex {
                 map.insert(*id, first_slot + i as u32);
             }
         }
-        let slots = (first_slot..first_slot + offsets.len() as u32).collect::<Vec<_>>();
+        self.highest_id = ids.iter().copied().fold(self.highest_id, u128::max);
+        let slots = first_slot..first_slot + offsets.len() as u32;
         match self.streams.get_mut(&**stream) {
             Some(existing) => existing.slots.extend(slots),
             None => {
@@ -71,7 +76,7 @@ impl MemIndex {
                     Arc::clone(stream),
                     MemStream {
                         first_version,
-                        slots,
+                        slots: slots.collect(),
                     },
                 );
             }
@@ -84,6 +89,9 @@ impl MemIndex {
         reason = "a segment of at most 4 GiB holds fewer than 2^32 records"
     )]
     pub fn find_id(&self, id: u128) -> Option<u32> {
+        if id > self.highest_id {
+            return None;
+        }
         match &self.id_slots {
             Some(map) => map.get(&id).copied(),
             None => self
@@ -92,5 +100,26 @@ impl MemIndex {
                 .rposition(|&known| known == id)
                 .map(|i| i as u32),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_found_in_any_order_and_ids_above_all_are_not() {
+        for track_ids in [true, false] {
+            let mut index = MemIndex::new(track_ids);
+            let stream: Arc<str> = Arc::from("s");
+            index.push(&stream, 0, &[0, 64], &[50, 10]);
+            index.push(&stream, 2, &[128], &[30]);
+            assert_eq!(index.find_id(50), Some(0), "the highest id");
+            assert_eq!(index.find_id(10), Some(1), "an id below an earlier one");
+            assert_eq!(index.find_id(30), Some(2));
+            assert_eq!(index.find_id(51), None);
+            assert_eq!(index.find_id(20), None);
+        }
+        assert_eq!(MemIndex::new(true).find_id(0), None);
     }
 }

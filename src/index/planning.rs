@@ -4,10 +4,10 @@
 //! next group. Checked against the index plus the appends planned before it
 //! in the same group, which are not indexed yet.
 
+use super::memory::FastMap;
 use super::Index;
 use crate::error::{Error, Result};
 use crate::types::{AppendResult, ExpectedVersion};
-use std::collections::{HashMap, HashSet};
 
 /// One append as planning sees it.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +42,9 @@ pub enum Decision {
 pub struct GroupPlanner<'i> {
     index: &'i Index,
     /// Streams written earlier in the group, with their last version.
-    last_versions: HashMap<String, Option<u64>>,
+    last_versions: FastMap<String, Option<u64>>,
     /// Ids written earlier in the group.
-    group_ids: HashSet<u128>,
+    group_ids: foldhash::HashSet<u128>,
 }
 
 impl<'i> GroupPlanner<'i> {
@@ -53,8 +53,8 @@ impl<'i> GroupPlanner<'i> {
     pub fn new(index: &'i Index) -> Self {
         GroupPlanner {
             index,
-            last_versions: HashMap::new(),
-            group_ids: HashSet::new(),
+            last_versions: FastMap::default(),
+            group_ids: foldhash::HashSet::default(),
         }
     }
 
