@@ -39,6 +39,8 @@ const ENTRY_LEN: usize = 32;
 const OCCUPIED: usize = 30;
 /// The byte of a stream table entry holding its directory's length.
 const RUNS: usize = 31;
+/// Bytes of a cache line, for touching each line of a range once.
+const CACHE_LINE: usize = 64;
 const BLOOM_BLOCK_LEN: usize = 64;
 const BLOOM_BITS_PER_ID: usize = 10;
 const BLOOM_PROBES: u32 = 7;
@@ -573,12 +575,32 @@ impl IndexFile {
             if !Self::occupied(entry) {
                 return None;
             }
-            if u64_at(entry, 0)? == hash && self.entry_name(entry)? == key.name().as_bytes() {
-                return self.part(entry);
+            if u64_at(entry, 0)? == hash {
+                self.touch_record(entry);
+                if self.entry_name(entry)? == key.name().as_bytes() {
+                    return self.part(entry);
+                }
             }
             i = (i + 1) & (table_len - 1);
         }
         None
+    }
+
+    /// Loads a byte of each cache line of the stream record of `entry`
+    /// (its name, then its directory) at once, so that the misses a lookup
+    /// takes on them overlap instead of following one another as the name
+    /// is compared and the directory searched.
+    fn touch_record(&self, entry: &[u8]) {
+        let Some((at, name_len)) = self.record(entry) else {
+            return;
+        };
+        let runs = entry.get(RUNS).map_or(0, |&r| usize::from(r));
+        let end = at + record_len_of(name_len, runs);
+        for line in (at..end).step_by(CACHE_LINE) {
+            if let Some(&byte) = self.bytes.get(line) {
+                std::hint::black_box(byte);
+            }
+        }
     }
 
     /// The slot and record offset of the `i`-th event of `part`.

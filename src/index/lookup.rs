@@ -93,24 +93,27 @@ fn not_indexed(stream: &str, version: u64) -> Error {
 
 impl Index {
     /// Where the versions of `stream` that `range` picks out of its events
-    /// below `end` are, in version order; `range` gets how many there are
-    /// and returns the half-open version range to read.
+    /// below `end` are, in version order, into `out` (cleared first); `range`
+    /// gets how many there are and returns the half-open version range to
+    /// read, which this returns too.
     pub fn stream_locations(
         &self,
         stream: &str,
         end: u64,
         range: impl FnOnce(u64) -> (u64, u64),
-    ) -> Result<(u64, u64, Vec<Location>)> {
+        out: &mut Vec<Location>,
+    ) -> Result<(u64, u64)> {
+        out.clear();
         let Some(summary) = self.streams.get(stream) else {
-            return Ok((0, 0, Vec::new()));
+            return Ok((0, 0));
         };
         let (start, stop) = range(self.visible_in(stream, summary, end)?);
-        // Only a capacity hint: `range` picks at most the caller's maximum
-        // count, a usize, so it is exact.
-        let mut out = Vec::with_capacity(usize::try_from(stop.saturating_sub(start)).unwrap_or(0));
         if start >= stop {
-            return Ok((start, stop, out));
+            return Ok((start, stop));
         }
+        // Only a hint: `range` picks at most the caller's maximum count, a
+        // usize, so it is exact.
+        out.reserve(usize::try_from(stop - start).unwrap_or(0));
         let key = StreamKey::new(stream);
         let chain = self.chain(&key, summary)?;
         let oldest = chain.run(0).ok_or_else(|| not_indexed(stream, start))?;
@@ -122,10 +125,10 @@ impl Index {
                 .checked_sub(1)
                 .ok_or_else(|| not_indexed(stream, version))?;
             let reach = oldest.first_version();
-            version = self.read_segments(&key, summary, hi, reach, version, stop, &mut out)?;
+            version = self.read_segments(&key, summary, hi, reach, version, stop, out)?;
         }
         if version >= stop {
-            return Ok((start, stop, out));
+            return Ok((start, stop));
         }
         let mut i = chain
             .find(version)
@@ -146,10 +149,10 @@ impl Index {
                 return Err(not_indexed(stream, version));
             }
             let to = stop.min(run_end);
-            self.read_run(&key, run, version, to, &mut out)?;
+            self.read_run(&key, run, version, to, out)?;
             version = to;
             if version >= stop {
-                return Ok((start, stop, out));
+                return Ok((start, stop));
             }
             i += 1;
         }
