@@ -34,13 +34,16 @@ pub const INDEX_MAGIC: [u8; 8] = *b"EVSTIDX\0";
 pub const INDEX_FORMAT_VERSION: u32 = 2;
 /// Length of an index file header.
 pub const INDEX_HEADER_LEN: usize = 64;
-const ENTRY_LEN: usize = 32;
-/// The byte of a stream table entry that is 1 when it is in use.
-const OCCUPIED: usize = 30;
-/// The byte of a stream table entry holding its directory's length.
-const RUNS: usize = 31;
+const ENTRY_LEN: usize = 16;
+/// Where a stream table entry holds 1 (a `u32`) when it is in use.
+const OCCUPIED: usize = 12;
+/// Bytes of a stream record's fixed fields, before its name.
+const RECORD_FIELDS_LEN: usize = 24;
 /// Bytes of a cache line, for touching each line of a range once.
 const CACHE_LINE: usize = 64;
+/// Bytes of a stream record a lookup loads at once, not knowing its length
+/// yet: its fields, a name of up to 16 bytes and a full directory.
+const TOUCHED_RECORD_LEN: usize = RECORD_FIELDS_LEN + 16 + DIRECTORY_ENTRY_LEN * DIRECTORY_RUNS;
 const BLOOM_BLOCK_LEN: usize = 64;
 const BLOOM_BITS_PER_ID: usize = 10;
 const BLOOM_PROBES: u32 = 7;
@@ -227,14 +230,14 @@ impl std::fmt::Display for IndexFileError {
     }
 }
 
-/// The bytes a stream's record takes in the `streams` section: its name,
-/// padded to a multiple of 8, then its directory.
+/// The bytes a stream's record takes in the `streams` section: its fields,
+/// its name padded to a multiple of 8, then its directory.
 fn record_len(name: &str, runs: usize) -> usize {
     record_len_of(name.len(), runs)
 }
 
 fn record_len_of(name_len: usize, runs: usize) -> usize {
-    name_len.next_multiple_of(8) + DIRECTORY_ENTRY_LEN * runs
+    RECORD_FIELDS_LEN + name_len.next_multiple_of(8) + DIRECTORY_ENTRY_LEN * runs
 }
 
 /// The directory of `stream` as a file holds it: at most
@@ -353,24 +356,27 @@ fn put_streams(
             put(out, at + 4, &offset.to_le_bytes());
             slot_index += 1;
         }
-        // The directory follows the name: the lookup that compares the
-        // name has it in the same cache line or the next.
+        // The record holds everything a lookup needs of the stream here,
+        // its directory after its name: one place to read once found.
         let runs = runs_of(directories, name);
-        put(out, layout.streams + record_at, name.as_bytes());
-        let runs_at = layout.streams + record_at + name.len().next_multiple_of(8);
+        let at = layout.streams + record_at;
+        let mut fields = [0u8; RECORD_FIELDS_LEN];
+        fields[0..8].copy_from_slice(&stream.first_version.to_le_bytes());
+        fields[8..12].copy_from_slice(&((slot_index - stream.slots.len()) as u32).to_le_bytes());
+        fields[12..16].copy_from_slice(&(stream.slots.len() as u32).to_le_bytes());
+        fields[16..18].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        fields[18..20].copy_from_slice(&(runs.len() as u16).to_le_bytes());
+        put(out, at, &fields);
+        put(out, at + RECORD_FIELDS_LEN, name.as_bytes());
+        let runs_at = at + RECORD_FIELDS_LEN + name.len().next_multiple_of(8);
         for (i, run) in runs.iter().enumerate() {
             put(out, runs_at + DIRECTORY_ENTRY_LEN * i, &run.encode());
         }
         let hash = StreamKey::new(name).hash(kind);
         let mut entry = [0u8; ENTRY_LEN];
         entry[0..8].copy_from_slice(&hash.to_le_bytes());
-        entry[8..16].copy_from_slice(&stream.first_version.to_le_bytes());
-        entry[16..20].copy_from_slice(&((slot_index - stream.slots.len()) as u32).to_le_bytes());
-        entry[20..24].copy_from_slice(&(stream.slots.len() as u32).to_le_bytes());
-        entry[24..28].copy_from_slice(&(record_at as u32).to_le_bytes());
-        entry[28..30].copy_from_slice(&(name.len() as u16).to_le_bytes());
-        entry[OCCUPIED] = 1;
-        entry[RUNS] = runs.len() as u8;
+        entry[8..12].copy_from_slice(&(record_at as u32).to_le_bytes());
+        entry[OCCUPIED..OCCUPIED + 4].copy_from_slice(&1u32.to_le_bytes());
         record_at += record_len(name, runs.len());
         let mut i = first_bucket(hash, table_len);
         while table.get(i).is_some_and(|e| e[OCCUPIED] != 0) {
@@ -429,6 +435,8 @@ pub struct StreamPart {
     pub count: u64,
     /// Where its slots start in the slots section.
     slots_from: u32,
+    /// Where its record is in the `streams` section.
+    record: u32,
     /// Runs in its directory.
     runs: u8,
     /// Where its directory starts in the file.
@@ -444,6 +452,12 @@ impl StreamPart {
     /// Runs in its directory.
     pub fn runs(&self) -> u32 {
         u32::from(self.runs)
+    }
+
+    /// Where its record is in the `streams` section, for
+    /// [`IndexFile::stream_at`].
+    pub fn record(&self) -> u32 {
+        self.record
     }
 }
 
@@ -533,36 +547,35 @@ impl IndexFile {
     }
 
     fn occupied(entry: &[u8]) -> bool {
-        entry.get(OCCUPIED).is_some_and(|&b| b != 0)
+        u32_at(entry, OCCUPIED).is_some_and(|flag| flag != 0)
     }
 
-    /// Where the stream record of `entry` starts in the file, and its
-    /// name's length, if the record lies within the `streams` section.
-    fn record(&self, entry: &[u8]) -> Option<(usize, usize)> {
-        let at = u32_at(entry, 24)? as usize;
-        let len = u16_at(entry, 28)? as usize;
-        let runs = usize::from(*entry.get(RUNS)?);
-        if at + record_len_of(len, runs) > self.header.streams_len as usize {
+    /// The stream record at offset `record` of the `streams` section: its
+    /// part and its name, if it lies whole within the section and is
+    /// plausible.
+    fn record(&self, record: u32) -> Option<(StreamPart, &[u8])> {
+        let at = record as usize;
+        let fields = self
+            .bytes
+            .get(self.layout.streams + at..self.layout.streams + at + RECORD_FIELDS_LEN)?;
+        let name_len = usize::from(u16_at(fields, 16)?);
+        let runs = u16_at(fields, 18)?;
+        if usize::from(runs) > DIRECTORY_RUNS
+            || at + record_len_of(name_len, usize::from(runs)) > self.header.streams_len as usize
+        {
             return None;
         }
-        Some((self.layout.streams + at, len))
-    }
-
-    fn entry_name(&self, entry: &[u8]) -> Option<&[u8]> {
-        let (at, len) = self.record(entry)?;
-        self.bytes.get(at..at + len)
-    }
-
-    fn part(&self, entry: &[u8]) -> Option<StreamPart> {
-        let (record_at, name_len) = self.record(entry)?;
+        let name_at = self.layout.streams + at + RECORD_FIELDS_LEN;
         let part = StreamPart {
-            first_version: u64_at(entry, 8)?,
-            slots_from: u32_at(entry, 16)?,
-            count: u64::from(u32_at(entry, 20)?),
-            runs: *entry.get(RUNS)?,
-            runs_at: record_at + name_len.next_multiple_of(8),
+            first_version: u64_at(fields, 0)?,
+            slots_from: u32_at(fields, 8)?,
+            count: u64::from(u32_at(fields, 12)?),
+            record,
+            runs: u8::try_from(runs).ok()?,
+            runs_at: name_at + name_len.next_multiple_of(8),
         };
-        (u64::from(part.slots_from) + part.count <= self.header.count).then_some(part)
+        let fits = u64::from(part.slots_from) + part.count <= self.header.count;
+        fits.then_some((part, self.bytes.get(name_at..name_at + name_len)?))
     }
 
     /// The part of `stream` in this segment, if it has events here.
@@ -576,9 +589,8 @@ impl IndexFile {
                 return None;
             }
             if u64_at(entry, 0)? == hash {
-                self.touch_record(entry);
-                if self.entry_name(entry)? == key.name().as_bytes() {
-                    return self.part(entry);
+                if let Some(part) = self.stream_at(key, u32_at(entry, 8)?) {
+                    return Some(part);
                 }
             }
             i = (i + 1) & (table_len - 1);
@@ -586,16 +598,25 @@ impl IndexFile {
         None
     }
 
-    /// Loads a byte of each cache line of the stream record of `entry`
-    /// (its name, then its directory) at once, so that the misses a lookup
-    /// takes on them overlap instead of following one another as the name
-    /// is compared and the directory searched.
-    fn touch_record(&self, entry: &[u8]) {
-        let Some((at, name_len)) = self.record(entry) else {
-            return;
-        };
-        let runs = entry.get(RUNS).map_or(0, |&r| usize::from(r));
-        let end = at + record_len_of(name_len, runs);
+    /// The part of `stream` whose record is at offset `record` of the
+    /// `streams` section (as [`StreamPart::record`] gave it), if that is
+    /// the stream's record: a lookup that remembers where a stream's
+    /// record is goes there without probing the stream table.
+    pub fn stream_at(&self, key: &StreamKey<'_>, record: u32) -> Option<StreamPart> {
+        self.touch_record(record);
+        let (part, name) = self.record(record)?;
+        (name == key.name().as_bytes()).then_some(part)
+    }
+
+    /// Loads a byte of each cache line of the stream record at `record`
+    /// (fields, name, directory) at once, so that the misses a lookup takes
+    /// on them overlap instead of following one another as the name is
+    /// compared and the directory searched. The record's length is not
+    /// known before its first line arrives: a typical one's is loaded.
+    fn touch_record(&self, record: u32) {
+        let at = self.layout.streams + record as usize;
+        let end =
+            (at + TOUCHED_RECORD_LEN).min(self.layout.streams + self.header.streams_len as usize);
         for line in (at..end).step_by(CACHE_LINE) {
             if let Some(&byte) = self.bytes.get(line) {
                 std::hint::black_box(byte);
@@ -642,10 +663,9 @@ impl IndexFile {
             if !Self::occupied(entry) {
                 return None;
             }
-            let found = self
-                .entry_name(entry)
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .zip(self.part(entry));
+            let found = u32_at(entry, 8)
+                .and_then(|record| self.record(record))
+                .and_then(|(part, name)| Some((std::str::from_utf8(name).ok()?, part)));
             Some(found)
         })
     }
@@ -806,22 +826,28 @@ mod tests {
         assert!(IndexFile::parse(Bytes::from(bytes[..bytes.len() - 8].to_vec()), 7).is_err());
     }
 
-    /// A stream table entry whose directory would run past the `streams`
-    /// section names no stream: lookups never read past it.
+    /// A stream record whose directory would run past the `streams`
+    /// section, or be longer than a directory may be, names no stream:
+    /// lookups never read past it.
     #[test]
     fn a_directory_past_its_section_is_not_read() {
-        let mut bytes = encode(&sample(), 0, 4096, HashKind::Xxh3, &sample_directories());
+        let bytes = encode(&sample(), 0, 4096, HashKind::Xxh3, &sample_directories());
         let header = IndexHeader::decode(&bytes).unwrap();
         let layout = Layout::of(&header).unwrap();
-        let alpha_hash = StreamKey::new("alpha").hash(HashKind::Xxh3);
-        let entry = (0..header.table_len as usize)
-            .map(|i| layout.table + ENTRY_LEN * i)
-            .find(|&at| u64_at(&bytes, at) == Some(alpha_hash))
-            .unwrap();
-        bytes[entry + RUNS] = 200;
-        let file = IndexFile::parse(Bytes::from(bytes), 0).unwrap();
-        assert!(!file.verify_body());
-        assert_eq!(file.stream(&StreamKey::new("alpha")), None);
-        assert!(file.stream(&StreamKey::new("beta")).is_some());
+        let file = IndexFile::parse(Bytes::from(bytes.clone()), 0).unwrap();
+        let key = StreamKey::new("alpha");
+        let record = file.stream(&key).unwrap().record();
+        assert_eq!(file.stream_at(&key, record).unwrap().runs(), 2);
+        assert_eq!(file.stream_at(&StreamKey::new("beta"), record), None);
+        assert_eq!(file.stream_at(&key, record + 8), None);
+        for runs in [15u16, 200] {
+            let mut damaged = bytes.clone();
+            let at = layout.streams + record as usize + 18;
+            damaged[at..at + 2].copy_from_slice(&runs.to_le_bytes());
+            let file = IndexFile::parse(Bytes::from(damaged), 0).unwrap();
+            assert!(!file.verify_body());
+            assert_eq!(file.stream(&key), None);
+            assert!(file.stream(&StreamKey::new("beta")).is_some());
+        }
     }
 }

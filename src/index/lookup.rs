@@ -5,6 +5,7 @@
 use super::directory::DirRun;
 use super::file::{IndexFile, StreamPart};
 use super::hash::StreamKey;
+use super::hint::RecordHint;
 use super::{missing, Index, Location, StreamRef, StreamSummary, View};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -87,6 +88,26 @@ impl<'a> Chain<'a> {
     }
 }
 
+/// The part of the stream in `file`, segment `ordinal`'s index file: at the
+/// record where a lookup last found it there, or by a probe of the stream
+/// table, remembered for the next lookup.
+fn file_part(
+    file: &IndexFile,
+    key: &StreamKey<'_>,
+    ordinal: u32,
+    found: &RecordHint,
+) -> Option<StreamPart> {
+    if let Some(part) = found
+        .get(ordinal)
+        .and_then(|record| file.stream_at(key, record))
+    {
+        return Some(part);
+    }
+    let part = file.stream(key)?;
+    found.set(ordinal, part.record());
+    Some(part)
+}
+
 fn not_indexed(stream: &str, version: u64) -> Error {
     missing(stream, &format!("version {version} is not indexed"))
 }
@@ -104,9 +125,10 @@ impl Index {
         out: &mut Vec<Location>,
     ) -> Result<(u64, u64)> {
         out.clear();
-        let Some(summary) = self.streams.get(stream) else {
+        let Some(known) = self.streams.get(stream) else {
             return Ok((0, 0));
         };
+        let summary = &known.summary;
         let (start, stop) = range(self.visible_in(stream, summary, end)?);
         if start >= stop {
             return Ok((start, stop));
@@ -115,7 +137,7 @@ impl Index {
         // usize, so it is exact.
         out.reserve(usize::try_from(stop - start).unwrap_or(0));
         let key = StreamKey::new(stream);
-        let chain = self.chain(&key, summary)?;
+        let chain = self.chain(&key, summary, &known.found)?;
         let oldest = chain.run(0).ok_or_else(|| not_indexed(stream, start))?;
         let mut version = start;
         if version < oldest.first_version() {
@@ -161,24 +183,37 @@ impl Index {
     /// The runs of `stream` its last segment's index names: its directory
     /// there; if that segment is served from memory, the directory of the
     /// stream's previous segment, that segment, then the last.
-    fn chain<'a>(&'a self, key: &StreamKey<'_>, summary: &StreamSummary) -> Result<Chain<'a>> {
+    fn chain<'a>(
+        &'a self,
+        key: &StreamKey<'_>,
+        summary: &StreamSummary,
+        found: &RecordHint,
+    ) -> Result<Chain<'a>> {
         let last = summary.last_segment;
         let entry = self
             .segments
             .get(last as usize)
             .ok_or_else(|| missing(key.name(), "segment out of range"))?;
-        let part = entry
-            .view()?
-            .stream(key)
-            .ok_or_else(|| missing(key.name(), "not in its last segment"))?;
-        Ok(match part {
-            StreamRef::File(file, part) => Chain {
-                file: Some((file, part, last)),
+        let not_there = || missing(key.name(), "not in its last segment");
+        Ok(match entry.view()? {
+            View::File(file) => Chain {
+                file: Some((
+                    file,
+                    file_part(file, key, last, found).ok_or_else(not_there)?,
+                    last,
+                )),
                 tail: None,
             },
-            StreamRef::Mem(_, mem) => {
-                let file = match mem.previous_segment.filter(|&p| p < last) {
-                    Some(previous) => self.file_part(key, previous)?,
+            view @ View::Mem(_) => {
+                let part = view.stream(key).ok_or_else(not_there)?;
+                let previous = match part {
+                    StreamRef::Mem(_, mem) => mem.previous_segment.filter(|&p| p < last),
+                    StreamRef::File(..) => None,
+                };
+                let file = match previous {
+                    Some(previous) => self.file_of(previous)?.and_then(|file| {
+                        Some((file, file_part(file, key, previous, found)?, previous))
+                    }),
                     None => None,
                 };
                 Chain {
@@ -189,18 +224,13 @@ impl Index {
         })
     }
 
-    /// The part of the stream in segment `ordinal`, if an index file serves
-    /// that segment.
-    fn file_part<'a>(
-        &'a self,
-        key: &StreamKey<'_>,
-        ordinal: u32,
-    ) -> Result<Option<(&'a IndexFile, StreamPart, u32)>> {
+    /// The index file serving segment `ordinal`, if one does.
+    fn file_of(&self, ordinal: u32) -> Result<Option<&IndexFile>> {
         let Some(entry) = self.segments.get(ordinal as usize) else {
             return Ok(None);
         };
         Ok(match entry.view()? {
-            View::File(file) => file.stream(key).map(|part| (file, part, ordinal)),
+            View::File(file) => Some(file),
             View::Mem(_) => None,
         })
     }
@@ -381,7 +411,7 @@ impl Index {
     /// `stream`, found by search; for building the directories of a
     /// segment whose index did not record the stream's previous segment.
     pub fn segment_holding(&self, stream: &str, version: u64, below: u32) -> Option<u32> {
-        let summary = self.streams.get(stream)?;
+        let summary = &self.streams.get(stream)?.summary;
         let hi = below.checked_sub(1)?;
         if summary.first_segment > hi {
             return None;

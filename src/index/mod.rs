@@ -15,6 +15,7 @@ pub mod deferred_check;
 pub mod directory;
 pub mod file;
 pub mod hash;
+pub mod hint;
 mod lookup;
 pub mod memory;
 pub mod planning;
@@ -75,7 +76,7 @@ pub struct SegmentSummary {
 }
 
 /// What the heap keeps per stream, whatever the log's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamSummary {
     /// The version its next event gets (its event count).
     pub next_version: u64,
@@ -83,6 +84,31 @@ pub struct StreamSummary {
     pub first_segment: u32,
     /// Ordinal of the last segment holding its events.
     pub last_segment: u32,
+}
+
+/// What the heap keeps per stream: its summary, and where a lookup last
+/// found its record in an index file.
+#[derive(Debug, Default)]
+struct Known {
+    summary: StreamSummary,
+    found: hint::RecordHint,
+}
+
+impl continuity::Summarized for Known {
+    fn from_summary(summary: StreamSummary) -> Self {
+        Known {
+            summary,
+            found: hint::RecordHint::default(),
+        }
+    }
+
+    fn summary(&self) -> &StreamSummary {
+        &self.summary
+    }
+
+    fn summary_mut(&mut self) -> &mut StreamSummary {
+        &mut self.summary
+    }
 }
 
 /// A sealed segment's index file, checked against its checksum the first
@@ -371,7 +397,7 @@ pub struct SealedSegment {
 pub struct Index {
     // Names may come from outside (user ids, tenants): a keyed hasher, and
     // a sorted set beside it for listing streams in order a page at a time.
-    streams: HashMap<Arc<str>, StreamSummary>,
+    streams: HashMap<Arc<str>, Known>,
     names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
@@ -436,7 +462,7 @@ impl Index {
     pub fn last_version(&self, stream: &str) -> Option<u64> {
         self.streams
             .get(stream)
-            .and_then(|s| s.next_version.checked_sub(1))
+            .and_then(|s| s.summary.next_version.checked_sub(1))
     }
 
     /// Number of distinct streams.
@@ -447,14 +473,17 @@ impl Index {
     /// Replaces the stream summaries (from a catalogue, at open).
     pub fn set_streams(&mut self, streams: Vec<(Arc<str>, StreamSummary)>) {
         self.names = streams.iter().map(|(name, _)| Arc::clone(name)).collect();
-        self.streams = streams.into_iter().collect();
+        self.streams = streams
+            .into_iter()
+            .map(|(name, summary)| (name, continuity::Summarized::from_summary(summary)))
+            .collect();
     }
 
     /// Every stream summary, sorted by name.
     pub fn snapshot_streams(&self) -> Vec<(Arc<str>, StreamSummary)> {
         self.names
             .iter()
-            .filter_map(|name| Some((Arc::clone(name), *self.streams.get(name)?)))
+            .filter_map(|name| Some((Arc::clone(name), self.streams.get(name)?.summary)))
             .collect()
     }
 
@@ -507,7 +536,7 @@ impl Index {
     pub fn previous_segment(&self, stream: &str, ordinal: u32) -> Option<u32> {
         self.streams
             .get(stream)
-            .map(|s| s.last_segment)
+            .map(|s| s.summary.last_segment)
             .filter(|&last| last < ordinal)
     }
 
@@ -561,7 +590,7 @@ impl Index {
         ids: &[u128],
     ) -> u64 {
         let ordinal = ordinal(self.segments.len().saturating_sub(1));
-        let summary = self.streams.get(stream);
+        let summary = self.streams.get(stream).map(|s| s.summary);
         let first_version = summary.map_or(0, |s| s.next_version);
         let previous = summary
             .map(|s| s.last_segment)
@@ -615,7 +644,7 @@ impl Index {
     /// How many of `stream`'s events are at positions below `end`.
     pub fn visible_count(&self, stream: &str, end: u64) -> Result<u64> {
         match self.streams.get(stream) {
-            Some(summary) => self.visible_in(stream, summary, end),
+            Some(known) => self.visible_in(stream, &known.summary, end),
             None => Ok(0),
         }
     }
