@@ -301,4 +301,53 @@ mod tests {
         assert_eq!(events.len(), 100);
         assert!(events.iter().all(|e| e.payload[..] == [7u8; 900][..]));
     }
+
+    /// A lookup by version goes from the stream's last segment straight to
+    /// the segment holding the version, through the directory in the last
+    /// segment's index file: on a fresh open (every index file unchecked),
+    /// it checks those two files and no other.
+    #[test]
+    fn a_lookup_reads_two_index_files_whatever_the_segments_between() {
+        use crate::{EventData, ExpectedVersion, Options};
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options::default().segment_size(8 << 10);
+        let store = Store::open(dir.path(), options()).unwrap();
+        let filler = |store: &Store, n: usize| {
+            for _ in 0..n {
+                let event = EventData::new("Filler", vec![1u8; 500]);
+                store
+                    .append("filler", ExpectedVersion::Any, &[event])
+                    .unwrap();
+            }
+        };
+        for round in 0..10u8 {
+            let event = EventData::new("Noted", vec![round; 100]);
+            store.append("s", ExpectedVersion::Any, &[event]).unwrap();
+            filler(&store, 20);
+        }
+        store.close().unwrap();
+
+        let store = Store::open(dir.path(), options()).unwrap();
+        let end = store.visible_end();
+        let lock = &store.inner.state.index;
+        for version in [0u8, 3, 8] {
+            let mut rounds = 0;
+            let mut locations = Vec::new();
+            read_checked(lock, |index| {
+                rounds += 1;
+                let range = |_| (u64::from(version), u64::from(version) + 1);
+                index.stream_locations("s", end, range, &mut locations)
+            })
+            .unwrap();
+            assert_eq!(locations.len(), 1);
+            let events = store
+                .read_stream("s", u64::from(version), Direction::Forward, 1)
+                .unwrap();
+            assert_eq!(events[0].payload[..], [version; 100][..]);
+            // The first lookup checks the last segment's file and the
+            // target's; later ones only the target's, if new.
+            assert!(rounds <= 3, "version {version}: {rounds} rounds");
+        }
+    }
 }
