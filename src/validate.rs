@@ -10,7 +10,7 @@ pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
         format!("longer than {max_len} bytes")
     } else if stream.starts_with('$') {
         "names starting with '$' are reserved".to_string()
-    } else if stream.chars().any(char::is_control) {
+    } else if has_control(stream) {
         "control characters are not allowed".to_string()
     } else {
         return Ok(());
@@ -19,4 +19,45 @@ pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
         name: stream.to_string(),
         reason,
     })
+}
+
+/// Whether `text` holds a control character (`char::is_control`: U+0000 to
+/// U+001F and U+007F to U+009F). Every read checks its stream name, so this
+/// looks at bytes, not chars: in UTF-8 those characters are the bytes below
+/// 0x20, 0x7F, and 0xC2 followed by 0x80 to 0x9F, and no other character's
+/// encoding contains such a byte or pair.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // Printable ASCII, the usual name, is settled in one pass.
+    if bytes.iter().all(|&b| (0x20..0x7F).contains(&b)) {
+        return false;
+    }
+    let mut pairs = bytes.windows(2);
+    bytes.iter().any(|&b| b < 0x20 || b == 0x7F)
+        || pairs.any(|w| matches!(w, [0xC2, next] if (0x80..=0x9F).contains(next)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_found_by_their_bytes() {
+        for c in (0..=0x0010_FFFF_u32).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            assert_eq!(has_control(&text), c.is_control(), "{c:?}");
+        }
+        assert!(!has_control("order-42"));
+        assert!(!has_control("Ä¿é"));
+    }
+
+    #[test]
+    fn stream_names_are_checked() {
+        assert!(validate_stream_name("order-42", 100).is_ok());
+        assert!(validate_stream_name("", 100).is_err());
+        assert!(validate_stream_name("$all", 100).is_err());
+        assert!(validate_stream_name("a\u{85}b", 100).is_err());
+        assert!(validate_stream_name("abc", 2).is_err());
+    }
 }

@@ -451,6 +451,14 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         assert_eq!(doc.int(name)?, value, "{name}");
     }
     assert_eq!(
+        doc.usize("INDEX_DIRECTORY_RUNS")?,
+        format::INDEX_DIRECTORY_RUNS
+    );
+    assert_eq!(
+        doc.usize("INDEX_DIRECTORY_ENTRY_LEN")?,
+        format::INDEX_DIRECTORY_ENTRY_LEN
+    );
+    assert_eq!(
         doc.int("CHECKPOINT_FORMAT_VERSION")?,
         u64::from(format::CHECKPOINT_FORMAT_VERSION)
     );
@@ -482,6 +490,8 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         ("Record", format::RECORD_HEADER_LEN),
         ("Index file header", format::INDEX_HEADER_LEN),
         ("Stream table entry", doc.usize("INDEX_TABLE_ENTRY_LEN")?),
+        ("Stream record", doc.usize("INDEX_STREAM_RECORD_LEN")?),
+        ("Directory entry", doc.usize("INDEX_DIRECTORY_ENTRY_LEN")?),
         ("Catalogue header", format::CATALOG_HEADER_LEN),
         ("Catalogue entry", doc.usize("CATALOG_ENTRY_HEADER_LEN")?),
         ("Snapshot file", format::SNAPSHOT_HEADER_LEN),
@@ -769,14 +779,15 @@ fn walk_segment(
     Ok(walked)
 }
 
-fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> TestResult {
-    let base = walked.base;
-    let seed = segment_seed(doc, base)?;
-    let n = walked.offsets.len();
-    // The segment's streams in name order, each with (version, slot).
+/// The streams of a segment in name order, each with (version, slot) of
+/// its events there.
+fn segment_streams<'a>(
+    walked: &Walked,
+    sent: &'a [Sent],
+) -> TestResult<BTreeMap<&'a str, Vec<(u64, u32)>>> {
     let mut streams: BTreeMap<&str, Vec<(u64, u32)>> = BTreeMap::new();
-    for slot in 0..n {
-        let Some(event) = sent.get(usize::try_from(base)? + slot) else {
+    for slot in 0..walked.offsets.len() {
+        let Some(event) = sent.get(usize::try_from(walked.base)? + slot) else {
             return fail(format!("no event at slot {slot}"));
         };
         streams
@@ -784,8 +795,63 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             .or_default()
             .push((event.version, u32::try_from(slot)?));
     }
+    Ok(streams)
+}
+
+/// A directory entry: (ordinal, slots_from, first_version).
+type Run = (u64, u64, u64);
+
+/// The directory of each stream of segment `k`: its runs in the segments
+/// before, the newest `INDEX_DIRECTORY_RUNS`, oldest first.
+fn directories<'a>(
+    doc: &Doc,
+    walked: &[Walked],
+    k: usize,
+    sent: &'a [Sent],
+) -> TestResult<BTreeMap<&'a str, Vec<Run>>> {
+    let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+    for (ordinal, walk) in walked.iter().enumerate().take(k) {
+        let mut slots_from = 0u64;
+        for (name, events) in segment_streams(walk, sent)? {
+            let first = events.first().map_or(0, |e| e.0);
+            runs.entry(name)
+                .or_default()
+                .push((ordinal as u64, slots_from, first));
+            slots_from += events.len() as u64;
+        }
+    }
+    let most = doc.usize("INDEX_DIRECTORY_RUNS")?;
+    for list in runs.values_mut() {
+        let excess = list.len().saturating_sub(most);
+        list.drain(..excess);
+    }
+    Ok(runs)
+}
+
+fn check_index_file(
+    doc: &Doc,
+    bytes: &[u8],
+    walked_all: &[Walked],
+    k: usize,
+    sent: &[Sent],
+) -> TestResult {
+    let Some(walked) = walked_all.get(k) else {
+        return fail(format!("no segment {k}"));
+    };
+    let base = walked.base;
+    let seed = segment_seed(doc, base)?;
+    let n = walked.offsets.len();
+    // The segment's streams in name order, each with (version, slot).
+    let streams = segment_streams(walked, sent)?;
     let stream_count = streams.len();
-    let names_len: usize = streams.keys().map(|name| name.len()).sum();
+    let directories = directories(doc, walked_all, k, sent)?;
+    let fields_len = doc.usize("INDEX_STREAM_RECORD_LEN")?;
+    let run_len = doc.usize("INDEX_DIRECTORY_ENTRY_LEN")?;
+    let runs_of = |name: &str| directories.get(name).map_or(0, Vec::len);
+    let streams_len: usize = streams
+        .keys()
+        .map(|name| fields_len + align8(name.len()) + run_len * runs_of(name))
+        .sum();
 
     let header = doc.layout("Index file header", format::INDEX_HEADER_LEN)?;
     assert_eq!(header.raw(bytes, "magic")?, doc.bytes("INDEX_MAGIC")?);
@@ -822,7 +888,7 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             .max(1),
         "Bloom blocks"
     );
-    assert_eq!(header.uint(bytes, "names_len")?, names_len as u64);
+    assert_eq!(header.uint(bytes, "streams_len")?, streams_len as u64);
     assert_eq!(
         header.uint(bytes, "header_crc")?,
         u64::from(crc32(seed, &[header.before(bytes, "header_crc")?])),
@@ -850,7 +916,7 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             "n" => n,
             "t" => t,
             "b" => b,
-            "names_len" => names_len,
+            "streams_len" => streams_len,
             other => return fail(format!("index section count {other}")),
         };
         let len = entry_size * entries;
@@ -908,13 +974,16 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             *free = Some(name);
         }
     }
+    let streams_at = section("streams", 1)?;
+    let record = doc.layout("Stream record", fields_len)?;
+    let run = doc.layout("Directory entry", run_len)?;
     let mut slots_from = 0u64;
-    let mut name_offsets: HashMap<&str, (u64, u64)> = HashMap::new();
-    let mut name_at = 0u64;
+    let mut records: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut record_at = 0u64;
     for (name, events) in &streams {
-        name_offsets.insert(name, (slots_from, name_at));
+        records.insert(name, (slots_from, record_at));
         slots_from += events.len() as u64;
-        name_at += name.len() as u64;
+        record_at += (fields_len + align8(name.len()) + run_len * runs_of(name)) as u64;
     }
     for (i, owner) in placed.iter().enumerate() {
         let raw = slice(bytes, table + entry_len * i, entry_len)?;
@@ -922,7 +991,7 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             assert!(raw.iter().all(|&b| b == 0), "unused table entry {i}");
             continue;
         };
-        let (events, (from, name_offset)) = match (streams.get(name), name_offsets.get(name)) {
+        let (events, (from, at)) = match (streams.get(name), records.get(name)) {
             (Some(events), Some(found)) => (events, *found),
             _ => return fail(format!("lost stream {name}")),
         };
@@ -931,13 +1000,42 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
             xxh3_64(name.as_bytes()),
             "{name}"
         );
-        let first_version = events.first().map(|e| e.0);
-        assert_eq!(Some(entry.uint(raw, "first_version")?), first_version);
-        assert_eq!(entry.uint(raw, "slots_from")?, from, "{name}");
-        assert_eq!(entry.uint(raw, "count")?, events.len() as u64, "{name}");
-        assert_eq!(entry.uint(raw, "name_offset")?, name_offset, "{name}");
-        assert_eq!(entry.uint(raw, "name_len")?, name.len() as u64, "{name}");
+        assert_eq!(entry.uint(raw, "record_offset")?, at, "{name}");
         assert_eq!(entry.uint(raw, "occupied")?, 1, "{name}");
+
+        let fields = slice(bytes, streams_at + usize::try_from(at)?, fields_len)?;
+        let first_version = events.first().map(|e| e.0);
+        assert_eq!(Some(record.uint(fields, "first_version")?), first_version);
+        assert_eq!(record.uint(fields, "slots_from")?, from, "{name}");
+        assert_eq!(record.uint(fields, "count")?, events.len() as u64, "{name}");
+        assert_eq!(
+            record.uint(fields, "name_len")?,
+            name.len() as u64,
+            "{name}"
+        );
+        let runs = directories.get(name).cloned().unwrap_or_default();
+        assert_eq!(record.uint(fields, "runs")?, runs.len() as u64, "{name}");
+        record.zero(fields, "reserved")?;
+        assert_eq!(
+            record.variable,
+            ["name", "padding", "directory"],
+            "the stream record's variable fields"
+        );
+        let name_at = streams_at + usize::try_from(at)? + fields_len;
+        assert_eq!(slice(bytes, name_at, name.len())?, name.as_bytes(), "name");
+        let padding = slice(bytes, name_at + name.len(), align8(name.len()) - name.len())?;
+        assert!(padding.iter().all(|&b| b == 0), "padding after {name}");
+        let runs_at = name_at + align8(name.len());
+        for (j, (segment, slots_from, first_version)) in runs.iter().enumerate() {
+            let raw = slice(bytes, runs_at + run_len * j, run_len)?;
+            assert_eq!(run.uint(raw, "segment")?, *segment, "{name} run {j}");
+            assert_eq!(run.uint(raw, "slots_from")?, *slots_from, "{name} run {j}");
+            assert_eq!(
+                run.uint(raw, "first_version")?,
+                *first_version,
+                "{name} run {j}"
+            );
+        }
     }
 
     let ids = section("ids", 16)?;
@@ -980,9 +1078,6 @@ fn check_index_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> 
         "Bloom filter"
     );
 
-    let names = section("names", 1)?;
-    let all_names: Vec<u8> = streams.keys().flat_map(|n| n.bytes()).collect();
-    assert_eq!(slice(bytes, names, names_len)?, &all_names[..], "names");
     Ok(())
 }
 
@@ -1240,14 +1335,14 @@ fn a_real_store_matches_the_documented_layouts() -> TestResult {
     );
 
     // Index files of the sealed segments.
-    for (segment, walk) in info.segments.iter().zip(&walked) {
+    for (k, (segment, walk)) in info.segments.iter().zip(&walked).enumerate() {
         let path = segments_dir.join(format!("{:020}.idx", walk.base));
         if walk.seal.is_none() {
             assert!(!path.exists(), "an unsealed segment has no index file");
             continue;
         }
         assert_eq!(segment.index_file.as_deref(), Some(path.as_path()));
-        check_index_file(&doc, &fs::read(&path)?, walk, &sent)?;
+        check_index_file(&doc, &fs::read(&path)?, &walked, k, &sent)?;
     }
 
     let catalog = fs::read(segments_dir.join(format::CATALOG_FILE))?;

@@ -6,6 +6,7 @@
 use super::StreamSummary;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// An event whose version breaks the rule.
@@ -43,21 +44,46 @@ pub fn check_next(stream: &str, next_version: Option<u64>, found: u64) -> Result
     })
 }
 
+/// What a map of streams keeps for each: its summary, and maybe more.
+pub trait Summarized {
+    /// A stream first seen with `summary`.
+    fn from_summary(summary: StreamSummary) -> Self;
+    /// Its summary.
+    fn summary(&self) -> &StreamSummary;
+    /// Its summary, to update.
+    fn summary_mut(&mut self) -> &mut StreamSummary;
+}
+
+impl Summarized for StreamSummary {
+    fn from_summary(summary: StreamSummary) -> Self {
+        summary
+    }
+
+    fn summary(&self) -> &StreamSummary {
+        self
+    }
+
+    fn summary_mut(&mut self) -> &mut StreamSummary {
+        self
+    }
+}
+
 /// Counts `count` events of `stream`, the first with `first_version`, in
 /// segment `ordinal`, in the per-stream summaries of the segments read so
 /// far (in order). On a break the summary is left as it was and the break
 /// returned; `Ok` gives the name the summaries share.
-pub fn count_events(
-    summaries: &mut HashMap<Arc<str>, StreamSummary>,
+pub fn count_events<V: Summarized, S: BuildHasher>(
+    summaries: &mut HashMap<Arc<str>, V, S>,
     stream: &str,
     ordinal: u32,
     first_version: u64,
     count: u64,
 ) -> Result<Arc<str>, VersionGap> {
-    if let Some((name, summary)) = summaries.get_key_value(stream) {
-        check_next(stream, Some(summary.next_version), first_version)?;
+    if let Some((name, known)) = summaries.get_key_value(stream) {
+        check_next(stream, Some(known.summary().next_version), first_version)?;
         let name = Arc::clone(name);
-        if let Some(summary) = summaries.get_mut(stream) {
+        if let Some(known) = summaries.get_mut(stream) {
+            let summary = known.summary_mut();
             summary.next_version = summary.next_version.saturating_add(count);
             summary.last_segment = ordinal;
         }
@@ -67,11 +93,11 @@ pub fn count_events(
     let name: Arc<str> = Arc::from(stream);
     summaries.insert(
         Arc::clone(&name),
-        StreamSummary {
+        V::from_summary(StreamSummary {
             next_version: count,
             first_segment: ordinal,
             last_segment: ordinal,
-        },
+        }),
     );
     Ok(name)
 }
@@ -83,7 +109,7 @@ mod tests {
 
     #[test]
     fn versions_must_be_dense_per_stream() {
-        let mut summaries = HashMap::new();
+        let mut summaries: HashMap<Arc<str>, StreamSummary> = HashMap::new();
         assert_eq!(
             count_events(&mut summaries, "a", 0, 1, 1)
                 .unwrap_err()

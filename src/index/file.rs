@@ -6,18 +6,19 @@
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 64 | header: magic `EVSTIDX\0`, format version, hash kind, segment base position, event count `n`, offset of the segment's seal, stream table size `t`, stream count, bloom blocks `b`, body CRC, names length, header CRC |
+//! | 64 | header: magic `EVSTIDX\0`, format version, hash kind, segment base position, event count `n`, offset of the segment's seal, stream table size `t`, stream count, bloom blocks `b`, body CRC, streams section length, header CRC |
 //! | 4·n | record offset of each slot (slot = position − base) |
 //! | 8·n | (slot, record offset) of each event, grouped by stream, each stream's in version order |
-//! | 32·t | stream hash table (linear probing): hash, first version, first slot index, count, name offset, name length, occupied flag |
+//! | 32·t | stream hash table (linear probing): hash, first version, first slot index, count, record offset, name length, occupied flag, directory length |
 //! | 16·n | event ids, sorted |
 //! | 4·n | the slot of each sorted id |
 //! | 64·b | blocked Bloom filter of the ids |
-//! | names | stream names, back to back |
+//! | streams | per stream: its name, zero padding to 8, its [directory](super::directory) (16 bytes a run) |
 //!
 //! Both CRCs are seeded with the segment's seed, so an index file can never
 //! pass for another segment's.
 
+use super::directory::{DirRun, Directories, DIRECTORY_ENTRY_LEN, DIRECTORY_RUNS};
 use super::hash::{id_hash, HashKind, StreamKey};
 use super::memory::MemIndex;
 use crate::log::record::crc_seed;
@@ -28,11 +29,21 @@ use std::sync::Arc;
 pub const INDEX_SUFFIX: &str = ".idx";
 /// Magic bytes that open every index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"EVSTIDX\0";
-/// Version of the index file layout.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Version of the index file layout. Version 1 had no stream directories;
+/// its files are rebuilt from their segments at open, like damaged ones.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 /// Length of an index file header.
 pub const INDEX_HEADER_LEN: usize = 64;
-const ENTRY_LEN: usize = 32;
+const ENTRY_LEN: usize = 16;
+/// Where a stream table entry holds 1 (a `u32`) when it is in use.
+const OCCUPIED: usize = 12;
+/// Bytes of a stream record's fixed fields, before its name.
+const RECORD_FIELDS_LEN: usize = 24;
+/// Bytes of a cache line, for touching each line of a range once.
+const CACHE_LINE: usize = 64;
+/// Bytes of a stream record a lookup loads at once, not knowing its length
+/// yet: its fields, a name of up to 16 bytes and a full directory.
+const TOUCHED_RECORD_LEN: usize = RECORD_FIELDS_LEN + 16 + DIRECTORY_ENTRY_LEN * DIRECTORY_RUNS;
 const BLOOM_BLOCK_LEN: usize = 64;
 const BLOOM_BITS_PER_ID: usize = 10;
 const BLOOM_PROBES: u32 = 7;
@@ -94,7 +105,7 @@ pub struct IndexHeader {
     stream_count: u32,
     bloom_blocks: u32,
     body_crc: u32,
-    names_len: u32,
+    streams_len: u32,
 }
 
 /// Where each section starts, from the header's sizes.
@@ -102,13 +113,15 @@ pub struct IndexHeader {
 struct Layout {
     /// Events in the segment: the header's count, as a `usize`.
     len: usize,
+    /// Entries in the stream table.
+    table_len: usize,
     offsets: usize,
     slots: usize,
     table: usize,
     ids: usize,
     id_slots: usize,
     bloom: usize,
-    names: usize,
+    streams: usize,
     total: usize,
 }
 
@@ -128,16 +141,17 @@ impl Layout {
         let ids = next(n.checked_mul(16)?)?;
         let id_slots = next(n.checked_mul(4)?)?;
         let bloom = next(u64::from(header.bloom_blocks).checked_mul(BLOOM_BLOCK_LEN as u64)?)?;
-        let names = next(u64::from(header.names_len))?;
+        let streams = next(u64::from(header.streams_len))?;
         Some(Layout {
             len,
+            table_len: usize::try_from(header.table_len).ok()?,
             offsets,
             slots,
             table,
             ids,
             id_slots,
             bloom,
-            names,
+            streams,
             total: usize::try_from(at).ok()?,
         })
     }
@@ -156,7 +170,7 @@ impl IndexHeader {
         out[44..48].copy_from_slice(&self.stream_count.to_le_bytes());
         out[48..52].copy_from_slice(&self.bloom_blocks.to_le_bytes());
         out[52..56].copy_from_slice(&self.body_crc.to_le_bytes());
-        out[56..60].copy_from_slice(&self.names_len.to_le_bytes());
+        out[56..60].copy_from_slice(&self.streams_len.to_le_bytes());
         let crc = seeded_crc(crc_seed(self.base_position), &out[..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
@@ -191,7 +205,7 @@ impl IndexHeader {
             stream_count: u32_field(44)?,
             bloom_blocks: u32_field(48)?,
             body_crc: u32_field(52)?,
-            names_len: u32_field(56)?,
+            streams_len: u32_field(56)?,
         })
     }
 }
@@ -216,22 +230,50 @@ impl std::fmt::Display for IndexFileError {
     }
 }
 
-/// Encodes the index file of a sealed segment.
-pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKind) -> Vec<u8> {
+/// The bytes a stream's record takes in the `streams` section: its fields,
+/// its name padded to a multiple of 8, then its directory.
+fn record_len(name: &str, runs: usize) -> usize {
+    record_len_of(name.len(), runs)
+}
+
+fn record_len_of(name_len: usize, runs: usize) -> usize {
+    RECORD_FIELDS_LEN + name_len.next_multiple_of(8) + DIRECTORY_ENTRY_LEN * runs
+}
+
+/// The directory of `stream` as a file holds it: at most
+/// [`DIRECTORY_RUNS`] runs, the newest.
+fn runs_of<'d>(directories: &'d Directories, stream: &str) -> &'d [DirRun] {
+    let runs = directories.get(stream);
+    runs.get(runs.len().saturating_sub(DIRECTORY_RUNS)..)
+        .unwrap_or_default()
+}
+
+/// Encodes the index file of a sealed segment, with the streams'
+/// `directories` (see [`super::directory`]).
+pub fn encode(
+    mem: &MemIndex,
+    base_position: u64,
+    seal_offset: u64,
+    kind: HashKind,
+    directories: &Directories,
+) -> Vec<u8> {
     let n = mem.len();
     let mut streams: Vec<(&Arc<str>, &super::memory::MemStream)> = mem.streams.iter().collect();
     streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let table_len = (streams.len() + streams.len() / 3 + 1).next_power_of_two();
     let bloom_blocks = (n * BLOOM_BITS_PER_ID).div_ceil(BLOOM_BLOCK_LEN * 8).max(1);
-    let names_len: usize = streams.iter().map(|(name, _)| name.len()).sum();
+    let streams_len: usize = streams
+        .iter()
+        .map(|(name, _)| record_len(name, runs_of(directories, name).len()))
+        .sum();
     // A segment holds at most 4 GiB, so none of these reaches 2^32; a
     // header that could not describe the index makes no file, like a
     // layout that could not (the caller then fails to read it back).
-    let (Ok(table_len_u32), Ok(stream_count), Ok(bloom_blocks_u32), Ok(names_len_u32), Ok(_)) = (
+    let (Ok(table_len_u32), Ok(stream_count), Ok(bloom_blocks_u32), Ok(streams_len_u32), Ok(_)) = (
         u32::try_from(table_len),
         u32::try_from(streams.len()),
         u32::try_from(bloom_blocks),
-        u32::try_from(names_len),
+        u32::try_from(streams_len),
         u32::try_from(n),
     ) else {
         return Vec::new();
@@ -245,7 +287,7 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
         stream_count,
         bloom_blocks: bloom_blocks_u32,
         body_crc: 0,
-        names_len: names_len_u32,
+        streams_len: streams_len_u32,
     };
     let Some(layout) = Layout::of(&header) else {
         return Vec::new();
@@ -254,45 +296,7 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     for (i, offset) in mem.offsets.iter().enumerate() {
         put(&mut out, layout.offsets + 4 * i, &offset.to_le_bytes());
     }
-    let mut table = vec![[0u8; ENTRY_LEN]; table_len];
-    let mut slot_index = 0usize;
-    let mut name_at = 0usize;
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "slot counts are at most `n` and name offsets below `names_len`, both checked to fit a u32 above; names are at most 64 KiB"
-    )]
-    for (name, stream) in &streams {
-        for slot in &stream.slots {
-            // The offset sits beside the slot: a stream read or lookup then
-            // touches one place per event instead of two.
-            let offset = mem.offsets.get(*slot as usize).copied().unwrap_or(0);
-            let at = layout.slots + 8 * slot_index;
-            put(&mut out, at, &slot.to_le_bytes());
-            put(&mut out, at + 4, &offset.to_le_bytes());
-            slot_index += 1;
-        }
-        put(&mut out, layout.names + name_at, name.as_bytes());
-        let hash = StreamKey::new(name).hash(kind);
-        let mut entry = [0u8; ENTRY_LEN];
-        entry[0..8].copy_from_slice(&hash.to_le_bytes());
-        entry[8..16].copy_from_slice(&stream.first_version.to_le_bytes());
-        entry[16..20].copy_from_slice(&((slot_index - stream.slots.len()) as u32).to_le_bytes());
-        entry[20..24].copy_from_slice(&(stream.slots.len() as u32).to_le_bytes());
-        entry[24..28].copy_from_slice(&(name_at as u32).to_le_bytes());
-        entry[28..30].copy_from_slice(&(name.len() as u16).to_le_bytes());
-        entry[30..32].copy_from_slice(&1u16.to_le_bytes());
-        name_at += name.len();
-        let mut i = first_bucket(hash, table_len);
-        while table.get(i).is_some_and(|e| e[30] != 0) {
-            i = (i + 1) & (table_len - 1);
-        }
-        if let Some(free) = table.get_mut(i) {
-            *free = entry;
-        }
-    }
-    for (i, entry) in table.iter().enumerate() {
-        put(&mut out, layout.table + ENTRY_LEN * i, entry);
-    }
+    put_streams(&mut out, &layout, mem, &streams, kind, directories);
     #[expect(
         clippy::cast_possible_truncation,
         reason = "slots are below `n`, checked to fit a u32 above"
@@ -322,6 +326,69 @@ pub fn encode(mem: &MemIndex, base_position: u64, seal_offset: u64, kind: HashKi
     header.body_crc = seeded_crc(crc_seed(base_position), body);
     *head = header.encode();
     out
+}
+
+/// Writes the `slots`, `stream_table` and `streams` sections of `streams`
+/// (in name order) into `out`, laid out as `layout` says.
+fn put_streams(
+    out: &mut [u8],
+    layout: &Layout,
+    mem: &MemIndex,
+    streams: &[(&Arc<str>, &super::memory::MemStream)],
+    kind: HashKind,
+    directories: &Directories,
+) {
+    let table_len = layout.table_len;
+    let mut table = vec![[0u8; ENTRY_LEN]; table_len];
+    let mut slot_index = 0usize;
+    let mut record_at = 0usize;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "slot counts are at most `n` and record offsets below `streams_len`, both checked by `encode` to fit a u32; names are at most 64 KiB; directories at most DIRECTORY_RUNS runs"
+    )]
+    for (name, stream) in streams {
+        for slot in &stream.slots {
+            // The offset sits beside the slot: a stream read or lookup then
+            // touches one place per event instead of two.
+            let offset = mem.offsets.get(*slot as usize).copied().unwrap_or(0);
+            let at = layout.slots + 8 * slot_index;
+            put(out, at, &slot.to_le_bytes());
+            put(out, at + 4, &offset.to_le_bytes());
+            slot_index += 1;
+        }
+        // The record holds everything a lookup needs of the stream here,
+        // its directory after its name: one place to read once found.
+        let runs = runs_of(directories, name);
+        let at = layout.streams + record_at;
+        let mut fields = [0u8; RECORD_FIELDS_LEN];
+        fields[0..8].copy_from_slice(&stream.first_version.to_le_bytes());
+        fields[8..12].copy_from_slice(&((slot_index - stream.slots.len()) as u32).to_le_bytes());
+        fields[12..16].copy_from_slice(&(stream.slots.len() as u32).to_le_bytes());
+        fields[16..18].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        fields[18..20].copy_from_slice(&(runs.len() as u16).to_le_bytes());
+        put(out, at, &fields);
+        put(out, at + RECORD_FIELDS_LEN, name.as_bytes());
+        let runs_at = at + RECORD_FIELDS_LEN + name.len().next_multiple_of(8);
+        for (i, run) in runs.iter().enumerate() {
+            put(out, runs_at + DIRECTORY_ENTRY_LEN * i, &run.encode());
+        }
+        let hash = StreamKey::new(name).hash(kind);
+        let mut entry = [0u8; ENTRY_LEN];
+        entry[0..8].copy_from_slice(&hash.to_le_bytes());
+        entry[8..12].copy_from_slice(&(record_at as u32).to_le_bytes());
+        entry[OCCUPIED..OCCUPIED + 4].copy_from_slice(&1u32.to_le_bytes());
+        record_at += record_len(name, runs.len());
+        let mut i = first_bucket(hash, table_len);
+        while table.get(i).is_some_and(|e| e[OCCUPIED] != 0) {
+            i = (i + 1) & (table_len - 1);
+        }
+        if let Some(free) = table.get_mut(i) {
+            *free = entry;
+        }
+    }
+    for (i, entry) in table.iter().enumerate() {
+        put(out, layout.table + ENTRY_LEN * i, entry);
+    }
 }
 
 /// Copies `bytes` into `out` at `at`; `encode` sized `out` for all of them.
@@ -366,8 +433,32 @@ pub struct StreamPart {
     pub first_version: u64,
     /// Events here.
     pub count: u64,
-    /// Where its slots start in the slots section (files only).
-    slots_from: u64,
+    /// Where its slots start in the slots section.
+    slots_from: u32,
+    /// Where its record is in the `streams` section.
+    record: u32,
+    /// Runs in its directory.
+    runs: u8,
+    /// Where its directory starts in the file.
+    runs_at: usize,
+}
+
+impl StreamPart {
+    /// Where its entries start in the `slots` section.
+    pub fn slots_from(&self) -> u32 {
+        self.slots_from
+    }
+
+    /// Runs in its directory.
+    pub fn runs(&self) -> u32 {
+        u32::from(self.runs)
+    }
+
+    /// Where its record is in the `streams` section, for
+    /// [`IndexFile::stream_at`].
+    pub fn record(&self) -> u32 {
+        self.record
+    }
 }
 
 /// An index file, read in place.
@@ -455,23 +546,36 @@ impl IndexFile {
         self.bytes.get(at..at + ENTRY_LEN)
     }
 
-    fn entry_name(&self, entry: &[u8]) -> Option<&[u8]> {
-        let at = u32_at(entry, 24)? as usize;
-        let len = u16_at(entry, 28)? as usize;
-        if at + len > self.header.names_len as usize {
-            return None;
-        }
-        self.bytes
-            .get(self.layout.names + at..self.layout.names + at + len)
+    fn occupied(entry: &[u8]) -> bool {
+        u32_at(entry, OCCUPIED).is_some_and(|flag| flag != 0)
     }
 
-    fn part(&self, entry: &[u8]) -> Option<StreamPart> {
+    /// The stream record at offset `record` of the `streams` section: its
+    /// part and its name, if it lies whole within the section and is
+    /// plausible.
+    fn record(&self, record: u32) -> Option<(StreamPart, &[u8])> {
+        let at = record as usize;
+        let fields = self
+            .bytes
+            .get(self.layout.streams + at..self.layout.streams + at + RECORD_FIELDS_LEN)?;
+        let name_len = usize::from(u16_at(fields, 16)?);
+        let runs = u16_at(fields, 18)?;
+        if usize::from(runs) > DIRECTORY_RUNS
+            || at + record_len_of(name_len, usize::from(runs)) > self.header.streams_len as usize
+        {
+            return None;
+        }
+        let name_at = self.layout.streams + at + RECORD_FIELDS_LEN;
         let part = StreamPart {
-            first_version: u64_at(entry, 8)?,
-            slots_from: u64::from(u32_at(entry, 16)?),
-            count: u64::from(u32_at(entry, 20)?),
+            first_version: u64_at(fields, 0)?,
+            slots_from: u32_at(fields, 8)?,
+            count: u64::from(u32_at(fields, 12)?),
+            record,
+            runs: u8::try_from(runs).ok()?,
+            runs_at: name_at + name_len.next_multiple_of(8),
         };
-        (part.slots_from + part.count <= self.header.count).then_some(part)
+        let fits = u64::from(part.slots_from) + part.count <= self.header.count;
+        fits.then_some((part, self.bytes.get(name_at..name_at + name_len)?))
     }
 
     /// The part of `stream` in this segment, if it has events here.
@@ -481,15 +585,43 @@ impl IndexFile {
         let mut i = first_bucket(hash, table_len);
         for _ in 0..table_len {
             let entry = self.entry(i)?;
-            if u16_at(entry, 30)? == 0 {
+            if !Self::occupied(entry) {
                 return None;
             }
-            if u64_at(entry, 0)? == hash && self.entry_name(entry)? == key.name().as_bytes() {
-                return self.part(entry);
+            if u64_at(entry, 0)? == hash {
+                if let Some(part) = self.stream_at(key, u32_at(entry, 8)?) {
+                    return Some(part);
+                }
             }
             i = (i + 1) & (table_len - 1);
         }
         None
+    }
+
+    /// The part of `stream` whose record is at offset `record` of the
+    /// `streams` section (as [`StreamPart::record`] gave it), if that is
+    /// the stream's record: a lookup that remembers where a stream's
+    /// record is goes there without probing the stream table.
+    pub fn stream_at(&self, key: &StreamKey<'_>, record: u32) -> Option<StreamPart> {
+        self.touch_record(record);
+        let (part, name) = self.record(record)?;
+        (name == key.name().as_bytes()).then_some(part)
+    }
+
+    /// Loads a byte of each cache line of the stream record at `record`
+    /// (fields, name, directory) at once, so that the misses a lookup takes
+    /// on them overlap instead of following one another as the name is
+    /// compared and the directory searched. The record's length is not
+    /// known before its first line arrives: a typical one's is loaded.
+    fn touch_record(&self, record: u32) {
+        let at = self.layout.streams + record as usize;
+        let end =
+            (at + TOUCHED_RECORD_LEN).min(self.layout.streams + self.header.streams_len as usize);
+        for line in (at..end).step_by(CACHE_LINE) {
+            if let Some(&byte) = self.bytes.get(line) {
+                std::hint::black_box(byte);
+            }
+        }
     }
 
     /// The slot and record offset of the `i`-th event of `part`.
@@ -497,10 +629,30 @@ impl IndexFile {
         if i >= part.count {
             return None;
         }
-        let at = self.layout.slots + 8 * usize::try_from(part.slots_from + i).ok()?;
+        self.slot_at(part.slots_from, i)
+    }
+
+    /// The slot and record offset of entry `slots_from + i` of the `slots`
+    /// section: the `i`-th event of the stream whose entries start at
+    /// `slots_from`, as a directory names it.
+    pub fn slot_at(&self, slots_from: u32, i: u64) -> Option<(u32, u32)> {
+        let index = u64::from(slots_from).checked_add(i)?;
+        if index >= self.header.count {
+            return None;
+        }
+        let at = self.layout.slots + 8 * usize::try_from(index).ok()?;
         let slot = u32_at(&self.bytes, at)?;
         let offset = u32_at(&self.bytes, at + 4)?;
         (u64::from(slot) < self.header.count).then_some((slot, offset))
+    }
+
+    /// The `i`-th run, oldest first, of the directory of `part`.
+    pub fn run(&self, part: &StreamPart, i: u32) -> Option<DirRun> {
+        if i >= part.runs() {
+            return None;
+        }
+        let at = part.runs_at + DIRECTORY_ENTRY_LEN * i as usize;
+        DirRun::decode(self.bytes.get(at..at + DIRECTORY_ENTRY_LEN)?)
     }
 
     /// Every stream with events here, with its part.
@@ -508,13 +660,12 @@ impl IndexFile {
     pub fn streams(&self) -> impl Iterator<Item = Option<(&str, StreamPart)>> + '_ {
         (0..self.header.table_len as usize).filter_map(move |i| {
             let entry = self.entry(i)?;
-            if u16_at(entry, 30)? == 0 {
+            if !Self::occupied(entry) {
                 return None;
             }
-            let found = self
-                .entry_name(entry)
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .zip(self.part(entry));
+            let found = u32_at(entry, 8)
+                .and_then(|record| self.record(record))
+                .and_then(|(part, name)| Some((std::str::from_utf8(name).ok()?, part)));
             Some(found)
         })
     }
@@ -581,10 +732,29 @@ mod tests {
         mem
     }
 
+    /// `alpha` came from two earlier segments; `beta` starts here.
+    fn sample_directories() -> Directories {
+        let mut directories = Directories::none();
+        let runs = vec![
+            DirRun {
+                segment: 1,
+                slots_from: 4,
+                first_version: 0,
+            },
+            DirRun {
+                segment: 6,
+                slots_from: 0,
+                first_version: 2,
+            },
+        ];
+        directories.insert(Arc::from("alpha"), runs);
+        directories
+    }
+
     #[test]
     fn round_trips_every_section() {
         let mem = sample();
-        let bytes = encode(&mem, 1000, 4096, HashKind::Xxh3);
+        let bytes = encode(&mem, 1000, 4096, HashKind::Xxh3, &sample_directories());
         let file = IndexFile::parse(Bytes::from(bytes), 1000).unwrap();
         assert!(file.verify_body());
         assert_eq!(file.len(), 4);
@@ -593,6 +763,18 @@ mod tests {
         assert_eq!((alpha.first_version, alpha.count), (3, 3));
         let slots: Vec<_> = (0..3).map(|i| file.slot(&alpha, i).unwrap()).collect();
         assert_eq!(slots, [(0, 64), (1, 200), (3, 520)]);
+        assert_eq!(file.slot(&alpha, 3), None);
+        let runs: Vec<_> = (0..alpha.runs())
+            .map(|i| file.run(&alpha, i).unwrap())
+            .collect();
+        assert_eq!(runs, sample_directories().get("alpha"));
+        assert_eq!(file.run(&alpha, 2), None);
+        let beta = file.stream(&StreamKey::new("beta")).unwrap();
+        assert_eq!((beta.first_version, beta.count, beta.runs()), (0, 1, 0));
+        // Streams' slots are in name order: beta's follow alpha's.
+        assert_eq!(beta.slots_from(), 3);
+        assert_eq!(file.slot_at(beta.slots_from(), 0), Some((2, 400)));
+        assert_eq!(file.slot_at(beta.slots_from(), 1), None);
         assert!(file.stream(&StreamKey::new("gamma")).is_none());
         assert_eq!(file.find_id(99, id_hash(99)), Some(3));
         assert_eq!(file.find_id(5, id_hash(5)), Some(2));
@@ -603,17 +785,45 @@ mod tests {
     }
 
     #[test]
+    fn directories_hold_at_most_their_newest_runs() {
+        let mut directories = Directories::none();
+        let runs: Vec<DirRun> = (0..100u32)
+            .map(|i| DirRun {
+                segment: i,
+                slots_from: i,
+                first_version: u64::from(i),
+            })
+            .collect();
+        directories.insert(Arc::from("alpha"), runs.clone());
+        let bytes = encode(&sample(), 0, 4096, HashKind::Xxh3, &directories);
+        let file = IndexFile::parse(Bytes::from(bytes), 0).unwrap();
+        let alpha = file.stream(&StreamKey::new("alpha")).unwrap();
+        assert_eq!(alpha.runs() as usize, DIRECTORY_RUNS);
+        let stored: Vec<_> = (0..alpha.runs())
+            .map(|i| file.run(&alpha, i).unwrap())
+            .collect();
+        assert_eq!(stored, runs[100 - DIRECTORY_RUNS..]);
+    }
+
+    #[test]
     fn colliding_hashes_still_find_each_name() {
-        let bytes = encode(&sample(), 0, 4096, HashKind::Constant);
+        let bytes = encode(
+            &sample(),
+            0,
+            4096,
+            HashKind::Constant,
+            &sample_directories(),
+        );
         let file = IndexFile::parse(Bytes::from(bytes), 0).unwrap();
         assert_eq!(file.stream(&StreamKey::new("beta")).unwrap().count, 1);
-        assert_eq!(file.stream(&StreamKey::new("alpha")).unwrap().count, 3);
+        let alpha = file.stream(&StreamKey::new("alpha")).unwrap();
+        assert_eq!((alpha.count, alpha.runs()), (3, 2));
         assert!(file.stream(&StreamKey::new("zeta")).is_none());
     }
 
     #[test]
     fn every_flipped_bit_is_caught_by_a_checksum() {
-        let bytes = encode(&sample(), 7, 4096, HashKind::Xxh3);
+        let bytes = encode(&sample(), 7, 4096, HashKind::Xxh3, &sample_directories());
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
@@ -624,5 +834,30 @@ mod tests {
         }
         assert!(IndexFile::parse(Bytes::from(bytes.clone()), 8).is_err());
         assert!(IndexFile::parse(Bytes::from(bytes[..bytes.len() - 8].to_vec()), 7).is_err());
+    }
+
+    /// A stream record whose directory would run past the `streams`
+    /// section, or be longer than a directory may be, names no stream:
+    /// lookups never read past it.
+    #[test]
+    fn a_directory_past_its_section_is_not_read() {
+        let bytes = encode(&sample(), 0, 4096, HashKind::Xxh3, &sample_directories());
+        let header = IndexHeader::decode(&bytes).unwrap();
+        let layout = Layout::of(&header).unwrap();
+        let file = IndexFile::parse(Bytes::from(bytes.clone()), 0).unwrap();
+        let key = StreamKey::new("alpha");
+        let record = file.stream(&key).unwrap().record();
+        assert_eq!(file.stream_at(&key, record).unwrap().runs(), 2);
+        assert_eq!(file.stream_at(&StreamKey::new("beta"), record), None);
+        assert_eq!(file.stream_at(&key, record + 8), None);
+        for runs in [15u16, 200] {
+            let mut damaged = bytes.clone();
+            let at = layout.streams + record as usize + 18;
+            damaged[at..at + 2].copy_from_slice(&runs.to_le_bytes());
+            let file = IndexFile::parse(Bytes::from(damaged), 0).unwrap();
+            assert!(!file.verify_body());
+            assert_eq!(file.stream(&key), None);
+            assert!(file.stream(&StreamKey::new("beta")).is_some());
+        }
     }
 }

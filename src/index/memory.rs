@@ -16,6 +16,10 @@ pub struct MemStream {
     /// The slot (position minus the segment's base) of each event, by
     /// version.
     pub slots: Vec<u32>,
+    /// The ordinal of the stream's previous segment, where its events
+    /// before `first_version` end, when it was known as the stream came
+    /// here: lookups and the segment's directories start from it.
+    pub previous_segment: Option<u32>,
 }
 
 /// Offsets, per-stream slots and event ids of one segment's events.
@@ -54,11 +58,24 @@ impl MemIndex {
 
     /// Adds consecutive events of `stream`, the first of which has
     /// `first_version`, at the next slots.
+    pub fn push(&mut self, stream: &Arc<str>, first_version: u64, offsets: &[u32], ids: &[u128]) {
+        self.push_after(stream, first_version, None, offsets, ids);
+    }
+
+    /// [`MemIndex::push`], for a stream whose previous events end in
+    /// segment `previous` (if known; kept only for its first events here).
     #[expect(
         clippy::cast_possible_truncation,
         reason = "a segment of at most 4 GiB holds fewer than 2^32 records"
     )]
-    pub fn push(&mut self, stream: &Arc<str>, first_version: u64, offsets: &[u32], ids: &[u128]) {
+    pub fn push_after(
+        &mut self,
+        stream: &Arc<str>,
+        first_version: u64,
+        previous: Option<u32>,
+        offsets: &[u32],
+        ids: &[u128],
+    ) {
         let first_slot = self.offsets.len() as u32;
         self.offsets.extend_from_slice(offsets);
         self.ids.extend_from_slice(ids);
@@ -77,6 +94,7 @@ impl MemIndex {
                     MemStream {
                         first_version,
                         slots: slots.collect(),
+                        previous_segment: previous,
                     },
                 );
             }

@@ -12,8 +12,11 @@
 pub mod catalog;
 pub mod continuity;
 pub mod deferred_check;
+pub mod directory;
 pub mod file;
 pub mod hash;
+pub mod hint;
+mod lookup;
 pub mod memory;
 pub mod planning;
 pub mod recovery;
@@ -21,6 +24,7 @@ pub mod recovery;
 use crate::error::{Error, Result};
 use crate::log::Segment;
 use crate::storage::Storage;
+use directory::{Directories, EarlierIndex};
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
 use memory::{MemIndex, MemStream};
@@ -72,7 +76,7 @@ pub struct SegmentSummary {
 }
 
 /// What the heap keeps per stream, whatever the log's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamSummary {
     /// The version its next event gets (its event count).
     pub next_version: u64,
@@ -80,6 +84,31 @@ pub struct StreamSummary {
     pub first_segment: u32,
     /// Ordinal of the last segment holding its events.
     pub last_segment: u32,
+}
+
+/// What the heap keeps per stream: its summary, and where a lookup last
+/// found its record in an index file.
+#[derive(Debug, Default)]
+struct Known {
+    summary: StreamSummary,
+    found: hint::RecordHint,
+}
+
+impl continuity::Summarized for Known {
+    fn from_summary(summary: StreamSummary) -> Self {
+        Known {
+            summary,
+            found: hint::RecordHint::default(),
+        }
+    }
+
+    fn summary(&self) -> &StreamSummary {
+        &self.summary
+    }
+
+    fn summary_mut(&mut self) -> &mut StreamSummary {
+        &mut self.summary
+    }
 }
 
 /// A sealed segment's index file, checked against its checksum the first
@@ -129,6 +158,17 @@ impl Persisted {
     /// Events in the segment, from the header alone.
     pub fn len(&self) -> usize {
         self.file.len()
+    }
+
+    /// The index file, if it is sound: checked first if it was not yet
+    /// (and rebuilt from the segment if it is damaged, which makes this
+    /// `None`).
+    pub fn checked_file(&self) -> Option<&IndexFile> {
+        self.check().ok()?;
+        match self.state.get() {
+            Some(None) => Some(&self.file),
+            _ => None,
+        }
     }
 
     fn view(self: &Arc<Self>) -> Result<View<'_>> {
@@ -181,11 +221,14 @@ impl Persisted {
         let Some(storage) = &self.storage else {
             return;
         };
+        // The segment alone says nothing of other segments: the rewritten
+        // file has no directories, and lookups through it search instead.
         let bytes = file::encode(
             rebuilt,
             self.segment.base_position(),
             self.file.header().seal_offset,
             self.file.header().hash_kind,
+            &Directories::none(),
         );
         let storage = Arc::clone(storage);
         let path = self.path.clone();
@@ -245,6 +288,7 @@ enum View<'a> {
 }
 
 /// A stream's events in one segment.
+#[derive(Clone, Copy)]
 enum StreamRef<'a> {
     Mem(&'a MemIndex, &'a MemStream),
     File(&'a IndexFile, StreamPart),
@@ -343,6 +387,9 @@ pub struct SealedSegment {
     pub index: Arc<MemIndex>,
     /// The position after its last event.
     pub end_position: u64,
+    /// The indexes of the segments before it, for its streams'
+    /// directories.
+    pub earlier: Vec<EarlierIndex>,
 }
 
 /// Both indexes, kept together so one lock guards their consistency.
@@ -350,7 +397,7 @@ pub struct SealedSegment {
 pub struct Index {
     // Names may come from outside (user ids, tenants): a keyed hasher, and
     // a sorted set beside it for listing streams in order a page at a time.
-    streams: HashMap<Arc<str>, StreamSummary>,
+    streams: HashMap<Arc<str>, Known>,
     names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
@@ -415,7 +462,7 @@ impl Index {
     pub fn last_version(&self, stream: &str) -> Option<u64> {
         self.streams
             .get(stream)
-            .and_then(|s| s.next_version.checked_sub(1))
+            .and_then(|s| s.summary.next_version.checked_sub(1))
     }
 
     /// Number of distinct streams.
@@ -426,14 +473,17 @@ impl Index {
     /// Replaces the stream summaries (from a catalogue, at open).
     pub fn set_streams(&mut self, streams: Vec<(Arc<str>, StreamSummary)>) {
         self.names = streams.iter().map(|(name, _)| Arc::clone(name)).collect();
-        self.streams = streams.into_iter().collect();
+        self.streams = streams
+            .into_iter()
+            .map(|(name, summary)| (name, continuity::Summarized::from_summary(summary)))
+            .collect();
     }
 
     /// Every stream summary, sorted by name.
     pub fn snapshot_streams(&self) -> Vec<(Arc<str>, StreamSummary)> {
         self.names
             .iter()
-            .filter_map(|name| Some((Arc::clone(name), *self.streams.get(name)?)))
+            .filter_map(|name| Some((Arc::clone(name), self.streams.get(name)?.summary)))
             .collect()
     }
 
@@ -480,6 +530,31 @@ impl Index {
             .collect()
     }
 
+    /// The last segment before `ordinal` holding events of `stream`, from
+    /// its summary: where its events continue from when it gets more in
+    /// segment `ordinal`.
+    pub fn previous_segment(&self, stream: &str, ordinal: u32) -> Option<u32> {
+        self.streams
+            .get(stream)
+            .map(|s| s.summary.last_segment)
+            .filter(|&last| last < ordinal)
+    }
+
+    /// The indexes of the segments before `ordinal`, as they are served
+    /// now, for building directories off the index lock.
+    pub fn earlier(&self, ordinal: u32) -> Vec<EarlierIndex> {
+        self.segments
+            .iter()
+            .take(ordinal as usize)
+            .map(|entry| match &entry.index {
+                SegmentIndex::Persisted(p) => EarlierIndex::File(Arc::clone(p)),
+                SegmentIndex::Active(_) | SegmentIndex::Sealed(_) => {
+                    EarlierIndex::Memory(Arc::clone(&entry.segment))
+                }
+            })
+            .collect()
+    }
+
     /// A fresh in-memory index for a new active segment.
     pub fn new_active(&self) -> SegmentIndex {
         SegmentIndex::Active(MemIndex::new(self.tracks_ids()))
@@ -515,7 +590,11 @@ impl Index {
         ids: &[u128],
     ) -> u64 {
         let ordinal = ordinal(self.segments.len().saturating_sub(1));
-        let first_version = self.streams.get(stream).map_or(0, |s| s.next_version);
+        let summary = self.streams.get(stream).map(|s| s.summary);
+        let first_version = summary.map_or(0, |s| s.next_version);
+        let previous = summary
+            .map(|s| s.last_segment)
+            .filter(|&last| last < ordinal);
         let Ok(name) =
             self.count_stream_events(stream, ordinal, first_version, offsets.len() as u64)
         else {
@@ -526,7 +605,7 @@ impl Index {
             ..
         }) = self.segments.last_mut()
         {
-            mem.push(&name, first_version, offsets, ids);
+            mem.push_after(&name, first_version, previous, offsets, ids);
         }
         self.end = first_position + offsets.len() as u64;
         first_version
@@ -536,17 +615,20 @@ impl Index {
     /// its index file needs. The caller pushes the next active segment.
     pub fn seal_active(&mut self) -> Option<SealedSegment> {
         let ordinal = ordinal(self.segments.len().checked_sub(1)?);
+        let earlier = self.earlier(ordinal);
         let entry = self.segments.last_mut()?;
         let SegmentIndex::Active(mem) = &mut entry.index else {
             return None;
         };
         let mem = Arc::new(std::mem::replace(mem, MemIndex::new(false)));
         entry.index = SegmentIndex::Sealed(Arc::clone(&mem));
+        let segment = Arc::clone(&entry.segment);
         Some(SealedSegment {
             ordinal,
-            segment: Arc::clone(&entry.segment),
-            end_position: entry.segment.base_position() + mem.len() as u64,
+            end_position: segment.base_position() + mem.len() as u64,
+            segment,
             index: mem,
+            earlier,
         })
     }
 
@@ -562,7 +644,7 @@ impl Index {
     /// How many of `stream`'s events are at positions below `end`.
     pub fn visible_count(&self, stream: &str, end: u64) -> Result<u64> {
         match self.streams.get(stream) {
-            Some(summary) => self.visible_in(stream, summary, end),
+            Some(known) => self.visible_in(stream, &known.summary, end),
             None => Ok(0),
         }
     }
@@ -596,123 +678,6 @@ impl Index {
             }
         }
         Ok(part.first_version() + lo)
-    }
-
-    /// The ordinal of the segment holding version `version` of the stream.
-    fn segment_of_version(
-        &self,
-        key: &StreamKey<'_>,
-        summary: &StreamSummary,
-        version: u64,
-    ) -> Result<u32> {
-        // Invariant: the answer is in lo..=hi; segment lo holds the stream
-        // with first version `lo_version` <= `version`; any segment after hi
-        // holding it starts at or above `above` > `version`. Steps alternate
-        // between interpolation (a stream spread evenly over the log is found
-        // in a probe or two) and bisection (never worse than twice a binary
-        // search).
-        let (mut lo, mut hi) = (summary.first_segment, summary.last_segment);
-        let (mut lo_version, mut above) = (0u64, summary.next_version);
-        let mut interpolate = true;
-        while lo < hi {
-            let span = u64::from(hi - lo);
-            let step = if interpolate && above > lo_version {
-                let guess = span * version.saturating_sub(lo_version) / (above - lo_version);
-                guess.clamp(1, span)
-            } else {
-                span.div_ceil(2)
-            };
-            interpolate = !interpolate;
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "step is at most span, a difference of two u32"
-            )]
-            let mid = lo + step as u32;
-            let mut found = None;
-            for ordinal in mid..=hi {
-                let entry = self
-                    .segments
-                    .get(ordinal as usize)
-                    .ok_or_else(|| missing(key.name(), "segment out of range"))?;
-                if let Some(part) = entry.view()?.stream(key) {
-                    found = Some((ordinal, part.first_version()));
-                    break;
-                }
-            }
-            match found {
-                Some((ordinal, first)) if first <= version => {
-                    lo = ordinal;
-                    lo_version = first;
-                }
-                Some((_, first)) => {
-                    hi = mid - 1;
-                    above = first;
-                }
-                None => hi = mid - 1,
-            }
-        }
-        Ok(lo)
-    }
-
-    /// Where the versions of `stream` that `range` picks out of its events
-    /// below `end` are, in version order; `range` gets how many there are
-    /// and returns the half-open version range to read.
-    pub fn stream_locations(
-        &self,
-        stream: &str,
-        end: u64,
-        range: impl FnOnce(u64) -> (u64, u64),
-    ) -> Result<(u64, u64, Vec<Location>)> {
-        let Some(summary) = self.streams.get(stream) else {
-            return Ok((0, 0, Vec::new()));
-        };
-        let (start, stop) = range(self.visible_in(stream, summary, end)?);
-        // Only a capacity hint: `range` picks at most the caller's maximum
-        // count, a usize, so it is exact.
-        let mut out = Vec::with_capacity(usize::try_from(stop.saturating_sub(start)).unwrap_or(0));
-        if start >= stop {
-            return Ok((start, stop, out));
-        }
-        let key = StreamKey::new(stream);
-        let mut ordinal = self.segment_of_version(&key, summary, start)?;
-        let mut version = start;
-        while version < stop && ordinal <= summary.last_segment {
-            let entry = self
-                .segments
-                .get(ordinal as usize)
-                .ok_or_else(|| missing(stream, "segment out of range"))?;
-            let view = entry.view()?;
-            if let Some(part) = view.stream(&key) {
-                let first = part.first_version();
-                let hi = stop.min(first + part.count());
-                if version < hi && first > version {
-                    return Err(missing(
-                        stream,
-                        &format!("version {version} is not indexed"),
-                    ));
-                }
-                let base = entry.segment.base_position();
-                while version < hi {
-                    let (slot, offset) = part.slot(version - first).ok_or_else(|| {
-                        missing(stream, &format!("no slot for version {version}"))
-                    })?;
-                    out.push(Location {
-                        segment: Arc::clone(&entry.segment),
-                        offset,
-                        position: base + u64::from(slot),
-                    });
-                    version += 1;
-                }
-            }
-            ordinal += 1;
-        }
-        if version < stop {
-            return Err(missing(
-                stream,
-                &format!("version {version} is not indexed"),
-            ));
-        }
-        Ok((start, stop, out))
     }
 
     fn entry_of_position(&self, position: u64) -> Option<&SegmentEntry> {

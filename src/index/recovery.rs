@@ -4,6 +4,7 @@
 //! just sealed.
 
 use super::catalog::{self, CATALOG_FILE};
+use super::directory::{self, Earlier};
 use super::file::{self, index_file_name, parse_index_file_name, IndexFile};
 use super::hash::HashKind;
 use super::memory::MemIndex;
@@ -143,7 +144,10 @@ pub fn persist_sealed(
 ) -> io::Result<Persisted> {
     let base = sealed.segment.base_position();
     let path = child(dir, &index_file_name(base));
-    let bytes = file::encode(&sealed.index, base, seal_offset, hash_kind);
+    // Every stream's previous segment was recorded as its events came.
+    let earlier = Earlier::new(&sealed.earlier, storage.as_ref(), dir);
+    let directories = directory::build(&sealed.index, sealed.ordinal, &earlier, &|_, _| None);
+    let bytes = file::encode(&sealed.index, base, seal_offset, hash_kind, &directories);
     write_and_rename(storage.as_ref(), &path, &bytes)?;
     let previous = if sealed.ordinal == 0 {
         Some(Vec::new())
@@ -315,9 +319,15 @@ pub fn recover(
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let count_versions = ordinal >= covered;
         let scan = scan_segment(&seg, SegmentRole::of(is_last), |offset, event| {
+            let mut previous = None;
             let name = if let Some(name) = names.get(&*event.stream) {
                 Arc::clone(name)
             } else {
+                // The stream's first event here: where its events were
+                // before, while its summary still says so.
+                if count_versions {
+                    previous = index.previous_segment(&event.stream, ordinal);
+                }
                 let name = if count_versions {
                     Arc::from(&*event.stream)
                 } else {
@@ -335,7 +345,13 @@ pub fn recover(
                     .map_err(|gap| Error::corrupted(seg.path(), offset, gap.to_string()))?;
             }
             let slot = super::slot_offset(seg.path(), offset)?;
-            mem.push(&name, event.version, &[slot], &[event.id.as_u128()]);
+            mem.push_after(
+                &name,
+                event.version,
+                previous,
+                &[slot],
+                &[event.id.as_u128()],
+            );
             Ok(())
         });
         let scan = match scan {
@@ -360,7 +376,15 @@ pub fn recover(
         } else if scan.sealed {
             // Sealed but without a usable index file: write one now.
             let sealed_at = scan.end_offset - record::BATCH_HEADER_LEN as u64;
-            let bytes = file::encode(&mem, base, sealed_at, hash_kind);
+            // Streams of a segment the catalogue covers did not record
+            // their previous segments (their summaries are the catalogue's,
+            // as of its end): those are searched for.
+            let earlier_indexes = index.earlier(ordinal);
+            let earlier = Earlier::new(&earlier_indexes, storage.as_ref(), dir);
+            let directories = directory::build(&mem, ordinal, &earlier, &|stream, version| {
+                index.segment_holding(stream, version, ordinal)
+            });
+            let bytes = file::encode(&mem, base, sealed_at, hash_kind, &directories);
             let existing = index_files
                 .contains(&base)
                 .then(|| read_whole(storage.as_ref(), &idx_path))

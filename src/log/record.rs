@@ -368,7 +368,19 @@ pub fn finish_record(
 /// Returns the event and the record's padded length, or why it is invalid.
 /// Strings and bytes in the event are views of `bytes`.
 pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize), &'static str> {
-    let header: &[u8; RECORD_HEADER_LEN] = bytes
+    decode_record_at(bytes, 0, seed)
+}
+
+/// [`decode_record`] of the record at offset `at` of `bytes`: the event's
+/// views are cut from `bytes` directly, with no view of the record alone
+/// made (and its reference count touched) first.
+pub fn decode_record_at(
+    bytes: &Bytes,
+    at: usize,
+    seed: u32,
+) -> Result<(RecordedEvent, usize), &'static str> {
+    let record = bytes.get(at..).ok_or("record starts past the end")?;
+    let header: &[u8; RECORD_HEADER_LEN] = record
         .first_chunk()
         .ok_or("record header runs past the end")?;
     let len = u32_at(header, 4) as usize;
@@ -381,16 +393,16 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     }
     // `len` is at least a header's length, so this is bytes 4..len: what the
     // checksum covers.
-    let covered = bytes.get(4..len).ok_or("record runs past the end")?;
+    let covered = record.get(4..len).ok_or("record runs past the end")?;
     if u32_at(header, 0) != seeded_crc(seed, covered) {
         return Err("record checksum mismatch");
     }
     // Padding is not under the checksum; it must still be exactly as written.
-    let mut padding = bytes.iter().skip(len).take(align8(len) - len);
+    let mut padding = record.iter().skip(len).take(align8(len) - len);
     if padding.any(|&b| b != 0) {
         return Err("record padding is not zero");
     }
-    let stream_start = RECORD_HEADER_LEN;
+    let stream_start = at + RECORD_HEADER_LEN;
     let type_start = stream_start + stream_len;
     let meta_start = type_start + type_len;
     let payload_start = meta_start + meta_len;
@@ -408,7 +420,7 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
         id: Uuid::from_bytes(id),
         event_type,
         metadata: bytes.slice(meta_start..payload_start),
-        payload: bytes.slice(payload_start..len),
+        payload: bytes.slice(payload_start..at + len),
     };
     Ok((event, align8(len)))
 }

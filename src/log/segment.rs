@@ -2,7 +2,7 @@
 //! fixed capacity and sealed when full.
 
 use super::record::{
-    align8, crc_seed, decode_record, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
+    align8, crc_seed, decode_record_at, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN,
 };
 use crate::error::{Error, Result};
@@ -435,7 +435,7 @@ impl Segment {
                     "record offset past the end",
                 ));
             }
-            let (event, _) = decode_record(&view.slice(relative..), self.seed)
+            let (event, _) = decode_record_at(&view, relative, self.seed)
                 .map_err(|reason| Error::corrupted(&self.path, u64::from(offset), reason))?;
             let position = first_position + i as u64;
             if event.position != position {
@@ -476,23 +476,28 @@ impl Segment {
                 span_start = offset;
             }
             let relative = usize::try_from(offset - span_start).unwrap_or(usize::MAX);
-            let bytes = match span.get(relative..) {
-                Some(rest) if !rest.is_empty() => span.slice(relative..),
-                _ => {
-                    return Err(Error::corrupted(
-                        &self.path,
-                        offset,
-                        "record offset out of order or past the end",
-                    ))
-                }
-            };
-            out.push(self.decode_at(&bytes, offset, position)?);
+            if span.get(relative..).is_none_or(<[u8]>::is_empty) {
+                return Err(Error::corrupted(
+                    &self.path,
+                    offset,
+                    "record offset out of order or past the end",
+                ));
+            }
+            out.push(self.decode_at(&span, relative, offset, position)?);
         }
         Ok(())
     }
 
-    fn decode_at(&self, bytes: &Bytes, offset: u64, position: u64) -> Result<RecordedEvent> {
-        let (event, _) = decode_record(bytes, self.seed)
+    /// Decodes the record at `at` in `bytes`, at `offset` in the segment,
+    /// which must hold `position`.
+    fn decode_at(
+        &self,
+        bytes: &Bytes,
+        at: usize,
+        offset: u64,
+        position: u64,
+    ) -> Result<RecordedEvent> {
+        let (event, _) = decode_record_at(bytes, at, self.seed)
             .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
         if event.position != position {
             return Err(Error::corrupted(
@@ -516,7 +521,7 @@ impl Segment {
                 "record length out of bounds",
             ));
         }
-        self.decode_at(&bytes, offset, position)
+        self.decode_at(&bytes, 0, offset, position)
     }
 }
 

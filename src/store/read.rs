@@ -8,8 +8,19 @@ use crate::index::Location;
 use crate::layout::SEGMENTS_DIR;
 use crate::types::{Direction, RecordedEvent};
 use crate::validate::validate_stream_name;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+thread_local! {
+    /// The buffer of the last stream read on this thread, kept for the next
+    /// (empty): a lookup of one event then allocates only what it returns.
+    static LOCATIONS: Cell<Vec<Location>> = const { Cell::new(Vec::new()) };
+}
+
+/// Most locations a kept buffer has room for, so a long read does not leave
+/// a large one behind.
+const KEPT_LOCATIONS: usize = 64;
 
 impl Store {
     /// The end of what readers may see: durable events in a `Sync` store,
@@ -65,13 +76,12 @@ impl Store {
         max_count: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
-        let (start, locations): (u64, Vec<Location>) =
-            read_checked(&self.inner.state.index, |index| {
-                let (start, _, locations) = index.stream_locations(stream, end, |visible| {
-                    version_range(visible, from_version, direction, max_count)
-                })?;
-                Ok((start, locations))
-            })?;
+        let mut locations = LOCATIONS.take();
+        let start = read_checked(&self.inner.state.index, |index| {
+            let range = |visible| version_range(visible, from_version, direction, max_count);
+            let (start, _) = index.stream_locations(stream, end, range, &mut locations)?;
+            Ok(start)
+        })?;
         let mut events = Vec::with_capacity(locations.len());
         // Events of one segment are read through one view of it.
         for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
@@ -99,6 +109,10 @@ impl Store {
         }
         if direction == Direction::Backward {
             events.reverse();
+        }
+        locations.clear();
+        if locations.capacity() <= KEPT_LOCATIONS {
+            LOCATIONS.set(locations);
         }
         Ok(events)
     }
@@ -265,9 +279,10 @@ mod tests {
             // Nothing is rebuilt while the lock is held.
             let repairs = index.repairs();
             let before = repairs.count.load(Ordering::Relaxed);
-            let found = index.stream_locations("s", end, |visible| (0, visible));
+            let mut locations = Vec::new();
+            let found = index.stream_locations("s", end, |visible| (0, visible), &mut locations);
             assert_eq!(repairs.count.load(Ordering::Relaxed), before);
-            let (_, _, locations) = found?;
+            found?;
             Ok(locations.len())
         })
         .unwrap();
@@ -278,12 +293,61 @@ mod tests {
         let mut again = 0;
         read_checked(lock, |index| {
             again += 1;
-            index.stream_locations("s", end, |visible| (0, visible))
+            index.stream_locations("s", end, |visible| (0, visible), &mut Vec::new())
         })
         .unwrap();
         assert_eq!(again, 1);
         let events = store.read_stream("s", 0, Direction::Forward, 1000).unwrap();
         assert_eq!(events.len(), 100);
         assert!(events.iter().all(|e| e.payload[..] == [7u8; 900][..]));
+    }
+
+    /// A lookup by version goes from the stream's last segment straight to
+    /// the segment holding the version, through the directory in the last
+    /// segment's index file: on a fresh open (every index file unchecked),
+    /// it checks those two files and no other.
+    #[test]
+    fn a_lookup_reads_two_index_files_whatever_the_segments_between() {
+        use crate::{EventData, ExpectedVersion, Options};
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options::default().segment_size(8 << 10);
+        let store = Store::open(dir.path(), options()).unwrap();
+        let filler = |store: &Store, n: usize| {
+            for _ in 0..n {
+                let event = EventData::new("Filler", vec![1u8; 500]);
+                store
+                    .append("filler", ExpectedVersion::Any, &[event])
+                    .unwrap();
+            }
+        };
+        for round in 0..10u8 {
+            let event = EventData::new("Noted", vec![round; 100]);
+            store.append("s", ExpectedVersion::Any, &[event]).unwrap();
+            filler(&store, 20);
+        }
+        store.close().unwrap();
+
+        let store = Store::open(dir.path(), options()).unwrap();
+        let end = store.visible_end();
+        let lock = &store.inner.state.index;
+        for version in [0u8, 3, 8] {
+            let mut rounds = 0;
+            let mut locations = Vec::new();
+            read_checked(lock, |index| {
+                rounds += 1;
+                let range = |_| (u64::from(version), u64::from(version) + 1);
+                index.stream_locations("s", end, range, &mut locations)
+            })
+            .unwrap();
+            assert_eq!(locations.len(), 1);
+            let events = store
+                .read_stream("s", u64::from(version), Direction::Forward, 1)
+                .unwrap();
+            assert_eq!(events[0].payload[..], [version; 100][..]);
+            // The first lookup checks the last segment's file and the
+            // target's; later ones only the target's, if new.
+            assert!(rounds <= 3, "version {version}: {rounds} rounds");
+        }
     }
 }

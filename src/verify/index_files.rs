@@ -251,7 +251,8 @@ impl Verifier<'_, '_> {
             ));
             return;
         }
-        let expected = index_file::encode(mem, base, seal_offset, header.hash_kind);
+        let directories = self.expected_directories(&file, mem);
+        let expected = index_file::encode(mem, base, seal_offset, header.hash_kind, &directories);
         if bytes[..] != expected[..] {
             let at = bytes
                 .iter()

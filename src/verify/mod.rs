@@ -17,6 +17,7 @@
 
 use crate::checkpoint::CHECKPOINTS_DIR;
 use crate::error::{Error, Result};
+use crate::index::directory::DirRun;
 use crate::index::StreamSummary;
 use crate::layout::SEGMENTS_DIR;
 use crate::snapshot::SNAPSHOTS_DIR;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod checkpoints;
+mod directories;
 mod index_files;
 mod inventory;
 mod segments;
@@ -259,6 +261,12 @@ struct Verifier<'a, 'p> {
     wanted: Wanted,
     /// Each stream as of the segments read so far, as the catalogue keeps it.
     streams: HashMap<Arc<str>, StreamSummary>,
+    /// Each stream's newest runs in the sealed segments read so far, as
+    /// index file directories name them.
+    runs: HashMap<Arc<str>, Vec<DirRun>>,
+    /// Whether every segment so far was read whole, so that `runs` is
+    /// complete.
+    runs_known: bool,
 }
 
 impl<'a, 'p> Verifier<'a, 'p> {
@@ -281,6 +289,8 @@ impl<'a, 'p> Verifier<'a, 'p> {
             },
             wanted: Wanted::default(),
             streams: HashMap::new(),
+            runs: HashMap::new(),
+            runs_known: true,
         };
         let inventory = verifier.take_inventory()?;
         verifier.meter.total = inventory.catalog.as_ref().map_or(0, |c| c.len() as u64)

@@ -235,7 +235,11 @@ impl Verifier<'_, '_> {
                         SegmentState::Unsealed
                     };
                     self.meter.finish(&path, size);
+                    self.runs_known = complete;
                     self.check_index_file(ordinal, base, covered, index_later, state);
+                    if scan.sealed {
+                        self.note_runs(ordinal, &pass.mem);
+                    }
                     if let Some(catalog) = &catalog {
                         if i + 1 == covered && complete {
                             self.compare_catalog(&catalog_path, catalog, &scan);

@@ -305,8 +305,9 @@ pub enum WriteTarget {
     /// Writes of a buffer longer than this many bytes (an append's batch is
     /// longer than a bare batch header; the writer's seals and marks are not).
     LongerThan(usize),
-    /// Writes whose buffer starts with a batch header of this kind (the
-    /// `kind` field at byte 8 of the documented format: 1 events, 2 seal).
+    /// Writes to a segment file whose buffer starts with a batch header of
+    /// this kind (the `kind` field at byte 8 of the documented format: 1
+    /// events, 2 seal).
     BatchOfKind(u32),
 }
 
@@ -389,13 +390,17 @@ impl Faults {
         self.write_enospc_after.store(passing, Ordering::SeqCst);
     }
 
-    fn is_write_target(&self, buf: &[u8]) -> bool {
+    /// Whether a write of `buf` is targeted; `to_segment` says whether it
+    /// goes to a segment file, the only files that hold batches (an index
+    /// file's header has its format version where a batch has its kind).
+    fn is_write_target(&self, buf: &[u8], to_segment: bool) -> bool {
         let kind = self.write_target_kind.load(Ordering::SeqCst);
         buf.len() >= self.write_target_min_len.load(Ordering::SeqCst)
             && (kind == 0
-                || buf
-                    .get(8..12)
-                    .is_some_and(|k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]) == kind))
+                || to_segment
+                    && buf
+                        .get(8..12)
+                        .is_some_and(|k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]) == kind))
     }
 
     /// Cuts every `write_at` to at most `max` bytes (0: off).
@@ -418,8 +423,10 @@ impl Faults {
 
     /// Decrements the write countdown for a targeted write; true when this
     /// call must fail.
-    fn take_write_enospc(&self, buf: &[u8]) -> bool {
-        if self.write_enospc_after.load(Ordering::SeqCst) < 0 || !self.is_write_target(buf) {
+    fn take_write_enospc(&self, buf: &[u8], to_segment: bool) -> bool {
+        if self.write_enospc_after.load(Ordering::SeqCst) < 0
+            || !self.is_write_target(buf, to_segment)
+        {
             return false;
         }
         let mut fire = false;
@@ -543,7 +550,7 @@ impl StorageFile for FaultyFile {
     // `write_all_at` is deliberately not forwarded: the trait's default loops
     // over this `write_at`, so short writes and ENOSPC reach the library.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        if self.faults.take_write_enospc(buf) {
+        if self.faults.take_write_enospc(buf, self.is_segment()) {
             self.faults
                 .injected_write_enospc
                 .fetch_add(1, Ordering::SeqCst);
