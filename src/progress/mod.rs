@@ -1,12 +1,12 @@
 //! Tells subscribers that the log moved: new events were written or became
 //! durable, or the store closed.
 //!
-//! The writer pays one atomic load per publication when nobody listens.
-//! Otherwise it changes an epoch that blocking listeners sleep on and wakes
-//! one of them, which wakes the others as soon as it runs: the writer makes
-//! one wake-up whatever the number of listeners, and no lock is handed from
-//! waiter to waiter, so the listeners wake together instead of one after
-//! another. Listeners register before checking the watermark; the writer
+//! The writer pays two atomic loads per publication when nobody listens.
+//! Otherwise it changes an epoch that blocking listeners sleep on and, if
+//! any of them sleeps, wakes one, which wakes the others as soon as it
+//! runs: the writer makes one wake-up whatever the number of listeners, and
+//! no lock is handed from waiter to waiter, so the listeners wake together
+//! instead of one after another. Listeners register before checking the watermark; the writer
 //! publishes the watermark before checking for listeners; both sides order
 //! these with `SeqCst`, so a listener either sees the new watermark or is
 //! woken for it. Async listeners register a `Waker`, which the writer wakes.
@@ -49,10 +49,14 @@ impl Progress {
     pub fn advanced(&self) {
         fence(Ordering::SeqCst);
         if self.listeners.load(Ordering::SeqCst) > 0 {
-            // Set before the wake-up, so whoever it wakes sees it.
-            self.relay.store(true, Ordering::SeqCst);
             self.epoch.bump();
-            self.epoch.wake_one();
+            // Listeners that are not asleep see the new epoch when they
+            // look: only sleepers need a wake-up.
+            if self.epoch.has_sleepers() {
+                // Set before the wake-up, so whoever it wakes sees it.
+                self.relay.store(true, Ordering::SeqCst);
+                self.epoch.wake_one();
+            }
         }
         if self.registered.load(Ordering::SeqCst) > 0 {
             self.wake_registered();

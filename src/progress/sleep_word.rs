@@ -6,14 +6,22 @@
 //! Whatever the timing, a sleeper either sees the change or is woken by it.
 //! Sleepers must treat every return as a reason to look again, not as a
 //! promise that anything changed.
+//!
+//! Sleepers are counted, so that a wake-up with nobody asleep costs no
+//! system call. A sleeper counts itself before the word is compared (by the
+//! kernel, or under the fallback's lock) and a waker changes the word before
+//! it reads the count, both `SeqCst`: either the waker sees the sleeper, or
+//! the comparison sees the change and the sleeper does not sleep.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The word and what its sleepers wait in.
 #[derive(Debug, Default)]
 pub struct SleepWord {
     word: AtomicU32,
+    /// Threads in [`SleepWord::sleep`].
+    sleepers: AtomicUsize,
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     fallback: fallback::Sleepers,
 }
@@ -33,14 +41,26 @@ impl SleepWord {
     /// Sleeps while the word is `seen`, until woken or `deadline` passes;
     /// may also return early for no reason.
     pub fn sleep(&self, seen: u32, deadline: Option<Instant>) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         futex::sleep(&self.word, seen, deadline);
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         self.fallback.sleep(&self.word, seen, deadline);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether a thread may be asleep on the word (or about to compare it):
+    /// once the word was changed, none that is not counted here can sleep
+    /// through the change.
+    pub fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) > 0
     }
 
     /// Wakes one sleeper, if any sleeps.
     pub fn wake_one(&self) {
+        if !self.has_sleepers() {
+            return;
+        }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         futex::wake(&self.word, 1);
         // The fallback cannot pick one sleeper cheaply; waking them all is
@@ -51,6 +71,9 @@ impl SleepWord {
 
     /// Wakes every sleeper.
     pub fn wake_all(&self) {
+        if !self.has_sleepers() {
+            return;
+        }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         futex::wake(&self.word, futex::ALL);
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -90,8 +113,7 @@ mod futex {
 
     /// The count that wakes every sleeper: the kernel reads it as a signed
     /// number, so `u32::MAX` would be -1 and wake one.
-    #[expect(clippy::cast_sign_loss, reason = "i32::MAX is positive")]
-    pub const ALL: u32 = i32::MAX as u32;
+    pub const ALL: u32 = i32::MAX.unsigned_abs();
 
     pub fn wake(word: &AtomicU32, count: u32) {
         // Fails only for an invalid address, which a reference is not.

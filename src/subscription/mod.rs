@@ -293,6 +293,7 @@ pub(crate) trait EventLog: Send + Sync + 'static {
 impl Subscription {
     /// A subscription to the global log from position `from`.
     pub(crate) fn to_all(log: Arc<dyn EventLog>, from: u64, filter: Filter) -> Self {
+        log.read_ahead().join();
         Subscription {
             log,
             source: Source::All {
@@ -316,6 +317,14 @@ impl Subscription {
             filter: Filter::all(),
             visibility: Visibility::Durable,
             buffer: Buffer::empty(),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Source::All { .. } = self.source {
+            self.log.read_ahead().leave();
         }
     }
 }

@@ -22,7 +22,7 @@
 use crate::types::RecordedEvent;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Events held at most: far more than one group commit adds, so a live
@@ -112,6 +112,8 @@ pub struct ReadAhead {
     max_events: usize,
     max_bytes: usize,
     held: Mutex<Held>,
+    /// Subscriptions of the global log open now.
+    subscribers: AtomicUsize,
     reads: AtomicU64,
     shared: AtomicU64,
     evicted: AtomicU64,
@@ -138,6 +140,7 @@ impl ReadAhead {
             max_events,
             max_bytes,
             held: Mutex::new(Held::default()),
+            subscribers: AtomicUsize::new(0),
             reads: AtomicU64::new(0),
             shared: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -165,13 +168,25 @@ impl ReadAhead {
         Lookup::Miss { next }
     }
 
+    /// Counts a subscription of the global log, until [`ReadAhead::leave`].
+    pub fn join(&self) {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops counting a subscription [`ReadAhead::join`] counted.
+    pub fn leave(&self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Whether a read of the log from `from`, by a subscription whose
-    /// watermark is `end`, is worth offering: only near the watermark,
-    /// where other subscribers are likely to follow soon. A subscription
-    /// far behind keeps its reads to itself, so it neither pays for sharing
-    /// nor pushes the live subscribers' chunks out.
+    /// watermark is `end`, is worth offering: only when another
+    /// subscription could take it, and only near the watermark, where other
+    /// subscribers are likely to follow soon. A lone subscription, or one
+    /// far behind, keeps its reads to itself, so it neither pays for
+    /// sharing nor pushes the live subscribers' chunks out.
     pub fn worth_sharing(&self, from: u64, end: u64) -> bool {
-        end.saturating_sub(from) <= self.max_events as u64
+        self.subscribers.load(Ordering::Relaxed) > 1
+            && end.saturating_sub(from) <= self.max_events as u64
     }
 
     /// Offers a chunk just read; returns whether it is held. It is not when
@@ -196,20 +211,24 @@ impl ReadAhead {
         held.events += chunk.events.len();
         held.bytes += chunk.bytes;
         held.chunks.insert(first, Arc::clone(chunk));
-        let mut evicted = 0;
+        let mut evicted = Vec::new();
         while held.events > self.max_events || held.bytes > self.max_bytes {
             let Some((_, oldest)) = held.chunks.pop_first() else {
                 break;
             };
             held.events -= oldest.events.len();
             held.bytes -= oldest.bytes;
-            evicted += 1;
+            evicted.push(oldest);
         }
         let kept = held.chunks.contains_key(&first);
         drop(held);
-        if evicted > 0 {
-            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        if !evicted.is_empty() {
+            self.evicted
+                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
         }
+        // Freed here, with the lock released: dropping a chunk's events can
+        // take a while, and other subscriptions are looking things up.
+        drop(evicted);
         kept
     }
 
@@ -318,10 +337,15 @@ mod tests {
     }
 
     #[test]
-    fn only_reads_near_the_watermark_are_shared() {
+    fn only_reads_near_the_watermark_with_company_are_shared() {
         let read_ahead = ReadAhead::with_limits(100, usize::MAX);
+        read_ahead.join();
+        assert!(!read_ahead.worth_sharing(900, 1000));
+        read_ahead.join();
         assert!(read_ahead.worth_sharing(900, 1000));
         assert!(!read_ahead.worth_sharing(899, 1000));
         assert!(read_ahead.worth_sharing(0, 0));
+        read_ahead.leave();
+        assert!(!read_ahead.worth_sharing(900, 1000));
     }
 }
