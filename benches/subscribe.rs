@@ -544,6 +544,20 @@ fn write_result(name: &str, json: &str) {
     eprintln!("wrote {}", path.display());
 }
 
+/// Prints how the subscribers of `label` shared their reads of the log.
+fn print_sharing(label: &str, store: &Store) {
+    let stats = store.read_ahead_stats();
+    let total = (stats.reads + stats.shared).max(1);
+    eprintln!(
+        "{label}: subscribers read the log {} times and took {} chunks from the shared \
+         read-ahead ({:.1}% shared; {} chunks evicted)",
+        stats.reads,
+        stats.shared,
+        stats.shared as f64 * 100.0 / total as f64,
+        stats.evicted
+    );
+}
+
 // ---------------------------------------------------------------- live latency
 
 /// What one `iter_custom` call of `live_latency` measured, in nanoseconds.
@@ -710,6 +724,10 @@ impl LatencyRig {
             );
             write_result(&format!("latency-subscribers={subscribers}.json"), &json);
         }
+        print_sharing(
+            &format!("live_latency/subscribers={subscribers}"),
+            &self.store,
+        );
         self.store.close().expect("closing the store");
         self.subscribers.join();
     }
@@ -842,6 +860,12 @@ impl WriterRig {
                 );
                 write_result(&format!("writer-subscribers={subscribers}.json"), &json);
             }
+        }
+        if subscribers > 0 {
+            print_sharing(
+                &format!("live_writer/subscribers={subscribers}"),
+                &self.store,
+            );
         }
         self.store.close().expect("closing the store");
         self.subscribers.join();

@@ -96,6 +96,8 @@ pub use projection::{
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{LogInfo, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
+#[cfg(feature = "testing")]
+pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]
 pub use subscription::SubscriptionStream;
 pub use subscription::{Filter, Subscription, Visibility};

@@ -1,17 +1,19 @@
 //! The store's shared state: the index and its lock, the written and
 //! durable watermarks with the notifiers that wake subscribers when they
-//! move, the poison that stops the log for good, and the signal that tells
-//! background threads the store is closing.
+//! move and the read-ahead subscribers share, the poison that stops the log
+//! for good, and the signal that tells background threads the store is
+//! closing.
 
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::options::Options;
 use crate::progress::Progress;
+use crate::subscription::ReadAhead;
 use crate::types::Durability;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::any::Any;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// State shared by the store handles, readers, subscriptions, the
@@ -33,7 +35,13 @@ pub struct StoreState {
     pub written_progress: Progress,
     /// Wakes subscribers that follow `durable` when it moves.
     pub durable_progress: Progress,
+    /// Recent stretches of the log read by one subscription, shared with
+    /// the others.
+    pub read_ahead: ReadAhead,
     poison: Mutex<Option<Error>>,
+    /// Whether `poison` holds an error: every subscriber that catches up
+    /// asks, and a load answers the usual "no" without the lock.
+    poisoned: AtomicBool,
     closing: Mutex<bool>,
     closing_wake: Condvar,
 }
@@ -51,7 +59,9 @@ impl StoreState {
             index_write_failures: AtomicU64::new(0),
             written_progress: Progress::default(),
             durable_progress: Progress::default(),
+            read_ahead: ReadAhead::default(),
             poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
             closing: Mutex::new(false),
             closing_wake: Condvar::new(),
         }
@@ -59,6 +69,9 @@ impl StoreState {
 
     /// The error every append gets once the log can no longer move.
     pub fn poisoned(&self) -> Option<Error> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
         self.poison.lock().clone()
     }
 
@@ -75,6 +88,7 @@ impl StoreState {
     /// the error instead of waiting for events that will never come.
     pub fn fail(&self, error: Error) -> Error {
         let error = self.poison.lock().get_or_insert(error).clone();
+        self.poisoned.store(true, Ordering::Release);
         self.written_progress.close();
         self.durable_progress.close();
         error

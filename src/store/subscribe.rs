@@ -4,7 +4,7 @@
 use super::Store;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::subscription::{EventLog, Filter, Subscription, Visibility};
+use crate::subscription::{EventLog, Filter, ReadAhead, Subscription, Visibility};
 use crate::types::{Direction, RecordedEvent};
 use crate::validate::validate_stream_name;
 use std::sync::atomic::Ordering;
@@ -57,6 +57,14 @@ impl Store {
 }
 
 impl Store {
+    /// How the read-ahead that subscriptions of the global log share has
+    /// served them so far: how the tests see that they share.
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn read_ahead_stats(&self) -> crate::subscription::ReadAheadStats {
+        self.state().read_ahead.stats()
+    }
+
     /// This store as the log a subscription reads.
     pub(crate) fn event_log(&self) -> Arc<dyn EventLog> {
         Arc::new(self.clone())
@@ -82,6 +90,10 @@ impl EventLog for Store {
 
     fn poisoned(&self) -> Option<Error> {
         self.state().poisoned()
+    }
+
+    fn read_ahead(&self) -> &ReadAhead {
+        &self.state().read_ahead
     }
 
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>> {

@@ -6,11 +6,20 @@
 //! or written) and, once it has read everything, waits for the watermark to
 //! move. Catch-up and live delivery are the same loop, so there is no switch
 //! at which an event could be missed or seen twice, and writers never wait
-//! for a subscriber: a stalled one just falls behind in the log.
+//! for a subscriber: a stalled one just falls behind in the log. Near the
+//! watermark, subscriptions of the global log share what they read through
+//! the store's [`ReadAhead`], so that many of them following the log
+//! together read and verify each record once.
+
+mod read_ahead;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::types::RecordedEvent;
+pub(crate) use read_ahead::ReadAhead;
+#[cfg(feature = "testing")]
+pub use read_ahead::ReadAheadStats;
+use read_ahead::{Chunk, Lookup};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -154,8 +163,70 @@ pub enum Visibility {
 
 #[derive(Debug)]
 enum Source {
-    All { next_position: u64, filter: Filter },
+    All { next_position: u64 },
     Stream { name: String, next_version: u64 },
+}
+
+/// The rest of the last read, handed out in order. Every event in it at or
+/// after the next one to hand out passes the filter, or is skipped before
+/// anything looks at it, so the first event is always the next delivery.
+enum Buffer {
+    /// Events this subscription read alone, already filtered: handed out
+    /// by move.
+    Own(std::vec::IntoIter<RecordedEvent>),
+    /// Events `next..stop` of a chunk of the read-ahead, shared with other
+    /// subscriptions: handed out by clone (their bytes are views, so a
+    /// clone copies none).
+    Shared {
+        chunk: Arc<Chunk>,
+        next: usize,
+        stop: usize,
+    },
+}
+
+impl Buffer {
+    fn empty() -> Self {
+        Buffer::Own(Vec::new().into_iter())
+    }
+
+    /// The next event to hand out.
+    fn first(&self) -> Option<&RecordedEvent> {
+        match self {
+            Buffer::Own(events) => events.as_slice().first(),
+            Buffer::Shared { chunk, next, stop } => {
+                chunk.events().get(*next..*stop).and_then(<[_]>::first)
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Own(events) => events.len(),
+            Buffer::Shared { next, stop, .. } => stop.saturating_sub(*next),
+        }
+    }
+
+    /// Hands out the next event and moves on to the one after it that
+    /// passes `filter`.
+    fn take(&mut self, filter: &Filter) -> Option<RecordedEvent> {
+        match self {
+            Buffer::Own(events) => events.next(),
+            Buffer::Shared { chunk, next, stop } => {
+                let event = chunk.events().get(*next..*stop)?.first()?.clone();
+                *next += 1;
+                self.skip(filter);
+                Some(event)
+            }
+        }
+    }
+
+    /// Moves past the events `filter` does not pass.
+    fn skip(&mut self, filter: &Filter) {
+        if let Buffer::Shared { chunk, next, stop } = self {
+            let rest = chunk.events().get(*next..*stop).unwrap_or_default();
+            *next += rest.iter().take_while(|e| !filter.matches(e)).count();
+        }
+    }
 }
 
 /// What one look at the log found.
@@ -176,15 +247,19 @@ enum Fill {
 pub struct Subscription {
     log: Arc<dyn EventLog>,
     source: Source,
+    /// What it delivers of the global log; everything of a stream.
+    filter: Filter,
     visibility: Visibility,
-    /// The rest of the last read, handed out in place (no copy per event).
-    buffer: std::vec::IntoIter<RecordedEvent>,
+    /// The rest of the last read, handed out in place (no copy of any
+    /// event's bytes).
+    buffer: Buffer,
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("source", &self.source)
+            .field("filter", &self.filter)
             .field("visibility", &self.visibility)
             .field("buffered", &self.buffer.len())
             .finish_non_exhaustive()
@@ -201,6 +276,8 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     fn progress(&self, visibility: Visibility) -> &Progress;
     /// The error the log stopped with, if it can no longer move.
     fn poisoned(&self) -> Option<Error>;
+    /// What subscriptions of the global log share of their reads.
+    fn read_ahead(&self) -> &ReadAhead;
     /// Up to `max` events of the global log from `from`, below `end`.
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>>;
     /// Up to `max` events of `stream` from version `from`, below `end`.
@@ -216,14 +293,15 @@ pub(crate) trait EventLog: Send + Sync + 'static {
 impl Subscription {
     /// A subscription to the global log from position `from`.
     pub(crate) fn to_all(log: Arc<dyn EventLog>, from: u64, filter: Filter) -> Self {
+        log.read_ahead().join();
         Subscription {
             log,
             source: Source::All {
                 next_position: from,
-                filter,
             },
+            filter,
             visibility: Visibility::Durable,
-            buffer: Vec::new().into_iter(),
+            buffer: Buffer::empty(),
         }
     }
 
@@ -236,8 +314,17 @@ impl Subscription {
                 name: stream.to_string(),
                 next_version: from_version,
             },
+            filter: Filter::all(),
             visibility: Visibility::Durable,
-            buffer: Vec::new().into_iter(),
+            buffer: Buffer::empty(),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Source::All { .. } = self.source {
+            self.log.read_ahead().leave();
         }
     }
 }
@@ -256,7 +343,7 @@ impl Subscription {
     /// events count as delivered.
     #[must_use]
     pub fn checkpoint(&self) -> u64 {
-        match (&self.source, self.buffer.as_slice().first()) {
+        match (&self.source, self.buffer.first()) {
             (Source::All { .. }, Some(event)) => event.position,
             (Source::Stream { .. }, Some(event)) => event.version,
             (Source::All { next_position, .. }, None) => *next_position,
@@ -298,7 +385,7 @@ impl Subscription {
     pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
-                Fill::Ready => return Ok(self.buffer.next()),
+                Fill::Ready => return Ok(self.buffer.take(&self.filter)),
                 Fill::CaughtUp(_) => return Ok(None),
                 Fill::Behind => {}
             }
@@ -315,7 +402,7 @@ impl Subscription {
     ) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(READS_PER_LOOK)? {
-                Fill::Ready => return Ok(self.buffer.next()),
+                Fill::Ready => return Ok(self.buffer.take(&self.filter)),
                 Fill::Behind => {
                     if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
@@ -329,7 +416,7 @@ impl Subscription {
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
                         return match self.fill(usize::MAX)? {
-                            Fill::Ready => Ok(self.buffer.next()),
+                            Fill::Ready => Ok(self.buffer.take(&self.filter)),
                             _ => Ok(None),
                         };
                     }
@@ -362,21 +449,14 @@ impl Subscription {
             }
             let end = self.end();
             match &mut self.source {
-                Source::All {
-                    next_position,
-                    filter,
-                } => {
+                Source::All { next_position } => {
                     if *next_position >= end {
                         return Ok(Fill::CaughtUp(end));
                     }
-                    let events = self.log.read_all_below(*next_position, READ_BATCH, end)?;
-                    let Some(last) = events.last() else {
-                        return Err(missing(*next_position));
-                    };
-                    *next_position = last.position + 1;
-                    let mut events = events;
-                    events.retain(|e| filter.matches(e));
-                    self.buffer = events.into_iter();
+                    let from = *next_position;
+                    let (buffer, next) = read_all(&*self.log, &self.filter, from, end)?;
+                    self.buffer = buffer;
+                    *next_position = next;
                 }
                 Source::Stream { name, next_version } => {
                     let events =
@@ -386,7 +466,7 @@ impl Subscription {
                         return Ok(Fill::CaughtUp(end));
                     };
                     *next_version = last.version + 1;
-                    self.buffer = events.into_iter();
+                    self.buffer = Buffer::Own(events.into_iter());
                 }
             }
         }
@@ -396,6 +476,62 @@ impl Subscription {
             Fill::Ready
         })
     }
+}
+
+/// One read of the global log from `from` (below `end`, where it holds
+/// events) for a subscription delivering what `filter` passes: the events
+/// as a buffer, and the position after the last of them. From the
+/// read-ahead when it holds `from`; otherwise from the log, offered to the
+/// read-ahead when near the watermark.
+fn read_all(log: &dyn EventLog, filter: &Filter, from: u64, end: u64) -> Result<(Buffer, u64)> {
+    let read_ahead = log.read_ahead();
+    let chunk = match read_ahead.lookup(from) {
+        Lookup::Hit(chunk) => chunk,
+        Lookup::Miss { next } => {
+            // Up to the next chunk held, so chunks never overlap.
+            let stop = next.map_or(end, |next| next.min(end));
+            let events = log.read_all_below(from, READ_BATCH, stop)?;
+            let Some(last) = events.last() else {
+                return Err(missing(from));
+            };
+            let after = last.position + 1;
+            let own = |mut events: Vec<RecordedEvent>| {
+                events.retain(|e| filter.matches(e));
+                Ok((Buffer::Own(events.into_iter()), after))
+            };
+            if !read_ahead.worth_sharing(from, end) {
+                return own(events);
+            }
+            let chunk = match Chunk::new(events) {
+                Ok(chunk) => Arc::new(chunk),
+                Err(events) => return own(events),
+            };
+            if read_ahead.offer(&chunk) {
+                chunk
+            } else {
+                // Nobody else can see it: its events are this
+                // subscription's to move out.
+                match Arc::try_unwrap(chunk) {
+                    Ok(chunk) => return own(chunk.into_events()),
+                    Err(chunk) => chunk,
+                }
+            }
+        }
+    };
+    // The chunk holds `from`; it may run past `end` if another subscription
+    // with a later watermark read it, and nothing past `end` is taken.
+    let first = chunk.first();
+    let index =
+        |position: u64| usize::try_from(position.saturating_sub(first)).unwrap_or(usize::MAX);
+    let stop = index(chunk.end().min(end)).min(chunk.events().len());
+    let next = index(from).min(stop);
+    let after = first + stop as u64;
+    if next == stop {
+        return Err(missing(from));
+    }
+    let mut buffer = Buffer::Shared { chunk, next, stop };
+    buffer.skip(filter);
+    Ok((buffer, after))
 }
 
 fn missing(position: u64) -> Error {
@@ -467,7 +603,9 @@ mod stream {
             let subscription = &mut self.get_mut().subscription;
             match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => Poll::Ready(subscription.buffer.next().map(Ok)),
+                Ok(Fill::Ready) => {
+                    Poll::Ready(subscription.buffer.take(&subscription.filter).map(Ok))
+                }
                 Ok(Fill::Behind) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -479,7 +617,9 @@ mod stream {
                     if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => Poll::Ready(subscription.buffer.next().map(Ok)),
+                            Ok(Fill::Ready) => {
+                                Poll::Ready(subscription.buffer.take(&subscription.filter).map(Ok))
+                            }
                             Ok(_) => Poll::Ready(None),
                         };
                     }
