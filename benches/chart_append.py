@@ -23,6 +23,7 @@ import textwrap
 from xml.sax.saxutils import escape
 
 import criterion_results
+from criterion_results import fmt_rate
 
 # (criterion group, legend label, colour), in the order of the bars.
 SYSTEMS = (
@@ -69,13 +70,6 @@ def load(root):
             results[(group, threads, batch)] = elements / (nanos / 1e9)
     return results
 
-
-def fmt_rate(x):
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.1f} k"
-    return f"{x:.0f}"
 
 
 def fmt_decade(x):

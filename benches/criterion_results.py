@@ -34,3 +34,15 @@ def load(root, groups):
             continue
         results[(group, value)] = (nanos, elements)
     return results
+
+
+def fmt_rate(x):
+    """An events/s figure as the tables show it: 1.23 M, 456.7 k or 89;
+    "-" for a missing one."""
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.0f}"

@@ -24,6 +24,7 @@ import re
 import sys
 
 import criterion_results
+from criterion_results import fmt_rate
 
 GROUPS = ("evstore_sync", "raw_file", "sqlite", "tephra", "evstore_buffered")
 ID_RE = re.compile(r"^threads=(\d+)/size=(\d+)/batch=(\d+)$")
@@ -49,15 +50,6 @@ def load(root):
             results.setdefault(group, {})[key] = elements / (nanos / 1e9)
     return results
 
-
-def fmt_rate(x):
-    if x is None:
-        return "-"
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.1f} k"
-    return f"{x:.0f}"
 
 
 def fmt_mb(x):

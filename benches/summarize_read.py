@@ -23,6 +23,7 @@ import re
 import sys
 
 import criterion_results
+from criterion_results import fmt_rate
 
 OPEN_RE = re.compile(r"^events=(\d+)$")
 READ_GROUPS = {
@@ -44,13 +45,6 @@ def fmt_time(nanos):
             digits = 2 if x < 10 else 1 if x < 100 else 0
             return f"{x:.{digits}f} {unit}"
 
-
-def fmt_rate(x):
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.1f} k"
-    return f"{x:.0f}"
 
 
 def main():

@@ -27,6 +27,7 @@ import os
 import sys
 
 import criterion_results
+from criterion_results import fmt_rate
 
 GROUPS = ("catch_up", "live_latency", "live_writer")
 CATCH_UP = (
@@ -58,13 +59,6 @@ def fmt_time(nanos):
             digits = 2 if x < 10 else 1 if x < 100 else 0
             return f"{x:.{digits}f} {unit}"
 
-
-def fmt_rate(x):
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.1f} k"
-    return f"{x:.0f}"
 
 
 def catch_up(results):
