@@ -71,7 +71,6 @@ def load(root):
     return results
 
 
-
 def fmt_decade(x):
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if x >= scale:

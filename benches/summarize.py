@@ -51,7 +51,6 @@ def load(root):
     return results
 
 
-
 def fmt_mb(x):
     return "-" if x is None else f"{x:.1f}"
 

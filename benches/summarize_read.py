@@ -46,7 +46,6 @@ def fmt_time(nanos):
             return f"{x:.{digits}f} {unit}"
 
 
-
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
     results = load(root)

@@ -60,7 +60,6 @@ def fmt_time(nanos):
             return f"{x:.{digits}f} {unit}"
 
 
-
 def catch_up(results):
     rows = [(key, title, results[("catch_up", key)]) for key, title in CATCH_UP
             if ("catch_up", key) in results]
