@@ -1394,6 +1394,9 @@ fn next_timeout_looks_up_from_a_long_scan_of_skipped_events() {
             &[EventData::new("Wanted", &b"!"[..])],
         )
         .unwrap();
+    // Durable, so the subscription sees all of it whenever the background
+    // flush runs.
+    store.flush().unwrap();
     let mut subscription = store.subscribe_all(0, Filter::event_types(["Wanted"]));
     // A deadline already past: the scan stops after a bounded stretch of
     // skipped events instead of reading the whole log first...
