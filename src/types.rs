@@ -69,6 +69,17 @@ pub enum Direction {
     Backward,
 }
 
+thread_local! {
+    /// Each thread's own version 7 context: the process-wide one is a
+    /// mutex that every appending thread would take for every event.
+    static ID_CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+}
+
+/// A fresh, time-ordered event id (see [`EventData::new`]).
+fn fresh_id() -> Uuid {
+    ID_CONTEXT.with(|context| Uuid::new_v7(uuid::Timestamp::now(context)))
+}
+
 /// An event to append.
 ///
 /// ```
@@ -90,13 +101,14 @@ impl EventData {
     /// metadata.
     ///
     /// The id is a version 7 UUID: a millisecond timestamp, then a counter
-    /// that keeps the ids this process makes increasing, then random bits
-    /// that keep them apart from other processes' ids. Ids that increase
-    /// make the check for retried appends cheap: an id newer than every id
-    /// of a sealed segment is ruled out for it without a search.
+    /// that keeps the ids one thread makes increasing, then random bits
+    /// that keep them apart from other threads' and processes' ids. Ids
+    /// that grow with time make the check for retried appends cheap: an id
+    /// newer than every id of a sealed segment is ruled out for it without
+    /// a search.
     pub fn new(event_type: impl Into<String>, payload: impl Into<Bytes>) -> Self {
         EventData {
-            id: Uuid::now_v7(),
+            id: fresh_id(),
             event_type: event_type.into(),
             metadata: Bytes::new(),
             payload: payload.into(),

@@ -42,11 +42,21 @@ pub struct MemIndex {
 impl MemIndex {
     /// An empty index; `track_ids` builds the id lookup map.
     pub fn new(track_ids: bool) -> Self {
+        Self::with_capacity(track_ids, 0)
+    }
+
+    /// An empty index with room for `events` events before any of its
+    /// tables grows. A segment usually holds about as many events as the
+    /// one before it, and growing the id map means rehashing every id
+    /// while the writer holds the index lock.
+    pub fn with_capacity(track_ids: bool, events: usize) -> Self {
         MemIndex {
-            offsets: Vec::new(),
-            ids: Vec::new(),
+            offsets: Vec::with_capacity(events),
+            ids: Vec::with_capacity(events),
             streams: FastMap::default(),
-            id_slots: track_ids.then(FastMap::default),
+            id_slots: track_ids.then(|| {
+                FastMap::with_capacity_and_hasher(events, foldhash::fast::RandomState::default())
+            }),
             highest_id: 0,
         }
     }

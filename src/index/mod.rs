@@ -555,9 +555,10 @@ impl Index {
             .collect()
     }
 
-    /// A fresh in-memory index for a new active segment.
-    pub fn new_active(&self) -> SegmentIndex {
-        SegmentIndex::Active(MemIndex::new(self.tracks_ids()))
+    /// A fresh in-memory index for a new active segment, with room for
+    /// `expected_events` (see [`MemIndex::with_capacity`]).
+    pub fn new_active(&self, expected_events: usize) -> SegmentIndex {
+        SegmentIndex::Active(MemIndex::with_capacity(self.tracks_ids(), expected_events))
     }
 
     /// Counts `count` events of `stream` in segment `ordinal`, the first with

@@ -63,16 +63,23 @@ impl<'i> GroupPlanner<'i> {
         if intent.ids.iter().any(|id| self.group_ids.contains(id)) {
             return Decision::Defer;
         }
-        let known: Result<Vec<Option<u64>>> = intent
-            .ids
-            .iter()
-            .map(|&id| self.index.find_id_above(id, intent.ids_absent_below))
-            .collect();
-        let known = match known {
-            Ok(known) => known,
-            Err(error) => return Decision::Answer(Err(error)),
-        };
-        if known.iter().any(Option::is_some) {
+        // Where each id was written before, gathered only once one was:
+        // almost every append is new, and needs no list.
+        let mut known: Option<Vec<Option<u64>>> = None;
+        for (i, &id) in intent.ids.iter().enumerate() {
+            match self.index.find_id_above(id, intent.ids_absent_below) {
+                Err(error) => return Decision::Answer(Err(error)),
+                Ok(None) => {
+                    if let Some(known) = known.as_mut() {
+                        known.push(None);
+                    }
+                }
+                Ok(Some(position)) => known
+                    .get_or_insert_with(|| vec![None; i])
+                    .push(Some(position)),
+            }
+        }
+        if let Some(known) = known {
             return Decision::Answer(self.resolve_retry(&intent, &known));
         }
         let actual = match self.last_versions.get(intent.stream) {

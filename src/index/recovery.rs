@@ -473,7 +473,7 @@ pub fn recover(
             .and_then(|p| p.install(storage.as_ref(), dir, next_position))
             .map_err(|e| Error::io_or_no_space("creating a segment", e))?;
         let seg = Arc::new(seg);
-        let active = index.new_active();
+        let active = index.new_active(0);
         index.push_segment(Arc::clone(&seg), active);
         (seg, record::SEGMENT_HEADER_LEN as u64, 0)
     };

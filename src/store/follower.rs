@@ -122,7 +122,7 @@ impl Follower {
                 None => match self.open_next()? {
                     Some(seg) => {
                         let mut index = shared.index.write();
-                        let active = index.new_active();
+                        let active = index.new_active(0);
                         index.push_segment(Arc::clone(&seg), active);
                         self.offset = SEGMENT_HEADER_LEN as u64;
                         self.active = Some(Arc::clone(&seg));
