@@ -73,6 +73,8 @@ pub struct Options {
 pub enum PanicPoint {
     /// The group-commit leader, while it writes a group of appends.
     Leader,
+    /// The commit thread, as it takes over a queue from a caller.
+    CommitThread,
     /// The background flusher of buffered appends, before a flush.
     Flusher,
     /// The thread that writes a sealed segment's index file.

@@ -3,7 +3,7 @@
 //! none is left waiting, and reads keep working.
 //!
 //! Each test makes one thread panic once (`Options::inject_panic`): the
-//! group-commit leader, the background flusher, the index-file thread, and a
+//! group-commit leader, the commit thread, the background flusher, the index-file thread, and a
 //! read-only store's follower.
 #![cfg(feature = "testing")]
 
@@ -78,6 +78,37 @@ fn a_leader_panic_answers_every_appender_and_subscriber_with_the_cause() {
         .read_all(0, evstore::Direction::Forward, 10)
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn a_commit_thread_panic_answers_every_appender_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options::default().inject_panic(PanicPoint::CommitThread),
+    )
+    .unwrap();
+    // Appenders that overlap make a leading caller hand its queue to the
+    // commit thread, which panics as it takes the queue over. Every
+    // appender must then end with the cause instead of waiting.
+    let appenders: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100_000 {
+                    store.append(&format!("s-{t}"), ExpectedVersion::Any, &[event()])?;
+                }
+                Err::<(), _>(Error::Closed)
+            })
+        })
+        .collect();
+    for a in appenders {
+        let result = a.join().unwrap();
+        assert!(is_panic_poison(&result, "commit thread"), "{result:?}");
+    }
+    let later = store.append("later", ExpectedVersion::Any, &[event()]);
+    assert!(is_panic_poison(&later, "commit thread"), "{later:?}");
+    assert!(is_panic_poison(&store.flush(), "commit thread"));
 }
 
 #[test]

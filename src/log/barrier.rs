@@ -1,9 +1,10 @@
 //! The group-commit barrier: callers queue commands, one of them leads. The
 //! first caller to find no leader takes every queued command as a group,
-//! has it written and synced once, and answers each; commands queued
-//! meanwhile form the next group, which the leader takes too for a few
-//! rounds and then hands to the first waiting caller. A lone caller leads
-//! its own group, so it never waits on another thread.
+//! has it written and synced once, and answers each. If commands were
+//! queued meanwhile, it hands them to a dedicated leader, which takes group
+//! after group until the queue is empty, so no caller is kept from
+//! returning by other callers' work. A lone caller leads its own group, so
+//! it never waits on another thread.
 //!
 //! The barrier knows nothing of what a command does: it only queues,
 //! groups, bounds the queue's bytes and elects leaders. That is what lets
@@ -17,8 +18,6 @@ use std::time::{Duration, Instant};
 pub trait Queued {
     /// Bytes the command adds to the queue and to a group.
     fn bytes(&self) -> usize;
-    /// Tells the command's caller that it is the next leader.
-    fn wake_to_lead(&self);
     /// Whether a leader lingering for a fuller group must stop waiting once
     /// this command is queued (someone is waiting on purpose for what is
     /// already there, as a flush is).
@@ -52,31 +51,38 @@ pub enum Role {
     Follow,
 }
 
+/// Who leads a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leader {
+    /// A caller, elected by [`Barrier::submit`]: it leads one group.
+    Caller,
+    /// The dedicated leader: it leads until the queue is empty.
+    Dedicated,
+}
+
 /// What the leader does after a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Take another group.
     Continue,
-    /// Stop leading: the queue is empty, or the first waiting caller was
-    /// woken to lead.
+    /// Stop leading: the queue is empty.
     Stop,
+    /// Stop leading and wake the dedicated leader, which leads from now
+    /// on: commands are queued.
+    HandOver,
 }
 
 /// The barrier refused a command: it is closed. The command comes back.
 #[derive(Debug)]
 pub struct Closed<C>(pub C);
 
-/// Groups one leader takes before handing over to a waiting caller: a
-/// thread already running writes the next group sooner than one that must
-/// first be woken, but its own caller waits meanwhile.
-const LEADER_ROUNDS: u32 = 4;
-
 struct Queue<C> {
     commands: VecDeque<C>,
     bytes: usize,
     closed: bool,
-    /// A caller is leading, or has been woken to lead. Whenever commands
-    /// are queued this is set: someone will take them.
+    /// A caller or the dedicated leader is leading, or the dedicated one
+    /// has been handed the queue. Whenever commands are queued this is
+    /// set: someone will take them.
     leader_active: bool,
 }
 
@@ -169,21 +175,19 @@ impl<C: Queued> Barrier<C> {
         group
     }
 
-    /// Called by the leader after its `round`-th group: keeps leading,
-    /// stops (queue empty), or wakes the first waiting caller to lead.
-    pub fn after_group(&self, round: u32) -> Next {
+    /// Called by the leader after each group: stops if the queue is empty,
+    /// else the dedicated leader goes on and a caller hands over to it (the
+    /// barrier stays led meanwhile).
+    pub fn after_group(&self, leader: Leader) -> Next {
         let mut queue = self.queue.lock();
-        match queue.commands.front() {
-            None => {
-                queue.leader_active = false;
-                self.changed.notify_all();
-                Next::Stop
-            }
-            Some(_) if round < LEADER_ROUNDS => Next::Continue,
-            Some(next) => {
-                next.wake_to_lead();
-                Next::Stop
-            }
+        if queue.commands.is_empty() {
+            queue.leader_active = false;
+            self.changed.notify_all();
+            return Next::Stop;
+        }
+        match leader {
+            Leader::Caller => Next::HandOver,
+            Leader::Dedicated => Next::Continue,
         }
     }
 
@@ -239,19 +243,16 @@ mod tests {
     use std::sync::Arc;
 
     /// A command that stands for `bytes` bytes and reports back through a
-    /// channel: `None` means "lead", `Some(group)` the group it was in.
+    /// channel the group it was in.
     struct Cmd {
         id: usize,
         bytes: usize,
-        reply: SyncSender<Option<usize>>,
+        reply: SyncSender<usize>,
     }
 
     impl Queued for Cmd {
         fn bytes(&self) -> usize {
             self.bytes
-        }
-        fn wake_to_lead(&self) {
-            let _ = self.reply.send(None);
         }
     }
 
@@ -263,46 +264,44 @@ mod tests {
         }
     }
 
-    /// What a caller does: queue, lead when told, wait for its group.
+    /// What a caller does: queue, lead when elected, wait for its group.
+    /// The dedicated leader is a thread of its own, woken on hand-over.
     fn call(
-        barrier: &Barrier<Cmd>,
-        log: &Mutex<Vec<Vec<usize>>>,
+        barrier: &Arc<Barrier<Cmd>>,
+        log: &Arc<Mutex<Vec<Vec<usize>>>>,
         id: usize,
         bytes: usize,
     ) -> usize {
-        let (reply, answer): (_, Receiver<Option<usize>>) = sync_channel(1);
-        let mut role = barrier.submit(Cmd { id, bytes, reply }).ok().unwrap();
-        loop {
-            if role == Role::Lead {
-                lead(barrier, log);
-            }
-            match answer.recv().unwrap() {
-                Some(group) => return group,
-                None => role = Role::Lead,
-            }
+        let (reply, answer): (_, Receiver<usize>) = sync_channel(1);
+        let role = barrier.submit(Cmd { id, bytes, reply }).ok().unwrap();
+        if role == Role::Lead && lead(barrier, log, Leader::Caller) == Next::HandOver {
+            let (barrier, log) = (Arc::clone(barrier), Arc::clone(log));
+            std::thread::spawn(move || lead(&barrier, &log, Leader::Dedicated));
         }
+        answer.recv().unwrap()
     }
 
-    fn lead(barrier: &Barrier<Cmd>, log: &Mutex<Vec<Vec<usize>>>) {
-        for round in 1.. {
+    fn lead(barrier: &Barrier<Cmd>, log: &Mutex<Vec<Vec<usize>>>, leader: Leader) -> Next {
+        loop {
             let group = barrier.take_group();
             let mut log = log.lock();
             let number = log.len();
             log.push(group.iter().map(|c| c.id).collect());
             for c in &group {
-                c.reply.send(Some(number)).unwrap();
+                c.reply.send(number).unwrap();
             }
             drop(log);
-            if barrier.after_group(round) == Next::Stop {
-                break;
+            match barrier.after_group(leader) {
+                Next::Continue => {}
+                other => return other,
             }
         }
     }
 
     #[test]
     fn a_lone_caller_leads_its_own_group() {
-        let barrier = Barrier::new(limits(100));
-        let log = Mutex::new(Vec::new());
+        let barrier = Arc::new(Barrier::new(limits(100)));
+        let log = Arc::new(Mutex::new(Vec::new()));
         assert_eq!(call(&barrier, &log, 7, 10), 0);
         assert_eq!(*log.lock(), vec![vec![7]]);
         assert!(barrier.is_empty());
@@ -367,52 +366,36 @@ mod tests {
         assert_eq!(barrier.submit(small).ok(), Some(Role::Follow));
         let first: Vec<usize> = barrier.take_group().iter().map(|c| c.id).collect();
         assert_eq!(first, vec![1]);
-        assert_eq!(barrier.after_group(1), Next::Continue);
+        assert_eq!(barrier.after_group(Leader::Dedicated), Next::Continue);
         let second: Vec<usize> = barrier.take_group().iter().map(|c| c.id).collect();
         assert_eq!(second, vec![2]);
-        assert_eq!(barrier.after_group(2), Next::Stop);
+        assert_eq!(barrier.after_group(Leader::Dedicated), Next::Stop);
     }
 
     #[test]
-    fn leadership_passes_to_the_first_waiter_after_a_few_rounds() {
+    fn a_caller_hands_a_queue_over_and_the_dedicated_leader_empties_it() {
         let barrier = Barrier::new(limits(1));
-        let (lead_reply, lead_answer) = sync_channel(4);
-        let (other_reply, other_answer) = sync_channel(4);
-        assert_eq!(
-            barrier
-                .submit(Cmd {
-                    id: 0,
-                    bytes: 1,
-                    reply: lead_reply
-                })
-                .ok(),
-            Some(Role::Lead)
-        );
-        for round in 1..LEADER_ROUNDS {
-            barrier
-                .submit(Cmd {
-                    id: round as usize,
-                    bytes: 1,
-                    reply: other_reply.clone(),
-                })
-                .ok()
-                .unwrap();
-            assert_eq!(barrier.take_group().len(), 1);
-            assert_eq!(barrier.after_group(round), Next::Continue);
-        }
-        barrier
-            .submit(Cmd {
-                id: 99,
-                bytes: 1,
-                reply: other_reply,
-            })
-            .ok()
-            .unwrap();
+        let (reply, _answer) = sync_channel(8);
+        let cmd = |id| Cmd {
+            id,
+            bytes: 1,
+            reply: reply.clone(),
+        };
+        assert_eq!(barrier.submit(cmd(0)).ok(), Some(Role::Lead));
+        assert_eq!(barrier.submit(cmd(1)).ok(), Some(Role::Follow));
         assert_eq!(barrier.take_group().len(), 1);
-        // One command is left and this was the last round: its caller leads.
-        assert_eq!(barrier.after_group(LEADER_ROUNDS), Next::Stop);
-        assert_eq!(other_answer.try_recv().ok(), Some(None));
-        assert!(lead_answer.try_recv().is_err());
+        // Commands are queued: the caller hands over, and the barrier stays
+        // led, so a new caller follows instead of leading.
+        assert_eq!(barrier.after_group(Leader::Caller), Next::HandOver);
+        assert_eq!(barrier.submit(cmd(2)).ok(), Some(Role::Follow));
+        assert_eq!(barrier.take_group().len(), 1);
+        assert_eq!(barrier.after_group(Leader::Dedicated), Next::Continue);
+        assert_eq!(barrier.take_group().len(), 1);
+        assert_eq!(barrier.after_group(Leader::Dedicated), Next::Stop);
+        // Nobody leads now: the next caller does.
+        assert_eq!(barrier.submit(cmd(3)).ok(), Some(Role::Lead));
+        assert_eq!(barrier.take_group().len(), 1);
+        assert_eq!(barrier.after_group(Leader::Caller), Next::Stop);
     }
 
     #[test]
@@ -468,7 +451,6 @@ mod tests {
         fn bytes(&self) -> usize {
             0
         }
-        fn wake_to_lead(&self) {}
         fn ends_linger(&self) -> bool {
             true
         }

@@ -10,7 +10,7 @@ mod recovery;
 mod segment;
 
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
-pub use barrier::{Barrier, Limits, Next, Queued, Role};
+pub use barrier::{Barrier, Leader, Limits, Next, Queued, Role};
 pub use recovery::{
     all_zero, clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,
     BatchOutcome, SegmentRole, SegmentScan,

@@ -1,7 +1,7 @@
 //! Appending: validating an append, encoding its records, and handing it
 //! to group commit; flushing and closing.
 
-use super::group_commit::{AppendRequest, Command};
+use super::group_commit::{AppendRequest, Command, ReplyTo};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
@@ -96,7 +96,7 @@ impl Store {
             durability,
             encoded_len,
             ids_absent_below,
-            reply,
+            reply: ReplyTo::new(reply),
         };
         self.group_commit("append")?
             .call(Command::Append(request), &result)

@@ -1,19 +1,24 @@
-//! Group commit: appends and flushes wait at the barrier; whichever caller
-//! leads runs the writer over a whole group, one write and one sync for
-//! all of it, and every caller is answered with its own result. A panic in
-//! the leader poisons the store and answers everyone with that error.
+//! Group commit: appends and flushes wait at the barrier; a caller that
+//! finds nobody leading runs the writer over a whole group, one write and
+//! one sync for all of it, and every caller is answered with its own
+//! result. Whatever was queued meanwhile goes to the commit thread, which
+//! leads group after group until the queue is empty and then sleeps: a
+//! lone caller never waits on another thread, and under load the leader
+//! is a thread that is already running, not one woken for it. A panic in a
+//! leader poisons the store and answers everyone with that error.
 
 use super::state::StoreState;
-use super::writer::Writer;
+use super::writer::{Answers, Writer};
 use crate::error::{Error, Result};
-use crate::log::{Barrier, Limits, Next, Queued, Role};
+use crate::log::{Barrier, Leader, Limits, Next, Queued, Role};
 use crate::options::PanicPoint;
 use crate::types::{AppendResult, Durability, ExpectedVersion};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SendError, SyncSender};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread, ThreadId};
 
 /// One append waiting for the writer.
 pub struct AppendRequest {
@@ -34,15 +39,44 @@ pub struct AppendRequest {
     /// append's ids, in vain (see [`crate::index::Index::sealed_without_ids`]).
     pub ids_absent_below: u32,
     /// Where the result goes.
-    pub reply: SyncSender<Wake<Result<AppendResult>>>,
+    pub reply: ReplyTo,
+}
+
+/// Where an append's result goes: the channel its caller waits on, and
+/// which thread that caller is.
+pub struct ReplyTo {
+    sender: SyncSender<Wake<Result<AppendResult>>>,
+    waiter: ThreadId,
+}
+
+impl ReplyTo {
+    /// The reply channel of an append made on the current thread.
+    pub fn new(sender: SyncSender<Wake<Result<AppendResult>>>) -> Self {
+        ReplyTo {
+            sender,
+            waiter: std::thread::current().id(),
+        }
+    }
+
+    /// The thread waiting for the result.
+    pub fn waiter(&self) -> ThreadId {
+        self.waiter
+    }
+
+    /// Sends `wake`; gives it back if the caller is gone.
+    pub fn send(&self, wake: Wake<Result<AppendResult>>) -> Option<Wake<Result<AppendResult>>> {
+        self.sender.send(wake).err().map(|SendError(wake)| wake)
+    }
 }
 
 /// What a waiting caller is woken with.
 pub enum Wake<T> {
     /// Its command is done.
     Done(T),
-    /// It is the next leader.
-    Lead,
+    /// Its command is done, and before returning it answers the rest of
+    /// its group: the leader went on to the next group instead of making
+    /// one wake-up system call after another first.
+    DoneAndAnswer(T, Box<Answers>),
 }
 
 /// Work for the writer.
@@ -79,17 +113,6 @@ impl Queued for Command {
     fn ends_linger(&self) -> bool {
         matches!(self, Command::Flush(_))
     }
-
-    fn wake_to_lead(&self) {
-        match self {
-            Command::Append(r) => {
-                let _ = r.reply.send(Wake::Lead);
-            }
-            Command::Flush(reply) => {
-                let _ = reply.send(Wake::Lead);
-            }
-        }
-    }
 }
 
 /// The barrier and the writer that leaders run.
@@ -98,6 +121,14 @@ pub struct GroupCommit {
     barrier: Barrier<Command>,
     /// `None` once closed. Held by the leader for a whole group.
     writer: Mutex<Option<Writer>>,
+    /// The commit thread, once started.
+    commit_thread: OnceLock<Thread>,
+    commit_thread_handle: Mutex<Option<JoinHandle<()>>>,
+    /// A caller handed the queue to the commit thread, which has not
+    /// taken it yet.
+    handed_over: AtomicBool,
+    /// The commit thread is to end.
+    stopping: AtomicBool,
 }
 
 impl GroupCommit {
@@ -113,6 +144,66 @@ impl GroupCommit {
             barrier: Barrier::new(limits),
             writer: Mutex::new(Some(writer)),
             state,
+            commit_thread: OnceLock::new(),
+            commit_thread_handle: Mutex::new(None),
+            handed_over: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the commit thread. Until it runs, a caller that would hand
+    /// the queue over leads it to the end itself.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the thread cannot be started.
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let this = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("evstore-commit".into())
+            .spawn(move || this.run_commit_thread())
+            .map_err(|e| Error::io("starting the commit thread", e))?;
+        let _ = self.commit_thread.set(handle.thread().clone());
+        *self.commit_thread_handle.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// The commit thread: leads whenever a caller hands it the queue, until
+    /// the store closes. A panic outside a group (inside one, `lead`
+    /// catches it) poisons the store and answers everything queued.
+    fn run_commit_thread(&self) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| loop {
+            if self.handed_over.swap(false, Ordering::AcqRel) {
+                self.state.injected_panic(PanicPoint::CommitThread);
+                self.lead(Leader::Dedicated);
+                continue;
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::park();
+        }));
+        if let Err(payload) = outcome {
+            let error = self
+                .state
+                .fail_with_panic("the commit thread", payload.as_ref());
+            for command in self.barrier.abandon() {
+                command.fail(error.clone());
+            }
+        }
+    }
+
+    /// Gives the queue to the commit thread, or leads it to the end here if
+    /// there is none.
+    fn hand_over(&self) {
+        match self.commit_thread.get() {
+            Some(thread) => {
+                self.handed_over.store(true, Ordering::Release);
+                thread.unpark();
+            }
+            None => {
+                self.lead(Leader::Dedicated);
+            }
         }
     }
 
@@ -120,28 +211,29 @@ impl GroupCommit {
     /// barrier says so.
     pub fn call<T>(&self, command: Command, result: &Receiver<Wake<Result<T>>>) -> Result<T> {
         match self.barrier.submit(command) {
-            Ok(Role::Lead) => self.lead(),
+            Ok(Role::Lead) => self.lead(Leader::Caller),
             Ok(Role::Follow) => {}
             Err(_closed) => return Err(self.state.poisoned().unwrap_or(Error::Closed)),
         }
-        loop {
-            match result.recv() {
-                Ok(Wake::Done(r)) => return r,
-                Ok(Wake::Lead) => self.lead(),
-                Err(_) => {
-                    // The command was dropped unanswered: its group's leader
-                    // panicked. Once that leader lets go of the writer, the
-                    // store is poisoned with the panic.
-                    drop(self.writer.lock());
-                    return Err(self.state.poisoned().unwrap_or(Error::Closed));
-                }
+        match result.recv() {
+            Ok(Wake::Done(r)) => r,
+            Ok(Wake::DoneAndAnswer(r, rest)) => {
+                rest.answer();
+                r
+            }
+            Err(_) => {
+                // The command was dropped unanswered: its group's leader
+                // panicked. Once that leader lets go of the writer, the
+                // store is poisoned with the panic.
+                drop(self.writer.lock());
+                Err(self.state.poisoned().unwrap_or(Error::Closed))
             }
         }
     }
 
-    /// Writes groups until the barrier says to stop.
-    fn lead(&self) {
-        for round in 1.. {
+    /// Writes groups until the barrier says to stop or to hand over.
+    fn lead(&self, leader: Leader) {
+        loop {
             let group = self.barrier.take_group();
             let mut writer = self.writer.lock();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -156,11 +248,10 @@ impl GroupCommit {
                 }
             }));
             let answers = match outcome {
-                Ok(Some(mut done)) => {
-                    let deferred = std::mem::take(&mut done.deferred);
+                Ok(Some(done)) => {
                     self.barrier
-                        .requeue(deferred.into_iter().map(Command::Append).collect());
-                    Some(done)
+                        .requeue(done.deferred.into_iter().map(Command::Append).collect());
+                    Some(done.answers)
                 }
                 Ok(None) => None,
                 Err(payload) => {
@@ -176,14 +267,30 @@ impl GroupCommit {
                 }
             };
             drop(writer);
-            // The next leader, if one is woken, starts on the next group
-            // while this one answers the callers of the last.
-            let next = self.barrier.after_group(round);
-            if let Some(answers) = answers {
-                answers.answer();
-            }
-            if next == Next::Stop {
-                break;
+            // The commit thread, if handed the queue, starts on the next
+            // group while this caller answers the last. A leader that goes
+            // on itself wakes one caller, which answers the others while
+            // the next group is written and synced.
+            let next = self.barrier.after_group(leader);
+            match next {
+                Next::Continue => {
+                    if let Some(answers) = answers {
+                        answers.delegate(std::thread::current().id());
+                    }
+                }
+                Next::Stop => {
+                    if let Some(answers) = answers {
+                        answers.answer();
+                    }
+                    break;
+                }
+                Next::HandOver => {
+                    self.hand_over();
+                    if let Some(answers) = answers {
+                        answers.answer();
+                    }
+                    break;
+                }
             }
         }
     }
@@ -195,6 +302,15 @@ impl GroupCommit {
         let writer = self.writer.lock().take();
         if let Some(writer) = writer {
             writer.shut_down();
+        }
+        self.stopping.store(true, Ordering::Release);
+        if let Some(thread) = self.commit_thread.get() {
+            thread.unpark();
+        }
+        let handle = self.commit_thread_handle.lock().take();
+        if let Some(handle) = handle {
+            // The thread catches its own panics and poisons the store.
+            let _ = handle.join();
         }
     }
 

@@ -105,7 +105,15 @@ impl Store {
             Arc::clone(&state),
             Writer::new(Arc::clone(&state), active),
         ));
-        let flusher = super::flusher::spawn(Arc::clone(&state), Arc::clone(&group_commit))?;
+        group_commit.start()?;
+        let flusher = match super::flusher::spawn(Arc::clone(&state), Arc::clone(&group_commit)) {
+            Ok(flusher) => flusher,
+            Err(error) => {
+                // Ends the commit thread, which holds the write path.
+                group_commit.close();
+                return Err(error);
+            }
+        };
         Ok(Store {
             inner: Arc::new(StoreInner {
                 dir,

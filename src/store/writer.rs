@@ -4,7 +4,7 @@
 //! written watermark, syncs once, records a durable mark that vouches for
 //! the synced events, and only then answers the appenders.
 
-use super::group_commit::{AppendRequest, Command, Wake};
+use super::group_commit::{AppendRequest, Command, ReplyTo, Wake};
 use super::state::StoreState;
 use crate::error::{Error, Result};
 use crate::index::planning::{Decision, GroupPlanner, Intent};
@@ -17,28 +17,34 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 
 /// Appenders to answer once a group is done, with their results.
-type Replies = Vec<(SyncSender<Wake<Result<AppendResult>>>, Result<AppendResult>)>;
+type Replies = Vec<(ReplyTo, Result<AppendResult>)>;
 
 /// What a group leaves to do once it is written: the callers to answer,
 /// and the appends deferred to the next group.
 pub struct GroupOutcome {
+    /// Who to answer with what.
+    pub answers: Answers,
+    /// Appends for the next group (see [`Decision::Defer`]).
+    pub deferred: Vec<AppendRequest>,
+}
+
+/// The callers of a written group, with their results.
+pub struct Answers {
     /// Appenders and their results.
     replies: Replies,
     /// Flushes and their result.
     flushes: Vec<SyncSender<Wake<Result<()>>>>,
     flush_result: Result<()>,
-    /// Appends for the next group (see [`Decision::Defer`]).
-    pub deferred: Vec<AppendRequest>,
 }
 
-impl GroupOutcome {
+impl Answers {
     /// Wakes every caller of the group with its result. The writer is not
-    /// needed for this, so the leader does it after handing the writer to
-    /// the next leader: waking dozens of threads then overlaps the next
-    /// group's write and sync instead of delaying them.
+    /// needed for this, so a leader does it after letting the writer go:
+    /// waking dozens of threads then overlaps the next group's write and
+    /// sync instead of delaying them.
     pub fn answer(self) {
         // A send fails only if the caller is gone: nobody to tell.
         for (reply, result) in self.replies {
@@ -46,6 +52,30 @@ impl GroupOutcome {
         }
         for f in self.flushes {
             let _ = f.send(Wake::Done(self.flush_result.clone()));
+        }
+    }
+
+    /// Wakes one appender that is not waiting on thread `leader`, handing
+    /// it the others to answer, so a leader that takes the next group
+    /// itself is not delayed by the wake-ups. Answers everyone itself if
+    /// there is no such appender or it is gone.
+    pub fn delegate(mut self, leader: ThreadId) {
+        let Some(at) = self
+            .replies
+            .iter()
+            .position(|(reply, _)| reply.waiter() != leader)
+        else {
+            return self.answer();
+        };
+        let (first, result) = self.replies.swap_remove(at);
+        if self.replies.is_empty() && self.flushes.is_empty() {
+            let _ = first.send(Wake::Done(result));
+            return;
+        }
+        if let Some(Wake::DoneAndAnswer(_, rest)) =
+            first.send(Wake::DoneAndAnswer(result, Box::new(self)))
+        {
+            rest.answer();
         }
     }
 }
@@ -123,12 +153,14 @@ impl Writer {
         }
         if let Some(error) = self.state.poisoned() {
             return GroupOutcome {
-                replies: appends
-                    .into_iter()
-                    .map(|r| (r.reply, Err(error.clone())))
-                    .collect(),
-                flushes,
-                flush_result: Err(error),
+                answers: Answers {
+                    replies: appends
+                        .into_iter()
+                        .map(|r| (r.reply, Err(error.clone())))
+                        .collect(),
+                    flushes,
+                    flush_result: Err(error),
+                },
                 deferred: Vec::new(),
             };
         }
@@ -237,9 +269,11 @@ impl Writer {
             }
         }
         GroupOutcome {
-            replies,
-            flushes,
-            flush_result: flush_outcome,
+            answers: Answers {
+                replies,
+                flushes,
+                flush_result: flush_outcome,
+            },
             deferred,
         }
     }
@@ -359,7 +393,7 @@ impl Writer {
         let sealed = {
             let mut index = self.state.index.write();
             let sealed = index.seal_active();
-            let active = index.new_active();
+            let active = index.new_active(sealed.as_ref().map_or(0, |s| s.index.len()));
             index.push_segment(segment, active);
             sealed
         };
