@@ -19,6 +19,10 @@ use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
+/// Turns a listener among others gives the other threads before it
+/// sleeps (see [`Progress::wait_until`]).
+const TURNS_BEFORE_SLEEP: u32 = 4;
+
 /// The notifier; one per store.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -102,6 +106,17 @@ impl Progress {
         // Pairs with the writer's fence: either it sees this listener, or
         // the checks below see its watermark.
         fence(Ordering::SeqCst);
+        // A listener among others gives the other threads a few turns
+        // before it sleeps: under a steady stream of commits the next one
+        // often lands meanwhile, and a listener that is still awake needs
+        // no wake-up, which costs the writer and the scheduler more than
+        // the turns do. A lone listener sleeps at once: its turns only
+        // delay its sleep, and it is woken directly by the writer.
+        let mut turns = if self.listeners.load(Ordering::Relaxed) > 1 {
+            TURNS_BEFORE_SLEEP
+        } else {
+            0
+        };
         loop {
             let seen = self.epoch.load();
             if ready() {
@@ -112,6 +127,11 @@ impl Progress {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return ready();
+            }
+            if turns > 0 {
+                turns -= 1;
+                std::thread::yield_now();
+                continue;
             }
             self.epoch.sleep(seen, deadline);
             self.pass_on();
