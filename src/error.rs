@@ -91,6 +91,36 @@ pub enum Error {
         reason: String,
     },
 
+    /// An event's tag is empty, too long, holds a control character, or
+    /// appears twice on the event; or the event has too many tags.
+    #[error("invalid tag {tag:?}: {reason}")]
+    InvalidTag {
+        /// The rejected tag.
+        tag: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A query item with neither types nor tags (it would match every event:
+    /// use [`crate::Query::all`] for that), or a commit that names the same
+    /// stream twice or holds no event.
+    #[error("invalid {what}: {reason}")]
+    InvalidRequest {
+        /// What was refused: "query", "commit".
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// A commit's [`crate::AppendCondition`] failed: an event matching its
+    /// query was appended after the position it names. Nothing was written.
+    #[error("append condition failed: the event at position {position} matches its query")]
+    AppendConditionFailed {
+        /// The position of the first matching event after the condition's
+        /// `after`.
+        position: u64,
+    },
+
     /// A snapshot for a stream version that has not been written (or is not
     /// yet visible to readers).
     #[error("cannot snapshot stream '{stream}' at version {version}: its last version is {}", stream_version.map_or_else(|| "none (no events)".into(), |v| v.to_string()))]

@@ -63,6 +63,7 @@ compile_error!(
 mod aggregate;
 mod checkpoint;
 mod codec;
+mod commit;
 mod domain_event;
 mod error;
 mod index;
@@ -71,6 +72,7 @@ mod log;
 mod options;
 mod progress;
 mod projection;
+mod query;
 mod snapshot;
 pub mod storage;
 mod store;
@@ -85,6 +87,7 @@ pub use checkpoint::{CHECKPOINTS_DIR, MAX_CHECKPOINT_NAME_LEN};
 #[cfg(feature = "json")]
 pub use codec::JsonCodec;
 pub use codec::{BincodeCodec, Codec, CodecError};
+pub use commit::{Commit, CommitResult};
 pub use error::{Error, Result};
 pub use index::recovery::RecoveryStats;
 pub use options::Options;
@@ -93,9 +96,12 @@ pub use options::PanicPoint;
 pub use projection::{
     HandlerError, OnError, ProjectionHandle, ProjectionOptions, ProjectionStart, ProjectionStats,
 };
+pub use query::{AppendCondition, Query, QueryItem};
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
-pub use store::{LogInfo, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR};
+pub use store::{
+    LogInfo, QueryRead, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR,
+};
 #[cfg(feature = "testing")]
 pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]
@@ -132,7 +138,8 @@ pub mod format {
     };
     pub use crate::index::file::{INDEX_FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC};
     pub use crate::log::record::{
-        BATCH_HEADER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+        BATCH_HEADER_LEN, FORMAT_VERSION, OLDEST_FORMAT_VERSION, RECORD_HEADER_LEN,
+        SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     };
     pub use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
 }

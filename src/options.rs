@@ -40,6 +40,10 @@ pub struct Options {
     pub(crate) max_stream_name_len: usize,
     /// Longest event type in bytes.
     pub(crate) max_event_type_len: usize,
+    /// Longest tag in bytes.
+    pub(crate) max_tag_len: usize,
+    /// Most tags on one event.
+    pub(crate) max_tags_per_event: usize,
     /// How many recently written events a retried append is recognised
     /// against by event id.
     pub(crate) idempotency_window: usize,
@@ -95,6 +99,8 @@ impl Default for Options {
             max_event_size: 16 << 20,
             max_stream_name_len: 256,
             max_event_type_len: 256,
+            max_tag_len: 256,
+            max_tags_per_event: 64,
             idempotency_window: 1_000_000,
             page_cache_window: Some(8 << 20),
             #[cfg(feature = "testing")]
@@ -184,6 +190,20 @@ impl Options {
     #[must_use]
     pub fn max_event_type_len(mut self, bytes: usize) -> Self {
         self.max_event_type_len = bytes;
+        self
+    }
+
+    /// Longest tag in bytes (default 256, at most 65535).
+    #[must_use]
+    pub fn max_tag_len(mut self, bytes: usize) -> Self {
+        self.max_tag_len = bytes;
+        self
+    }
+
+    /// Most tags one event may carry (default 64).
+    #[must_use]
+    pub fn max_tags_per_event(mut self, count: usize) -> Self {
+        self.max_tags_per_event = count;
         self
     }
 

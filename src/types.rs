@@ -92,6 +92,7 @@ fn fresh_id() -> Uuid {
 pub struct EventData {
     pub(crate) id: Uuid,
     pub(crate) event_type: String,
+    pub(crate) tags: Vec<String>,
     pub(crate) metadata: Bytes,
     pub(crate) payload: Bytes,
 }
@@ -110,6 +111,7 @@ impl EventData {
         EventData {
             id: fresh_id(),
             event_type: event_type.into(),
+            tags: Vec::new(),
             metadata: Bytes::new(),
             payload: payload.into(),
         }
@@ -121,6 +123,34 @@ impl EventData {
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = id;
         self
+    }
+
+    /// Sets the event's tags (`course:c1`, `student:s7`...): what
+    /// [`crate::Query`] items select besides the event type, and what
+    /// [`crate::AppendCondition`]s guard. Order does not matter (they are
+    /// stored sorted); an empty tag, one over the store's length limit, too
+    /// many, or the same tag twice make the append fail with
+    /// [`crate::Error::InvalidTag`].
+    ///
+    /// ```
+    /// use evstore::EventData;
+    /// let event = EventData::new("StudentSubscribed", &b"{}"[..])
+    ///     .with_tags(["student:s7", "course:c1"]);
+    /// assert_eq!(event.tags(), ["student:s7", "course:c1"]);
+    /// ```
+    #[must_use]
+    pub fn with_tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The tags, as given.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// Sets the metadata bytes.
@@ -175,6 +205,8 @@ pub struct RecordedEvent {
     pub id: Uuid,
     /// The event type.
     pub event_type: ByteString,
+    /// The tags given at append, in ascending byte order.
+    pub tags: Vec<ByteString>,
     /// The metadata bytes.
     pub metadata: Bytes,
     /// The payload bytes.

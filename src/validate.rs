@@ -2,6 +2,7 @@
 //! and subscriptions.
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 
 pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
     let reason = if stream.is_empty() {
@@ -19,6 +20,53 @@ pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
         name: stream.to_string(),
         reason,
     })
+}
+
+/// Checks an event's tags against the options: each non-empty, within the
+/// length limit, without control characters, none given twice, and no more
+/// of them than allowed.
+pub fn validate_tags(tags: &[String], options: &Options) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let refuse = |tag: &str, reason: String| {
+        Err(Error::InvalidTag {
+            tag: tag.to_string(),
+            reason,
+        })
+    };
+    if tags.len() > options.max_tags_per_event {
+        let shown = tags.first().map_or("", String::as_str);
+        return refuse(
+            shown,
+            format!(
+                "the event has {} tags, more than the {} allowed",
+                tags.len(),
+                options.max_tags_per_event
+            ),
+        );
+    }
+    let max_len = options.max_tag_len.min(usize::from(u16::MAX));
+    for tag in tags {
+        if tag.is_empty() {
+            return refuse(tag, "empty".into());
+        }
+        if tag.len() > max_len {
+            return refuse(tag, format!("longer than {max_len} bytes"));
+        }
+        if has_control(tag) {
+            return refuse(tag, "control characters are not allowed".into());
+        }
+    }
+    if tags.len() > 1 {
+        let mut sorted: Vec<&str> = tags.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|w| w.first() == w.get(1)) {
+            let tag = pair.first().copied().unwrap_or_default();
+            return refuse(tag, "given twice on one event".into());
+        }
+    }
+    Ok(())
 }
 
 /// Whether `text` holds a control character (`char::is_control`: U+0000 to

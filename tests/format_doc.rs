@@ -426,8 +426,12 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         "the CRC-32 check value"
     );
 
-    let ints: [(&str, u64); 10] = [
+    let ints: [(&str, u64); 11] = [
         ("FORMAT_VERSION", u64::from(format::FORMAT_VERSION)),
+        (
+            "OLDEST_FORMAT_VERSION",
+            u64::from(format::OLDEST_FORMAT_VERSION),
+        ),
         ("SEGMENT_HEADER_LEN", format::SEGMENT_HEADER_LEN as u64),
         ("BATCH_HEADER_LEN", format::BATCH_HEADER_LEN as u64),
         ("RECORD_HEADER_LEN", format::RECORD_HEADER_LEN as u64),
@@ -533,6 +537,8 @@ struct Sent {
     version: u64,
     id: Uuid,
     event_type: String,
+    /// The tags section as the record must hold it.
+    tags: Vec<u8>,
     metadata: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -542,6 +548,15 @@ fn options() -> Options {
         .segment_size(SEGMENT_SIZE)
         .background_preallocation(false)
         .background_index_writes(false)
+}
+
+fn tag_section(tags: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for tag in tags {
+        out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+        out.extend_from_slice(tag.as_bytes());
+    }
+    out
 }
 
 /// Appends 79 events of varied sizes over three streams: enough for several
@@ -568,21 +583,36 @@ fn fill(store: &Store) -> TestResult<Vec<Sent>> {
                 Vec::new()
             };
             let payload: Vec<u8> = (0..20 + n * 13 % 90).map(|k| (n + k) as u8).collect();
+            // Some events carry tags, given out of order: stored sorted,
+            // each as its length (u16) and its bytes.
+            let (given, section): (Vec<String>, Vec<u8>) = match n % 3 {
+                0 => (Vec::new(), Vec::new()),
+                1 => (
+                    vec![format!("order:{n}")],
+                    tag_section(&[&format!("order:{n}")]),
+                ),
+                _ => (
+                    vec!["zone:eu".to_string(), format!("customer:{}", n % 5)],
+                    tag_section(&[&format!("customer:{}", n % 5), "zone:eu"]),
+                ),
+            };
             events.push(
                 EventData::new(event_type, payload.clone())
                     .with_id(id)
+                    .with_tags(given)
                     .with_metadata(metadata.clone()),
             );
-            batch.push((id, event_type.to_string(), metadata, payload));
+            batch.push((id, event_type.to_string(), section, metadata, payload));
         }
         let result = store.append(stream, ExpectedVersion::Any, &events)?;
         assert_eq!(result.first_position, sent.len() as u64);
-        for (j, (id, event_type, metadata, payload)) in batch.into_iter().enumerate() {
+        for (j, (id, event_type, tags, metadata, payload)) in batch.into_iter().enumerate() {
             sent.push(Sent {
                 stream: stream.to_string(),
                 version: result.first_version + j as u64,
                 id,
                 event_type,
+                tags,
                 metadata,
                 payload,
             });
@@ -642,14 +672,20 @@ fn check_record(
     let type_len = layout.uint(record, "event_type_len")?;
     let metadata_len = layout.uint(record, "metadata_len")?;
     let payload_len = layout.uint(record, "payload_len")?;
+    let tags_len = layout.uint(record, "tags_len")?;
     assert_eq!(stream_len, sent.stream.len() as u64);
     assert_eq!(type_len, sent.event_type.len() as u64);
     assert_eq!(metadata_len, sent.metadata.len() as u64);
     assert_eq!(payload_len, sent.payload.len() as u64);
-    layout.zero(record, "reserved")?;
+    assert_eq!(tags_len, sent.tags.len() as u64);
     assert_eq!(
         len as u64,
-        doc.int("RECORD_HEADER_LEN")? + stream_len + type_len + metadata_len + payload_len,
+        doc.int("RECORD_HEADER_LEN")?
+            + stream_len
+            + type_len
+            + tags_len
+            + metadata_len
+            + payload_len,
         "record length at position {position}"
     );
     let padding = vec![0u8; align8(len) - len];
@@ -658,6 +694,7 @@ fn check_record(
         &[
             ("stream", sent.stream.as_bytes()),
             ("event_type", sent.event_type.as_bytes()),
+            ("tags", &sent.tags),
             ("metadata", &sent.metadata),
             ("payload", &sent.payload),
             ("padding", &padding),

@@ -16,6 +16,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("options", 0),
     ("progress", 0),
     ("validate", 0),
+    ("query", 0),
+    ("commit", 0),
     ("log", 1),
     ("index", 2),
     ("snapshot", 3),

@@ -321,7 +321,7 @@ fn damaged_headers_and_missing_segments_are_typed_errors() {
         Err(Error::UnsupportedFormat {
             file,
             found: 7,
-            supported: 1,
+            supported: 2,
         }) => assert_eq!(&file, first),
         other => panic!("expected unsupported format, got {other:?}"),
     }

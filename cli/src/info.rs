@@ -5,7 +5,8 @@ use crate::output::write_fields;
 use crate::Outcome;
 use anyhow::Context;
 use evstore::format::{
-    CHECKPOINT_FORMAT_VERSION, FORMAT_VERSION, SEGMENT_MAGIC, SNAPSHOT_FORMAT_VERSION,
+    CHECKPOINT_FORMAT_VERSION, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SEGMENT_MAGIC,
+    SNAPSHOT_FORMAT_VERSION,
 };
 use evstore::{CHECKPOINTS_DIR, SEGMENTS_DIR, SNAPSHOTS_DIR};
 use indicatif::HumanBytes;
@@ -44,7 +45,7 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
         (
             "format".to_string(),
             format!(
-                "segments {on_disk} (this build reads v{FORMAT_VERSION}), \
+                "segments {on_disk} (this build reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION}), \
                  snapshots v{SNAPSHOT_FORMAT_VERSION}, checkpoints v{CHECKPOINT_FORMAT_VERSION}"
             ),
         ),

@@ -159,7 +159,7 @@ fn info_reports_segments_events_and_streams() {
         appended.len() as u64
     );
     assert_eq!(first_number(field(&out, "index files")), segments - 1);
-    assert!(field(&out, "format").contains("segments v1"));
+    assert!(field(&out, "format").contains("segments v2"));
     assert!(field(&out, "disk use").contains("allocated"));
     assert_eq!(field(&out, "lock"), "free");
     // The per-segment table: one row per segment file.

@@ -1,6 +1,7 @@
 //! The index of the segment being written, held in memory until the segment
 //! is sealed and its index file is on disk.
 
+use super::postings::Postings;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct MemIndex {
     /// The highest id here (0 when there is none). Default ids grow with
     /// time, so a new append's ids are above it and need no lookup.
     highest_id: u128,
+    /// Slots by event type and tag.
+    pub postings: Box<Postings>,
 }
 
 impl MemIndex {
@@ -58,6 +61,7 @@ impl MemIndex {
                 FastMap::with_capacity_and_hasher(events, foldhash::fast::RandomState::default())
             }),
             highest_id: 0,
+            postings: Box::default(),
         }
     }
 

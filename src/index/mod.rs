@@ -17,8 +17,10 @@ pub mod file;
 pub mod hash;
 pub mod hint;
 mod lookup;
+pub mod matching;
 pub mod memory;
 pub mod planning;
+pub mod postings;
 pub mod recovery;
 
 use crate::error::{Error, Result};
@@ -28,6 +30,7 @@ use directory::{Directories, EarlierIndex};
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
 use memory::{MemIndex, MemStream};
+use postings::Postings;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -261,6 +264,11 @@ pub struct SegmentEntry {
     pub segment: Arc<Segment>,
     /// Its index.
     pub index: SegmentIndex,
+    /// A sealed segment's events by type and tag, once known: handed over
+    /// by the active segment's index when it is sealed, or read from the
+    /// segment the first time a query needs them. (The active segment's
+    /// are in its [`MemIndex`].)
+    postings: Arc<OnceLock<Arc<Postings>>>,
 }
 
 impl SegmentEntry {
@@ -495,7 +503,18 @@ impl Index {
             SegmentIndex::Persisted(p) => p.len(),
         };
         self.end = segment.base_position() + len as u64;
-        self.segments.push(SegmentEntry { segment, index });
+        let mut index = index;
+        let postings = Arc::new(OnceLock::new());
+        if let SegmentIndex::Sealed(mem) = &mut index {
+            if let Some(mem) = Arc::get_mut(mem) {
+                let _ = postings.set(Arc::from(std::mem::take(&mut mem.postings)));
+            }
+        }
+        self.segments.push(SegmentEntry {
+            segment,
+            index,
+            postings,
+        });
     }
 
     /// Each segment in order, with its event count, whether it is sealed,
@@ -621,6 +640,9 @@ impl Index {
         let SegmentIndex::Active(mem) = &mut entry.index else {
             return None;
         };
+        let _ = entry
+            .postings
+            .set(Arc::from(std::mem::take(&mut mem.postings)));
         let mem = Arc::new(std::mem::replace(mem, MemIndex::new(false)));
         entry.index = SegmentIndex::Sealed(Arc::clone(&mem));
         let segment = Arc::clone(&entry.segment);

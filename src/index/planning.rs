@@ -6,18 +6,37 @@
 
 use super::memory::FastMap;
 use super::Index;
+use crate::commit::CommitResult;
 use crate::error::{Error, Result};
+use crate::log::record;
+use crate::query::AppendCondition;
 use crate::types::{AppendResult, ExpectedVersion};
 
-/// One append as planning sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Intent<'a> {
-    /// The stream appended to.
-    pub stream: &'a str,
+/// One stream's part of an append or commit.
+#[derive(Debug, Clone)]
+pub struct StreamWrite {
+    /// Stream name, already validated.
+    pub stream: String,
     /// The optimistic-concurrency check.
     pub expected: ExpectedVersion,
+    /// How many of the request's events (the next ones, in order) are
+    /// this stream's.
+    pub count: usize,
+}
+
+/// One append or commit as planning sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Intent<'a> {
+    /// The streams written, in order.
+    pub parts: &'a [StreamWrite],
+    /// Streams only checked.
+    pub checks: &'a [(String, ExpectedVersion)],
+    /// What must not have been appended since the caller decided.
+    pub condition: Option<&'a AppendCondition>,
     /// The events' ids, in order; no two alike.
     pub ids: &'a [u128],
+    /// The events as unfinished records, for their types and tags.
+    pub records: &'a [u8],
     /// Sealed segments below this ordinal were already searched for the
     /// ids, in vain (see [`Index::sealed_without_ids`]).
     pub ids_absent_below: u32,
@@ -26,16 +45,24 @@ pub struct Intent<'a> {
 /// What planning decided for one append.
 #[derive(Debug)]
 pub enum Decision {
-    /// Write it; its first event gets this version.
+    /// Write it; the first event of each part gets the version listed for
+    /// that part.
     Write {
-        /// The version of its first event.
-        first_version: u64,
+        /// The version of each part's first event.
+        first_versions: Vec<u64>,
     },
     /// Answer it without writing.
-    Answer(Result<AppendResult>),
+    Answer(Result<CommitResult>),
     /// A retry racing its original within one group: answer it in the next
     /// group, once the original is written and indexed.
     Defer,
+}
+
+/// An event planned earlier in the group, as conditions see it.
+struct PlannedEvent {
+    position: u64,
+    event_type: Box<str>,
+    tags: Vec<Box<str>>,
 }
 
 /// Plans the appends of one group, in order.
@@ -45,16 +72,32 @@ pub struct GroupPlanner<'i> {
     last_versions: FastMap<String, Option<u64>>,
     /// Ids written earlier in the group.
     group_ids: foldhash::HashSet<u128>,
+    /// The position the next planned event gets.
+    next_position: u64,
+    /// Events planned earlier in the group, kept only when a later request
+    /// of the group has a condition to check against them.
+    planned: Option<Vec<PlannedEvent>>,
 }
 
 impl<'i> GroupPlanner<'i> {
     /// Plans against `index`, which must not change until the group is
-    /// written.
-    pub fn new(index: &'i Index) -> Self {
+    /// written. `conditions_follow`: some request of the group has an
+    /// append condition, so the planner remembers the types and tags of
+    /// what it plans.
+    pub fn new(index: &'i Index, conditions_follow: bool) -> Self {
         GroupPlanner {
             index,
             last_versions: FastMap::default(),
             group_ids: foldhash::HashSet::default(),
+            next_position: index.end(),
+            planned: conditions_follow.then(Vec::new),
+        }
+    }
+
+    fn actual_version(&self, stream: &str) -> Option<u64> {
+        match self.last_versions.get(stream) {
+            Some(v) => *v,
+            None => self.index.last_version(stream),
         }
     }
 
@@ -82,33 +125,80 @@ impl<'i> GroupPlanner<'i> {
         if let Some(known) = known {
             return Decision::Answer(self.resolve_retry(&intent, &known));
         }
-        let actual = match self.last_versions.get(intent.stream) {
-            Some(v) => *v,
-            None => self.index.last_version(intent.stream),
-        };
-        if !intent.expected.matches(actual) {
-            return Decision::Answer(Err(Error::WrongExpectedVersion {
-                stream: intent.stream.to_string(),
-                expected: intent.expected,
-                actual,
-            }));
+        let mut first_versions = Vec::with_capacity(intent.parts.len());
+        for part in intent.parts {
+            let actual = self.actual_version(&part.stream);
+            if !part.expected.matches(actual) {
+                return Decision::Answer(Err(wrong_version(&part.stream, part.expected, actual)));
+            }
+            first_versions.push(actual.map_or(0, |v| v + 1));
+        }
+        for (stream, expected) in intent.checks {
+            let actual = self.actual_version(stream);
+            if !expected.matches(actual) {
+                return Decision::Answer(Err(wrong_version(stream, *expected, actual)));
+            }
+        }
+        if let Some(condition) = intent.condition {
+            match self.first_match(condition) {
+                Ok(None) => {}
+                Ok(Some(position)) => {
+                    return Decision::Answer(Err(Error::AppendConditionFailed { position }))
+                }
+                Err(error) => return Decision::Answer(Err(error)),
+            }
         }
         self.group_ids.extend(intent.ids.iter().copied());
-        let first_version = actual.map_or(0, |v| v + 1);
-        let count = intent.ids.len() as u64;
-        self.last_versions.insert(
-            intent.stream.to_string(),
-            Some(first_version + count.saturating_sub(1)),
-        );
-        Decision::Write { first_version }
+        for (part, first_version) in intent.parts.iter().zip(&first_versions) {
+            let count = part.count as u64;
+            self.last_versions.insert(
+                part.stream.clone(),
+                Some(first_version + count.saturating_sub(1)),
+            );
+        }
+        if let Some(planned) = self.planned.as_mut() {
+            let mut at = 0;
+            let mut position = self.next_position;
+            while let Some((event_type, tags, padded)) =
+                intent.records.get(at..).and_then(record::unfinished_keys)
+            {
+                planned.push(PlannedEvent {
+                    position,
+                    event_type: Box::from(event_type),
+                    tags: tags.into_iter().map(Box::from).collect(),
+                });
+                position += 1;
+                at += padded;
+            }
+        }
+        self.next_position += intent.ids.len() as u64;
+        Decision::Write { first_versions }
+    }
+
+    /// The first position after the condition's of an event matching its
+    /// query: in the log, then among the events planned earlier in the
+    /// group (which all come after the log's).
+    fn first_match(&self, condition: &AppendCondition) -> Result<Option<u64>> {
+        let from = condition.first_counted();
+        let query = &condition.fail_if_events_match;
+        if let Some(position) = self.index.first_match(query, from)? {
+            return Ok(Some(position));
+        }
+        Ok(self
+            .planned
+            .iter()
+            .flatten()
+            .find(|e| e.position >= from && query.matches_keys(&e.event_type, &e.tags))
+            .map(|e| e.position))
     }
 
     /// An append some of whose ids were already written: a retry if all of
-    /// them were, in the same order, consecutively, to the same stream; then
-    /// the original result. Anything else is a conflict.
-    fn resolve_retry(&self, intent: &Intent<'_>, known: &[Option<u64>]) -> Result<AppendResult> {
+    /// them were, in the same order, consecutively, each to the stream it
+    /// is for; then the original result. Anything else is a conflict.
+    fn resolve_retry(&self, intent: &Intent<'_>, known: &[Option<u64>]) -> Result<CommitResult> {
+        let first_stream = intent.parts.first().map_or("", |p| p.stream.as_str());
         let conflict = |reason: String| Error::IdempotencyConflict {
-            stream: intent.stream.to_string(),
+            stream: first_stream.to_string(),
             reason,
         };
         let Some(Some(first_position)) = known.first().copied() else {
@@ -116,44 +206,65 @@ impl<'i> GroupPlanner<'i> {
                 "its first event is new but later ones were already written".into(),
             ));
         };
-        let mut first_version = 0;
-        for (i, position) in known.iter().enumerate() {
-            let expected = first_position + i as u64;
-            match position {
-                None => {
-                    return Err(conflict(format!(
-                        "event {i} is new but event 0 was already written"
-                    )))
-                }
-                Some(p) if *p != expected => {
-                    return Err(conflict(format!(
+        let mut streams = Vec::with_capacity(intent.parts.len());
+        let mut i = 0usize;
+        for part in intent.parts {
+            let mut first_version = 0;
+            for k in 0..part.count {
+                let position = known.get(i).copied().flatten();
+                let expected = first_position + i as u64;
+                match position {
+                    None => {
+                        return Err(conflict(format!(
+                            "event {i} is new but event 0 was already written"
+                        )))
+                    }
+                    Some(p) if p != expected => {
+                        return Err(conflict(format!(
                         "event {i} was written at position {p}, not right after the one before it"
                     )))
-                }
-                Some(p) => {
-                    let location = self
-                        .index
-                        .locate(*p)?
-                        .ok_or_else(|| conflict(format!("event {i} is no longer indexed")))?;
-                    let event = location.segment.read_event(location.offset, *p)?;
-                    if *event.stream != *intent.stream {
-                        return Err(conflict(format!(
-                            "event {i} was written to stream '{}'",
-                            &*event.stream
-                        )));
                     }
-                    if i == 0 {
-                        first_version = event.version;
+                    Some(p) => {
+                        let location = self
+                            .index
+                            .locate(p)?
+                            .ok_or_else(|| conflict(format!("event {i} is no longer indexed")))?;
+                        let event = location.segment.read_event(location.offset, p)?;
+                        if *event.stream != *part.stream {
+                            return Err(conflict(format!(
+                                "event {i} was written to stream '{}'",
+                                &*event.stream
+                            )));
+                        }
+                        if k == 0 {
+                            first_version = event.version;
+                        }
                     }
                 }
+                i += 1;
             }
+            let count = part.count as u64;
+            let part_first = first_position + (i as u64 - count);
+            streams.push(AppendResult {
+                first_version,
+                last_version: first_version + count.saturating_sub(1),
+                first_position: part_first,
+                last_position: part_first + count.saturating_sub(1),
+            });
         }
         let count = known.len() as u64;
-        Ok(AppendResult {
-            first_version,
-            last_version: first_version + count - 1,
+        Ok(CommitResult {
             first_position,
             last_position: first_position + count - 1,
+            streams,
         })
+    }
+}
+
+fn wrong_version(stream: &str, expected: ExpectedVersion, actual: Option<u64>) -> Error {
+    Error::WrongExpectedVersion {
+        stream: stream.to_string(),
+        expected,
+        actual,
     }
 }

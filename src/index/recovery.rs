@@ -92,9 +92,18 @@ pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
             .or_insert_with(|| Arc::from(&*event.stream));
         let slot = super::slot_offset(seg.path(), offset)?;
         mem.push(name, event.version, &[slot], &[event.id.as_u128()]);
+        push_keys(&mut mem, seg, event);
         Ok(())
     })?;
     Ok(mem)
+}
+
+/// Adds `event`, just pushed to `mem`, to the postings of `seg`.
+fn push_keys(mem: &mut MemIndex, seg: &Segment, event: &crate::types::RecordedEvent) {
+    // A segment holds fewer than 2^32 records.
+    let slot =
+        u32::try_from(event.position.saturating_sub(seg.base_position())).unwrap_or(u32::MAX);
+    mem.postings.push(slot, &event.event_type, &event.tags);
 }
 
 /// Reads the index file of `seg` if it is usable: header intact, and the
@@ -352,6 +361,7 @@ pub fn recover(
                 &[slot],
                 &[event.id.as_u128()],
             );
+            push_keys(&mut mem, &seg, event);
             Ok(())
         });
         let scan = match scan {

@@ -162,17 +162,19 @@ impl ActiveSegment {
         used.saturating_add(len as u64).saturating_add(TAIL_RESERVE) <= self.segment.capacity()
     }
 
-    /// Stages one batch: `records` holds `count` unfinished records (see
-    /// [`super::record::encode_unfinished_record`]), which get their
-    /// positions, versions from `first_version` on, a timestamp and their
-    /// checksums; the batch header records `durable_mark`.
+    /// Stages one batch: `records` holds unfinished records (see
+    /// [`super::record::encode_unfinished_record`]), one run of them per
+    /// `(count, first_version)` of `runs` (a run is one stream's events),
+    /// which get their positions, their run's versions from its
+    /// `first_version` on, a timestamp and their checksums; the batch
+    /// header records `durable_mark`.
     pub fn stage(
         &mut self,
         records: &[u8],
-        count: usize,
-        first_version: u64,
+        runs: &[(usize, u64)],
         durable_mark: u64,
     ) -> StagedBatch {
+        let count: usize = runs.iter().map(|r| r.0).sum();
         let seed = self.segment.seed();
         let first_position = self.next_position;
         let header_at = self.staged.len();
@@ -181,7 +183,10 @@ impl ActiveSegment {
         let mut offsets = Vec::with_capacity(count);
         let mut at = self.staged.len();
         self.staged.extend_from_slice(records);
-        for i in 0..count as u64 {
+        let versions = runs
+            .iter()
+            .flat_map(|&(n, first)| (0..n as u64).map(move |i| first + i));
+        for (i, version) in (0..count as u64).zip(versions) {
             // Segments are at most 4 GiB (the options and segment headers
             // are checked) and `fits` keeps batches inside them, so every
             // offset in one fits in 32 bits.
@@ -191,13 +196,7 @@ impl ActiveSegment {
             let Some(record) = self.staged.get_mut(at..) else {
                 break;
             };
-            let padded = finish_record(
-                record,
-                seed,
-                first_position + i,
-                first_version + i,
-                timestamp_nanos,
-            );
+            let padded = finish_record(record, seed, first_position + i, version, timestamp_nanos);
             debug_assert!(padded > 0, "an unfinished record was malformed");
             at += padded;
         }
@@ -423,13 +422,14 @@ mod tests {
                     id: Uuid::from_u128(u128::from(first + i)),
                     stream: "s",
                     event_type: "t",
+                    tags: &[],
                     metadata: b"",
                     payload: &payload(first + i, len),
                 },
             );
         }
         // Each batch says that every event before it is durable.
-        let batch = active.stage(&records, count, first, first);
+        let batch = active.stage(&records, &[(count, first)], first);
         active.write_staged().unwrap();
         batch.offsets.into_iter().zip(first..).collect()
     }

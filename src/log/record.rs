@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! segment header (64 bytes)
-//!   0  magic "EVSTSEG\0"        8  format version u32     12 header length u32
+//!   0  magic "EVSTSEG\0"        8  format version u32 (1 or 2)  12 header length u32
 //!   16 base position u64        24 capacity u64          32 created (unix ns) u64
 //!   40 reserved (20 zero bytes) 60 crc32 of bytes 0..60
 //! batch header (32 bytes, 8-aligned), then `count` records
@@ -16,8 +16,10 @@
 //!   4  len u32 (unpadded)       8  global position u64   16 stream version u64
 //!   24 timestamp (unix ns) u64  32 event id (16 bytes)
 //!   48 stream name len u16      50 event type len u16
-//!   52 metadata len u32         56 payload len u32       60 reserved u32
-//!   64 stream name, event type, metadata, payload
+//!   52 metadata len u32         56 payload len u32       60 tags len u32
+//!   64 stream name, event type, tags, metadata, payload
+//! tags: each tag as len u16 then its UTF-8 bytes, in ascending byte order,
+//!   no two alike; a version 1 segment's records have none (tags len 0)
 //! ```
 //!
 //! The CRC seed is derived from the segment's base position, so bytes left in
@@ -28,8 +30,12 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use uuid::Uuid;
 
-/// The on-disk format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version this build writes. It reads this one and
+/// version 1, whose records are those of version 2 without tags (their
+/// tags length, then a reserved field, is always zero).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"EVSTSEG\0";
 /// Bytes of the segment header.
@@ -83,6 +89,9 @@ pub struct SegmentHeader {
     pub capacity: u64,
     /// Creation time, unix nanoseconds.
     pub created_nanos: u64,
+    /// The format version it was written in ([`FORMAT_VERSION`] for a new
+    /// one; [`SegmentHeader::encode`] always writes that).
+    pub version: u32,
 }
 
 /// Why a segment header was refused.
@@ -121,7 +130,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         if u32_at(bytes, 60) != crc32fast::hash(&bytes[0..60])
@@ -133,6 +142,7 @@ impl SegmentHeader {
             base_position: u64_at(bytes, 16),
             capacity: u64_at(bytes, 24),
             created_nanos: u64_at(bytes, 32),
+            version,
         })
     }
 }
@@ -209,21 +219,26 @@ impl BatchHeader {
     }
 }
 
-/// Encoded size of an append of `events` to `stream`: one batch header plus
-/// every padded record.
-pub fn encoded_batch_len(stream: &str, events: &[crate::types::EventData]) -> usize {
-    BATCH_HEADER_LEN
-        + events
-            .iter()
-            .map(|e| {
-                align8(record_len(
-                    stream.len(),
-                    e.event_type.len(),
-                    e.metadata.len(),
-                    e.payload.len(),
-                ))
-            })
-            .sum::<usize>()
+/// Encoded size of `events` appended to `stream` (padded records, without
+/// the batch header).
+pub fn encoded_records_len(stream: &str, events: &[crate::types::EventData]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            align8(record_len(
+                stream.len(),
+                e.event_type.len(),
+                tags_len(&e.tags),
+                e.metadata.len(),
+                e.payload.len(),
+            ))
+        })
+        .sum::<usize>()
+}
+
+/// Bytes of a record's tags section holding `tags`.
+pub fn tags_len<S: AsRef<str>>(tags: &[S]) -> usize {
+    tags.iter().map(|t| 2 + t.as_ref().len()).sum()
 }
 
 /// Rounds up to the 8-byte alignment every batch and record keeps.
@@ -232,8 +247,14 @@ pub fn align8(n: usize) -> usize {
 }
 
 /// Unpadded length of a record with these variable parts.
-pub fn record_len(stream: usize, event_type: usize, metadata: usize, payload: usize) -> usize {
-    RECORD_HEADER_LEN + stream + event_type + metadata + payload
+pub fn record_len(
+    stream: usize,
+    event_type: usize,
+    tags: usize,
+    metadata: usize,
+    payload: usize,
+) -> usize {
+    RECORD_HEADER_LEN + stream + event_type + tags + metadata + payload
 }
 
 /// The fields of a record to encode.
@@ -251,6 +272,8 @@ pub struct RecordFields<'a> {
     pub stream: &'a str,
     /// Event type.
     pub event_type: &'a str,
+    /// Tags, sorted, no two alike.
+    pub tags: &'a [&'a str],
     /// Metadata.
     pub metadata: &'a [u8],
     /// Payload.
@@ -268,6 +291,7 @@ pub fn encode_record(out: &mut Vec<u8>, seed: u32, fields: &RecordFields<'_>) {
             id: fields.id,
             stream: fields.stream,
             event_type: fields.event_type,
+            tags: fields.tags,
             metadata: fields.metadata,
             payload: fields.payload,
         },
@@ -291,6 +315,8 @@ pub struct RecordBody<'a> {
     pub stream: &'a str,
     /// Event type.
     pub event_type: &'a str,
+    /// Tags, sorted, no two alike (checked by the caller).
+    pub tags: &'a [&'a str],
     /// Metadata.
     pub metadata: &'a [u8],
     /// Payload.
@@ -306,16 +332,19 @@ pub struct RecordBody<'a> {
     reason = "the options cap names and types below 64 KiB, events below 2 GiB and a record below the segment size, at most 4 GiB"
 )]
 pub fn encode_unfinished_record(out: &mut Vec<u8>, body: &RecordBody<'_>) {
+    let tags_len = tags_len(body.tags);
     let len = record_len(
         body.stream.len(),
         body.event_type.len(),
+        tags_len,
         body.metadata.len(),
         body.payload.len(),
     );
     debug_assert!(
         u32::try_from(len).is_ok()
             && u16::try_from(body.stream.len()).is_ok()
-            && u16::try_from(body.event_type.len()).is_ok(),
+            && u16::try_from(body.event_type.len()).is_ok()
+            && body.tags.iter().all(|t| u16::try_from(t.len()).is_ok()),
         "a record's lengths must fit its fields"
     );
     let start = out.len();
@@ -328,9 +357,13 @@ pub fn encode_unfinished_record(out: &mut Vec<u8>, body: &RecordBody<'_>) {
     out.extend_from_slice(&(body.event_type.len() as u16).to_le_bytes());
     out.extend_from_slice(&(body.metadata.len() as u32).to_le_bytes());
     out.extend_from_slice(&(body.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(tags_len as u32).to_le_bytes());
     out.extend_from_slice(body.stream.as_bytes());
     out.extend_from_slice(body.event_type.as_bytes());
+    for tag in body.tags {
+        out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+        out.extend_from_slice(tag.as_bytes());
+    }
     out.extend_from_slice(body.metadata);
     out.extend_from_slice(body.payload);
     out.resize(start + align8(len), 0);
@@ -388,7 +421,8 @@ pub fn decode_record_at(
     let type_len = u16_at(header, 50) as usize;
     let meta_len = u32_at(header, 52) as usize;
     let payload_len = u32_at(header, 56) as usize;
-    if len != record_len(stream_len, type_len, meta_len, payload_len) {
+    let tags_len = u32_at(header, 60) as usize;
+    if len != record_len(stream_len, type_len, tags_len, meta_len, payload_len) {
         return Err("record length does not match its fields");
     }
     // `len` is at least a header's length, so this is bytes 4..len: what the
@@ -404,12 +438,18 @@ pub fn decode_record_at(
     }
     let stream_start = at + RECORD_HEADER_LEN;
     let type_start = stream_start + stream_len;
-    let meta_start = type_start + type_len;
+    let tags_start = type_start + type_len;
+    let meta_start = tags_start + tags_len;
     let payload_start = meta_start + meta_len;
     let stream = ByteString::try_from(bytes.slice(stream_start..type_start))
         .map_err(|_| "stream name is not UTF-8")?;
-    let event_type = ByteString::try_from(bytes.slice(type_start..meta_start))
+    let event_type = ByteString::try_from(bytes.slice(type_start..tags_start))
         .map_err(|_| "event type is not UTF-8")?;
+    let tags = if tags_len == 0 {
+        Vec::new()
+    } else {
+        decode_tags(bytes, tags_start, meta_start)?
+    };
     let mut id = [0u8; 16];
     id.copy_from_slice(&header[32..48]);
     let event = RecordedEvent {
@@ -419,10 +459,67 @@ pub fn decode_record_at(
         timestamp_nanos: u64_at(header, 24),
         id: Uuid::from_bytes(id),
         event_type,
+        tags,
         metadata: bytes.slice(meta_start..payload_start),
         payload: bytes.slice(payload_start..at + len),
     };
     Ok((event, align8(len)))
+}
+
+/// The tags of the section at `start..end` of `bytes`, as views of it; the
+/// section must list them in ascending byte order, none empty, no two alike.
+fn decode_tags(bytes: &Bytes, start: usize, end: usize) -> Result<Vec<ByteString>, &'static str> {
+    let mut tags: Vec<ByteString> = Vec::new();
+    let mut at = start;
+    while at < end {
+        let len = usize::from(u16_at(
+            bytes.get(at..end).ok_or("tags run past the end")?,
+            0,
+        ));
+        let tag_start = at + 2;
+        let tag_end = tag_start + len;
+        if len == 0 || tag_end > end {
+            return Err("a tag's length does not fit its section");
+        }
+        let tag = ByteString::try_from(bytes.slice(tag_start..tag_end))
+            .map_err(|_| "a tag is not UTF-8")?;
+        if tags
+            .last()
+            .is_some_and(|last| last.as_bytes() >= tag.as_bytes())
+        {
+            return Err("tags are not in ascending order");
+        }
+        tags.push(tag);
+        at = tag_end;
+    }
+    Ok(tags)
+}
+
+/// The event type and tags of the (finished or unfinished) record at the
+/// start of `bytes`, which this process encoded, and its padded length.
+/// `None` if `bytes` does not start with a whole record.
+pub fn unfinished_keys(bytes: &[u8]) -> Option<(&str, Vec<&str>, usize)> {
+    let header: &[u8; RECORD_HEADER_LEN] = bytes.first_chunk()?;
+    let len = u32_at(header, 4) as usize;
+    let stream_len = usize::from(u16_at(header, 48));
+    let type_len = usize::from(u16_at(header, 50));
+    let tags_len = u32_at(header, 60) as usize;
+    let type_start = RECORD_HEADER_LEN + stream_len;
+    let tags_start = type_start + type_len;
+    let event_type = std::str::from_utf8(bytes.get(type_start..tags_start)?).ok()?;
+    let section = bytes.get(tags_start..tags_start + tags_len)?;
+    let mut tags = Vec::new();
+    let mut at = 0;
+    while at < section.len() {
+        let size = usize::from(u16_at(section, at));
+        let tag = section.get(at + 2..at + 2 + size)?;
+        tags.push(std::str::from_utf8(tag).ok()?);
+        at += 2 + size;
+    }
+    if len < RECORD_HEADER_LEN || bytes.len() < align8(len) {
+        return None;
+    }
+    Some((event_type, tags, align8(len)))
 }
 
 /// Reads the record's length without checking it; used to find records.
@@ -470,6 +567,7 @@ mod tests {
                 id: Uuid::from_u128(0xABCD),
                 stream: "order-1",
                 event_type: "Placed",
+                tags: &["course:c1", "student:s7"],
                 metadata: b"meta",
                 payload,
             },
@@ -492,6 +590,33 @@ mod tests {
         assert_eq!(event.id, Uuid::from_u128(0xABCD));
         assert_eq!(&event.metadata[..], b"meta");
         assert_eq!(&event.payload[..], b"hello");
+        assert_eq!(event.tags, ["course:c1", "student:s7"]);
+    }
+
+    #[test]
+    fn tags_out_of_order_or_repeated_are_refused() {
+        for tags in [&["b", "a"][..], &["a", "a"][..]] {
+            let mut out = Vec::new();
+            encode_record(
+                &mut out,
+                crc_seed(0),
+                &RecordFields {
+                    position: 0,
+                    version: 0,
+                    timestamp_nanos: 0,
+                    id: Uuid::from_u128(1),
+                    stream: "s",
+                    event_type: "T",
+                    tags,
+                    metadata: b"",
+                    payload: b"",
+                },
+            );
+            assert_eq!(
+                decode_record(&Bytes::from(out), crc_seed(0)).map(|_| ()),
+                Err("tags are not in ascending order")
+            );
+        }
     }
 
     #[test]
@@ -522,6 +647,7 @@ mod tests {
             base_position: 42,
             capacity: 4096,
             created_nanos: 1,
+            version: FORMAT_VERSION,
         };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));

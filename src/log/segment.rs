@@ -125,6 +125,7 @@ impl PreparedSegment {
             base_position,
             capacity: self.capacity,
             created_nanos: now_nanos(),
+            version: super::record::FORMAT_VERSION,
         };
         self.file.write_all_at(&header.encode(), 0)?;
         self.file.sync_data()?;

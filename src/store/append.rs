@@ -1,15 +1,24 @@
 //! Appending: validating an append, encoding its records, and handing it
 //! to group commit; flushing and closing.
 
-use super::group_commit::{AppendRequest, Command, ReplyTo};
+use super::group_commit::{AppendRequest, Command, ReplyTo, StreamWrite};
 use super::Store;
+use crate::commit::{Commit, CommitResult};
 use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
 use crate::log::{max_batch_len, record};
+use crate::query::AppendCondition;
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
-use crate::validate::validate_stream_name;
+use crate::validate::{validate_stream_name, validate_tags};
 use std::sync::mpsc::sync_channel;
 use uuid::Uuid;
+
+/// One stream's part of an append or commit, borrowed from the caller.
+struct Part<'a> {
+    stream: &'a str,
+    expected: ExpectedVersion,
+    events: &'a [EventData],
+}
 
 impl Store {
     /// Appends `events` to `stream` if it is at `expected`, atomically: after
@@ -65,32 +74,129 @@ impl Store {
         events: &[EventData],
         durability: Durability,
     ) -> Result<AppendResult> {
-        self.refuse_if_read_only("append")?;
-        let encoded_len = self.validate_append(stream, events)?;
+        let parts = [Part {
+            stream,
+            expected,
+            events,
+        }];
+        let result = self.submit(&parts, &[], None, durability, "append")?;
+        result
+            .streams
+            .first()
+            .copied()
+            .ok_or_else(|| Error::InvalidRequest {
+                what: "append",
+                reason: "the writer answered without a result".into(),
+            })
+    }
+
+    /// Writes a [`Commit`]: its events to their streams, in the order given,
+    /// at consecutive positions, all or nothing (one batch on disk: after
+    /// any crash either all of them exist or none), if every expected
+    /// version holds and no event matching its condition's query was
+    /// appended after the condition's position. Checked by the writer
+    /// against the log as every commit before this one left it, including
+    /// commits of the same group not yet synced.
+    ///
+    /// A retry (the same events with the same ids) returns the original
+    /// result, also after a restart, as long as the events are within the
+    /// idempotency window.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::append`], and: [`Error::AppendConditionFailed`] naming the
+    /// first matching position; [`Error::WrongExpectedVersion`] naming the
+    /// first stream (written or checked) that is not at its expected
+    /// version; [`Error::InvalidRequest`] for a commit with no event, one
+    /// that names a stream twice, or an invalid query; [`Error::InvalidTag`].
+    ///
+    /// ```
+    /// use evstore::{AppendCondition, Commit, Error, EventData, ExpectedVersion, Options, Query, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let claim = |user: &str, after| {
+    ///     Commit::new()
+    ///         .append(format!("user-{user}"), ExpectedVersion::NoStream, [
+    ///             EventData::new("UsernameClaimed", &b"{}"[..]).with_tags(["username:ada"]),
+    ///         ])
+    ///         .condition(AppendCondition::new(Query::tagged(["username:ada"]), after))
+    /// };
+    /// // Both decided from an empty log; only the first commit holds.
+    /// let first = store.commit(&claim("1", None)).unwrap();
+    /// let second = store.commit(&claim("2", None));
+    /// assert!(matches!(second, Err(Error::AppendConditionFailed { position }) if position == first.first_position));
+    /// ```
+    pub fn commit(&self, commit: &Commit) -> Result<CommitResult> {
+        let parts: Vec<Part<'_>> = commit
+            .appends
+            .iter()
+            .map(|a| Part {
+                stream: &a.stream,
+                expected: a.expected,
+                events: &a.events,
+            })
+            .collect();
+        let durability = commit.durability.unwrap_or(self.options().durability);
+        self.submit(
+            &parts,
+            &commit.checks,
+            commit.condition.as_ref(),
+            durability,
+            "commit",
+        )
+    }
+
+    fn submit(
+        &self,
+        parts: &[Part<'_>],
+        checks: &[(String, ExpectedVersion)],
+        condition: Option<&AppendCondition>,
+        durability: Durability,
+        operation: &'static str,
+    ) -> Result<CommitResult> {
+        self.refuse_if_read_only(operation)?;
+        let encoded_len = self.validate_commit(parts, checks, condition)?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);
         }
-        let ids: Vec<u128> = events.iter().map(|e| e.id.as_u128()).collect();
+        let event_count: usize = parts.iter().map(|p| p.events.len()).sum();
+        let mut ids: Vec<u128> = Vec::with_capacity(event_count);
         let mut records = Vec::with_capacity(encoded_len);
-        for event in events {
-            record::encode_unfinished_record(
-                &mut records,
-                &record::RecordBody {
-                    id: event.id,
-                    stream,
-                    event_type: &event.event_type,
-                    metadata: &event.metadata,
-                    payload: &event.payload,
-                },
-            );
+        let mut sorted_tags: Vec<&str> = Vec::new();
+        for part in parts {
+            for event in part.events {
+                ids.push(event.id.as_u128());
+                sorted_tags.clear();
+                sorted_tags.extend(event.tags.iter().map(String::as_str));
+                sorted_tags.sort_unstable();
+                record::encode_unfinished_record(
+                    &mut records,
+                    &record::RecordBody {
+                        id: event.id,
+                        stream: part.stream,
+                        event_type: &event.event_type,
+                        tags: &sorted_tags,
+                        metadata: &event.metadata,
+                        payload: &event.payload,
+                    },
+                );
+            }
         }
         let ids_absent_below = read_checked(&self.inner.state.index, |index| {
             index.sealed_without_ids(&ids)
         })?;
         let (reply, result) = sync_channel(1);
         let request = AppendRequest {
-            stream: stream.to_string(),
-            expected,
+            parts: parts
+                .iter()
+                .map(|p| StreamWrite {
+                    stream: p.stream.to_string(),
+                    expected: p.expected,
+                    count: p.events.len(),
+                })
+                .collect(),
+            checks: checks.to_vec(),
+            condition: condition.cloned(),
             records,
             ids,
             durability,
@@ -98,29 +204,84 @@ impl Store {
             ids_absent_below,
             reply: ReplyTo::new(reply),
         };
-        self.group_commit("append")?
+        self.group_commit(operation)?
             .call(Command::Append(request), &result)
     }
 
-    fn validate_append(&self, stream: &str, events: &[EventData]) -> Result<usize> {
+    /// Checks a commit against the limits; returns its encoded size.
+    fn validate_commit(
+        &self,
+        parts: &[Part<'_>],
+        checks: &[(String, ExpectedVersion)],
+        condition: Option<&AppendCondition>,
+    ) -> Result<usize> {
         let options = self.options();
-        validate_stream_name(stream, options.max_stream_name_len)?;
-        if events.is_empty() {
-            return Err(Error::EmptyBatch);
+        let refuse = |reason: String| Error::InvalidRequest {
+            what: "commit",
+            reason,
+        };
+        if parts.len() > 1 || !checks.is_empty() {
+            let mut named: foldhash::HashSet<&str> = foldhash::HashSet::default();
+            for name in parts
+                .iter()
+                .map(|p| p.stream)
+                .chain(checks.iter().map(|c| c.0.as_str()))
+            {
+                validate_stream_name(name, options.max_stream_name_len)?;
+                if !named.insert(name) {
+                    return Err(refuse(format!("it names stream '{name}' twice")));
+                }
+            }
         }
-        // A retry is recognised by its ids; an append that repeats one
+        if let Some(condition) = condition {
+            condition.fail_if_events_match.validate()?;
+        }
+        let event_count: usize = parts.iter().map(|p| p.events.len()).sum();
+        if event_count == 0 {
+            return Err(if parts.len() == 1 {
+                Error::EmptyBatch
+            } else {
+                refuse("it appends no event".into())
+            });
+        }
+        // A retry is recognised by its ids; a commit that repeats one
         // could not be told from a retry of itself.
-        if events.len() > 1 {
+        if event_count > 1 {
             let mut seen: foldhash::HashSet<Uuid> =
-                foldhash::HashSetExt::with_capacity(events.len());
-            if let Some(event) = events.iter().find(|e| !seen.insert(e.id)) {
-                return Err(Error::DuplicateEventId {
-                    stream: stream.to_string(),
-                    id: event.id,
-                });
+                foldhash::HashSetExt::with_capacity(event_count);
+            for part in parts {
+                if let Some(event) = part.events.iter().find(|e| !seen.insert(e.id)) {
+                    return Err(Error::DuplicateEventId {
+                        stream: part.stream.to_string(),
+                        id: event.id,
+                    });
+                }
             }
         }
         let segment_room = max_batch_len(options.segment_size);
+        let mut encoded = record::BATCH_HEADER_LEN;
+        for part in parts {
+            validate_stream_name(part.stream, options.max_stream_name_len)?;
+            self.validate_events(part.stream, part.events, segment_room)?;
+            encoded += record::encoded_records_len(part.stream, part.events);
+        }
+        if encoded > segment_room || event_count > u32::MAX as usize {
+            return Err(Error::BatchTooLarge {
+                size: encoded,
+                max: segment_room,
+            });
+        }
+        Ok(encoded)
+    }
+
+    fn validate_events(
+        &self,
+        stream: &str,
+        events: &[EventData],
+        segment_room: usize,
+    ) -> Result<()> {
+        let options = self.options();
+        let max_type_len = options.max_event_type_len.min(usize::from(u16::MAX));
         let max_event = options
             .max_event_size
             .min(segment_room.saturating_sub(record::RECORD_HEADER_LEN + 8 + stream.len()));
@@ -132,16 +293,18 @@ impl Store {
                     reason: "empty".into(),
                 });
             }
-            if event_type.len() > options.max_event_type_len {
+            if event_type.len() > max_type_len {
                 return Err(Error::InvalidEventType {
                     event_type: event_type.into(),
-                    reason: format!("longer than {} bytes", options.max_event_type_len),
+                    reason: format!("longer than {max_type_len} bytes"),
                 });
             }
+            validate_tags(&event.tags, options)?;
             if event.size() > max_event
                 || record::record_len(
                     stream.len(),
                     event_type.len(),
+                    record::tags_len(&event.tags),
                     event.metadata.len(),
                     event.payload.len(),
                 ) + record::BATCH_HEADER_LEN
@@ -153,14 +316,7 @@ impl Store {
                 });
             }
         }
-        let encoded = record::encoded_batch_len(stream, events);
-        if encoded > segment_room || events.len() > u32::MAX as usize {
-            return Err(Error::BatchTooLarge {
-                size: encoded,
-                max: segment_room,
-            });
-        }
-        Ok(encoded)
+        Ok(())
     }
 
     /// Makes every append acknowledged so far durable.

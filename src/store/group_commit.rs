@@ -9,10 +9,12 @@
 
 use super::state::StoreState;
 use super::writer::{Answers, Writer};
+use crate::commit::CommitResult;
 use crate::error::{Error, Result};
 use crate::log::{Barrier, Leader, Limits, Next, Queued, Role};
 use crate::options::PanicPoint;
-use crate::types::{AppendResult, Durability, ExpectedVersion};
+use crate::query::AppendCondition;
+use crate::types::{Durability, ExpectedVersion};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +22,16 @@ use std::sync::mpsc::{Receiver, SendError, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread, ThreadId};
 
-/// One append waiting for the writer.
+pub use crate::index::planning::StreamWrite;
+
+/// One append or commit waiting for the writer.
 pub struct AppendRequest {
-    /// Stream name, already validated.
-    pub stream: String,
-    /// The optimistic-concurrency check.
-    pub expected: ExpectedVersion,
+    /// The streams written, in order; their events follow one another.
+    pub parts: Vec<StreamWrite>,
+    /// Streams not written whose expected version is checked.
+    pub checks: Vec<(String, ExpectedVersion)>,
+    /// What must not have been appended since the caller decided.
+    pub condition: Option<AppendCondition>,
     /// The events as unfinished records (see
     /// [`crate::log::record::encode_unfinished_record`]), already validated.
     pub records: Vec<u8>,
@@ -45,13 +51,13 @@ pub struct AppendRequest {
 /// Where an append's result goes: the channel its caller waits on, and
 /// which thread that caller is.
 pub struct ReplyTo {
-    sender: SyncSender<Wake<Result<AppendResult>>>,
+    sender: SyncSender<Wake<Result<CommitResult>>>,
     waiter: ThreadId,
 }
 
 impl ReplyTo {
     /// The reply channel of an append made on the current thread.
-    pub fn new(sender: SyncSender<Wake<Result<AppendResult>>>) -> Self {
+    pub fn new(sender: SyncSender<Wake<Result<CommitResult>>>) -> Self {
         ReplyTo {
             sender,
             waiter: std::thread::current().id(),
@@ -64,7 +70,7 @@ impl ReplyTo {
     }
 
     /// Sends `wake`; gives it back if the caller is gone.
-    pub fn send(&self, wake: Wake<Result<AppendResult>>) -> Option<Wake<Result<AppendResult>>> {
+    pub fn send(&self, wake: Wake<Result<CommitResult>>) -> Option<Wake<Result<CommitResult>>> {
         self.sender.send(wake).err().map(|SendError(wake)| wake)
     }
 }

@@ -12,6 +12,7 @@ mod group_commit;
 mod open;
 mod projections;
 mod read;
+mod read_query;
 mod snapshots;
 pub(crate) mod state;
 mod streams;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use crate::layout::{LOCK_FILE, SEGMENTS_DIR};
+pub use read_query::QueryRead;
 pub use streams::{LogInfo, SegmentInfo, StreamInfo, Streams};
 
 /// An open event store. Cheap to clone; every clone is the same store, and

@@ -6,9 +6,11 @@
 
 use super::group_commit::{AppendRequest, Command, ReplyTo, Wake};
 use super::state::StoreState;
+use crate::commit::CommitResult;
 use crate::error::{Error, Result};
 use crate::index::planning::{Decision, GroupPlanner, Intent};
 use crate::index::SealedSegment;
+use crate::log::record;
 use crate::log::{ActiveSegment, Segment, StagedBatch, WriteFailure};
 use crate::options::PanicPoint;
 use crate::types::{AppendResult, Durability};
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
 /// Appenders to answer once a group is done, with their results.
-type Replies = Vec<(ReplyTo, Result<AppendResult>)>;
+type Replies = Vec<(ReplyTo, Result<CommitResult>)>;
 
 /// What a group leaves to do once it is written: the callers to answer,
 /// and the appends deferred to the next group.
@@ -84,7 +86,7 @@ impl Answers {
 /// once they are written.
 struct Staged {
     request: AppendRequest,
-    result: AppendResult,
+    result: CommitResult,
     batch: StagedBatch,
 }
 
@@ -176,17 +178,22 @@ impl Writer {
 
         let state = Arc::clone(&self.state);
         let index = state.index.read();
-        let mut planner = GroupPlanner::new(&index);
+        // Only a condition after the first request can be failed by events
+        // of the group; only then are their types and tags kept.
+        let conditions_follow = appends.iter().skip(1).any(|r| r.condition.is_some());
+        let mut planner = GroupPlanner::new(&index, conditions_follow);
         let mut to_write = Vec::with_capacity(appends.len());
         for request in appends {
             let decision = planner.plan(Intent {
-                stream: &request.stream,
-                expected: request.expected,
+                parts: &request.parts,
+                checks: &request.checks,
+                condition: request.condition.as_ref(),
                 ids: &request.ids,
+                records: &request.records,
                 ids_absent_below: request.ids_absent_below,
             });
             match decision {
-                Decision::Write { first_version } => to_write.push((request, first_version)),
+                Decision::Write { first_versions } => to_write.push((request, first_versions)),
                 // A durable retry of an append that is written but not yet
                 // synced must wait for this group's sync like a new one.
                 Decision::Answer(Ok(result))
@@ -202,7 +209,7 @@ impl Writer {
         drop(planner);
         drop(index);
 
-        for (request, first_version) in to_write {
+        for (request, first_versions) in to_write {
             if let Some(error) = &failure {
                 replies.push((request.reply, Err(error.clone())));
                 continue;
@@ -217,18 +224,30 @@ impl Writer {
                 }
             }
             let durable_mark = self.state.durable.load(Ordering::Acquire);
-            let batch = self.active.stage(
-                &request.records,
-                request.ids.len(),
-                first_version,
-                durable_mark,
-            );
+            let runs: Vec<(usize, u64)> = request
+                .parts
+                .iter()
+                .zip(&first_versions)
+                .map(|(part, &first)| (part.count, first))
+                .collect();
+            let batch = self.active.stage(&request.records, &runs, durable_mark);
             let count = request.ids.len() as u64;
-            let result = AppendResult {
-                first_version,
-                last_version: first_version + count.saturating_sub(1),
+            let mut streams = Vec::with_capacity(runs.len());
+            let mut position = batch.first_position;
+            for &(n, first_version) in &runs {
+                let n = n as u64;
+                streams.push(AppendResult {
+                    first_version,
+                    last_version: first_version + n.saturating_sub(1),
+                    first_position: position,
+                    last_position: position + n.saturating_sub(1),
+                });
+                position += n;
+            }
+            let result = CommitResult {
                 first_position: batch.first_position,
                 last_position: batch.first_position + count.saturating_sub(1),
+                streams,
             };
             staged.push(Staged {
                 request,
@@ -242,7 +261,9 @@ impl Writer {
                 Ok(()) => {
                     for s in staged.drain(..) {
                         match s.request.durability {
-                            Durability::Buffered => replies.push((s.request.reply, Ok(s.result))),
+                            Durability::Buffered => {
+                                replies.push((s.request.reply, Ok(s.result)));
+                            }
                             Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
                         }
                     }
@@ -296,12 +317,31 @@ impl Writer {
         }
         let mut index = self.state.index.write();
         for s in staged {
-            index.push_events(
-                &s.request.stream,
-                s.batch.first_position,
-                &s.batch.offsets,
-                &s.request.ids,
-            );
+            let mut at = 0;
+            let mut position = s.batch.first_position;
+            for part in &s.request.parts {
+                let end = at + part.count;
+                let (Some(offsets), Some(ids)) =
+                    (s.batch.offsets.get(at..end), s.request.ids.get(at..end))
+                else {
+                    break;
+                };
+                index.push_events(&part.stream, position, offsets, ids);
+                position += part.count as u64;
+                at = end;
+            }
+            let mut at = 0;
+            let mut position = s.batch.first_position;
+            while let Some((event_type, tags, padded)) = s
+                .request
+                .records
+                .get(at..)
+                .and_then(record::unfinished_keys)
+            {
+                index.push_keys(position, event_type, &tags);
+                position += 1;
+                at += padded;
+            }
         }
         self.state
             .written

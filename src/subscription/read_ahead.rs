@@ -259,6 +259,7 @@ mod tests {
             timestamp_nanos: 0,
             id: Uuid::from_u128(u128::from(position)),
             event_type: ByteString::from_static("T"),
+            tags: Vec::new(),
             metadata: Bytes::new(),
             payload: Bytes::from(vec![0u8; 10]),
         }

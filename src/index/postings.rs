@@ -1,0 +1,164 @@
+//! One segment's events by type and by tag: for each event type and each
+//! tag, the slots (position minus the segment's base) of the events that
+//! have it, ascending. A query is answered from these lists, so its cost
+//! grows with the lists it touches, not with the segment.
+
+use super::memory::FastMap;
+use crate::query::{Query, QueryItem};
+
+/// Slots by event type and by tag.
+#[derive(Debug, Default)]
+pub struct Postings {
+    types: FastMap<Box<str>, Vec<u32>>,
+    tags: FastMap<Box<str>, Vec<u32>>,
+    /// Slots indexed: every slot below it is in the lists it belongs to.
+    len: u32,
+}
+
+fn add(map: &mut FastMap<Box<str>, Vec<u32>>, key: &str, slot: u32) {
+    match map.get_mut(key) {
+        Some(slots) => slots.push(slot),
+        None => {
+            map.insert(Box::from(key), vec![slot]);
+        }
+    }
+}
+
+/// The slots of `list` from `from` on.
+fn from_slot(list: &[u32], from: u32) -> &[u32] {
+    list.get(list.partition_point(|&s| s < from)..)
+        .unwrap_or_default()
+}
+
+impl Postings {
+    /// Adds the event at `slot`, after every slot added before.
+    pub fn push<S: AsRef<str>>(&mut self, slot: u32, event_type: &str, tags: &[S]) {
+        debug_assert!(slot >= self.len, "slots are added in order");
+        add(&mut self.types, event_type, slot);
+        for tag in tags {
+            add(&mut self.tags, tag.as_ref(), slot);
+        }
+        self.len = slot.saturating_add(1);
+    }
+
+    /// The slots from `from` on of the events matching `item`, ascending.
+    fn item_slots(&self, item: &QueryItem, from: u32) -> Vec<u32> {
+        let mut tag_lists = Vec::with_capacity(item.required_tags().len());
+        for tag in item.required_tags() {
+            match self.tags.get(tag.as_str()) {
+                Some(list) => tag_lists.push(from_slot(list, from)),
+                None => return Vec::new(),
+            }
+        }
+        let type_lists: Vec<&[u32]> = item
+            .event_types()
+            .iter()
+            .filter_map(|t| self.types.get(t.as_str()))
+            .map(|list| from_slot(list, from))
+            .collect();
+        if !item.event_types().is_empty() && type_lists.is_empty() {
+            return Vec::new();
+        }
+        // Start from the shortest tag list and keep the slots every other
+        // list (and one of the type lists, if types are given) holds.
+        tag_lists.sort_by_key(|l| l.len());
+        let Some((shortest, others)) = tag_lists.split_first() else {
+            return union(&type_lists);
+        };
+        shortest
+            .iter()
+            .copied()
+            .filter(|slot| others.iter().all(|l| l.binary_search(slot).is_ok()))
+            .filter(|slot| {
+                type_lists.is_empty() || type_lists.iter().any(|l| l.binary_search(slot).is_ok())
+            })
+            .collect()
+    }
+
+    /// The slots from `from` on of the events matching `query`, ascending.
+    /// `Query::all` is not answered here: every slot matches it.
+    pub fn matching(&self, query: &Query, from: u32) -> Vec<u32> {
+        let Some(items) = query.query_items() else {
+            return (from..self.len).collect();
+        };
+        let lists: Vec<Vec<u32>> = items.iter().map(|i| self.item_slots(i, from)).collect();
+        if lists.len() == 1 {
+            return lists.into_iter().next().unwrap_or_default();
+        }
+        let borrowed: Vec<&[u32]> = lists.iter().map(Vec::as_slice).collect();
+        union(&borrowed)
+    }
+
+    /// The first slot from `from` on of an event matching `query`.
+    pub fn first_match(&self, query: &Query, from: u32) -> Option<u32> {
+        if query.is_all() {
+            return (from < self.len).then_some(from);
+        }
+        self.matching(query, from).first().copied()
+    }
+}
+
+/// The sorted union of sorted lists, without repeats.
+fn union(lists: &[&[u32]]) -> Vec<u32> {
+    match lists {
+        [] => Vec::new(),
+        [one] => one.to_vec(),
+        _ => {
+            let mut all: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Postings {
+        let mut p = Postings::default();
+        p.push(0, "A", &["x", "y"]);
+        p.push(1, "B", &["x"]);
+        p.push(2, "A", &["y"]);
+        p.push(3, "C", &[] as &[&str]);
+        p.push(4, "B", &["x", "y"]);
+        p
+    }
+
+    #[test]
+    fn queries_match_what_a_scan_would() {
+        let p = sample();
+        let q = |items: Vec<QueryItem>| Query::items(items);
+        assert_eq!(p.matching(&Query::tagged(["x"]), 0), [0, 1, 4]);
+        assert_eq!(p.matching(&Query::tagged(["x", "y"]), 0), [0, 4]);
+        assert_eq!(p.matching(&Query::tagged(["x", "y"]), 1), [4]);
+        assert_eq!(p.matching(&Query::tagged(["z"]), 0), [] as [u32; 0]);
+        assert_eq!(
+            p.matching(&q(vec![QueryItem::new().types(["A", "C"])]), 0),
+            [0, 2, 3]
+        );
+        assert_eq!(
+            p.matching(&q(vec![QueryItem::new().types(["B"]).tags(["y"])]), 0),
+            [4]
+        );
+        assert_eq!(
+            p.matching(
+                &q(vec![
+                    QueryItem::new().types(["C"]),
+                    QueryItem::new().tags(["y"]).types(["A"]),
+                ]),
+                0
+            ),
+            [0, 2, 3]
+        );
+        assert_eq!(
+            p.matching(&q(vec![QueryItem::new().types(["Z"]).tags(["x"])]), 0),
+            [] as [u32; 0]
+        );
+        assert_eq!(p.first_match(&Query::tagged(["y"]), 3), Some(4));
+        assert_eq!(p.first_match(&Query::all(), 4), Some(4));
+        assert_eq!(p.first_match(&Query::all(), 5), None);
+        assert_eq!(p.matching(&Query::all(), 3), [3, 4]);
+    }
+}

@@ -1,0 +1,173 @@
+//! Reading the events that match a [`Query`], from the type and tag
+//! postings of each segment, with the head the read was served at.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::deferred_check::read_checked;
+use crate::layout::SEGMENTS_DIR;
+use crate::query::Query;
+use crate::types::{Direction, RecordedEvent};
+use std::path::PathBuf;
+
+/// What [`Store::read_query`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryRead {
+    /// The matching events, in the order read.
+    pub events: Vec<RecordedEvent>,
+    /// The position of the last event in the log when the read was served
+    /// (`None`: the log was empty). A decision made from every matching
+    /// event passes it as [`crate::AppendCondition::after`]; a read cut
+    /// short by its limit passes the position of the last event it used
+    /// instead.
+    pub head: Option<u64>,
+}
+
+impl Store {
+    /// Reads up to `max_count` events matching `query`, starting at
+    /// `from_position` (inclusive) in position order (`Forward`), or
+    /// from it down (`Backward`; `u64::MAX` starts at the newest event).
+    /// Answered from the type and tag postings of each segment: the cost
+    /// grows with the matching events, not with the log.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] for a query with no item or an item naming
+    /// nothing; [`Error::Corrupted`] or [`Error::Io`] if the log or its
+    /// indexes cannot be read.
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Query, QueryItem, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let subscribed = |student: &str| {
+    ///     EventData::new("StudentSubscribed", &b"{}"[..])
+    ///         .with_tags(["course:c1".to_string(), format!("student:{student}")])
+    /// };
+    /// store.append("course-c1", ExpectedVersion::Any, &[subscribed("s1"), subscribed("s2")]).unwrap();
+    /// store.append("other", ExpectedVersion::Any, &[EventData::new("Noise", &b""[..])]).unwrap();
+    ///
+    /// let read = store.read_query(&Query::tagged(["course:c1"]), 0, Direction::Forward, 100).unwrap();
+    /// assert_eq!(read.events.len(), 2);
+    /// assert_eq!(read.head, Some(2));
+    /// let newest = store
+    ///     .read_query(&Query::items([QueryItem::new().types(["StudentSubscribed"])]), u64::MAX, Direction::Backward, 1)
+    ///     .unwrap();
+    /// assert_eq!(&*newest.events[0].tags[1], "student:s2");
+    /// ```
+    pub fn read_query(
+        &self,
+        query: &Query,
+        from_position: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<QueryRead> {
+        query.validate()?;
+        let end = self.visible_end();
+        let head = end.checked_sub(1);
+        let (start, stop) = match direction {
+            Direction::Forward => (from_position.min(end), end),
+            Direction::Backward => (0, from_position.saturating_add(1).min(end)),
+        };
+        let events = self.read_matching(query, start, stop, direction, max_count)?;
+        Ok(QueryRead { events, head })
+    }
+
+    /// Reads up to `max_count` events matching `query` after position
+    /// `after` (`None`: from the start), in position order: the read a
+    /// decision is made from, whose head its
+    /// [`crate::AppendCondition`] then passes as `after`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::read_query`].
+    ///
+    /// ```
+    /// use evstore::{AppendCondition, Commit, EventData, ExpectedVersion, Options, Query, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let query = Query::tagged(["invoice-number"]);
+    /// let read = store.read_query_after(&query, None, usize::MAX).unwrap();
+    /// let next_number = read.events.len() + 1;
+    /// let issue = EventData::new("InvoiceCreated", format!("{next_number}").into_bytes())
+    ///     .with_tags(["invoice-number"]);
+    /// store
+    ///     .commit(&Commit::new()
+    ///         .append("invoice-1", ExpectedVersion::NoStream, [issue])
+    ///         .condition(AppendCondition::new(query, read.head)))
+    ///     .unwrap();
+    /// ```
+    pub fn read_query_after(
+        &self,
+        query: &Query,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<QueryRead> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        if after == Some(u64::MAX) {
+            query.validate()?;
+            return Ok(QueryRead {
+                events: Vec::new(),
+                head: self.visible_end().checked_sub(1),
+            });
+        }
+        self.read_query(query, from, Direction::Forward, max_count)
+    }
+
+    /// The events at positions in `start..stop` matching `query`.
+    pub(crate) fn read_matching(
+        &self,
+        query: &Query,
+        start: u64,
+        stop: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if start >= stop || max_count == 0 {
+            return Ok(Vec::new());
+        }
+        if query.is_all() {
+            return match direction {
+                Direction::Forward => {
+                    self.read_all_below(start, Direction::Forward, max_count, stop)
+                }
+                Direction::Backward => {
+                    self.read_all_below(stop - 1, Direction::Backward, max_count, stop)
+                }
+            };
+        }
+        // Segments whose postings were never needed are read for them
+        // first, without the index lock.
+        let unbuilt = self.inner.state.index.read().unbuilt_postings(start, stop);
+        for segment in unbuilt {
+            segment.build()?;
+        }
+        let mut events = Vec::new();
+        let positions = read_checked(&self.inner.state.index, |index| {
+            index.matching_positions(query, start, stop, direction, max_count)
+        })?;
+        let locations = read_checked(&self.inner.state.index, |index| {
+            positions
+                .iter()
+                .map(|&p| index.locate(p)?.ok_or_else(|| missing(p)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        events.reserve(locations.len());
+        for location in locations {
+            events.push(
+                location
+                    .segment
+                    .read_event(location.offset, location.position)?,
+            );
+        }
+        Ok(events)
+    }
+}
+
+fn missing(position: u64) -> Error {
+    Error::Corrupted {
+        file: PathBuf::from(SEGMENTS_DIR),
+        offset: 0,
+        reason: format!("position {position} matches a query but is not indexed"),
+    }
+}
