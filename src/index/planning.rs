@@ -268,3 +268,142 @@ fn wrong_version(stream: &str, expected: ExpectedVersion, actual: Option<u64>) -
         actual,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::index::hash::HashKind;
+    use crate::query::Query;
+    use uuid::Uuid;
+
+    fn tagged_record(id: u128, tags: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        record::encode_unfinished_record(
+            &mut out,
+            &record::RecordBody {
+                id: Uuid::from_u128(id),
+                stream: "s",
+                event_type: "Claimed",
+                tags,
+                metadata: b"",
+                payload: b"",
+            },
+        );
+        out
+    }
+
+    fn part(stream: &str) -> Vec<StreamWrite> {
+        vec![StreamWrite {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            count: 1,
+        }]
+    }
+
+    /// A request must see what an earlier request of its own group
+    /// planned, though it is neither written nor indexed yet: the log's
+    /// head is `after`, and the event planned at `after + 1` fails it.
+    #[test]
+    fn a_condition_sees_events_planned_earlier_in_the_group() {
+        let index = Index::new(HashKind::Xxh3, 0);
+        let mut planner = GroupPlanner::new(&index, true);
+        let first = tagged_record(1, &["user:ada"]);
+        let decision = planner.plan(Intent {
+            parts: &part("a"),
+            checks: &[],
+            condition: None,
+            ids: &[1],
+            records: &first,
+            ids_absent_below: 0,
+        });
+        assert!(matches!(decision, Decision::Write { .. }), "{decision:?}");
+
+        let second = tagged_record(2, &["user:ada"]);
+        let condition = AppendCondition::new(Query::tagged(["user:ada"]), None);
+        let decision = planner.plan(Intent {
+            parts: &part("b"),
+            checks: &[],
+            condition: Some(&condition),
+            ids: &[2],
+            records: &second,
+            ids_absent_below: 0,
+        });
+        assert!(
+            matches!(
+                decision,
+                Decision::Answer(Err(Error::AppendConditionFailed { position: 0 }))
+            ),
+            "{decision:?}"
+        );
+
+        // After the planned event, or on another tag, the condition holds;
+        // and the planned events' positions go on from there.
+        for condition in [
+            AppendCondition::new(Query::tagged(["user:ada"]), Some(0)),
+            AppendCondition::new(Query::tagged(["user:bob"]), None),
+        ] {
+            let id = 3 + u128::from(condition.after.is_some());
+            let record = tagged_record(id, &["user:ada"]);
+            let decision = planner.plan(Intent {
+                parts: &part(&format!("c{id}")),
+                checks: &[],
+                condition: Some(&condition),
+                ids: &[id],
+                records: &record,
+                ids_absent_below: 0,
+            });
+            assert!(matches!(decision, Decision::Write { .. }), "{decision:?}");
+        }
+        let late = AppendCondition::new(Query::tagged(["user:ada"]), Some(1));
+        let record = tagged_record(9, &[]);
+        let decision = planner.plan(Intent {
+            parts: &part("d"),
+            checks: &[],
+            condition: Some(&late),
+            ids: &[9],
+            records: &record,
+            ids_absent_below: 0,
+        });
+        assert!(
+            matches!(
+                decision,
+                Decision::Answer(Err(Error::AppendConditionFailed { position: 2 }))
+            ),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn checked_streams_see_streams_written_earlier_in_the_group() {
+        let index = Index::new(HashKind::Xxh3, 0);
+        let mut planner = GroupPlanner::new(&index, false);
+        let record = tagged_record(1, &[]);
+        let decision = planner.plan(Intent {
+            parts: &part("a"),
+            checks: &[],
+            condition: None,
+            ids: &[1],
+            records: &record,
+            ids_absent_below: 0,
+        });
+        assert!(matches!(decision, Decision::Write { .. }));
+        let record = tagged_record(2, &[]);
+        let checks = [("a".to_string(), ExpectedVersion::NoStream)];
+        let decision = planner.plan(Intent {
+            parts: &part("b"),
+            checks: &checks,
+            condition: None,
+            ids: &[2],
+            records: &record,
+            ids_absent_below: 0,
+        });
+        assert!(
+            matches!(
+                &decision,
+                Decision::Answer(Err(Error::WrongExpectedVersion { stream, actual: Some(0), .. })) if stream == "a"
+            ),
+            "{decision:?}"
+        );
+    }
+}
