@@ -132,6 +132,14 @@ fn malformed_commits_and_queries_are_refused() {
     assert!(matches!(
         refused(
             Commit::new()
+                .append("a", ExpectedVersion::NoStream, [])
+                .append("b", ExpectedVersion::Any, [event("B", &[])])
+        ),
+        Error::InvalidRequest { .. }
+    ));
+    assert!(matches!(
+        refused(
+            Commit::new()
                 .append("a", ExpectedVersion::Any, [event("A", &[])])
                 .check("$all", ExpectedVersion::Any)
         ),

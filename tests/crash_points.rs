@@ -6,13 +6,16 @@
 //! Also: a crash in the middle of recovery itself, every single bit flip
 //! of a sealed and of an active segment, crashes while snapshots are saved
 //! and pruned, every bit flip of a snapshot file, crashes while checkpoints
-//! are saved and projections run, and every bit flip of a checkpoint file.
+//! are saved and projections run, every bit flip of a checkpoint file, and
+//! crashes while tagged commits over several streams, with conditions and
+//! check-only streams, are written: never part of a commit after any
+//! crash, and reads by query equal to a scan of the recovered log.
 
 mod harness;
 
 use evstore::storage::{CrashPlan, SimDisk};
 use evstore::{Direction, Durability, Error, EventData, ExpectedVersion, Store};
-use harness::{EventSpec, ExpectedSpec, Op};
+use harness::{CheckSpec, ConditionSpec, EventSpec, ExpectedSpec, Op, PartSpec, TaggedEventSpec};
 use std::path::{Path, PathBuf};
 
 fn append(stream: u8, sizes: &[u16], expected: ExpectedSpec, sync: bool) -> Op {
@@ -376,6 +379,303 @@ fn every_bit_flip_of_the_active_segment_is_detected_or_harmless() {
         &harmless[..harmless.len().min(10)]
     );
     assert!(detected >= mark * 8);
+}
+
+// --------------------------------------------------------------- commits
+
+/// A part of a commit: `events` as (payload length, tag bits of
+/// `harness::TaggedEventSpec`).
+fn part(stream: u8, expected: ExpectedSpec, events: &[(u16, u8)]) -> PartSpec {
+    PartSpec {
+        stream,
+        expected,
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, &(len, tags))| TaggedEventSpec {
+                event: EventSpec {
+                    type_index: i as u8 + stream,
+                    payload_len: len,
+                    metadata_len: (len % 11) as u8,
+                    fill: (len as u8) ^ stream,
+                },
+                tags,
+            })
+            .collect(),
+    }
+}
+
+fn commit(
+    parts: Vec<PartSpec>,
+    check: Option<(u8, ExpectedSpec)>,
+    condition: Option<(u8, u8, u8)>,
+    sync: bool,
+) -> Op {
+    Op::Commit {
+        parts,
+        check: check.map(|(stream, expected)| CheckSpec { stream, expected }),
+        condition: condition.map(|(tag, shape, after)| ConditionSpec { tag, shape, after }),
+        sync,
+    }
+}
+
+/// Tag bits: `course:c1`, `course:c2`, `student:s7`, a non-ASCII tag, and
+/// bit 5 to give them in reverse order.
+const C1: u8 = 0b0_0001;
+const C2: u8 = 0b0_0010;
+const S7: u8 = 0b0_0100;
+const U: u8 = 0b0_1000;
+const REVERSED: u8 = 0x20;
+
+/// Commits over two and three streams with tags on most events, over
+/// several 4 KiB segments: conditions that hold (after the end of the log,
+/// after the last match) and that fail (from the start, just before the
+/// last match, on a type and a tag), check-only streams that hold and one
+/// that does not, an expected version that fails in a commit's second
+/// part, synced and buffered commits, plain appends between them, retries
+/// of an acknowledged commit (whose condition and expected versions would
+/// fail now: only its ids must count) and of refused ones, a flush and a
+/// reopen.
+fn commit_workload() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for i in 0..36u8 {
+        let len = 90 + 17 * u16::from(i);
+        ops.push(match i % 6 {
+            // Holds: its condition counts only what follows the end of the log.
+            0 => commit(
+                vec![
+                    part(
+                        0,
+                        ExpectedSpec::Any,
+                        &[(len, C1), (120, C1 | S7 | REVERSED)],
+                    ),
+                    part(3, ExpectedSpec::Any, &[(200, S7 | U)]),
+                ],
+                None,
+                Some((2, 0, 0)),
+                true,
+            ),
+            // Holds, after the last match, with a check-only stream that
+            // holds; once, that stream is expected to be new, and is not.
+            1 => commit(
+                vec![
+                    part(
+                        1,
+                        if i == 1 {
+                            ExpectedSpec::NoStream
+                        } else {
+                            ExpectedSpec::Exact { delta: 2 }
+                        },
+                        &[(len, C2)],
+                    ),
+                    part(3, ExpectedSpec::StreamExists, &[(60, 0), (150, C1 | C2)]),
+                ],
+                Some(if i == 19 {
+                    (5, ExpectedSpec::NoStream)
+                } else {
+                    (4, ExpectedSpec::NoStream)
+                }),
+                Some((0, 0, 2)),
+                true,
+            ),
+            // Holds after the end of the log, or fails at the last match
+            // (its `after` just before it).
+            2 => commit(
+                vec![
+                    part(2, ExpectedSpec::Any, &[(len, C1 | U)]),
+                    part(1, ExpectedSpec::Any, &[(80, S7)]),
+                ],
+                None,
+                Some((0, 0, if i % 12 == 2 { 0 } else { 3 })),
+                i % 4 != 2,
+            ),
+            // Its second part expects a version two behind.
+            3 => commit(
+                vec![
+                    part(0, ExpectedSpec::Any, &[(len, C1)]),
+                    part(3, ExpectedSpec::Exact { delta: 0 }, &[(100, S7)]),
+                ],
+                None,
+                None,
+                true,
+            ),
+            4 => append(5, &[300 + len, 250], ExpectedSpec::Any, i % 8 == 4),
+            // Three streams and a check: holds after the end, then fails
+            // from the start at the first event of its type and tag.
+            _ => commit(
+                vec![
+                    part(0, ExpectedSpec::Any, &[(len, C1 | C2 | S7)]),
+                    part(1, ExpectedSpec::Any, &[(140, U | REVERSED), (40, C2)]),
+                    part(2, ExpectedSpec::StreamExists, &[(220, 0)]),
+                ],
+                Some((5, ExpectedSpec::StreamExists)),
+                Some((51, 2, if i < 12 { 0 } else { 1 })),
+                i != 11,
+            ),
+        });
+        match i {
+            9 => ops.push(Op::Retry { of: 6, sync: true }),
+            10 => ops.push(Op::Flush),
+            12 => ops.push(Op::Reopen),
+            17 => {
+                ops.push(Op::Retry { of: 8, sync: false });
+                ops.push(Op::Retry { of: 9, sync: true });
+            }
+            20 => ops.push(Op::Retry { of: 12, sync: true }),
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// The commit workload, checked to be what it is meant to be: without
+/// faults it acknowledges multi-stream commits with tags, refuses some for
+/// their condition and some for an expected version (of a written or a
+/// checked stream), spans several segments, and retries an acknowledged
+/// commit whose condition would fail if it were checked again.
+fn check_commit_workload(ops: &[Op], durability: Durability) {
+    let disk = SimDisk::new();
+    let mut model = harness::Model::for_store(durability);
+    let mut store = Some(harness::open_on(&disk, durability).unwrap());
+    let mut reopen = || harness::open_on(&disk, durability);
+    let mut acked_retries = 0;
+    for op in ops {
+        if let Op::Retry { of, .. } = op {
+            let attempt = &model.attempts[*of as usize];
+            if attempt.is_multi_stream() && matches!(attempt.outcome, harness::Outcome::Acked(_)) {
+                acked_retries += 1;
+            }
+        }
+        harness::run_ops(
+            std::slice::from_ref(op),
+            &mut model,
+            &mut store,
+            &mut reopen,
+            true,
+        );
+    }
+    let acked = model
+        .attempts
+        .iter()
+        .filter(|a| a.is_multi_stream() && matches!(a.outcome, harness::Outcome::Acked(_)))
+        .count();
+    let tagged = model
+        .attempts
+        .iter()
+        .flat_map(|a| &a.events)
+        .filter(|e| !e.tags().is_empty())
+        .count();
+    let refused = |name: &str| model.refusals.iter().filter(|r| r.1 == name).count();
+    assert!(
+        acked >= 10,
+        "{acked} multi-stream commits acknowledged; refused: {:?}",
+        model.refusals
+    );
+    assert!(tagged >= 30, "{tagged} tagged events");
+    assert!(
+        refused("AppendConditionFailed") >= 4,
+        "{:?}",
+        model.refusals
+    );
+    assert!(refused("WrongExpectedVersion") >= 4, "{:?}", model.refusals);
+    assert_eq!(acked_retries, 2);
+    let segments = disk
+        .files()
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .count();
+    assert!(segments >= 4, "{segments} segments");
+}
+
+/// Every crash point of `ops` with the plans `plans(n)` gives: each image
+/// recovered and checked (every acknowledged durable commit whole, with
+/// its tags, at its positions; every commit in doubt whole or absent;
+/// reads by query equal to a scan of the log). Returns the cycles and what
+/// became of the commits in doubt, over all of them.
+fn commit_sweep(
+    ops: &[Op],
+    durability: Durability,
+    plans: impl Fn(u64) -> Vec<CrashPlan>,
+) -> (usize, harness::InDoubt) {
+    let total = harness::count_mutations(ops, durability);
+    assert!(total > 100, "{total} mutations");
+    let mut cycles = 0;
+    let mut in_doubt = harness::InDoubt::default();
+    for n in 0..=total {
+        let (disk, model, store) = harness::run_to_crash_point(ops, durability, n).unwrap();
+        for plan in plans(n) {
+            let image = disk.crash(plan);
+            match harness::recover_and_check_commits(&image, model.clone(), durability, false) {
+                Ok(found) => {
+                    in_doubt.present += found.present;
+                    in_doubt.absent += found.absent;
+                }
+                Err(e) => panic!("crash at mutation {n} of {total}, {plan:?}: {e}"),
+            }
+            cycles += 1;
+        }
+        drop(store);
+    }
+    (cycles, in_doubt)
+}
+
+/// A crash at every storage operation of multi-stream commits, with every
+/// crash plan: no commit is ever found in part, each acknowledged durable
+/// one is found whole; commits in doubt come back whole after some crashes
+/// and not at all after others.
+#[test]
+fn every_crash_point_of_multi_stream_commits() {
+    let ops = commit_workload();
+    check_commit_workload(&ops, Durability::Sync);
+    let (cycles, in_doubt) = commit_sweep(&ops, Durability::Sync, plans);
+    assert!(cycles >= 4000, "{cycles} cycles");
+    assert!(in_doubt.present > 0 && in_doubt.absent > 0, "{in_doubt:?}");
+    println!("{cycles} crash-and-recover cycles; commits in doubt: {in_doubt:?}");
+}
+
+/// The same in a `Buffered` store with every commit and append buffered:
+/// a crash loses commits since the last flush or sync, each whole.
+#[test]
+fn every_crash_point_of_buffered_multi_stream_commits() {
+    let ops: Vec<Op> = commit_workload()
+        .into_iter()
+        .map(|op| match op {
+            Op::Commit {
+                parts,
+                check,
+                condition,
+                ..
+            } => Op::Commit {
+                parts,
+                check,
+                condition,
+                sync: false,
+            },
+            Op::Append {
+                stream,
+                events,
+                expected,
+                ..
+            } => Op::Append {
+                stream,
+                events,
+                expected,
+                sync: false,
+            },
+            op => op,
+        })
+        .collect();
+    check_commit_workload(&ops, Durability::Buffered);
+    let (cycles, in_doubt) = commit_sweep(&ops, Durability::Buffered, |n| {
+        vec![
+            CrashPlan::LoseAll,
+            CrashPlan::KeepAll,
+            CrashPlan::Torn { seed: n },
+            CrashPlan::Garbled { seed: n },
+        ]
+    });
+    assert!(in_doubt.present > 0 && in_doubt.absent > 0, "{in_doubt:?}");
+    println!("{cycles} crash-and-recover cycles; commits in doubt: {in_doubt:?}");
 }
 
 // ------------------------------------------------------------- snapshots

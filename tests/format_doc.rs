@@ -266,6 +266,7 @@ impl Doc {
                 return fail(format!("'{heading}': malformed row {row:?}"));
             };
             let type_size = match ty.as_str() {
+                "u8" => Some(1),
                 "u16" => Some(2),
                 "u32" => Some(4),
                 "u64" => Some(8),
@@ -426,7 +427,7 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         "the CRC-32 check value"
     );
 
-    let ints: [(&str, u64); 11] = [
+    let ints: [(&str, u64); 16] = [
         ("FORMAT_VERSION", u64::from(format::FORMAT_VERSION)),
         (
             "OLDEST_FORMAT_VERSION",
@@ -450,6 +451,17 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
             u64::from(format::SNAPSHOT_FORMAT_VERSION),
         ),
         ("SNAPSHOT_HEADER_LEN", format::SNAPSHOT_HEADER_LEN as u64),
+        (
+            "POSTINGS_FORMAT_VERSION",
+            u64::from(format::POSTINGS_FORMAT_VERSION),
+        ),
+        ("POSTINGS_HEADER_LEN", format::POSTINGS_HEADER_LEN as u64),
+        (
+            "POSTINGS_KEY_ENTRY_LEN",
+            format::POSTINGS_KEY_ENTRY_LEN as u64,
+        ),
+        ("POSTINGS_KIND_TYPE", u64::from(format::POSTINGS_KIND_TYPE)),
+        ("POSTINGS_KIND_TAG", u64::from(format::POSTINGS_KIND_TAG)),
     ];
     for (name, value) in ints {
         assert_eq!(doc.int(name)?, value, "{name}");
@@ -470,9 +482,10 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         doc.usize("CHECKPOINT_HEADER_LEN")?,
         format::CHECKPOINT_HEADER_LEN
     );
-    let magics: [(&str, &[u8]); 5] = [
+    let magics: [(&str, &[u8]); 6] = [
         ("SEGMENT_MAGIC", &format::SEGMENT_MAGIC),
         ("INDEX_MAGIC", &format::INDEX_MAGIC),
+        ("POSTINGS_MAGIC", &format::POSTINGS_MAGIC),
         ("CATALOG_MAGIC", &format::CATALOG_MAGIC),
         ("SNAPSHOT_MAGIC", &format::SNAPSHOT_MAGIC),
         ("CHECKPOINT_MAGIC", &format::CHECKPOINT_MAGIC),
@@ -863,6 +876,100 @@ fn directories<'a>(
         list.drain(..excess);
     }
     Ok(runs)
+}
+
+/// The tags of a tags section.
+fn tags_of(section: &[u8]) -> TestResult<Vec<Vec<u8>>> {
+    let mut tags = Vec::new();
+    let mut at = 0;
+    while at < section.len() {
+        let len = usize::from(u16::from_le_bytes(slice(section, at, 2)?.try_into()?));
+        tags.push(slice(section, at + 2, len)?.to_vec());
+        at += 2 + len;
+    }
+    Ok(tags)
+}
+
+/// Checks a sealed segment's postings file against the events sent to it.
+fn check_postings_file(doc: &Doc, bytes: &[u8], walked: &Walked, sent: &[Sent]) -> TestResult {
+    let seed = segment_seed(doc, walked.base)?;
+    // (kind, key) -> slots, in the documented order.
+    let mut lists: BTreeMap<(u64, Vec<u8>), Vec<u32>> = BTreeMap::new();
+    for slot in 0..walked.offsets.len() {
+        let Some(event) = sent.get(walked.base as usize + slot) else {
+            return fail(format!("no event at slot {slot}"));
+        };
+        let slot = u32::try_from(slot)?;
+        lists
+            .entry((
+                doc.int("POSTINGS_KIND_TYPE")?,
+                event.event_type.as_bytes().to_vec(),
+            ))
+            .or_default()
+            .push(slot);
+        for tag in tags_of(&event.tags)? {
+            lists
+                .entry((doc.int("POSTINGS_KIND_TAG")?, tag))
+                .or_default()
+                .push(slot);
+        }
+    }
+    let header_len = doc.usize("POSTINGS_HEADER_LEN")?;
+    let header = doc.layout("Postings file header", header_len)?;
+    assert_eq!(header.raw(bytes, "magic")?, doc.bytes("POSTINGS_MAGIC")?);
+    assert_eq!(
+        header.uint(bytes, "format_version")?,
+        doc.int("POSTINGS_FORMAT_VERSION")?
+    );
+    assert_eq!(header.uint(bytes, "header_len")?, header_len as u64);
+    assert_eq!(header.uint(bytes, "base_position")?, walked.base);
+    assert_eq!(header.uint(bytes, "slots")?, walked.offsets.len() as u64);
+    assert_eq!(header.uint(bytes, "keys")?, lists.len() as u64);
+    let key_bytes: usize = lists.keys().map(|k| k.1.len()).sum();
+    let postings: usize = lists.values().map(Vec::len).sum();
+    assert_eq!(header.uint(bytes, "key_bytes")?, key_bytes as u64);
+    assert_eq!(header.uint(bytes, "postings")?, postings as u64);
+    header.zero(bytes, "reserved")?;
+    let body = bytes.get(header_len..).unwrap_or_default();
+    assert_eq!(
+        header.uint(bytes, "body_crc")?,
+        u64::from(crc32(seed, &[body]))
+    );
+    assert_eq!(
+        header.uint(bytes, "header_crc")?,
+        u64::from(crc32(seed, &[slice(bytes, 0, 60)?]))
+    );
+    let entry_len = doc.usize("POSTINGS_KEY_ENTRY_LEN")?;
+    let entry = doc.layout("Postings key entry", entry_len)?;
+    let keys_at = header_len + lists.len() * entry_len;
+    let postings_at = keys_at + key_bytes.next_multiple_of(4);
+    assert_eq!(bytes.len(), postings_at + 4 * postings, "file length");
+    let (mut key_offset, mut first_posting) = (0usize, 0usize);
+    for (i, ((kind, key), slots)) in lists.iter().enumerate() {
+        let at = header_len + i * entry_len;
+        let bytes_of_entry = slice(bytes, at, entry_len)?;
+        assert_eq!(entry.uint(bytes_of_entry, "kind")?, *kind, "entry {i}");
+        entry.zero(bytes_of_entry, "reserved")?;
+        assert_eq!(entry.uint(bytes_of_entry, "key_len")?, key.len() as u64);
+        assert_eq!(entry.uint(bytes_of_entry, "key_offset")?, key_offset as u64);
+        assert_eq!(
+            entry.uint(bytes_of_entry, "first_posting")?,
+            first_posting as u64
+        );
+        assert_eq!(entry.uint(bytes_of_entry, "count")?, slots.len() as u64);
+        assert_eq!(slice(bytes, keys_at + key_offset, key.len())?, &key[..]);
+        for (j, slot) in slots.iter().enumerate() {
+            let at = postings_at + 4 * (first_posting + j);
+            assert_eq!(
+                slice(bytes, at, 4)?,
+                slot.to_le_bytes(),
+                "entry {i} slot {j}"
+            );
+        }
+        key_offset += key.len();
+        first_posting += slots.len();
+    }
+    Ok(())
 }
 
 fn check_index_file(
@@ -1380,6 +1487,8 @@ fn a_real_store_matches_the_documented_layouts() -> TestResult {
         }
         assert_eq!(segment.index_file.as_deref(), Some(path.as_path()));
         check_index_file(&doc, &fs::read(&path)?, &walked, k, &sent)?;
+        let postings = segments_dir.join(format!("{:020}.tags", walk.base));
+        check_postings_file(&doc, &fs::read(&postings)?, walk, &sent)?;
     }
 
     let catalog = fs::read(segments_dir.join(format::CATALOG_FILE))?;

@@ -1,16 +1,21 @@
 //! Real crashes: a child process appends durably from several threads and is
 //! killed with SIGKILL at a random moment, again and again, in the same
 //! store directory; after every kill the parent reopens the store and checks
-//! DESIGN §7 against what the child printed as acknowledged:
+//! DESIGN §7 against what the child printed as acknowledged. One append in
+//! three is a commit to two streams whose events carry tags, with a
+//! condition on a tag only its first event carries.
 //!
-//! 1. every acknowledged `Durability::Sync` append is present at its
-//!    acknowledged position, byte-identical;
-//! 2. nothing that no child could have appended, and no half batch;
+//! 1. every acknowledged `Durability::Sync` append and commit is present at
+//!    its acknowledged position, each stream's part at its acknowledged
+//!    version, byte-identical, tags included;
+//! 2. nothing that no child could have appended, and no half batch: a
+//!    commit is there with every event of both streams, or not at all;
 //! 3. positions and stream versions dense; each appender thread's appends
 //!    recovered as a prefix of what it sent, in order;
 //! 4. meanwhile another thread snapshots the streams: every stream's newest
 //!    acknowledged snapshot (or a newer one) loads after the kill, with
-//!    exactly the bytes saved for its version, and none is found damaged.
+//!    exactly the bytes saved for its version, and none is found damaged;
+//! 5. reads by tag return exactly the events a scan of the log finds.
 //!
 //! The child is this test binary re-executed with only
 //! [`child_appender`] selected; it learns its store directory and seed from
@@ -22,7 +27,10 @@
 //!
 //! `EVSTORE_KILL9_ITERATIONS=N` raises the number of kills (at least 50).
 
-use evstore::{Direction, Durability, EventData, ExpectedVersion, Options, Store, Uuid};
+use evstore::{
+    AppendCondition, Commit, Direction, Durability, EventData, ExpectedVersion, Options, Query,
+    RecordedEvent, Store, Uuid,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -98,11 +106,21 @@ struct AppendKey {
     seq: u32,
 }
 
-/// Everything an append consists of, a pure function of its key and the
-/// run's seed.
+/// Everything an append or commit consists of, a pure function of its key
+/// and the run's seed.
 struct AppendPlan {
-    stream: String,
-    events: Vec<EventData>,
+    /// Each stream written with its events, in order: one for an append,
+    /// two for a commit.
+    parts: Vec<(String, Vec<EventData>)>,
+    /// For a commit: the tag only its first event carries, whose absence
+    /// from the log its condition requires (so it always holds).
+    claim: Option<String>,
+}
+
+impl AppendPlan {
+    fn count(&self) -> usize {
+        self.parts.iter().map(|(_, events)| events.len()).sum()
+    }
 }
 
 fn stream_name(index: u64) -> String {
@@ -144,33 +162,78 @@ fn random_bytes(rng: &mut XorShift, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The tag every commit's events carry.
+const COMMIT_TAG: &str = "commit";
+/// The shared tags events carry, besides [`COMMIT_TAG`] and a claim.
+const ACCOUNT_TAGS: u64 = 4;
+
+fn account_tag(i: u64) -> String {
+    format!("acct:{}", i % ACCOUNT_TAGS)
+}
+
+/// One append in three is a commit to two streams whose events all carry
+/// tags; some events of plain appends carry an account tag.
 fn plan(key: AppendKey) -> AppendPlan {
     let h = splitmix(
         run_seed(key.run) ^ (u64::from(key.thread) << 40) ^ u64::from(key.seq).wrapping_mul(31),
     );
-    let stream = stream_name(h % STREAMS);
-    let count = 1 + ((h >> 8) % 4) as usize;
-    let events = (0..count)
-        .map(|i| {
-            let mut rng = XorShift::new(h ^ (i as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
-            let payload_len = match rng.next() % 8 {
-                0 => 0,
-                1 => rng.range(1, 16),
-                _ => rng.range(17, 400),
-            } as usize;
-            let payload = random_bytes(&mut rng, payload_len);
-            let metadata_len = match rng.next() % 3 {
-                0 => 0,
-                _ => rng.range(1, 64),
-            } as usize;
-            let metadata = random_bytes(&mut rng, metadata_len);
-            let event_type = ["Opened", "Deposited", "Withdrawn", "Closed-ü"][(h as usize + i) % 4];
-            EventData::new(event_type, payload)
-                .with_metadata(metadata)
-                .with_id(event_id(key, count, i))
+    let first = h % STREAMS;
+    let is_commit = (h >> 20).is_multiple_of(3);
+    let (streams, counts) = if is_commit {
+        let second = (first + 1 + (h >> 24) % (STREAMS - 1)) % STREAMS;
+        (
+            vec![first, second],
+            vec![1 + ((h >> 8) % 3) as usize, 1 + ((h >> 12) % 2) as usize],
+        )
+    } else {
+        (vec![first], vec![1 + ((h >> 8) % 4) as usize])
+    };
+    let count: usize = counts.iter().sum();
+    let claim = is_commit.then(|| format!("claim:{}-{}-{}", key.run, key.thread, key.seq));
+    let mut i = 0usize;
+    let parts = streams
+        .into_iter()
+        .zip(counts)
+        .map(|(stream, n)| {
+            let events = (0..n)
+                .map(|_| {
+                    let mut rng = XorShift::new(h ^ (i as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
+                    let payload_len = match rng.next() % 8 {
+                        0 => 0,
+                        1 => rng.range(1, 16),
+                        _ => rng.range(17, 400),
+                    } as usize;
+                    let payload = random_bytes(&mut rng, payload_len);
+                    let metadata_len = match rng.next() % 3 {
+                        0 => 0,
+                        _ => rng.range(1, 64),
+                    } as usize;
+                    let metadata = random_bytes(&mut rng, metadata_len);
+                    let event_type =
+                        ["Opened", "Deposited", "Withdrawn", "Closed-ü"][(h as usize + i) % 4];
+                    // Given unsorted: the store keeps them sorted.
+                    let mut tags = Vec::new();
+                    if is_commit {
+                        tags.push(COMMIT_TAG.to_string());
+                    }
+                    if is_commit || rng.next().is_multiple_of(4) {
+                        tags.push(account_tag(rng.next()));
+                    }
+                    if i == 0 {
+                        tags.extend(claim.clone());
+                    }
+                    let event = EventData::new(event_type, payload)
+                        .with_metadata(metadata)
+                        .with_tags(tags)
+                        .with_id(event_id(key, count, i));
+                    i += 1;
+                    event
+                })
+                .collect();
+            (stream_name(stream), events)
         })
         .collect();
-    AppendPlan { stream, events }
+    AppendPlan { parts, claim }
 }
 
 /// The snapshot the child saves of `stream` at `version`: a function of
@@ -229,19 +292,48 @@ fn child_appender() {
                 while Instant::now() < deadline {
                     let key = AppendKey { run, thread, seq };
                     let plan = plan(key);
-                    match store.append_with_durability(
-                        &plan.stream,
-                        ExpectedVersion::Any,
-                        &plan.events,
-                        Durability::Sync,
-                    ) {
-                        Ok(r) => say(&format!(
-                            "ACK {run} {thread} {seq} {} {} {} {}",
-                            plan.stream,
-                            plan.events.len(),
-                            r.first_position,
-                            r.first_version
-                        )),
+                    let written = match &plan.parts[..] {
+                        [(stream, events)] => store
+                            .append_with_durability(
+                                stream,
+                                ExpectedVersion::Any,
+                                events,
+                                Durability::Sync,
+                            )
+                            .map(|r| (r.first_position, vec![r])),
+                        parts => {
+                            let mut commit = Commit::new().durability(Durability::Sync);
+                            for (stream, events) in parts {
+                                commit = commit.append(
+                                    stream.as_str(),
+                                    ExpectedVersion::Any,
+                                    events.iter().cloned(),
+                                );
+                            }
+                            if let Some(claim) = &plan.claim {
+                                commit = commit.condition(AppendCondition::new(
+                                    Query::tagged([claim.as_str()]),
+                                    None,
+                                ));
+                            }
+                            store.commit(&commit).map(|r| (r.first_position, r.streams))
+                        }
+                    };
+                    match written {
+                        Ok((first_position, streams)) => {
+                            let parts: Vec<String> = plan
+                                .parts
+                                .iter()
+                                .zip(&streams)
+                                .map(|((stream, events), r)| {
+                                    format!("{stream}:{}:{}", events.len(), r.first_version)
+                                })
+                                .collect();
+                            say(&format!(
+                                "ACK {run} {thread} {seq} {first_position} {}",
+                                parts.join(" ")
+                            ))
+                        }
                         Err(e) => {
                             say(&format!("ERR append {key:?}: {e}"));
                             std::process::exit(2);
@@ -293,35 +385,42 @@ fn child_appender() {
 
 // ---------------------------------------------------------------- parent
 
-/// An append the child acknowledged.
+/// An append or commit the child acknowledged.
 #[derive(Debug, Clone)]
 struct Ack {
     key: AppendKey,
-    stream: String,
-    count: usize,
     first_position: u64,
-    first_version: u64,
+    /// Each stream written: name, events, version of its first event.
+    parts: Vec<(String, usize, u64)>,
 }
 
 fn parse_ack(line: &str) -> Ack {
     let fields: Vec<&str> = line.split(' ').collect();
-    let [_, run, thread, seq, stream, count, first_position, first_version] = fields[..] else {
+    let [_, run, thread, seq, first_position, ref parts @ ..] = fields[..] else {
         panic!("malformed acknowledgement line {line:?}");
     };
     let num = |s: &str| -> u64 {
         s.parse()
             .unwrap_or_else(|_| panic!("bad number in {line:?}"))
     };
+    let parts: Vec<(String, usize, u64)> = parts
+        .iter()
+        .map(|part| match part.split(':').collect::<Vec<_>>()[..] {
+            [stream, count, first_version] => {
+                (stream.to_string(), num(count) as usize, num(first_version))
+            }
+            _ => panic!("malformed part {part:?} in {line:?}"),
+        })
+        .collect();
+    assert!(!parts.is_empty(), "no stream in {line:?}");
     Ack {
         key: AppendKey {
             run: num(run) as u32,
             thread: num(thread) as u32,
             seq: num(seq) as u32,
         },
-        stream: stream.to_string(),
-        count: num(count) as usize,
         first_position: num(first_position),
-        first_version: num(first_version),
+        parts,
     }
 }
 
@@ -507,44 +606,61 @@ fn verify(
         let plan = plans.entry(key).or_insert_with(|| plan(key));
         assert_eq!(
             count,
-            plan.events.len(),
+            plan.count(),
             "id at position {i} claims a batch of {count}"
         );
-        let version = versions.get(&plan.stream).copied().unwrap_or(0);
-        for (j, sent) in plan.events.iter().enumerate() {
-            let position = i + j;
-            let Some(recorded) = events.get(position) else {
-                panic!(
-                    "half batch: append {key:?} cut after {j} of {count} events at the end of the log"
+        // Every event of the append or commit, in order, each in its
+        // stream at the next version: a commit cut anywhere, or missing one
+        // stream's part, fails here.
+        let mut j = 0;
+        for (stream, sent_events) in &plan.parts {
+            let version = versions.get(stream).copied().unwrap_or(0);
+            for (k, sent) in sent_events.iter().enumerate() {
+                let position = i + j;
+                let Some(recorded) = events.get(position) else {
+                    panic!(
+                        "half batch: {key:?} cut after {j} of {count} events at the end of the log"
+                    );
+                };
+                assert_eq!(recorded.position, position as u64, "positions are dense");
+                assert_eq!(
+                    recorded.id,
+                    sent.id(),
+                    "half batch or interleaving: position {position} should hold event {j} of {key:?}"
                 );
-            };
-            assert_eq!(recorded.position, position as u64, "positions are dense");
-            assert_eq!(
-                recorded.id,
-                sent.id(),
-                "half batch or interleaving: position {position} should hold event {j} of {key:?}"
-            );
-            assert_eq!(&*recorded.stream, plan.stream, "stream at {position}");
-            assert_eq!(
-                recorded.version,
-                version + j as u64,
-                "version at {position} ({})",
-                plan.stream
-            );
-            assert_eq!(
-                &*recorded.event_type,
-                sent.event_type(),
-                "type at {position}"
-            );
-            assert_eq!(&recorded.payload, sent.payload(), "payload at {position}");
-            assert_eq!(
-                &recorded.metadata,
-                sent.metadata(),
-                "metadata at {position}"
-            );
+                assert_eq!(&*recorded.stream, stream, "stream at {position}");
+                assert_eq!(
+                    recorded.version,
+                    version + k as u64,
+                    "version at {position} ({stream})"
+                );
+                assert_eq!(
+                    &*recorded.event_type,
+                    sent.event_type(),
+                    "type at {position}"
+                );
+                let mut tags = sent.tags().to_vec();
+                tags.sort_unstable();
+                assert!(
+                    recorded
+                        .tags
+                        .iter()
+                        .map(|t| &**t)
+                        .eq(tags.iter().map(String::as_str)),
+                    "tags at {position}: {:?}, sent {:?}",
+                    recorded.tags,
+                    sent.tags()
+                );
+                assert_eq!(&recorded.payload, sent.payload(), "payload at {position}");
+                assert_eq!(
+                    &recorded.metadata,
+                    sent.metadata(),
+                    "metadata at {position}"
+                );
+                j += 1;
+            }
+            versions.insert(stream.clone(), version + sent_events.len() as u64);
         }
-        let stream = plan.stream.clone();
-        versions.insert(stream, version + count as u64);
         assert!(
             placed.insert(key, i as u64).is_none(),
             "append {key:?} present twice"
@@ -569,19 +685,26 @@ fn verify(
             "append {:?} acknowledged at position {} but found at {position}",
             ack.key, ack.first_position
         );
-        let event = &events[position as usize];
-        assert_eq!(
-            event.version, ack.first_version,
-            "append {:?} acknowledged as version {}",
-            ack.key, ack.first_version
-        );
-        assert_eq!(&*event.stream, ack.stream, "stream of {:?}", ack.key);
-        assert_eq!(
-            ack.count,
-            plans[&ack.key].events.len(),
-            "count of {:?}",
-            ack.key
-        );
+        let plan = &plans[&ack.key];
+        let counts: Vec<(&str, usize)> = plan
+            .parts
+            .iter()
+            .map(|(stream, events)| (stream.as_str(), events.len()))
+            .collect();
+        let acked: Vec<(&str, usize)> =
+            ack.parts.iter().map(|(s, n, _)| (s.as_str(), *n)).collect();
+        assert_eq!(acked, counts, "streams of {:?}", ack.key);
+        let mut at = position as usize;
+        for (stream, count, first_version) in &ack.parts {
+            let event = &events[at];
+            assert_eq!(
+                (&*event.stream, event.version),
+                (stream.as_str(), *first_version),
+                "{:?} acknowledged {stream} from version {first_version}",
+                ack.key
+            );
+            at += count;
+        }
     }
     // The stream index rebuilt by recovery agrees with the log: spot checks
     // at its newest end (where the kills happened) and in its middle.
@@ -619,6 +742,68 @@ fn verify(
                 .collect::<Vec<_>>(),
             "events of {stream} from version {middle} after recovery"
         );
+    }
+    // Reads by tag, from the postings recovery kept or rebuilt, return what
+    // a scan of the log finds: whole by the shared account tags; by the tag
+    // of every commit, the newest few and a few from the middle; by the
+    // claims of the newest acknowledged commits, which only each commit's
+    // first event carries.
+    let last = store.last_position();
+    let positions =
+        |events: &[RecordedEvent]| events.iter().map(|e| e.position).collect::<Vec<_>>();
+    let scan = |query: &Query| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| query.matches(e))
+            .map(|e| e.position)
+            .collect()
+    };
+    for account in 0..ACCOUNT_TAGS {
+        let query = Query::tagged([account_tag(account)]);
+        let read = store
+            .read_query(&query, 0, Direction::Forward, usize::MAX)
+            .expect("read_query after recovery");
+        assert_eq!(
+            positions(&read.events),
+            scan(&query),
+            "read_query({query:?})"
+        );
+        assert_eq!(read.head, last, "head of read_query({query:?})");
+    }
+    let query = Query::tagged([COMMIT_TAG]);
+    let all = scan(&query);
+    let newest = store
+        .read_query(&query, u64::MAX, Direction::Backward, 16)
+        .expect("read_query backward after recovery");
+    assert_eq!(
+        positions(&newest.events),
+        all.iter().rev().take(16).copied().collect::<Vec<_>>(),
+        "read_query({query:?}) backward"
+    );
+    let middle = events.len() as u64 / 2;
+    let read = store
+        .read_query(&query, middle, Direction::Forward, 16)
+        .expect("read_query from the middle after recovery");
+    assert_eq!(
+        positions(&read.events),
+        all.iter()
+            .filter(|&&p| p >= middle)
+            .take(16)
+            .copied()
+            .collect::<Vec<_>>(),
+        "read_query({query:?}) from {middle}"
+    );
+    let claims = acks
+        .iter()
+        .rev()
+        .filter_map(|a| Some((a.key, plans[&a.key].claim.as_ref()?)))
+        .take(8);
+    for (key, claim) in claims {
+        let read = store
+            .read_query(&Query::tagged([claim.as_str()]), 0, Direction::Forward, 2)
+            .expect("read_query by claim");
+        assert_eq!(positions(&read.events), [placed[&key]], "claim {claim}");
+        assert_eq!(read.head, last, "head of read_query by claim");
     }
     events.len() as u64
 }
@@ -761,8 +946,8 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
             assert_eq!(seen.len(), log.len());
             for (a, b) in seen.iter().zip(&log) {
                 assert_eq!(
-                    (a.position, &a.stream, a.version, a.id, &a.payload),
-                    (b.position, &b.stream, b.version, b.id, &b.payload),
+                    (a.position, &a.stream, a.version, a.id, &a.tags, &a.payload),
+                    (b.position, &b.stream, b.version, b.id, &b.tags, &b.payload),
                     "the reader disagrees with recovery after kill {run}"
                 );
             }
@@ -771,17 +956,24 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
     }
 
     let (segments, _) = segment_files(&dir);
+    let commits = acks.iter().filter(|a| a.parts.len() > 1).count();
     println!(
         "kill9: {iterations} kills in {:.1?}: {runs_with_acks} with acknowledgements, \
          {kills_during_open} before the child had opened the store, \
          {runs_with_rollover} runs rolled over a segment, \
          {kills_without_prepared_segment} kills with no next segment preallocated yet; \
-         {} distinct acknowledged appends, {acks_checked} acknowledgement checks; \
+         {} distinct acknowledged appends ({commits} of them commits to two streams), \
+         {acks_checked} acknowledgement checks; \
          {events} events in {segments} segments; {torn_bytes} torn bytes cleared; \
          {snapshots_acked} snapshots acknowledged, {snapshot_checks} snapshot checks; \
          a read-only reader followed throughout and saw {reader_events_seen} events",
         started.elapsed(),
         acks.len(),
+    );
+    assert!(
+        commits * 5 >= acks.len(),
+        "{commits} of {} acknowledgements were commits: the commit checks would be thin",
+        acks.len()
     );
     assert!(
         snapshots_acked > 0,

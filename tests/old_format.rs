@@ -61,7 +61,11 @@ fn a_version_1_store_opens_reads_and_grows_in_version_2() {
         assert_eq!(&*event.stream, format!("account-{}", i % 7));
         assert_eq!(event.version, i / 7);
         assert_eq!(event.id, Uuid::from_u128(0x1000 + u128::from(i)));
-        let kind = if i % 2 == 0 { "Deposited" } else { "Withdrawn" };
+        let kind = if i.is_multiple_of(2) {
+            "Deposited"
+        } else {
+            "Withdrawn"
+        };
         assert_eq!(&*event.event_type, kind);
         assert_eq!(&event.payload[..], format!("{{\"n\":{i}}}").as_bytes());
         assert_eq!(&event.metadata[..], b"m");

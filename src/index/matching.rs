@@ -1,67 +1,161 @@
 //! Finding the events that match a [`Query`], segment by segment, from each
 //! segment's postings (see [`super::postings`]).
 
-use super::postings::Postings;
+use super::postings::{PostingLists, Postings};
+use super::postings_file::{self, postings_file_name, PostingsFile};
 use super::{Index, SegmentEntry, SegmentIndex};
 use crate::error::Result;
 use crate::log::{scan_segment, Segment, SegmentRole};
 use crate::query::Query;
+use crate::storage::{child, write_and_rename, Storage};
 use crate::types::Direction;
+use parking_lot::RwLock;
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::OnceLock;
+
+/// A sealed segment's postings: in memory (from the active segment it was,
+/// or read from its records), or its postings file.
+#[derive(Debug)]
+pub enum SealedPostings {
+    /// Held in memory.
+    Mem(Postings),
+    /// Read in place from the segment's postings file.
+    File(PostingsFile),
+}
+
+impl SealedPostings {
+    fn lists(&self) -> &dyn PostingLists {
+        match self {
+            SealedPostings::Mem(p) => p,
+            SealedPostings::File(f) => f,
+        }
+    }
+}
+
+/// Where a sealed segment's postings are, once known.
+pub type PostingsCell = Arc<RwLock<Option<Arc<SealedPostings>>>>;
+
+/// Where postings files live, and whether they may be written.
+#[derive(Debug, Clone)]
+pub struct PostingsFiles {
+    /// The file system.
+    pub storage: Arc<dyn Storage>,
+    /// The segments directory.
+    pub dir: PathBuf,
+    /// False in a read-only store: postings read from records stay in
+    /// memory.
+    pub writable: bool,
+}
+
+impl PostingsFiles {
+    fn path(&self, base: u64) -> PathBuf {
+        child(&self.dir, &postings_file_name(base))
+    }
+
+    /// The segment's postings file, if it is there and sound.
+    fn load(&self, base: u64) -> Option<PostingsFile> {
+        let file = self.storage.open_read_only(&self.path(base)).ok()?;
+        let len = usize::try_from(file.len().ok()?).ok()?;
+        let bytes = file.read_view(0, len).ok()?;
+        PostingsFile::parse(bytes, base).ok()
+    }
+
+    /// Writes the postings file of the segment at `base` and returns it,
+    /// read in place.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub fn persist(&self, base: u64, postings: &Postings) -> io::Result<PostingsFile> {
+        let path = self.path(base);
+        let bytes = postings_file::encode(postings, base);
+        write_and_rename(self.storage.as_ref(), &path, &bytes)?;
+        self.storage.sync_dir(&self.dir)?;
+        let file = self.storage.open_read_only(&path)?;
+        let view = file.read_view(0, bytes.len())?;
+        PostingsFile::parse(view, base).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
 
 /// A segment's postings, wherever they live.
 enum PostingsRef<'a> {
     Active(&'a Postings),
-    Sealed(Arc<Postings>),
+    Sealed(Arc<SealedPostings>),
 }
 
-impl std::ops::Deref for PostingsRef<'_> {
-    type Target = Postings;
-    fn deref(&self) -> &Postings {
+impl PostingsRef<'_> {
+    fn lists(&self) -> &dyn PostingLists {
         match self {
-            PostingsRef::Active(p) => p,
-            PostingsRef::Sealed(p) => p,
+            PostingsRef::Active(p) => *p,
+            PostingsRef::Sealed(p) => p.lists(),
         }
     }
 }
 
 impl SegmentEntry {
-    /// The segment's postings; a sealed segment's are read from its records
-    /// the first time they are needed (a segment sealed by an earlier
-    /// process, or by a build that kept no tags).
-    fn postings(&self) -> Result<PostingsRef<'_>> {
+    /// The segment's postings; a sealed segment's are read from its
+    /// postings file, or from its records the first time they are needed
+    /// if that file is missing or damaged (and the file is then written).
+    fn postings(&self, files: Option<&PostingsFiles>) -> Result<PostingsRef<'_>> {
         if let SegmentIndex::Active(mem) = &self.index {
             return Ok(PostingsRef::Active(&mem.postings));
         }
-        build_postings(&self.segment, &self.postings).map(PostingsRef::Sealed)
+        build_postings(&self.segment, &self.postings, files).map(PostingsRef::Sealed)
     }
 }
 
 /// A sealed segment whose postings were not needed yet, and where they go.
 pub struct Unbuilt {
     segment: Arc<Segment>,
-    cell: Arc<OnceLock<Arc<Postings>>>,
+    cell: PostingsCell,
+    files: Option<PostingsFiles>,
 }
 
 impl Unbuilt {
-    /// Reads the segment's records for its postings (with no lock held:
-    /// this reads the whole segment).
+    /// Loads or builds the segment's postings (with no lock held: this may
+    /// read the whole segment).
     ///
     /// # Errors
     ///
     /// If the segment's records are damaged or unreadable.
     pub fn build(&self) -> Result<()> {
-        build_postings(&self.segment, &self.cell).map(drop)
+        build_postings(&self.segment, &self.cell, self.files.as_ref()).map(drop)
     }
 }
 
-/// The postings in `cell`, read from the records of the sealed `segment`
-/// first if the cell is empty.
-fn build_postings(segment: &Segment, cell: &OnceLock<Arc<Postings>>) -> Result<Arc<Postings>> {
-    if let Some(postings) = cell.get() {
+/// The postings in `cell`; if it is empty, they are read from the postings
+/// file of the sealed `segment`, or else from its records (and the file
+/// written, where that is allowed).
+fn build_postings(
+    segment: &Segment,
+    cell: &RwLock<Option<Arc<SealedPostings>>>,
+    files: Option<&PostingsFiles>,
+) -> Result<Arc<SealedPostings>> {
+    if let Some(postings) = cell.read().as_ref() {
         return Ok(Arc::clone(postings));
     }
+    let base = segment.base_position();
+    let loaded = files.and_then(|f| f.load(base));
+    let postings = if let Some(file) = loaded {
+        SealedPostings::File(file)
+    } else {
+        let built = scan_postings(segment)?;
+        let written = files
+            .filter(|f| f.writable)
+            .and_then(|f| f.persist(base, &built).ok());
+        match written {
+            Some(file) => SealedPostings::File(file),
+            None => SealedPostings::Mem(built),
+        }
+    };
+    let mut slot = cell.write();
+    // Another reader may have built them meanwhile: either is right.
+    Ok(Arc::clone(slot.get_or_insert_with(|| Arc::new(postings))))
+}
+
+/// Reads the postings of a sealed segment from its records.
+fn scan_postings(segment: &Segment) -> Result<Postings> {
     let base = segment.base_position();
     let mut built = Postings::default();
     scan_segment(segment, SegmentRole::Sealed, |_, event| {
@@ -70,8 +164,7 @@ fn build_postings(segment: &Segment, cell: &OnceLock<Arc<Postings>>) -> Result<A
         built.push(slot, &event.event_type, &event.tags);
         Ok(())
     })?;
-    // Another reader may have built them meanwhile: either is right.
-    Ok(Arc::clone(cell.get_or_init(|| Arc::new(built))))
+    Ok(built)
 }
 
 impl Index {
@@ -89,10 +182,11 @@ impl Index {
             .get(first..last)
             .unwrap_or_default()
             .iter()
-            .filter(|e| !matches!(e.index, SegmentIndex::Active(_)) && e.postings.get().is_none())
+            .filter(|e| !matches!(e.index, SegmentIndex::Active(_)) && e.postings.read().is_none())
             .map(|e| Unbuilt {
                 segment: Arc::clone(&e.segment),
                 cell: Arc::clone(&e.postings),
+                files: self.postings_files.clone(),
             })
             .collect()
     }
@@ -135,7 +229,11 @@ impl Index {
             if u64::from(from_slot) >= entry.len() as u64 {
                 continue;
             }
-            if let Some(slot) = entry.postings()?.first_match(query, from_slot) {
+            if let Some(slot) = entry
+                .postings(self.postings_files.as_ref())?
+                .lists()
+                .first_match(query, from_slot)
+            {
                 return Ok(Some(base + u64::from(slot)));
             }
         }
@@ -172,7 +270,8 @@ impl Index {
             let base = entry.segment.base_position();
             let from_slot = u32::try_from(start.saturating_sub(base)).unwrap_or(u32::MAX);
             let positions = entry
-                .postings()?
+                .postings(self.postings_files.as_ref())?
+                .lists()
                 .matching(query, from_slot)
                 .into_iter()
                 .map(|slot| base + u64::from(slot))

@@ -21,6 +21,7 @@ pub mod matching;
 pub mod memory;
 pub mod planning;
 pub mod postings;
+pub mod postings_file;
 pub mod recovery;
 
 use crate::error::{Error, Result};
@@ -29,8 +30,8 @@ use crate::storage::Storage;
 use directory::{Directories, EarlierIndex};
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
+use matching::{PostingsCell, PostingsFiles, SealedPostings};
 use memory::{MemIndex, MemStream};
-use postings::Postings;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -268,7 +269,7 @@ pub struct SegmentEntry {
     /// by the active segment's index when it is sealed, or read from the
     /// segment the first time a query needs them. (The active segment's
     /// are in its [`MemIndex`].)
-    postings: Arc<OnceLock<Arc<Postings>>>,
+    postings: PostingsCell,
 }
 
 impl SegmentEntry {
@@ -398,6 +399,10 @@ pub struct SealedSegment {
     /// The indexes of the segments before it, for its streams'
     /// directories.
     pub earlier: Vec<EarlierIndex>,
+    /// Its events by type and tag, for its postings file.
+    pub postings: Arc<SealedPostings>,
+    /// Where its postings are served from: the file, once written.
+    pub postings_cell: PostingsCell,
 }
 
 /// Both indexes, kept together so one lock guards their consistency.
@@ -412,6 +417,8 @@ pub struct Index {
     id_window: u64,
     end: u64,
     repairs: Arc<Repairs>,
+    /// Where sealed segments' postings files are read and written.
+    postings_files: Option<PostingsFiles>,
 }
 
 fn missing(stream: &str, what: &str) -> Error {
@@ -441,7 +448,19 @@ impl Index {
             id_window,
             end: 0,
             repairs: Arc::new(Repairs::default()),
+            postings_files: None,
         }
+    }
+
+    /// Reads (and, if writable, writes) sealed segments' postings files
+    /// through `files`.
+    pub fn set_postings_files(&mut self, files: PostingsFiles) {
+        self.postings_files = Some(files);
+    }
+
+    /// Where sealed segments' postings files are, if known.
+    pub fn postings_files(&self) -> Option<&PostingsFiles> {
+        self.postings_files.as_ref()
     }
 
     /// How new index files hash stream names.
@@ -504,10 +523,11 @@ impl Index {
         };
         self.end = segment.base_position() + len as u64;
         let mut index = index;
-        let postings = Arc::new(OnceLock::new());
+        let postings = PostingsCell::default();
         if let SegmentIndex::Sealed(mem) = &mut index {
             if let Some(mem) = Arc::get_mut(mem) {
-                let _ = postings.set(Arc::from(std::mem::take(&mut mem.postings)));
+                let taken = *std::mem::take(&mut mem.postings);
+                *postings.write() = Some(Arc::new(SealedPostings::Mem(taken)));
             }
         }
         self.segments.push(SegmentEntry {
@@ -640,9 +660,8 @@ impl Index {
         let SegmentIndex::Active(mem) = &mut entry.index else {
             return None;
         };
-        let _ = entry
-            .postings
-            .set(Arc::from(std::mem::take(&mut mem.postings)));
+        let postings = Arc::new(SealedPostings::Mem(*std::mem::take(&mut mem.postings)));
+        *entry.postings.write() = Some(Arc::clone(&postings));
         let mem = Arc::new(std::mem::replace(mem, MemIndex::new(false)));
         entry.index = SegmentIndex::Sealed(Arc::clone(&mem));
         let segment = Arc::clone(&entry.segment);
@@ -652,6 +671,8 @@ impl Index {
             segment,
             index: mem,
             earlier,
+            postings,
+            postings_cell: Arc::clone(&entry.postings),
         })
     }
 

@@ -5,6 +5,7 @@
 
 use super::memory::FastMap;
 use crate::query::{Query, QueryItem};
+use std::borrow::Cow;
 
 /// Slots by event type and by tag.
 #[derive(Debug, Default)]
@@ -41,47 +42,60 @@ impl Postings {
         self.len = slot.saturating_add(1);
     }
 
-    /// The slots from `from` on of the events matching `item`, ascending.
-    fn item_slots(&self, item: &QueryItem, from: u32) -> Vec<u32> {
-        let mut tag_lists = Vec::with_capacity(item.required_tags().len());
-        for tag in item.required_tags() {
-            match self.tags.get(tag.as_str()) {
-                Some(list) => tag_lists.push(from_slot(list, from)),
-                None => return Vec::new(),
-            }
-        }
-        let type_lists: Vec<&[u32]> = item
-            .event_types()
+    /// Every list: its kind, its key and its slots.
+    pub fn lists(&self) -> impl Iterator<Item = (KeyKind, &str, &[u32])> {
+        let types = self
+            .types
             .iter()
-            .filter_map(|t| self.types.get(t.as_str()))
-            .map(|list| from_slot(list, from))
-            .collect();
-        if !item.event_types().is_empty() && type_lists.is_empty() {
-            return Vec::new();
-        }
-        // Start from the shortest tag list and keep the slots every other
-        // list (and one of the type lists, if types are given) holds.
-        tag_lists.sort_by_key(|l| l.len());
-        let Some((shortest, others)) = tag_lists.split_first() else {
-            return union(&type_lists);
+            .map(|(k, v)| (KeyKind::Type, &**k, v.as_slice()));
+        let tags = self
+            .tags
+            .iter()
+            .map(|(k, v)| (KeyKind::Tag, &**k, v.as_slice()));
+        types.chain(tags)
+    }
+}
+
+impl PostingLists for Postings {
+    fn list(&self, kind: KeyKind, key: &str, from: u32) -> Option<Cow<'_, [u32]>> {
+        let map = match kind {
+            KeyKind::Type => &self.types,
+            KeyKind::Tag => &self.tags,
         };
-        shortest
-            .iter()
-            .copied()
-            .filter(|slot| others.iter().all(|l| l.binary_search(slot).is_ok()))
-            .filter(|slot| {
-                type_lists.is_empty() || type_lists.iter().any(|l| l.binary_search(slot).is_ok())
-            })
-            .collect()
+        map.get(key)
+            .map(|list| Cow::Borrowed(from_slot(list, from)))
     }
 
+    fn slot_count(&self) -> u32 {
+        self.len
+    }
+}
+
+/// What a list is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyKind {
+    /// An event type.
+    Type,
+    /// A tag.
+    Tag,
+}
+
+/// A segment's lists of slots by event type and tag, wherever they are
+/// kept, and the queries answered from them.
+pub trait PostingLists {
+    /// The slots from `from` on of the events with this type or tag,
+    /// ascending; `None` if no event of the segment has it.
+    fn list(&self, kind: KeyKind, key: &str, from: u32) -> Option<Cow<'_, [u32]>>;
+
+    /// Slots covered: every event of the segment below it is listed.
+    fn slot_count(&self) -> u32;
+
     /// The slots from `from` on of the events matching `query`, ascending.
-    /// `Query::all` is not answered here: every slot matches it.
-    pub fn matching(&self, query: &Query, from: u32) -> Vec<u32> {
+    fn matching(&self, query: &Query, from: u32) -> Vec<u32> {
         let Some(items) = query.query_items() else {
-            return (from..self.len).collect();
+            return (from..self.slot_count()).collect();
         };
-        let lists: Vec<Vec<u32>> = items.iter().map(|i| self.item_slots(i, from)).collect();
+        let lists: Vec<Vec<u32>> = items.iter().map(|i| item_slots(self, i, from)).collect();
         if lists.len() == 1 {
             return lists.into_iter().next().unwrap_or_default();
         }
@@ -90,12 +104,46 @@ impl Postings {
     }
 
     /// The first slot from `from` on of an event matching `query`.
-    pub fn first_match(&self, query: &Query, from: u32) -> Option<u32> {
+    fn first_match(&self, query: &Query, from: u32) -> Option<u32> {
         if query.is_all() {
-            return (from < self.len).then_some(from);
+            return (from < self.slot_count()).then_some(from);
         }
         self.matching(query, from).first().copied()
     }
+}
+
+/// The slots from `from` on of the events matching `item`, ascending.
+fn item_slots<P: PostingLists + ?Sized>(lists: &P, item: &QueryItem, from: u32) -> Vec<u32> {
+    let mut tag_lists = Vec::with_capacity(item.required_tags().len());
+    for tag in item.required_tags() {
+        match lists.list(KeyKind::Tag, tag, from) {
+            Some(list) => tag_lists.push(list),
+            None => return Vec::new(),
+        }
+    }
+    let type_lists: Vec<Cow<'_, [u32]>> = item
+        .event_types()
+        .iter()
+        .filter_map(|t| lists.list(KeyKind::Type, t, from))
+        .collect();
+    if !item.event_types().is_empty() && type_lists.is_empty() {
+        return Vec::new();
+    }
+    // Start from the shortest tag list and keep the slots every other list
+    // (and one of the type lists, if types are given) holds.
+    tag_lists.sort_by_key(|l| l.len());
+    let Some((shortest, others)) = tag_lists.split_first() else {
+        let borrowed: Vec<&[u32]> = type_lists.iter().map(AsRef::as_ref).collect();
+        return union(&borrowed);
+    };
+    shortest
+        .iter()
+        .copied()
+        .filter(|slot| others.iter().all(|l| l.binary_search(slot).is_ok()))
+        .filter(|slot| {
+            type_lists.is_empty() || type_lists.iter().any(|l| l.binary_search(slot).is_ok())
+        })
+        .collect()
 }
 
 /// The sorted union of sorted lists, without repeats.

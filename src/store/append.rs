@@ -244,6 +244,14 @@ impl Store {
                 refuse("it appends no event".into())
             });
         }
+        // A stream named with no events would get a result for events it
+        // never received: a check on it belongs in `Commit::check`.
+        if let Some(empty) = parts.iter().find(|p| p.events.is_empty()) {
+            return Err(refuse(format!(
+                "it appends no event to stream '{}' (use check for a stream only checked)",
+                empty.stream
+            )));
+        }
         // A retry is recognised by its ids; a commit that repeats one
         // could not be told from a retry of itself.
         if event_count > 1 {

@@ -216,6 +216,7 @@ impl Follower {
                                 &[slot],
                                 &[event.id.as_u128()],
                             );
+                            index.push_keys(event.position, &event.event_type, &event.tags);
                         }
                         self.next_position += records.len() as u64;
                         self.durable = self.durable.max(durable_mark.min(self.next_position));

@@ -10,6 +10,7 @@ use super::{Store, StoreInner};
 use crate::checkpoint::Checkpoints;
 use crate::error::{Error, Result};
 use crate::index::hash::HashKind;
+use crate::index::matching::PostingsFiles;
 use crate::index::recovery::{self, OpenMode, Recovered};
 use crate::layout::{CHECKPOINTS_DIR, LOCK_FILE, SEGMENTS_DIR, SNAPSHOTS_DIR};
 use crate::log::ActiveSegment;
@@ -262,12 +263,18 @@ fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result
     } else {
         HashKind::Xxh3
     };
-    recovery::recover(
+    let mut recovered = recovery::recover(
         &options.storage,
         segments_dir,
         options.segment_size,
         options.idempotency_window as u64,
         hash_kind,
         mode,
-    )
+    )?;
+    recovered.index.set_postings_files(PostingsFiles {
+        storage: Arc::clone(&options.storage),
+        dir: segments_dir.to_path_buf(),
+        writable: mode == OpenMode::Write,
+    });
+    Ok(recovered)
 }

@@ -8,6 +8,7 @@ use super::group_commit::{AppendRequest, Command, ReplyTo, Wake};
 use super::state::StoreState;
 use crate::commit::CommitResult;
 use crate::error::{Error, Result};
+use crate::index::matching::SealedPostings;
 use crate::index::planning::{Decision, GroupPlanner, Intent};
 use crate::index::SealedSegment;
 use crate::log::record;
@@ -488,6 +489,7 @@ impl Writer {
                         state.index_write_failures.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                persist_postings(&state, &sealed);
             }));
             if let Err(payload) = outcome {
                 state.fail_with_panic("the index-file thread", payload.as_ref());
@@ -507,6 +509,25 @@ impl Writer {
             }
         } else {
             job();
+        }
+    }
+}
+
+/// Writes the postings file of a segment just sealed and serves its
+/// postings from it, so they leave the heap. A failure leaves them in
+/// memory; the next open reads them from the records and writes the file.
+fn persist_postings(state: &StoreState, sealed: &SealedSegment) {
+    let SealedPostings::Mem(postings) = sealed.postings.as_ref() else {
+        return;
+    };
+    let files = state.index.read().postings_files().cloned();
+    let Some(files) = files else {
+        return;
+    };
+    match files.persist(sealed.segment.base_position(), postings) {
+        Ok(file) => *sealed.postings_cell.write() = Some(Arc::new(SealedPostings::File(file))),
+        Err(_) => {
+            state.index_write_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

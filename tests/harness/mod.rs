@@ -12,8 +12,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use evstore::storage::{CrashPlan, SimDisk};
 use evstore::{
-    AppendResult, Direction, Durability, Error, EventData, ExpectedVersion, Filter, Options,
-    ProjectionOptions, RecordedEvent, Store, Uuid,
+    AppendCondition, AppendResult, Commit, CommitResult, Direction, Durability, Error, EventData,
+    ExpectedVersion, Filter, Options, ProjectionOptions, Query, QueryItem, RecordedEvent, Store,
+    Uuid,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -59,6 +60,43 @@ pub enum ExpectedSpec {
     Exact {
         delta: u8,
     },
+}
+
+/// An event of a commit: an [`EventSpec`] (its payload cut shorter than an
+/// append's, so that commits of several streams fit a segment more often)
+/// and its tags: those of [`TAGS`] whose bit is set in the low five bits of
+/// `tags`, given in the order bits 5-6 choose (the store sorts them).
+/// `0xFF` adds an empty tag and `0xFE` gives one tag twice: both refused.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct TaggedEventSpec {
+    pub event: EventSpec,
+    pub tags: u8,
+}
+
+/// One stream's part of a commit; a part without events is left out.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct PartSpec {
+    pub stream: u8,
+    pub expected: ExpectedSpec,
+    pub events: Vec<TaggedEventSpec>,
+}
+
+/// A stream a commit only checks.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct CheckSpec {
+    pub stream: u8,
+    pub expected: ExpectedSpec,
+}
+
+/// A commit's append condition: the query [`ModelQuery::of`] builds from
+/// `tag` and `shape`, after a position [`Model::condition_after`] draws
+/// from the positions the model knows, so that it sometimes holds and
+/// sometimes fails.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct ConditionSpec {
+    pub tag: u8,
+    pub shape: u8,
+    pub after: u8,
 }
 
 /// One step of a workload.
@@ -113,6 +151,16 @@ pub enum Op {
         name: u8,
         every: u8,
     },
+    /// One commit: the first three parts with events (at most four each),
+    /// an optional check-only stream and an optional condition, all or
+    /// nothing in one batch. Streams named twice are refused, as are
+    /// invalid tags and queries.
+    Commit {
+        parts: Vec<PartSpec>,
+        check: Option<CheckSpec>,
+        condition: Option<ConditionSpec>,
+        sync: bool,
+    },
 }
 
 /// Selector values from here up decode as [`Op::Snapshot`]. Below it the
@@ -132,6 +180,13 @@ pub const PROJECT_SELECTOR: u32 = 0xF800_0000;
 /// See [`CHECKPOINT_SELECTOR`].
 pub const PROJECT_SELECTOR_END: u32 = 0xFA00_0000;
 
+/// Selector values from here up to [`COMMIT_SELECTOR_END`] decode as
+/// [`Op::Commit`]: like [`CHECKPOINT_SELECTOR`]'s band, one inside
+/// [`Op::Snapshot`]'s values that no input of the checked-in corpora used.
+pub const COMMIT_SELECTOR: u32 = 0xFB00_0000;
+/// See [`COMMIT_SELECTOR`].
+pub const COMMIT_SELECTOR_END: u32 = 0xFC00_0000;
+
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let selector = u32::arbitrary(u)?;
@@ -145,6 +200,14 @@ impl<'a> Arbitrary<'a> for Op {
             return Ok(Op::Project {
                 name: u.arbitrary()?,
                 every: u.arbitrary()?,
+            });
+        }
+        if (COMMIT_SELECTOR..COMMIT_SELECTOR_END).contains(&selector) {
+            return Ok(Op::Commit {
+                parts: u.arbitrary()?,
+                check: u.arbitrary()?,
+                condition: u.arbitrary()?,
+                sync: u.arbitrary()?,
             });
         }
         if selector >= SNAPSHOT_SELECTOR {
@@ -198,19 +261,10 @@ impl Op {
                 out.push(*stream);
                 for e in events {
                     out.push(1);
-                    out.push(e.type_index);
-                    out.extend(e.payload_len.to_le_bytes());
-                    out.extend([e.metadata_len, e.fill]);
+                    e.encode(out);
                 }
                 out.push(0);
-                let (k, delta) = match expected {
-                    ExpectedSpec::Any => (0u32, None),
-                    ExpectedSpec::NoStream => (1, None),
-                    ExpectedSpec::StreamExists => (2, None),
-                    ExpectedSpec::Exact { delta } => (3, Some(*delta)),
-                };
-                out.extend((k << 30).to_le_bytes());
-                out.extend(delta);
+                expected.encode(out);
                 out.push(u8::from(*sync));
             }
             Op::Flush => out.extend(variant(1).to_le_bytes()),
@@ -250,7 +304,64 @@ impl Op {
                 out.extend(PROJECT_SELECTOR.to_le_bytes());
                 out.extend([*name, *every]);
             }
+            Op::Commit {
+                parts,
+                check,
+                condition,
+                sync,
+            } => {
+                out.extend(COMMIT_SELECTOR.to_le_bytes());
+                for part in parts {
+                    out.push(1);
+                    out.push(part.stream);
+                    part.expected.encode(out);
+                    for e in &part.events {
+                        out.push(1);
+                        e.event.encode(out);
+                        out.push(e.tags);
+                    }
+                    out.push(0);
+                }
+                out.push(0);
+                match check {
+                    None => out.push(0),
+                    Some(c) => {
+                        out.push(1);
+                        out.push(c.stream);
+                        c.expected.encode(out);
+                    }
+                }
+                match condition {
+                    None => out.push(0),
+                    Some(c) => out.extend([1, c.tag, c.shape, c.after]),
+                }
+                out.push(u8::from(*sync));
+            }
         }
+    }
+}
+
+impl EventSpec {
+    /// The bytes `derive(Arbitrary)` decodes as this spec.
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.type_index);
+        out.extend(self.payload_len.to_le_bytes());
+        out.extend([self.metadata_len, self.fill]);
+    }
+}
+
+impl ExpectedSpec {
+    /// The bytes `derive(Arbitrary)` decodes as this spec: the smallest
+    /// selector of its variant, then its field.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (k, delta) = match self {
+            ExpectedSpec::Any => (0u32, None),
+            ExpectedSpec::NoStream => (1, None),
+            ExpectedSpec::StreamExists => (2, None),
+            ExpectedSpec::Exact { delta } => (3, Some(*delta)),
+        };
+        out.extend((k << 30).to_le_bytes());
+        out.extend(delta);
     }
 }
 
@@ -266,6 +377,126 @@ const TYPES: [&str; 4] = ["Created", "Updated", "Deleted", "SomethingHappened"];
 
 fn stream_name(i: u8) -> &'static str {
     STREAMS[i as usize % STREAMS.len()]
+}
+
+/// The tags commits put on events: plain ones that share a prefix, one
+/// that sorts after every ASCII one, and a one-letter one.
+pub const TAGS: [&str; 5] = ["course:c1", "course:c2", "student:s7", "ünï:名前", "t"];
+
+/// The tags of a [`TaggedEventSpec`], in the order given.
+fn tags_for(bits: u8) -> Vec<&'static str> {
+    match bits {
+        0xFF => vec![TAGS[0], ""],
+        0xFE => vec![TAGS[4], TAGS[4]],
+        _ => {
+            let mut tags: Vec<&'static str> = TAGS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits >> i & 1 == 1)
+                .map(|(_, t)| *t)
+                .collect();
+            match (bits >> 5) & 3 {
+                1 => tags.reverse(),
+                2 if !tags.is_empty() => tags.rotate_left(1),
+                _ => {}
+            }
+            tags
+        }
+    }
+}
+
+/// Whether the store takes these tags on one event (the harness's invalid
+/// ones are an empty tag and a tag given twice).
+fn valid_tags(tags: &[String]) -> bool {
+    let mut sorted: Vec<&str> = tags.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.len() == tags.len() && tags.iter().all(|t| !t.is_empty())
+}
+
+/// A query as the model builds and evaluates it: items of an optional
+/// event type and the tags an event must all carry; `None` is
+/// [`Query::all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelQuery(pub Option<Vec<(Option<&'static str>, Vec<&'static str>)>>);
+
+impl ModelQuery {
+    /// The query of a [`ConditionSpec`]: of one tag, of two tags together,
+    /// of a type and a tag, of either of two tags, or of a type alone;
+    /// `shape` 0xFF gives a query of no item and 0xFE one of an item naming
+    /// nothing, both refused.
+    pub fn of(tag: u8, shape: u8) -> ModelQuery {
+        let t1 = TAGS[usize::from(tag) % TAGS.len()];
+        let t2 = TAGS[usize::from(tag) / TAGS.len() % TAGS.len()];
+        let ty = TYPES[usize::from(tag) / 25 % TYPES.len()];
+        ModelQuery(Some(match shape {
+            0xFF => vec![],
+            0xFE => vec![(None, vec![])],
+            _ => match shape % 5 {
+                0 => vec![(None, vec![t1])],
+                1 => vec![(None, vec![t1, t2])],
+                2 => vec![(Some(ty), vec![t1])],
+                3 => vec![(None, vec![t1]), (None, vec![t2])],
+                _ => vec![(Some(ty), vec![])],
+            },
+        }))
+    }
+
+    /// The store's query.
+    pub fn query(&self) -> Query {
+        match &self.0 {
+            None => Query::all(),
+            Some(items) => Query::items(
+                items
+                    .iter()
+                    .map(|(ty, tags)| QueryItem::new().types(*ty).tags(tags.iter().copied())),
+            ),
+        }
+    }
+
+    /// Whether the store takes it.
+    pub fn valid(&self) -> bool {
+        self.0.as_ref().is_none_or(|items| {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|(ty, tags)| ty.is_some() || !tags.is_empty())
+        })
+    }
+
+    /// Whether an event of `event_type` with `tags` matches, decided
+    /// without the store's code.
+    pub fn matches<S: AsRef<str>>(&self, event_type: &str, tags: &[S]) -> bool {
+        self.0.as_ref().is_none_or(|items| {
+            items.iter().any(|(ty, wanted)| {
+                ty.is_none_or(|t| t == event_type)
+                    && wanted.iter().all(|w| tags.iter().any(|t| t.as_ref() == *w))
+            })
+        })
+    }
+}
+
+/// The queries checked against a scan of the log after recovery (see
+/// [`check_query_reads`]): every tag, pairs, types with tags, either of two
+/// tags, types alone, and every event.
+pub fn checked_queries() -> Vec<ModelQuery> {
+    let mut queries: Vec<ModelQuery> = (0..TAGS.len() as u8)
+        .map(|t| ModelQuery::of(t, 0))
+        .collect();
+    for (tag, shape) in [
+        (5, 1),
+        (11, 1),
+        (27, 2),
+        (60, 2),
+        (7, 3),
+        (19, 3),
+        (0, 4),
+        (75, 4),
+    ] {
+        queries.push(ModelQuery::of(tag, shape));
+    }
+    queries.push(ModelQuery(None));
+    queries
 }
 
 /// The names [`Op::Checkpoint`] saves under: plain, non-ASCII, one
@@ -316,11 +547,40 @@ pub fn snapshot_data(stream: &str, version: u64, size: u8) -> Vec<u8> {
     data
 }
 
-/// What one append was told.
+/// What an append or commit wrote: its positions, and each stream's
+/// versions and positions, in the order of its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub first_position: u64,
+    pub last_position: u64,
+    pub streams: Vec<AppendResult>,
+}
+
+impl From<AppendResult> for Written {
+    fn from(r: AppendResult) -> Written {
+        Written {
+            first_position: r.first_position,
+            last_position: r.last_position,
+            streams: vec![r],
+        }
+    }
+}
+
+impl From<CommitResult> for Written {
+    fn from(r: CommitResult) -> Written {
+        Written {
+            first_position: r.first_position,
+            last_position: r.last_position,
+            streams: r.streams,
+        }
+    }
+}
+
+/// What one append or commit was told.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Acknowledged with this result.
-    Acked(AppendResult),
+    Acked(Written),
     /// Refused before anything was written (wrong expected version, bad
     /// input): must never appear.
     Rejected,
@@ -331,11 +591,27 @@ pub enum Outcome {
     Lost,
 }
 
-/// An append as the model remembers it.
+/// What a commit sent besides its events, resolved against the model as it
+/// was then: a retry sends it again.
+#[derive(Debug, Clone)]
+pub struct SentCommit {
+    /// The expected version of each part.
+    pub expected: Vec<ExpectedVersion>,
+    /// The stream only checked.
+    pub check: Option<(&'static str, ExpectedVersion)>,
+    /// The condition's query and its `after`.
+    pub condition: Option<(ModelQuery, Option<u64>)>,
+}
+
+/// An append or commit as the model remembers it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub stream: &'static str,
+    /// The streams written, in order, each with how many of `events` (the
+    /// next ones) are its: one part for an append.
+    pub parts: Vec<(&'static str, usize)>,
     pub events: Vec<EventData>,
+    /// For a commit, the rest of what it sent.
+    pub commit: Option<SentCommit>,
     pub durability: Durability,
     pub outcome: Outcome,
     /// When its events were (or may have been) written, in the order of
@@ -346,12 +622,104 @@ pub struct Attempt {
     pub order_known: bool,
 }
 
-/// Why the model expects an append to be refused.
+impl Attempt {
+    /// The stream of each event, in order.
+    pub fn event_streams(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|&(stream, n)| std::iter::repeat_n(stream, n))
+    }
+
+    /// Whether it wrote (or may have written) more than one stream.
+    pub fn is_multi_stream(&self) -> bool {
+        self.parts.len() > 1
+    }
+
+    /// The commit it sent (for a commit), to send again with `durability`.
+    pub fn resend(&self, durability: Durability) -> Option<Commit> {
+        let sent = self.commit.as_ref()?;
+        let mut commit = Commit::new().durability(durability);
+        let mut at = 0;
+        for (&(stream, n), &expected) in self.parts.iter().zip(&sent.expected) {
+            commit = commit.append(stream, expected, self.events[at..at + n].to_vec());
+            at += n;
+        }
+        if let Some((stream, expected)) = sent.check {
+            commit = commit.check(stream, expected);
+        }
+        if let Some((query, after)) = &sent.condition {
+            commit = commit.condition(AppendCondition::new(query.query(), *after));
+        }
+        Some(commit)
+    }
+}
+
+/// Why the model expects an append or commit to be refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     Empty,
     TooLarge,
-    WrongVersion(Option<u64>),
+    /// The first stream, written or checked, not at its expected version,
+    /// and its version.
+    WrongVersion(&'static str, Option<u64>),
+    /// The first event at a position after the condition's that matches
+    /// its query.
+    ConditionFailed(u64),
+    /// A stream named twice, no event over several parts, a bad query.
+    InvalidRequest,
+    InvalidTag,
+}
+
+/// Whether an error refuses before anything is written.
+fn is_refusal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::WrongExpectedVersion { .. }
+            | Error::EmptyBatch
+            | Error::BatchTooLarge { .. }
+            | Error::EventTooLarge { .. }
+            | Error::AppendConditionFailed { .. }
+            | Error::InvalidRequest { .. }
+            | Error::InvalidTag { .. }
+    )
+}
+
+/// Checks an answer against the model's prediction, when no fault is
+/// injected.
+fn check_answer(
+    what: &str,
+    result: &evstore::Result<Written>,
+    predicted: &Result<Written, Refusal>,
+) {
+    match (result, predicted) {
+        (Ok(r), Ok(p)) => assert_eq!(r, p, "{what}"),
+        (
+            Err(Error::WrongExpectedVersion { stream, actual, .. }),
+            Err(Refusal::WrongVersion(s, a)),
+        ) => assert_eq!((stream.as_str(), *actual), (*s, *a), "{what}"),
+        (Err(Error::AppendConditionFailed { position }), Err(Refusal::ConditionFailed(p))) => {
+            assert_eq!(position, p, "{what}")
+        }
+        (Err(Error::EmptyBatch), Err(Refusal::Empty))
+        | (Err(Error::BatchTooLarge { .. }), Err(Refusal::TooLarge))
+        | (Err(Error::InvalidRequest { .. }), Err(Refusal::InvalidRequest))
+        | (Err(Error::InvalidTag { .. }), Err(Refusal::InvalidTag)) => {}
+        (r, p) => panic!("{what}: got {r:?}, model says {p:?}"),
+    }
+}
+
+/// Bytes one event takes in a batch: its record's header, stream name,
+/// type, tags, metadata and payload, padded to 8.
+fn encoded_len(stream: &str, e: &EventData) -> usize {
+    let tags: usize = e.tags().iter().map(|t| 2 + t.len()).sum();
+    (64 + stream.len() + e.event_type().len() + tags + e.metadata().len() + e.payload().len() + 7)
+        & !7
+}
+
+/// Whether a batch of `encoded` bytes of records is too large: a 4 KiB
+/// segment less its header and the room kept for a mark and a seal.
+fn too_large(encoded: usize) -> bool {
+    32 + encoded > 4096 - 64 - 64
 }
 
 /// What the store has been told and must honour.
@@ -379,6 +747,22 @@ pub struct Model {
     pub projections: BTreeMap<&'static str, ProjectionModel>,
     /// The files a bit was flipped in, after a clean close.
     pub flipped: Vec<PathBuf>,
+    /// Each refused append or commit (and retry): its attempt and the
+    /// error's name.
+    pub refusals: Vec<(usize, &'static str)>,
+}
+
+/// The name of a refusal's error, as [`Model::refusals`] lists it.
+fn refusal_name(e: &Error) -> &'static str {
+    match e {
+        Error::WrongExpectedVersion { .. } => "WrongExpectedVersion",
+        Error::AppendConditionFailed { .. } => "AppendConditionFailed",
+        Error::InvalidRequest { .. } => "InvalidRequest",
+        Error::InvalidTag { .. } => "InvalidTag",
+        Error::EmptyBatch => "EmptyBatch",
+        Error::BatchTooLarge { .. } | Error::EventTooLarge { .. } => "TooLarge",
+        _ => "other",
+    }
 }
 
 /// The checkpoint file of one name, as the model knows it.
@@ -526,35 +910,22 @@ impl Model {
         }
     }
 
-    /// What the store must answer, when the store has not failed.
+    /// What the store must answer an append, when the store has not failed.
     fn predict(
         &self,
         stream: &'static str,
         expected: ExpectedVersion,
         events: &[EventData],
-    ) -> Result<AppendResult, Refusal> {
+    ) -> Result<Written, Refusal> {
         if events.is_empty() {
             return Err(Refusal::Empty);
         }
-        let encoded: usize = 32
-            + events
-                .iter()
-                .map(|e| {
-                    (64 + stream.len()
-                        + e.event_type().len()
-                        + e.metadata().len()
-                        + e.payload().len()
-                        + 7)
-                        & !7
-                })
-                .sum::<usize>();
-        // A 4 KiB segment less its header and the room kept for a mark and a seal.
-        if encoded > 4096 - 64 - 64 {
+        if too_large(events.iter().map(|e| encoded_len(stream, e)).sum()) {
             return Err(Refusal::TooLarge);
         }
         let actual = self.versions.get(stream).copied();
         if !expected.matches(actual) {
-            return Err(Refusal::WrongVersion(actual));
+            return Err(Refusal::WrongVersion(stream, actual));
         }
         let count = events.len() as u64;
         let first_version = actual.map_or(0, |v| v + 1);
@@ -563,31 +934,199 @@ impl Model {
             first_version + count - 1,
             self.next_position,
             self.next_position + count - 1,
-        ))
+        )
+        .into())
     }
 
+    /// Builds the parts, events and the rest of an [`Op::Commit`] against
+    /// the model as it is: ids naming the attempt, expected versions from
+    /// the streams' versions, the condition's `after` from the positions
+    /// of the events it matches.
+    pub fn commit_for(
+        &self,
+        parts: &[PartSpec],
+        check: Option<&CheckSpec>,
+        condition: Option<&ConditionSpec>,
+    ) -> (Vec<(&'static str, usize)>, Vec<EventData>, SentCommit) {
+        let attempt = self.attempts.len();
+        let mut placed = Vec::new();
+        let mut events = Vec::new();
+        let mut expected = Vec::new();
+        for part in parts.iter().filter(|p| !p.events.is_empty()).take(3) {
+            let stream = stream_name(part.stream);
+            let specs = &part.events[..part.events.len().min(4)];
+            for spec in specs {
+                let e = &spec.event;
+                let payload: Vec<u8> = (0..e.payload_len % 400)
+                    .map(|b| e.fill.wrapping_add(b as u8))
+                    .collect();
+                let metadata = vec![e.fill ^ 0x3C; (e.metadata_len % 24) as usize];
+                events.push(
+                    EventData::new(TYPES[e.type_index as usize % TYPES.len()], payload)
+                        .with_metadata(metadata)
+                        .with_tags(tags_for(spec.tags))
+                        .with_id(event_id(attempt, events.len())),
+                );
+            }
+            placed.push((stream, specs.len()));
+            expected.push(self.expected(stream, part.expected));
+        }
+        let check = check.map(|c| {
+            let stream = stream_name(c.stream);
+            (stream, self.expected(stream, c.expected))
+        });
+        let condition = condition.map(|c| {
+            let query = ModelQuery::of(c.tag, c.shape);
+            let after = self.condition_after(&query, c.after);
+            (query, after)
+        });
+        let sent = SentCommit {
+            expected,
+            check,
+            condition,
+        };
+        (placed, events, sent)
+    }
+
+    /// The `after` of a condition on `query`, drawn from what the model
+    /// knows: by `choice % 4`, the end of the log (the condition holds
+    /// unless something the model does not know of was written), the start
+    /// (it fails at the first match, if any), a matching position some
+    /// matches back (`choice / 4` of them: it holds at the last one, fails
+    /// at the next match otherwise), or just before one (it fails there).
+    pub fn condition_after(&self, query: &ModelQuery, choice: u8) -> Option<u64> {
+        let head = self.next_position.checked_sub(1);
+        let matching: Vec<u64> = acked_log(self, self.next_position)
+            .into_iter()
+            .filter(|(_, _, e)| query.matches(e.event_type(), e.tags()))
+            .map(|(_, p, _)| p)
+            .collect();
+        let back = usize::from(choice / 4);
+        let pick = |k: usize| matching[matching.len() - 1 - k % matching.len()];
+        match choice % 4 {
+            0 => head,
+            1 => None,
+            _ if matching.is_empty() => head.map(|h| h.saturating_sub(back as u64)),
+            2 => Some(pick(back)),
+            _ => pick(back).checked_sub(1),
+        }
+    }
+
+    /// What the store must answer a commit, when the store has not failed:
+    /// refusals in the order the store checks (streams named twice or a bad
+    /// query, no event, invalid tags, the size, each stream's expected
+    /// version in order, then the condition), else the positions and
+    /// versions it writes.
+    pub fn predict_commit(
+        &self,
+        parts: &[(&'static str, usize)],
+        events: &[EventData],
+        sent: &SentCommit,
+    ) -> Result<Written, Refusal> {
+        if parts.len() > 1 || sent.check.is_some() {
+            let mut names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+            names.extend(sent.check.map(|c| c.0));
+            names.sort_unstable();
+            if names.windows(2).any(|w| w[0] == w[1]) {
+                return Err(Refusal::InvalidRequest);
+            }
+        }
+        if sent.condition.as_ref().is_some_and(|(q, _)| !q.valid()) {
+            return Err(Refusal::InvalidRequest);
+        }
+        if events.is_empty() {
+            return Err(if parts.len() == 1 {
+                Refusal::Empty
+            } else {
+                Refusal::InvalidRequest
+            });
+        }
+        if events.iter().any(|e| !valid_tags(e.tags())) {
+            return Err(Refusal::InvalidTag);
+        }
+        let attempt = Attempt {
+            parts: parts.to_vec(),
+            events: events.to_vec(),
+            commit: None,
+            durability: Durability::Sync,
+            outcome: Outcome::Unknown,
+            seq: 0,
+            order_known: true,
+        };
+        let encoded = attempt
+            .event_streams()
+            .zip(events)
+            .map(|(s, e)| encoded_len(s, e))
+            .sum();
+        if too_large(encoded) {
+            return Err(Refusal::TooLarge);
+        }
+        let checked = parts
+            .iter()
+            .map(|p| p.0)
+            .zip(sent.expected.iter().copied())
+            .chain(sent.check);
+        for (stream, expected) in checked {
+            let actual = self.versions.get(stream).copied();
+            if !expected.matches(actual) {
+                return Err(Refusal::WrongVersion(stream, actual));
+            }
+        }
+        if let Some((query, after)) = &sent.condition {
+            let first = acked_log(self, self.next_position)
+                .into_iter()
+                .find(|(_, p, e)| {
+                    after.is_none_or(|a| *p > a) && query.matches(e.event_type(), e.tags())
+                });
+            if let Some((_, position, _)) = first {
+                return Err(Refusal::ConditionFailed(position));
+            }
+        }
+        let mut streams = Vec::new();
+        let mut position = self.next_position;
+        for &(stream, n) in parts {
+            let n = n as u64;
+            let first_version = self.versions.get(stream).map_or(0, |v| v + 1);
+            streams.push(AppendResult::new(
+                first_version,
+                first_version + n - 1,
+                position,
+                position + n - 1,
+            ));
+            position += n;
+        }
+        Ok(Written {
+            first_position: self.next_position,
+            last_position: position - 1,
+            streams,
+        })
+    }
+
+    /// Records what an append (`commit` `None`) or a commit was told.
     fn record(
         &mut self,
-        stream: &'static str,
+        parts: Vec<(&'static str, usize)>,
         events: Vec<EventData>,
+        commit: Option<SentCommit>,
         durability: Durability,
-        result: &evstore::Result<AppendResult>,
+        result: &evstore::Result<Written>,
     ) {
         let outcome = match result {
-            Ok(r) => {
-                self.versions.insert(stream, r.last_version);
-                self.next_position = r.last_position + 1;
-                Outcome::Acked(*r)
+            Ok(w) => {
+                self.wrote(&parts, w);
+                self.next_position = w.last_position + 1;
+                Outcome::Acked(w.clone())
             }
-            Err(Error::WrongExpectedVersion { .. })
-            | Err(Error::EmptyBatch)
-            | Err(Error::BatchTooLarge { .. })
-            | Err(Error::EventTooLarge { .. }) => Outcome::Rejected,
+            Err(e) if is_refusal(e) => {
+                self.refusals.push((self.attempts.len(), refusal_name(e)));
+                Outcome::Rejected
+            }
             Err(_) => Outcome::Unknown,
         };
         self.attempts.push(Attempt {
-            stream,
+            parts,
             events,
+            commit,
             durability,
             outcome,
             seq: self.next_seq,
@@ -599,22 +1138,30 @@ impl Model {
         }
     }
 
+    /// The streams' versions and the next position after `parts` were
+    /// written as `w` says.
+    fn wrote(&mut self, parts: &[(&'static str, usize)], w: &Written) {
+        for (&(stream, _), r) in parts.iter().zip(&w.streams) {
+            self.versions.insert(stream, r.last_version);
+        }
+        self.next_position = self.next_position.max(w.last_position + 1);
+    }
+
     /// Records what a retry of attempt `k` was told.
     fn record_retry(
         &mut self,
         k: usize,
         durability: Durability,
-        result: &evstore::Result<AppendResult>,
+        result: &evstore::Result<Written>,
     ) {
         let already_written = matches!(self.attempts[k].outcome, Outcome::Acked(_));
         match result {
-            Ok(r) => {
+            Ok(w) => {
                 if !already_written {
                     // The original never made it: the retry wrote the events.
-                    self.versions
-                        .insert(self.attempts[k].stream, r.last_version);
-                    self.next_position = self.next_position.max(r.last_position + 1);
-                    self.attempts[k].outcome = Outcome::Acked(*r);
+                    let parts = self.attempts[k].parts.clone();
+                    self.wrote(&parts, w);
+                    self.attempts[k].outcome = Outcome::Acked(w.clone());
                     self.attempts[k].seq = self.next_seq;
                     self.next_seq += 1;
                 }
@@ -625,10 +1172,7 @@ impl Model {
                 }
             }
             // Refused before anything was written.
-            Err(Error::WrongExpectedVersion { .. })
-            | Err(Error::EmptyBatch)
-            | Err(Error::BatchTooLarge { .. })
-            | Err(Error::EventTooLarge { .. }) => {}
+            Err(e) if is_refusal(e) => self.refusals.push((k, refusal_name(e))),
             // An I/O failure: the retry may or may not have written them.
             Err(_) if !already_written => {
                 let attempt = &mut self.attempts[k];
@@ -742,24 +1286,54 @@ pub fn run_ops(
                     Durability::Buffered
                 };
                 let predicted = model.predict(stream, expected, &events);
-                let result = current.append_with_durability(stream, expected, &events, durability);
+                let result = current
+                    .append_with_durability(stream, expected, &events, durability)
+                    .map(Written::from);
                 if strict {
-                    match (&result, predicted) {
-                        (Ok(r), Ok(p)) => assert_eq!(*r, p, "append to {stream} with {expected:?}"),
-                        (
-                            Err(Error::WrongExpectedVersion { actual, .. }),
-                            Err(Refusal::WrongVersion(a)),
-                        ) => {
-                            assert_eq!(*actual, a, "append to {stream} with {expected:?}");
-                        }
-                        (Err(Error::EmptyBatch), Err(Refusal::Empty)) => {}
-                        (Err(Error::BatchTooLarge { .. }), Err(Refusal::TooLarge)) => {}
-                        (r, p) => panic!(
-                            "append to {stream} with {expected:?}: got {r:?}, model says {p:?}"
-                        ),
-                    }
+                    check_answer(
+                        &format!("append to {stream} with {expected:?}"),
+                        &result,
+                        &predicted,
+                    );
                 }
-                model.record(stream, events, durability, &result);
+                let parts = vec![(stream, events.len())];
+                model.record(parts, events, None, durability, &result);
+            }
+            Op::Commit {
+                parts,
+                check,
+                condition,
+                sync,
+            } => {
+                let durability = if *sync {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                let (parts, events, sent) =
+                    model.commit_for(parts, check.as_ref(), condition.as_ref());
+                let predicted = model.predict_commit(&parts, &events, &sent);
+                let attempt = Attempt {
+                    parts,
+                    events,
+                    commit: Some(sent),
+                    durability,
+                    outcome: Outcome::Unknown,
+                    seq: 0,
+                    order_known: true,
+                };
+                let commit = attempt.resend(durability).expect("a commit");
+                let result = current.commit(&commit).map(Written::from);
+                if strict {
+                    check_answer(&format!("{commit:?}"), &result, &predicted);
+                }
+                let Attempt {
+                    parts,
+                    events,
+                    commit,
+                    ..
+                } = attempt;
+                model.record(parts, events, commit, durability, &result);
             }
             Op::Retry { of, sync } => {
                 if model.attempts.is_empty() {
@@ -771,26 +1345,43 @@ pub fn run_ops(
                 } else {
                     Durability::Buffered
                 };
-                let (stream, events) = (model.attempts[k].stream, model.attempts[k].events.clone());
-                let predicted = match &model.attempts[k].outcome {
-                    Outcome::Acked(r) => Ok(*r),
-                    _ => model.predict(stream, ExpectedVersion::Any, &events),
-                };
-                let result = current.append_with_durability(
-                    stream,
-                    ExpectedVersion::Any,
-                    &events,
-                    durability,
-                );
-                if strict {
-                    match (&result, predicted) {
-                        (Ok(r), Ok(p)) => assert_eq!(*r, p, "retry of append {k} to {stream}"),
-                        (Err(Error::EmptyBatch), Err(Refusal::Empty)) => {}
-                        (Err(Error::BatchTooLarge { .. }), Err(Refusal::TooLarge)) => {}
-                        (r, p) => {
-                            panic!("retry of append {k} to {stream}: got {r:?}, model says {p:?}")
-                        }
+                let attempt = &model.attempts[k];
+                // A commit is sent again as it was, expected versions and
+                // condition included: if it was written, the store must
+                // recognise it by its ids before checking anything.
+                let (predicted, result) = match attempt.resend(durability) {
+                    Some(commit) => {
+                        let predicted = match &attempt.outcome {
+                            Outcome::Acked(w) => Ok(w.clone()),
+                            _ => model.predict_commit(
+                                &attempt.parts,
+                                &attempt.events,
+                                attempt.commit.as_ref().expect("a commit"),
+                            ),
+                        };
+                        (predicted, current.commit(&commit).map(Written::from))
                     }
+                    None => {
+                        let stream = attempt.parts[0].0;
+                        let predicted = match &attempt.outcome {
+                            Outcome::Acked(w) => Ok(w.clone()),
+                            _ => model.predict(stream, ExpectedVersion::Any, &attempt.events),
+                        };
+                        let result = current.append_with_durability(
+                            stream,
+                            ExpectedVersion::Any,
+                            &attempt.events,
+                            durability,
+                        );
+                        (predicted, result.map(Written::from))
+                    }
+                };
+                if strict {
+                    check_answer(
+                        &format!("retry of attempt {k} ({:?})", attempt.parts),
+                        &result,
+                        &predicted,
+                    );
                 }
                 model.record_retry(k, durability, &result);
             }
@@ -1350,9 +1941,9 @@ fn acked_log(model: &Model, end: u64) -> Vec<(&'static str, u64, &EventData)> {
     let mut log = Vec::new();
     for attempt in &model.attempts {
         if let Outcome::Acked(r) = &attempt.outcome {
-            for (i, e) in attempt.events.iter().enumerate() {
+            for (i, (stream, e)) in attempt.event_streams().zip(&attempt.events).enumerate() {
                 if r.first_position + (i as u64) < end {
-                    log.push((attempt.stream, r.first_position + i as u64, e));
+                    log.push((stream, r.first_position + i as u64, e));
                 }
             }
         }
@@ -1390,10 +1981,13 @@ fn model_durable_end(model: &Model) -> u64 {
 }
 
 fn same_event(recorded: &RecordedEvent, stream: &str, version: u64, sent: &EventData) -> bool {
+    let mut tags: Vec<&str> = sent.tags().iter().map(String::as_str).collect();
+    tags.sort_unstable();
     &*recorded.stream == stream
         && recorded.version == version
         && recorded.id == sent.id()
         && &*recorded.event_type == sent.event_type()
+        && recorded.tags.iter().map(|t| &**t).eq(tags)
         && recorded.payload == sent.payload()
         && recorded.metadata == sent.metadata()
 }
@@ -1500,20 +2094,41 @@ pub fn check_recovered(model: &Model, store: &Store) -> Result<Vec<bool>, String
                 attempt.seq
             ));
         }
-        for (j, sent) in attempt.events.iter().enumerate() {
-            let recorded = events.get(i + j).ok_or_else(|| {
-                format!(
-                    "append {a} cut after {j} of {} events",
-                    attempt.events.len()
-                )
-            })?;
-            let version = stream_counts.get(attempt.stream).copied().unwrap_or(0);
-            if !same_event(recorded, attempt.stream, version, sent) {
-                return Err(format!(
-                    "append {a} event {j} differs: {recorded:?} vs {sent:?} at version {version}"
-                ));
+        // Every event of it, in order, each in its own stream at the next
+        // version: a commit cut anywhere, or missing one stream's part,
+        // fails here.
+        let mut j = 0;
+        for (k, &(stream, n)) in attempt.parts.iter().enumerate() {
+            let first_version = stream_counts.get(stream).copied().unwrap_or(0);
+            for sent in &attempt.events[j..j + n] {
+                let recorded = events.get(i + j).ok_or_else(|| {
+                    format!(
+                        "append {a} ({:?}) cut after {j} of {} events",
+                        attempt.parts,
+                        attempt.events.len()
+                    )
+                })?;
+                let version = stream_counts.get(stream).copied().unwrap_or(0);
+                if !same_event(recorded, stream, version, sent) {
+                    return Err(format!(
+                        "append {a} event {j} differs: {recorded:?} vs {sent:?} in {stream} at version {version}"
+                    ));
+                }
+                stream_counts.insert(stream, version + 1);
+                j += 1;
             }
-            stream_counts.insert(attempt.stream, version + 1);
+            if let Outcome::Acked(w) = &attempt.outcome {
+                let acked = w
+                    .streams
+                    .get(k)
+                    .map(|r| (r.first_version, r.first_position));
+                let found = (first_version, (i + j - n) as u64);
+                if acked != Some(found) {
+                    return Err(format!(
+                        "append {a}: {stream} acknowledged at (version, position) {acked:?}, recovered at {found:?}"
+                    ));
+                }
+            }
         }
         if let Outcome::Acked(r) = &attempt.outcome {
             if r.first_position != i as u64 {
@@ -1832,7 +2447,202 @@ pub fn check_appendable(model: &mut Model, store: &Store) -> Result<(), String> 
     // Recovery may have dropped unacknowledged appends the model still
     // counts; the model follows the store from here.
     model.next_position = r.last_position + 1;
-    model.record(AFTER_RECOVERY, events, Durability::Sync, &result);
+    let result = result.map(Written::from);
+    let parts = vec![(AFTER_RECOVERY, events.len())];
+    model.record(parts, events, None, Durability::Sync, &result);
+    Ok(())
+}
+
+/// The second stream [`check_commit_after_recovery`] commits to.
+const AFTER_RECOVERY_B: &str = "after-recovery-b";
+
+/// After recovery the store must take a tagged commit over two streams and
+/// check its condition against the recovered log: counting every event,
+/// it fails at the first event carrying the tag, if there is one; after
+/// the end of the log, it holds. The commits join the model.
+pub fn check_commit_after_recovery(model: &mut Model, store: &Store) -> Result<(), String> {
+    let query = ModelQuery::of(0, 0);
+    let all = store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .map_err(|e| format!("read_all before a commit after recovery: {e:?}"))?;
+    let mut first = all
+        .iter()
+        .find(|e| query.matches(&e.event_type, &e.tags))
+        .map(|e| e.position);
+    let mut head = all.last().map(|e| e.position);
+    for after in [None, head] {
+        let attempt = model.attempts.len();
+        let tags: [&[&str]; 3] = [&[TAGS[0]], &[TAGS[3], TAGS[0]], &[]];
+        let events: Vec<EventData> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, tags)| {
+                EventData::new(TYPES[i], vec![b'c'; i])
+                    .with_tags(tags.iter().copied())
+                    .with_id(event_id(attempt, i))
+            })
+            .collect();
+        let sent = SentCommit {
+            expected: vec![ExpectedVersion::Any; 2],
+            check: None,
+            condition: Some((query.clone(), after)),
+        };
+        let parts = vec![(AFTER_RECOVERY, 1), (AFTER_RECOVERY_B, 2)];
+        let attempt = Attempt {
+            parts,
+            events,
+            commit: Some(sent),
+            durability: Durability::Sync,
+            outcome: Outcome::Unknown,
+            seq: 0,
+            order_known: true,
+        };
+        let commit = attempt.resend(Durability::Sync).expect("a commit");
+        let result = store.commit(&commit).map(Written::from);
+        let fails_at = first.filter(|&p| after.is_none_or(|a| p > a));
+        let start = head.map_or(0, |h| h + 1);
+        match (&result, fails_at) {
+            (Err(Error::AppendConditionFailed { position }), Some(p)) if *position == p => {}
+            (Ok(w), None) if (w.first_position, w.last_position) == (start, start + 2) => {
+                first = first.or(Some(start));
+                head = Some(w.last_position);
+            }
+            (r, _) => {
+                return Err(format!(
+                    "a commit after recovery with its condition after {after:?} (the first match at {first:?}, the log ending at {head:?}): {r:?}"
+                ))
+            }
+        }
+        let Attempt {
+            parts,
+            events,
+            commit,
+            ..
+        } = attempt;
+        model.record(parts, events, commit, Durability::Sync, &result);
+    }
+    Ok(())
+}
+
+/// Reads by every query of [`checked_queries`], forward and backward,
+/// whole and in windows, and after positions, must return exactly the
+/// events of a scan of the log (`read_all`) that the query matches, with
+/// the log's head; `Query::matches` must agree with the model's own
+/// matching. With `damage_allowed` (bits were flipped) a typed damage
+/// report is an answer too.
+pub fn check_query_reads(store: &Store, damage_allowed: bool) -> Result<(), String> {
+    let damage = |e: Error, what: &str| -> Result<(), String> {
+        if damage_allowed && is_damage_report(&e) {
+            Ok(())
+        } else {
+            Err(format!("{what}: {e:?}"))
+        }
+    };
+    let all = match store.read_all(0, Direction::Forward, usize::MAX) {
+        Ok(all) => all,
+        Err(e) => return damage(e, "read_all"),
+    };
+    let head = all.last().map(|e| e.position);
+    let mid = all.len() as u64 / 2;
+    for model_query in checked_queries() {
+        let query = model_query.query();
+        let mut scan = Vec::new();
+        for e in &all {
+            let matches = query.matches(e);
+            if matches != model_query.matches(&e.event_type, &e.tags) {
+                return Err(format!("{query:?}: Query::matches says {matches} of {e:?}"));
+            }
+            if matches {
+                scan.push(e);
+            }
+        }
+        if scan.is_empty() {
+            // Nothing matches: one read says so for every window.
+            match store.read_query(&query, 0, Direction::Forward, usize::MAX) {
+                Ok(read) if read.events.is_empty() && read.head == head => {}
+                Ok(read) => {
+                    return Err(format!(
+                        "read_query({query:?}) returned {:?} at head {:?}; a scan of the log finds nothing at head {head:?}",
+                        read.events, read.head
+                    ))
+                }
+                Err(e) => damage(e, &format!("read_query({query:?})"))?,
+            }
+            continue;
+        }
+        let positions = |events: &mut dyn Iterator<Item = &RecordedEvent>| {
+            events.map(|e| e.position).collect::<Vec<u64>>()
+        };
+        let backward: Vec<&RecordedEvent> = scan.iter().rev().copied().collect();
+        let reads: [(&str, u64, Direction, usize, Vec<&RecordedEvent>); 4] = [
+            ("forward", 0, Direction::Forward, usize::MAX, scan.clone()),
+            (
+                "backward",
+                u64::MAX,
+                Direction::Backward,
+                usize::MAX,
+                backward,
+            ),
+            (
+                "forward from the middle",
+                mid,
+                Direction::Forward,
+                3,
+                scan.iter()
+                    .filter(|e| e.position >= mid)
+                    .take(3)
+                    .copied()
+                    .collect(),
+            ),
+            (
+                "backward from the middle",
+                mid,
+                Direction::Backward,
+                3,
+                scan.iter()
+                    .rev()
+                    .filter(|e| e.position <= mid)
+                    .take(3)
+                    .copied()
+                    .collect(),
+            ),
+        ];
+        for (what, from, direction, max, want) in reads {
+            let read = match store.read_query(&query, from, direction, max) {
+                Ok(read) => read,
+                Err(e) => {
+                    damage(e, &format!("read_query({query:?}) {what}"))?;
+                    continue;
+                }
+            };
+            if read.head != head || !read.events.iter().eq(want.iter().copied()) {
+                return Err(format!(
+                    "read_query({query:?}) {what} returned positions {:?} at head {:?}; a scan of the log finds {:?} at head {head:?}",
+                    positions(&mut read.events.iter()),
+                    read.head,
+                    positions(&mut want.iter().copied()),
+                ));
+            }
+        }
+        let after = head.map(|h| h / 3);
+        match store.read_query_after(&query, after, usize::MAX) {
+            Ok(read) => {
+                let want: Vec<&RecordedEvent> = scan
+                    .iter()
+                    .filter(|e| after.is_none_or(|a| e.position > a))
+                    .copied()
+                    .collect();
+                if read.head != head || !read.events.iter().eq(want.iter().copied()) {
+                    return Err(format!(
+                        "read_query_after({query:?}, {after:?}) returned positions {:?}; a scan finds {:?}",
+                        positions(&mut read.events.iter()),
+                        positions(&mut want.iter().copied()),
+                    ));
+                }
+            }
+            Err(e) => damage(e, &format!("read_query_after({query:?})"))?,
+        }
+    }
     Ok(())
 }
 
@@ -1871,6 +2681,9 @@ pub fn api(data: &[u8]) {
         store.flush().expect("flush");
         model.flushed();
         check_recovered(&model, &store).expect("final state");
+        if let Err(e) = check_query_reads(&store, false) {
+            panic!("final state: {e}");
+        }
         if let Err(e) = check_snapshots(&model, &store, false) {
             panic!("final state: {e}");
         }
@@ -2116,48 +2929,103 @@ pub fn flip_bit(disk: &SimDisk, path: &Path, bit: u64) {
 }
 
 /// `record_decode`: arbitrary bytes as the only segment of a store, or
-/// appended to a real segment's data: opening and reading either work or
-/// report damage with a typed error, and never panic or hang.
+/// written over a real segment from just past its first batch (one tagged
+/// event): opening and reading either work or report damage with a typed
+/// error, and never panic or hang. Each input is tried twice: as it is, and
+/// with every checksum it holds made to match ([`reseal_segment`]), so that
+/// the decoding of what the checksums guard (field lengths, tags, UTF-8,
+/// positions) is reached without the fuzzer having to find checksums.
 pub fn record_decode(data: &[u8]) {
-    let disk = SimDisk::new();
     let (raw, rest) = match data.split_first() {
         Some((&mode, rest)) => (mode % 2 == 0, rest),
         None => return,
     };
-    {
-        let store = open_on(&disk, Durability::Sync).expect("fresh store");
-        if !raw {
-            store
-                .append(
-                    "s",
-                    ExpectedVersion::Any,
-                    &[EventData::new("T", &b"valid"[..])],
-                )
-                .expect("append");
-        }
-    }
-    let segment = store_dir().join("segments").join(format!("{:020}.log", 0));
-    let mut bytes = disk.read_file(&segment).expect("segment exists");
-    if raw {
-        bytes = rest.to_vec();
-    } else {
-        // Overwrite the segment from just past the first batch.
-        let at = 64 + 32 + 72;
-        let end = (at + rest.len()).min(bytes.len());
-        bytes[at..end].copy_from_slice(&rest[..end - at]);
-    }
-    disk.write_file(&segment, &bytes).expect("write");
-    match open_on(&disk, Durability::Sync) {
-        Ok(store) => {
-            let read = store.read_all(0, Direction::Forward, usize::MAX);
-            if let Err(e) = read {
-                assert!(is_damage_report(&e), "untyped read error {e:?}");
+    for resealed in [false, true] {
+        let disk = SimDisk::new();
+        {
+            let store = open_on(&disk, Durability::Sync).expect("fresh store");
+            if !raw {
+                store
+                    .append(
+                        "s",
+                        ExpectedVersion::Any,
+                        &[EventData::new("T", &b"valid"[..]).with_tags(["t", "course:c1"])],
+                    )
+                    .expect("append");
             }
         }
-        Err(e) => assert!(
-            is_damage_report(&e) || matches!(e, Error::Io { .. }),
-            "unexpected open error {e:?}"
-        ),
+        let segment = store_dir().join("segments").join(format!("{:020}.log", 0));
+        let mut bytes = disk.read_file(&segment).expect("segment exists");
+        if raw {
+            bytes = rest.to_vec();
+        } else {
+            // Overwrite the segment from just past the first batch.
+            let first_batch = u32::from_le_bytes(bytes[68..72].try_into().expect("4 bytes"));
+            let at = 64 + first_batch as usize;
+            let end = (at + rest.len()).min(bytes.len());
+            bytes[at..end].copy_from_slice(&rest[..end - at]);
+        }
+        if resealed {
+            reseal_segment(&mut bytes);
+        }
+        disk.write_file(&segment, &bytes).expect("write");
+        match open_on(&disk, Durability::Sync) {
+            Ok(store) => {
+                let read = store.read_all(0, Direction::Forward, usize::MAX);
+                if let Err(e) = read {
+                    assert!(is_damage_report(&e), "untyped read error {e:?}");
+                }
+                let by_tag = store.read_query(&Query::tagged(["t"]), 0, Direction::Forward, 64);
+                if let Err(e) = by_tag {
+                    assert!(is_damage_report(&e), "untyped read_query error {e:?}");
+                }
+            }
+            Err(e) => assert!(
+                is_damage_report(&e) || matches!(e, Error::Io { .. }),
+                "unexpected open error {e:?}"
+            ),
+        }
+    }
+}
+
+/// Gives a segment image valid checksums for whatever it holds (a forgery
+/// the checksums cannot catch): the header's, then, walking the batches
+/// its headers chain from offset 64, each batch header's and each record's
+/// of an events batch, seeded from the base position the header names.
+pub fn reseal_segment(bytes: &mut [u8]) {
+    if bytes.len() < 64 {
+        return;
+    }
+    let header = crc32_seeded(0, &bytes[..60]);
+    bytes[60..64].copy_from_slice(&header.to_le_bytes());
+    let u32_at = |bytes: &[u8], at: usize| {
+        u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize
+    };
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&bytes[16..24]);
+    let seed = segment_crc_seed(u64::from_le_bytes(base));
+    let mut at = 64;
+    while at + 32 <= bytes.len() {
+        let len = u32_at(bytes, at + 4);
+        if len < 32 || len % 8 != 0 {
+            break;
+        }
+        let crc = crc32_seeded(seed, &bytes[at + 4..at + 32]);
+        bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        let end = (at + len).min(bytes.len());
+        if u32_at(bytes, at + 8) == 1 {
+            let mut record = at + 32;
+            while record + 64 <= end {
+                let record_len = u32_at(bytes, record + 4);
+                if record_len < 64 || record + record_len > end {
+                    break;
+                }
+                let crc = crc32_seeded(seed, &bytes[record + 4..record + record_len]);
+                bytes[record..record + 4].copy_from_slice(&crc.to_le_bytes());
+                record += (record_len + 7) & !7;
+            }
+        }
+        at += len;
     }
 }
 
@@ -2262,14 +3130,35 @@ pub fn run_to_crash_point(
     Ok((disk, model, store))
 }
 
-/// Opens a crash image, checks it against the model, appends, reopens and
-/// checks again.
+/// Opens a crash image, checks it against the model (see
+/// [`check_recovered`]) and its reads by query against a scan of the log
+/// ([`check_query_reads`]), appends, commits, reopens and checks again.
 pub fn recover_and_check(
+    image: &SimDisk,
+    model: Model,
+    durability: Durability,
+    damage_allowed: bool,
+) -> Result<(), String> {
+    recover_and_check_commits(image, model, durability, damage_allowed).map(|_| ())
+}
+
+/// What a recovery found of the multi-stream commits whose outcome was in
+/// doubt at the crash (failed, or acknowledged but not yet durable): each
+/// whole or absent, never part of it (see [`check_recovered`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InDoubt {
+    pub present: usize,
+    pub absent: usize,
+}
+
+/// [`recover_and_check`], also telling what became of the commits in doubt
+/// (none counted when flipped bits made the store report damage).
+pub fn recover_and_check_commits(
     image: &SimDisk,
     mut model: Model,
     durability: Durability,
     damage_allowed: bool,
-) -> Result<(), String> {
+) -> Result<InDoubt, String> {
     let verified = verify_image(image)?;
     if !damage_allowed && !verified.is_clean() {
         return Err(format!(
@@ -2290,7 +3179,7 @@ pub fn recover_and_check(
         Err(e) if damage_allowed && is_damage_report(&e) && verified.is_clean() => {
             return Err(missed(&e))
         }
-        Err(e) if damage_allowed && is_damage_report(&e) => return Ok(()),
+        Err(e) if damage_allowed && is_damage_report(&e) => return Ok(InDoubt::default()),
         Err(e) => return Err(format!("recovery failed: {e:?}")),
     };
     if let (Some([durable_view, written_view]), false) = (read_only, damage_allowed) {
@@ -2305,6 +3194,7 @@ pub fn recover_and_check(
                         &x.stream,
                         x.version,
                         x.id,
+                        &x.tags,
                         &x.payload,
                         &x.metadata,
                     ) == (
@@ -2312,6 +3202,7 @@ pub fn recover_and_check(
                         &y.stream,
                         y.version,
                         y.id,
+                        &y.tags,
                         &y.payload,
                         &y.metadata,
                     )
@@ -2337,18 +3228,35 @@ pub fn recover_and_check(
                 return Err(missed(&e));
             }
             if is_damage_report(&e) {
-                return Ok(());
+                return Ok(InDoubt::default());
             }
             return Err(format!("read after recovery: {e:?}"));
         }
     }
     let present = check_recovered(&model, &store)?;
+    let mut in_doubt = InDoubt::default();
+    for (attempt, &here) in model.attempts.iter().zip(&present) {
+        let doubtful = match attempt.outcome {
+            Outcome::Unknown => true,
+            Outcome::Acked(_) => attempt.seq >= model.durable_seq,
+            Outcome::Rejected | Outcome::Lost => false,
+        };
+        if doubtful && attempt.is_multi_stream() {
+            if here {
+                in_doubt.present += 1;
+            } else {
+                in_doubt.absent += 1;
+            }
+        }
+    }
+    check_query_reads(&store, damage_allowed).map_err(|e| format!("after recovery: {e}"))?;
     model.forget_lost(&present);
     let set_aside = check_snapshots(&model, &store, damage_allowed)?;
     model.forget_snapshots(&set_aside);
     check_checkpoints(&mut model, &store, image)?;
     check_projections_after_recovery(&mut model, &store, image)?;
     check_appendable(&mut model, &store)?;
+    check_commit_after_recovery(&mut model, &store)?;
     check_snapshot_after_recovery(&mut model, &store, image)?;
     check_checkpoint_saves_after_recovery(&mut model, &store, image)?;
     // Every damaged checkpoint file was saved over.
@@ -2359,7 +3267,9 @@ pub fn recover_and_check(
     check_snapshots(&model, &again, false)
         .map(|_| ())
         .map_err(|e| format!("after second reopen: {e}"))?;
-    check_checkpoints(&mut model, &again, image).map_err(|e| format!("after second reopen: {e}"))
+    check_checkpoints(&mut model, &again, image)
+        .map_err(|e| format!("after second reopen: {e}"))?;
+    Ok(in_doubt)
 }
 
 /// Verifies the crashed `image` before any recovery, on the frozen disk:
