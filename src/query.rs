@@ -74,8 +74,11 @@ impl QueryItem {
     }
 
     /// Whether an event of `event_type` carrying `tags` (sorted) matches.
+    /// An item naming nothing matches nothing, as the indexes answer it
+    /// (reads and commits refuse such an item).
     pub(crate) fn matches_keys<S: AsRef<str>>(&self, event_type: &str, tags: &[S]) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|t| t == event_type))
+        !(self.types.is_empty() && self.tags.is_empty())
+            && (self.types.is_empty() || self.types.iter().any(|t| t == event_type))
             && self.tags.iter().all(|wanted| {
                 tags.binary_search_by(|have| have.as_ref().cmp(wanted.as_str()))
                     .is_ok()

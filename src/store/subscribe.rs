@@ -4,6 +4,7 @@
 use super::Store;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::query::Query;
 use crate::subscription::{EventLog, Filter, ReadAhead, Subscription, Visibility};
 use crate::types::{Direction, RecordedEvent};
 use crate::validate::validate_stream_name;
@@ -98,6 +99,16 @@ impl EventLog for Store {
 
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>> {
         Store::read_all_below(self, from, Direction::Forward, max, end)
+    }
+
+    fn read_query_below(
+        &self,
+        query: &Query,
+        from: u64,
+        max: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.read_matching(query, from, end, Direction::Forward, max)
     }
 
     fn read_stream_below(

@@ -15,6 +15,7 @@ mod read_ahead;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::query::Query;
 use crate::types::RecordedEvent;
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
@@ -27,6 +28,9 @@ use std::time::{Duration, Instant};
 
 /// Events fetched per read of the log.
 const READ_BATCH: usize = 512;
+/// How far behind the watermark a subscription with a query reads through
+/// the indexes instead of the log.
+const INDEXED_CATCH_UP_GAP: u64 = 4 * READ_BATCH as u64;
 /// Reads of events a filter skips before a subscription looks up from its
 /// scan (at a waiting caller's deadline, or back to the async executor): a
 /// subscription far behind, whose filter matches little, still answers
@@ -50,6 +54,7 @@ pub struct Filter {
     stream_prefix: Option<Box<str>>,
     event_types: Option<Arc<HashSet<Box<str>>>>,
     event_type_prefix: Option<Box<str>>,
+    query: Option<Arc<Query>>,
     predicate: Option<Predicate>,
 }
 
@@ -61,6 +66,7 @@ impl fmt::Debug for Filter {
             .field("stream_prefix", &self.stream_prefix)
             .field("event_types", &self.event_types)
             .field("event_type_prefix", &self.event_type_prefix)
+            .field("query", &self.query)
             .field("predicate", &self.predicate.as_ref().map(|_| "..."))
             .finish()
     }
@@ -119,6 +125,29 @@ impl Filter {
         self
     }
 
+    /// Events matching `query` (types and tags). A subscription of the
+    /// global log with a query catches up from the indexes: it reads only
+    /// the matching events, not the whole log, until it nears the end. A
+    /// query that reads refuse (no item, or an item naming nothing)
+    /// matches no event.
+    ///
+    /// ```
+    /// use evstore::{Filter, Query};
+    /// let course = Filter::query(Query::tagged(["course:c1"]));
+    /// # let _ = course;
+    /// ```
+    #[must_use]
+    pub fn query(query: Query) -> Self {
+        Filter::default().with_query(query)
+    }
+
+    /// Also requires the event to match `query`.
+    #[must_use]
+    pub fn with_query(mut self, query: Query) -> Self {
+        self.query = Some(Arc::new(query));
+        self
+    }
+
     /// Also requires `predicate` to return true. It sees the event with its
     /// payload (a view of the log, not a copy); it runs on the subscriber's
     /// thread, after the cheaper conditions.
@@ -144,6 +173,7 @@ impl Filter {
                 .event_type_prefix
                 .as_deref()
                 .is_none_or(|p| event.event_type.starts_with(p))
+            && self.query.as_ref().is_none_or(|q| q.matches(event))
             && self.predicate.as_ref().is_none_or(|p| p(event))
     }
 }
@@ -280,6 +310,15 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     fn read_ahead(&self) -> &ReadAhead;
     /// Up to `max` events of the global log from `from`, below `end`.
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>>;
+    /// Up to `max` events matching `query` at positions `from..end`, read
+    /// through the indexes.
+    fn read_query_below(
+        &self,
+        query: &Query,
+        from: u64,
+        max: usize,
+        end: u64,
+    ) -> Result<Vec<RecordedEvent>>;
     /// Up to `max` events of `stream` from version `from`, below `end`.
     fn read_stream_below(
         &self,
@@ -454,6 +493,21 @@ impl Subscription {
                         return Ok(Fill::CaughtUp(end));
                     }
                     let from = *next_position;
+                    if let Some(query) = self.filter.query.as_deref() {
+                        // Far behind, the indexes skip what does not match;
+                        // near the end, the shared read-ahead serves.
+                        if end - from > INDEXED_CATCH_UP_GAP {
+                            let mut events =
+                                self.log.read_query_below(query, from, READ_BATCH, end)?;
+                            *next_position = match events.last() {
+                                Some(last) if events.len() == READ_BATCH => last.position + 1,
+                                _ => end,
+                            };
+                            events.retain(|e| self.filter.matches(e));
+                            self.buffer = Buffer::Own(events.into_iter());
+                            continue;
+                        }
+                    }
                     let (buffer, next) = read_all(&*self.log, &self.filter, from, end)?;
                     self.buffer = buffer;
                     *next_position = next;
