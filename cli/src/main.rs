@@ -6,8 +6,8 @@
 //! evstore info DIR                      segments, events, streams, files, disk use
 //! evstore verify DIR                    check every byte; exit 1 if anything is damaged
 //! evstore streams DIR [--prefix P] [--json]   stream names, versions, event counts
-//! evstore dump DIR [--stream S | --from POSITION] [--limit N] [--json] [--written]
-//! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--filter-type T] [--json] [--written]
+//! evstore dump DIR [--stream S | --from POSITION] [--tag T]... [--type T]... [--limit N] [--json] [--written]
+//! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--tag T]... [--type T]... [--json] [--written]
 //! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
 //!                   [--durability sync|buffered]
 //! ```
@@ -23,14 +23,19 @@
 //! `dump` and `tail` print one event per line:
 //!
 //! ```text
-//! position=0 stream=order-1 version=0 type=OrderPlaced timestamp=2025-01-01T12:00:00.000000000Z id=… payload={"total":42}
+//! position=0 stream=order-1 version=0 type=OrderPlaced timestamp=2025-01-01T12:00:00.000000000Z id=… tags=customer:7,region:eu payload={"total":42}
 //! ```
 //!
+//! `--tag T` (repeatable: an event must carry every one) and `--type T`
+//! (repeatable: any of them) select events as one query item; `dump` then
+//! reads through the store's type and tag indexes.
+//!
 //! Payload and metadata are shown as text when they are valid UTF-8 (control
-//! characters escaped) and as `payload(hex)=…` otherwise; empty metadata is
-//! left out. The text form is for reading; `--json` prints one exact JSON
-//! object per line with `payload_encoding` / `metadata_encoding` set to
-//! `"utf8"` or `"hex"`.
+//! characters escaped) and as `payload(hex)=…` otherwise; empty metadata and
+//! an empty tag list are left out (a tag holding a comma, a space, `=` or a
+//! quote is quoted). The text form is for reading; `--json` prints one exact
+//! JSON object per line with `tags` (an array of strings) and
+//! `payload_encoding` / `metadata_encoding` set to `"utf8"` or `"hex"`.
 //!
 //! Exit status: 0 on success, 1 on an error (or, for `verify`, when damage
 //! was found), 2 on bad usage. Errors are printed as `evstore: error: …`.
@@ -110,6 +115,12 @@ struct DumpArgs {
     /// Start at this global position (default 0).
     #[arg(long, value_name = "POSITION")]
     from: Option<u64>,
+    /// Only events carrying this tag (repeat: every one given).
+    #[arg(long = "tag", value_name = "T", conflicts_with = "stream")]
+    tags: Vec<String>,
+    /// Only events of this type (repeat: any one given).
+    #[arg(long = "type", value_name = "T", conflicts_with = "stream")]
+    types: Vec<String>,
     /// Print at most this many events.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -132,9 +143,12 @@ struct TailArgs {
     /// Only events whose stream name starts with this.
     #[arg(long, value_name = "P")]
     filter_stream_prefix: Option<String>,
-    /// Only events of this type (repeat for several).
-    #[arg(long, value_name = "T")]
-    filter_type: Vec<String>,
+    /// Only events carrying this tag (repeat: every one given).
+    #[arg(long = "tag", value_name = "T")]
+    tags: Vec<String>,
+    /// Only events of this type (repeat: any one given).
+    #[arg(long = "type", visible_alias = "filter-type", value_name = "T")]
+    types: Vec<String>,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -227,6 +241,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             dir: args.dir,
             stream: args.stream,
             from: args.from.unwrap_or(0),
+            query: read::query(args.tags, args.types),
             limit: args.limit,
             json: args.json,
             seen: seen(args.written),
@@ -235,7 +250,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             dir: args.dir,
             from: args.from,
             stream_prefix: args.filter_stream_prefix,
-            event_types: args.filter_type,
+            query: read::query(args.tags, args.types),
             json: args.json,
             seen: seen(args.written),
         }),

@@ -65,6 +65,15 @@ fn write_text(out: &mut impl Write, event: &RecordedEvent) -> io::Result<()> {
         timestamp(event),
         event.id,
     );
+    if !event.tags.is_empty() {
+        line.push_str(" tags=");
+        for (i, tag) in event.tags.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&quoted_tag(tag));
+        }
+    }
     if !event.metadata.is_empty() {
         line.push(' ');
         push_bytes_field(&mut line, "metadata", &event.metadata);
@@ -86,6 +95,16 @@ fn quoted(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(text)
     } else {
         Cow::Owned(format!("{text:?}"))
+    }
+}
+
+/// A tag in the comma-separated `tags=` list: quoted like [`quoted`], and
+/// also when it holds a comma.
+fn quoted_tag(tag: &str) -> Cow<'_, str> {
+    if tag.contains(',') {
+        Cow::Owned(format!("{tag:?}"))
+    } else {
+        quoted(tag)
     }
 }
 
@@ -140,6 +159,7 @@ struct JsonEvent<'a> {
     version: u64,
     #[serde(rename = "type")]
     event_type: &'a str,
+    tags: Vec<&'a str>,
     timestamp: String,
     id: String,
     metadata: Cow<'a, str>,
@@ -156,6 +176,7 @@ fn write_json(out: &mut impl Write, event: &RecordedEvent) -> io::Result<()> {
         stream: &event.stream,
         version: event.version,
         event_type: &event.event_type,
+        tags: event.tags.iter().map(|t| &**t).collect(),
         timestamp: timestamp(event).to_string(),
         id: event.id.to_string(),
         metadata,
@@ -198,5 +219,8 @@ mod tests {
         assert_eq!(quoted("a b"), "\"a b\"");
         assert_eq!(quoted(""), "\"\"");
         assert_eq!(quoted("k=v"), "\"k=v\"");
+        assert_eq!(quoted_tag("user:7"), "user:7");
+        assert_eq!(quoted_tag("a,b"), "\"a,b\"");
+        assert_eq!(quoted_tag("a b"), "\"a b\"");
     }
 }

@@ -4,7 +4,7 @@ use crate::open::{open_read_only, Seen};
 use crate::output::{self, Format};
 use crate::Outcome;
 use anyhow::{bail, Context};
-use evstore::{Direction, Filter, Store, Visibility};
+use evstore::{Direction, Filter, Query, QueryItem, Store, Visibility};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -60,10 +60,21 @@ pub fn streams(dir: &Path, prefix: Option<&str>, json: bool) -> anyhow::Result<O
     Ok(Outcome::Success)
 }
 
+/// The query of `--tag` and `--type`: one item, events carrying every tag
+/// and of any of the types; `None` if neither was given.
+pub fn query(tags: Vec<String>, types: Vec<String>) -> Option<Query> {
+    if tags.is_empty() && types.is_empty() {
+        return None;
+    }
+    Some(Query::items([QueryItem::new().types(types).tags(tags)]))
+}
+
 pub struct DumpOptions {
     pub dir: PathBuf,
     pub stream: Option<String>,
     pub from: u64,
+    /// Only the events it matches, read through the indexes.
+    pub query: Option<Query>,
     pub limit: Option<u64>,
     pub json: bool,
     pub seen: Seen,
@@ -85,9 +96,20 @@ pub fn dump(options: &DumpOptions) -> anyhow::Result<Outcome> {
         ProgressBar::new(0).with_style(events_style())
     };
     let mut out = BufWriter::new(stdout.lock());
-    let result = match &options.stream {
-        Some(stream) => dump_stream(&store, stream, limit, format, &mut out, &progress),
-        None => dump_all(&store, options.from, limit, format, &mut out, &progress),
+    let result = match (&options.stream, &options.query) {
+        (Some(stream), _) => dump_stream(&store, stream, limit, format, &mut out, &progress),
+        (None, Some(query)) => {
+            progress.set_style(matches_style());
+            let end = store.last_position().map_or(0, |p| p + 1);
+            for_each_match(&store, query, options.from, end, limit, |events| {
+                for event in events {
+                    output::write_event(&mut out, event, format)?;
+                }
+                progress.inc(events.len() as u64);
+                Ok(true)
+            })
+        }
+        (None, None) => dump_all(&store, options.from, limit, format, &mut out, &progress),
     };
     progress.finish_and_clear();
     result?;
@@ -98,6 +120,50 @@ pub fn dump(options: &DumpOptions) -> anyhow::Result<Outcome> {
 fn events_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {human_pos}/{human_len} events  {per_sec}  {elapsed}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Spinner for a read whose total is not known ahead.
+fn matches_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {human_pos} events  {per_sec}  {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// Hands `each` the events matching `query` at positions `from..end`, at
+/// most `limit` of them, a page at a time in position order, until it
+/// returns `false`. Read through the type and tag indexes, so the events
+/// that do not match are not read.
+fn for_each_match(
+    store: &Store,
+    query: &Query,
+    from: u64,
+    end: u64,
+    limit: u64,
+    mut each: impl FnMut(&[evstore::RecordedEvent]) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut next = from;
+    let mut left = limit;
+    while next < end && left > 0 {
+        let count = usize::try_from(left).unwrap_or(usize::MAX).min(PAGE);
+        let read = store
+            .read_query(query, next, Direction::Forward, count)
+            .with_context(|| format!("reading events by query from position {next}"))?;
+        // What was appended after `end` is left out, so a read of a busy
+        // store ends.
+        let events: Vec<_> = read
+            .events
+            .into_iter()
+            .filter(|e| e.position < end)
+            .collect();
+        let Some(last) = events.last() else {
+            break;
+        };
+        next = last.position + 1;
+        left -= events.len() as u64;
+        if !each(&events)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The events at positions `from..` as they stand now: what a writer
@@ -169,7 +235,8 @@ pub struct TailOptions {
     pub dir: PathBuf,
     pub from: Option<u64>,
     pub stream_prefix: Option<String>,
-    pub event_types: Vec<String>,
+    /// Only the events it matches.
+    pub query: Option<Query>,
     pub json: bool,
     pub seen: Seen,
 }
@@ -190,23 +257,26 @@ pub fn tail(options: &TailOptions) -> anyhow::Result<Outcome> {
     }
 
     let store = open_read_only(&options.dir, options.seen)?;
-    let from = match options.from {
-        Some(position) => position,
-        None => store.refresh().context("reading the end of the log")?,
-    };
+    let end = store.refresh().context("reading the end of the log")?;
+    let from = options.from.unwrap_or(end);
     let mut filter = Filter::all();
     if let Some(prefix) = &options.stream_prefix {
         filter = filter.with_stream_prefix(prefix.clone());
     }
-    if !options.event_types.is_empty() {
-        filter = filter.with_event_types(options.event_types.iter().cloned());
+    // With a query, the history before `end` is read through the indexes
+    // and the subscription only follows what comes after it.
+    let mut follow_from = from;
+    if let Some(query) = &options.query {
+        let query = query.clone();
+        filter = filter.with_predicate(move |event| query.matches(event));
+        follow_from = from.max(end);
     }
     let format = if options.json {
         Format::Json
     } else {
         Format::Text
     };
-    let mut subscription = store.subscribe_all(from, filter);
+    let mut subscription = store.subscribe_all(follow_from, filter.clone());
     if options.seen == Seen::Written {
         subscription = subscription.with_visibility(Visibility::Written);
     }
@@ -218,6 +288,15 @@ pub fn tail(options: &TailOptions) -> anyhow::Result<Outcome> {
         "evstore: following {} from position {from} (Ctrl-C to stop)",
         options.dir.display()
     );
+    if let Some(query) = options.query.as_ref().filter(|_| from < end) {
+        for_each_match(&store, query, from, end, u64::MAX, |events| {
+            for event in events.iter().filter(|e| filter.matches(e)) {
+                output::write_event(&mut out, event, format)?;
+            }
+            Ok(!stop.load(Ordering::Relaxed))
+        })?;
+        out.flush()?;
+    }
     let mut pending = false;
     while !stop.load(Ordering::Relaxed) {
         let event = match subscription.try_next().context("following the log")? {

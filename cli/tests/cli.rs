@@ -885,3 +885,262 @@ fn bench_runs_on_a_new_store_and_refuses_a_used_directory() {
         .success()
         .stdout(predicate::str::contains("events/s"));
 }
+
+/// Events of three types over four users and two regions, enough to fill
+/// several segments, so reads by query cross sealed segments (with
+/// postings files) and the active one.
+fn tagged_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let types = ["Registered", "Renamed", "Deleted"];
+    for i in 0..150u64 {
+        let region = if i % 3 == 0 { "region:eu" } else { "region:us" };
+        let mut tags = vec![format!("user:{}", i % 4), region.to_string()];
+        if i % 10 == 0 {
+            tags.push("audit, manual".to_string());
+        }
+        let event = EventData::new(
+            types[(i % 3) as usize],
+            format!("event {i} {}", "z".repeat(30)),
+        )
+        .with_tags(tags);
+        store
+            .append(&format!("user-{}", i % 4), ExpectedVersion::Any, &[event])
+            .unwrap();
+    }
+    store
+        .append(
+            "untagged",
+            ExpectedVersion::Any,
+            &[EventData::new("Registered", &b"no tags"[..])],
+        )
+        .unwrap();
+    store.close().unwrap();
+    dir
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn json_tags(event: &serde_json::Value) -> Vec<String> {
+    event["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn dump_by_tag_and_type_returns_exactly_the_matching_events() {
+    let dir = tagged_store();
+    let d = path_str(dir.path());
+    let all = json_lines(&stdout_of(&["dump", d, "--json"]));
+    assert_eq!(all.len(), 151);
+    assert_eq!(json_tags(&all[0]), ["audit, manual", "region:eu", "user:0"]);
+    assert!(json_tags(&all[150]).is_empty());
+
+    let expected = |tags: &[&str], types: &[&str], from: u64| -> Vec<u64> {
+        all.iter()
+            .filter(|e| e["position"].as_u64().unwrap() >= from)
+            .filter(|e| {
+                let have = json_tags(e);
+                tags.iter().all(|t| have.iter().any(|h| h == t))
+            })
+            .filter(|e| types.is_empty() || types.contains(&e["type"].as_str().unwrap()))
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect()
+    };
+    let dumped = |tags: &[&str], types: &[&str], extra: &[&str]| -> Vec<u64> {
+        let mut args = vec!["dump", d, "--json"];
+        for tag in tags {
+            args.extend(["--tag", tag]);
+        }
+        for event_type in types {
+            args.extend(["--type", event_type]);
+        }
+        args.extend_from_slice(extra);
+        let lines = json_lines(&stdout_of(&args));
+        for line in &lines {
+            assert_eq!(
+                line,
+                &all[line["position"].as_u64().unwrap() as usize],
+                "an event dumped by query differs from the full dump"
+            );
+        }
+        lines
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect()
+    };
+
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["user:1"], &[]),
+        (&["user:1", "region:eu"], &[]),
+        (&[], &["Renamed"]),
+        (&[], &["Renamed", "Deleted"]),
+        (&["region:us"], &["Registered", "Deleted"]),
+        (&["audit, manual"], &[]),
+        (&["user:2", "audit, manual"], &["Registered"]),
+        (&["nobody"], &[]),
+        (&[], &["Unknown"]),
+    ];
+    for (tags, types) in cases {
+        let want = expected(tags, types, 0);
+        assert_eq!(
+            dumped(tags, types, &[]),
+            want,
+            "tags {tags:?} types {types:?}"
+        );
+        // Starting part-way, and cut short.
+        assert_eq!(
+            dumped(tags, types, &["--from", "77"]),
+            expected(tags, types, 77),
+            "tags {tags:?} types {types:?} from 77"
+        );
+        let limited = dumped(tags, types, &["--limit", "3"]);
+        assert_eq!(limited, want[..want.len().min(3)]);
+    }
+    assert!(!expected(&["user:1", "region:eu"], &[], 0).is_empty());
+    // The untagged event is found by type.
+    assert!(dumped(&[], &["Registered"], &[]).contains(&150));
+
+    // The text form lists the tags, quoting one that holds a comma.
+    let out = stdout_of(&["dump", d, "--tag", "user:0", "--limit", "1"]);
+    assert!(
+        out.starts_with("position=0 stream=user-0 version=0 type=Registered "),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#" tags="audit, manual",region:eu,user:0 payload=event 0 "#),
+        "{out}"
+    );
+    let out = stdout_of(&["dump", d, "--from", "150"]);
+    assert!(!out.contains("tags="), "{out}");
+
+    evstore()
+        .args(["dump", d, "--stream", "user-1", "--tag", "user:1"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn tail_by_tag_shows_only_matching_events() {
+    let dir = tagged_store();
+    let d = path_str(dir.path());
+    let store = Store::open(dir.path(), options()).unwrap();
+    let spawn = |extra: &[&str]| {
+        let mut child = std::process::Command::new(BIN)
+            .args(["tail", d, "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        (child, stdout, stderr)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut live, live_out, live_err) = spawn(&["--tag", "user:9", "--tag", "region:eu"]);
+    let (mut history, history_out, history_err) =
+        spawn(&["--from", "100", "--tag", "user:3", "--type", "Renamed"]);
+    for stderr in [&live_err, &history_err] {
+        let ready = next_line(stderr, deadline);
+        assert!(ready.contains("following"), "{ready}");
+    }
+
+    let append = |stream: &str, event_type: &str, tags: &[&str]| {
+        store
+            .append(
+                stream,
+                ExpectedVersion::Any,
+                &[EventData::new(event_type, &b"live"[..]).with_tags(tags.iter().copied())],
+            )
+            .unwrap()
+            .first_position
+    };
+    append("user-9", "Renamed", &["user:9"]);
+    append("user-9", "Renamed", &["region:eu"]);
+    let first = append("user-9", "Renamed", &["region:eu", "user:9"]);
+    append("user-8", "Renamed", &["region:eu", "user:8"]);
+    append("user-3", "Deleted", &["user:3"]);
+    let second = append("user-9", "Deleted", &["audit", "region:eu", "user:9"]);
+    let third = append("user-3", "Renamed", &["user:3"]);
+    // Enough for another segment: the live filter works across a rollover.
+    let filler: Vec<EventData> = (0..30)
+        .map(|i| {
+            EventData::new("Renamed", format!("filler {i} {}", "f".repeat(100)))
+                .with_tags(["user:7"])
+        })
+        .collect();
+    for chunk in filler.chunks(10) {
+        store.append("filler", ExpectedVersion::Any, chunk).unwrap();
+    }
+    let fourth = append("user-9", "Registered", &["region:eu", "user:9"]);
+
+    let positions = |lines: &mpsc::Receiver<String>, count: usize| -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                let line: serde_json::Value =
+                    serde_json::from_str(&next_line(lines, deadline)).unwrap();
+                line["position"].as_u64().unwrap()
+            })
+            .collect()
+    };
+    let live_events = positions(&live_out, 3);
+    assert_eq!(live_events, [first, second, fourth]);
+
+    // History from position 100 by query, then live events.
+    let all = json_lines(&stdout_of(&[
+        "dump", d, "--json", "--from", "100", "--limit", "51",
+    ]));
+    let mut expected: Vec<u64> = all
+        .iter()
+        .filter(|e| e["type"] == "Renamed" && json_tags(e).contains(&"user:3".to_string()))
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert!(!expected.is_empty());
+    expected.push(third);
+    assert_eq!(positions(&history_out, expected.len()), expected);
+
+    for (child, lines) in [(&mut live, &live_out), (&mut history, &history_out)] {
+        let status = terminate(child);
+        assert!(status.success(), "{status}");
+        // Nothing else was printed.
+        let rest: Vec<String> = lines.try_iter().collect();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+}
+
+#[test]
+fn info_reports_postings_files() {
+    let dir = tagged_store();
+    let out = stdout_of(&["info", path_str(dir.path())]);
+    let segments = first_number(field(&out, "segments"));
+    assert!(segments >= 3, "expected several segments:\n{out}");
+    let postings: Vec<PathBuf> = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tags"))
+        .collect();
+    // One per sealed segment.
+    assert_eq!(postings.len() as u64, segments - 1);
+    let line = field(&out, "postings files");
+    assert_eq!(first_number(line), segments - 1, "{line}");
+    let bytes: u64 = postings
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(bytes > 0);
+    assert!(line.ends_with(&format!("({bytes} bytes)")), "{line}");
+
+    // The sample store has them too.
+    let (dir, _) = sample_store();
+    let out = stdout_of(&["info", path_str(dir.path())]);
+    let segments = first_number(field(&out, "segments"));
+    assert_eq!(first_number(field(&out, "postings files")), segments - 1);
+}
