@@ -4,7 +4,7 @@
 use super::postings::{PostingLists, Postings};
 use super::postings_file::{self, postings_file_name, PostingsFile};
 use super::{Index, SegmentEntry, SegmentIndex};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::{scan_segment, Segment, SegmentRole};
 use crate::query::Query;
 use crate::storage::{child, write_and_rename, Storage};
@@ -171,16 +171,7 @@ impl Index {
     /// The sealed segments holding positions `start..stop` whose postings
     /// are not built yet.
     pub fn unbuilt_postings(&self, start: u64, stop: u64) -> Vec<Unbuilt> {
-        let first = self
-            .segments
-            .partition_point(|e| e.segment.base_position() <= start)
-            .saturating_sub(1);
-        let last = self
-            .segments
-            .partition_point(|e| e.segment.base_position() < stop);
-        self.segments
-            .get(first..last)
-            .unwrap_or_default()
+        self.entries_between(start, stop)
             .iter()
             .filter(|e| !matches!(e.index, SegmentIndex::Active(_)) && e.postings.read().is_none())
             .map(|e| Unbuilt {
@@ -240,24 +231,8 @@ impl Index {
         Ok(None)
     }
 
-    /// The positions in `start..stop` of events matching `query`, in
-    /// `direction` order, at most `limit` of them.
-    ///
-    /// # Errors
-    ///
-    /// As [`Index::first_match`].
-    pub fn matching_positions(
-        &self,
-        query: &Query,
-        start: u64,
-        stop: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<u64>> {
-        let mut found = Vec::new();
-        if start >= stop || limit == 0 {
-            return Ok(found);
-        }
+    /// The segments holding positions in `start..stop`.
+    fn entries_between(&self, start: u64, stop: u64) -> &[SegmentEntry] {
         let first = self
             .segments
             .partition_point(|e| e.segment.base_position() <= start)
@@ -265,43 +240,88 @@ impl Index {
         let last = self
             .segments
             .partition_point(|e| e.segment.base_position() < stop);
-        let in_range = self.segments.get(first..last).unwrap_or_default();
-        let mut visit = |entry: &SegmentEntry| -> Result<bool> {
+        self.segments.get(first..last).unwrap_or_default()
+    }
+
+    /// Where the events in `start..stop` matching `query` are: segment by
+    /// segment in `direction` order, at most `limit` events in all, each
+    /// segment's records in increasing position order (so one view of the
+    /// segment reads them all).
+    ///
+    /// # Errors
+    ///
+    /// As [`Index::first_match`], and [`crate::Error::Corrupted`] if a
+    /// matching slot has no record offset in the segment's index.
+    pub fn matching_records(
+        &self,
+        query: &Query,
+        start: u64,
+        stop: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<SegmentMatches>> {
+        let mut found = Vec::new();
+        let mut left = limit;
+        if start >= stop {
+            return Ok(found);
+        }
+        let in_range = self.entries_between(start, stop);
+        let ordered: Vec<&SegmentEntry> = match direction {
+            Direction::Forward => in_range.iter().collect(),
+            Direction::Backward => in_range.iter().rev().collect(),
+        };
+        for entry in ordered {
+            if left == 0 {
+                break;
+            }
             let base = entry.segment.base_position();
             let from_slot = u32::try_from(start.saturating_sub(base)).unwrap_or(u32::MAX);
-            let positions = entry
-                .postings(self.postings_files.as_ref())?
-                .lists()
-                .matching(query, from_slot)
-                .into_iter()
-                .map(|slot| base + u64::from(slot))
-                .take_while(|&p| p < stop);
-            match direction {
-                Direction::Forward => found.extend(positions.take(limit - found.len())),
-                Direction::Backward => {
-                    let mut here: Vec<u64> = positions.collect();
-                    here.reverse();
-                    found.extend(here.into_iter().take(limit - found.len()));
+            let postings = entry.postings(self.postings_files.as_ref())?;
+            let mut slots = postings.lists().matching(query, from_slot);
+            slots.retain(|&slot| base + u64::from(slot) < stop);
+            if slots.len() > left {
+                match direction {
+                    Direction::Forward => slots.truncate(left),
+                    Direction::Backward => drop(slots.drain(..slots.len() - left)),
                 }
             }
-            Ok(found.len() >= limit)
-        };
-        match direction {
-            Direction::Forward => {
-                for entry in in_range {
-                    if visit(entry)? {
-                        break;
-                    }
-                }
+            if slots.is_empty() {
+                continue;
             }
-            Direction::Backward => {
-                for entry in in_range.iter().rev() {
-                    if visit(entry)? {
-                        break;
-                    }
-                }
-            }
+            let view = entry.view()?;
+            let records = slots
+                .iter()
+                .map(|&slot| {
+                    let position = base + u64::from(slot);
+                    view.offset(slot as usize)
+                        .map(|offset| (offset, position))
+                        .ok_or_else(|| unindexed(&entry.segment, position))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            left -= records.len();
+            found.push(SegmentMatches {
+                segment: Arc::clone(&entry.segment),
+                records,
+            });
         }
         Ok(found)
     }
+}
+
+/// The events of one segment a query matched.
+#[derive(Debug)]
+pub struct SegmentMatches {
+    /// The segment.
+    pub segment: Arc<Segment>,
+    /// Each event's record offset in the segment and its position, in
+    /// increasing order.
+    pub records: Vec<(u32, u64)>,
+}
+
+fn unindexed(segment: &Segment, position: u64) -> Error {
+    Error::corrupted(
+        segment.path(),
+        0,
+        format!("position {position} matches a query but is not indexed"),
+    )
 }

@@ -2,12 +2,10 @@
 //! postings of each segment, with the head the read was served at.
 
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::index::deferred_check::read_checked;
-use crate::layout::SEGMENTS_DIR;
 use crate::query::Query;
 use crate::types::{Direction, RecordedEvent};
-use std::path::PathBuf;
 
 /// What [`Store::read_query`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,32 +140,19 @@ impl Store {
         for segment in unbuilt {
             segment.build()?;
         }
-        let mut events = Vec::new();
-        let positions = read_checked(&self.inner.state.index, |index| {
-            index.matching_positions(query, start, stop, direction, max_count)
+        let matches = read_checked(&self.inner.state.index, |index| {
+            index.matching_records(query, start, stop, direction, max_count)
         })?;
-        let locations = read_checked(&self.inner.state.index, |index| {
-            positions
-                .iter()
-                .map(|&p| index.locate(p)?.ok_or_else(|| missing(p)))
-                .collect::<Result<Vec<_>>>()
-        })?;
-        events.reserve(locations.len());
-        for location in locations {
-            events.push(
-                location
-                    .segment
-                    .read_event(location.offset, location.position)?,
-            );
+        let mut events = Vec::with_capacity(matches.iter().map(|m| m.records.len()).sum());
+        for found in matches {
+            let first = events.len();
+            found
+                .segment
+                .read_located(found.records.iter().copied(), &mut events)?;
+            if direction == Direction::Backward {
+                events.get_mut(first..).unwrap_or_default().reverse();
+            }
         }
         Ok(events)
-    }
-}
-
-fn missing(position: u64) -> Error {
-    Error::Corrupted {
-        file: PathBuf::from(SEGMENTS_DIR),
-        offset: 0,
-        reason: format!("position {position} matches a query but is not indexed"),
     }
 }
