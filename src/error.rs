@@ -213,6 +213,14 @@ pub enum Error {
         id: uuid::Uuid,
     },
 
+    /// The stream was hard deleted: it takes no more appends and no new
+    /// metadata.
+    #[error("stream '{stream}' was deleted for good")]
+    StreamDeleted {
+        /// The stream.
+        stream: String,
+    },
+
     /// An append with no events.
     #[error("an append needs at least one event")]
     EmptyBatch,

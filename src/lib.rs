@@ -73,9 +73,11 @@ mod options;
 mod progress;
 mod projection;
 mod query;
+mod retention;
 mod snapshot;
 pub mod storage;
 mod store;
+mod stream_metadata;
 mod subscription;
 mod typed;
 mod types;
@@ -100,8 +102,10 @@ pub use query::{AppendCondition, Query, QueryItem};
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{
-    LogInfo, QueryRead, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE, SEGMENTS_DIR,
+    LogInfo, MetadataRead, QueryRead, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE,
+    SEGMENTS_DIR,
 };
+pub use stream_metadata::{DeleteMode, StreamMetadata};
 #[cfg(feature = "testing")]
 pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]

@@ -24,8 +24,9 @@ pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
 
 /// Checks an event's tags against the options: each non-empty, within the
 /// length limit, without control characters, none given twice, and no more
-/// of them than allowed.
-pub fn validate_tags(tags: &[String], options: &Options) -> Result<()> {
+/// of them than allowed; with `reserve`, none starting with `$` (the
+/// store's own).
+pub fn validate_tags(tags: &[String], options: &Options, reserve: bool) -> Result<()> {
     if tags.is_empty() {
         return Ok(());
     }
@@ -56,6 +57,9 @@ pub fn validate_tags(tags: &[String], options: &Options) -> Result<()> {
         }
         if has_control(tag) {
             return refuse(tag, "control characters are not allowed".into());
+        }
+        if reserve && tag.starts_with('$') {
+            return refuse(tag, "tags starting with '$' are reserved".into());
         }
     }
     if tags.len() > 1 {

@@ -18,6 +18,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("validate", 0),
     ("query", 0),
     ("commit", 0),
+    ("stream_metadata", 0),
+    ("retention", 0),
     ("log", 1),
     ("index", 2),
     ("snapshot", 3),

@@ -8,11 +8,13 @@
 //! evstore streams DIR [--prefix P] [--json]   stream names, versions, event counts
 //! evstore dump DIR [--stream S | --from POSITION] [--tag T]... [--type T]... [--limit N] [--json] [--written]
 //! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--tag T]... [--type T]... [--json] [--written]
+//! evstore delete DIR STREAM [--hard] [--dry-run]   delete a stream (opens the store to write)
+//! evstore truncate DIR STREAM --before VERSION [--dry-run]   drop a stream's older events
 //! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
 //!                   [--durability sync|buffered]
 //! ```
 //!
-//! Every command but `bench` opens the store read-only: it takes no lock and
+//! Every command but `bench`, `delete` and `truncate` opens the store read-only: it takes no lock and
 //! writes nothing, so it works beside a process that has the store open and
 //! is appending to it, and sees the events that process has made durable
 //! (`--written` on `dump` and `tail`: every whole batch in the files).
@@ -47,6 +49,7 @@
 
 mod bench;
 mod info;
+mod lifecycle;
 mod open;
 mod output;
 mod read;
@@ -91,6 +94,38 @@ enum Command {
     Tail(TailArgs),
     /// Append to a new store, then read it back, and report throughput and latency.
     Bench(BenchArgs),
+    /// Delete a stream: it reads as empty (a tombstone tells subscribers); --hard closes it for good.
+    Delete(DeleteArgs),
+    /// Drop the events of a stream below a version (for example those a snapshot replaces).
+    Truncate(TruncateArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeleteArgs {
+    /// The store directory (opened to write: no other process may have it open).
+    dir: PathBuf,
+    /// The stream to delete.
+    stream: String,
+    /// Close the stream for good: later appends fail.
+    #[arg(long)]
+    hard: bool,
+    /// Only say what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct TruncateArgs {
+    /// The store directory (opened to write: no other process may have it open).
+    dir: PathBuf,
+    /// The stream to truncate.
+    stream: String,
+    /// The lowest version kept.
+    #[arg(long, value_name = "VERSION")]
+    before: u64,
+    /// Only say what would be dropped.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +289,22 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             json: args.json,
             seen: seen(args.written),
         }),
+        Command::Delete(args) => lifecycle::delete(
+            &lifecycle::Target {
+                dir: &args.dir,
+                stream: &args.stream,
+                dry_run: args.dry_run,
+            },
+            args.hard,
+        ),
+        Command::Truncate(args) => lifecycle::truncate(
+            &lifecycle::Target {
+                dir: &args.dir,
+                stream: &args.stream,
+                dry_run: args.dry_run,
+            },
+            args.before,
+        ),
         Command::Bench(args) => bench::run(&bench::BenchOptions {
             dir: args.dir,
             events: args.events,

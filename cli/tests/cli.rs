@@ -1144,3 +1144,56 @@ fn info_reports_postings_files() {
     let segments = first_number(field(&out, "segments"));
     assert_eq!(first_number(field(&out, "postings files")), segments - 1);
 }
+
+#[test]
+fn delete_and_truncate_change_nothing_on_a_dry_run_and_take_effect_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let events = || {
+            (0..6u8)
+                .map(|i| EventData::new("Step", vec![i]))
+                .collect::<Vec<_>>()
+        };
+        store
+            .append("job", ExpectedVersion::Any, &events())
+            .unwrap();
+        store
+            .append("cart", ExpectedVersion::Any, &events())
+            .unwrap();
+        store.close().unwrap();
+    }
+    let path = path_str(dir.path());
+    let read = |stream: &str| {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let versions: Vec<u64> = store
+            .read_stream(stream, 0, evstore::Direction::Forward, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        store.close().unwrap();
+        versions
+    };
+    let said = stdout_of(&["truncate", path, "job", "--before", "4", "--dry-run"]);
+    assert!(
+        said.contains("4 of 6 events would no longer be read"),
+        "{said}"
+    );
+    assert_eq!(read("job"), [0, 1, 2, 3, 4, 5]);
+    let said = stdout_of(&["truncate", path, "job", "--before", "4"]);
+    assert!(said.contains("4 of 6 events no longer read"), "{said}");
+    assert_eq!(read("job"), [4, 5]);
+
+    let said = stdout_of(&["delete", path, "cart", "--dry-run"]);
+    assert!(said.contains("6 events would no longer be read"), "{said}");
+    assert_eq!(read("cart").len(), 6);
+    let said = stdout_of(&["delete", path, "cart", "--hard"]);
+    assert!(said.contains("tombstone at version 6"), "{said}");
+    assert!(read("cart").is_empty());
+    evstore()
+        .args(["delete", path, "cart"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("deleted for good"));
+}

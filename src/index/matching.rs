@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::log::{scan_segment, Segment, SegmentRole};
 use crate::query::Query;
 use crate::storage::{child, write_and_rename, Storage};
+use crate::stream_metadata::LIFECYCLE_TAG;
 use crate::types::Direction;
 use parking_lot::RwLock;
 use std::io;
@@ -182,6 +183,12 @@ impl Index {
             .collect()
     }
 
+    /// The position of the newest lifecycle event (stream metadata or
+    /// tombstone) indexed since the store was opened.
+    pub fn last_lifecycle_position(&self) -> Option<u64> {
+        self.last_lifecycle
+    }
+
     /// The position after the last indexed event.
     pub fn end(&self) -> u64 {
         self.end
@@ -199,6 +206,9 @@ impl Index {
             let slot =
                 u32::try_from(position.saturating_sub(segment.base_position())).unwrap_or(u32::MAX);
             mem.postings.push(slot, event_type, tags);
+        }
+        if tags.iter().any(|t| t.as_ref() == LIFECYCLE_TAG) {
+            self.last_lifecycle = Some(position);
         }
     }
 

@@ -419,6 +419,8 @@ pub struct Index {
     repairs: Arc<Repairs>,
     /// Where sealed segments' postings files are read and written.
     postings_files: Option<PostingsFiles>,
+    /// The newest lifecycle event indexed since open.
+    last_lifecycle: Option<u64>,
 }
 
 fn missing(stream: &str, what: &str) -> Error {
@@ -449,6 +451,7 @@ impl Index {
             end: 0,
             repairs: Arc::new(Repairs::default()),
             postings_files: None,
+            last_lifecycle: None,
         }
     }
 

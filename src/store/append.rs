@@ -8,16 +8,25 @@ use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
 use crate::log::{max_batch_len, record};
 use crate::query::AppendCondition;
+use crate::stream_metadata::METADATA_STREAM_PREFIX;
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
 use crate::validate::{validate_stream_name, validate_tags};
 use std::sync::mpsc::sync_channel;
 use uuid::Uuid;
 
 /// One stream's part of an append or commit, borrowed from the caller.
-struct Part<'a> {
-    stream: &'a str,
-    expected: ExpectedVersion,
-    events: &'a [EventData],
+pub(super) struct Part<'a> {
+    pub stream: &'a str,
+    pub expected: ExpectedVersion,
+    pub events: &'a [EventData],
+}
+
+/// Who writes: a user, held to the names the store reserves, or the store
+/// itself, writing its lifecycle events under those names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    User,
+    Store,
 }
 
 impl Store {
@@ -79,7 +88,7 @@ impl Store {
             expected,
             events,
         }];
-        let result = self.submit(&parts, &[], None, durability, "append")?;
+        let result = self.submit(&parts, &[], None, durability, "append", Origin::User)?;
         result
             .streams
             .first()
@@ -143,19 +152,22 @@ impl Store {
             commit.condition.as_ref(),
             durability,
             "commit",
+            Origin::User,
         )
     }
 
-    fn submit(
+    pub(super) fn submit(
         &self,
         parts: &[Part<'_>],
         checks: &[(String, ExpectedVersion)],
         condition: Option<&AppendCondition>,
         durability: Durability,
         operation: &'static str,
+        origin: Origin,
     ) -> Result<CommitResult> {
         self.refuse_if_read_only(operation)?;
-        let encoded_len = self.validate_commit(parts, checks, condition)?;
+        let encoded_len = self.validate_commit(parts, checks, condition, origin)?;
+        self.refuse_if_closed(parts.iter().map(|p| p.stream))?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);
         }
@@ -214,6 +226,7 @@ impl Store {
         parts: &[Part<'_>],
         checks: &[(String, ExpectedVersion)],
         condition: Option<&AppendCondition>,
+        origin: Origin,
     ) -> Result<usize> {
         let options = self.options();
         let refuse = |reason: String| Error::InvalidRequest {
@@ -227,7 +240,7 @@ impl Store {
                 .map(|p| p.stream)
                 .chain(checks.iter().map(|c| c.0.as_str()))
             {
-                validate_stream_name(name, options.max_stream_name_len)?;
+                validate_name(name, options.max_stream_name_len, origin)?;
                 if !named.insert(name) {
                     return Err(refuse(format!("it names stream '{name}' twice")));
                 }
@@ -269,8 +282,8 @@ impl Store {
         let segment_room = max_batch_len(options.segment_size);
         let mut encoded = record::BATCH_HEADER_LEN;
         for part in parts {
-            validate_stream_name(part.stream, options.max_stream_name_len)?;
-            self.validate_events(part.stream, part.events, segment_room)?;
+            validate_name(part.stream, options.max_stream_name_len, origin)?;
+            self.validate_events(part.stream, part.events, segment_room, origin)?;
             encoded += record::encoded_records_len(part.stream, part.events);
         }
         if encoded > segment_room || event_count > u32::MAX as usize {
@@ -287,6 +300,7 @@ impl Store {
         stream: &str,
         events: &[EventData],
         segment_room: usize,
+        origin: Origin,
     ) -> Result<()> {
         let options = self.options();
         let max_type_len = options.max_event_type_len.min(usize::from(u16::MAX));
@@ -307,7 +321,13 @@ impl Store {
                     reason: format!("longer than {max_type_len} bytes"),
                 });
             }
-            validate_tags(&event.tags, options)?;
+            if origin == Origin::User && event_type.starts_with('$') {
+                return Err(Error::InvalidEventType {
+                    event_type: event_type.into(),
+                    reason: "types starting with '$' are reserved".into(),
+                });
+            }
+            validate_tags(&event.tags, options, origin == Origin::User)?;
             if event.size() > max_event
                 || record::record_len(
                     stream.len(),
@@ -327,6 +347,17 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses a write to a stream deleted for good.
+    fn refuse_if_closed<'s>(&self, mut streams: impl Iterator<Item = &'s str>) -> Result<()> {
+        let rules = self.retention_rules()?;
+        match streams.find(|s| rules.get(s).is_some_and(|r| r.closed)) {
+            Some(stream) => Err(Error::StreamDeleted {
+                stream: stream.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Makes every append acknowledged so far durable.
     ///
     /// # Errors
@@ -339,5 +370,14 @@ impl Store {
         let (reply, result) = sync_channel(1);
         self.group_commit("flush")?
             .call(Command::Flush(reply), &result)
+    }
+}
+
+/// Checks a stream name: a user's, or one of the store's metadata streams
+/// (the prefix, then a name a user could write to).
+fn validate_name(name: &str, max_len: usize, origin: Origin) -> Result<()> {
+    match (origin, name.strip_prefix(METADATA_STREAM_PREFIX)) {
+        (Origin::Store, Some(stream)) => validate_stream_name(stream, max_len),
+        _ => validate_stream_name(name, max_len),
     }
 }

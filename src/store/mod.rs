@@ -9,10 +9,12 @@ mod checkpoints;
 mod flusher;
 mod follower;
 mod group_commit;
+mod lifecycle;
 mod open;
 mod projections;
 mod read;
 mod read_query;
+mod retention;
 mod snapshots;
 pub(crate) mod state;
 mod streams;
@@ -34,6 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use crate::layout::{LOCK_FILE, SEGMENTS_DIR};
+pub use lifecycle::MetadataRead;
 pub use read_query::QueryRead;
 pub use streams::{LogInfo, SegmentInfo, StreamInfo, Streams};
 

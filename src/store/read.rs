@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
 use crate::index::Location;
 use crate::layout::SEGMENTS_DIR;
+use crate::retention::{is_lifecycle_event, StreamRule};
 use crate::types::{Direction, RecordedEvent};
 use crate::validate::validate_stream_name;
 use std::cell::Cell;
@@ -58,13 +59,68 @@ impl Store {
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
-        self.read_stream_below(
-            stream,
-            from_version,
-            direction,
-            max_count,
-            self.visible_end(),
-        )
+        let end = self.visible_end();
+        let retained = self.retained()?;
+        match retained.rule(stream) {
+            None => self.read_stream_below(stream, from_version, direction, max_count, end),
+            Some(rule) => {
+                let kept = KeptStream {
+                    stream,
+                    rule,
+                    now: retained.now(),
+                    end,
+                };
+                self.read_stream_kept(&kept, from_version, direction, max_count)
+            }
+        }
+    }
+
+    /// [`Store::read_stream`] of a stream with metadata or a deletion: its
+    /// events from the lowest version it keeps, without those aged out.
+    fn read_stream_kept(
+        &self,
+        kept: &KeptStream<'_>,
+        from_version: u64,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::new();
+        if kept.rule.closed || max_count == 0 {
+            return Ok(events);
+        }
+        let end = kept.end;
+        let visible = read_checked(&self.inner.state.index, |index| {
+            index.visible_count(kept.stream, end)
+        })?;
+        let floor = kept.rule.version_floor(visible.checked_sub(1));
+        let keeps = |e: &RecordedEvent| {
+            e.version >= floor && !kept.rule.aged_out(e, kept.now) && !is_lifecycle_event(e)
+        };
+        let mut from = match direction {
+            Direction::Forward => from_version.max(floor),
+            Direction::Backward if from_version < floor => return Ok(events),
+            Direction::Backward => from_version,
+        };
+        // Aged-out events are skipped, so a read may take several rounds to
+        // fill `max_count`.
+        loop {
+            let want = max_count - events.len();
+            let batch = self.read_stream_below(kept.stream, from, direction, want, end)?;
+            let Some(last) = batch.last().map(|e| e.version) else {
+                break;
+            };
+            let short = batch.len() < want;
+            events.extend(batch.into_iter().filter(keeps));
+            let next = match direction {
+                Direction::Forward => last.checked_add(1),
+                Direction::Backward => last.checked_sub(1).filter(|&v| v >= floor),
+            };
+            match next {
+                Some(next) if !short && events.len() < max_count => from = next,
+                _ => break,
+            }
+        }
+        Ok(events)
     }
 
     /// [`Store::read_stream`] of the events at positions below `end`.
@@ -141,7 +197,34 @@ impl Store {
         direction: Direction,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        self.read_all_below(from_position, direction, max_count, self.visible_end())
+        let end = self.visible_end();
+        let retained = self.retained()?;
+        if retained.keeps_everything() {
+            return self.read_all_below(from_position, direction, max_count, end);
+        }
+        // Events their streams no longer keep are skipped, so a read may
+        // take several rounds to fill `max_count`.
+        let mut events = Vec::new();
+        let mut from = from_position;
+        while events.len() < max_count {
+            let want = max_count - events.len();
+            let mut batch = self.read_all_below(from, direction, want, end)?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            let short = batch.len() < want;
+            batch.retain(|e| retained.keeps(e, |s| self.last_written_version(s)));
+            events.append(&mut batch);
+            let next = match direction {
+                Direction::Forward => last.checked_add(1),
+                Direction::Backward => last.checked_sub(1),
+            };
+            match next {
+                Some(next) if !short => from = next,
+                _ => break,
+            }
+        }
+        Ok(events)
     }
 
     /// [`Store::read_all`] of the events at positions below `end`.
@@ -189,6 +272,14 @@ impl Store {
     pub fn last_position(&self) -> Option<u64> {
         self.visible_end().checked_sub(1)
     }
+}
+
+/// A stream with a retention rule, as one read sees it.
+struct KeptStream<'a> {
+    stream: &'a str,
+    rule: &'a StreamRule,
+    now: u64,
+    end: u64,
 }
 
 /// The half-open range of indexes `[start, stop)` to read out of `len`, in

@@ -67,7 +67,32 @@ impl Store {
             Direction::Forward => (from_position.min(end), end),
             Direction::Backward => (0, from_position.saturating_add(1).min(end)),
         };
-        let events = self.read_matching(query, start, stop, direction, max_count)?;
+        let retained = self.retained()?;
+        if retained.keeps_everything() {
+            let events = self.read_matching(query, start, stop, direction, max_count)?;
+            return Ok(QueryRead { events, head });
+        }
+        // Events their streams no longer keep are skipped, so a read may
+        // take several rounds to fill `max_count`.
+        let (mut start, mut stop) = (start, stop);
+        let mut events = Vec::new();
+        while events.len() < max_count {
+            let want = max_count - events.len();
+            let mut batch = self.read_matching(query, start, stop, direction, want)?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            let short = batch.len() < want;
+            batch.retain(|e| retained.keeps(e, |s| self.last_written_version(s)));
+            events.append(&mut batch);
+            if short {
+                break;
+            }
+            match direction {
+                Direction::Forward => start = last + 1,
+                Direction::Backward => stop = last,
+            }
+        }
         Ok(QueryRead { events, head })
     }
 

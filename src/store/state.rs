@@ -38,6 +38,8 @@ pub struct StoreState {
     /// Recent stretches of the log read by one subscription, shared with
     /// the others.
     pub read_ahead: ReadAhead,
+    /// What each stream keeps of its history.
+    pub retention: super::retention::Retention,
     poison: Mutex<Option<Error>>,
     /// Whether `poison` holds an error: every subscriber that catches up
     /// asks, and a load answers the usual "no" without the lock.
@@ -59,6 +61,7 @@ impl StoreState {
             index_write_failures: AtomicU64::new(0),
             written_progress: Progress::default(),
             durable_progress: Progress::default(),
+            retention: super::retention::Retention::default(),
             read_ahead: ReadAhead::default(),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),

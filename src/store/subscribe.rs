@@ -5,6 +5,7 @@ use super::Store;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::query::Query;
+use crate::retention::Retained;
 use crate::subscription::{EventLog, Filter, ReadAhead, Subscription, Visibility};
 use crate::types::{Direction, RecordedEvent};
 use crate::validate::validate_stream_name;
@@ -119,5 +120,13 @@ impl EventLog for Store {
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
         Store::read_stream_below(self, stream, from, Direction::Forward, max, end)
+    }
+
+    fn retained(&self) -> Result<Retained> {
+        Store::retained(self)
+    }
+
+    fn last_written_version(&self, stream: &str) -> Option<u64> {
+        Store::last_written_version(self, stream)
     }
 }

@@ -16,6 +16,7 @@ mod read_ahead;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::query::Query;
+use crate::retention::Retained;
 use crate::types::RecordedEvent;
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
@@ -237,24 +238,24 @@ impl Buffer {
     }
 
     /// Hands out the next event and moves on to the one after it that
-    /// passes `filter`.
-    fn take(&mut self, filter: &Filter) -> Option<RecordedEvent> {
+    /// `passes`.
+    fn take(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) -> Option<RecordedEvent> {
         match self {
             Buffer::Own(events) => events.next(),
             Buffer::Shared { chunk, next, stop } => {
                 let event = chunk.events().get(*next..*stop)?.first()?.clone();
                 *next += 1;
-                self.skip(filter);
+                self.skip(passes);
                 Some(event)
             }
         }
     }
 
-    /// Moves past the events `filter` does not pass.
-    fn skip(&mut self, filter: &Filter) {
+    /// Moves past the events that do not pass.
+    fn skip(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) {
         if let Buffer::Shared { chunk, next, stop } = self {
             let rest = chunk.events().get(*next..*stop).unwrap_or_default();
-            *next += rest.iter().take_while(|e| !filter.matches(e)).count();
+            *next += rest.iter().take_while(|e| !passes(e)).count();
         }
     }
 }
@@ -283,6 +284,9 @@ pub struct Subscription {
     /// The rest of the last read, handed out in place (no copy of any
     /// event's bytes).
     buffer: Buffer,
+    /// What each stream kept when the buffer was read: events their
+    /// streams no longer keep are not delivered.
+    retained: Option<Retained>,
 }
 
 impl fmt::Debug for Subscription {
@@ -327,6 +331,10 @@ pub(crate) trait EventLog: Send + Sync + 'static {
         max: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>>;
+    /// What each stream keeps now.
+    fn retained(&self) -> Result<Retained>;
+    /// The version of the last event of `stream` written so far.
+    fn last_written_version(&self, stream: &str) -> Option<u64>;
 }
 
 impl Subscription {
@@ -341,6 +349,7 @@ impl Subscription {
             filter,
             visibility: Visibility::Durable,
             buffer: Buffer::empty(),
+            retained: None,
         }
     }
 
@@ -356,6 +365,7 @@ impl Subscription {
             filter: Filter::all(),
             visibility: Visibility::Durable,
             buffer: Buffer::empty(),
+            retained: None,
         }
     }
 }
@@ -424,7 +434,7 @@ impl Subscription {
     pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
-                Fill::Ready => return Ok(self.buffer.take(&self.filter)),
+                Fill::Ready => return Ok(self.take()),
                 Fill::CaughtUp(_) => return Ok(None),
                 Fill::Behind => {}
             }
@@ -441,7 +451,7 @@ impl Subscription {
     ) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(READS_PER_LOOK)? {
-                Fill::Ready => return Ok(self.buffer.take(&self.filter)),
+                Fill::Ready => return Ok(self.take()),
                 Fill::Behind => {
                     if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
@@ -455,7 +465,7 @@ impl Subscription {
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
                         return match self.fill(usize::MAX)? {
-                            Fill::Ready => Ok(self.buffer.take(&self.filter)),
+                            Fill::Ready => Ok(self.take()),
                             _ => Ok(None),
                         };
                     }
@@ -467,6 +477,12 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// Hands out the next buffered event.
+    fn take(&mut self) -> Option<RecordedEvent> {
+        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+        self.buffer.take(&passes)
     }
 
     /// The notifier of the watermark this subscription follows.
@@ -487,6 +503,7 @@ impl Subscription {
                 return Ok(Fill::Ready);
             }
             let end = self.end();
+            self.retained = Some(self.log.retained()?);
             match &mut self.source {
                 Source::All { next_position } => {
                     if *next_position >= end {
@@ -503,12 +520,14 @@ impl Subscription {
                                 Some(last) if events.len() == READ_BATCH => last.position + 1,
                                 _ => end,
                             };
-                            events.retain(|e| self.filter.matches(e));
+                            let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                            events.retain(|e| passes(e));
                             self.buffer = Buffer::Own(events.into_iter());
                             continue;
                         }
                     }
-                    let (buffer, next) = read_all(&*self.log, &self.filter, from, end)?;
+                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                    let (buffer, next) = read_all(&*self.log, &passes, from, end)?;
                     self.buffer = buffer;
                     *next_position = next;
                 }
@@ -520,6 +539,9 @@ impl Subscription {
                         return Ok(Fill::CaughtUp(end));
                     };
                     *next_version = last.version + 1;
+                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                    let mut events = events;
+                    events.retain(|e| passes(e));
                     self.buffer = Buffer::Own(events.into_iter());
                 }
             }
@@ -537,7 +559,12 @@ impl Subscription {
 /// as a buffer, and the position after the last of them. From the
 /// read-ahead when it holds `from`; otherwise from the log, offered to the
 /// read-ahead when near the watermark.
-fn read_all(log: &dyn EventLog, filter: &Filter, from: u64, end: u64) -> Result<(Buffer, u64)> {
+fn read_all(
+    log: &dyn EventLog,
+    passes: &dyn Fn(&RecordedEvent) -> bool,
+    from: u64,
+    end: u64,
+) -> Result<(Buffer, u64)> {
     let read_ahead = log.read_ahead();
     let chunk = match read_ahead.lookup(from) {
         Lookup::Hit(chunk) => chunk,
@@ -550,7 +577,7 @@ fn read_all(log: &dyn EventLog, filter: &Filter, from: u64, end: u64) -> Result<
             };
             let after = last.position + 1;
             let own = |mut events: Vec<RecordedEvent>| {
-                events.retain(|e| filter.matches(e));
+                events.retain(|e| passes(e));
                 Ok((Buffer::Own(events.into_iter()), after))
             };
             if !read_ahead.worth_sharing(from, end) {
@@ -584,8 +611,21 @@ fn read_all(log: &dyn EventLog, filter: &Filter, from: u64, end: u64) -> Result<
         return Err(missing(from));
     }
     let mut buffer = Buffer::Shared { chunk, next, stop };
-    buffer.skip(filter);
+    buffer.skip(passes);
     Ok((buffer, after))
+}
+
+/// Whether a subscription delivers an event: its filter passes it and its
+/// stream still keeps it.
+fn passes<'a>(
+    filter: &'a Filter,
+    retained: Option<&'a Retained>,
+    log: &'a dyn EventLog,
+) -> impl Fn(&RecordedEvent) -> bool + 'a {
+    move |event| {
+        filter.matches(event)
+            && retained.is_none_or(|r| r.keeps(event, |s| log.last_written_version(s)))
+    }
 }
 
 fn missing(position: u64) -> Error {
@@ -657,9 +697,7 @@ mod stream {
             let subscription = &mut self.get_mut().subscription;
             match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => {
-                    Poll::Ready(subscription.buffer.take(&subscription.filter).map(Ok))
-                }
+                Ok(Fill::Ready) => Poll::Ready(subscription.take().map(Ok)),
                 Ok(Fill::Behind) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -671,9 +709,7 @@ mod stream {
                     if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => {
-                                Poll::Ready(subscription.buffer.take(&subscription.filter).map(Ok))
-                            }
+                            Ok(Fill::Ready) => Poll::Ready(subscription.take().map(Ok)),
                             Ok(_) => Poll::Ready(None),
                         };
                     }

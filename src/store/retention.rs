@@ -1,0 +1,77 @@
+//! What each stream keeps of its history, as its metadata events and
+//! tombstones say: read from the log when the store opens, and brought up
+//! to date before each read once a new one is visible, so every read path
+//! drops expired and deleted events from the moment they are written.
+
+use super::Store;
+use crate::error::Result;
+use crate::log::now_nanos;
+use crate::query::Query;
+use crate::retention::{Retained, Rules};
+use crate::stream_metadata::LIFECYCLE_TAG;
+use crate::types::Direction;
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+/// The lifecycle events read so far, and what they say.
+#[derive(Debug, Default)]
+pub(crate) struct Retention {
+    kept: RwLock<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Whether the log was read for lifecycle events at all.
+    loaded: bool,
+    /// Every lifecycle event below this position is applied.
+    seen_end: u64,
+    rules: Arc<Rules>,
+}
+
+impl Store {
+    /// What every stream keeps, up to date with every visible lifecycle
+    /// event.
+    ///
+    /// # Errors
+    ///
+    /// If a lifecycle event cannot be read.
+    pub(crate) fn retention_rules(&self) -> Result<Arc<Rules>> {
+        let state = self.state();
+        let newest = state.index.read().last_lifecycle_position();
+        {
+            let kept = state.retention.kept.read();
+            if kept.loaded && newest.is_none_or(|p| p < kept.seen_end) {
+                return Ok(Arc::clone(&kept.rules));
+            }
+        }
+        let mut kept = state.retention.kept.write();
+        let end = self.visible_end();
+        if !kept.loaded || kept.seen_end < end {
+            let query = Query::tagged([LIFECYCLE_TAG]);
+            let events =
+                self.read_matching(&query, kept.seen_end, end, Direction::Forward, usize::MAX)?;
+            let mut rules = Rules::clone(&kept.rules);
+            for event in &events {
+                rules.apply(event)?;
+            }
+            kept.rules = Arc::new(rules);
+            kept.seen_end = end;
+            kept.loaded = true;
+        }
+        Ok(Arc::clone(&kept.rules))
+    }
+
+    /// The rules in force now, for one read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::retention_rules`].
+    pub(crate) fn retained(&self) -> Result<Retained> {
+        Ok(Retained::new(self.retention_rules()?, now_nanos()))
+    }
+
+    /// The version of the last event of `stream` written so far.
+    pub(crate) fn last_written_version(&self, stream: &str) -> Option<u64> {
+        self.state().index.read().last_version(stream)
+    }
+}
