@@ -27,6 +27,8 @@ pub(crate) struct StreamRule {
     pub deleted_below: Option<u64>,
     /// Hard deleted: closed for good.
     pub closed: bool,
+    /// The version of the last tombstone, if the stream was deleted.
+    pub tombstone_version: Option<u64>,
 }
 
 impl StreamRule {
@@ -65,6 +67,20 @@ impl Rules {
         self.streams.get(stream)
     }
 
+    /// Every deleted stream: its name, its last tombstone's version, and
+    /// how it was last deleted.
+    pub fn deletions(&self) -> impl Iterator<Item = (&str, u64, DeleteMode)> {
+        self.streams.iter().filter_map(|(name, rule)| {
+            let mode = if rule.closed {
+                DeleteMode::Hard
+            } else {
+                DeleteMode::Soft
+            };
+            rule.tombstone_version
+                .map(|version| (name.as_str(), version, mode))
+        })
+    }
+
     /// Whether no stream drops anything: reads need not look.
     pub fn keeps_everything(&self) -> bool {
         !self.streams.values().any(StreamRule::drops_anything)
@@ -91,6 +107,7 @@ impl Rules {
             let mode =
                 DeleteMode::decode(&event.payload).ok_or_else(|| bad("unreadable tombstone"))?;
             let rule = self.streams.entry(event.stream.to_string()).or_default();
+            rule.tombstone_version = Some(event.version);
             match mode {
                 DeleteMode::Soft => rule.deleted_below = Some(event.version + 1),
                 DeleteMode::Hard => rule.closed = true,

@@ -372,3 +372,140 @@ fn names_starting_with_a_dollar_are_the_stores_own() {
         .unwrap()
         .is_empty());
 }
+
+/// Appenders race a hard delete of their stream each round: every append
+/// acknowledged lies before the tombstone, every later one is refused, and
+/// reads show nothing of the stream. With lingering groups the racers share
+/// groups with the delete.
+fn appends_racing_a_hard_delete(options: Options, rounds: usize, appenders: usize) {
+    use std::sync::{Arc, Barrier};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), options).unwrap());
+    let barrier = Arc::new(Barrier::new(appenders + 1));
+    let handles: Vec<_> = (0..appenders)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for round in 0..rounds {
+                    let stream = format!("doomed-{round}");
+                    barrier.wait();
+                    for n in 0..3u8 {
+                        match store.append(&stream, ExpectedVersion::Any, &[tagged("d", n)]) {
+                            Ok(result) => acknowledged.push((round, result.first_version)),
+                            Err(Error::StreamDeleted { .. }) => break,
+                            Err(other) => panic!("appender {t} round {round}: {other:?}"),
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut tombstones = Vec::new();
+    for round in 0..rounds {
+        barrier.wait();
+        let stream = format!("doomed-{round}");
+        let tombstone = store
+            .delete_stream(&stream, ExpectedVersion::Any, DeleteMode::Hard)
+            .unwrap();
+        tombstones.push(tombstone.first_version);
+    }
+    for handle in handles {
+        for (round, version) in handle.join().unwrap() {
+            assert!(
+                version < tombstones[round],
+                "round {round}: version {version} acknowledged after the tombstone at {}",
+                tombstones[round]
+            );
+        }
+    }
+    store.flush().unwrap();
+    for (round, &tombstone) in tombstones.iter().enumerate() {
+        let stream = format!("doomed-{round}");
+        assert!(store
+            .read_stream(&stream, 0, Direction::Forward, 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.stream_metadata(&stream).unwrap().deleted,
+            Some(DeleteMode::Hard)
+        );
+        // Nothing was written after the tombstone.
+        assert_eq!(store.stream_version(&stream).unwrap(), Some(tombstone));
+    }
+}
+
+#[test]
+fn no_append_racing_a_hard_delete_lands_after_its_tombstone() {
+    appends_racing_a_hard_delete(Options::default(), 200, 3);
+}
+
+#[test]
+fn no_append_sharing_a_group_with_a_hard_delete_lands_after_its_tombstone() {
+    let lingering = Options::default()
+        .durability(evstore::Durability::Buffered)
+        .max_linger(Some(Duration::from_micros(300)));
+    appends_racing_a_hard_delete(lingering, 200, 4);
+}
+
+#[test]
+fn a_soft_deleted_stream_is_recreated_by_an_append_that_expects_no_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        store
+            .append("cart", ExpectedVersion::NoStream, &[tagged("c", 0)])
+            .unwrap();
+        store
+            .delete_stream("cart", ExpectedVersion::Exact(0), DeleteMode::Soft)
+            .unwrap();
+    }
+    // After a reopen too, the writer knows the stream reads as none.
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let again = store
+        .append("cart", ExpectedVersion::NoStream, &[tagged("c", 1)])
+        .unwrap();
+    assert_eq!(again.first_version, 2);
+    // Recreated, it exists again.
+    let twice = store.append("cart", ExpectedVersion::NoStream, &[tagged("c", 2)]);
+    assert!(
+        matches!(
+            twice,
+            Err(Error::WrongExpectedVersion {
+                actual: Some(2),
+                ..
+            })
+        ),
+        "{twice:?}"
+    );
+    assert_eq!(
+        versions(
+            &store
+                .read_stream("cart", 0, Direction::Forward, 10)
+                .unwrap()
+        ),
+        [2]
+    );
+    // Racing recreators: exactly one of them finds the stream missing.
+    store
+        .delete_stream("cart", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    let racers: Vec<_> = (0..4u8)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store
+                    .append("cart", ExpectedVersion::NoStream, &[tagged("c", 10 + i)])
+                    .is_ok()
+            })
+        })
+        .collect();
+    let recreated = racers
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|&ok| ok)
+        .count();
+    assert_eq!(recreated, 1, "exactly one append recreates the stream");
+}

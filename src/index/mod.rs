@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod continuity;
 pub mod deferred_check;
+pub mod deletions;
 pub mod directory;
 pub mod file;
 pub mod hash;
@@ -421,6 +422,8 @@ pub struct Index {
     postings_files: Option<PostingsFiles>,
     /// The newest lifecycle event indexed since open.
     last_lifecycle: Option<u64>,
+    /// Deleted streams, by name.
+    deletions: std::collections::HashMap<String, deletions::Deletion>,
 }
 
 fn missing(stream: &str, what: &str) -> Error {
@@ -452,6 +455,7 @@ impl Index {
             repairs: Arc::new(Repairs::default()),
             postings_files: None,
             last_lifecycle: None,
+            deletions: std::collections::HashMap::new(),
         }
     }
 

@@ -4,12 +4,14 @@
 //! next group. Checked against the index plus the appends planned before it
 //! in the same group, which are not indexed yet.
 
+use super::deletions::Deletion;
 use super::memory::FastMap;
 use super::Index;
 use crate::commit::CommitResult;
 use crate::error::{Error, Result};
 use crate::log::record;
 use crate::query::AppendCondition;
+use crate::stream_metadata::DeleteMode;
 use crate::types::{AppendResult, ExpectedVersion};
 
 /// One stream's part of an append or commit.
@@ -22,6 +24,8 @@ pub struct StreamWrite {
     /// How many of the request's events (the next ones, in order) are
     /// this stream's.
     pub count: usize,
+    /// Set when the part is a deletion's tombstone.
+    pub deletes: Option<DeleteMode>,
 }
 
 /// One append or commit as planning sees it.
@@ -70,6 +74,8 @@ pub struct GroupPlanner<'i> {
     index: &'i Index,
     /// Streams written earlier in the group, with their last version.
     last_versions: FastMap<String, Option<u64>>,
+    /// Streams deleted earlier in the group.
+    group_deletions: FastMap<String, Deletion>,
     /// Ids written earlier in the group.
     group_ids: foldhash::HashSet<u128>,
     /// The position the next planned event gets.
@@ -88,6 +94,7 @@ impl<'i> GroupPlanner<'i> {
         GroupPlanner {
             index,
             last_versions: FastMap::default(),
+            group_deletions: FastMap::default(),
             group_ids: foldhash::HashSet::default(),
             next_position: index.end(),
             planned: conditions_follow.then(Vec::new),
@@ -99,6 +106,13 @@ impl<'i> GroupPlanner<'i> {
             Some(v) => *v,
             None => self.index.last_version(stream),
         }
+    }
+
+    fn deletion(&self, stream: &str) -> Option<Deletion> {
+        if let Some(deletion) = self.group_deletions.get(stream) {
+            return Some(*deletion);
+        }
+        self.index.deletion(stream)
     }
 
     /// Decides for the next append of the group.
@@ -128,7 +142,17 @@ impl<'i> GroupPlanner<'i> {
         let mut first_versions = Vec::with_capacity(intent.parts.len());
         for part in intent.parts {
             let actual = self.actual_version(&part.stream);
-            if !part.expected.matches(actual) {
+            let deletion = self.deletion(&part.stream);
+            if deletion.is_some_and(|d| d.closed()) {
+                return Decision::Answer(Err(Error::StreamDeleted {
+                    stream: part.stream.clone(),
+                }));
+            }
+            // A soft-deleted stream nothing was appended to since reads as
+            // no stream, so the append that recreates it may say so.
+            let recreates = part.expected == ExpectedVersion::NoStream
+                && deletion.is_some_and(|d| d.reads_as_no_stream(actual));
+            if !recreates && !part.expected.matches(actual) {
                 return Decision::Answer(Err(wrong_version(&part.stream, part.expected, actual)));
             }
             first_versions.push(actual.map_or(0, |v| v + 1));
@@ -151,10 +175,16 @@ impl<'i> GroupPlanner<'i> {
         self.group_ids.extend(intent.ids.iter().copied());
         for (part, first_version) in intent.parts.iter().zip(&first_versions) {
             let count = part.count as u64;
-            self.last_versions.insert(
-                part.stream.clone(),
-                Some(first_version + count.saturating_sub(1)),
-            );
+            let last_version = first_version + count.saturating_sub(1);
+            self.last_versions
+                .insert(part.stream.clone(), Some(last_version));
+            if let Some(mode) = part.deletes {
+                let deletion = Deletion {
+                    tombstone_version: last_version,
+                    mode,
+                };
+                self.group_deletions.insert(part.stream.clone(), deletion);
+            }
         }
         if let Some(planned) = self.planned.as_mut() {
             let mut at = 0;
@@ -295,6 +325,7 @@ mod tests {
 
     fn part(stream: &str) -> Vec<StreamWrite> {
         vec![StreamWrite {
+            deletes: None,
             stream: stream.into(),
             expected: ExpectedVersion::Any,
             count: 1,

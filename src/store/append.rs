@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
 use crate::log::{max_batch_len, record};
 use crate::query::AppendCondition;
-use crate::stream_metadata::METADATA_STREAM_PREFIX;
+use crate::stream_metadata::{DeleteMode, METADATA_STREAM_PREFIX};
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
 use crate::validate::{validate_stream_name, validate_tags};
 use std::sync::mpsc::sync_channel;
@@ -19,6 +19,8 @@ pub(super) struct Part<'a> {
     pub stream: &'a str,
     pub expected: ExpectedVersion,
     pub events: &'a [EventData],
+    /// Set when the part is a deletion's tombstone (written by the store).
+    pub deletes: Option<DeleteMode>,
 }
 
 /// Who writes: a user, held to the names the store reserves, or the store
@@ -87,6 +89,7 @@ impl Store {
             stream,
             expected,
             events,
+            deletes: None,
         }];
         let result = self.submit(&parts, &[], None, durability, "append", Origin::User)?;
         result
@@ -143,6 +146,7 @@ impl Store {
                 stream: &a.stream,
                 expected: a.expected,
                 events: &a.events,
+                deletes: None,
             })
             .collect();
         let durability = commit.durability.unwrap_or(self.options().durability);
@@ -167,7 +171,6 @@ impl Store {
     ) -> Result<CommitResult> {
         self.refuse_if_read_only(operation)?;
         let encoded_len = self.validate_commit(parts, checks, condition, origin)?;
-        self.refuse_if_closed(parts.iter().map(|p| p.stream))?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);
         }
@@ -202,6 +205,7 @@ impl Store {
             parts: parts
                 .iter()
                 .map(|p| StreamWrite {
+                    deletes: p.deletes,
                     stream: p.stream.to_string(),
                     expected: p.expected,
                     count: p.events.len(),
@@ -345,17 +349,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Refuses a write to a stream deleted for good.
-    fn refuse_if_closed<'s>(&self, mut streams: impl Iterator<Item = &'s str>) -> Result<()> {
-        let rules = self.retention_rules()?;
-        match streams.find(|s| rules.get(s).is_some_and(|r| r.closed)) {
-            Some(stream) => Err(Error::StreamDeleted {
-                stream: stream.to_string(),
-            }),
-            None => Ok(()),
-        }
     }
 
     /// Makes every append acknowledged so far durable.

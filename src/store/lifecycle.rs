@@ -61,7 +61,13 @@ impl Store {
         self.refuse_if_closed_stream(stream)?;
         let event = EventData::new(METADATA_EVENT_TYPE, metadata.encode().to_vec())
             .with_tags([LIFECYCLE_TAG]);
-        self.write_lifecycle_event(&metadata_stream(stream), expected, event, "set metadata")
+        self.write_lifecycle_event(
+            &metadata_stream(stream),
+            expected,
+            event,
+            None,
+            "set metadata",
+        )
     }
 
     /// The metadata of `stream` and whether it was deleted.
@@ -131,7 +137,7 @@ impl Store {
         self.refuse_if_closed_stream(stream)?;
         let tombstone =
             EventData::new(TOMBSTONE_EVENT_TYPE, mode.encode().to_vec()).with_tags([LIFECYCLE_TAG]);
-        self.write_lifecycle_event(stream, expected, tombstone, "delete")
+        self.write_lifecycle_event(stream, expected, tombstone, Some(mode), "delete")
     }
 
     /// Drops the events of `stream` below `version` (for example those a
@@ -176,6 +182,7 @@ impl Store {
         stream: &str,
         expected: ExpectedVersion,
         event: EventData,
+        deletes: Option<DeleteMode>,
         operation: &'static str,
     ) -> Result<AppendResult> {
         let events = [event];
@@ -183,6 +190,7 @@ impl Store {
             stream,
             expected,
             events: &events,
+            deletes,
         }];
         let durability = self.options().durability;
         let result = self.submit(&parts, &[], None, durability, operation, Origin::Store)?;

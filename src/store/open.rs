@@ -115,7 +115,7 @@ impl Store {
                 return Err(error);
             }
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(StoreInner {
                 dir,
                 state,
@@ -127,7 +127,9 @@ impl Store {
                 follower: None,
                 _lock: Some(lock),
             }),
-        })
+        };
+        store.install_deletions()?;
+        Ok(store)
     }
 
     /// Opens the store in `dir` for reading only, beside the process that

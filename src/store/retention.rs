@@ -5,6 +5,7 @@
 
 use super::Store;
 use crate::error::Result;
+use crate::index::deletions::Deletion;
 use crate::log::now_nanos;
 use crate::query::Query;
 use crate::retention::{Retained, Rules};
@@ -73,5 +74,24 @@ impl Store {
     /// The version of the last event of `stream` written so far.
     pub(crate) fn last_written_version(&self, stream: &str) -> Option<u64> {
         self.state().index.read().last_version(stream)
+    }
+
+    /// Tells the writer which streams were deleted, as the log says: done
+    /// when the store opens, before any append is planned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::retention_rules`].
+    pub(crate) fn install_deletions(&self) -> Result<()> {
+        let rules = self.retention_rules()?;
+        let mut index = self.state().index.write();
+        for (stream, tombstone_version, mode) in rules.deletions() {
+            let deletion = Deletion {
+                tombstone_version,
+                mode,
+            };
+            index.record_deletion(stream, deletion);
+        }
+        Ok(())
     }
 }

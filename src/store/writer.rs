@@ -8,6 +8,7 @@ use super::group_commit::{AppendRequest, Command, ReplyTo, Wake};
 use super::state::StoreState;
 use crate::commit::CommitResult;
 use crate::error::{Error, Result};
+use crate::index::deletions::Deletion;
 use crate::index::matching::SealedPostings;
 use crate::index::planning::{Decision, GroupPlanner, Intent};
 use crate::index::SealedSegment;
@@ -328,6 +329,15 @@ impl Writer {
                     break;
                 };
                 index.push_events(&part.stream, position, offsets, ids);
+                if let (Some(mode), Some(tombstone_version)) =
+                    (part.deletes, index.last_version(&part.stream))
+                {
+                    let deletion = Deletion {
+                        tombstone_version,
+                        mode,
+                    };
+                    index.record_deletion(&part.stream, deletion);
+                }
                 position += part.count as u64;
                 at = end;
             }
