@@ -100,7 +100,8 @@ impl Store {
     ///
     /// [`DeleteMode::Soft`]: a later append recreates the stream, its
     /// versions continuing after the tombstone's (append with
-    /// `ExpectedVersion::Exact` of the returned version, or `Any`).
+    /// `ExpectedVersion::NoStream`, `Exact` of the returned version, or
+    /// `Any`).
     /// [`DeleteMode::Hard`]: the stream is closed for good.
     ///
     /// # Errors
