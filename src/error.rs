@@ -221,6 +221,16 @@ pub enum Error {
         stream: String,
     },
 
+    /// The event's payload was erased (its subject was forgotten), so it
+    /// cannot be decoded into a typed event.
+    #[error("event {version} of stream '{stream}' was erased")]
+    EventErased {
+        /// The stream.
+        stream: String,
+        /// The event's version.
+        version: u64,
+    },
+
     /// An append with no events.
     #[error("an append needs at least one event")]
     EmptyBatch,

@@ -21,11 +21,16 @@ use std::time::Duration;
 /// # store.close() }
 /// ```
 #[derive(Debug, Clone)]
+// Each switch is an independent yes or no a builder method sets; grouping
+// them into enums would not make any of them clearer.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Options {
     /// Size each segment file is preallocated to.
     pub(crate) segment_size: u64,
     /// Default durability of appends, and what readers see.
     pub(crate) durability: Durability,
+    /// Whether payloads and metadata are sealed with their subject's key.
+    pub(crate) crypto_shredding: bool,
     /// How often buffered appends are made durable in the background.
     pub(crate) flush_interval: Duration,
     /// The most bytes the writer takes into one group commit.
@@ -92,6 +97,7 @@ impl Default for Options {
         Options {
             segment_size: 64 << 20,
             durability: Durability::Sync,
+            crypto_shredding: false,
             flush_interval: Duration::from_millis(100),
             max_batch_bytes: 4 << 20,
             max_linger: None,
@@ -133,6 +139,17 @@ impl Options {
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Seals every appended event's payload and metadata with a key of its
+    /// subject ([`crate::EventData::with_subject`], the stream by default),
+    /// so that [`crate::Store::forget`] erases them (default off). Events
+    /// written before stay as they were; sealed events are read back the
+    /// same whether or not a later open turns this on.
+    #[must_use]
+    pub fn crypto_shredding(mut self, enabled: bool) -> Self {
+        self.crypto_shredding = enabled;
         self
     }
 

@@ -153,7 +153,8 @@ impl<C: Codec> TypedStore<C> {
     /// # Errors
     ///
     /// [`Error::DecodeEvent`] if the payload does not decode as an `E`, or
-    /// decodes as a variant with another type name.
+    /// decodes as a variant with another type name; [`Error::EventErased`]
+    /// if it was erased ([`crate::Store::forget`]).
     pub fn decode<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<Recorded<E>> {
         Ok(Recorded {
             event: self.decode_payload(recorded)?,
@@ -166,6 +167,12 @@ impl<C: Codec> TypedStore<C> {
     }
 
     fn decode_payload<E: DomainEvent>(&self, recorded: &RecordedEvent) -> Result<E> {
+        if recorded.erased {
+            return Err(Error::EventErased {
+                stream: recorded.stream.to_string(),
+                version: recorded.version,
+            });
+        }
         let fail = |source: CodecError| Error::DecodeEvent {
             stream: recorded.stream.to_string(),
             version: recorded.version,

@@ -95,6 +95,7 @@ pub struct EventData {
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Bytes,
     pub(crate) payload: Bytes,
+    pub(crate) subject: Option<String>,
 }
 
 impl EventData {
@@ -112,6 +113,7 @@ impl EventData {
             id: fresh_id(),
             event_type: event_type.into(),
             tags: Vec::new(),
+            subject: None,
             metadata: Bytes::new(),
             payload: payload.into(),
         }
@@ -151,6 +153,22 @@ impl EventData {
     /// The tags, as given.
     pub fn tags(&self) -> &[String] {
         &self.tags
+    }
+
+    /// Whose personal data the event holds, for
+    /// [`Options::crypto_shredding`](crate::Options::crypto_shredding): its
+    /// payload and metadata are sealed with this subject's key, and
+    /// [`Store::forget`](crate::Store::forget) of the subject erases them.
+    /// Without it the subject is the event's stream.
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// The subject, if one was given.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// Sets the metadata bytes.
@@ -211,6 +229,9 @@ pub struct RecordedEvent {
     pub metadata: Bytes,
     /// The payload bytes.
     pub payload: Bytes,
+    /// The event was sealed for a subject that was forgotten since: its
+    /// payload and metadata are gone and read as empty.
+    pub erased: bool,
 }
 
 impl RecordedEvent {

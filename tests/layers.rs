@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("subscription", 3),
     ("projection", 3),
     ("verify", 3),
+    ("key_store", 3),
+    ("sealing", 3),
     ("store", 4),
     // The typed layer, built on the store's API.
     ("codec", 5),

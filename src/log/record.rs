@@ -462,6 +462,7 @@ pub fn decode_record_at(
         tags,
         metadata: bytes.slice(meta_start..payload_start),
         payload: bytes.slice(payload_start..at + len),
+        erased: false,
     };
     Ok((event, align8(len)))
 }

@@ -170,6 +170,43 @@ impl Store {
         origin: Origin,
     ) -> Result<CommitResult> {
         self.refuse_if_read_only(operation)?;
+        if origin == Origin::User && self.options().crypto_shredding {
+            // The events as given are held to the user's rules, then sealed
+            // (their subject tag is the store's own).
+            self.validate_commit(parts, checks, condition, Origin::User)?;
+            let sealed = self.seal_parts(parts)?;
+            let sealed_parts: Vec<Part<'_>> = parts
+                .iter()
+                .zip(&sealed)
+                .map(|(part, events)| Part {
+                    stream: part.stream,
+                    expected: part.expected,
+                    events,
+                    deletes: part.deletes,
+                })
+                .collect();
+            return self.submit_checked(
+                &sealed_parts,
+                checks,
+                condition,
+                durability,
+                operation,
+                Origin::Store,
+            );
+        }
+        self.submit_checked(parts, checks, condition, durability, operation, origin)
+    }
+
+    /// [`Store::submit`] of events as they are written.
+    fn submit_checked(
+        &self,
+        parts: &[Part<'_>],
+        checks: &[(String, ExpectedVersion)],
+        condition: Option<&AppendCondition>,
+        durability: Durability,
+        operation: &'static str,
+        origin: Origin,
+    ) -> Result<CommitResult> {
         let encoded_len = self.validate_commit(parts, checks, condition, origin)?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);

@@ -6,6 +6,7 @@
 
 mod append;
 mod checkpoints;
+mod erasure;
 mod flusher;
 mod follower;
 mod group_commit;
@@ -24,6 +25,7 @@ mod writer;
 use crate::checkpoint::Checkpoints;
 use crate::error::{Error, Result};
 use crate::index::recovery::RecoveryStats;
+use crate::key_store::KeyStore;
 use crate::options::Options;
 use crate::snapshot::Snapshots;
 use crate::storage::LockGuard;
@@ -81,6 +83,8 @@ struct StoreInner {
     recovery: RecoveryStats,
     snapshots: Snapshots,
     checkpoints: Checkpoints,
+    /// The keys sealed payloads are opened with.
+    keys: KeyStore,
     follower: Option<Arc<Mutex<Follower>>>,
     _lock: Option<Box<dyn LockGuard>>,
 }

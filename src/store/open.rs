@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::index::hash::HashKind;
 use crate::index::matching::PostingsFiles;
 use crate::index::recovery::{self, OpenMode, Recovered};
+use crate::key_store::KeyStore;
 use crate::layout::{CHECKPOINTS_DIR, LOCK_FILE, SEGMENTS_DIR, SNAPSHOTS_DIR};
 use crate::log::ActiveSegment;
 use crate::options::{Options, PanicPoint};
@@ -80,6 +81,7 @@ impl Store {
             .map_err(|e| Error::io(format!("creating the directories of {}", dir.display()), e))?;
 
         let recovered = recover_log(&options, &segments_dir, OpenMode::Write)?;
+        let keys = KeyStore::open(Arc::clone(&storage), &dir, true)?;
         let Some(segment) = recovered.active else {
             return Err(Error::io(
                 "recovering the log",
@@ -124,6 +126,7 @@ impl Store {
                 recovery: recovered.stats,
                 snapshots: parts.snapshots,
                 checkpoints: parts.checkpoints,
+                keys,
                 follower: None,
                 _lock: Some(lock),
             }),
@@ -181,6 +184,7 @@ impl Store {
         let mut parts = Parts::new(&dir, &options);
         parts.snapshots = parts.snapshots.read_only();
         let recovered = recover_log(&options, &segments_dir, OpenMode::ReadOnly)?;
+        let keys = KeyStore::open(Arc::clone(&storage), &dir, false)?;
         let unindexed = recovered.index.sealed_without_index_file();
         let follower = Follower::new(
             Arc::clone(&storage),
@@ -231,6 +235,7 @@ impl Store {
                 recovery: recovered.stats,
                 snapshots: parts.snapshots,
                 checkpoints: parts.checkpoints,
+                keys,
                 follower: Some(follower),
                 _lock: None,
             }),

@@ -61,8 +61,8 @@ impl Store {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let end = self.visible_end();
         let retained = self.retained()?;
-        match retained.rule(stream) {
-            None => self.read_stream_below(stream, from_version, direction, max_count, end),
+        let events = match retained.rule(stream) {
+            None => self.read_stream_below(stream, from_version, direction, max_count, end)?,
             Some(rule) => {
                 let kept = KeptStream {
                     stream,
@@ -70,9 +70,10 @@ impl Store {
                     now: retained.now(),
                     end,
                 };
-                self.read_stream_kept(&kept, from_version, direction, max_count)
+                self.read_stream_kept(&kept, from_version, direction, max_count)?
             }
-        }
+        };
+        self.unseal_all(events)
     }
 
     /// [`Store::read_stream`] of a stream with metadata or a deletion: its
@@ -200,7 +201,8 @@ impl Store {
         let end = self.visible_end();
         let retained = self.retained()?;
         if retained.keeps_everything() {
-            return self.read_all_below(from_position, direction, max_count, end);
+            let events = self.read_all_below(from_position, direction, max_count, end)?;
+            return self.unseal_all(events);
         }
         // Events their streams no longer keep are skipped, so a read may
         // take several rounds to fill `max_count`.
@@ -224,7 +226,7 @@ impl Store {
                 _ => break,
             }
         }
-        Ok(events)
+        self.unseal_all(events)
     }
 
     /// [`Store::read_all`] of the events at positions below `end`.

@@ -70,6 +70,7 @@ impl Store {
         let retained = self.retained()?;
         if retained.keeps_everything() {
             let events = self.read_matching(query, start, stop, direction, max_count)?;
+            let events = self.unseal_all(events)?;
             return Ok(QueryRead { events, head });
         }
         // Events their streams no longer keep are skipped, so a read may
@@ -93,6 +94,7 @@ impl Store {
                 Direction::Backward => stop = last,
             }
         }
+        let events = self.unseal_all(events)?;
         Ok(QueryRead { events, head })
     }
 

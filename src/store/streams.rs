@@ -23,6 +23,8 @@ impl Store {
         if let Some(follower) = &self.inner.follower {
             self.inner.state.check_poison()?;
             follower.lock().poll(&self.inner.state)?;
+            // The writer may have forgotten subjects since.
+            self.inner.keys.reload()?;
         }
         Ok(self.visible_end())
     }

@@ -129,4 +129,8 @@ impl EventLog for Store {
     fn last_written_version(&self, stream: &str) -> Option<u64> {
         Store::last_written_version(self, stream)
     }
+
+    fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent> {
+        Store::unseal(self, event)
+    }
 }

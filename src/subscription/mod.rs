@@ -335,6 +335,9 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     fn retained(&self) -> Result<Retained>;
     /// The version of the last event of `stream` written so far.
     fn last_written_version(&self, stream: &str) -> Option<u64>;
+    /// The event with its payload and metadata opened if they were sealed
+    /// (or marked erased).
+    fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent>;
 }
 
 impl Subscription {
@@ -434,7 +437,7 @@ impl Subscription {
     pub fn try_next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(usize::MAX)? {
-                Fill::Ready => return Ok(self.take()),
+                Fill::Ready => return self.take(),
                 Fill::CaughtUp(_) => return Ok(None),
                 Fill::Behind => {}
             }
@@ -451,7 +454,7 @@ impl Subscription {
     ) -> Result<Option<RecordedEvent>> {
         loop {
             match self.fill(READS_PER_LOOK)? {
-                Fill::Ready => return Ok(self.take()),
+                Fill::Ready => return self.take(),
                 Fill::Behind => {
                     if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
@@ -465,7 +468,7 @@ impl Subscription {
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
                         return match self.fill(usize::MAX)? {
-                            Fill::Ready => Ok(self.take()),
+                            Fill::Ready => self.take(),
                             _ => Ok(None),
                         };
                     }
@@ -479,10 +482,14 @@ impl Subscription {
         }
     }
 
-    /// Hands out the next buffered event.
-    fn take(&mut self) -> Option<RecordedEvent> {
+    /// Hands out the next buffered event, its payload opened if it was
+    /// sealed.
+    fn take(&mut self) -> Result<Option<RecordedEvent>> {
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
-        self.buffer.take(&passes)
+        self.buffer
+            .take(&passes)
+            .map(|event| self.log.unseal(event))
+            .transpose()
     }
 
     /// The notifier of the watermark this subscription follows.
@@ -697,7 +704,7 @@ mod stream {
             let subscription = &mut self.get_mut().subscription;
             match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => Poll::Ready(subscription.take().map(Ok)),
+                Ok(Fill::Ready) => Poll::Ready(subscription.take().transpose()),
                 Ok(Fill::Behind) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -709,7 +716,7 @@ mod stream {
                     if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => Poll::Ready(subscription.take().map(Ok)),
+                            Ok(Fill::Ready) => Poll::Ready(subscription.take().transpose()),
                             Ok(_) => Poll::Ready(None),
                         };
                     }

@@ -262,6 +262,7 @@ mod tests {
             tags: Vec::new(),
             metadata: Bytes::new(),
             payload: Bytes::from(vec![0u8; 10]),
+            erased: false,
         }
     }
 

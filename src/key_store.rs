@@ -1,0 +1,385 @@
+//! The keys payloads are sealed with, one per subject, in one small file
+//! outside the log: forgetting a subject rewrites the file without its key,
+//! after which its events' payloads can never be opened again.
+//!
+//! `keys/subjects.keys`, all integers little-endian. A header:
+//!
+//! | offset | size | field |
+//! |--:|--:|---|
+//! | 0 | 8 | magic `EVKEYS\0\x01` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | CRC32 of bytes 0..12 |
+//!
+//! then one entry per subject, appended (and synced) when the subject's
+//! first event is sealed:
+//!
+//! | offset | size | field |
+//! |--:|--:|---|
+//! | 0 | 4 | CRC32 of bytes 4..48 + n |
+//! | 4 | 2 | subject length `n` |
+//! | 6 | 2 | zero |
+//! | 8 | 8 | key id |
+//! | 16 | 32 | key |
+//! | 48 | n | subject (UTF-8) |
+//!
+//! Only the last entry can be torn (entries are appended one at a time and
+//! synced before any event sealed with them is written): an entry that runs
+//! past the end of the file, or fails its check with nothing after it, is
+//! dropped; one that fails with entries after it is damage.
+
+use crate::error::{Error, Result};
+use crate::storage::{child, read_whole_file, replace_file, Storage, StorageFile};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The directory of the key store, inside the store's directory.
+pub const KEYS_DIR: &str = "keys";
+/// The key store's file name.
+pub const KEYS_FILE: &str = "subjects.keys";
+/// The first bytes of the key store.
+pub const KEYS_MAGIC: [u8; 8] = *b"EVKEYS\0\x01";
+/// The key store's format version.
+pub const KEYS_FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 16;
+const ENTRY_FIXED_LEN: usize = 48;
+
+/// A subject's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SubjectKey {
+    /// Tells this key from an earlier one of the same subject.
+    pub id: u64,
+    /// The key.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a key.
+        f.debug_struct("SubjectKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of every subject not forgotten.
+#[derive(Debug)]
+pub struct KeyStore {
+    storage: Arc<dyn Storage>,
+    path: PathBuf,
+    writable: bool,
+    state: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    by_subject: HashMap<String, SubjectKey>,
+    /// Where the next entry goes.
+    end: u64,
+    /// The file's length when it was read or last written (more than `end`
+    /// after a torn entry).
+    len_on_disk: u64,
+    /// The file, open for appends (a writable store, once it exists).
+    file: Option<Box<dyn StorageFile>>,
+}
+
+impl KeyStore {
+    /// Loads the key store of the store in `dir` (empty if it has none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if the file is damaged anywhere but a torn last
+    /// entry; [`Error::Io`] if it cannot be read.
+    pub fn open(storage: Arc<dyn Storage>, dir: &Path, writable: bool) -> Result<Self> {
+        let path = child(&child(dir, KEYS_DIR), KEYS_FILE);
+        let store = KeyStore {
+            storage,
+            path,
+            writable,
+            state: Mutex::new(Keys::default()),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Reads the file again (a read-only store following a writer that
+    /// forgot subjects).
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyStore::open`].
+    pub fn reload(&self) -> Result<()> {
+        let bytes = match read_whole_file(self.storage.as_ref(), &self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bytes::Bytes::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
+        };
+        let len_on_disk = bytes.len() as u64;
+        let (by_subject, end) = if bytes.is_empty() {
+            (HashMap::new(), 0)
+        } else {
+            decode(&bytes)
+                .map_err(|(offset, reason)| Error::corrupted(&self.path, offset, reason))?
+        };
+        let mut state = self.state.lock();
+        state.by_subject = by_subject;
+        state.end = end;
+        state.len_on_disk = len_on_disk;
+        state.file = None;
+        Ok(())
+    }
+
+    /// The key of `subject`, if it has one.
+    pub fn get(&self, subject: &str) -> Option<SubjectKey> {
+        self.state.lock().by_subject.get(subject).copied()
+    }
+
+    /// The key of `subject`, made (and synced to the file) if it has none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] in a read-only store; [`Error::Io`] if the file
+    /// cannot be written or synced, or no random key can be drawn.
+    pub fn get_or_create(&self, subject: &str) -> Result<SubjectKey> {
+        let mut state = self.state.lock();
+        if let Some(key) = state.by_subject.get(subject) {
+            return Ok(*key);
+        }
+        if !self.writable {
+            return Err(Error::ReadOnly {
+                operation: "seal an event for a new subject",
+            });
+        }
+        let mut random = [0u8; 40];
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::io("drawing a key", io::Error::other(e.to_string())))?;
+        let (id, key) = random.split_at(8);
+        let key = SubjectKey {
+            id: u64::from_le_bytes(id.try_into().unwrap_or_default()),
+            key: key.try_into().unwrap_or_default(),
+        };
+        let entry = encode_entry(subject, &key)?;
+        if state.file.is_none() && (state.end == 0 || state.end != state.len_on_disk) {
+            // No file yet, or a torn entry after the last whole one: the
+            // file is written whole, by rename, rather than appended to.
+            state.by_subject.insert(subject.to_string(), key);
+            if let Err(error) = self.rewrite(&mut state) {
+                state.by_subject.remove(subject);
+                return Err(error);
+            }
+            return Ok(key);
+        }
+        let io_error = |e| Error::io(format!("writing {}", self.path.display()), e);
+        if state.file.is_none() {
+            state.file = Some(
+                self.storage
+                    .open_file(&self.path, false)
+                    .map_err(io_error)?,
+            );
+        }
+        let end = state.end;
+        if let Some(file) = state.file.as_ref() {
+            file.write_all_at(&entry, end)
+                .and_then(|()| file.sync_data())
+                .map_err(io_error)?;
+        }
+        state.end = end + entry.len() as u64;
+        state.len_on_disk = state.end;
+        state.by_subject.insert(subject.to_string(), key);
+        Ok(key)
+    }
+
+    /// Writes the file whole from `state`'s keys: a synced temporary file
+    /// renamed over the old one, then the directory synced.
+    fn rewrite(&self, state: &mut Keys) -> Result<()> {
+        let mut bytes = header();
+        let mut kept: Vec<(&String, &SubjectKey)> = state.by_subject.iter().collect();
+        kept.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, key) in kept {
+            bytes.extend_from_slice(&encode_entry(name, key)?);
+        }
+        let io_error = |e| Error::io(format!("rewriting {}", self.path.display()), e);
+        self.storage
+            .create_dir_all(self.path.parent().unwrap_or_else(|| Path::new(".")))
+            .map_err(io_error)?;
+        replace_file(self.storage.as_ref(), &self.path, &bytes).map_err(io_error)?;
+        state.end = bytes.len() as u64;
+        state.len_on_disk = state.end;
+        // The old file is gone from the directory; appends go to the new one.
+        state.file = None;
+        Ok(())
+    }
+
+    /// Destroys the key of `subject`: the file is rewritten without it and
+    /// the rewrite synced before this returns. True if it had one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] in a read-only store; [`Error::Io`] if the file
+    /// cannot be replaced (the key is then kept).
+    pub fn forget(&self, subject: &str) -> Result<bool> {
+        if !self.writable {
+            return Err(Error::ReadOnly {
+                operation: "forget a subject",
+            });
+        }
+        let mut state = self.state.lock();
+        let Some(key) = state.by_subject.remove(subject) else {
+            return Ok(false);
+        };
+        if let Err(error) = self.rewrite(&mut state) {
+            state.by_subject.insert(subject.to_string(), key);
+            return Err(error);
+        }
+        Ok(true)
+    }
+}
+
+fn header() -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.extend_from_slice(&KEYS_MAGIC);
+    out.extend_from_slice(&KEYS_FORMAT_VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn encode_entry(subject: &str, key: &SubjectKey) -> Result<Vec<u8>> {
+    let len = u16::try_from(subject.len()).map_err(|_| Error::InvalidRequest {
+        what: "seal",
+        reason: format!("subject of {} bytes is too long", subject.len()),
+    })?;
+    let mut out = Vec::with_capacity(ENTRY_FIXED_LEN + subject.len());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 2]);
+    out.extend_from_slice(&key.id.to_le_bytes());
+    out.extend_from_slice(&key.key);
+    out.extend_from_slice(subject.as_bytes());
+    let crc = crc32fast::hash(out.get(4..).unwrap_or_default());
+    if let Some(slot) = out.get_mut(..4) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(out)
+}
+
+type Decoded = (HashMap<String, SubjectKey>, u64);
+
+/// The keys in a key store file and where its next entry goes, or where and
+/// why it is damaged.
+fn decode(bytes: &[u8]) -> std::result::Result<Decoded, (u64, &'static str)> {
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or((0, "key store header is cut short"))?;
+    if header.get(..8) != Some(&KEYS_MAGIC[..]) {
+        return Err((0, "not a key store (bad magic)"));
+    }
+    if header.get(12..16)
+        != Some(&crc32fast::hash(header.get(..12).unwrap_or_default()).to_le_bytes()[..])
+    {
+        return Err((0, "key store header checksum mismatch"));
+    }
+    if header.get(8..12) != Some(&KEYS_FORMAT_VERSION.to_le_bytes()[..]) {
+        return Err((8, "unsupported key store version"));
+    }
+    let mut keys = HashMap::new();
+    let mut at = HEADER_LEN;
+    while at < bytes.len() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let word = |from: usize, to: usize| rest.get(from..to).unwrap_or_default();
+        let name_len = word(4, 6)
+            .try_into()
+            .map(u16::from_le_bytes)
+            .map(usize::from);
+        let whole = name_len
+            .ok()
+            .map(|n| ENTRY_FIXED_LEN + n)
+            .filter(|&n| n <= rest.len());
+        let Some(len) = whole else {
+            // Runs past the end: the torn last entry.
+            break;
+        };
+        let entry = rest.get(..len).unwrap_or_default();
+        let stored = word(0, 4);
+        let sound = stored == crc32fast::hash(entry.get(4..).unwrap_or_default()).to_le_bytes()
+            && word(6, 8) == [0, 0];
+        if !sound {
+            if at + len == bytes.len() {
+                break;
+            }
+            return Err((at as u64, "key store entry checksum mismatch"));
+        }
+        let id = u64::from_le_bytes(word(8, 16).try_into().unwrap_or_default());
+        let key: [u8; 32] = word(16, 48).try_into().unwrap_or_default();
+        let subject = std::str::from_utf8(entry.get(ENTRY_FIXED_LEN..).unwrap_or_default())
+            .map_err(|_| (at as u64, "key store subject is not UTF-8"))?;
+        keys.insert(subject.to_string(), SubjectKey { id, key });
+        at += len;
+    }
+    Ok((keys, at as u64))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::storage::OsStorage;
+
+    fn open(dir: &Path) -> KeyStore {
+        KeyStore::open(Arc::new(OsStorage), dir, true).unwrap()
+    }
+
+    #[test]
+    fn keys_survive_a_reopen_and_a_forgotten_one_is_gone_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = store.get_or_create("a").unwrap();
+        let b = store.get_or_create("b").unwrap();
+        assert_eq!(store.get_or_create("a").unwrap(), a);
+        assert_ne!(a.key, b.key);
+        let reopened = open(dir.path());
+        assert_eq!((reopened.get("a"), reopened.get("b")), (Some(a), Some(b)));
+        assert!(reopened.forget("a").unwrap());
+        assert!(!reopened.forget("a").unwrap());
+        let file = std::fs::read(dir.path().join(KEYS_DIR).join(KEYS_FILE)).unwrap();
+        assert!(
+            !file.windows(32).any(|w| w == a.key),
+            "the key's bytes are gone"
+        );
+        // Appends after a rewrite go to the new file.
+        let c = reopened.get_or_create("c").unwrap();
+        let again = open(dir.path());
+        assert_eq!(
+            (again.get("a"), again.get("b"), again.get("c")),
+            (None, Some(b), Some(c))
+        );
+        // A new key for a forgotten subject is another key.
+        let a2 = again.get_or_create("a").unwrap();
+        assert_ne!(a2.id, a.id);
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_dropped_and_damage_before_it_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.get_or_create("first").unwrap();
+        store.get_or_create("second").unwrap();
+        let path = dir.path().join(KEYS_DIR).join(KEYS_FILE);
+        let whole = std::fs::read(&path).unwrap();
+        for cut in HEADER_LEN + ENTRY_FIXED_LEN + 5 + 1..whole.len() {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let torn = open(dir.path());
+            assert!(
+                torn.get("first").is_some() && torn.get("second").is_none(),
+                "cut {cut}"
+            );
+        }
+        let mut damaged = whole.clone();
+        damaged[HEADER_LEN + ENTRY_FIXED_LEN] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        let error = KeyStore::open(Arc::new(OsStorage), dir.path(), true).unwrap_err();
+        assert!(matches!(error, Error::Corrupted { .. }), "{error:?}");
+    }
+}

@@ -1,0 +1,148 @@
+//! Crypto-shredding: sealing appended payloads with their subject's key,
+//! opening them on every read, and forgetting a subject for good.
+
+use super::append::Part;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::layout::SEGMENTS_DIR;
+use crate::sealing::{open, seal, Field, Opened, SUBJECT_TAG_PREFIX};
+use crate::types::{EventData, RecordedEvent};
+use bytes::Bytes;
+
+impl Store {
+    /// Erases every event sealed for `subject` (see
+    /// [`Options::crypto_shredding`](crate::Options::crypto_shredding)): its
+    /// key is removed from the key store, and the key store rewritten and
+    /// synced, before this returns. From then on those events read with
+    /// [`RecordedEvent::erased`] set and an empty payload and metadata, in
+    /// this process and in every store opened later; their stream, type,
+    /// tags, version, position, id and timestamp remain. True if the subject
+    /// had a key. A later event of the subject is sealed with a new key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] for an empty subject; [`Error::ReadOnly`];
+    /// [`Error::Io`] if the key store cannot be rewritten (the key is then
+    /// kept).
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default().crypto_shredding(true)).unwrap();
+    /// let joined = EventData::new("UserJoined", &b"{\"email\":\"ada@example.com\"}"[..]);
+    /// store.append("user-42", ExpectedVersion::NoStream, &[joined]).unwrap();
+    ///
+    /// assert!(store.forget("user-42").unwrap());
+    /// let read = store.read_stream("user-42", 0, Direction::Forward, 1).unwrap();
+    /// assert!(read[0].erased && read[0].payload.is_empty());
+    /// assert_eq!(&*read[0].event_type, "UserJoined");
+    /// ```
+    pub fn forget(&self, subject: &str) -> Result<bool> {
+        self.refuse_if_read_only("forget")?;
+        if subject.is_empty() {
+            return Err(Error::InvalidRequest {
+                what: "forget",
+                reason: "the subject is empty".into(),
+            });
+        }
+        self.inner.keys.forget(subject)
+    }
+
+    /// The events of `parts` sealed with their subjects' keys (made and
+    /// synced first for subjects that have none), each tagged with its
+    /// subject.
+    pub(super) fn seal_parts(&self, parts: &[Part<'_>]) -> Result<Vec<Vec<EventData>>> {
+        let max_subject = self
+            .options()
+            .max_tag_len
+            .min(usize::from(u16::MAX))
+            .saturating_sub(SUBJECT_TAG_PREFIX.len());
+        parts
+            .iter()
+            .map(|part| {
+                part.events
+                    .iter()
+                    .map(|event| self.seal_event(part.stream, event, max_subject))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn seal_event(&self, stream: &str, event: &EventData, max_subject: usize) -> Result<EventData> {
+        let subject = event.subject.as_deref().unwrap_or(stream);
+        if subject.is_empty() || subject.len() > max_subject {
+            return Err(Error::InvalidRequest {
+                what: "append",
+                reason: format!(
+                    "subject '{subject}' must be 1 to {max_subject} bytes (the tag length limit less its prefix)"
+                ),
+            });
+        }
+        let key = self.inner.keys.get_or_create(subject)?;
+        let id = event.id.as_bytes();
+        let refused = |reason: &'static str| Error::InvalidRequest {
+            what: "append",
+            reason: reason.to_string(),
+        };
+        let payload = seal(&key, id, Field::Payload, &event.payload).map_err(refused)?;
+        let metadata = seal(&key, id, Field::Metadata, &event.metadata).map_err(refused)?;
+        let mut sealed = event.clone();
+        sealed.payload = payload;
+        sealed.metadata = metadata;
+        sealed.subject = None;
+        sealed.tags.push(format!("{SUBJECT_TAG_PREFIX}{subject}"));
+        Ok(sealed)
+    }
+
+    /// `event` with its payload and metadata opened if they were sealed, or
+    /// marked erased if its subject was forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if a sealed field does not open with the key
+    /// that sealed it.
+    pub(crate) fn unseal(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
+        if event.tags.is_empty() {
+            return Ok(event);
+        }
+        let Some(subject) = event
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
+        else {
+            return Ok(event);
+        };
+        let key = self.inner.keys.get(subject);
+        let id = *event.id.as_bytes();
+        let damaged = |reason: &str| {
+            Error::corrupted(
+                SEGMENTS_DIR,
+                event.position,
+                format!(
+                    "event {} of stream '{}': {reason}",
+                    event.version, &*event.stream
+                ),
+            )
+        };
+        let payload = open(key.as_ref(), &id, Field::Payload, &event.payload).map_err(damaged)?;
+        let metadata =
+            open(key.as_ref(), &id, Field::Metadata, &event.metadata).map_err(damaged)?;
+        if let (Opened::Plain(payload), Opened::Plain(metadata)) = (payload, metadata) {
+            event.payload = payload;
+            event.metadata = metadata;
+        } else {
+            event.payload = Bytes::new();
+            event.metadata = Bytes::new();
+            event.erased = true;
+        }
+        Ok(event)
+    }
+
+    /// [`Store::unseal`] of every event.
+    pub(crate) fn unseal_all(&self, events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>> {
+        if events.iter().all(|e| e.tags.is_empty()) {
+            return Ok(events);
+        }
+        events.into_iter().map(|e| self.unseal(e)).collect()
+    }
+}

@@ -1,0 +1,240 @@
+//! Crypto-shredding: sealed payloads never reach the disk in the clear,
+//! read back on every path, and read as erased on every path once their
+//! subject is forgotten, in this process, after a reopen and in a read-only
+//! store following the writer.
+
+use evstore::{
+    Direction, Error, EventData, ExpectedVersion, Filter, Options, Query, RecordedEvent, Store,
+};
+use std::path::Path;
+
+const SECRET: &[u8] = b"ada.lovelace@example.com";
+
+fn shredding() -> Options {
+    Options::default().crypto_shredding(true)
+}
+
+fn personal(n: u8) -> EventData {
+    let mut payload = SECRET.to_vec();
+    payload.push(b'0' + n);
+    EventData::new("EmailChanged", payload)
+        .with_metadata(&b"ip=192.0.2.7"[..])
+        .with_tags(["users"])
+}
+
+/// Every read path's events of `stream`.
+fn every_read(store: &Store, stream: &str) -> Vec<Vec<RecordedEvent>> {
+    let of = |events: Vec<RecordedEvent>| -> Vec<RecordedEvent> {
+        events
+            .into_iter()
+            .filter(|e| &*e.stream == stream)
+            .collect()
+    };
+    let mut subscription = store.subscribe_all(0, Filter::stream_prefix(stream));
+    let delivered: Vec<_> = std::iter::from_fn(|| subscription.try_next().unwrap()).collect();
+    let mut by_stream = store.subscribe_stream(stream, 0).unwrap();
+    let of_stream: Vec<_> = std::iter::from_fn(|| by_stream.try_next().unwrap()).collect();
+    vec![
+        store
+            .read_stream(stream, 0, Direction::Forward, 100)
+            .unwrap(),
+        of(store.read_all(0, Direction::Forward, 1000).unwrap()),
+        of(store
+            .read_query(&Query::tagged(["users"]), 0, Direction::Forward, 1000)
+            .unwrap()
+            .events),
+        of(delivered),
+        of_stream,
+    ]
+}
+
+fn assert_readable(store: &Store, stream: &str, count: usize) {
+    for (i, events) in every_read(store, stream).into_iter().enumerate() {
+        assert_eq!(events.len(), count, "read path {i}");
+        for event in events {
+            assert!(!event.erased, "read path {i}");
+            assert!(event.payload.starts_with(SECRET), "read path {i}");
+            assert_eq!(&event.metadata[..], b"ip=192.0.2.7", "read path {i}");
+        }
+    }
+}
+
+fn assert_erased(store: &Store, stream: &str, count: usize) {
+    for (i, events) in every_read(store, stream).into_iter().enumerate() {
+        assert_eq!(events.len(), count, "read path {i}");
+        for event in events {
+            assert!(event.erased, "read path {i}");
+            assert!(
+                event.payload.is_empty() && event.metadata.is_empty(),
+                "read path {i}"
+            );
+            assert_eq!(&*event.event_type, "EmailChanged");
+        }
+    }
+}
+
+fn files_hold(dir: &Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn sealed_payloads_read_back_on_every_path_and_never_reach_the_disk_in_the_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    let events: Vec<_> = (0..3).map(personal).collect();
+    store
+        .append("user-1", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store.flush().unwrap();
+    assert_readable(&store, "user-1", 3);
+    assert!(!files_hold(dir.path(), SECRET));
+    assert!(!files_hold(dir.path(), b"192.0.2.7"));
+    // Turned off later, sealed events still read back.
+    store.close().unwrap();
+    let plain = Store::open(dir.path(), Options::default()).unwrap();
+    assert_readable(&plain, "user-1", 3);
+}
+
+#[test]
+fn a_forgotten_subject_reads_as_erased_everywhere_and_others_are_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), shredding()).unwrap();
+        for stream in ["user-1", "user-2"] {
+            let events: Vec<_> = (0..2).map(personal).collect();
+            store
+                .append(stream, ExpectedVersion::NoStream, &events)
+                .unwrap();
+        }
+        // An event of another stream about user-1.
+        store
+            .append(
+                "audit",
+                ExpectedVersion::Any,
+                &[personal(9).with_subject("user-1")],
+            )
+            .unwrap();
+        assert!(store.forget("user-1").unwrap());
+        assert!(!store.forget("user-1").unwrap());
+        assert_erased(&store, "user-1", 2);
+        assert_erased(&store, "audit", 1);
+        assert_readable(&store, "user-2", 2);
+        // A new event of the forgotten subject gets a new key.
+        store
+            .append("user-1", ExpectedVersion::Exact(1), &[personal(5)])
+            .unwrap();
+        let read = store
+            .read_stream("user-1", 0, Direction::Forward, 10)
+            .unwrap();
+        let erased: Vec<bool> = read.iter().map(|e| e.erased).collect();
+        assert_eq!(erased, [true, true, false]);
+    }
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_erased(&store, "audit", 1);
+    assert_readable(&store, "user-2", 2);
+    let read = store
+        .read_stream("user-1", 0, Direction::Forward, 10)
+        .unwrap();
+    assert_eq!(read.iter().filter(|e| e.erased).count(), 2);
+    assert!(read[2].payload.starts_with(SECRET));
+}
+
+#[test]
+fn a_read_only_store_sees_a_subject_forgotten_after_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    store
+        .append("user-1", ExpectedVersion::NoStream, &[personal(0)])
+        .unwrap();
+    let reader = Store::open_read_only(dir.path(), Options::default()).unwrap();
+    assert_readable(&reader, "user-1", 1);
+    store.forget("user-1").unwrap();
+    reader.refresh().unwrap();
+    assert_erased(&reader, "user-1", 1);
+    assert!(matches!(
+        reader.forget("user-1"),
+        Err(Error::ReadOnly { .. })
+    ));
+}
+
+#[test]
+fn typed_reads_of_an_erased_event_say_so() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    enum UserEvent {
+        Joined { email: String },
+    }
+    impl evstore::DomainEvent for UserEvent {
+        fn event_type(&self) -> &'static str {
+            "Joined"
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    let typed = store.typed();
+    typed
+        .append(
+            "user-3",
+            ExpectedVersion::NoStream,
+            &[UserEvent::Joined {
+                email: "grace@example.com".into(),
+            }],
+        )
+        .unwrap();
+    let read: Vec<evstore::Recorded<UserEvent>> = typed
+        .read_stream("user-3", 0, Direction::Forward, 10)
+        .unwrap();
+    assert_eq!(
+        read[0].event,
+        UserEvent::Joined {
+            email: "grace@example.com".into()
+        }
+    );
+    store.forget("user-3").unwrap();
+    let erased = typed.read_stream::<UserEvent>("user-3", 0, Direction::Forward, 10);
+    assert!(
+        matches!(erased, Err(Error::EventErased { ref stream, version: 0 }) if stream == "user-3"),
+        "{erased:?}"
+    );
+}
+
+#[test]
+fn subjects_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding().max_tag_len(16)).unwrap();
+    let empty = store.append("s", ExpectedVersion::Any, &[personal(0).with_subject("")]);
+    assert!(
+        matches!(empty, Err(Error::InvalidRequest { .. })),
+        "{empty:?}"
+    );
+    let long = store.append(
+        "s",
+        ExpectedVersion::Any,
+        &[personal(0).with_subject("x".repeat(8))],
+    );
+    assert!(
+        matches!(long, Err(Error::InvalidRequest { .. })),
+        "{long:?}"
+    );
+    assert!(matches!(
+        store.forget(""),
+        Err(Error::InvalidRequest { .. })
+    ));
+    // Nothing was written, and no key made.
+    assert!(store
+        .read_all(0, Direction::Forward, 10)
+        .unwrap()
+        .is_empty());
+    assert!(!store.forget("x").unwrap());
+}
