@@ -104,8 +104,8 @@ pub use query::{AppendCondition, Query, QueryItem};
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{
-    LogInfo, MetadataRead, QueryRead, SegmentInfo, Store, StreamInfo, Streams, LOCK_FILE,
-    SEGMENTS_DIR,
+    LogInfo, MetadataRead, QueryRead, ScavengeReport, SegmentInfo, Store, StreamInfo, Streams,
+    LOCK_FILE, SEGMENTS_DIR,
 };
 pub use stream_metadata::{DeleteMode, StreamMetadata};
 #[cfg(feature = "testing")]

@@ -92,6 +92,13 @@ pub enum Opened {
     Erased,
 }
 
+/// The id of the key that sealed `sealed`, if it is a sealed field.
+pub fn key_id(sealed: &[u8]) -> Option<u64> {
+    let id = sealed.get(1..9)?;
+    (sealed.first() == Some(&ENVELOPE_VERSION))
+        .then(|| u64::from_le_bytes(id.try_into().unwrap_or_default()))
+}
+
 /// Opens a field sealed by [`seal`], given its subject's key if it still
 /// has one.
 ///

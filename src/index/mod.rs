@@ -24,6 +24,7 @@ pub mod planning;
 pub mod postings;
 pub mod postings_file;
 pub mod recovery;
+pub mod rewritten;
 
 use crate::error::{Error, Result};
 use crate::log::Segment;

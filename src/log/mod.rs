@@ -7,6 +7,7 @@ mod active;
 mod barrier;
 pub mod record;
 mod recovery;
+mod redaction;
 mod segment;
 
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
@@ -15,6 +16,7 @@ pub use recovery::{
     all_zero, clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,
     BatchOutcome, SegmentRole, SegmentScan,
 };
+pub use redaction::rewrite_redacted;
 pub use segment::{
     now_nanos, parse_segment_file_name, segment_file_name, PreparedSegment, Segment, TEMP_SUFFIX,
 };

@@ -464,6 +464,11 @@ pub fn decode_record_at(
         payload: bytes.slice(payload_start..at + len),
         erased: false,
     };
+    // A redaction marker: what was there is gone for good.
+    let event = RecordedEvent {
+        erased: &*event.event_type == super::redaction::REDACTED_EVENT_TYPE,
+        ..event
+    };
     Ok((event, align8(len)))
 }
 

@@ -5,7 +5,7 @@ use super::append::Part;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::layout::SEGMENTS_DIR;
-use crate::sealing::{open, seal, Field, Opened, SUBJECT_TAG_PREFIX};
+use crate::sealing::{key_id, open, seal, Field, Opened, SUBJECT_TAG_PREFIX};
 use crate::types::{EventData, RecordedEvent};
 use bytes::Bytes;
 
@@ -136,6 +136,28 @@ impl Store {
             event.erased = true;
         }
         Ok(event)
+    }
+
+    /// Whether `event` was sealed with a key that is gone (its subject was
+    /// forgotten), without opening it.
+    pub(crate) fn is_shredded(&self, event: &RecordedEvent) -> bool {
+        let Some(subject) = event
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
+        else {
+            return false;
+        };
+        let sealed = if event.payload.is_empty() {
+            &event.metadata
+        } else {
+            &event.payload
+        };
+        match (key_id(sealed), self.inner.keys.get(subject)) {
+            (Some(id), Some(key)) => id != key.id,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     /// [`Store::unseal`] of every event.

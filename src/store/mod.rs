@@ -16,6 +16,7 @@ mod projections;
 mod read;
 mod read_query;
 mod retention;
+mod scavenge;
 mod snapshots;
 pub(crate) mod state;
 mod streams;
@@ -40,6 +41,7 @@ use std::thread::JoinHandle;
 pub use crate::layout::{LOCK_FILE, SEGMENTS_DIR};
 pub use lifecycle::MetadataRead;
 pub use read_query::QueryRead;
+pub use scavenge::ScavengeReport;
 pub use streams::{LogInfo, SegmentInfo, StreamInfo, Streams};
 
 /// An open event store. Cheap to clone; every clone is the same store, and

@@ -40,6 +40,8 @@ pub struct StoreState {
     pub read_ahead: ReadAhead,
     /// What each stream keeps of its history.
     pub retention: super::retention::Retention,
+    /// Held by the one scavenge that may run at a time.
+    pub scavenging: Mutex<()>,
     poison: Mutex<Option<Error>>,
     /// Whether `poison` holds an error: every subscriber that catches up
     /// asks, and a load answers the usual "no" without the lock.
@@ -62,6 +64,7 @@ impl StoreState {
             written_progress: Progress::default(),
             durable_progress: Progress::default(),
             retention: super::retention::Retention::default(),
+            scavenging: Mutex::new(()),
             read_ahead: ReadAhead::default(),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),

@@ -1,0 +1,166 @@
+//! Rewriting a sealed segment with some records replaced by redaction
+//! markers: records that keep the event's position, stream, version, id and
+//! timestamp, and drop its type, tags, metadata and payload. Positions and
+//! versions stay dense, so indexes, subscriptions and checkpoints need no
+//! notion of gaps; the bytes of what was dropped are reclaimed.
+
+use super::record::{
+    decode_record_at, encode_unfinished_record, finish_record, BatchHeader, BatchKind, RecordBody,
+    BATCH_HEADER_LEN,
+};
+use super::segment::{segment_file_name, Segment, TEMP_SUFFIX};
+use crate::error::{Error, Result};
+use crate::log::record::SEGMENT_HEADER_LEN;
+use crate::storage::{child, Storage};
+use crate::types::RecordedEvent;
+use std::path::{Path, PathBuf};
+
+/// The event type of a redaction marker.
+pub const REDACTED_EVENT_TYPE: &str = "$redacted";
+
+/// A sealed segment rewritten into a temporary file beside it.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The temporary file (its name ends with the temporary suffix, so a
+    /// crash before it is renamed leaves nothing recovery keeps).
+    pub temp_path: PathBuf,
+    /// Its length.
+    pub len: u64,
+    /// Where its seal is.
+    pub seal_offset: u64,
+    /// Records replaced by markers.
+    pub redacted: u64,
+}
+
+/// Rewrites the sealed `seg` with every record `redact` picks replaced by a
+/// marker, into a synced temporary file in `dir`; `None` if `redact` picks
+/// none (markers already there are never picked again).
+///
+/// # Errors
+///
+/// [`Error::Corrupted`] if the segment is damaged (nothing is rewritten);
+/// [`Error::Io`] if it cannot be read or the file written; the error of
+/// `redact`.
+pub fn rewrite_redacted(
+    storage: &dyn Storage,
+    dir: &Path,
+    seg: &Segment,
+    mut redact: impl FnMut(&RecordedEvent) -> Result<bool>,
+) -> Result<Option<Rewritten>> {
+    let len = seg.readable_len()?;
+    let bytes = seg.read(0, len)?;
+    let seed = seg.seed();
+    let damaged = |offset: usize, reason: &str| {
+        Error::corrupted(
+            seg.path(),
+            offset as u64,
+            format!("{reason} (while scavenging)"),
+        )
+    };
+    let mut out = bytes
+        .get(..SEGMENT_HEADER_LEN)
+        .ok_or_else(|| damaged(0, "segment shorter than its header"))?
+        .to_vec();
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut redacted = 0u64;
+    let seal_offset = loop {
+        let header = bytes
+            .get(at..)
+            .and_then(|b| BatchHeader::decode(b, seed))
+            .ok_or_else(|| damaged(at, "invalid batch header"))?;
+        let batch_start = out.len();
+        match header.kind {
+            BatchKind::Seal | BatchKind::Mark => {
+                let raw = bytes
+                    .get(at..at + BATCH_HEADER_LEN)
+                    .ok_or_else(|| damaged(at, "batch runs past the end"))?;
+                out.extend_from_slice(raw);
+                at += BATCH_HEADER_LEN;
+                if header.kind == BatchKind::Seal {
+                    break batch_start;
+                }
+                continue;
+            }
+            BatchKind::Events => {}
+        }
+        out.extend_from_slice(&[0u8; BATCH_HEADER_LEN]);
+        let mut record_at = at + BATCH_HEADER_LEN;
+        for _ in 0..header.count {
+            let (event, padded) =
+                decode_record_at(&bytes, record_at, seed).map_err(|r| damaged(record_at, r))?;
+            if &*event.event_type != REDACTED_EVENT_TYPE && redact(&event)? {
+                push_marker(&mut out, seed, &event);
+                redacted += 1;
+            } else {
+                let raw = bytes
+                    .get(record_at..record_at + padded)
+                    .ok_or_else(|| damaged(record_at, "record runs past the end"))?;
+                out.extend_from_slice(raw);
+            }
+            record_at += padded;
+        }
+        if record_at != at + header.len as usize {
+            return Err(damaged(at, "batch length does not match its records"));
+        }
+        let new_header = BatchHeader {
+            len: u32::try_from(out.len() - batch_start)
+                .map_err(|_| damaged(at, "batch too long"))?,
+            ..header
+        };
+        if let Some(slot) = out
+            .get_mut(batch_start..batch_start + BATCH_HEADER_LEN)
+            .and_then(|s| <&mut [u8; BATCH_HEADER_LEN]>::try_from(s).ok())
+        {
+            new_header.encode_into(seed, slot);
+        }
+        at = record_at;
+    };
+    if redacted == 0 {
+        return Ok(None);
+    }
+    let temp_path = child(
+        dir,
+        &format!("{}{TEMP_SUFFIX}", segment_file_name(seg.base_position())),
+    );
+    let io_error = |e| Error::io(format!("writing {}", temp_path.display()), e);
+    match storage.remove_file(&temp_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    let file = storage.open_file(&temp_path, true).map_err(io_error)?;
+    file.write_all_at(&out, 0)
+        .and_then(|()| file.sync_data())
+        .map_err(io_error)?;
+    Ok(Some(Rewritten {
+        temp_path,
+        len: out.len() as u64,
+        seal_offset: seal_offset as u64,
+        redacted,
+    }))
+}
+
+/// Appends the marker of `event`.
+fn push_marker(out: &mut Vec<u8>, seed: u32, event: &RecordedEvent) {
+    let start = out.len();
+    encode_unfinished_record(
+        out,
+        &RecordBody {
+            id: event.id,
+            stream: &event.stream,
+            event_type: REDACTED_EVENT_TYPE,
+            tags: &[],
+            metadata: &[],
+            payload: &[],
+        },
+    );
+    if let Some(record) = out.get_mut(start..) {
+        finish_record(
+            record,
+            seed,
+            event.position,
+            event.version,
+            event.timestamp_nanos,
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Scavenging: reclaiming the bytes of events no stream keeps any more
+//! (expired, truncated, deleted) and of events whose subject was forgotten,
+//! one sealed segment at a time, while appends and reads go on.
+//!
+//! Each segment with such events is rewritten beside itself with redaction
+//! markers in their place (see [`crate::log::rewrite_redacted`]), synced;
+//! its index and postings files are removed (directory synced); the new file
+//! is renamed over the old one (directory synced); then its index file is
+//! written and the index switched to it. A crash at any point leaves the old
+//! segment or the new one, and at most a temporary file and missing index
+//! files, which the next open removes or rebuilds. Readers holding the old
+//! file's map keep reading it until they are done.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::rewritten::{index_rewritten, remove_derived_files};
+use crate::log::{rewrite_redacted, Segment};
+use crate::retention::is_lifecycle_event;
+use crate::types::RecordedEvent;
+use std::sync::Arc;
+
+/// What [`Store::scavenge`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScavengeReport {
+    /// Sealed segments looked at.
+    pub segments_checked: u64,
+    /// Segments rewritten.
+    pub segments_rewritten: u64,
+    /// Events replaced by redaction markers.
+    pub events_redacted: u64,
+    /// Bytes the rewritten segments' files took before.
+    pub bytes_before: u64,
+    /// Bytes they take now.
+    pub bytes_after: u64,
+}
+
+impl ScavengeReport {
+    /// Bytes given back to the file system.
+    #[must_use]
+    pub fn bytes_reclaimed(&self) -> u64 {
+        self.bytes_before.saturating_sub(self.bytes_after)
+    }
+}
+
+impl Store {
+    /// Reclaims the disk space of the events that no read returns any more:
+    /// those their stream's metadata expires or truncates, those of deleted
+    /// streams, and those sealed for a forgotten subject. Every sealed
+    /// segment holding any is rewritten with a redaction marker in place of
+    /// each (the event's position, stream, version, id and timestamp stay;
+    /// its type, tags, metadata and payload go), so positions and versions
+    /// stay dense. Tombstones and metadata events are kept. The segment
+    /// being written is left alone.
+    ///
+    /// One segment at a time, beside appends and reads; a crash at any
+    /// moment leaves every segment whole, old or new. A marker reads as an
+    /// erased event of type `$redacted` if its stream's metadata is changed
+    /// to keep it again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`]; [`Error::Corrupted`] if a segment is damaged
+    /// (it is left as it is); [`Error::Io`] if a file cannot be written.
+    ///
+    /// ```
+    /// use evstore::{DeleteMode, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default().segment_size(64 << 10)).unwrap();
+    /// for i in 0..400u32 {
+    ///     store.append(&format!("cart-{}", i % 4), ExpectedVersion::Any, &[EventData::new("Added", vec![7u8; 256])]).unwrap();
+    /// }
+    /// store.delete_stream("cart-0", ExpectedVersion::Any, DeleteMode::Hard).unwrap();
+    /// let report = store.scavenge().unwrap();
+    /// assert!(report.events_redacted > 0 && report.bytes_reclaimed() > 0);
+    /// ```
+    pub fn scavenge(&self) -> Result<ScavengeReport> {
+        self.scavenge_with_progress(|_, _| {})
+    }
+
+    /// [`Store::scavenge`], calling `progress` after each segment with the
+    /// report so far and the number of segments to look at.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::scavenge`].
+    pub fn scavenge_with_progress(
+        &self,
+        mut progress: impl FnMut(&ScavengeReport, u64),
+    ) -> Result<ScavengeReport> {
+        self.refuse_if_read_only("scavenge")?;
+        let state = self.state();
+        let _one_at_a_time = state.scavenging.lock();
+        let segments = state.index.read().rewritable_segments();
+        let total = segments.len() as u64;
+        let mut report = ScavengeReport::default();
+        for rewritable in segments {
+            self.scavenge_segment(rewritable.ordinal, &rewritable.segment, &mut report)?;
+            report.segments_checked += 1;
+            progress(&report, total);
+        }
+        Ok(report)
+    }
+
+    fn scavenge_segment(
+        &self,
+        ordinal: u32,
+        segment: &Arc<Segment>,
+        report: &mut ScavengeReport,
+    ) -> Result<()> {
+        let state = self.state();
+        let storage = Arc::clone(&self.options().storage);
+        let dir = state.segments_dir.as_path();
+        let retained = self.retained()?;
+        let redact = |event: &RecordedEvent| -> Result<bool> {
+            if is_lifecycle_event(event) {
+                return Ok(false);
+            }
+            Ok(!retained.keeps(event, |s| self.last_written_version(s)) || self.is_shredded(event))
+        };
+        let Some(rewritten) = rewrite_redacted(storage.as_ref(), dir, segment, redact)? else {
+            return Ok(());
+        };
+        let base = segment.base_position();
+        let io_error = |what: &str, e| Error::io(format!("{what} {}", segment.path().display()), e);
+        let before = segment
+            .file()
+            .len()
+            .map_err(|e| io_error("reading the size of", e))?;
+        remove_derived_files(storage.as_ref(), dir, base)
+            .map_err(|e| io_error("removing the index files of", e))?;
+        storage
+            .rename(&rewritten.temp_path, segment.path())
+            .and_then(|()| storage.sync_dir(dir))
+            .map_err(|e| io_error("replacing", e))?;
+        let replacement = Arc::new(Segment::open(
+            storage.as_ref(),
+            segment.path().to_path_buf(),
+            base,
+        )?);
+        replacement.mark_sealed();
+        let index_parts = {
+            let index = state.index.read();
+            (index.hash_kind(), index.repairs())
+        };
+        let persisted = index_rewritten(
+            &storage,
+            dir,
+            Arc::clone(&replacement),
+            rewritten.seal_offset,
+            index_parts,
+        )?;
+        if !state
+            .index
+            .write()
+            .install_rewritten(ordinal, segment, replacement, persisted)
+        {
+            return Err(Error::io(
+                format!("scavenging {}", segment.path().display()),
+                std::io::Error::other("the segment changed while it was rewritten"),
+            ));
+        }
+        report.segments_rewritten += 1;
+        report.events_redacted += rewritten.redacted;
+        report.bytes_before += before;
+        report.bytes_after += rewritten.len;
+        Ok(())
+    }
+}

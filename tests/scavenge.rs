@@ -1,0 +1,201 @@
+//! Scavenging: what no read returns any more is physically gone from the
+//! segment files, what reads return is unchanged, before and after a
+//! reopen, and the store verifies clean.
+
+use evstore::{
+    DeleteMode, Direction, EventData, ExpectedVersion, Filter, Options, Query, RecordedEvent,
+    Store, StreamMetadata,
+};
+use std::path::Path;
+
+fn options() -> Options {
+    Options::default().segment_size(32 << 10)
+}
+
+/// A payload that names its stream and version, findable on disk.
+fn payload(stream: &str, n: u32) -> Vec<u8> {
+    format!("<<{stream}#{n:05}>>").into_bytes().repeat(8)
+}
+
+fn fill(store: &Store, events: std::ops::Range<u32>) {
+    for n in events {
+        let stream = format!("s{}", n % 5);
+        let event = EventData::new("Noted", payload(&stream, n)).with_tags([format!("k{}", n % 3)]);
+        match store.append(&stream, ExpectedVersion::Any, &[event]) {
+            Ok(_) | Err(evstore::Error::StreamDeleted { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Everything a user can read, in a comparable form.
+fn snapshot(store: &Store) -> Vec<String> {
+    let show = |e: &RecordedEvent| {
+        format!(
+            "{} {}@{} {} {:?} {:?} {}",
+            e.position, &*e.stream, e.version, &*e.event_type, e.tags, e.payload, e.erased
+        )
+    };
+    let mut out: Vec<String> = store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(show)
+        .collect();
+    for stream in ["s0", "s1", "s2", "s3", "s4"] {
+        let read = store
+            .read_stream(stream, 0, Direction::Forward, usize::MAX)
+            .unwrap();
+        out.extend(read.iter().map(|e| format!("stream {}", show(e))));
+        let back = store
+            .read_stream(stream, u64::MAX, Direction::Backward, 7)
+            .unwrap();
+        out.extend(back.iter().map(|e| format!("back {}", show(e))));
+    }
+    for tag in ["k0", "k1", "k2"] {
+        let read = store
+            .read_query(&Query::tagged([tag]), 0, Direction::Forward, usize::MAX)
+            .unwrap();
+        out.extend(read.events.iter().map(|e| format!("query {}", show(e))));
+    }
+    let mut subscription = store.subscribe_all(0, Filter::all());
+    while let Some(event) = subscription.try_next().unwrap() {
+        out.push(format!("sub {}", show(&event)));
+    }
+    out
+}
+
+fn segment_bytes(dir: &Path) -> (u64, Vec<u8>) {
+    let mut total = 0;
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir.join(evstore::SEGMENTS_DIR)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let bytes = std::fs::read(&path).unwrap();
+            total += std::fs::metadata(&path).unwrap().len();
+            all.extend(bytes);
+        }
+    }
+    (total, all)
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn scavenging_removes_what_no_read_returns_and_changes_nothing_a_read_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    fill(&store, 0..1500);
+    store
+        .set_stream_metadata(
+            "s1",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(10),
+        )
+        .unwrap();
+    store.truncate_stream("s2", 200).unwrap();
+    store
+        .delete_stream("s3", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    store
+        .delete_stream("s4", ExpectedVersion::Any, DeleteMode::Hard)
+        .unwrap();
+    fill(&store, 1500..1900);
+    store.flush().unwrap();
+    let before = snapshot(&store);
+    let (size_before, bytes_before) = segment_bytes(dir.path());
+    assert!(holds(&bytes_before, &payload("s4", 4)));
+
+    let report = store.scavenge().unwrap();
+    assert!(report.segments_rewritten > 1, "{report:?}");
+    assert!(report.events_redacted > 1000, "{report:?}");
+    assert!(report.bytes_reclaimed() > 0, "{report:?}");
+    assert_eq!(snapshot(&store), before, "reads after scavenging");
+    let (size_after, bytes_after) = segment_bytes(dir.path());
+    assert!(size_after < size_before, "{size_after} < {size_before}");
+    // Dropped events' bytes are gone; kept ones are there.
+    for gone in [
+        payload("s4", 4),
+        payload("s3", 3),
+        payload("s1", 1),
+        payload("s2", 2),
+    ] {
+        assert!(
+            !holds(&bytes_after, &gone),
+            "{}",
+            String::from_utf8_lossy(&gone)
+        );
+    }
+    assert!(holds(&bytes_after, &payload("s0", 0)));
+
+    // Nothing left to do the second time.
+    let again = store.scavenge().unwrap();
+    assert_eq!((again.segments_rewritten, again.events_redacted), (0, 0));
+    // Appends go on.
+    fill(&store, 1900..1910);
+    let after_appends = snapshot(&store);
+    store.close().unwrap();
+
+    let reopened = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(snapshot(&reopened), after_appends, "reads after a reopen");
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn a_marker_reads_as_an_erased_event_once_its_stream_keeps_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    fill(&store, 0..600);
+    store
+        .set_stream_metadata(
+            "s0",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(1),
+        )
+        .unwrap();
+    store.scavenge().unwrap();
+    store
+        .set_stream_metadata("s0", ExpectedVersion::Exact(0), StreamMetadata::new())
+        .unwrap();
+    let all = store
+        .read_stream("s0", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert_eq!(all.len(), 120);
+    let markers: Vec<_> = all.iter().filter(|e| e.erased).collect();
+    assert!(!markers.is_empty());
+    for (i, event) in all.iter().enumerate() {
+        assert_eq!(event.version, i as u64, "versions stay dense");
+    }
+    for marker in markers {
+        assert_eq!(&*marker.event_type, "$redacted");
+        assert!(marker.payload.is_empty() && marker.tags.is_empty());
+    }
+}
+
+#[test]
+fn forgotten_subjects_are_scavenged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options().crypto_shredding(true)).unwrap();
+    fill(&store, 0..800);
+    store.flush().unwrap();
+    let before: Vec<_> = store
+        .read_stream("s1", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    store.forget("s1").unwrap();
+    let report = store.scavenge().unwrap();
+    assert!(report.events_redacted > 100, "{report:?}");
+    let after = store
+        .read_stream("s1", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|e| e.erased && e.payload.is_empty()));
+    let s0 = store
+        .read_stream("s0", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert!(s0
+        .iter()
+        .all(|e| !e.erased && e.payload.starts_with(b"<<s0#")));
+}
