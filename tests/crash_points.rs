@@ -1329,14 +1329,16 @@ struct LifecycleAcks {
 /// a soft delete, stopping at the first failure (the crash).
 fn lifecycle_ops(store: &Store) -> LifecycleAcks {
     use evstore::{DeleteMode, StreamMetadata};
-    let mut acks = LifecycleAcks::default();
-    acks.max_count = store
-        .set_stream_metadata(
-            "s1",
-            ExpectedVersion::NoStream,
-            StreamMetadata::new().max_count(3),
-        )
-        .is_ok();
+    let mut acks = LifecycleAcks {
+        max_count: store
+            .set_stream_metadata(
+                "s1",
+                ExpectedVersion::NoStream,
+                StreamMetadata::new().max_count(3),
+            )
+            .is_ok(),
+        ..LifecycleAcks::default()
+    };
     if !acks.max_count {
         return acks;
     }
