@@ -117,6 +117,16 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
             ),
         ),
     ];
+    let reclaimable = match store.reclaimable() {
+        Ok(report) => format!(
+            "{} by scavenging ({} events in {} segments)",
+            HumanBytes(report.bytes_reclaimed()),
+            report.events_redacted,
+            report.segments_rewritten
+        ),
+        Err(e) => format!("unknown ({e})"),
+    };
+    fields.push(("reclaimable".to_string(), reclaimable));
     fields.push(("lock".to_string(), lock_state(dir)));
 
     let mut out = BufWriter::new(io::stdout().lock());

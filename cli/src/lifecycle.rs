@@ -1,10 +1,12 @@
-//! `delete` and `truncate`: the only commands that write, so they open the
-//! store as its writer (and fail while another process holds it).
+//! `delete`, `truncate`, `forget` and `scavenge`: the commands that write,
+//! so they open the store as its writer (and fail while another process
+//! holds it).
 
 use crate::open::check_store_dir;
 use crate::Outcome;
 use anyhow::Context;
-use evstore::{DeleteMode, Direction, ExpectedVersion, Options, Store};
+use evstore::{DeleteMode, Direction, ExpectedVersion, Options, ScavengeReport, Store};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::Path;
 
@@ -85,6 +87,64 @@ pub fn truncate(target: &Target<'_>, before: u64) -> anyhow::Result<Outcome> {
             target.stream
         )?;
     }
+    store.close()?;
+    Ok(Outcome::Success)
+}
+
+/// `evstore forget DIR SUBJECT`.
+pub fn forget(dir: &Path, subject: &str) -> anyhow::Result<Outcome> {
+    let store = open(dir)?;
+    let had_key = store.forget(subject)?;
+    let mut out = std::io::stdout().lock();
+    if had_key {
+        writeln!(
+            out,
+            "forgot subject {subject}: its key is destroyed; its events read as erased (`evstore scavenge` reclaims their bytes)"
+        )?;
+    } else {
+        writeln!(out, "subject {subject} has no key: nothing sealed for it")?;
+    }
+    store.close()?;
+    Ok(Outcome::Success)
+}
+
+/// One line for a scavenge's report.
+pub fn describe(report: &ScavengeReport) -> String {
+    format!(
+        "{} of {} sealed segments, {} events redacted, {} reclaimed ({} -> {})",
+        report.segments_rewritten,
+        report.segments_checked,
+        report.events_redacted,
+        HumanBytes(report.bytes_reclaimed()),
+        HumanBytes(report.bytes_before),
+        HumanBytes(report.bytes_after)
+    )
+}
+
+/// `evstore scavenge DIR [--dry-run]`.
+pub fn scavenge(dir: &Path, dry_run: bool) -> anyhow::Result<Outcome> {
+    let store = open(dir)?;
+    let report = if dry_run {
+        store.reclaimable()?
+    } else {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} segments {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        let report = store.scavenge_with_progress(|so_far, total| {
+            bar.set_length(total);
+            bar.set_position(so_far.segments_checked);
+            bar.set_message(format!(
+                "{} reclaimed",
+                HumanBytes(so_far.bytes_reclaimed())
+            ));
+        });
+        bar.finish_and_clear();
+        report?
+    };
+    let verb = if dry_run { "would rewrite" } else { "rewrote" };
+    writeln!(std::io::stdout().lock(), "{verb} {}", describe(&report))?;
     store.close()?;
     Ok(Outcome::Success)
 }

@@ -10,11 +10,13 @@
 //! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--tag T]... [--type T]... [--json] [--written]
 //! evstore delete DIR STREAM [--hard] [--dry-run]   delete a stream (opens the store to write)
 //! evstore truncate DIR STREAM --before VERSION [--dry-run]   drop a stream's older events
+//! evstore forget DIR SUBJECT            destroy a subject's key: its sealed events read as erased
+//! evstore scavenge DIR [--dry-run]      reclaim the bytes of events no read returns
 //! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
 //!                   [--durability sync|buffered]
 //! ```
 //!
-//! Every command but `bench`, `delete` and `truncate` opens the store read-only: it takes no lock and
+//! Every command but `bench`, `delete`, `truncate`, `forget` and `scavenge` opens the store read-only: it takes no lock and
 //! writes nothing, so it works beside a process that has the store open and
 //! is appending to it, and sees the events that process has made durable
 //! (`--written` on `dump` and `tail`: every whole batch in the files).
@@ -98,6 +100,21 @@ enum Command {
     Delete(DeleteArgs),
     /// Drop the events of a stream below a version (for example those a snapshot replaces).
     Truncate(TruncateArgs),
+    /// Destroy a subject's key: the events sealed for it read as erased from then on.
+    Forget {
+        /// The store directory (opened to write: no other process may have it open).
+        dir: PathBuf,
+        /// The subject (by default, the stream the events were appended to).
+        subject: String,
+    },
+    /// Reclaim the bytes of events no read returns any more (expired, deleted, erased).
+    Scavenge {
+        /// The store directory (opened to write: no other process may have it open).
+        dir: PathBuf,
+        /// Only say how much would be reclaimed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +322,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             },
             args.before,
         ),
+        Command::Forget { dir, subject } => lifecycle::forget(&dir, &subject),
+        Command::Scavenge { dir, dry_run } => lifecycle::scavenge(&dir, dry_run),
         Command::Bench(args) => bench::run(&bench::BenchOptions {
             dir: args.dir,
             events: args.events,

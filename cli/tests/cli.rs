@@ -1197,3 +1197,41 @@ fn delete_and_truncate_change_nothing_on_a_dry_run_and_take_effect_otherwise() {
         .code(1)
         .stderr(predicate::str::contains("deleted for good"));
 }
+
+#[test]
+fn scavenge_reclaims_what_a_deletion_dropped_and_info_reports_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        for i in 0..200u32 {
+            let stream = if i % 2 == 0 { "keep" } else { "drop" };
+            store
+                .append(
+                    stream,
+                    ExpectedVersion::Any,
+                    &[EventData::new("Step", vec![7u8; 200])],
+                )
+                .unwrap();
+        }
+        store
+            .delete_stream("drop", ExpectedVersion::Any, evstore::DeleteMode::Hard)
+            .unwrap();
+        store.close().unwrap();
+    }
+    let path = path_str(dir.path());
+    let info = stdout_of(&["info", path]);
+    assert!(!field(&info, "reclaimable").starts_with("0 B"), "{info}");
+    let dry = stdout_of(&["scavenge", path, "--dry-run"]);
+    assert!(dry.starts_with("would rewrite"), "{dry}");
+    let done = stdout_of(&["scavenge", path]);
+    assert!(
+        done.starts_with("rewrote") && !done.contains(" 0 events redacted"),
+        "{done}"
+    );
+    let info = stdout_of(&["info", path]);
+    assert!(field(&info, "reclaimable").starts_with("0 B"), "{info}");
+    let again = stdout_of(&["scavenge", path]);
+    assert!(again.contains(" 0 events redacted"), "{again}");
+    let forgot = stdout_of(&["forget", path, "nobody"]);
+    assert!(forgot.contains("has no key"), "{forgot}");
+}

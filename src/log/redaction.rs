@@ -33,8 +33,9 @@ pub struct Rewritten {
 }
 
 /// Rewrites the sealed `seg` with every record `redact` picks replaced by a
-/// marker, into a synced temporary file in `dir`; `None` if `redact` picks
-/// none (markers already there are never picked again).
+/// marker, into a synced temporary file in `dir` (or, with `dry_run`, only
+/// works out what that file would hold); `None` if `redact` picks none
+/// (markers already there are never picked again).
 ///
 /// # Errors
 ///
@@ -45,6 +46,7 @@ pub fn rewrite_redacted(
     storage: &dyn Storage,
     dir: &Path,
     seg: &Segment,
+    dry_run: bool,
     mut redact: impl FnMut(&RecordedEvent) -> Result<bool>,
 ) -> Result<Option<Rewritten>> {
     let len = seg.readable_len()?;
@@ -122,6 +124,14 @@ pub fn rewrite_redacted(
         dir,
         &format!("{}{TEMP_SUFFIX}", segment_file_name(seg.base_position())),
     );
+    if dry_run {
+        return Ok(Some(Rewritten {
+            temp_path,
+            len: out.len() as u64,
+            seal_offset: seal_offset as u64,
+            redacted,
+        }));
+    }
     let io_error = |e| Error::io(format!("writing {}", temp_path.display()), e);
     match storage.remove_file(&temp_path) {
         Ok(()) => {}

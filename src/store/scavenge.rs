@@ -41,6 +41,13 @@ impl ScavengeReport {
     pub fn bytes_reclaimed(&self) -> u64 {
         self.bytes_before.saturating_sub(self.bytes_after)
     }
+
+    fn count(&mut self, redacted: u64, before: u64, after: u64) {
+        self.segments_rewritten += 1;
+        self.events_redacted += redacted;
+        self.bytes_before += before;
+        self.bytes_after += after;
+    }
 }
 
 impl Store {
@@ -86,16 +93,40 @@ impl Store {
     /// As [`Store::scavenge`].
     pub fn scavenge_with_progress(
         &self,
-        mut progress: impl FnMut(&ScavengeReport, u64),
+        progress: impl FnMut(&ScavengeReport, u64),
     ) -> Result<ScavengeReport> {
         self.refuse_if_read_only("scavenge")?;
+        self.scavenge_segments(false, progress)
+    }
+
+    /// What [`Store::scavenge`] would do now, without writing anything:
+    /// `bytes_after` is what the rewritten segments would take. Works on a
+    /// read-only store too (`evstore info` reports it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] or [`Error::Io`] if a segment cannot be read.
+    pub fn reclaimable(&self) -> Result<ScavengeReport> {
+        self.scavenge_segments(true, |_, _| {})
+    }
+
+    fn scavenge_segments(
+        &self,
+        dry_run: bool,
+        mut progress: impl FnMut(&ScavengeReport, u64),
+    ) -> Result<ScavengeReport> {
         let state = self.state();
         let _one_at_a_time = state.scavenging.lock();
         let segments = state.index.read().rewritable_segments();
         let total = segments.len() as u64;
         let mut report = ScavengeReport::default();
         for rewritable in segments {
-            self.scavenge_segment(rewritable.ordinal, &rewritable.segment, &mut report)?;
+            self.scavenge_segment(
+                rewritable.ordinal,
+                &rewritable.segment,
+                dry_run,
+                &mut report,
+            )?;
             report.segments_checked += 1;
             progress(&report, total);
         }
@@ -106,6 +137,7 @@ impl Store {
         &self,
         ordinal: u32,
         segment: &Arc<Segment>,
+        dry_run: bool,
         report: &mut ScavengeReport,
     ) -> Result<()> {
         let state = self.state();
@@ -118,7 +150,8 @@ impl Store {
             }
             Ok(!retained.keeps(event, |s| self.last_written_version(s)) || self.is_shredded(event))
         };
-        let Some(rewritten) = rewrite_redacted(storage.as_ref(), dir, segment, redact)? else {
+        let Some(rewritten) = rewrite_redacted(storage.as_ref(), dir, segment, dry_run, redact)?
+        else {
             return Ok(());
         };
         let base = segment.base_position();
@@ -127,6 +160,10 @@ impl Store {
             .file()
             .len()
             .map_err(|e| io_error("reading the size of", e))?;
+        if dry_run {
+            report.count(rewritten.redacted, before, rewritten.len);
+            return Ok(());
+        }
         remove_derived_files(storage.as_ref(), dir, base)
             .map_err(|e| io_error("removing the index files of", e))?;
         storage
@@ -160,10 +197,7 @@ impl Store {
                 std::io::Error::other("the segment changed while it was rewritten"),
             ));
         }
-        report.segments_rewritten += 1;
-        report.events_redacted += rewritten.redacted;
-        report.bytes_before += before;
-        report.bytes_after += rewritten.len;
+        report.count(rewritten.redacted, before, rewritten.len);
         Ok(())
     }
 }
