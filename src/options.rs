@@ -31,6 +31,8 @@ pub struct Options {
     pub(crate) durability: Durability,
     /// Whether payloads and metadata are sealed with their subject's key.
     pub(crate) crypto_shredding: bool,
+    /// The most segment bytes a scavenge reads per second, if limited.
+    pub(crate) scavenge_bytes_per_second: Option<u64>,
     /// How often buffered appends are made durable in the background.
     pub(crate) flush_interval: Duration,
     /// The most bytes the writer takes into one group commit.
@@ -98,6 +100,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             durability: Durability::Sync,
             crypto_shredding: false,
+            scavenge_bytes_per_second: None,
             flush_interval: Duration::from_millis(100),
             max_batch_bytes: 4 << 20,
             max_linger: None,
@@ -150,6 +153,15 @@ impl Options {
     #[must_use]
     pub fn crypto_shredding(mut self, enabled: bool) -> Self {
         self.crypto_shredding = enabled;
+        self
+    }
+
+    /// The most bytes of segments [`crate::Store::scavenge`] reads per
+    /// second (default: no limit), so that a scavenge beside busy appenders
+    /// leaves them the disk and the processor. Zero is taken as one.
+    #[must_use]
+    pub fn scavenge_bytes_per_second(mut self, budget: Option<u64>) -> Self {
+        self.scavenge_bytes_per_second = budget;
         self
     }
 

@@ -35,7 +35,8 @@ pub struct Rewritten {
 /// Rewrites the sealed `seg` with every record `redact` picks replaced by a
 /// marker, into a synced temporary file in `dir` (or, with `dry_run`, only
 /// works out what that file would hold); `None` if `redact` picks none
-/// (markers already there are never picked again).
+/// (markers already there are never picked again). `pace` is told the
+/// bytes of each batch read, and may sleep to keep to a budget.
 ///
 /// # Errors
 ///
@@ -48,6 +49,7 @@ pub fn rewrite_redacted(
     seg: &Segment,
     dry_run: bool,
     mut redact: impl FnMut(&RecordedEvent) -> Result<bool>,
+    pace: &mut dyn FnMut(u64),
 ) -> Result<Option<Rewritten>> {
     let len = seg.readable_len()?;
     let bytes = seg.read(0, len)?;
@@ -116,6 +118,7 @@ pub fn rewrite_redacted(
             new_header.encode_into(seed, slot);
         }
         at = record_at;
+        pace(u64::from(header.len));
     };
     if redacted == 0 {
         return Ok(None);

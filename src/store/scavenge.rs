@@ -17,7 +17,49 @@ use crate::index::rewritten::{index_rewritten, remove_derived_files};
 use crate::log::{rewrite_redacted, Segment};
 use crate::retention::is_lifecycle_event;
 use crate::types::RecordedEvent;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Keeps a scavenge's reads to a budget of bytes per second by pausing.
+struct Pacer {
+    budget: Option<u64>,
+    started: Instant,
+    bytes: u64,
+    /// The store began closing during a pause.
+    stopped: bool,
+}
+
+impl Pacer {
+    fn new(budget: Option<u64>) -> Self {
+        Pacer {
+            budget: budget.map(|b| b.max(1)),
+            started: Instant::now(),
+            bytes: 0,
+            stopped: false,
+        }
+    }
+
+    /// Counts `bytes` read; pauses (through `pause`, which returns true if
+    /// the store is closing) while ahead of the budget.
+    fn read(&mut self, bytes: u64, pause: impl FnOnce(Duration) -> bool) {
+        self.bytes = self.bytes.saturating_add(bytes);
+        let Some(budget) = self.budget else {
+            return;
+        };
+        if self.stopped {
+            return;
+        }
+        // Whole seconds and the rest apart: no float, no overflow.
+        let due = Duration::from_secs(self.bytes / budget).saturating_add(Duration::from_nanos(
+            (self.bytes % budget).saturating_mul(1_000_000_000) / budget,
+        ));
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            self.stopped = pause(ahead);
+        }
+    }
+}
 
 /// What [`Store::scavenge`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,15 +162,22 @@ impl Store {
         let segments = state.index.read().rewritable_segments();
         let total = segments.len() as u64;
         let mut report = ScavengeReport::default();
+        let mut pacer = Pacer::new(self.options().scavenge_bytes_per_second);
         for rewritable in segments {
+            let mut pace = |bytes| pacer.read(bytes, |pause| state.wait_unless_closing(pause));
             self.scavenge_segment(
                 rewritable.ordinal,
                 &rewritable.segment,
                 dry_run,
                 &mut report,
+                &mut pace,
             )?;
             report.segments_checked += 1;
             progress(&report, total);
+            if pacer.stopped {
+                // The store is closing: the rest waits for the next scavenge.
+                break;
+            }
         }
         Ok(report)
     }
@@ -139,18 +188,30 @@ impl Store {
         segment: &Arc<Segment>,
         dry_run: bool,
         report: &mut ScavengeReport,
+        pace: &mut dyn FnMut(u64),
     ) -> Result<()> {
         let state = self.state();
         let storage = Arc::clone(&self.options().storage);
         let dir = state.segments_dir.as_path();
         let retained = self.retained()?;
+        // Each stream's last version is looked up once per segment.
+        let last_versions: RefCell<HashMap<String, Option<u64>>> = RefCell::default();
+        let last_version = |stream: &str| {
+            if let Some(last) = last_versions.borrow().get(stream) {
+                return *last;
+            }
+            let last = self.last_written_version(stream);
+            last_versions.borrow_mut().insert(stream.to_string(), last);
+            last
+        };
         let redact = |event: &RecordedEvent| -> Result<bool> {
             if is_lifecycle_event(event) {
                 return Ok(false);
             }
-            Ok(!retained.keeps(event, |s| self.last_written_version(s)) || self.is_shredded(event))
+            Ok(!retained.keeps(event, last_version) || self.is_shredded(event))
         };
-        let Some(rewritten) = rewrite_redacted(storage.as_ref(), dir, segment, dry_run, redact)?
+        let Some(rewritten) =
+            rewrite_redacted(storage.as_ref(), dir, segment, dry_run, redact, pace)?
         else {
             return Ok(());
         };
@@ -199,5 +260,30 @@ impl Store {
         }
         report.count(rewritten.redacted, before, rewritten.len);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pacer_pauses_while_ahead_of_its_budget_and_stops_when_told() {
+        let mut unlimited = Pacer::new(None);
+        unlimited.read(u64::MAX, |_| panic!("no budget, no pause"));
+        unlimited.read(u64::MAX, |_| panic!("no budget, no pause"));
+
+        let mut paced = Pacer::new(Some(1));
+        let mut asked = Vec::new();
+        paced.read(1_000_000, |pause| {
+            asked.push(pause);
+            false
+        });
+        // A million bytes at one byte a second: about a million seconds.
+        assert!(asked.len() == 1 && asked[0] > Duration::from_secs(999_000), "{asked:?}");
+        assert!(!paced.stopped);
+        paced.read(u64::MAX, |_| true);
+        assert!(paced.stopped);
+        paced.read(1, |_| panic!("stopped: no more pauses"));
     }
 }
