@@ -84,18 +84,51 @@ pub struct RecoveryStats {
 
 /// Builds the index of a sealed segment by reading every record.
 pub fn index_sealed_segment(seg: &Segment) -> Result<MemIndex> {
-    let mut mem = MemIndex::new(true);
-    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    let mut indexer = SegmentIndexer::new(seg);
     scan_segment(seg, SegmentRole::Sealed, |offset, event| {
-        let name = names
+        indexer.push(offset, event)
+    })?;
+    Ok(indexer.finish())
+}
+
+/// Builds the index of a sealed segment from its records, in order.
+pub struct SegmentIndexer<'s> {
+    segment: &'s Segment,
+    mem: MemIndex,
+    names: HashMap<String, Arc<str>>,
+}
+
+impl<'s> SegmentIndexer<'s> {
+    /// An empty index of `segment`.
+    pub fn new(segment: &'s Segment) -> Self {
+        SegmentIndexer {
+            segment,
+            mem: MemIndex::new(true),
+            names: HashMap::new(),
+        }
+    }
+
+    /// Adds the record at `offset`, the segment's next.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Corrupted`] for an offset beyond 4 GiB.
+    pub fn push(&mut self, offset: u64, event: &crate::types::RecordedEvent) -> Result<()> {
+        let name = self
+            .names
             .entry(event.stream.to_string())
             .or_insert_with(|| Arc::from(&*event.stream));
-        let slot = super::slot_offset(seg.path(), offset)?;
-        mem.push(name, event.version, &[slot], &[event.id.as_u128()]);
-        push_keys(&mut mem, seg, event);
+        let slot = super::slot_offset(self.segment.path(), offset)?;
+        self.mem
+            .push(name, event.version, &[slot], &[event.id.as_u128()]);
+        push_keys(&mut self.mem, self.segment, event);
         Ok(())
-    })?;
-    Ok(mem)
+    }
+
+    /// The index.
+    pub fn finish(self) -> MemIndex {
+        self.mem
+    }
 }
 
 /// Adds `event`, just pushed to `mem`, to the postings of `seg`.

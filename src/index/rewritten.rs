@@ -8,7 +8,6 @@
 use super::directory::Directories;
 use super::file::{self, index_file_name, IndexFile};
 use super::postings_file::postings_file_name;
-use super::recovery::index_sealed_segment;
 use super::{Index, Persisted, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::Segment;
@@ -84,8 +83,8 @@ impl Index {
     }
 }
 
-/// Indexes the rewritten, sealed `segment` (its seal at `seal_offset`) and
-/// writes its index file in `dir`.
+/// Writes in `dir` the index file of the rewritten, sealed `segment` (its
+/// seal at `seal_offset`), indexed as `mem` while it was written.
 ///
 /// # Errors
 ///
@@ -96,11 +95,11 @@ pub fn index_rewritten(
     dir: &Path,
     segment: Arc<Segment>,
     seal_offset: u64,
+    mem: &super::memory::MemIndex,
     (hash_kind, repairs): (super::hash::HashKind, Arc<super::Repairs>),
 ) -> Result<Persisted> {
     let base = segment.base_position();
-    let mem = index_sealed_segment(&segment)?;
-    let bytes = file::encode(&mem, base, seal_offset, hash_kind, &Directories::none());
+    let bytes = file::encode(mem, base, seal_offset, hash_kind, &Directories::none());
     let path = child(dir, &index_file_name(base));
     let io_error = |e| Error::io(format!("writing {}", path.display()), e);
     write_and_rename(storage.as_ref(), &path, &bytes).map_err(io_error)?;

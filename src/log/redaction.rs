@@ -36,7 +36,8 @@ pub struct Rewritten {
 /// marker, into a synced temporary file in `dir` (or, with `dry_run`, only
 /// works out what that file would hold); `None` if `redact` picks none
 /// (markers already there are never picked again). `pace` is told the
-/// bytes of each batch read, and may sleep to keep to a budget.
+/// bytes of each batch read, and may sleep to keep to a budget; `written`
+/// is told each record of the new file, at its offset there, as it reads.
 ///
 /// # Errors
 ///
@@ -50,6 +51,7 @@ pub fn rewrite_redacted(
     dry_run: bool,
     mut redact: impl FnMut(&RecordedEvent) -> Result<bool>,
     pace: &mut dyn FnMut(u64),
+    written: &mut dyn FnMut(u64, &RecordedEvent) -> Result<()>,
 ) -> Result<Option<Rewritten>> {
     let len = seg.readable_len()?;
     let bytes = seg.read(0, len)?;
@@ -92,14 +94,17 @@ pub fn rewrite_redacted(
         for _ in 0..header.count {
             let (event, padded) =
                 decode_record_at(&bytes, record_at, seed).map_err(|r| damaged(record_at, r))?;
+            let new_offset = out.len() as u64;
             if &*event.event_type != REDACTED_EVENT_TYPE && redact(&event)? {
                 push_marker(&mut out, seed, &event);
                 redacted += 1;
+                written(new_offset, &marker_of(event))?;
             } else {
                 let raw = bytes
                     .get(record_at..record_at + padded)
                     .ok_or_else(|| damaged(record_at, "record runs past the end"))?;
                 out.extend_from_slice(raw);
+                written(new_offset, &event)?;
             }
             record_at += padded;
         }
@@ -127,30 +132,41 @@ pub fn rewrite_redacted(
         dir,
         &format!("{}{TEMP_SUFFIX}", segment_file_name(seg.base_position())),
     );
-    if dry_run {
-        return Ok(Some(Rewritten {
-            temp_path,
-            len: out.len() as u64,
-            seal_offset: seal_offset as u64,
-            redacted,
-        }));
+    if !dry_run {
+        write_synced(storage, &temp_path, &out)?;
     }
-    let io_error = |e| Error::io(format!("writing {}", temp_path.display()), e);
-    match storage.remove_file(&temp_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(e)),
-    }
-    let file = storage.open_file(&temp_path, true).map_err(io_error)?;
-    file.write_all_at(&out, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(io_error)?;
     Ok(Some(Rewritten {
         temp_path,
         len: out.len() as u64,
         seal_offset: seal_offset as u64,
         redacted,
     }))
+}
+
+/// Writes `bytes` to a new file at `path` and syncs it.
+fn write_synced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> {
+    let io_error = |e| Error::io(format!("writing {}", path.display()), e);
+    match storage.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    let file = storage.open_file(path, true).map_err(io_error)?;
+    file.write_all_at(bytes, 0)
+        .and_then(|()| file.sync_data())
+        .map_err(io_error)
+}
+
+/// The marker of `event`, as it reads.
+fn marker_of(event: RecordedEvent) -> RecordedEvent {
+    RecordedEvent {
+        event_type: bytestring::ByteString::from_static(REDACTED_EVENT_TYPE),
+        tags: Vec::new(),
+        metadata: bytes::Bytes::new(),
+        payload: bytes::Bytes::new(),
+        erased: true,
+        ..event
+    }
 }
 
 /// Appends the marker of `event`.

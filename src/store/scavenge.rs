@@ -13,6 +13,7 @@
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::index::recovery::SegmentIndexer;
 use crate::index::rewritten::{index_rewritten, remove_derived_files};
 use crate::log::{rewrite_redacted, Segment};
 use crate::retention::is_lifecycle_event;
@@ -204,14 +205,29 @@ impl Store {
             last_versions.borrow_mut().insert(stream.to_string(), last);
             last
         };
+        // Records keep their positions, so the new file is indexed as it is
+        // written, against the old segment's path and base.
+        let mut indexer = SegmentIndexer::new(segment);
         let redact = |event: &RecordedEvent| -> Result<bool> {
             if is_lifecycle_event(event) {
                 return Ok(false);
             }
             Ok(!retained.keeps(event, last_version) || self.is_shredded(event))
         };
-        let Some(rewritten) =
-            rewrite_redacted(storage.as_ref(), dir, segment, dry_run, redact, pace)?
+        let Some(rewritten) = rewrite_redacted(
+            storage.as_ref(),
+            dir,
+            segment,
+            dry_run,
+            redact,
+            pace,
+            &mut |offset, event| {
+                if dry_run {
+                    return Ok(());
+                }
+                indexer.push(offset, event)
+            },
+        )?
         else {
             return Ok(());
         };
@@ -246,6 +262,7 @@ impl Store {
             dir,
             Arc::clone(&replacement),
             rewritten.seal_offset,
+            &indexer.finish(),
             index_parts,
         )?;
         if !state
