@@ -19,7 +19,8 @@
 //!   `scavenging_32MBps` the same with `Options::scavenge_bytes_per_second`
 //!   at 32 MiB/s. Elements: events appended.
 //! * `lifecycle_read`: `read_stream` of a stream whose metadata keeps its
-//!   last 100 events, with 100, 10,000 and 100,000 events of history.
+//!   last 100 events, with 100, 10,000 and 100,000 events of history (the
+//!   last 100 of each appended interleaved, so they lie alike in the log).
 //!   Elements: events returned (100).
 //!
 //! Data lives under `target/bench-data/lifecycle` (`EVSTORE_BENCH_DIR`
@@ -256,11 +257,13 @@ fn read_benches(c: &mut Criterion, root: &Path) {
         Options::default().durability(evstore::Durability::Buffered),
     )
     .expect("open");
-    for history in [100u64, 10_000, 100_000] {
+    // The older history first, then the last 100 events of every stream
+    // interleaved, so the events read lie alike in the log for all three.
+    let histories = [100u64, 10_000, 100_000];
+    for history in histories {
         let stream = format!("history-{history}");
-        let batch: Vec<EventData> = (0..100).map(|_| event()).collect();
-        for _ in 0..history / 100 {
-            let batch: Vec<EventData> = batch.iter().map(|_| event()).collect();
+        for _ in 0..history / 100 - 1 {
+            let batch: Vec<EventData> = (0..100).map(|_| event()).collect();
             store
                 .append(&stream, ExpectedVersion::Any, &batch)
                 .expect("append");
@@ -272,6 +275,17 @@ fn read_benches(c: &mut Criterion, root: &Path) {
                 StreamMetadata::new().max_count(100),
             )
             .expect("metadata");
+    }
+    for _ in 0..100 {
+        for history in histories {
+            store
+                .append(
+                    &format!("history-{history}"),
+                    ExpectedVersion::Any,
+                    &[event()],
+                )
+                .expect("append");
+        }
     }
     store.flush().expect("flush");
     for history in [100u64, 10_000, 100_000] {
