@@ -41,6 +41,12 @@ fn record_decode_corpus_and_random_inputs() {
 }
 
 #[test]
+fn lifecycle_corpus_and_random_inputs() {
+    replay_corpus("lifecycle", harness::lifecycle::lifecycle);
+    random_cases(0x11FE_C7C1, 400, 400, harness::lifecycle::lifecycle);
+}
+
+#[test]
 fn crash_recovery_corpus_and_random_inputs() {
     replay_corpus("crash_recovery", harness::crash_recovery);
     random_cases(0xC4A5_4000, 2000, 400, harness::crash_recovery);

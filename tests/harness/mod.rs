@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod lifecycle;
+
 use arbitrary::{Arbitrary, Unstructured};
 use evstore::storage::{CrashPlan, SimDisk};
 use evstore::{
