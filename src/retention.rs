@@ -4,7 +4,8 @@
 use crate::error::{Error, Result};
 use crate::layout::SEGMENTS_DIR;
 use crate::stream_metadata::{
-    DeleteMode, StreamMetadata, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, TOMBSTONE_EVENT_TYPE,
+    decode_erasure, DeleteMode, StreamMetadata, ERASURE_EVENT_TYPE, METADATA_EVENT_TYPE,
+    METADATA_STREAM_PREFIX, REDACTED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE,
 };
 use crate::types::RecordedEvent;
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub(crate) struct StreamRule {
     pub closed: bool,
     /// The version of the last tombstone, if the stream was deleted.
     pub tombstone_version: Option<u64>,
+    /// Version ranges (first, last) erased: their events read as erased.
+    pub erased: Vec<(u64, u64)>,
 }
 
 impl StreamRule {
@@ -53,7 +56,8 @@ impl StreamRule {
 
     /// Whether the stream's events may need dropping at all.
     fn drops_anything(&self) -> bool {
-        self.closed
+        !self.erased.is_empty()
+            || self.closed
             || self.deleted_below.is_some()
             || self.metadata.max_count.is_some()
             || self.metadata.max_age.is_some()
@@ -95,13 +99,19 @@ impl Rules {
             )
         };
         if let Some(stream) = event.stream.strip_prefix(METADATA_STREAM_PREFIX) {
-            if &*event.event_type != METADATA_EVENT_TYPE {
+            if &*event.event_type != METADATA_EVENT_TYPE && &*event.event_type != ERASURE_EVENT_TYPE
+            {
                 return Ok(());
             }
-            let metadata =
-                StreamMetadata::decode(&event.payload).ok_or_else(|| bad("unreadable metadata"))?;
             let rule = self.streams.entry(stream.to_string()).or_default();
-            rule.metadata = metadata;
+            if &*event.event_type == ERASURE_EVENT_TYPE {
+                let range =
+                    decode_erasure(&event.payload).ok_or_else(|| bad("unreadable erasure"))?;
+                rule.erased.push(range);
+                return Ok(());
+            }
+            rule.metadata =
+                StreamMetadata::decode(&event.payload).ok_or_else(|| bad("unreadable metadata"))?;
             rule.metadata_version = Some(event.version);
         } else if &*event.event_type == TOMBSTONE_EVENT_TYPE {
             let mode =
@@ -115,6 +125,16 @@ impl Rules {
         }
         Ok(())
     }
+}
+
+/// `event` reduced to what a redaction marker keeps: position, stream,
+/// version, id and timestamp.
+pub(crate) fn redact(event: &mut RecordedEvent) {
+    event.event_type = bytestring::ByteString::from_static(REDACTED_EVENT_TYPE);
+    event.tags = Vec::new();
+    event.metadata = bytes::Bytes::new();
+    event.payload = bytes::Bytes::new();
+    event.erased = true;
 }
 
 /// Whether `event` is one the store wrote to record a stream's lifecycle
@@ -171,6 +191,28 @@ impl Retained {
     /// The rule of `stream`, if it has one.
     pub fn rule(&self, stream: &str) -> Option<&StreamRule> {
         self.rules.get(stream)
+    }
+
+    /// Whether `event` was erased: its content must not be read.
+    pub fn is_erased(&self, event: &RecordedEvent) -> bool {
+        !self.everything
+            && self.rules.get(&event.stream).is_some_and(|rule| {
+                rule.erased
+                    .iter()
+                    .any(|&(first, last)| (first..=last).contains(&event.version))
+            })
+    }
+
+    /// Reduces erased events to what a redaction marker keeps of them.
+    pub fn redact(&self, events: &mut [RecordedEvent]) {
+        if self.everything {
+            return;
+        }
+        for event in events.iter_mut().filter(|e| !e.erased) {
+            if self.is_erased(event) {
+                redact(event);
+            }
+        }
     }
 
     /// The instant the rules are applied at.

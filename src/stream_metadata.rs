@@ -78,6 +78,36 @@ const HAS_MAX_COUNT: u8 = 1;
 const HAS_MAX_AGE: u8 = 2;
 const HAS_TRUNCATE_BEFORE: u8 = 4;
 
+/// The event type of a redaction marker, the record a scavenge leaves in
+/// place of an event no read may return.
+pub const REDACTED_EVENT_TYPE: &str = "$redacted";
+
+/// The event type of an erasure: versions of the stream whose content is
+/// gone from reads at once, and from the disk at the next scavenge.
+pub const ERASURE_EVENT_TYPE: &str = "$erase";
+/// The first bytes of an erasure's payload.
+pub const ERASURE_MAGIC: [u8; 4] = *b"EVER";
+
+/// Encodes an erasure of versions `first..=last`: magic, then the two
+/// versions, little-endian.
+pub(crate) fn encode_erasure(first: u64, last: u64) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..4].copy_from_slice(&ERASURE_MAGIC);
+    out[4..12].copy_from_slice(&first.to_le_bytes());
+    out[12..20].copy_from_slice(&last.to_le_bytes());
+    out
+}
+
+/// Decodes an erasure's payload: the versions it erases, first and last.
+pub(crate) fn decode_erasure(bytes: &[u8]) -> Option<(u64, u64)> {
+    let bytes: &[u8; 20] = bytes.try_into().ok()?;
+    let (magic, rest) = bytes.split_first_chunk::<4>()?;
+    let (first, last) = rest.split_first_chunk::<8>()?;
+    let last: &[u8; 8] = last.try_into().ok()?;
+    let (first, last) = (u64::from_le_bytes(*first), u64::from_le_bytes(*last));
+    (*magic == ERASURE_MAGIC && first <= last).then_some((first, last))
+}
+
 /// The first bytes of a tombstone's payload.
 pub const TOMBSTONE_MAGIC: [u8; 4] = *b"EVTS";
 /// The length of a tombstone's payload.

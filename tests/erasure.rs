@@ -238,3 +238,80 @@ fn subjects_are_checked() {
         .is_empty());
     assert!(!store.forget("x").unwrap());
 }
+
+fn plain(n: u8) -> EventData {
+    let mut payload = b"patient record ".to_vec();
+    payload.push(b'a' + n);
+    EventData::new("Recorded", payload).with_tags(["users"])
+}
+
+/// Versions read as erased on every read path, in order of the path.
+fn erased_versions(store: &Store, stream: &str) -> Vec<Vec<(u64, bool)>> {
+    every_read(store, stream)
+        .into_iter()
+        .map(|events| events.iter().map(|e| (e.version, e.erased)).collect())
+        .collect()
+}
+
+#[test]
+fn erased_events_read_as_erased_at_once_and_leave_the_disk_at_the_next_scavenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default().segment_size(8 << 10);
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let events: Vec<_> = (0..5).map(plain).collect();
+    store
+        .append("patient-1", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    // Enough other events to seal the segment holding them.
+    for i in 0..100u32 {
+        store
+            .append(
+                "other",
+                ExpectedVersion::Any,
+                &[EventData::new("Filler", vec![b'f'; 100 + i as usize % 7])],
+            )
+            .unwrap();
+    }
+    store.erase_events("patient-1", 1, 2).unwrap();
+    let expected = vec![(0, false), (1, true), (2, true), (3, false), (4, false)];
+    for (i, read) in erased_versions(&store, "patient-1").into_iter().enumerate() {
+        // Reads by tag still find the erased events until a scavenge.
+        assert_eq!(read, expected, "read path {i}");
+    }
+    let erased = store
+        .read_stream("patient-1", 1, Direction::Forward, 1)
+        .unwrap();
+    assert!(erased[0].payload.is_empty() && erased[0].tags.is_empty());
+    assert_eq!(&*erased[0].event_type, "$redacted");
+    let segments = dir.path().join(evstore::SEGMENTS_DIR);
+    assert!(files_hold(&segments, b"patient record b"));
+
+    let report = store.scavenge().unwrap();
+    assert!(report.events_redacted >= 2, "{report:?}");
+    assert!(!files_hold(&segments, b"patient record b"));
+    assert!(!files_hold(&segments, b"patient record c"));
+    assert!(files_hold(&segments, b"patient record d"));
+    let after_scavenge: Vec<Vec<(u64, bool)>> = erased_versions(&store, "patient-1");
+    assert_eq!(after_scavenge[0], expected);
+    store.close().unwrap();
+
+    let store = Store::open(dir.path(), options).unwrap();
+    assert_eq!(erased_versions(&store, "patient-1")[0], expected);
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(matches!(
+        store.erase_events("patient-1", 3, 2),
+        Err(Error::InvalidRequest { .. })
+    ));
+    // The whole stream, as it is now; later events are not erased.
+    store.erase_stream("patient-1").unwrap();
+    store
+        .append("patient-1", ExpectedVersion::Exact(4), &[plain(9)])
+        .unwrap();
+    let read = store
+        .read_stream("patient-1", 0, Direction::Forward, 10)
+        .unwrap();
+    let flags: Vec<bool> = read.iter().map(|e| e.erased).collect();
+    assert_eq!(flags, [true, true, true, true, true, false]);
+    assert_eq!(store.erase_stream("nobody").unwrap(), None);
+}

@@ -466,7 +466,7 @@ pub fn decode_record_at(
     };
     // A redaction marker: what was there is gone for good.
     let event = RecordedEvent {
-        erased: &*event.event_type == super::redaction::REDACTED_EVENT_TYPE,
+        erased: &*event.event_type == crate::stream_metadata::REDACTED_EVENT_TYPE,
         ..event
     };
     Ok((event, align8(len)))

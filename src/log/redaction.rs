@@ -15,8 +15,7 @@ use crate::storage::{child, Storage};
 use crate::types::RecordedEvent;
 use std::path::{Path, PathBuf};
 
-/// The event type of a redaction marker.
-pub const REDACTED_EVENT_TYPE: &str = "$redacted";
+pub use crate::stream_metadata::REDACTED_EVENT_TYPE;
 
 /// A sealed segment rewritten into a temporary file beside it.
 #[derive(Debug)]
@@ -158,15 +157,9 @@ fn write_synced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> 
 }
 
 /// The marker of `event`, as it reads.
-fn marker_of(event: RecordedEvent) -> RecordedEvent {
-    RecordedEvent {
-        event_type: bytestring::ByteString::from_static(REDACTED_EVENT_TYPE),
-        tags: Vec::new(),
-        metadata: bytes::Bytes::new(),
-        payload: bytes::Bytes::new(),
-        erased: true,
-        ..event
-    }
+fn marker_of(mut event: RecordedEvent) -> RecordedEvent {
+    crate::retention::redact(&mut event);
+    event
 }
 
 /// Appends the marker of `event`.

@@ -5,6 +5,7 @@ use super::append::Part;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::layout::SEGMENTS_DIR;
+use crate::retention::Retained;
 use crate::sealing::{key_id, open, seal, Field, Opened, SUBJECT_TAG_PREFIX};
 use crate::types::{EventData, RecordedEvent};
 use bytes::Bytes;
@@ -158,6 +159,22 @@ impl Store {
             (Some(_), None) => true,
             (None, _) => false,
         }
+    }
+
+    /// The events as a read hands them out: sealed ones opened, erased ones
+    /// reduced to what a redaction marker keeps.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::unseal`].
+    pub(crate) fn finish_read(
+        &self,
+        events: Vec<RecordedEvent>,
+        retained: &Retained,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut events = self.unseal_all(events)?;
+        retained.redact(&mut events);
+        Ok(events)
     }
 
     /// [`Store::unseal`] of every event.

@@ -5,8 +5,8 @@ use super::append::{Origin, Part};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::stream_metadata::{
-    metadata_stream, DeleteMode, StreamMetadata, LIFECYCLE_TAG, METADATA_EVENT_TYPE,
-    TOMBSTONE_EVENT_TYPE,
+    encode_erasure, metadata_stream, DeleteMode, StreamMetadata, ERASURE_EVENT_TYPE, LIFECYCLE_TAG,
+    METADATA_EVENT_TYPE, TOMBSTONE_EVENT_TYPE,
 };
 use crate::types::{AppendResult, EventData, ExpectedVersion};
 use crate::validate::validate_stream_name;
@@ -167,6 +167,63 @@ impl Store {
             .version
             .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         self.set_stream_metadata(stream, expected, current.metadata.truncate_before(version))
+    }
+
+    /// Erases events `first..=last` of `stream` (GDPR art. 17): from the
+    /// moment this returns, every read and subscription hands them out as
+    /// erased events (type `$redacted`, no tags, metadata or payload; their
+    /// stream, version, position, id and timestamp kept, so versions and
+    /// audits stay coherent), and the next scavenge of their segments
+    /// removes their bytes from the disk. Versions past the stream's end
+    /// erase nothing; events appended later are not erased.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] if `first > last`; [`Error::StreamDeleted`]
+    /// for a stream deleted for good; otherwise as [`Store::append`].
+    ///
+    /// ```
+    /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events: Vec<_> = (0..3u8).map(|i| EventData::new("Noted", vec![i])).collect();
+    /// store.append("patient-9", ExpectedVersion::Any, &events).unwrap();
+    /// store.erase_events("patient-9", 1, 1).unwrap();
+    /// let read = store.read_stream("patient-9", 0, Direction::Forward, 10).unwrap();
+    /// assert_eq!(read.iter().map(|e| e.erased).collect::<Vec<_>>(), [false, true, false]);
+    /// assert!(read[1].payload.is_empty() && &*read[1].event_type == "$redacted");
+    /// ```
+    pub fn erase_events(&self, stream: &str, first: u64, last: u64) -> Result<AppendResult> {
+        validate_stream_name(stream, self.options().max_stream_name_len)?;
+        if first > last {
+            return Err(Error::InvalidRequest {
+                what: "erase",
+                reason: format!("first version {first} is after last version {last}"),
+            });
+        }
+        self.refuse_if_closed_stream(stream)?;
+        let erasure = EventData::new(ERASURE_EVENT_TYPE, encode_erasure(first, last).to_vec())
+            .with_tags([LIFECYCLE_TAG]);
+        self.write_lifecycle_event(
+            &metadata_stream(stream),
+            ExpectedVersion::Any,
+            erasure,
+            None,
+            "erase",
+        )
+    }
+
+    /// Erases every event `stream` holds now: [`Store::erase_events`] from
+    /// version 0 to its last. `None` if it has no events.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::erase_events`].
+    pub fn erase_stream(&self, stream: &str) -> Result<Option<AppendResult>> {
+        match self.stream_version(stream)? {
+            Some(last) => self.erase_events(stream, 0, last).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn refuse_if_closed_stream(&self, stream: &str) -> Result<()> {

@@ -212,7 +212,9 @@ impl Store {
             if is_lifecycle_event(event) {
                 return Ok(false);
             }
-            Ok(!retained.keeps(event, last_version) || self.is_shredded(event))
+            Ok(!retained.keeps(event, last_version)
+                || retained.is_erased(event)
+                || self.is_shredded(event))
         };
         let Some(rewritten) = rewrite_redacted(
             storage.as_ref(),

@@ -486,10 +486,15 @@ impl Subscription {
     /// sealed.
     fn take(&mut self) -> Result<Option<RecordedEvent>> {
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
-        self.buffer
-            .take(&passes)
-            .map(|event| self.log.unseal(event))
-            .transpose()
+        let Some(event) = self.buffer.take(&passes) else {
+            return Ok(None);
+        };
+        let mut event = [self.log.unseal(event)?];
+        if let Some(retained) = &self.retained {
+            retained.redact(&mut event);
+        }
+        let [event] = event;
+        Ok(Some(event))
     }
 
     /// The notifier of the watermark this subscription follows.

@@ -49,6 +49,12 @@ pub enum LifecycleOp {
     Forget {
         subject: u8,
     },
+    /// Erases versions `first % 16` to `first % 16 + len % 4`.
+    Erase {
+        stream: u8,
+        first: u8,
+        len: u8,
+    },
     Scavenge,
     Reopen,
 }
@@ -247,6 +253,21 @@ pub fn lifecycle(data: &[u8]) {
                 store
                     .forget(&format!("who-{}", subject % 4))
                     .expect("forget");
+            }
+            LifecycleOp::Erase { stream, first, len } => {
+                let first = u64::from(first % 16);
+                let name = stream_name(*stream);
+                refusal(store.erase_events(&name, first, first + u64::from(len % 4)));
+                let read = store
+                    .read_stream(&name, first, Direction::Forward, usize::from(len % 4) + 1)
+                    .expect("read_stream");
+                let last = first + u64::from(len % 4);
+                assert!(
+                    read.iter()
+                        .filter(|e| e.version <= last)
+                        .all(|e| e.erased && e.payload.is_empty()),
+                    "{name} {first}..={last} erased: {read:?}"
+                );
             }
             LifecycleOp::Scavenge => {
                 let before = reads(&store);
