@@ -91,6 +91,32 @@ pub fn truncate(target: &Target<'_>, before: u64) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `evstore erase DIR STREAM [--from V --to V]`.
+pub fn erase(dir: &Path, stream: &str, range: Option<(u64, u64)>) -> anyhow::Result<Outcome> {
+    let store = open(dir)?;
+    let erased = match range {
+        Some((first, last)) => {
+            store.erase_events(stream, first, last)?;
+            Some((first, last))
+        }
+        None => {
+            let last = store.stream_version(stream)?;
+            store.erase_stream(stream)?;
+            last.map(|last| (0, last))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match erased {
+        Some((first, last)) => writeln!(
+            out,
+            "erased versions {first} to {last} of stream {stream}: they read as erased (`evstore scavenge` reclaims their bytes)"
+        )?,
+        None => writeln!(out, "stream {stream} has no events: nothing erased")?,
+    }
+    store.close()?;
+    Ok(Outcome::Success)
+}
+
 /// `evstore forget DIR SUBJECT`.
 pub fn forget(dir: &Path, subject: &str) -> anyhow::Result<Outcome> {
     let store = open(dir)?;

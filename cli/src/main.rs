@@ -10,13 +10,14 @@
 //! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--tag T]... [--type T]... [--json] [--written]
 //! evstore delete DIR STREAM [--hard] [--dry-run]   delete a stream (opens the store to write)
 //! evstore truncate DIR STREAM --before VERSION [--dry-run]   drop a stream's older events
+//! evstore erase DIR STREAM [--from V --to V]   erase events: they read as erased at once
 //! evstore forget DIR SUBJECT            destroy a subject's key: its sealed events read as erased
 //! evstore scavenge DIR [--dry-run]      reclaim the bytes of events no read returns
 //! evstore bench DIR [--events N] [--threads T] [--size B] [--batch K] [--streams S]
 //!                   [--durability sync|buffered]
 //! ```
 //!
-//! Every command but `bench`, `delete`, `truncate`, `forget` and `scavenge` opens the store read-only: it takes no lock and
+//! Every command but `bench`, `delete`, `truncate`, `erase`, `forget` and `scavenge` opens the store read-only: it takes no lock and
 //! writes nothing, so it works beside a process that has the store open and
 //! is appending to it, and sees the events that process has made durable
 //! (`--written` on `dump` and `tail`: every whole batch in the files).
@@ -100,6 +101,19 @@ enum Command {
     Delete(DeleteArgs),
     /// Drop the events of a stream below a version (for example those a snapshot replaces).
     Truncate(TruncateArgs),
+    /// Erase a stream's events (all of them now, or a range of versions): read as erased at once.
+    Erase {
+        /// The store directory (opened to write: no other process may have it open).
+        dir: PathBuf,
+        /// The stream.
+        stream: String,
+        /// The first version erased (with --to).
+        #[arg(long, value_name = "V", requires = "to")]
+        from: Option<u64>,
+        /// The last version erased (with --from).
+        #[arg(long, value_name = "V", requires = "from")]
+        to: Option<u64>,
+    },
     /// Destroy a subject's key: the events sealed for it read as erased from then on.
     Forget {
         /// The store directory (opened to write: no other process may have it open).
@@ -322,6 +336,12 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             },
             args.before,
         ),
+        Command::Erase {
+            dir,
+            stream,
+            from,
+            to,
+        } => lifecycle::erase(&dir, &stream, from.zip(to)),
         Command::Forget { dir, subject } => lifecycle::forget(&dir, &subject),
         Command::Scavenge { dir, dry_run } => lifecycle::scavenge(&dir, dry_run),
         Command::Bench(args) => bench::run(&bench::BenchOptions {

@@ -1235,3 +1235,38 @@ fn scavenge_reclaims_what_a_deletion_dropped_and_info_reports_it_first() {
     let forgot = stdout_of(&["forget", path, "nobody"]);
     assert!(forgot.contains("has no key"), "{forgot}");
 }
+
+#[test]
+fn erase_makes_events_read_as_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let events: Vec<_> = (0..4u8)
+            .map(|i| EventData::new("Step", vec![b'a' + i]))
+            .collect();
+        store.append("p", ExpectedVersion::Any, &events).unwrap();
+        store.close().unwrap();
+    }
+    let path = path_str(dir.path());
+    let said = stdout_of(&["erase", path, "p", "--from", "1", "--to", "2"]);
+    assert!(said.contains("erased versions 1 to 2"), "{said}");
+    let erased = |dir: &Path| {
+        let store = Store::open(dir, options()).unwrap();
+        let flags: Vec<bool> = store
+            .read_stream("p", 0, evstore::Direction::Forward, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.erased)
+            .collect();
+        store.close().unwrap();
+        flags
+    };
+    assert_eq!(erased(dir.path()), [false, true, true, false]);
+    let said = stdout_of(&["erase", path, "p"]);
+    assert!(said.contains("erased versions 0 to 3"), "{said}");
+    assert_eq!(erased(dir.path()), [true; 4]);
+    evstore()
+        .args(["erase", path, "p", "--from", "1"])
+        .assert()
+        .code(2);
+}
