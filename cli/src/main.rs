@@ -67,10 +67,11 @@ use std::process::ExitCode;
 #[command(
     name = "evstore",
     version,
-    about = "Inspect, verify, read, follow and benchmark evstore stores",
-    long_about = "Inspect, verify, read, follow and benchmark evstore stores.\n\n\
-        Every command but `bench` opens the store read-only: no lock is taken and \
-        nothing is written, so it can run beside a process that is appending to the store."
+    about = "Inspect, verify, read, follow, benchmark and maintain evstore stores",
+    long_about = "Inspect, verify, read, follow, benchmark and maintain evstore stores.\n\n\
+        `info`, `verify`, `streams`, `dump` and `tail` open the store read-only: no lock is \
+        taken and nothing is written, so they run beside a process that is appending to the \
+        store. `delete`, `truncate`, `erase`, `forget` and `scavenge` open it to write."
 )]
 struct Cli {
     #[command(subcommand)]
