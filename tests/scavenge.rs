@@ -199,3 +199,73 @@ fn forgotten_subjects_are_scavenged() {
         .iter()
         .all(|e| !e.erased && e.payload.starts_with(b"<<s0#")));
 }
+
+/// The segment being written.
+fn active_segment(store: &Store) -> evstore::SegmentInfo {
+    store
+        .log_info()
+        .segments
+        .into_iter()
+        .find(|s| !s.sealed)
+        .unwrap()
+}
+
+#[test]
+fn a_segment_being_written_whose_events_are_all_dead_is_sealed_and_scavenged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(1 << 20)).unwrap();
+    // One live stream, then a stream deleted later: while "kept" lives in
+    // the active segment, nothing is rolled.
+    let kept = EventData::new("Noted", payload("kept", 0));
+    store.append("kept", ExpectedVersion::Any, &[kept]).unwrap();
+    for n in 0..50 {
+        let event = EventData::new("Noted", payload("gone", n));
+        store
+            .append("gone", ExpectedVersion::Any, &[event])
+            .unwrap();
+    }
+    store
+        .delete_stream("gone", ExpectedVersion::Any, DeleteMode::Hard)
+        .unwrap();
+    let first = active_segment(&store);
+    let report = store.scavenge().unwrap();
+    assert_eq!(report.segments_rewritten, 0, "{report:?}");
+    assert_eq!(active_segment(&store).base_position, first.base_position);
+
+    // Once "kept" is truncated away too, every event of the active segment
+    // is dead: it is sealed, rewritten, and its payloads leave the disk
+    // with no further append.
+    store.truncate_stream("kept", 1).unwrap();
+    store.flush().unwrap();
+    let before = snapshot(&store);
+    assert!(holds(&segment_bytes(dir.path()).1, &payload("gone", 7)));
+    let report = store.scavenge().unwrap();
+    assert_eq!(
+        (report.segments_rewritten, report.events_redacted),
+        (1, 51),
+        "{report:?}"
+    );
+    let next = active_segment(&store);
+    assert!(next.base_position > first.base_position, "{next:?}");
+    assert_eq!(next.events, 0);
+    let bytes = segment_bytes(dir.path()).1;
+    assert!(!holds(&bytes, &payload("gone", 7)));
+    assert!(!holds(&bytes, &payload("kept", 0)));
+    assert_eq!(snapshot(&store), before);
+    // An empty active segment is not rolled again.
+    let again = store.scavenge().unwrap();
+    assert_eq!(again.segments_rewritten, 0);
+    assert_eq!(active_segment(&store).base_position, next.base_position);
+    // Appends continue at the next position, and survive a reopen.
+    let late = EventData::new("Noted", payload("kept", 1));
+    let appended = store
+        .append("kept", ExpectedVersion::Exact(0), &[late])
+        .unwrap();
+    assert_eq!(appended.first_position, next.base_position);
+    let after = snapshot(&store);
+    store.close().unwrap();
+    let reopened = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(snapshot(&reopened), after);
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

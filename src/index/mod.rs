@@ -545,6 +545,14 @@ impl Index {
         });
     }
 
+    /// The base position of the segment being written, if any.
+    pub fn active_base(&self) -> Option<u64> {
+        self.segments
+            .last()
+            .filter(|entry| matches!(entry.index, SegmentIndex::Active(_)))
+            .map(|entry| entry.segment.base_position())
+    }
+
     /// Each segment in order, with its event count, whether it is sealed,
     /// and its index file if one is in use.
     pub fn segment_summaries(&self) -> Vec<SegmentSummary> {

@@ -91,6 +91,16 @@ pub enum Command {
     Append(AppendRequest),
     /// Make everything written so far durable.
     Flush(SyncSender<Wake<Result<()>>>),
+    /// Make everything written so far durable, then seal the active
+    /// segment and continue in a new one, if the active segment is still
+    /// the one starting at `base` and holds any event (see
+    /// [`crate::Store::scavenge`]).
+    Roll {
+        /// The base position of the segment to seal.
+        base: u64,
+        /// Where the result goes.
+        reply: SyncSender<Wake<Result<()>>>,
+    },
 }
 
 impl Command {
@@ -101,7 +111,7 @@ impl Command {
             Command::Append(r) => {
                 let _ = r.reply.send(Wake::Done(Err(error)));
             }
-            Command::Flush(reply) => {
+            Command::Flush(reply) | Command::Roll { reply, .. } => {
                 let _ = reply.send(Wake::Done(Err(error)));
             }
         }
@@ -112,12 +122,12 @@ impl Queued for Command {
     fn bytes(&self) -> usize {
         match self {
             Command::Append(r) => r.encoded_len,
-            Command::Flush(_) => 0,
+            Command::Flush(_) | Command::Roll { .. } => 0,
         }
     }
 
     fn ends_linger(&self) -> bool {
-        matches!(self, Command::Flush(_))
+        matches!(self, Command::Flush(_) | Command::Roll { .. })
     }
 }
 

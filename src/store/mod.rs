@@ -4,6 +4,7 @@
 //! [`state`], and the write path runs through [`group_commit`] and
 //! [`writer`].
 
+mod active_roll;
 mod append;
 mod checkpoints;
 mod erasure;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::index::recovery::SegmentIndexer;
 use crate::index::rewritten::{index_rewritten, remove_derived_files};
 use crate::log::{rewrite_redacted, Segment};
-use crate::retention::is_lifecycle_event;
+use crate::retention::{is_lifecycle_event, Retained};
 use crate::types::RecordedEvent;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -62,6 +62,45 @@ impl Pacer {
     }
 }
 
+/// Which events a scavenge removes: those no read returns any more. The
+/// rules are taken once, and each stream's last version looked up once.
+pub(super) struct DeadEvents<'a> {
+    store: &'a Store,
+    retained: Retained,
+    last_versions: RefCell<HashMap<String, Option<u64>>>,
+}
+
+impl<'a> DeadEvents<'a> {
+    pub(super) fn new(store: &'a Store) -> Result<Self> {
+        Ok(DeadEvents {
+            store,
+            retained: store.retained()?,
+            last_versions: RefCell::default(),
+        })
+    }
+
+    /// Whether `event` is dead. Tombstones and metadata events never are:
+    /// they are what says the others are.
+    pub(super) fn is_dead(&self, event: &RecordedEvent) -> bool {
+        if is_lifecycle_event(event) {
+            return false;
+        }
+        let last_version = |stream: &str| {
+            if let Some(last) = self.last_versions.borrow().get(stream) {
+                return *last;
+            }
+            let last = self.store.last_written_version(stream);
+            self.last_versions
+                .borrow_mut()
+                .insert(stream.to_string(), last);
+            last
+        };
+        !self.retained.keeps(event, last_version)
+            || self.retained.is_erased(event)
+            || self.store.is_shredded(event)
+    }
+}
+
 /// What [`Store::scavenge`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -101,7 +140,9 @@ impl Store {
     /// each (the event's position, stream, version, id and timestamp stay;
     /// its type, tags, metadata and payload go), so positions and versions
     /// stay dense. Tombstones and metadata events are kept. The segment
-    /// being written is left alone.
+    /// being written is sealed first if every event in it is dead (and a
+    /// new one begun), so that its space is reclaimed too without waiting
+    /// for more appends to fill it; otherwise it is left alone.
     ///
     /// One segment at a time, beside appends and reads; a crash at any
     /// moment leaves every segment whole, old or new. A marker reads as an
@@ -139,6 +180,7 @@ impl Store {
         progress: impl FnMut(&ScavengeReport, u64),
     ) -> Result<ScavengeReport> {
         self.refuse_if_read_only("scavenge")?;
+        self.roll_if_all_dead()?;
         self.scavenge_segments(false, progress)
     }
 
@@ -194,28 +236,11 @@ impl Store {
         let state = self.state();
         let storage = Arc::clone(&self.options().storage);
         let dir = state.segments_dir.as_path();
-        let retained = self.retained()?;
-        // Each stream's last version is looked up once per segment.
-        let last_versions: RefCell<HashMap<String, Option<u64>>> = RefCell::default();
-        let last_version = |stream: &str| {
-            if let Some(last) = last_versions.borrow().get(stream) {
-                return *last;
-            }
-            let last = self.last_written_version(stream);
-            last_versions.borrow_mut().insert(stream.to_string(), last);
-            last
-        };
+        let dead = DeadEvents::new(self)?;
         // Records keep their positions, so the new file is indexed as it is
         // written, against the old segment's path and base.
         let mut indexer = SegmentIndexer::new(segment);
-        let redact = |event: &RecordedEvent| -> Result<bool> {
-            if is_lifecycle_event(event) {
-                return Ok(false);
-            }
-            Ok(!retained.keeps(event, last_version)
-                || retained.is_erased(event)
-                || self.is_shredded(event))
-        };
+        let redact = |event: &RecordedEvent| -> Result<bool> { Ok(dead.is_dead(event)) };
         let Some(rewritten) = rewrite_redacted(
             storage.as_ref(),
             dir,

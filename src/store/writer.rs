@@ -149,10 +149,15 @@ impl Writer {
     pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
+        let mut roll = None;
         for command in group {
             match command {
                 Command::Append(r) => appends.push(r),
                 Command::Flush(reply) => flushes.push(reply),
+                Command::Roll { base, reply } => {
+                    roll = Some(base);
+                    flushes.push(reply);
+                }
             }
         }
         if let Some(error) = self.state.poisoned() {
@@ -290,6 +295,9 @@ impl Writer {
             for (reply, result) in sync_waiters {
                 replies.push((reply, flush_outcome.clone().map(|()| result)));
             }
+        }
+        if let (Some(base), Ok(())) = (roll, &flush_outcome) {
+            flush_outcome = self.roll_on_request(base, &mut replies);
         }
         GroupOutcome {
             answers: Answers {
@@ -451,6 +459,19 @@ impl Writer {
         if let Some(sealed) = sealed {
             self.write_index_file(sealed, seal_offset);
         }
+        Ok(())
+    }
+
+    /// Seals the active segment if it is still the one at `base` and holds
+    /// an event, and waits for its index file: once this returns, a
+    /// scavenge can rewrite it.
+    fn roll_on_request(&mut self, base: u64, replies: &mut Replies) -> Result<()> {
+        let segment = self.active.segment();
+        if segment.base_position() != base || self.active.next_position() == base {
+            return Ok(());
+        }
+        self.roll_over(&mut Vec::new(), replies)?;
+        self.join_indexing();
         Ok(())
     }
 
