@@ -33,6 +33,8 @@ pub struct Options {
     pub(crate) crypto_shredding: bool,
     /// The most segment bytes a scavenge reads per second, if limited.
     pub(crate) scavenge_bytes_per_second: Option<u64>,
+    /// How often a background thread scavenges, if one does.
+    pub(crate) background_scavenge: Option<Duration>,
     /// How often buffered appends are made durable in the background.
     pub(crate) flush_interval: Duration,
     /// The most bytes the writer takes into one group commit.
@@ -92,6 +94,8 @@ pub enum PanicPoint {
     IndexWriter,
     /// A read-only store's follower, before it polls the log.
     Follower,
+    /// The background scavenger, before a pass.
+    Scavenger,
 }
 
 impl Default for Options {
@@ -101,6 +105,7 @@ impl Default for Options {
             durability: Durability::Sync,
             crypto_shredding: false,
             scavenge_bytes_per_second: None,
+            background_scavenge: None,
             flush_interval: Duration::from_millis(100),
             max_batch_bytes: 4 << 20,
             max_linger: None,
@@ -162,6 +167,29 @@ impl Options {
     #[must_use]
     pub fn scavenge_bytes_per_second(mut self, budget: Option<u64>) -> Self {
         self.scavenge_bytes_per_second = budget;
+        self
+    }
+
+    /// Scavenges in a background thread of the writing store, one pass
+    /// every `interval` (default: never; scavenge with
+    /// [`crate::Store::scavenge`]), within
+    /// [`Options::scavenge_bytes_per_second`]. Each pass is what
+    /// [`crate::Store::scavenge`] does; its outcome is read with
+    /// [`crate::Store::last_background_scavenge`]. The thread stops when
+    /// the store closes, at the end of the segment it is rewriting.
+    ///
+    /// ```
+    /// use evstore::{Options, Store};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let options = Options::default()
+    ///     .background_scavenge(Some(Duration::from_secs(600)))
+    ///     .scavenge_bytes_per_second(Some(32 << 20));
+    /// let store = Store::open(dir.path(), options).unwrap();
+    /// ```
+    #[must_use]
+    pub fn background_scavenge(mut self, interval: Option<Duration>) -> Self {
+        self.background_scavenge = interval;
         self
     }
 
@@ -434,6 +462,11 @@ impl Options {
         if self.snapshots_kept == 0 {
             return Err(Error::InvalidOption(
                 "snapshots_kept must be at least 1".into(),
+            ));
+        }
+        if self.background_scavenge.is_some_and(|i| i.is_zero()) {
+            return Err(Error::InvalidOption(
+                "background_scavenge interval must be positive".into(),
             ));
         }
         if self.flush_interval.is_zero() {

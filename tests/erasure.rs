@@ -78,12 +78,15 @@ fn files_hold(dir: &Path, needle: &[u8]) -> bool {
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else if std::fs::read(&path)
-            .unwrap()
-            .windows(needle.len())
-            .any(|w| w == needle)
-        {
-            return true;
+            continue;
+        }
+        // The next segment is prepared in the background: a temporary file
+        // may be renamed between the listing and the read.
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.windows(needle.len()).any(|w| w == needle) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{}: {e}", path.display()),
         }
     }
     false

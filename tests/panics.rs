@@ -180,3 +180,17 @@ fn a_follower_panic_wakes_the_read_only_store_subscribers() {
         1
     );
 }
+
+#[test]
+fn a_background_scavenger_panic_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default()
+        .background_scavenge(Some(Duration::from_millis(1)))
+        .inject_panic(PanicPoint::Scavenger);
+    let store = Store::open(dir.path(), options).unwrap();
+    let sub = store.subscribe_all(0, Filter::all());
+    let end = subscriber_end(sub);
+    assert!(is_panic_poison(&end, "scavenger"), "{end:?}");
+    let append = store.append("s", ExpectedVersion::Any, &[event()]);
+    assert!(is_panic_poison(&append, "scavenger"), "{append:?}");
+}

@@ -269,3 +269,40 @@ fn a_segment_being_written_whose_events_are_all_dead_is_sealed_and_scavenged() {
     let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+#[test]
+fn a_background_scavenger_reclaims_without_being_asked_and_stops_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        options()
+            .background_scavenge(Some(std::time::Duration::from_millis(5)))
+            .scavenge_bytes_per_second(Some(64 << 20))
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert!(store.last_background_scavenge().is_none());
+    fill(&store, 0..600);
+    store
+        .delete_stream("s4", ExpectedVersion::Any, DeleteMode::Hard)
+        .unwrap();
+    store.flush().unwrap();
+    let before = snapshot(&store);
+    // Passes run on their own until one has removed every event of "s4"
+    // from the files (the appends above sealed several segments), and
+    // report what they did.
+    while holds(&segment_bytes(dir.path()).1, &payload("s4", 4)) {
+        std::thread::yield_now();
+    }
+    let pass = loop {
+        if let Some(pass) = store.last_background_scavenge() {
+            break pass.unwrap();
+        }
+        std::thread::yield_now();
+    };
+    assert!(pass.segments_checked > 0, "{pass:?}");
+    assert_eq!(snapshot(&store), before);
+    // Dropping the only handle closes the store, scavenger included: it
+    // opens again at once.
+    drop(store);
+    let reopened = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(snapshot(&reopened), before);
+}

@@ -6,6 +6,7 @@
 
 mod active_roll;
 mod append;
+mod background_scavenge;
 mod checkpoints;
 mod erasure;
 mod flusher;
@@ -65,7 +66,34 @@ pub use streams::{LogInfo, SegmentInfo, StreamInfo, Streams};
 /// ```
 #[derive(Clone)]
 pub struct Store {
+    /// Shared by the clones handed to users; `None` in the store's own
+    /// threads' handles. Declared first, so it drops while `inner` lives.
+    _users: Option<Arc<UserHandles>>,
     inner: Arc<StoreInner>,
+}
+
+/// Closes the store when the last handle a user holds is dropped, even if
+/// one of the store's own threads holds one for a moment longer: the
+/// directory lock is then released as soon as that thread lets go.
+struct UserHandles(std::sync::Weak<StoreInner>);
+
+impl Drop for UserHandles {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.close();
+        }
+    }
+}
+
+impl Store {
+    /// A user's handle on a newly opened store.
+    fn for_users(inner: StoreInner) -> Store {
+        let inner = Arc::new(inner);
+        Store {
+            _users: Some(Arc::new(UserHandles(Arc::downgrade(&inner)))),
+            inner,
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -83,6 +111,8 @@ struct StoreInner {
     group_commit: Option<Arc<GroupCommit>>,
     /// The flusher, or a read-only store's follower thread.
     background: Mutex<Option<JoinHandle<()>>>,
+    /// The background scavenger, if the options ask for one.
+    scavenger: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryStats,
     snapshots: Snapshots,
     checkpoints: Checkpoints,
@@ -103,6 +133,13 @@ impl StoreInner {
         if let Some(handle) = self.background.lock().take() {
             // The thread catches its own panics and poisons the store.
             let _ = handle.join();
+        }
+        if let Some(handle) = self.scavenger.lock().take() {
+            // The scavenger may hold the last handle, and close the store
+            // as it lets go: it is not waited for by itself.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
         let repairs = self.state.index.read().repairs();
         repairs.finish();

@@ -117,21 +117,28 @@ impl Store {
                 return Err(error);
             }
         };
-        let store = Store {
-            inner: Arc::new(StoreInner {
-                dir,
-                state,
-                group_commit: Some(group_commit),
-                background: Mutex::new(Some(flusher)),
-                recovery: recovered.stats,
-                snapshots: parts.snapshots,
-                checkpoints: parts.checkpoints,
-                keys,
-                follower: None,
-                _lock: Some(lock),
-            }),
-        };
+        let store = Store::for_users(StoreInner {
+            dir,
+            state,
+            group_commit: Some(group_commit),
+            background: Mutex::new(Some(flusher)),
+            scavenger: Mutex::new(None),
+            recovery: recovered.stats,
+            snapshots: parts.snapshots,
+            checkpoints: parts.checkpoints,
+            keys,
+            follower: None,
+            _lock: Some(lock),
+        });
         store.install_deletions()?;
+        if let Some(interval) = store.options().background_scavenge {
+            let scavenger = super::background_scavenge::spawn(
+                Arc::downgrade(&store.inner),
+                Arc::clone(&store.inner.state),
+                interval,
+            )?;
+            *store.inner.scavenger.lock() = Some(scavenger);
+        }
         Ok(store)
     }
 
@@ -226,20 +233,19 @@ impl Store {
                 })
                 .map_err(|e| Error::io("starting the follower thread", e))?
         };
-        Ok(Store {
-            inner: Arc::new(StoreInner {
-                dir,
-                state,
-                group_commit: None,
-                background: Mutex::new(Some(poller)),
-                recovery: recovered.stats,
-                snapshots: parts.snapshots,
-                checkpoints: parts.checkpoints,
-                keys,
-                follower: Some(follower),
-                _lock: None,
-            }),
-        })
+        Ok(Store::for_users(StoreInner {
+            dir,
+            state,
+            group_commit: None,
+            background: Mutex::new(Some(poller)),
+            scavenger: Mutex::new(None),
+            recovery: recovered.stats,
+            snapshots: parts.snapshots,
+            checkpoints: parts.checkpoints,
+            keys,
+            follower: Some(follower),
+            _lock: None,
+        }))
     }
 }
 

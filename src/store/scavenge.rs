@@ -217,7 +217,7 @@ impl Store {
             )?;
             report.segments_checked += 1;
             progress(&report, total);
-            if pacer.stopped {
+            if pacer.stopped || state.is_closing() {
                 // The store is closing: the rest waits for the next scavenge.
                 break;
             }

@@ -42,6 +42,8 @@ pub struct StoreState {
     pub retention: super::retention::Retention,
     /// Held by the one scavenge that may run at a time.
     pub scavenging: Mutex<()>,
+    /// What the background scavenger's last pass did, if it ran one.
+    pub last_background_scavenge: Mutex<Option<Result<super::ScavengeReport>>>,
     poison: Mutex<Option<Error>>,
     /// Whether `poison` holds an error: every subscriber that catches up
     /// asks, and a load answers the usual "no" without the lock.
@@ -65,6 +67,7 @@ impl StoreState {
             durable_progress: Progress::default(),
             retention: super::retention::Retention::default(),
             scavenging: Mutex::new(()),
+            last_background_scavenge: Mutex::new(None),
             read_ahead: ReadAhead::default(),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
@@ -126,6 +129,11 @@ impl StoreState {
     pub fn signal_closing(&self) {
         *self.closing.lock() = true;
         self.closing_wake.notify_all();
+    }
+
+    /// Whether the store has begun closing.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.lock()
     }
 
     /// Waits `interval` or until the store closes; returns whether it
