@@ -15,7 +15,14 @@
 //! 4. meanwhile another thread snapshots the streams: every stream's newest
 //!    acknowledged snapshot (or a newer one) loads after the kill, with
 //!    exactly the bytes saved for its version, and none is found damaged;
-//! 5. reads by tag return exactly the events a scan of the log finds.
+//! 5. reads by tag return exactly the events a scan of the log finds;
+//! 6. meanwhile a third thread appends to scratch streams and deletes or
+//!    truncates each one away, and a fourth scavenges again and again: an
+//!    acknowledged scratch append not yet acknowledged as gone is whole;
+//!    nothing of a stream acknowledged as deleted or truncated ever
+//!    reappears; the main streams' checks above hold through every
+//!    scavenge a kill interrupts. Positions stay increasing, with gaps only
+//!    where no read returns the events any more.
 //!
 //! The child is this test binary re-executed with only
 //! [`child_appender`] selected; it learns its store directory and seed from
@@ -28,8 +35,8 @@
 //! `EVSTORE_KILL9_ITERATIONS=N` raises the number of kills (at least 50).
 
 use evstore::{
-    AppendCondition, Commit, Direction, Durability, EventData, ExpectedVersion, Options, Query,
-    RecordedEvent, Store, Uuid,
+    AppendCondition, Commit, DeleteMode, Direction, Durability, EventData, ExpectedVersion,
+    Options, Query, RecordedEvent, Store, Uuid,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -125,6 +132,21 @@ impl AppendPlan {
 
 fn stream_name(index: u64) -> String {
     format!("kill9-stream-{index}")
+}
+
+/// Streams appended to and then deleted or truncated away.
+const SCRATCH_PREFIX: &str = "kill9-scratch-";
+
+/// The events of scratch stream `k` of a run.
+fn scratch_events(k: u32) -> Vec<EventData> {
+    (0..1 + k % 6)
+        .map(|i| {
+            EventData::new(
+                "Scratch",
+                vec![(k % 251) as u8; 40 + (i as usize * 97) % 300],
+            )
+        })
+        .collect()
 }
 
 fn event_id(key: AppendKey, count: usize, index: usize) -> Uuid {
@@ -375,10 +397,76 @@ fn child_appender() {
             }
         })
     };
+    let lifecycle = {
+        let store = store.clone();
+        thread::spawn(move || {
+            for k in 0u32.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let stream = format!("{SCRATCH_PREFIX}{run}-{k}");
+                let events = scratch_events(k);
+                let written = store.append_with_durability(
+                    &stream,
+                    ExpectedVersion::NoStream,
+                    &events,
+                    Durability::Sync,
+                );
+                match written {
+                    Ok(r) => say(&format!(
+                        "SCRATCH {stream} {} {}",
+                        r.first_position,
+                        events.len()
+                    )),
+                    Err(e) => {
+                        say(&format!("ERR scratch append {stream}: {e}"));
+                        std::process::exit(2);
+                    }
+                }
+                let gone = if k % 2 == 0 {
+                    store
+                        .delete_stream(&stream, ExpectedVersion::Any, DeleteMode::Hard)
+                        .map(drop)
+                } else {
+                    store
+                        .truncate_stream(&stream, events.len() as u64)
+                        .map(drop)
+                };
+                match gone {
+                    Ok(()) => say(&format!("GONE {stream}")),
+                    Err(e) => {
+                        say(&format!("ERR delete {stream}: {e}"));
+                        std::process::exit(2);
+                    }
+                }
+            }
+        })
+    };
+    let scavenger = {
+        let store = store.clone();
+        thread::spawn(move || {
+            while Instant::now() < deadline {
+                match store.scavenge() {
+                    Ok(report) if report.segments_rewritten > 0 => {
+                        say(&format!("SCAVENGED {}", report.segments_rewritten));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        say(&format!("ERR scavenge: {e}"));
+                        std::process::exit(2);
+                    }
+                }
+                // Not a timing assertion: leaves the appenders the disk.
+                thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     for worker in workers {
         worker.join().expect("appender thread");
     }
     snapshotter.join().expect("snapshot thread");
+    lifecycle.join().expect("lifecycle thread");
+    scavenger.join().expect("scavenger thread");
     // Reached only if nobody killed us in time.
     std::process::exit(4);
 }
@@ -474,6 +562,12 @@ struct Kill {
     acks: Vec<Ack>,
     /// Snapshots acknowledged: stream and version.
     snapshots: Vec<(String, u64)>,
+    /// Scratch appends acknowledged: stream, first position, events.
+    scratch: Vec<(String, u64, u64)>,
+    /// Scratch streams acknowledged as deleted or truncated away.
+    gone: Vec<String>,
+    /// Segments a scavenge rewrote.
+    scavenged: u64,
 }
 
 /// Spawns a child on `dir`, kills it `delay` after it opened the store (or
@@ -545,6 +639,24 @@ fn run_child(dir: &Path, run: u32, delay: Duration, during_open: bool) -> Kill {
                 .and_then(|(s, v)| Some((s.to_string(), v.parse().ok()?)))
                 .unwrap_or_else(|| panic!("malformed snapshot line {line:?}"));
             kill.snapshots.push((stream, version));
+        } else if let Some(rest) = line.strip_prefix("SCRATCH ") {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let parsed = match fields[..] {
+                [stream, first, count] => first
+                    .parse()
+                    .ok()
+                    .zip(count.parse().ok())
+                    .map(|(f, c)| (stream.to_string(), f, c)),
+                _ => None,
+            };
+            kill.scratch
+                .push(parsed.unwrap_or_else(|| panic!("malformed scratch line {line:?}")));
+        } else if let Some(n) = line.strip_prefix("SCAVENGED ") {
+            kill.scavenged += n
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("malformed scavenge line {line:?}"));
+        } else if let Some(stream) = line.strip_prefix("GONE ") {
+            kill.gone.push(stream.to_string());
         } else if line.starts_with("ERR") {
             panic!("run {run}: the child failed: {line}\nstderr: {stderr}");
         } else {
@@ -576,24 +688,37 @@ fn verify(
     runs: u32,
     acks: &[Ack],
     plans: &mut HashMap<AppendKey, AppendPlan>,
+    scratch: &Scratch,
 ) -> u64 {
-    let events = store
+    let log = store
         .read_all(0, Direction::Forward, usize::MAX)
         .expect("read_all after recovery");
     assert_eq!(
         store.last_position(),
-        (events.len() as u64).checked_sub(1),
+        log.last().map(|e| e.position),
         "last_position disagrees with read_all"
     );
+    assert!(
+        log.windows(2).all(|w| w[0].position < w[1].position),
+        "positions increase"
+    );
+    let (events, others): (Vec<RecordedEvent>, Vec<RecordedEvent>) = log
+        .into_iter()
+        .partition(|e| e.stream.starts_with("kill9-stream-"));
+    verify_scratch(store, &others, scratch);
+    let index_of: HashMap<u64, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.position, i))
+        .collect();
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut placed: HashMap<AppendKey, u64> = HashMap::new();
     let mut next_seq: HashMap<(u32, u32), u32> = HashMap::new();
     let mut i = 0usize;
     while i < events.len() {
         let first = &events[i];
-        assert_eq!(first.position, i as u64, "positions are dense");
         let Some((key, count, index)) = decode_id(first.id) else {
-            panic!("invented event at position {i}: {first:?}");
+            panic!("invented event at position {}: {first:?}", first.position);
         };
         assert!(
             key.run < runs && key.thread < THREADS,
@@ -616,13 +741,16 @@ fn verify(
         for (stream, sent_events) in &plan.parts {
             let version = versions.get(stream).copied().unwrap_or(0);
             for (k, sent) in sent_events.iter().enumerate() {
-                let position = i + j;
-                let Some(recorded) = events.get(position) else {
+                let Some(recorded) = events.get(i + j) else {
                     panic!(
                         "half batch: {key:?} cut after {j} of {count} events at the end of the log"
                     );
                 };
-                assert_eq!(recorded.position, position as u64, "positions are dense");
+                let position = first.position + j as u64;
+                assert_eq!(
+                    recorded.position, position,
+                    "a batch's positions follow one another"
+                );
                 assert_eq!(
                     recorded.id,
                     sent.id(),
@@ -662,7 +790,7 @@ fn verify(
             versions.insert(stream.clone(), version + sent_events.len() as u64);
         }
         assert!(
-            placed.insert(key, i as u64).is_none(),
+            placed.insert(key, first.position).is_none(),
             "append {key:?} present twice"
         );
         // A thread sends its next append only after the previous one was
@@ -670,8 +798,8 @@ fn verify(
         let expected_seq = next_seq.entry((key.run, key.thread)).or_insert(0);
         assert_eq!(
             key.seq, *expected_seq,
-            "append {key:?} at position {i}, but this thread's append {} is missing before it",
-            *expected_seq
+            "append {key:?} at position {}, but this thread's append {} is missing before it",
+            first.position, *expected_seq
         );
         *expected_seq += 1;
         i += count;
@@ -694,7 +822,7 @@ fn verify(
         let acked: Vec<(&str, usize)> =
             ack.parts.iter().map(|(s, n, _)| (s.as_str(), *n)).collect();
         assert_eq!(acked, counts, "streams of {:?}", ack.key);
-        let mut at = position as usize;
+        let mut at = index_of[&position];
         for (stream, count, first_version) in &ack.parts {
             let event = &events[at];
             assert_eq!(
@@ -780,7 +908,7 @@ fn verify(
         all.iter().rev().take(16).copied().collect::<Vec<_>>(),
         "read_query({query:?}) backward"
     );
-    let middle = events.len() as u64 / 2;
+    let middle = events.get(events.len() / 2).map_or(0, |e| e.position);
     let read = store
         .read_query(&query, middle, Direction::Forward, 16)
         .expect("read_query from the middle after recovery");
@@ -805,7 +933,70 @@ fn verify(
         assert_eq!(positions(&read.events), [placed[&key]], "claim {claim}");
         assert_eq!(read.head, last, "head of read_query by claim");
     }
-    events.len() as u64
+    last.map_or(0, |p| p + 1)
+}
+
+/// What the children's lifecycle threads acknowledged.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Each scratch stream appended to: its first position and events.
+    appended: HashMap<String, (u64, u64)>,
+    /// Scratch streams deleted or truncated away.
+    gone: std::collections::HashSet<String>,
+}
+
+/// Checks the events of the log outside the main streams (`others`): each
+/// belongs to a scratch stream or is the deletion or metadata of one; none
+/// of a stream acknowledged as gone is read; an acknowledged scratch
+/// append is whole unless its stream's deletion is in the log.
+fn verify_scratch(store: &Store, others: &[RecordedEvent], scratch: &Scratch) {
+    let mut removed = std::collections::HashSet::new();
+    for event in others {
+        let metadata_stream = event.stream.strip_prefix("$$");
+        let stream = metadata_stream.unwrap_or(&event.stream);
+        assert!(
+            stream.starts_with(SCRATCH_PREFIX),
+            "invented event at position {}: {event:?}",
+            event.position
+        );
+        if metadata_stream.is_some() || event.event_type.starts_with('$') {
+            removed.insert(stream.to_string());
+        } else {
+            assert!(
+                !scratch.gone.contains(stream),
+                "an event of {stream}, acknowledged as gone, reappeared: {event:?}"
+            );
+        }
+    }
+    for (stream, &(first, count)) in &scratch.appended {
+        let read = match store.read_stream(stream, 0, Direction::Forward, usize::MAX) {
+            Ok(read) => read,
+            Err(evstore::Error::StreamDeleted { .. }) => Vec::new(),
+            Err(e) => panic!("read_stream({stream}) after recovery: {e:?}"),
+        };
+        let positions: Vec<u64> = read
+            .iter()
+            .filter(|e| !e.event_type.starts_with('$'))
+            .map(|e| e.position)
+            .collect();
+        if scratch.gone.contains(stream) {
+            assert!(
+                positions.is_empty(),
+                "{stream}, acknowledged as gone, reads {read:?}"
+            );
+            assert!(removed.contains(stream), "the deletion of {stream} is lost");
+        } else if positions.is_empty() {
+            // Deleted after all, though the child was killed before it
+            // could say so.
+            assert!(removed.contains(stream), "acknowledged {stream} lost");
+        } else {
+            assert_eq!(
+                positions,
+                (first..first + count).collect::<Vec<_>>(),
+                "acknowledged append of {stream}"
+            );
+        }
+    }
 }
 
 /// Checks every stream's snapshot against the newest one acknowledged;
@@ -858,6 +1049,8 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
     let mut torn_bytes = 0u64;
     let mut events = 0u64;
     let mut plans = HashMap::new();
+    let mut scratch = Scratch::default();
+    let mut segments_scavenged = 0u64;
     let mut acked_snapshots: HashMap<String, u64> = HashMap::new();
     let mut snapshots_acked = 0u64;
     let mut snapshot_checks = 0u64;
@@ -896,6 +1089,11 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
             kills_without_prepared_segment += 1;
         }
         acks.extend(kill.acks);
+        for (stream, first, count) in kill.scratch {
+            scratch.appended.insert(stream, (first, count));
+        }
+        scratch.gone.extend(kill.gone);
+        segments_scavenged += kill.scavenged;
         snapshots_acked += kill.snapshots.len() as u64;
         for (stream, version) in kill.snapshots {
             let newest = acked_snapshots.entry(stream).or_insert(version);
@@ -921,7 +1119,7 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
         let store = Store::open(&dir, Options::default().segment_size(SEGMENT_SIZE))
             .unwrap_or_else(|e| panic!("reopen after kill {run}: {e:?}"));
         torn_bytes += store.recovery_stats().torn_bytes;
-        events = verify(&store, run + 1, &acks, &mut plans);
+        events = verify(&store, run + 1, &acks, &mut plans, &scratch);
         assert_eq!(
             store.recovery_stats().events,
             events,
@@ -966,9 +1164,17 @@ fn sigkill_never_loses_an_acknowledged_sync_append() {
          {acks_checked} acknowledgement checks; \
          {events} events in {segments} segments; {torn_bytes} torn bytes cleared; \
          {snapshots_acked} snapshots acknowledged, {snapshot_checks} snapshot checks; \
-         a read-only reader followed throughout and saw {reader_events_seen} events",
+         a read-only reader followed throughout and saw {reader_events_seen} events; \
+         {} scratch streams appended, {} acknowledged as gone, {segments_scavenged} segments \
+         scavenged",
         started.elapsed(),
         acks.len(),
+        scratch.appended.len(),
+        scratch.gone.len(),
+    );
+    assert!(
+        segments_scavenged > 0 && !scratch.gone.is_empty(),
+        "nothing was scavenged or deleted: the lifecycle checks would be vacuous"
     );
     assert!(
         commits * 5 >= acks.len(),

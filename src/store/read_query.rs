@@ -30,8 +30,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidRequest`] for a query with no item or an item naming
-    /// nothing; [`Error::Corrupted`] or [`Error::Io`] if the log or its
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) for a query with no item or an item naming
+    /// nothing; [`Error::Corrupted`](crate::Error::Corrupted) or [`Error::Io`](crate::Error::Io) if the log or its
     /// indexes cannot be read.
     ///
     /// ```

@@ -149,7 +149,6 @@ impl Verifier<'_, '_> {
         ordinal: u32,
         base: u64,
         covered: usize,
-        index_later: bool,
         state: SegmentState<'_>,
     ) {
         let path = self.segments_dir.join(index_file_name(base));
@@ -157,16 +156,12 @@ impl Verifier<'_, '_> {
         let bytes = match read_whole_file(self.storage, &path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Not damage: an index file is derived from its segment,
+                // and the next open writes it again. The newest sealed
+                // segments wait for theirs in a running store; an older one
+                // lacks its file if a scavenge was interrupted.
                 if let SegmentState::Sealed { .. } = state {
-                    if (ordinal as usize) < covered || index_later {
-                        self.push(finding(
-                            &path,
-                            0,
-                            format!("missing: the next open rebuilds it from {segment}"),
-                        ));
-                    } else {
-                        self.report.index_files_pending += 1;
-                    }
+                    self.report.index_files_pending += 1;
                 }
                 return;
             }

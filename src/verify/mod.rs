@@ -94,10 +94,10 @@ pub struct VerifyReport {
     /// active segment: not damage (the next open clears it), reported for
     /// information.
     pub torn_tail_bytes: u64,
-    /// Sealed segments whose index file is not written yet: the newest
-    /// ones, which the catalogue does not cover either. A running store
-    /// writes them in the background and the next open writes any that an
-    /// interruption left out, so this is not damage.
+    /// Sealed segments whose index file is not there: the newest ones,
+    /// whose files a running store writes in the background, or one whose
+    /// file an interrupted scavenge removed before rewriting it. The next
+    /// open writes them from their segments, so this is not damage.
     pub index_files_pending: usize,
     /// Snapshot files of a newer format version, left unchecked: a newer
     /// build wrote them and this build skips them, so they are not damage.

@@ -143,20 +143,6 @@ impl Verifier<'_, '_> {
             .as_ref()
             .and_then(|bytes| self.check_catalog_file(&catalog_path, bytes, inventory));
         let covered = catalog.as_ref().map_or(0, |c| c.covered_segments as usize);
-        // Index files are written one at a time in seal order, so a missing
-        // one followed by a present one was removed, not still to come.
-        let last_listed_index = inventory
-            .index_files
-            .keys()
-            .rev()
-            .find(|base| {
-                inventory
-                    .segments
-                    .binary_search_by_key(*base, |(b, _)| *b)
-                    .is_ok()
-            })
-            .copied();
-
         let mut expected_base = Some(0u64);
         // Whether every segment so far was read whole and in sequence: only
         // then do stream versions carry over from one segment to the next.
@@ -192,7 +178,6 @@ impl Verifier<'_, '_> {
                 _ => {}
             }
             expected_base = None;
-            let index_later = last_listed_index.is_some_and(|last| last > base);
             let index_listed = inventory.index_files.contains_key(&base);
             self.report.segments += 1;
 
@@ -204,13 +189,7 @@ impl Verifier<'_, '_> {
                     complete = false;
                     self.meter.finish(&path, size);
                     if index_listed {
-                        self.check_index_file(
-                            ordinal,
-                            base,
-                            covered,
-                            index_later,
-                            SegmentState::Unknown,
-                        );
+                        self.check_index_file(ordinal, base, covered, SegmentState::Unknown);
                     }
                     continue;
                 }
@@ -236,7 +215,7 @@ impl Verifier<'_, '_> {
                     };
                     self.meter.finish(&path, size);
                     self.runs_known = complete;
-                    self.check_index_file(ordinal, base, covered, index_later, state);
+                    self.check_index_file(ordinal, base, covered, state);
                     if scan.sealed {
                         self.note_runs(ordinal, &pass.mem);
                     }
@@ -251,13 +230,7 @@ impl Verifier<'_, '_> {
                     self.push(found);
                     complete = false;
                     self.meter.finish(&path, size);
-                    self.check_index_file(
-                        ordinal,
-                        base,
-                        covered,
-                        index_later,
-                        SegmentState::Unknown,
-                    );
+                    self.check_index_file(ordinal, base, covered, SegmentState::Unknown);
                 }
             }
         }
