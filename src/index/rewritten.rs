@@ -11,7 +11,7 @@ use super::postings_file::postings_file_name;
 use super::{Index, Persisted, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::Segment;
-use crate::storage::{child, write_and_rename, Storage};
+use crate::storage::{child, write_and_rename_unsynced, Storage};
 use parking_lot::RwLock;
 use std::io;
 use std::path::Path;
@@ -84,7 +84,10 @@ impl Index {
 }
 
 /// Writes in `dir` the index file of the rewritten, sealed `segment` (its
-/// seal at `seal_offset`), indexed as `mem` while it was written.
+/// seal at `seal_offset`), indexed as `mem` while it was written. Neither
+/// the file nor the directory is synced: the caller syncs the directory
+/// once for this and the segment's rename, and an index file a crash left
+/// torn fails its checksums and is rebuilt from the segment.
 ///
 /// # Errors
 ///
@@ -102,8 +105,7 @@ pub fn index_rewritten(
     let bytes = file::encode(mem, base, seal_offset, hash_kind, &Directories::none());
     let path = child(dir, &index_file_name(base));
     let io_error = |e| Error::io(format!("writing {}", path.display()), e);
-    write_and_rename(storage.as_ref(), &path, &bytes).map_err(io_error)?;
-    storage.sync_dir(dir).map_err(io_error)?;
+    write_and_rename_unsynced(storage.as_ref(), &path, &bytes).map_err(io_error)?;
     let file = storage.open_file(&path, false).map_err(io_error)?;
     let view = file.read_view(0, bytes.len()).map_err(io_error)?;
     let parsed = IndexFile::parse(view, base)

@@ -257,6 +257,26 @@ pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
 /// leaves either the old file or the new one, never a mix; a failed write
 /// or sync (a full disk) removes the temporary file, so it holds no space.
 pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_temp_and_rename(storage, path, bytes, true)
+}
+
+/// [`write_and_rename`] without syncing the file: for files derived from
+/// others and checked whole when read (an index file), which a crash may
+/// leave torn or empty, and which are then rebuilt.
+pub(crate) fn write_and_rename_unsynced(
+    storage: &dyn Storage,
+    path: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    write_temp_and_rename(storage, path, bytes, false)
+}
+
+fn write_temp_and_rename(
+    storage: &dyn Storage,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
     let temp = PathBuf::from(temp);
@@ -266,7 +286,9 @@ pub(crate) fn write_and_rename(storage: &dyn Storage, path: &Path, bytes: &[u8])
         Err(e) => return Err(e),
     }
     let file = storage.open_file(&temp, true)?;
-    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
+    let written =
+        file.write_all_at(bytes, 0)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
     drop(file);
     if let Err(e) = written {
         // Best effort: one left behind is removed by the next write of `path`.

@@ -5,10 +5,11 @@
 //! Each segment with such events is rewritten beside itself with redaction
 //! markers in their place (see [`crate::log::rewrite_redacted`]), synced;
 //! its index and postings files are removed (directory synced); the new file
-//! is renamed over the old one (directory synced); then its index file is
-//! written and the index switched to it. A crash at any point leaves the old
-//! segment or the new one, and at most a temporary file and missing index
-//! files, which the next open removes or rebuilds. Readers holding the old
+//! is renamed over the old one, its index file written beside it unsynced,
+//! the directory synced once for both, and the index switched to it. A
+//! crash at any point leaves the old segment or the new one, and at most a
+//! temporary file and missing or torn index files, which the next open
+//! removes or rebuilds (an index file is checked whole before use). Readers holding the old
 //! file's map keep reading it until they are done.
 
 use super::Store;
@@ -270,9 +271,10 @@ impl Store {
         }
         remove_derived_files(storage.as_ref(), dir, base)
             .map_err(|e| io_error("removing the index files of", e))?;
+        // One directory sync below makes both renames durable: this one
+        // and the new index file's.
         storage
             .rename(&rewritten.temp_path, segment.path())
-            .and_then(|()| storage.sync_dir(dir))
             .map_err(|e| io_error("replacing", e))?;
         let replacement = Arc::new(Segment::open(
             storage.as_ref(),
@@ -291,7 +293,11 @@ impl Store {
             rewritten.seal_offset,
             &indexer.finish(),
             index_parts,
-        )?;
+        );
+        storage
+            .sync_dir(dir)
+            .map_err(|e| io_error("replacing", e))?;
+        let persisted = persisted?;
         if !state
             .index
             .write()
