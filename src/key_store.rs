@@ -71,6 +71,8 @@ pub struct KeyStore {
     path: PathBuf,
     writable: bool,
     state: Mutex<Keys>,
+    /// Counts the changes that may have removed keys (a forget, a reload).
+    removals: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +101,7 @@ impl KeyStore {
             path,
             writable,
             state: Mutex::new(Keys::default()),
+            removals: std::sync::atomic::AtomicU64::new(0),
         };
         store.reload()?;
         Ok(store)
@@ -128,7 +131,15 @@ impl KeyStore {
         state.end = end;
         state.len_on_disk = len_on_disk;
         state.file = None;
+        self.removals
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Changes so far that may have removed a key: if this is unchanged,
+    /// no key was removed meanwhile.
+    pub fn removals(&self) -> u64 {
+        self.removals.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The key of `subject`, if it has one.
@@ -229,6 +240,10 @@ impl KeyStore {
         let Some(key) = state.by_subject.remove(subject) else {
             return Ok(false);
         };
+        // Counted before the key is gone from the file: a scavenge that
+        // read the count before sees it change.
+        self.removals
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Err(error) = self.rewrite(&mut state) {
             state.by_subject.insert(subject.to_string(), key);
             return Err(error);

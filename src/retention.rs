@@ -85,6 +85,15 @@ impl Rules {
         })
     }
 
+    /// Whether some stream drops events as time passes or as it grows
+    /// (`max_age`, `max_count`): which events are dead then changes with
+    /// no new lifecycle event.
+    pub fn changes_by_itself(&self) -> bool {
+        self.streams
+            .values()
+            .any(|r| r.metadata.max_age.is_some() || r.metadata.max_count.is_some())
+    }
+
     /// Whether no stream drops anything: reads need not look.
     pub fn keeps_everything(&self) -> bool {
         !self.streams.values().any(StreamRule::drops_anything)

@@ -306,3 +306,47 @@ fn a_background_scavenger_reclaims_without_being_asked_and_stops_with_the_store(
     let reopened = Store::open(dir.path(), options()).unwrap();
     assert_eq!(snapshot(&reopened), before);
 }
+
+#[test]
+fn segments_found_clean_are_not_read_again_until_a_deletion_or_a_forget_can_change_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options().crypto_shredding(true)).unwrap();
+    fill(&store, 0..1000);
+    store.flush().unwrap();
+    let first = store.scavenge().unwrap();
+    assert!(first.segments_checked > 3, "{first:?}");
+    assert_eq!((first.segments_unchanged, first.segments_rewritten), (0, 0));
+    let second = store.scavenge().unwrap();
+    assert_eq!(
+        second.segments_unchanged, second.segments_checked,
+        "{second:?}"
+    );
+
+    // A deletion is a lifecycle event: every segment is read again.
+    store
+        .delete_stream("s4", ExpectedVersion::Any, DeleteMode::Hard)
+        .unwrap();
+    let after_delete = store.scavenge().unwrap();
+    assert_eq!(after_delete.segments_unchanged, 0, "{after_delete:?}");
+    assert!(after_delete.events_redacted >= 150, "{after_delete:?}");
+    assert!(!holds(&segment_bytes(dir.path()).1, &payload("s4", 4)));
+
+    // A forgotten key is no lifecycle event, and still counts.
+    assert_eq!(store.scavenge().unwrap().segments_rewritten, 0);
+    store.forget("s1").unwrap();
+    let after_forget = store.scavenge().unwrap();
+    assert_eq!(after_forget.segments_unchanged, 0, "{after_forget:?}");
+    assert!(after_forget.events_redacted >= 150, "{after_forget:?}");
+
+    // A rule that changes with appends: nothing is skipped.
+    store
+        .set_stream_metadata(
+            "s0",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(1000),
+        )
+        .unwrap();
+    store.scavenge().unwrap();
+    let with_count = store.scavenge().unwrap();
+    assert_eq!(with_count.segments_unchanged, 0, "{with_count:?}");
+}

@@ -37,12 +37,22 @@ impl Store {
     ///
     /// If a lifecycle event cannot be read.
     pub(crate) fn retention_rules(&self) -> Result<Arc<Rules>> {
+        self.retention_rules_and_end().map(|(rules, _)| rules)
+    }
+
+    /// [`Store::retention_rules`], and the position below which they take
+    /// every lifecycle event into account: it changes whenever they may.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::retention_rules`].
+    pub(crate) fn retention_rules_and_end(&self) -> Result<(Arc<Rules>, u64)> {
         let state = self.state();
         let newest = state.index.read().last_lifecycle_position();
         {
             let kept = state.retention.kept.read();
             if kept.loaded && newest.is_none_or(|p| p < kept.seen_end) {
-                return Ok(Arc::clone(&kept.rules));
+                return Ok((Arc::clone(&kept.rules), kept.seen_end));
             }
         }
         let mut kept = state.retention.kept.write();
@@ -59,7 +69,7 @@ impl Store {
             kept.seen_end = end;
             kept.loaded = true;
         }
-        Ok(Arc::clone(&kept.rules))
+        Ok((Arc::clone(&kept.rules), kept.seen_end))
     }
 
     /// The rules in force now, for one read.

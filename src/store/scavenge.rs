@@ -16,7 +16,7 @@ use super::Store;
 use crate::error::{Error, Result};
 use crate::index::recovery::SegmentIndexer;
 use crate::index::rewritten::{index_rewritten, remove_derived_files};
-use crate::log::{rewrite_redacted, Segment};
+use crate::log::{now_nanos, rewrite_redacted, Segment};
 use crate::retention::{is_lifecycle_event, Retained};
 use crate::types::RecordedEvent;
 use std::cell::RefCell;
@@ -69,14 +69,35 @@ pub(super) struct DeadEvents<'a> {
     store: &'a Store,
     retained: Retained,
     last_versions: RefCell<HashMap<String, Option<u64>>>,
+    /// What the answers depend on, if only on lifecycle events and keys.
+    stamp: Option<CleanStamp>,
+}
+
+/// What decides which events are dead, when nothing else does: the
+/// lifecycle events taken into account and the keys removed. A segment
+/// found with nothing dead under a stamp has nothing dead while the stamp
+/// is the same, and is not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanStamp {
+    rules_end: u64,
+    key_removals: u64,
 }
 
 impl<'a> DeadEvents<'a> {
     pub(super) fn new(store: &'a Store) -> Result<Self> {
+        // Read before the keys are consulted: a key removed meanwhile
+        // changes the stamp the next scavenge compares with.
+        let key_removals = store.inner.keys.removals();
+        let (rules, rules_end) = store.retention_rules_and_end()?;
+        let stamp = (!rules.changes_by_itself()).then_some(CleanStamp {
+            rules_end,
+            key_removals,
+        });
         Ok(DeadEvents {
             store,
-            retained: store.retained()?,
+            retained: Retained::new(rules, now_nanos()),
             last_versions: RefCell::default(),
+            stamp,
         })
     }
 
@@ -108,6 +129,11 @@ impl<'a> DeadEvents<'a> {
 pub struct ScavengeReport {
     /// Sealed segments looked at.
     pub segments_checked: u64,
+    /// Of those, segments not read at all: an earlier scavenge found
+    /// nothing to reclaim in them, and no lifecycle event or forgotten key
+    /// since can have changed that (with a `max_count` or `max_age` rule
+    /// on any stream, every segment is read).
+    pub segments_unchanged: u64,
     /// Segments rewritten.
     pub segments_rewritten: u64,
     /// Events replaced by redaction markers.
@@ -238,6 +264,16 @@ impl Store {
         let storage = Arc::clone(&self.options().storage);
         let dir = state.segments_dir.as_path();
         let dead = DeadEvents::new(self)?;
+        let base = segment.base_position();
+        let clean = |stamp: Option<CleanStamp>| {
+            if let Some(stamp) = stamp {
+                state.clean_segments.lock().insert(base, stamp);
+            }
+        };
+        if dead.stamp.is_some() && state.clean_segments.lock().get(&base) == dead.stamp.as_ref() {
+            report.segments_unchanged += 1;
+            return Ok(());
+        }
         // Records keep their positions, so the new file is indexed as it is
         // written, against the old segment's path and base.
         let mut indexer = SegmentIndexer::new(segment);
@@ -257,9 +293,9 @@ impl Store {
             },
         )?
         else {
+            clean(dead.stamp);
             return Ok(());
         };
-        let base = segment.base_position();
         let io_error = |what: &str, e| Error::io(format!("{what} {}", segment.path().display()), e);
         let before = segment
             .file()
@@ -309,6 +345,7 @@ impl Store {
             ));
         }
         report.count(rewritten.redacted, before, rewritten.len);
+        clean(dead.stamp);
         Ok(())
     }
 }

@@ -42,6 +42,9 @@ pub struct StoreState {
     pub retention: super::retention::Retention,
     /// Held by the one scavenge that may run at a time.
     pub scavenging: Mutex<()>,
+    /// Sealed segments, by base position, that a scavenge found holding
+    /// nothing dead, and under what.
+    pub clean_segments: Mutex<std::collections::HashMap<u64, super::scavenge::CleanStamp>>,
     /// What the background scavenger's last pass did, if it ran one.
     pub last_background_scavenge: Mutex<Option<Result<super::ScavengeReport>>>,
     poison: Mutex<Option<Error>>,
@@ -68,6 +71,7 @@ impl StoreState {
             retention: super::retention::Retention::default(),
             scavenging: Mutex::new(()),
             last_background_scavenge: Mutex::new(None),
+            clean_segments: Mutex::default(),
             read_ahead: ReadAhead::default(),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
