@@ -114,10 +114,15 @@ impl<'s> SegmentIndexer<'s> {
     ///
     /// [`crate::Error::Corrupted`] for an offset beyond 4 GiB.
     pub fn push(&mut self, offset: u64, event: &crate::types::RecordedEvent) -> Result<()> {
-        let name = self
-            .names
-            .entry(event.stream.to_string())
-            .or_insert_with(|| Arc::from(&*event.stream));
+        // Looked up before an owned key is made: most records' streams
+        // are already known.
+        let name = match self.names.get(&*event.stream) {
+            Some(name) => name,
+            None => self
+                .names
+                .entry(event.stream.to_string())
+                .or_insert_with(|| Arc::from(&*event.stream)),
+        };
         let slot = super::slot_offset(self.segment.path(), offset)?;
         self.mem
             .push(name, event.version, &[slot], &[event.id.as_u128()]);

@@ -26,10 +26,10 @@ pub struct Rewritable {
     pub segment: Arc<Segment>,
 }
 
-/// Removes the index and postings files of the segment at `base`, and syncs
-/// the directory: done before the rewritten segment replaces the old one,
-/// so no file describing the old offsets survives a crash beside the new
-/// segment (a missing file is rebuilt from the segment when the store
+/// Removes the index and postings files of the segment at `base`; the
+/// caller syncs the directory before the rewritten segment replaces the old
+/// one, so no file describing the old offsets survives a crash beside the
+/// new segment (a missing file is rebuilt from the segment when the store
 /// opens).
 ///
 /// # Errors
@@ -43,7 +43,7 @@ pub fn remove_derived_files(storage: &dyn Storage, dir: &Path, base: u64) -> io:
             Err(e) => return Err(e),
         }
     }
-    storage.sync_dir(dir)
+    Ok(())
 }
 
 impl Index {

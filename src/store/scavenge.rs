@@ -123,6 +123,26 @@ impl<'a> DeadEvents<'a> {
     }
 }
 
+/// Whether the segments directory holds changes not yet synced: each
+/// segment's directory sync also covers the renames of the one before, so
+/// a scavenge syncs the directory once per segment and once at the end.
+#[derive(Debug, Default)]
+struct UnsyncedRenames {
+    pending: bool,
+}
+
+impl UnsyncedRenames {
+    fn sync(&mut self, storage: &dyn crate::storage::Storage, dir: &std::path::Path) -> Result<()> {
+        if self.pending {
+            storage
+                .sync_dir(dir)
+                .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+            self.pending = false;
+        }
+        Ok(())
+    }
+}
+
 /// What [`Store::scavenge`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -233,15 +253,21 @@ impl Store {
         let total = segments.len() as u64;
         let mut report = ScavengeReport::default();
         let mut pacer = Pacer::new(self.options().scavenge_bytes_per_second);
+        let mut unsynced = UnsyncedRenames::default();
+        let mut outcome = Ok(());
         for rewritable in segments {
             let mut pace = |bytes| pacer.read(bytes, |pause| state.wait_unless_closing(pause));
-            self.scavenge_segment(
+            outcome = self.scavenge_segment(
                 rewritable.ordinal,
                 &rewritable.segment,
                 dry_run,
                 &mut report,
                 &mut pace,
-            )?;
+                &mut unsynced,
+            );
+            if outcome.is_err() {
+                break;
+            }
             report.segments_checked += 1;
             progress(&report, total);
             if pacer.stopped || state.is_closing() {
@@ -249,7 +275,10 @@ impl Store {
                 break;
             }
         }
-        Ok(report)
+        // Whatever happened, what was renamed is made durable before this
+        // returns.
+        let synced = unsynced.sync(self.options().storage.as_ref(), &state.segments_dir);
+        outcome.and(synced).map(|()| report)
     }
 
     fn scavenge_segment(
@@ -259,6 +288,7 @@ impl Store {
         dry_run: bool,
         report: &mut ScavengeReport,
         pace: &mut dyn FnMut(u64),
+        unsynced: &mut UnsyncedRenames,
     ) -> Result<()> {
         let state = self.state();
         let storage = Arc::clone(&self.options().storage);
@@ -305,10 +335,16 @@ impl Store {
             report.count(rewritten.redacted, before, rewritten.len);
             return Ok(());
         }
+        // The index files describing the old offsets must be gone for good
+        // before the new file takes the segment's name. The same directory
+        // sync makes the previous segment's renames durable.
         remove_derived_files(storage.as_ref(), dir, base)
             .map_err(|e| io_error("removing the index files of", e))?;
-        // One directory sync below makes both renames durable: this one
-        // and the new index file's.
+        unsynced.pending = true;
+        unsynced.sync(storage.as_ref(), dir)?;
+        // Made durable by the next segment's directory sync, or the last
+        // one of the scavenge: this rename and the new index file's.
+        unsynced.pending = true;
         storage
             .rename(&rewritten.temp_path, segment.path())
             .map_err(|e| io_error("replacing", e))?;
@@ -329,11 +365,7 @@ impl Store {
             rewritten.seal_offset,
             &indexer.finish(),
             index_parts,
-        );
-        storage
-            .sync_dir(dir)
-            .map_err(|e| io_error("replacing", e))?;
-        let persisted = persisted?;
+        )?;
         if !state
             .index
             .write()
