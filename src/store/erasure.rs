@@ -103,15 +103,18 @@ impl Store {
     /// [`Error::Corrupted`] if a sealed field does not open with the key
     /// that sealed it.
     pub(crate) fn unseal(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
-        if event.tags.is_empty() {
-            return Ok(event);
-        }
+        self.unseal_in_place(&mut event)?;
+        Ok(event)
+    }
+
+    /// [`Store::unseal`] of `event` where it is.
+    fn unseal_in_place(&self, event: &mut RecordedEvent) -> Result<()> {
         let Some(subject) = event
             .tags
             .iter()
             .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
         else {
-            return Ok(event);
+            return Ok(());
         };
         let key = self.inner.keys.get(subject);
         let id = *event.id.as_bytes();
@@ -136,7 +139,7 @@ impl Store {
             event.metadata = Bytes::new();
             event.erased = true;
         }
-        Ok(event)
+        Ok(())
     }
 
     /// Whether `event` was sealed with a key that is gone (its subject was
@@ -177,11 +180,11 @@ impl Store {
         Ok(events)
     }
 
-    /// [`Store::unseal`] of every event.
-    pub(crate) fn unseal_all(&self, events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>> {
-        if events.iter().all(|e| e.tags.is_empty()) {
-            return Ok(events);
+    /// [`Store::unseal`] of every event, in place (no event is moved).
+    pub(crate) fn unseal_all(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>> {
+        for event in &mut events {
+            self.unseal_in_place(event)?;
         }
-        events.into_iter().map(|e| self.unseal(e)).collect()
+        Ok(events)
     }
 }
