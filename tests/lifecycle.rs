@@ -509,3 +509,37 @@ fn a_soft_deleted_stream_is_recreated_by_an_append_that_expects_no_stream() {
         .count();
     assert_eq!(recreated, 1, "exactly one append recreates the stream");
 }
+
+#[test]
+fn max_count_counts_from_what_a_read_sees_not_from_unsynced_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reads see durable events; buffered appends wait for a flush.
+    let options = Options::default().flush_interval(Duration::from_secs(3600));
+    let store = Store::open(dir.path(), options).unwrap();
+    interleaved(&store);
+    store
+        .set_stream_metadata(
+            "kept",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(2),
+        )
+        .unwrap();
+    let durable = every_read_of_kept(&store);
+    assert!(durable.iter().all(|read| read == &[8, 9]), "{durable:?}");
+    // Three more, written but not yet durable: no read sees them, and the
+    // last two a read does see stay in every read.
+    let more: Vec<_> = (10..13).map(|n| tagged("k", n)).collect();
+    store
+        .append_with_durability(
+            "kept",
+            ExpectedVersion::Exact(9),
+            &more,
+            evstore::Durability::Buffered,
+        )
+        .unwrap();
+    let pending = every_read_of_kept(&store);
+    assert!(pending.iter().all(|read| read == &[8, 9]), "{pending:?}");
+    store.flush().unwrap();
+    let flushed = every_read_of_kept(&store);
+    assert!(flushed.iter().all(|read| read == &[11, 12]), "{flushed:?}");
+}

@@ -215,7 +215,7 @@ impl Store {
                 break;
             };
             let short = batch.len() < want;
-            batch.retain(|e| retained.keeps(e, |s| self.last_written_version(s)));
+            batch.retain(|e| retained.keeps(e, |s| self.last_visible_version(s, end)));
             events.append(&mut batch);
             let next = match direction {
                 Direction::Forward => last.checked_add(1),

@@ -81,9 +81,17 @@ impl Store {
         Ok(Retained::new(self.retention_rules()?, now_nanos()))
     }
 
-    /// The version of the last event of `stream` written so far.
-    pub(crate) fn last_written_version(&self, stream: &str) -> Option<u64> {
-        self.state().index.read().last_version(stream)
+    /// The version of the last event of `stream` at a position below
+    /// `end`: what a `max_count` floor counts from for a read that sees
+    /// the log up to `end` (counting from later, unsynced events would hide
+    /// visible ones the stream keeps). If the index cannot tell, the last
+    /// written version.
+    pub(crate) fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64> {
+        let index = self.state().index.read();
+        match index.visible_count(stream, end) {
+            Ok(count) => count.checked_sub(1),
+            Err(_) => index.last_version(stream),
+        }
     }
 
     /// Tells the writer which streams were deleted, as the log says: done

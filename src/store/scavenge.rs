@@ -21,6 +21,7 @@ use crate::retention::{is_lifecycle_event, Retained};
 use crate::types::RecordedEvent;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,11 @@ impl<'a> DeadEvents<'a> {
             if let Some(last) = self.last_versions.borrow().get(stream) {
                 return *last;
             }
-            let last = self.store.last_written_version(stream);
+            // Counted from the durable events only: one written but not
+            // yet synced may still be lost, and must not have made an older
+            // event dead meanwhile.
+            let durable = self.store.state().durable.load(Ordering::Acquire);
+            let last = self.store.last_visible_version(stream, durable);
             self.last_versions
                 .borrow_mut()
                 .insert(stream.to_string(), last);

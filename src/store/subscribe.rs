@@ -126,8 +126,8 @@ impl EventLog for Store {
         Store::retained(self)
     }
 
-    fn last_written_version(&self, stream: &str) -> Option<u64> {
-        Store::last_written_version(self, stream)
+    fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64> {
+        Store::last_visible_version(self, stream, end)
     }
 
     fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent> {

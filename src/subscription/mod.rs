@@ -333,8 +333,8 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>>;
     /// What each stream keeps now.
     fn retained(&self) -> Result<Retained>;
-    /// The version of the last event of `stream` written so far.
-    fn last_written_version(&self, stream: &str) -> Option<u64>;
+    /// The version of the last event of `stream` below position `end`.
+    fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64>;
     /// The event with its payload and metadata opened if they were sealed
     /// (or marked erased).
     fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent>;
@@ -485,7 +485,7 @@ impl Subscription {
     /// Hands out the next buffered event, its payload opened if it was
     /// sealed.
     fn take(&mut self) -> Result<Option<RecordedEvent>> {
-        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
         let Some(event) = self.buffer.take(&passes) else {
             return Ok(None);
         };
@@ -532,13 +532,14 @@ impl Subscription {
                                 Some(last) if events.len() == READ_BATCH => last.position + 1,
                                 _ => end,
                             };
-                            let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                            let passes =
+                                passes(&self.filter, self.retained.as_ref(), &*self.log, end);
                             events.retain(|e| passes(e));
                             self.buffer = Buffer::Own(events.into_iter());
                             continue;
                         }
                     }
-                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
                     let (buffer, next) = read_all(&*self.log, &passes, from, end)?;
                     self.buffer = buffer;
                     *next_position = next;
@@ -551,7 +552,7 @@ impl Subscription {
                         return Ok(Fill::CaughtUp(end));
                     };
                     *next_version = last.version + 1;
-                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log);
+                    let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
                     let mut events = events;
                     events.retain(|e| passes(e));
                     self.buffer = Buffer::Own(events.into_iter());
@@ -628,15 +629,17 @@ fn read_all(
 }
 
 /// Whether a subscription delivers an event: its filter passes it and its
-/// stream still keeps it.
+/// stream still keeps it, as seen by a subscriber that sees the log up to
+/// `end`.
 fn passes<'a>(
     filter: &'a Filter,
     retained: Option<&'a Retained>,
     log: &'a dyn EventLog,
+    end: u64,
 ) -> impl Fn(&RecordedEvent) -> bool + 'a {
     move |event| {
         filter.matches(event)
-            && retained.is_none_or(|r| r.keeps(event, |s| log.last_written_version(s)))
+            && retained.is_none_or(|r| r.keeps(event, |s| log.last_visible_version(s, end)))
     }
 }
 
