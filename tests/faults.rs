@@ -881,3 +881,55 @@ fn a_poisoned_store_wakes_waiting_subscribers_with_the_error() {
     assert_eq!(seen, n);
     assert!(matches!(end, Err(Error::StorePoisoned { .. })), "{end:?}");
 }
+
+/// A scavenge on a full disk fails with `NoSpace`, leaves no temporary file
+/// holding space, changes nothing a read returns, and does not stop the
+/// store: once there is room, appends and the same scavenge go through.
+#[test]
+fn a_scavenge_on_a_full_disk_fails_with_no_space_and_harms_nothing() {
+    let disk = SimDisk::new();
+    let storage = Arc::new(disk.clone()) as Arc<dyn Storage>;
+    let options = Options::default()
+        .segment_size(4096)
+        .background_index_writes(false)
+        .storage(storage);
+    let store = Store::open(Path::new("/store"), options).expect("open");
+    for n in 0..60 {
+        let stream = if n % 2 == 0 { "kept" } else { "gone" };
+        store
+            .append(stream, ExpectedVersion::Any, &[numbered_event(n, 48)])
+            .expect("append");
+    }
+    store
+        .delete_stream("gone", ExpectedVersion::Any, evstore::DeleteMode::Hard)
+        .expect("delete");
+    let before = store.read_all(0, Direction::Forward, 1000).expect("read");
+
+    disk.set_full(true);
+    assert_no_space(store.scavenge());
+    // The rewritten segment's temporary file (a segment's name and
+    // `.tmp`) is gone.
+    let temps: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".log.tmp"))
+        .collect();
+    assert_eq!(
+        temps,
+        Vec::<std::path::PathBuf>::new(),
+        "no temporary file holds space"
+    );
+    assert_eq!(
+        store.read_all(0, Direction::Forward, 1000).expect("read"),
+        before
+    );
+
+    disk.set_full(false);
+    store
+        .append("kept", ExpectedVersion::Any, &[numbered_event(60, 48)])
+        .expect("append after the failed scavenge");
+    let report = store.scavenge().expect("scavenge with room");
+    assert!(report.events_redacted >= 20, "{report:?}");
+    let after = store.read_all(0, Direction::Forward, 1000).expect("read");
+    assert_eq!(&after[..before.len()], &before[..]);
+}

@@ -142,18 +142,25 @@ pub fn rewrite_redacted(
     }))
 }
 
-/// Writes `bytes` to a new file at `path` and syncs it.
+/// Writes `bytes` to a new file at `path` and syncs it. A failed write or
+/// sync (a full disk) removes the file, so that it holds no space.
 fn write_synced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |e| Error::io(format!("writing {}", path.display()), e);
+    let io_error = |e| Error::io_or_no_space(format!("writing {}", path.display()), e);
     match storage.remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(e)),
     }
     let file = storage.open_file(path, true).map_err(io_error)?;
-    file.write_all_at(bytes, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(io_error)
+    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
+    drop(file);
+    if let Err(e) = written {
+        // Best effort: a temporary file left behind is removed by the next
+        // scavenge of this segment or the next open.
+        let _ = storage.remove_file(path);
+        return Err(io_error(e));
+    }
+    Ok(())
 }
 
 /// The marker of `event`, as it reads.
