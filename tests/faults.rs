@@ -933,3 +933,40 @@ fn a_scavenge_on_a_full_disk_fails_with_no_space_and_harms_nothing() {
     let after = store.read_all(0, Direction::Forward, 1000).expect("read");
     assert_eq!(&after[..before.len()], &before[..]);
 }
+
+/// Sealing an all-dead segment being written needs room for the next one:
+/// on a full disk the scavenge fails with `NoSpace` alone, the store goes
+/// on, and the seal happens once there is room.
+#[test]
+fn sealing_the_segment_being_written_on_a_full_disk_fails_alone() {
+    let disk = SimDisk::new();
+    let storage = Arc::new(disk.clone()) as Arc<dyn Storage>;
+    let options = Options::default()
+        .segment_size(1 << 20)
+        .background_preallocation(false)
+        .storage(storage);
+    let store = Store::open(Path::new("/store"), options).expect("open");
+    for n in 0..20 {
+        store
+            .append("gone", ExpectedVersion::Any, &[numbered_event(n, 48)])
+            .expect("append");
+    }
+    store
+        .delete_stream("gone", ExpectedVersion::Any, evstore::DeleteMode::Hard)
+        .expect("delete");
+    let segments = || store.log_info().segments.len();
+    let before = segments();
+
+    disk.set_full(true);
+    assert_no_space(store.scavenge());
+    assert_eq!(segments(), before, "nothing sealed");
+    store.flush().expect("a flush is not the roll's failure");
+
+    disk.set_full(false);
+    let report = store.scavenge().expect("scavenge with room");
+    assert_eq!(report.events_redacted, 20, "{report:?}");
+    assert_eq!(segments(), before + 1);
+    store
+        .append("other", ExpectedVersion::NoStream, &[numbered_event(99, 8)])
+        .expect("append after");
+}

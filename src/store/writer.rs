@@ -26,6 +26,9 @@ use std::thread::{JoinHandle, ThreadId};
 /// Appenders to answer once a group is done, with their results.
 type Replies = Vec<(ReplyTo, Result<CommitResult>)>;
 
+/// Where a flush or a roll is answered.
+type FlushReply = SyncSender<Wake<Result<()>>>;
+
 /// What a group leaves to do once it is written: the callers to answer,
 /// and the appends deferred to the next group.
 pub struct GroupOutcome {
@@ -40,8 +43,10 @@ pub struct Answers {
     /// Appenders and their results.
     replies: Replies,
     /// Flushes and their result.
-    flushes: Vec<SyncSender<Wake<Result<()>>>>,
+    flushes: Vec<FlushReply>,
     flush_result: Result<()>,
+    /// Requests to seal the active segment, each with its own result.
+    rolls: Vec<(FlushReply, Result<()>)>,
 }
 
 impl Answers {
@@ -56,6 +61,9 @@ impl Answers {
         }
         for f in self.flushes {
             let _ = f.send(Wake::Done(self.flush_result.clone()));
+        }
+        for (reply, result) in self.rolls {
+            let _ = reply.send(Wake::Done(result));
         }
     }
 
@@ -72,7 +80,7 @@ impl Answers {
             return self.answer();
         };
         let (first, result) = self.replies.swap_remove(at);
-        if self.replies.is_empty() && self.flushes.is_empty() {
+        if self.replies.is_empty() && self.flushes.is_empty() && self.rolls.is_empty() {
             let _ = first.send(Wake::Done(result));
             return;
         }
@@ -149,15 +157,12 @@ impl Writer {
     pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
-        let mut roll = None;
+        let mut rolls = Vec::new();
         for command in group {
             match command {
                 Command::Append(r) => appends.push(r),
                 Command::Flush(reply) => flushes.push(reply),
-                Command::Roll { base, reply } => {
-                    roll = Some(base);
-                    flushes.push(reply);
-                }
+                Command::Roll { base, reply } => rolls.push((base, reply)),
             }
         }
         if let Some(error) = self.state.poisoned() {
@@ -168,7 +173,11 @@ impl Writer {
                         .map(|r| (r.reply, Err(error.clone())))
                         .collect(),
                     flushes,
-                    flush_result: Err(error),
+                    flush_result: Err(error.clone()),
+                    rolls: rolls
+                        .into_iter()
+                        .map(|(_, reply)| (reply, Err(error.clone())))
+                        .collect(),
                 },
                 deferred: Vec::new(),
             };
@@ -284,7 +293,7 @@ impl Writer {
         }
 
         let mut flush_outcome = Ok(());
-        if !sync_waiters.is_empty() || !flushes.is_empty() {
+        if !sync_waiters.is_empty() || !flushes.is_empty() || !rolls.is_empty() {
             flush_outcome = self.sync_if_behind();
             // Before anyone hears that their events are durable, the segment
             // must say so: after a crash, damage among them is then reported
@@ -296,14 +305,23 @@ impl Writer {
                 replies.push((reply, flush_outcome.clone().map(|()| result)));
             }
         }
-        if let (Some(base), Ok(())) = (roll, &flush_outcome) {
-            flush_outcome = self.roll_on_request(base, &mut replies);
-        }
+        // A failed roll (no room for the next segment) is its caller's
+        // error alone.
+        let rolls = rolls
+            .into_iter()
+            .map(|(base, reply)| {
+                let rolled = flush_outcome
+                    .clone()
+                    .and_then(|()| self.roll_on_request(base, &mut replies));
+                (reply, rolled)
+            })
+            .collect();
         GroupOutcome {
             answers: Answers {
                 replies,
                 flushes,
                 flush_result: flush_outcome,
+                rolls,
             },
             deferred,
         }
