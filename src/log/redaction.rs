@@ -11,7 +11,7 @@ use super::record::{
 use super::segment::{segment_file_name, Segment, TEMP_SUFFIX};
 use crate::error::{Error, Result};
 use crate::log::record::SEGMENT_HEADER_LEN;
-use crate::storage::{child, Storage};
+use crate::storage::{child, write_new_file, Storage};
 use crate::types::RecordedEvent;
 use std::path::{Path, PathBuf};
 
@@ -132,7 +132,8 @@ pub fn rewrite_redacted(
         &format!("{}{TEMP_SUFFIX}", segment_file_name(seg.base_position())),
     );
     if !dry_run {
-        write_synced(storage, &temp_path, &out)?;
+        write_new_file(storage, &temp_path, &out, true)
+            .map_err(|e| Error::io_or_no_space(format!("writing {}", temp_path.display()), e))?;
     }
     Ok(Some(Rewritten {
         temp_path,
@@ -140,27 +141,6 @@ pub fn rewrite_redacted(
         seal_offset: seal_offset as u64,
         redacted,
     }))
-}
-
-/// Writes `bytes` to a new file at `path` and syncs it. A failed write or
-/// sync (a full disk) removes the file, so that it holds no space.
-fn write_synced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |e| Error::io_or_no_space(format!("writing {}", path.display()), e);
-    match storage.remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(e)),
-    }
-    let file = storage.open_file(path, true).map_err(io_error)?;
-    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
-    drop(file);
-    if let Err(e) = written {
-        // Best effort: a temporary file left behind is removed by the next
-        // scavenge of this segment or the next open.
-        let _ = storage.remove_file(path);
-        return Err(io_error(e));
-    }
-    Ok(())
 }
 
 /// The marker of `event`, as it reads.

@@ -280,22 +280,36 @@ fn write_temp_and_rename(
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
     let temp = PathBuf::from(temp);
-    match storage.remove_file(&temp) {
+    write_new_file(storage, &temp, bytes, sync)?;
+    storage.rename(&temp, path)
+}
+
+/// Writes `bytes` to a new file at `path` (replacing one left there), and
+/// syncs it if `sync`. A failed write or sync (a full disk) removes the
+/// file, so that it holds no space.
+pub(crate) fn write_new_file(
+    storage: &dyn Storage,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> io::Result<()> {
+    match storage.remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let file = storage.open_file(&temp, true)?;
+    let file = storage.open_file(path, true)?;
     let written =
         file.write_all_at(bytes, 0)
             .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
     drop(file);
     if let Err(e) = written {
-        // Best effort: one left behind is removed by the next write of `path`.
-        let _ = storage.remove_file(&temp);
+        // Best effort: one left behind is removed by the next write of
+        // `path`, or by the next open.
+        let _ = storage.remove_file(path);
         return Err(e);
     }
-    storage.rename(&temp, path)
+    Ok(())
 }
 
 /// A copy of the whole of the file at `path`, never a map: files read this
