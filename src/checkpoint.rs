@@ -173,6 +173,38 @@ impl Checkpoints {
     }
 }
 
+impl Checkpoints {
+    /// Every checkpoint saved, as (name, position), in name order.
+    /// Temporary files of saves under way are skipped; a file that does not
+    /// decode, or holds a name saved under another file name, is an error.
+    pub fn list(&self) -> Result<Vec<(String, u64)>> {
+        let names = match self.storage.list_dir(&self.dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", self.dir.display()), e)),
+        };
+        let mut saved = Vec::new();
+        // Saved names always end in lower-case `.ckpt` (see `file_name`).
+        let saved_file = |n: &&String| Path::new(n.as_str()).extension() == Some("ckpt".as_ref());
+        for file in names.iter().filter(saved_file) {
+            let path = self.dir.join(file);
+            let bytes = read_whole_file(&*self.storage, &path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let (name, position, _) = decode_found(&path, &bytes)?;
+            if file_name(&name) != *file {
+                return Err(Error::corrupted(
+                    &path,
+                    HEADER_LEN as u64,
+                    "holds a checkpoint saved under another file name",
+                ));
+            }
+            saved.push((name, position));
+        }
+        saved.sort();
+        Ok(saved)
+    }
+}
+
 /// The file name the checkpoint `name` is saved under.
 pub(crate) fn file_name(name: &str) -> String {
     format!("{}.ckpt", name_stem(name))

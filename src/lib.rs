@@ -81,6 +81,7 @@ pub mod storage;
 mod store;
 mod stream_metadata;
 mod subscription;
+mod telemetry;
 mod typed;
 mod types;
 mod validate;
@@ -113,6 +114,10 @@ pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]
 pub use subscription::SubscriptionStream;
 pub use subscription::{Filter, Subscription, Visibility};
+pub use telemetry::{
+    AppendMetrics, CheckpointLag, Distribution, GroupCommitMetrics, Metrics, ModeMetrics,
+    ProjectionMetrics, ReadMetrics, SegmentMetrics, SubscriberMetrics, SyncMetrics,
+};
 pub use typed::{DomainEvent, Recorded, TypedSnapshot, TypedStore};
 pub use types::{AppendResult, Direction, Durability, EventData, ExpectedVersion, RecordedEvent};
 pub use uuid::Uuid;

@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::subscription::{EventLog, Filter, Subscription, Visibility};
+use crate::telemetry::spans::enter_span;
+use crate::telemetry::{Probe, ProbeKind};
 use crate::types::RecordedEvent;
 use parking_lot::{Condvar, Mutex};
 use std::any::Any;
@@ -178,6 +180,9 @@ impl Stop {
 /// A running projection; see [`Store::run_projection`](crate::Store::run_projection). Dropping it
 /// requests a stop without waiting for it.
 pub struct ProjectionHandle {
+    /// Keeps the projection in the store's metrics while the handle lives,
+    /// also once it has ended.
+    _probe: Arc<Probe>,
     log: Arc<dyn EventLog>,
     name: String,
     stop: Arc<Stop>,
@@ -295,7 +300,13 @@ where
     let stop = Arc::new(Stop::default());
     let position = Arc::new(AtomicU64::new(from));
     let log = host.event_log();
+    let probe = log.probes().register(
+        ProbeKind::Projection(name.to_string()),
+        from,
+        options.visibility == Visibility::Written,
+    );
     let runner = Runner {
+        probe: Arc::clone(&probe),
         host,
         log: Arc::clone(&log),
         name: name.to_string(),
@@ -309,9 +320,17 @@ where
     };
     let thread = std::thread::Builder::new()
         .name(format!("evstore-projection-{name}"))
-        .spawn(move || runner.run(from, handler))
+        .spawn(move || {
+            let probe = Arc::clone(&runner.probe);
+            let ended = runner.run(from, handler);
+            probe
+                .finished
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            ended
+        })
         .map_err(|e| Error::io("starting a projection thread", e))?;
     Ok(ProjectionHandle {
+        _probe: probe,
         log,
         name: name.to_string(),
         stop,
@@ -321,6 +340,7 @@ where
 }
 
 struct Runner {
+    probe: Arc<Probe>,
     host: Arc<dyn ProjectionHost>,
     log: Arc<dyn EventLog>,
     name: String,
@@ -352,6 +372,7 @@ impl Runner {
                 // Caught up: what the filter skipped is passed.
                 let position = subscription.checkpoint();
                 self.position.store(position, Ordering::Release);
+                self.probe.seen_below(position);
                 self.stats.position = position;
                 // Idle with nothing unsaved: wait for events (or a stop)
                 // alone; otherwise also for the checkpoint to fall due.
@@ -362,13 +383,17 @@ impl Runner {
             };
             if let Some(event) = &event {
                 match self.handle(&mut handler, event) {
-                    Ok(true) => self.stats.events_handled += 1,
+                    Ok(true) => {
+                        self.stats.events_handled += 1;
+                        Probe::bump(&self.probe.events);
+                    }
                     Ok(false) => {
                         // Stopped while waiting to retry: the event is not
                         // handled, so the checkpoint stays before it.
                         self.checkpoint(event.position, &mut saved)?;
                         self.stats.position = event.position;
                         self.position.store(event.position, Ordering::Release);
+                        self.probe.seen_below(event.position);
                         return Ok(self.stats);
                     }
                     Err(error) => {
@@ -379,6 +404,7 @@ impl Runner {
             }
             let position = subscription.checkpoint();
             self.position.store(position, Ordering::Release);
+            self.probe.seen_below(position);
             self.stats.position = position;
             let unsaved = position.saturating_sub(saved);
             let every = event.is_some()
@@ -408,10 +434,20 @@ impl Runner {
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
-            let error = match handler(event) {
+            let outcome = {
+                enter_span!(
+                    _span = "evstore.projection_handler",
+                    projection = self.name.as_str(),
+                    position = event.position,
+                    attempt = attempts
+                );
+                handler(event)
+            };
+            let error = match outcome {
                 Ok(()) => return Ok(true),
                 Err(error) => error,
             };
+            Probe::bump(&self.probe.failures);
             let failed = |error: HandlerError| Error::Projection {
                 name: self.name.clone(),
                 position: event.position,
@@ -435,6 +471,7 @@ impl Runner {
                 return Ok(false);
             }
             self.stats.retries += 1;
+            Probe::bump(&self.probe.retries);
         }
     }
 

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("commit", 0),
     ("stream_metadata", 0),
     ("retention", 0),
+    ("telemetry", 0),
     ("log", 1),
     ("index", 2),
     ("snapshot", 3),

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use evstore::{Direction, Durability, EventData, ExpectedVersion, Options, Store};
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,6 +72,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Outcome> {
         nanos(h.value_at_quantile(0.999)),
         nanos(h.max()),
     )?;
+    write_write_path_metrics(&mut out, &store.metrics())?;
     out.flush()?;
 
     let (count, bytes, elapsed) = read_all_phase(&store, options.events)?;
@@ -264,6 +265,51 @@ fn read_streams_phase(store: &Store, expected: u64) -> anyhow::Result<(u64, u64,
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     Ok((streams, count, bytes, elapsed))
+}
+
+/// The store's own figures for the append phase: what its `fdatasync`s
+/// cost and carried, and how appends were grouped.
+fn write_write_path_metrics(out: &mut impl Write, m: &evstore::Metrics) -> io::Result<()> {
+    let sync = &m.sync.latency;
+    writeln!(
+        out,
+        "fsync       {} syncs: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        sync.count,
+        nanos(sync.p50),
+        nanos(sync.p90),
+        nanos(sync.p99),
+        nanos(sync.p999),
+        nanos(sync.max),
+    )?;
+    let bytes = &m.sync.bytes_per_sync;
+    writeln!(
+        out,
+        "            bytes made durable per sync: p50 {}  p99 {}  max {}  mean {}",
+        HumanBytes(bytes.p50),
+        HumanBytes(bytes.p99),
+        HumanBytes(bytes.max),
+        HumanBytes(bytes.mean() as u64),
+    )?;
+    let groups = &m.group_commit.commands_per_group;
+    writeln!(
+        out,
+        "groups      {} groups: commands per group p50 {}  p99 {}  max {}  mean {:.1}; back-pressure waits {}",
+        groups.count,
+        groups.p50,
+        groups.p99,
+        groups.max,
+        groups.mean(),
+        m.group_commit.back_pressure.count,
+    )?;
+    let rollovers = &m.segments.rollovers;
+    writeln!(
+        out,
+        "rollovers   {}: p50 {}  max {}; waiting for preallocation max {}",
+        rollovers.count,
+        nanos(rollovers.p50),
+        nanos(rollovers.max),
+        nanos(m.segments.preallocation_waits.max),
+    )
 }
 
 fn bar_style(phase: &str) -> ProgressStyle {

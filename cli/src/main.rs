@@ -5,6 +5,7 @@
 //! ```text
 //! evstore info DIR                      segments, events, streams, files, disk use
 //! evstore verify DIR                    check every byte; exit 1 if anything is damaged
+//! evstore stats DIR [--json]            positions, watermarks, segment sizes, checkpoint lag
 //! evstore streams DIR [--prefix P] [--json]   stream names, versions, event counts
 //! evstore dump DIR [--stream S | --from POSITION] [--tag T]... [--type T]... [--limit N] [--json] [--written]
 //! evstore tail DIR [--from POSITION] [--filter-stream-prefix P] [--tag T]... [--type T]... [--json] [--written]
@@ -56,6 +57,7 @@ mod lifecycle;
 mod open;
 mod output;
 mod read;
+mod stats;
 mod verify;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -69,7 +71,7 @@ use std::process::ExitCode;
     version,
     about = "Inspect, verify, read, follow, benchmark and maintain evstore stores",
     long_about = "Inspect, verify, read, follow, benchmark and maintain evstore stores.\n\n\
-        `info`, `verify`, `streams`, `dump` and `tail` open the store read-only: no lock is \
+        `info`, `verify`, `stats`, `streams`, `dump` and `tail` open the store read-only: no lock is \
         taken and nothing is written, so they run beside a process that is appending to the \
         store. `delete`, `truncate`, `erase`, `forget` and `scavenge` open it to write."
 )]
@@ -89,6 +91,14 @@ enum Command {
     Verify {
         /// The store directory.
         dir: PathBuf,
+    },
+    /// Show positions, watermarks, segment sizes and how far each saved checkpoint lags.
+    Stats {
+        /// The store directory.
+        dir: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List streams with their versions and event counts, in name order.
     Streams(StreamsArgs),
@@ -303,6 +313,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Info { dir } => info::run(&dir),
         Command::Verify { dir } => verify::run(&dir),
+        Command::Stats { dir, json } => stats::run(&dir, json),
         Command::Streams(args) => read::streams(&args.dir, args.prefix.as_deref(), args.json),
         Command::Dump(args) => read::dump(&read::DumpOptions {
             dir: args.dir,

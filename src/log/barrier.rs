@@ -10,6 +10,7 @@
 //! groups, bounds the queue's bytes and elects leaders. That is what lets
 //! it be tested alone.
 
+use crate::telemetry::{AtomicDistribution, Distribution};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ struct Queue<C> {
     /// has been handed the queue. Whenever commands are queued this is
     /// set: someone will take them.
     leader_active: bool,
+    /// Callers waiting for room.
+    waiting: usize,
 }
 
 /// The barrier. See the module documentation.
@@ -92,6 +95,8 @@ pub struct Barrier<C> {
     queue: Mutex<Queue<C>>,
     changed: Condvar,
     not_full: Condvar,
+    /// How long callers waited for room, one value per wait.
+    back_pressure: AtomicDistribution,
 }
 
 impl<C: Queued> Barrier<C> {
@@ -104,9 +109,11 @@ impl<C: Queued> Barrier<C> {
                 bytes: 0,
                 closed: false,
                 leader_active: false,
+                waiting: 0,
             }),
             changed: Condvar::new(),
             not_full: Condvar::new(),
+            back_pressure: AtomicDistribution::default(),
         }
     }
 
@@ -114,15 +121,28 @@ impl<C: Queued> Barrier<C> {
     pub fn submit(&self, command: C) -> Result<Role, Closed<C>> {
         let bytes = command.bytes();
         let mut queue = self.queue.lock();
+        // Set on the first wait only: a caller that finds room pays nothing.
+        let mut waiting_since = None;
         loop {
             if queue.closed {
+                if waiting_since.is_some() {
+                    queue.waiting -= 1;
+                }
                 return Err(Closed(command));
             }
             if queue.bytes == 0 || queue.bytes.saturating_add(bytes) <= self.limits.max_queue_bytes
             {
                 break;
             }
+            if waiting_since.is_none() {
+                waiting_since = Some(Instant::now());
+                queue.waiting += 1;
+            }
             self.not_full.wait(&mut queue);
+        }
+        if let Some(since) = waiting_since {
+            queue.waiting -= 1;
+            self.back_pressure.record_duration(since.elapsed());
         }
         queue.bytes = queue.bytes.saturating_add(bytes);
         queue.commands.push_back(command);
@@ -132,6 +152,18 @@ impl<C: Queued> Barrier<C> {
         }
         queue.leader_active = true;
         Ok(Role::Lead)
+    }
+
+    /// The commands and bytes queued now, and the callers waiting for
+    /// room.
+    pub fn depth(&self) -> (usize, usize, usize) {
+        let queue = self.queue.lock();
+        (queue.commands.len(), queue.bytes, queue.waiting)
+    }
+
+    /// How long callers waited for room in the queue.
+    pub fn back_pressure(&self) -> Distribution {
+        self.back_pressure.snapshot()
     }
 
     /// Takes the next group (for the leader): up to `max_batch_bytes` of

@@ -207,6 +207,7 @@ impl Store {
         operation: &'static str,
         origin: Origin,
     ) -> Result<CommitResult> {
+        let started = std::time::Instant::now();
         let encoded_len = self.validate_commit(parts, checks, condition, origin)?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);
@@ -257,8 +258,14 @@ impl Store {
             ids_absent_below,
             reply: ReplyTo::new(reply),
         };
-        self.group_commit(operation)?
-            .call(Command::Append(request), &result)
+        let answer = self
+            .group_commit(operation)?
+            .call(Command::Append(request), &result);
+        self.inner
+            .state
+            .telemetry
+            .answered(durability, started.elapsed());
+        answer
     }
 
     /// Checks a commit against the limits; returns its encoded size.

@@ -5,6 +5,7 @@ use super::Store;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
+use crate::telemetry::CheckpointLag;
 use crate::types::Direction;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
@@ -52,6 +53,42 @@ impl Store {
     /// for one of a newer format; [`Error::Io`] if it cannot be read.
     pub fn load_checkpoint(&self, name: &str) -> Result<Option<u64>> {
         Ok(self.checkpoints().load(name)?.map(|(position, _)| position))
+    }
+
+    /// Every checkpoint saved in the store, in name order, with how far
+    /// the visible log has moved past it: what a projection that resumes
+    /// from it has to catch up on. Works on a read-only store too, so a
+    /// process beside the writer can watch its projections' progress.
+    ///
+    /// ```
+    /// use evstore::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let events = [EventData::new("E", &b""[..]), EventData::new("E", &b""[..])];
+    /// store.append("s", ExpectedVersion::Any, &events).unwrap();
+    /// store.save_checkpoint("read-model", 1).unwrap();
+    /// let lags = store.checkpoint_lags().unwrap();
+    /// assert_eq!((lags[0].name.as_str(), lags[0].position, lags[0].lag), ("read-model", 1, 1));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] for a damaged checkpoint file;
+    /// [`Error::UnsupportedFormat`] for one of a newer format; [`Error::Io`]
+    /// if the directory or a file cannot be read.
+    pub fn checkpoint_lags(&self) -> Result<Vec<CheckpointLag>> {
+        let end = self.visible_end();
+        let saved = self.checkpoints().list()?;
+        let index = self.state().index.read();
+        Ok(saved
+            .into_iter()
+            .map(|(name, position)| CheckpointLag {
+                name,
+                position,
+                lag: end.saturating_sub(position),
+                lag_bytes: index.bytes_between(position, end).unwrap_or(0),
+            })
+            .collect())
     }
 
     /// [`Store::load_checkpoint`] checked against the log: a position whose

@@ -174,9 +174,18 @@ impl Store {
         &self,
         events: Vec<RecordedEvent>,
         retained: &Retained,
+        through_index: bool,
     ) -> Result<Vec<RecordedEvent>> {
         let mut events = self.unseal_all(events)?;
         retained.redact(&mut events);
+        let bytes = events
+            .iter()
+            .map(|e| (e.payload.len() + e.metadata.len()) as u64)
+            .sum();
+        self.inner
+            .state
+            .telemetry
+            .read(events.len() as u64, bytes, through_index);
         Ok(events)
     }
 

@@ -330,6 +330,17 @@ impl GroupCommit {
         }
     }
 
+    /// The commands and bytes queued now, and the callers waiting for
+    /// room.
+    pub fn queue_depth(&self) -> (usize, usize, usize) {
+        self.barrier.depth()
+    }
+
+    /// How long callers waited for room in a full queue.
+    pub fn back_pressure(&self) -> crate::telemetry::Distribution {
+        self.barrier.back_pressure()
+    }
+
     /// Makes what buffered appends wrote durable, from the flusher thread:
     /// syncs without holding the writer, so appends go on while the disk
     /// works; then records the new durable point.
@@ -351,13 +362,17 @@ impl GroupCommit {
         };
         // Everything below `target` is in this segment or in earlier ones,
         // which were synced when they were sealed.
+        let sync_target = state.telemetry.sync_target();
+        let started = std::time::Instant::now();
         if let Err(e) = segment.file().sync_data() {
+            state.telemetry.write_failed();
             state.fail(Error::StorePoisoned {
                 context: format!("fdatasync of {}", segment.path().display()),
                 cause: Arc::new(e),
             });
             return;
         }
+        state.telemetry.synced(sync_target, started.elapsed());
         segment.mark_synced(written_len);
         if let Some(window) = state.options.page_cache_window {
             segment.release_cache_behind(written_len, window);

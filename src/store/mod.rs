@@ -13,6 +13,7 @@ mod flusher;
 mod follower;
 mod group_commit;
 mod lifecycle;
+mod metrics;
 mod open;
 mod projections;
 mod read;

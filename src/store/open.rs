@@ -18,6 +18,7 @@ use crate::log::ActiveSegment;
 use crate::options::{Options, PanicPoint};
 use crate::snapshot::Snapshots;
 use crate::storage::child;
+use crate::telemetry::spans::{enter_span, trace_event};
 #[cfg(doc)]
 use crate::types::Durability;
 use parking_lot::Mutex;
@@ -271,6 +272,11 @@ impl Parts {
 }
 
 fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result<Recovered> {
+    enter_span!(
+        _span = "evstore.recovery",
+        dir = segments_dir.display().to_string(),
+        read_only = mode == OpenMode::ReadOnly
+    );
     let hash_kind = if options.collides_stream_hashes() {
         HashKind::Constant
     } else {
@@ -289,5 +295,13 @@ fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result
         dir: segments_dir.to_path_buf(),
         writable: mode == OpenMode::Write,
     });
+    trace_event!(
+        "recovered",
+        segments = recovered.stats.segments,
+        events = recovered.stats.events,
+        bytes_scanned = recovered.stats.bytes_scanned,
+        torn_bytes = recovered.stats.torn_bytes,
+        index_files_rebuilt = recovered.stats.index_files_rebuilt
+    );
     Ok(recovered)
 }

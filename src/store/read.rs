@@ -73,7 +73,7 @@ impl Store {
                 self.read_stream_kept(&kept, from_version, direction, max_count)?
             }
         };
-        self.finish_read(events, &retained)
+        self.finish_read(events, &retained, true)
     }
 
     /// [`Store::read_stream`] of a stream with metadata or a deletion: its
@@ -202,7 +202,7 @@ impl Store {
         let retained = self.retained()?;
         if retained.keeps_everything() {
             let events = self.read_all_below(from_position, direction, max_count, end)?;
-            return self.finish_read(events, &retained);
+            return self.finish_read(events, &retained, false);
         }
         // Events their streams no longer keep are skipped, so a read may
         // take several rounds to fill `max_count`.
@@ -226,7 +226,7 @@ impl Store {
                 _ => break,
             }
         }
-        self.finish_read(events, &retained)
+        self.finish_read(events, &retained, false)
     }
 
     /// [`Store::read_all`] of the events at positions below `end`.

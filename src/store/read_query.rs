@@ -70,7 +70,7 @@ impl Store {
         let retained = self.retained()?;
         if retained.keeps_everything() {
             let events = self.read_matching(query, start, stop, direction, max_count)?;
-            let events = self.finish_read(events, &retained)?;
+            let events = self.finish_read(events, &retained, true)?;
             return Ok(QueryRead { events, head });
         }
         // Events their streams no longer keep are skipped, so a read may
@@ -94,7 +94,7 @@ impl Store {
                 Direction::Backward => stop = last,
             }
         }
-        let events = self.finish_read(events, &retained)?;
+        let events = self.finish_read(events, &retained, true)?;
         Ok(QueryRead { events, head })
     }
 

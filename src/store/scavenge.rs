@@ -18,6 +18,7 @@ use crate::index::recovery::SegmentIndexer;
 use crate::index::rewritten::{index_rewritten, remove_derived_files};
 use crate::log::{now_nanos, rewrite_redacted, Segment};
 use crate::retention::{is_lifecycle_event, Retained};
+use crate::telemetry::spans::enter_span;
 use crate::types::RecordedEvent;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -295,6 +296,11 @@ impl Store {
         pace: &mut dyn FnMut(u64),
         unsynced: &mut UnsyncedRenames,
     ) -> Result<()> {
+        enter_span!(
+            _span = "evstore.scavenge_segment",
+            base = segment.base_position(),
+            dry_run = dry_run
+        );
         let state = self.state();
         let storage = Arc::clone(&self.options().storage);
         let dir = state.segments_dir.as_path();

@@ -9,6 +9,7 @@ use crate::index::Index;
 use crate::options::Options;
 use crate::progress::Progress;
 use crate::subscription::ReadAhead;
+use crate::telemetry::{Probes, Recorder};
 use crate::types::Durability;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::any::Any;
@@ -47,6 +48,10 @@ pub struct StoreState {
     pub clean_segments: Mutex<std::collections::HashMap<u64, super::scavenge::CleanStamp>>,
     /// What the background scavenger's last pass did, if it ran one.
     pub last_background_scavenge: Mutex<Option<Result<super::ScavengeReport>>>,
+    /// The counters and distributions of [`crate::Store::metrics`].
+    pub telemetry: Recorder,
+    /// The live subscriptions' and projections' probes.
+    pub probes: Probes,
     poison: Mutex<Option<Error>>,
     /// Whether `poison` holds an error: every subscriber that catches up
     /// asks, and a load answers the usual "no" without the lock.
@@ -59,7 +64,13 @@ impl StoreState {
     /// State over a recovered index whose positions below `next_position`
     /// are all written.
     pub fn new(segments_dir: PathBuf, options: Options, index: Index, next_position: u64) -> Self {
+        #[cfg(feature = "metrics")]
+        let telemetry = Recorder::publishing(segments_dir.parent().unwrap_or(&segments_dir));
+        #[cfg(not(feature = "metrics"))]
+        let telemetry = Recorder::default();
         StoreState {
+            telemetry,
+            probes: Probes::default(),
             segments_dir,
             options,
             index: RwLock::new(index),

@@ -98,6 +98,10 @@ impl EventLog for Store {
         &self.state().read_ahead
     }
 
+    fn probes(&self) -> &crate::telemetry::Probes {
+        &self.state().probes
+    }
+
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>> {
         Store::read_all_below(self, from, Direction::Forward, max, end)
     }

@@ -15,6 +15,8 @@ use crate::index::SealedSegment;
 use crate::log::record;
 use crate::log::{ActiveSegment, Segment, StagedBatch, WriteFailure};
 use crate::options::PanicPoint;
+use crate::telemetry::spans::{enter_span, trace_event};
+use crate::telemetry::Refusal;
 use crate::types::{AppendResult, Durability};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -155,6 +157,8 @@ impl Writer {
         reason = "one group's steps, in the order the module documentation gives them"
     )]
     pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
+        enter_span!(_span = "evstore.group_commit", commands = group.len());
+        let commands = group.len() as u64;
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
         let mut rolls = Vec::new();
@@ -166,6 +170,9 @@ impl Writer {
             }
         }
         if let Some(error) = self.state.poisoned() {
+            for _ in &appends {
+                self.state.telemetry.refused(Refusal::Other);
+            }
             return GroupOutcome {
                 answers: Answers {
                     replies: appends
@@ -216,9 +223,15 @@ impl Writer {
                     if request.durability == Durability::Sync
                         && result.last_position >= state.durable.load(Ordering::Acquire) =>
                 {
+                    state.telemetry.retry_served();
                     sync_waiters.push((request.reply, result));
                 }
-                Decision::Answer(answer) => replies.push((request.reply, answer)),
+                Decision::Answer(answer) => {
+                    if answer.is_ok() {
+                        state.telemetry.retry_served();
+                    }
+                    replies.push((request.reply, answer));
+                }
                 Decision::Defer => deferred.push(request),
             }
         }
@@ -272,10 +285,18 @@ impl Writer {
             });
         }
 
+        let mut group_bytes = 0u64;
         if !staged.is_empty() {
             match self.write_staged(&staged) {
                 Ok(()) => {
                     for s in staged.drain(..) {
+                        let bytes = s.request.encoded_len as u64;
+                        group_bytes += bytes;
+                        self.state.telemetry.committed(
+                            s.request.durability,
+                            s.request.ids.len() as u64,
+                            bytes,
+                        );
                         match s.request.durability {
                             Durability::Buffered => {
                                 replies.push((s.request.reply, Ok(s.result)));
@@ -305,6 +326,17 @@ impl Writer {
                 replies.push((reply, flush_outcome.clone().map(|()| result)));
             }
         }
+        for (_, result) in &replies {
+            if let Err(error) = result {
+                self.state.telemetry.refused(refusal(error));
+            }
+        }
+        self.state.telemetry.group(commands, group_bytes);
+        trace_event!(
+            "group written",
+            bytes = group_bytes,
+            replies = replies.len()
+        );
         // A failed roll (no room for the next segment) is its caller's
         // error alone.
         let rolls = rolls
@@ -330,15 +362,22 @@ impl Writer {
     /// Writes what is staged, then publishes the staged appends to the index
     /// and the written watermark. On failure nothing is published.
     fn write_staged(&mut self, staged: &[Staged]) -> Result<()> {
+        let before = self.active.written_len();
         match self.active.write_staged() {
-            Ok(()) => {}
+            Ok(()) => {
+                self.state
+                    .telemetry
+                    .wrote(self.active.written_len().saturating_sub(before));
+            }
             Err(WriteFailure::NoSpace(e)) => {
+                self.state.telemetry.write_failed();
                 return Err(Error::no_space(
                     format!("writing to {}", self.active.segment().path().display()),
                     e,
-                ))
+                ));
             }
             Err(WriteFailure::Failed(e)) => {
+                self.state.telemetry.write_failed();
                 let context = format!("write to {}", self.active.segment().path().display());
                 return Err(self.poison(context, e));
             }
@@ -411,10 +450,14 @@ impl Writer {
     fn sync_always(&mut self) -> Result<()> {
         self.state.check_poison()?;
         let target = self.state.written.load(Ordering::Acquire);
+        let sync_target = self.state.telemetry.sync_target();
+        let started = std::time::Instant::now();
         if let Err(e) = self.active.sync() {
+            self.state.telemetry.write_failed();
             let context = format!("fdatasync of {}", self.active.segment().path().display());
             return Err(self.poison(context, e));
         }
+        self.state.telemetry.synced(sync_target, started.elapsed());
         self.state.durable.fetch_max(target, Ordering::AcqRel);
         self.state.durable_progress.advanced();
         self.mark_pending = true;
@@ -432,10 +475,16 @@ impl Writer {
             return;
         }
         let durable = self.state.durable.load(Ordering::Acquire);
-        match self.active.write_mark(durable) {
+        let before = self.active.written_len();
+        let written = self.active.write_mark(durable);
+        self.state
+            .telemetry
+            .wrote(self.active.written_len().saturating_sub(before));
+        match written {
             Ok(true) => self.mark_pending = false,
             Ok(false) => {}
             Err(e) => {
+                self.state.telemetry.write_failed();
                 let context = format!("write to {}", self.active.segment().path().display());
                 let _ = self.poison(context, e);
             }
@@ -446,10 +495,16 @@ impl Writer {
     /// next segment. The staged appends are acknowledged (the seal's sync
     /// made them durable, whatever their mode).
     fn roll_over(&mut self, staged: &mut Vec<Staged>, replies: &mut Replies) -> Result<()> {
+        enter_span!(
+            _span = "evstore.rollover",
+            sealed_base = self.active.segment().base_position()
+        );
+        let started = std::time::Instant::now();
         let prepared = self
             .active
             .take_prepared()
             .map_err(|e| Error::io_or_no_space("preallocating the next segment", e))?;
+        let waiting = started.elapsed();
         let durable_mark = self.state.durable.load(Ordering::Acquire);
         let seal_offset = self.active.stage_seal(durable_mark);
         let written = self.write_staged(staged);
@@ -477,6 +532,13 @@ impl Writer {
         if let Some(sealed) = sealed {
             self.write_index_file(sealed, seal_offset);
         }
+        let elapsed = started.elapsed();
+        self.state.telemetry.rolled_over(elapsed, waiting);
+        trace_event!(
+            "rolled over",
+            elapsed_ns = elapsed.as_nanos(),
+            preallocation_wait_ns = waiting.as_nanos()
+        );
         Ok(())
     }
 
@@ -516,6 +578,7 @@ impl Writer {
         let state = Arc::clone(&self.state);
         let job = move || {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
+                enter_span!(_span = "evstore.index_file", segment = sealed.ordinal);
                 state.injected_panic(PanicPoint::IndexWriter);
                 let (hash_kind, repairs) = {
                     let index = state.index.read();
@@ -530,10 +593,13 @@ impl Writer {
                     hash_kind,
                     repairs,
                 ) {
-                    Ok(persisted) => state
-                        .index
-                        .write()
-                        .install_persisted(sealed.ordinal, persisted),
+                    Ok(persisted) => {
+                        state.telemetry.index_file_written();
+                        state
+                            .index
+                            .write()
+                            .install_persisted(sealed.ordinal, persisted);
+                    }
                     Err(_) => {
                         state.index_write_failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -578,5 +644,14 @@ fn persist_postings(state: &StoreState, sealed: &SealedSegment) {
         Err(_) => {
             state.index_write_failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// How a refused or failed commit counts in the metrics.
+fn refusal(error: &Error) -> Refusal {
+    match error {
+        Error::WrongExpectedVersion { .. } => Refusal::WrongExpectedVersion,
+        Error::AppendConditionFailed { .. } => Refusal::ConditionFailed,
+        _ => Refusal::Other,
     }
 }

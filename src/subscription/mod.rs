@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::query::Query;
 use crate::retention::Retained;
+use crate::telemetry::{Probe, ProbeKind, Probes};
 use crate::types::RecordedEvent;
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
@@ -24,6 +25,7 @@ pub use read_ahead::ReadAheadStats;
 use read_ahead::{Chunk, Lookup};
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -287,6 +289,8 @@ pub struct Subscription {
     /// What each stream kept when the buffer was read: events their
     /// streams no longer keep are not delivered.
     retained: Option<Retained>,
+    /// What it reports to the store's metrics.
+    probe: Arc<Probe>,
 }
 
 impl fmt::Debug for Subscription {
@@ -338,13 +342,20 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     /// The event with its payload and metadata opened if they were sealed
     /// (or marked erased).
     fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent>;
+    /// Where subscriptions and projections register what they report to
+    /// the store's metrics.
+    fn probes(&self) -> &Probes;
 }
 
 impl Subscription {
     /// A subscription to the global log from position `from`.
     pub(crate) fn to_all(log: Arc<dyn EventLog>, from: u64, filter: Filter) -> Self {
         log.read_ahead().join();
+        let probe = log
+            .probes()
+            .register(ProbeKind::Subscription("$all".into()), from, false);
         Subscription {
+            probe,
             log,
             source: Source::All {
                 next_position: from,
@@ -359,7 +370,12 @@ impl Subscription {
     /// A subscription to `stream` from version `from_version`; the name
     /// must be valid.
     pub(crate) fn to_stream(log: Arc<dyn EventLog>, stream: &str, from_version: u64) -> Self {
+        // Its global position is known once it first catches up.
+        let probe = log
+            .probes()
+            .register(ProbeKind::Subscription(stream.into()), 0, false);
         Subscription {
+            probe,
             log,
             source: Source::Stream {
                 name: stream.to_string(),
@@ -386,6 +402,9 @@ impl Subscription {
     #[must_use]
     pub fn with_visibility(mut self, visibility: Visibility) -> Self {
         self.visibility = visibility;
+        self.probe
+            .follows_written
+            .store(visibility == Visibility::Written, Ordering::Relaxed);
         self
     }
 
@@ -474,6 +493,7 @@ impl Subscription {
                     }
                     let moved =
                         progress.wait_until(deadline, || self.end() > seen || interrupted());
+                    Probe::bump(&self.probe.wakeups);
                     if interrupted() || (!moved && !progress.is_closed()) {
                         return Ok(None);
                     }
@@ -494,6 +514,8 @@ impl Subscription {
             retained.redact(&mut event);
         }
         let [event] = event;
+        self.probe.seen_below(event.position.saturating_add(1));
+        Probe::bump(&self.probe.events);
         Ok(Some(event))
     }
 
@@ -519,6 +541,7 @@ impl Subscription {
             match &mut self.source {
                 Source::All { next_position } => {
                     if *next_position >= end {
+                        self.probe.seen_below(end);
                         return Ok(Fill::CaughtUp(end));
                     }
                     let from = *next_position;
@@ -549,6 +572,7 @@ impl Subscription {
                         self.log
                             .read_stream_below(name, *next_version, READ_BATCH, end)?;
                     let Some(last) = events.last() else {
+                        self.probe.seen_below(end);
                         return Ok(Fill::CaughtUp(end));
                     };
                     *next_version = last.version + 1;
@@ -663,7 +687,7 @@ impl Iterator for Subscription {
 
 #[cfg(feature = "async")]
 mod stream {
-    use super::{Fill, Subscription, READS_PER_LOOK};
+    use super::{Fill, Probe, Subscription, READS_PER_LOOK};
     use crate::error::Result;
     use crate::types::RecordedEvent;
     use std::pin::Pin;
@@ -687,13 +711,18 @@ mod stream {
     #[derive(Debug)]
     pub struct SubscriptionStream {
         subscription: Subscription,
+        /// The last poll found nothing and registered for a wake-up.
+        waiting: bool,
     }
 
     impl Subscription {
         /// This subscription as a `futures::Stream`.
         #[must_use]
         pub fn into_stream(self) -> SubscriptionStream {
-            SubscriptionStream { subscription: self }
+            SubscriptionStream {
+                subscription: self,
+                waiting: false,
+            }
         }
     }
 
@@ -709,7 +738,11 @@ mod stream {
         type Item = Result<RecordedEvent>;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let subscription = &mut self.get_mut().subscription;
+            let this = self.get_mut();
+            let subscription = &mut this.subscription;
+            if std::mem::take(&mut this.waiting) {
+                Probe::bump(&subscription.probe.wakeups);
+            }
             match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
                 Ok(Fill::Ready) => Poll::Ready(subscription.take().transpose()),
@@ -734,6 +767,7 @@ mod stream {
                     {
                         cx.waker().wake_by_ref();
                     }
+                    this.waiting = true;
                     Poll::Pending
                 }
             }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 // ---------------------------------------------------------------------------
 // Model of acknowledged appends
@@ -344,6 +344,11 @@ pub struct Faults {
     pub injected_short_writes: AtomicU64,
     /// How many `sync_data` calls on segment files succeeded.
     pub log_syncs: AtomicU64,
+    /// While set, `sync_data` of a segment file waits until it is cleared.
+    log_syncs_held: Mutex<bool>,
+    log_syncs_released: Condvar,
+    /// How many `sync_data` calls of segment files are waiting now.
+    pub held_log_syncs: AtomicU64,
 }
 
 impl Default for Faults {
@@ -358,6 +363,9 @@ impl Default for Faults {
             injected_sync_eio: AtomicU64::new(0),
             injected_allocate_enospc: AtomicU64::new(0),
             injected_write_enospc: AtomicU64::new(0),
+            log_syncs_held: Mutex::new(false),
+            log_syncs_released: Condvar::new(),
+            held_log_syncs: AtomicU64::new(0),
             injected_short_writes: AtomicU64::new(0),
             log_syncs: AtomicU64::new(0),
         }
@@ -368,6 +376,26 @@ impl Faults {
     /// Arms or disarms EIO on every segment `sync_data`.
     pub fn set_log_sync_eio(&self, on: bool) {
         self.log_sync_eio.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every `sync_data` of a segment file wait (`true`) until
+    /// released (`false`): a writer stuck on a slow disk, on demand.
+    pub fn hold_log_syncs(&self, held: bool) {
+        *self.log_syncs_held.lock().expect("hold lock") = held;
+        self.log_syncs_released.notify_all();
+    }
+
+    /// Waits while segment syncs are held.
+    fn wait_while_held(&self) {
+        let mut held = self.log_syncs_held.lock().expect("hold lock");
+        if !*held {
+            return;
+        }
+        self.held_log_syncs.fetch_add(1, Ordering::SeqCst);
+        while *held {
+            held = self.log_syncs_released.wait(held).expect("hold lock");
+        }
+        self.held_log_syncs.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Arms or disarms ENOSPC on every `allocate` that grows a file.
@@ -568,6 +596,7 @@ impl StorageFile for FaultyFile {
 
     fn sync_data(&self) -> io::Result<()> {
         if self.is_segment() {
+            self.faults.wait_while_held();
             if self.faults.log_sync_eio.load(Ordering::SeqCst) {
                 self.faults.injected_sync_eio.fetch_add(1, Ordering::SeqCst);
                 return Err(io::Error::from_raw_os_error(EIO));
