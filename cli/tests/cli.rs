@@ -172,6 +172,62 @@ fn info_reports_segments_events_and_streams() {
 }
 
 #[test]
+fn stats_reports_watermarks_segments_and_how_far_each_checkpoint_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let appended = append_sample(&store);
+    let end = appended.len() as u64;
+    store.save_checkpoint("caught-up", end).unwrap();
+    store.save_checkpoint("behind", end - 10).unwrap();
+    // The lag in bytes is the records of the ten positions it has not seen.
+    let behind_bytes = store.checkpoint_lags().unwrap()[0].lag_bytes;
+    assert!(behind_bytes > 10 * 64, "{behind_bytes}");
+    store.close().unwrap();
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["stats", path_str(dir.path()), "--json"])).unwrap();
+    assert_eq!(json["written_end"], end);
+    assert_eq!(json["durable_end"], end);
+    assert_eq!(json["streams"], 8);
+    let segments = json["segments"].as_u64().unwrap();
+    assert_eq!(segments, segment_files(dir.path()).len() as u64);
+    assert_eq!(json["sealed_segments"].as_u64().unwrap(), segments - 1);
+    let checkpoints = json["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), 2);
+    assert_eq!(checkpoints[0]["name"], "behind");
+    assert_eq!(checkpoints[0]["position"], end - 10);
+    assert_eq!(checkpoints[0]["lag"], 10);
+    assert_eq!(checkpoints[0]["lag_bytes"], behind_bytes);
+    assert_eq!(checkpoints[1]["name"], "caught-up");
+    assert_eq!(
+        (
+            checkpoints[1]["lag"].as_u64(),
+            checkpoints[1]["lag_bytes"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+
+    let out = stdout_of(&["stats", path_str(dir.path())]);
+    assert_eq!(first_number(field(&out, "durable end")), end);
+    assert_eq!(first_number(field(&out, "checkpoints")), 2);
+    let row = out.lines().find(|l| l.starts_with("behind")).unwrap();
+    assert!(row.contains(&format!("({behind_bytes})")), "{row}");
+
+    // A damaged checkpoint file is an error naming it, not a silent gap.
+    let file = std::fs::read_dir(dir.path().join(evstore::CHECKPOINTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .unwrap();
+    flip_byte(&file, 20);
+    evstore()
+        .args(["stats", path_str(dir.path())])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("checkpoint"));
+}
+
+#[test]
 fn streams_lists_versions_and_counts_and_filters_by_prefix() {
     let (dir, _) = sample_store();
     let out = stdout_of(&["streams", path_str(dir.path())]);
