@@ -882,9 +882,29 @@ fn bench_target<T: Target>(
     settle();
 }
 
+/// With the `metrics` feature, the store's figures go to a Prometheus
+/// recorder whose upkeep runs and which is scraped, as in a service that
+/// exports them; with `tracing`, spans go to a subscriber. The cost of the
+/// features is then measured on, not off.
+fn install_observability() {
+    #[cfg(feature = "metrics")]
+    if let Ok(handle) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            handle.run_upkeep();
+            drop(handle.render());
+        });
+    }
+    #[cfg(feature = "tracing")]
+    drop(tracing::subscriber::set_global_default(
+        tracing_subscriber::registry(),
+    ));
+}
+
 fn append_benches(c: &mut Criterion) {
     let cli = Cli::parse();
     let root = bench_root();
+    install_observability();
     settle();
     for w in sync_workloads() {
         bench_target(c, &cli, "evstore_sync", &w, || {
