@@ -884,7 +884,8 @@ fn bench_target<T: Target>(
 
 /// With the `metrics` feature, the store's figures go to a Prometheus
 /// recorder whose upkeep runs and which is scraped, as in a service that
-/// exports them; with `tracing`, spans go to a subscriber. The cost of the
+/// exports them; with `tracing`, spans go to a subscriber that keeps
+/// `INFO` and above, as production services usually do. The cost of the
 /// features is then measured on, not off.
 fn install_observability() {
     #[cfg(feature = "metrics")]
@@ -896,9 +897,10 @@ fn install_observability() {
         });
     }
     #[cfg(feature = "tracing")]
-    drop(tracing::subscriber::set_global_default(
-        tracing_subscriber::registry(),
-    ));
+    drop(tracing::subscriber::set_global_default({
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing_subscriber::registry().with(tracing::level_filters::LevelFilter::INFO)
+    }));
 }
 
 fn append_benches(c: &mut Criterion) {

@@ -436,7 +436,7 @@ impl Runner {
             attempts = attempts.saturating_add(1);
             let outcome = {
                 enter_span!(
-                    _span = "evstore.projection_handler",
+                    debug _span = "evstore.projection_handler",
                     projection = self.name.as_str(),
                     position = event.position,
                     attempt = attempts

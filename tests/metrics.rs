@@ -51,22 +51,16 @@ fn appends_are_counted_by_durability_with_their_events_bytes_and_latency() {
     store
         .append("a", ExpectedVersion::Any, &[event(100), event(100)])
         .unwrap();
-    store
-        .append_with_durability(
-            "b",
-            ExpectedVersion::Any,
-            &[event(10)],
-            Durability::Buffered,
-        )
-        .unwrap();
-    store
-        .append_with_durability(
-            "b",
-            ExpectedVersion::Any,
-            &[event(10)],
-            Durability::Buffered,
-        )
-        .unwrap();
+    for _ in 0..2 {
+        store
+            .append_with_durability(
+                "b",
+                ExpectedVersion::Any,
+                &[event(10)],
+                Durability::Buffered,
+            )
+            .unwrap();
+    }
 
     let m = store.metrics();
     let (durable, buffered) = (m.appends.durable, m.appends.buffered);

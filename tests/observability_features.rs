@@ -70,12 +70,19 @@ fn the_metrics_facade_receives_the_figures_store_metrics_reports() {
     );
     let refused = Some(("reason", "wrong_expected_version"));
     assert_eq!(counter("evstore_commits_refused_total", refused), 1);
-    let fsync_bytes = samples("evstore_fsync_bytes");
-    assert_eq!(fsync_bytes.len() as u64, m.sync.latency.count);
+    assert_eq!(counter("evstore_fsyncs_total", None), m.sync.latency.count);
     assert_eq!(
-        fsync_bytes.iter().sum::<f64>() as u64,
+        counter("evstore_fsync_bytes_total", None),
         m.sync.bytes_per_sync.sum
     );
+    assert_eq!(
+        counter("evstore_group_commands_total", None),
+        m.group_commit.commands_per_group.sum
+    );
+    match find("evstore_fsync_bytes", Some(("quantile", "1"))) {
+        DebugValue::Gauge(max) => assert_eq!(max.into_inner(), m.sync.bytes_per_sync.max as f64),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         samples("evstore_fsync_seconds").len() as u64,
         m.sync.latency.count

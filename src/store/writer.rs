@@ -157,7 +157,7 @@ impl Writer {
         reason = "one group's steps, in the order the module documentation gives them"
     )]
     pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
-        enter_span!(_span = "evstore.group_commit", commands = group.len());
+        enter_span!(debug _span = "evstore.group_commit", commands = group.len());
         let commands = group.len() as u64;
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();

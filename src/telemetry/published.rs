@@ -3,6 +3,12 @@
 //! sees them. Handles are registered once, when the store opens, with the
 //! recorder installed then, and labelled `store` with its directory.
 //! Durations go out in seconds, sizes in bytes.
+//!
+//! Only latencies are facade histograms, one sample per sync and per call:
+//! each sample costs an exporter work on the append path and in its
+//! upkeep. Sizes per group and per sync go out as counters (their totals,
+//! so rates and means are a division away) and, when `Store::metrics` is
+//! called, as gauges of their percentiles.
 
 use super::recorder::Refusal;
 use super::snapshot::Metrics;
@@ -20,11 +26,12 @@ pub struct Published {
     latency: [Histogram; 2],
     refusals: [Counter; 3],
     idempotent_retries: Counter,
-    group_commands: Histogram,
-    group_bytes: Histogram,
+    groups: Counter,
+    group_commands: Counter,
+    group_bytes: Counter,
     syncs: Counter,
     sync_seconds: Histogram,
-    sync_bytes: Histogram,
+    sync_bytes: Counter,
     write_errors: Counter,
     rollover_seconds: Histogram,
     preallocation_wait_seconds: Histogram,
@@ -81,11 +88,12 @@ impl Published {
                 counter!("evstore_commits_refused_total", "store" => s(), "reason" => reason)
             }),
             idempotent_retries: counter!("evstore_idempotent_retries_total", "store" => s()),
-            group_commands: histogram!("evstore_group_commands", "store" => s()),
-            group_bytes: histogram!("evstore_group_bytes", "store" => s()),
+            groups: counter!("evstore_groups_total", "store" => s()),
+            group_commands: counter!("evstore_group_commands_total", "store" => s()),
+            group_bytes: counter!("evstore_group_bytes_total", "store" => s()),
             syncs: counter!("evstore_fsyncs_total", "store" => s()),
             sync_seconds: histogram!("evstore_fsync_seconds", "store" => s()),
-            sync_bytes: histogram!("evstore_fsync_bytes", "store" => s()),
+            sync_bytes: counter!("evstore_fsync_bytes_total", "store" => s()),
             write_errors: counter!("evstore_write_errors_total", "store" => s()),
             rollover_seconds: histogram!("evstore_rollover_seconds", "store" => s()),
             preallocation_wait_seconds: histogram!(
@@ -145,23 +153,16 @@ impl Published {
         self.idempotent_retries.increment(1);
     }
 
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "histogram samples are f64 in the facade"
-    )]
     pub fn group(&self, commands: u64, bytes: u64) {
-        self.group_commands.record(commands as f64);
-        self.group_bytes.record(bytes as f64);
+        self.groups.increment(1);
+        self.group_commands.increment(commands);
+        self.group_bytes.increment(bytes);
     }
 
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "histogram samples are f64 in the facade"
-    )]
     pub fn synced(&self, bytes: u64, elapsed: Duration) {
         self.syncs.increment(1);
         self.sync_seconds.record(elapsed.as_secs_f64());
-        self.sync_bytes.record(bytes as f64);
+        self.sync_bytes.increment(bytes);
     }
 
     pub fn write_failed(&self) {
@@ -205,6 +206,23 @@ impl Published {
         self.written_position.set(m.written_position as f64);
         self.durable_position.set(m.durable_position as f64);
         self.poisoned.set(if m.poisoned { 1.0 } else { 0.0 });
+        let percentiles = |name: &'static str, d: &super::Distribution, scale: f64| {
+            for (quantile, value) in [("0.5", d.p50), ("0.99", d.p99), ("1", d.max)] {
+                gauge!(name, "store" => self.store.clone(), "quantile" => quantile)
+                    .set(value as f64 * scale);
+            }
+        };
+        percentiles("evstore_fsync_bytes", &m.sync.bytes_per_sync, 1.0);
+        percentiles(
+            "evstore_group_commands",
+            &m.group_commit.commands_per_group,
+            1.0,
+        );
+        percentiles(
+            "evstore_back_pressure_seconds",
+            &m.group_commit.back_pressure,
+            1e-9,
+        );
         for (n, s) in m.subscribers.iter().enumerate() {
             let labels = vec![
                 Label::new("store", self.store.clone()),
