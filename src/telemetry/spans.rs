@@ -24,7 +24,8 @@ macro_rules! enter_span {
 /// `enter_span!(debug guard = ...)` at `DEBUG`. Without `tracing`, nothing.
 #[cfg(not(feature = "tracing"))]
 macro_rules! enter_span {
-    ($(debug)? $guard:ident = $name:literal $(, $field:ident = $value:expr)* $(,)?) => {};
+    (debug $guard:ident = $name:literal $(, $field:ident = $value:expr)* $(,)?) => {};
+    ($guard:ident = $name:literal $(, $field:ident = $value:expr)* $(,)?) => {};
 }
 
 /// Emits an event in the current span with fields.
