@@ -61,7 +61,10 @@ fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| -> Result<f64, Box<dyn std::error::Error>> {
-        Ok(fields.get(i).ok_or("short /proc/self/stat")?.parse::<f64>()?)
+        Ok(fields
+            .get(i)
+            .ok_or("short /proc/self/stat")?
+            .parse::<f64>()?)
     };
     // Clock ticks per second: 100 on Linux for these fields.
     Ok((ticks(11)? + ticks(12)?) / 100.0)

@@ -107,17 +107,29 @@ fn the_stores_long_steps_are_spans() {
     use tracing::Subscriber;
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-    struct SpanNames(Arc<Mutex<Vec<String>>>);
-    impl<S: Subscriber> Layer<S> for SpanNames {
+    /// The name of every span, and the field names of every event.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+    struct FieldNames(Vec<String>);
+    impl tracing::field::Visit for FieldNames {
+        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+            self.0.push(field.name().to_string());
+        }
+    }
+    impl<S: Subscriber> Layer<S> for Seen {
         fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
             self.0
                 .lock()
                 .unwrap()
                 .push(attrs.metadata().name().to_string());
         }
+        fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+            let mut fields = FieldNames(Vec::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0.join(","));
+        }
     }
     let names = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::registry().with(SpanNames(Arc::clone(&names)));
+    let subscriber = tracing_subscriber::registry().with(Seen(Arc::clone(&names)));
     // Global: the projection's handler runs on a thread of its own.
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
@@ -153,4 +165,15 @@ fn the_stores_long_steps_are_spans() {
             "no {expected} in {names:?}"
         );
     }
+    // Each group's event gives what it wrote and how long its sync took.
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "message,appends,bytes,fsync_ns,replies"),
+        "{:?}",
+        names
+            .iter()
+            .filter(|n| n.contains("fsync"))
+            .collect::<Vec<_>>()
+    );
 }

@@ -286,12 +286,18 @@ impl Writer {
         }
 
         let mut group_bytes = 0u64;
+        #[cfg(feature = "tracing")]
+        let mut group_appends = 0usize;
         if !staged.is_empty() {
             match self.write_staged(&staged) {
                 Ok(()) => {
                     for s in staged.drain(..) {
                         let bytes = s.request.encoded_len as u64;
                         group_bytes += bytes;
+                        #[cfg(feature = "tracing")]
+                        {
+                            group_appends += 1;
+                        }
                         self.state.telemetry.committed(
                             s.request.durability,
                             s.request.ids.len() as u64,
@@ -314,8 +320,16 @@ impl Writer {
         }
 
         let mut flush_outcome = Ok(());
+        #[cfg(feature = "tracing")]
+        let mut fsync_ns = 0u128;
         if !sync_waiters.is_empty() || !flushes.is_empty() || !rolls.is_empty() {
+            #[cfg(feature = "tracing")]
+            let sync_started = std::time::Instant::now();
             flush_outcome = self.sync_if_behind();
+            #[cfg(feature = "tracing")]
+            {
+                fsync_ns = sync_started.elapsed().as_nanos();
+            }
             // Before anyone hears that their events are durable, the segment
             // must say so: after a crash, damage among them is then reported
             // as corruption instead of being cut as a torn write.
@@ -334,7 +348,9 @@ impl Writer {
         self.state.telemetry.group(commands, group_bytes);
         trace_event!(
             "group written",
+            appends = group_appends,
             bytes = group_bytes,
+            fsync_ns = fsync_ns,
             replies = replies.len()
         );
         // A failed roll (no room for the next segment) is its caller's
