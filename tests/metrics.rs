@@ -433,3 +433,41 @@ fn reads_count_calls_events_bytes_and_index_lookups() {
     let m = store.metrics().reads;
     assert_eq!((m.reads, m.events, m.index_lookups), (3, 5, 2));
 }
+
+#[test]
+fn checkpoint_lags_are_the_same_from_the_writer_and_from_a_fresh_read_only_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        Options::default()
+            .segment_size(16 << 10)
+            .background_index_writes(false)
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    for _ in 0..60 {
+        store
+            .append("s", ExpectedVersion::Any, &[event(900)])
+            .unwrap();
+    }
+    assert!(store.metrics().segments.sealed >= 2);
+    store.save_checkpoint("early", 3).unwrap();
+    store.save_checkpoint("late", 50).unwrap();
+    store.save_checkpoint("done", 60).unwrap();
+    let from_writer = store.checkpoint_lags().unwrap();
+    store.close().unwrap();
+
+    let names: Vec<_> = from_writer.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["done", "early", "late"]);
+    let lag = |name: &str| from_writer.iter().find(|c| c.name == name).unwrap().clone();
+    assert_eq!(
+        (lag("early").lag, lag("late").lag, lag("done").lag),
+        (57, 10, 0)
+    );
+    // Each event holds 900 payload bytes; the early checkpoint's lag spans
+    // sealed segments, whose index files a fresh open has not checked yet.
+    assert!(lag("late").lag_bytes >= 10 * 900 && lag("late").lag_bytes < 11 * 1000);
+    assert!(lag("early").lag_bytes >= 57 * 900);
+    assert_eq!(lag("done").lag_bytes, 0);
+
+    let reader = Store::open_read_only(dir.path(), Options::default()).unwrap();
+    assert_eq!(reader.checkpoint_lags().unwrap(), from_writer);
+}

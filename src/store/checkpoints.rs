@@ -73,22 +73,24 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] for a damaged checkpoint file;
+    /// [`Error::Corrupted`] for a damaged checkpoint file, or for damage in
+    /// the index files that locate the positions it lags by;
     /// [`Error::UnsupportedFormat`] for one of a newer format; [`Error::Io`]
     /// if the directory or a file cannot be read.
     pub fn checkpoint_lags(&self) -> Result<Vec<CheckpointLag>> {
         let end = self.visible_end();
-        let saved = self.checkpoints().list()?;
-        let index = self.state().index.read();
-        Ok(saved
+        self.checkpoints()
+            .list()?
             .into_iter()
-            .map(|(name, position)| CheckpointLag {
-                name,
-                position,
-                lag: end.saturating_sub(position),
-                lag_bytes: index.bytes_between(position, end).unwrap_or(0),
+            .map(|(name, position)| {
+                Ok(CheckpointLag {
+                    lag: end.saturating_sub(position),
+                    lag_bytes: self.log_bytes_between(position, end)?,
+                    name,
+                    position,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// [`Store::load_checkpoint`] checked against the log: a position whose

@@ -2,6 +2,8 @@
 //! every live subscription's and projection's lag, in one snapshot.
 
 use super::Store;
+use crate::index::deferred_check::read_checked;
+#[cfg(doc)]
 use crate::index::Index;
 use crate::subscription::{EventLog, Visibility};
 use crate::telemetry::recorder::ModeCounters;
@@ -106,8 +108,8 @@ impl Store {
                 index_files_repaired: index.repairs().count.load(Ordering::Relaxed),
                 index_write_failures: load(&state.index_write_failures),
             };
-            (subscribers, projections) = self.probe_metrics(&index, &state.probes.live());
         }
+        (subscribers, projections) = self.probe_metrics(&state.probes.live());
 
         let metrics = Metrics {
             appends,
@@ -128,7 +130,6 @@ impl Store {
     /// Each live subscription's and projection's figures, lag included.
     fn probe_metrics(
         &self,
-        index: &Index,
         probes: &[Arc<Probe>],
     ) -> (Vec<SubscriberMetrics>, Vec<ProjectionMetrics>) {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -145,7 +146,7 @@ impl Store {
             let lag = end.saturating_sub(position);
             // A damaged index makes the byte figure unknown, not the
             // snapshot fail: it reads as zero.
-            let lag_bytes = index.bytes_between(position, end).unwrap_or(0);
+            let lag_bytes = self.log_bytes_between(position, end).unwrap_or(0);
             match &probe.kind {
                 ProbeKind::Subscription(source) => {
                     subscribers.push(SubscriberMetrics {
@@ -172,5 +173,11 @@ impl Store {
             }
         }
         (subscribers, projections)
+    }
+
+    /// Log bytes of the records at positions `from..to` (see
+    /// [`Index::bytes_between`]), index files checked first if need be.
+    pub(crate) fn log_bytes_between(&self, from: u64, to: u64) -> crate::error::Result<u64> {
+        read_checked(&self.state().index, |index| index.bytes_between(from, to))
     }
 }
