@@ -321,12 +321,9 @@ where
     let thread = std::thread::Builder::new()
         .name(format!("evstore-projection-{name}"))
         .spawn(move || {
-            let probe = Arc::clone(&runner.probe);
-            let ended = runner.run(from, handler);
-            probe
-                .finished
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            ended
+            // Set however the run ends, a panicking handler included.
+            let _finished = Finished(Arc::clone(&runner.probe));
+            runner.run(from, handler)
         })
         .map_err(|e| Error::io("starting a projection thread", e))?;
     Ok(ProjectionHandle {
@@ -337,6 +334,17 @@ where
         position,
         thread: Some(thread),
     })
+}
+
+/// Marks a projection's probe finished when its thread ends.
+struct Finished(Arc<Probe>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0
+            .finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 struct Runner {
@@ -371,8 +379,8 @@ impl Runner {
             } else {
                 // Caught up: what the filter skipped is passed.
                 let position = subscription.checkpoint();
-                self.position.store(position, Ordering::Release);
                 self.probe.seen_below(position);
+                self.position.store(position, Ordering::Release);
                 self.stats.position = position;
                 // Idle with nothing unsaved: wait for events (or a stop)
                 // alone; otherwise also for the checkpoint to fall due.
@@ -392,8 +400,8 @@ impl Runner {
                         // handled, so the checkpoint stays before it.
                         self.checkpoint(event.position, &mut saved)?;
                         self.stats.position = event.position;
-                        self.position.store(event.position, Ordering::Release);
                         self.probe.seen_below(event.position);
+                        self.position.store(event.position, Ordering::Release);
                         return Ok(self.stats);
                     }
                     Err(error) => {
@@ -403,8 +411,8 @@ impl Runner {
                 }
             }
             let position = subscription.checkpoint();
-            self.position.store(position, Ordering::Release);
             self.probe.seen_below(position);
+            self.position.store(position, Ordering::Release);
             self.stats.position = position;
             let unsaved = position.saturating_sub(saved);
             let every = event.is_some()

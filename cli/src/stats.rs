@@ -13,7 +13,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 pub fn run(dir: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let store = open_read_only(dir, Seen::Written)?;
+    // Lags are measured to the durable end: what projections can see.
+    let store = open_read_only(dir, Seen::Durable)?;
     store.refresh().context("reading the end of the log")?;
     let log = store.log_info();
     let checkpoints = store

@@ -1,17 +1,28 @@
 //! How many log bytes hold a range of positions: what a subscriber that
 //! lags by those positions still has to read, and how segments stand.
+//! Where the records lie is found under the index lock; their lengths are
+//! read after it is released, since a cold segment's page is disk I/O that
+//! the writer, waiting for the lock, must not wait for.
 
 use super::Index;
 use crate::error::Result;
-use crate::log::record;
+use crate::log::{record, Segment};
+use std::sync::Arc;
+
+/// The records of a range of positions within one segment: the offsets of
+/// the first and the last.
+#[derive(Debug, Clone)]
+pub struct SpanPart {
+    segment: Arc<Segment>,
+    first: u64,
+    last: u64,
+}
 
 impl Index {
-    /// Log bytes of the records at positions `from..to`, from the first
-    /// one's offset to the end of the last, segment by segment (seals and
-    /// durable marks between them included). Positions not indexed count
-    /// nothing.
-    pub fn bytes_between(&self, from: u64, to: u64) -> Result<u64> {
-        let mut total = 0u64;
+    /// Where the records at positions `from..to` lie, segment by segment.
+    /// Positions not indexed are left out.
+    pub fn byte_span(&self, from: u64, to: u64) -> Result<Vec<SpanPart>> {
+        let mut parts = Vec::new();
         let mut position = from;
         while position < to {
             let Some(entry) = self.entry_of_position(position) else {
@@ -32,12 +43,14 @@ impl Index {
             let (Some(first), Some(last)) = (offset(position), offset(stop - 1)) else {
                 break;
             };
-            let header = entry.segment.read(last, last + 8)?;
-            let last_len = record::peek_len(&header).map_or(0, record::align8) as u64;
-            total = total.saturating_add((last + last_len).saturating_sub(first));
+            parts.push(SpanPart {
+                segment: Arc::clone(&entry.segment),
+                first,
+                last,
+            });
             position = stop;
         }
-        Ok(total)
+        Ok(parts)
     }
 
     /// Segments in the log, and how many of them are sealed.
@@ -45,4 +58,19 @@ impl Index {
         let all = self.segments.len() as u64;
         (all, all - u64::from(self.active_base().is_some()))
     }
+}
+
+/// Log bytes of the records `parts` locate, from each first record's offset
+/// to the end of each last one (seals and durable marks between them
+/// included). A record's length is read from its header, unchecked, so it
+/// is capped by the segment's end.
+pub fn span_bytes(parts: &[SpanPart]) -> Result<u64> {
+    let mut total = 0u64;
+    for part in parts {
+        let header = part.segment.read(part.last, part.last + 8)?;
+        let room = part.segment.capacity().saturating_sub(part.last);
+        let last_len = (record::peek_len(&header).map_or(0, record::align8) as u64).min(room);
+        total = total.saturating_add((part.last + last_len).saturating_sub(part.first));
+    }
+    Ok(total)
 }

@@ -9,7 +9,7 @@
 //! persists that summary so that `open` reads neither the sealed segments
 //! nor their index files' stream tables.
 
-mod byte_span;
+pub mod byte_span;
 pub mod catalog;
 pub mod continuity;
 pub mod deferred_check;

@@ -351,18 +351,20 @@ impl GroupCommit {
         {
             return;
         }
-        let (segment, target, written_len) = {
+        let (segment, target, written_len, sync_target) = {
             let writer = self.writer.lock();
             let Some(w) = writer.as_ref() else { return };
             (
                 w.segment(),
                 state.written.load(Ordering::Acquire),
                 w.written_len(),
+                // Read with the writer held: the bytes it counts are all in
+                // this segment or synced with earlier ones.
+                state.telemetry.sync_target(),
             )
         };
         // Everything below `target` is in this segment or in earlier ones,
         // which were synced when they were sealed.
-        let sync_target = state.telemetry.sync_target();
         let started = std::time::Instant::now();
         if let Err(e) = segment.file().sync_data() {
             state.telemetry.write_failed();

@@ -2,9 +2,8 @@
 //! every live subscription's and projection's lag, in one snapshot.
 
 use super::Store;
+use crate::index::byte_span::span_bytes;
 use crate::index::deferred_check::read_checked;
-#[cfg(doc)]
-use crate::index::Index;
 use crate::subscription::{EventLog, Visibility};
 use crate::telemetry::recorder::ModeCounters;
 use crate::telemetry::Probe;
@@ -150,6 +149,7 @@ impl Store {
             match &probe.kind {
                 ProbeKind::Subscription(source) => {
                     subscribers.push(SubscriberMetrics {
+                        id: probe.id,
                         source: source.clone(),
                         position,
                         lag,
@@ -176,8 +176,9 @@ impl Store {
     }
 
     /// Log bytes of the records at positions `from..to` (see
-    /// [`Index::bytes_between`]), index files checked first if need be.
+    /// [`span_bytes`]), index files checked first if need be.
     pub(crate) fn log_bytes_between(&self, from: u64, to: u64) -> crate::error::Result<u64> {
-        read_checked(&self.state().index, |index| index.bytes_between(from, to))
+        let parts = read_checked(&self.state().index, |index| index.byte_span(from, to))?;
+        span_bytes(&parts)
     }
 }

@@ -111,6 +111,8 @@ pub struct Writer {
     /// A sync advanced the durable watermark and the segment does not
     /// record it yet.
     mark_pending: bool,
+    /// Commits written in the group being processed, and their bytes.
+    group_writes: (u64, u64),
 }
 
 impl Writer {
@@ -122,6 +124,7 @@ impl Writer {
             active,
             indexing: None,
             mark_pending,
+            group_writes: (0, 0),
         }
     }
 
@@ -159,6 +162,7 @@ impl Writer {
     pub fn process(&mut self, group: Vec<Command>) -> GroupOutcome {
         enter_span!(debug _span = "evstore.group_commit", commands = group.len());
         let commands = group.len() as u64;
+        self.group_writes = (0, 0);
         let mut appends = Vec::with_capacity(group.len());
         let mut flushes = Vec::new();
         let mut rolls = Vec::new();
@@ -285,29 +289,20 @@ impl Writer {
             });
         }
 
-        let mut group_bytes = 0u64;
-        #[cfg(feature = "tracing")]
-        let mut group_appends = 0usize;
+        // Durable commits count once a sync has made them so.
+        let mut durable_written = Vec::new();
         if !staged.is_empty() {
             match self.write_staged(&staged) {
                 Ok(()) => {
                     for s in staged.drain(..) {
-                        let bytes = s.request.encoded_len as u64;
-                        group_bytes += bytes;
-                        #[cfg(feature = "tracing")]
-                        {
-                            group_appends += 1;
-                        }
-                        self.state.telemetry.committed(
-                            s.request.durability,
-                            s.request.ids.len() as u64,
-                            bytes,
-                        );
                         match s.request.durability {
                             Durability::Buffered => {
                                 replies.push((s.request.reply, Ok(s.result)));
                             }
-                            Durability::Sync => sync_waiters.push((s.request.reply, s.result)),
+                            Durability::Sync => {
+                                durable_written.push(commit_size(&s.request));
+                                sync_waiters.push((s.request.reply, s.result));
+                            }
                         }
                     }
                 }
@@ -335,6 +330,11 @@ impl Writer {
             // as corruption instead of being cut as a torn write.
             if flush_outcome.is_ok() {
                 self.write_mark();
+                for (events, bytes) in durable_written {
+                    self.state
+                        .telemetry
+                        .committed(Durability::Sync, events, bytes);
+                }
             }
             for (reply, result) in sync_waiters {
                 replies.push((reply, flush_outcome.clone().map(|()| result)));
@@ -345,11 +345,14 @@ impl Writer {
                 self.state.telemetry.refused(refusal(error));
             }
         }
-        self.state.telemetry.group(commands, group_bytes);
+        // Deferred appends belong to the next group.
+        self.state
+            .telemetry
+            .group(commands - deferred.len() as u64, self.group_writes.1);
         trace_event!(
             "group written",
-            appends = group_appends,
-            bytes = group_bytes,
+            appends = self.group_writes.0,
+            bytes = self.group_writes.1,
             fsync_ns = fsync_ns,
             replies = replies.len()
         );
@@ -440,6 +443,18 @@ impl Writer {
             .store(self.active.next_position(), Ordering::Release);
         drop(index);
         self.state.written_progress.advanced();
+        for s in staged {
+            let (events, bytes) = commit_size(&s.request);
+            self.group_writes.0 += 1;
+            self.group_writes.1 += bytes;
+            // Buffered commits are acknowledged now; durable ones once
+            // synced.
+            if s.request.durability == Durability::Buffered {
+                self.state
+                    .telemetry
+                    .committed(Durability::Buffered, events, bytes);
+            }
+        }
         Ok(())
     }
 
@@ -529,6 +544,12 @@ impl Writer {
         let outcome = written.and_then(|()| self.sync_always());
         // If the write or the sync failed, none of them may be acknowledged.
         for s in staged.drain(..) {
+            if outcome.is_ok() && s.request.durability == Durability::Sync {
+                let (events, bytes) = commit_size(&s.request);
+                self.state
+                    .telemetry
+                    .committed(Durability::Sync, events, bytes);
+            }
             replies.push((s.request.reply, outcome.clone().map(|()| s.result)));
         }
         outcome?;
@@ -670,4 +691,9 @@ fn refusal(error: &Error) -> Refusal {
         Error::AppendConditionFailed { .. } => Refusal::ConditionFailed,
         _ => Refusal::Other,
     }
+}
+
+/// A commit's events and its bytes in the log.
+fn commit_size(request: &AppendRequest) -> (u64, u64) {
+    (request.ids.len() as u64, request.encoded_len as u64)
 }

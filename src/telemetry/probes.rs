@@ -1,6 +1,7 @@
 //! What each live subscription and projection reports of itself: a probe
-//! it updates with relaxed atomic stores as it goes (its own cache line, no
-//! lock), registered with the store so a metrics snapshot can list them.
+//! it updates with relaxed atomic stores as it goes (no lock, and no
+//! counter another subscriber writes), registered with the store so a
+//! metrics snapshot can list them.
 //! A probe leaves the list when its owner drops it.
 
 use parking_lot::Mutex;
@@ -20,6 +21,8 @@ pub enum ProbeKind {
 /// The figures one subscription or projection keeps up to date.
 #[derive(Debug)]
 pub struct Probe {
+    /// Its number among the store's probes, never reused.
+    pub id: u64,
     /// What it is.
     pub kind: ProbeKind,
     /// Whether it reads events once written rather than once durable.
@@ -54,12 +57,14 @@ impl Probe {
 #[derive(Debug, Default)]
 pub struct Probes {
     live: Mutex<Vec<Weak<Probe>>>,
+    next_id: AtomicU64,
 }
 
 impl Probes {
     /// Registers a probe for `kind`, starting at `position`.
     pub fn register(&self, kind: ProbeKind, position: u64, follows_written: bool) -> Arc<Probe> {
         let probe = Arc::new(Probe {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
             follows_written: AtomicBool::new(follows_written),
             position: AtomicU64::new(position),

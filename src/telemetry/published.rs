@@ -20,6 +20,9 @@ use std::time::Duration;
 /// A handle per figure.
 pub struct Published {
     store: String,
+    /// The label sets of the per-subscriber and per-projection gauges the
+    /// last snapshot set: those whose owner is gone are set to zero once.
+    labelled: parking_lot::Mutex<Vec<Vec<Label>>>,
     commits: [Counter; 2],
     events: [Counter; 2],
     bytes: [Counter; 2],
@@ -113,6 +116,7 @@ impl Published {
             index_files_repaired: counter!("evstore_index_files_repaired_total", "store" => s()),
             index_write_failures: counter!("evstore_index_write_failures_total", "store" => s()),
             written_position: gauge!("evstore_written_position", "store" => s()),
+            labelled: parking_lot::Mutex::new(Vec::new()),
             durable_position: gauge!("evstore_durable_position", "store" => s()),
             poisoned: gauge!("evstore_poisoned", "store" => s()),
             store,
@@ -223,20 +227,30 @@ impl Published {
             &m.group_commit.back_pressure,
             1e-9,
         );
-        for (n, s) in m.subscribers.iter().enumerate() {
+        let mut labelled = Vec::new();
+        for s in &m.subscribers {
             let labels = vec![
                 Label::new("store", self.store.clone()),
-                Label::new("subscriber", n.to_string()),
+                Label::new("subscriber", s.id.to_string()),
                 Label::new("source", s.source.clone()),
             ];
             gauge!("evstore_subscriber_lag", labels.clone()).set(s.lag as f64);
-            gauge!("evstore_subscriber_lag_bytes", labels).set(s.lag_bytes as f64);
+            gauge!("evstore_subscriber_lag_bytes", labels.clone()).set(s.lag_bytes as f64);
+            counter!("evstore_subscriber_events_total", labels.clone()).absolute(s.events);
+            counter!("evstore_subscriber_wakeups_total", labels.clone()).absolute(s.wakeups);
+            labelled.push(labels);
         }
         for p in &m.projections {
             let labels = vec![
                 Label::new("store", self.store.clone()),
                 Label::new("projection", p.name.clone()),
             ];
+            gauge!("evstore_projection_finished", labels.clone()).set(if p.finished {
+                1.0
+            } else {
+                0.0
+            });
+            labelled.push(labels.clone());
             gauge!("evstore_projection_position", labels.clone()).set(p.position as f64);
             gauge!("evstore_projection_lag", labels.clone()).set(p.lag as f64);
             gauge!("evstore_projection_lag_bytes", labels.clone()).set(p.lag_bytes as f64);
@@ -244,5 +258,19 @@ impl Published {
             counter!("evstore_projection_retries_total", labels.clone()).absolute(p.retries);
             counter!("evstore_projection_failures_total", labels).absolute(p.failures);
         }
+        // A subscription or projection gone leaves no stale lag behind.
+        let mut last = self.labelled.lock();
+        for gone in last.iter().filter(|l| !labelled.contains(l)) {
+            let is_projection = gone.iter().any(|l| l.key() == "projection");
+            let names: &[&'static str] = if is_projection {
+                &["evstore_projection_lag", "evstore_projection_lag_bytes"]
+            } else {
+                &["evstore_subscriber_lag", "evstore_subscriber_lag_bytes"]
+            };
+            for &name in names {
+                gauge!(name, gone.clone()).set(0.0);
+            }
+        }
+        *last = labelled;
     }
 }

@@ -1,7 +1,8 @@
 //! The store's counters and distributions, updated where things happen:
-//! relaxed atomics only, mostly by the group-commit leader once per group,
-//! so recording adds no lock and no shared write per append to the
-//! callers' path. With the `metrics` feature, each figure is also sent to
+//! relaxed atomics only, mostly by the group-commit leader once per group.
+//! Recording adds no lock to the callers' path; the one figure a caller
+//! records itself is its call's latency (a few atomic adds on the shared
+//! distribution). With the `metrics` feature, each figure is also sent to
 //! the `metrics` facade through handles registered at open.
 
 use super::distribution::AtomicDistribution;

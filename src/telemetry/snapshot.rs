@@ -38,7 +38,10 @@ pub struct Metrics {
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct ModeMetrics {
-    /// Commits written (an append is a commit of one stream).
+    /// Commits acknowledged (an append is a commit of one stream):
+    /// buffered ones once written, durable ones once synced. A durable
+    /// commit whose sync failed counts under
+    /// [`AppendMetrics::other_refusals`] instead.
     pub commits: u64,
     /// Events they held.
     pub events: u64,
@@ -74,9 +77,11 @@ pub struct AppendMetrics {
 #[non_exhaustive]
 pub struct GroupCommitMetrics {
     /// Commands per group (appends, commits, flushes), one value per
-    /// group: its count is the number of groups.
+    /// group: its count is the number of groups. An append deferred to the
+    /// next group (a retry of an append in the same group) counts there.
     pub commands_per_group: Distribution,
-    /// Log bytes written per group.
+    /// Log bytes of the commits each group wrote (seals and durable marks
+    /// left out).
     pub bytes_per_group: Distribution,
     /// Commands queued for the writer now.
     pub queued_commands: u64,
@@ -128,11 +133,17 @@ pub struct SegmentMetrics {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct SubscriberMetrics {
+    /// Its number in this store, never reused: it tells subscriptions
+    /// apart from one snapshot to the next.
+    pub id: u64,
     /// The stream it follows, or `$all`.
     pub source: String,
-    /// The global position below which it has seen everything.
+    /// The global position below which it has seen everything. A stream
+    /// subscription knows it once it has first caught up (0 until then).
     pub position: u64,
-    /// Positions visible to it that it has not seen.
+    /// Positions visible to it that it has not seen. For a stream
+    /// subscription these are every event after the last it saw, other
+    /// streams' included: how far behind the head of the log it reads.
     pub lag: u64,
     /// Log bytes of those positions.
     pub lag_bytes: u64,
