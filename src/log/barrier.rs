@@ -77,6 +77,16 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Closed<C>(pub C);
 
+/// Why [`Barrier::try_submit`] did not queue a command, which comes back.
+#[cfg(feature = "async")]
+#[derive(Debug)]
+pub enum Refused<C> {
+    /// The queue is full: the waker given is woken once there is room.
+    Full(C),
+    /// The barrier is closed.
+    Closed(C),
+}
+
 struct Queue<C> {
     commands: VecDeque<C>,
     bytes: usize,
@@ -87,6 +97,8 @@ struct Queue<C> {
     leader_active: bool,
     /// Callers waiting for room.
     waiting: usize,
+    /// Async callers to wake once there is room.
+    room_wakers: Vec<std::task::Waker>,
 }
 
 /// The barrier. See the module documentation.
@@ -110,6 +122,7 @@ impl<C: Queued> Barrier<C> {
                 closed: false,
                 leader_active: false,
                 waiting: 0,
+                room_wakers: Vec::new(),
             }),
             changed: Condvar::new(),
             not_full: Condvar::new(),
@@ -152,6 +165,40 @@ impl<C: Queued> Barrier<C> {
         }
         queue.leader_active = true;
         Ok(Role::Lead)
+    }
+
+    /// Queues `command` if there is room, without ever waiting: for async
+    /// callers. When the queue is full, `waker` is woken once a group is
+    /// taken, and the command comes back.
+    #[cfg(feature = "async")]
+    pub fn try_submit(&self, command: C, waker: &std::task::Waker) -> Result<Role, Refused<C>> {
+        let bytes = command.bytes();
+        let mut queue = self.queue.lock();
+        if queue.closed {
+            return Err(Refused::Closed(command));
+        }
+        if queue.bytes != 0 && queue.bytes.saturating_add(bytes) > self.limits.max_queue_bytes {
+            // Registered under the lock that taking a group frees room
+            // under: no wake-up is missed.
+            if !queue.room_wakers.iter().any(|w| w.will_wake(waker)) {
+                queue.room_wakers.push(waker.clone());
+            }
+            return Err(Refused::Full(command));
+        }
+        queue.bytes = queue.bytes.saturating_add(bytes);
+        queue.commands.push_back(command);
+        self.changed.notify_all();
+        if queue.leader_active {
+            return Ok(Role::Follow);
+        }
+        queue.leader_active = true;
+        Ok(Role::Lead)
+    }
+
+    /// Records that an async caller waited `waited` for room.
+    #[cfg(feature = "async")]
+    pub fn record_wait(&self, waited: std::time::Duration) {
+        self.back_pressure.record_duration(waited);
     }
 
     /// The commands and bytes queued now, and the callers waiting for
@@ -202,8 +249,12 @@ impl<C: Queued> Barrier<C> {
             }
         }
         queue.bytes = queue.bytes.saturating_sub(taken);
+        let room_wakers = std::mem::take(&mut queue.room_wakers);
         drop(queue);
         self.not_full.notify_all();
+        for waker in room_wakers {
+            waker.wake();
+        }
         group
     }
 
@@ -247,6 +298,10 @@ impl<C: Queued> Barrier<C> {
         let mut queue = self.queue.lock();
         queue.closed = true;
         self.not_full.notify_all();
+        // Futures waiting for room learn that the store closed.
+        for waker in queue.room_wakers.drain(..) {
+            waker.wake();
+        }
         while queue.leader_active || !queue.commands.is_empty() {
             self.changed.wait(&mut queue);
         }
@@ -261,8 +316,13 @@ impl<C: Queued> Barrier<C> {
         queue.leader_active = false;
         queue.bytes = 0;
         let commands = queue.commands.drain(..).collect();
+        let room_wakers = std::mem::take(&mut queue.room_wakers);
+        drop(queue);
         self.changed.notify_all();
         self.not_full.notify_all();
+        for waker in room_wakers {
+            waker.wake();
+        }
         commands
     }
 }

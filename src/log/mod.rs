@@ -11,6 +11,8 @@ mod redaction;
 mod segment;
 
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
+#[cfg(feature = "async")]
+pub use barrier::Refused;
 pub use barrier::{Barrier, Leader, Limits, Next, Queued, Role};
 pub use recovery::{
     all_zero, clear_torn_tail, copy_batch, durable_batch_after_copied, read_batch_at, scan_segment,

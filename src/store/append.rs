@@ -1,7 +1,7 @@
 //! Appending: validating an append, encoding its records, and handing it
 //! to group commit; flushing and closing.
 
-use super::group_commit::{AppendRequest, Command, ReplyTo, StreamWrite};
+use super::group_commit::{AppendRequest, Command, Reply, ReplyTo, StreamWrite};
 use super::Store;
 use crate::commit::{Commit, CommitResult};
 use crate::error::{Error, Result};
@@ -169,6 +169,43 @@ impl Store {
         operation: &'static str,
         origin: Origin,
     ) -> Result<CommitResult> {
+        let started = std::time::Instant::now();
+        let (reply, result) = sync_channel(1);
+        let request = self.prepare(
+            parts,
+            checks,
+            condition,
+            durability,
+            operation,
+            origin,
+            ReplyTo::new(reply),
+        )?;
+        let answer = self
+            .group_commit(operation)?
+            .call(Command::Append(request), &result);
+        self.inner
+            .state
+            .telemetry
+            .answered(durability, started.elapsed());
+        answer
+    }
+
+    /// A commit checked and encoded, its events sealed if the store seals
+    /// them, ready to queue with its `reply`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a commit's parts, as `Store::submit` takes them, and where to answer"
+    )]
+    pub(super) fn prepare(
+        &self,
+        parts: &[Part<'_>],
+        checks: &[(String, ExpectedVersion)],
+        condition: Option<&AppendCondition>,
+        durability: Durability,
+        operation: &'static str,
+        origin: Origin,
+        reply: ReplyTo,
+    ) -> Result<AppendRequest> {
         self.refuse_if_read_only(operation)?;
         if origin == Origin::User && self.options().crypto_shredding {
             // The events as given are held to the user's rules, then sealed
@@ -185,29 +222,28 @@ impl Store {
                     deletes: part.deletes,
                 })
                 .collect();
-            return self.submit_checked(
+            return self.prepare_checked(
                 &sealed_parts,
                 checks,
                 condition,
                 durability,
-                operation,
                 Origin::Store,
+                reply,
             );
         }
-        self.submit_checked(parts, checks, condition, durability, operation, origin)
+        self.prepare_checked(parts, checks, condition, durability, origin, reply)
     }
 
-    /// [`Store::submit`] of events as they are written.
-    fn submit_checked(
+    /// [`Store::prepare`] of events as they are written.
+    fn prepare_checked(
         &self,
         parts: &[Part<'_>],
         checks: &[(String, ExpectedVersion)],
         condition: Option<&AppendCondition>,
         durability: Durability,
-        operation: &'static str,
         origin: Origin,
-    ) -> Result<CommitResult> {
-        let started = std::time::Instant::now();
+        reply: ReplyTo,
+    ) -> Result<AppendRequest> {
         let encoded_len = self.validate_commit(parts, checks, condition, origin)?;
         if let Some(error) = self.inner.state.poisoned() {
             return Err(error);
@@ -238,8 +274,7 @@ impl Store {
         let ids_absent_below = read_checked(&self.inner.state.index, |index| {
             index.sealed_without_ids(&ids)
         })?;
-        let (reply, result) = sync_channel(1);
-        let request = AppendRequest {
+        Ok(AppendRequest {
             parts: parts
                 .iter()
                 .map(|p| StreamWrite {
@@ -256,16 +291,8 @@ impl Store {
             durability,
             encoded_len,
             ids_absent_below,
-            reply: ReplyTo::new(reply),
-        };
-        let answer = self
-            .group_commit(operation)?
-            .call(Command::Append(request), &result);
-        self.inner
-            .state
-            .telemetry
-            .answered(durability, started.elapsed());
-        answer
+            reply,
+        })
     }
 
     /// Checks a commit against the limits; returns its encoded size.
@@ -406,7 +433,7 @@ impl Store {
         self.refuse_if_read_only("flush")?;
         let (reply, result) = sync_channel(1);
         self.group_commit("flush")?
-            .call(Command::Flush(reply), &result)
+            .call(Command::Flush(Reply::Thread(reply)), &result)
     }
 }
 

@@ -8,8 +8,7 @@
 //! leader poisons the store and answers everyone with that error.
 
 use super::state::StoreState;
-use super::writer::{Answers, Writer};
-use crate::commit::CommitResult;
+use super::writer::Writer;
 use crate::error::{Error, Result};
 use crate::log::{Barrier, Leader, Limits, Next, Queued, Role};
 use crate::options::PanicPoint;
@@ -18,9 +17,9 @@ use crate::types::{Durability, ExpectedVersion};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SendError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
-use std::thread::{JoinHandle, Thread, ThreadId};
+use std::thread::{JoinHandle, Thread};
 
 pub use crate::index::planning::StreamWrite;
 
@@ -48,41 +47,17 @@ pub struct AppendRequest {
     pub reply: ReplyTo,
 }
 
-/// Where an append's result goes: the channel its caller waits on, and
-/// which thread that caller is.
-pub struct ReplyTo {
-    sender: SyncSender<Wake<Result<CommitResult>>>,
-    waiter: ThreadId,
-}
+pub use super::reply::{Reply, ReplyTo, Wake};
 
-impl ReplyTo {
-    /// The reply channel of an append made on the current thread.
-    pub fn new(sender: SyncSender<Wake<Result<CommitResult>>>) -> Self {
-        ReplyTo {
-            sender,
-            waiter: std::thread::current().id(),
-        }
-    }
-
-    /// The thread waiting for the result.
-    pub fn waiter(&self) -> ThreadId {
-        self.waiter
-    }
-
-    /// Sends `wake`; gives it back if the caller is gone.
-    pub fn send(&self, wake: Wake<Result<CommitResult>>) -> Option<Wake<Result<CommitResult>>> {
-        self.sender.send(wake).err().map(|SendError(wake)| wake)
-    }
-}
-
-/// What a waiting caller is woken with.
-pub enum Wake<T> {
-    /// Its command is done.
-    Done(T),
-    /// Its command is done, and before returning it answers the rest of
-    /// its group: the leader went on to the next group instead of making
-    /// one wake-up system call after another first.
-    DoneAndAnswer(T, Box<Answers>),
+/// What [`GroupCommit::enqueue_async`] did with a command.
+#[cfg(feature = "async")]
+pub enum Enqueued {
+    /// Queued: its reply will come.
+    Queued,
+    /// The queue is full: here it is back.
+    Full(Command),
+    /// The store takes no more commands, for this reason.
+    Closed(Error),
 }
 
 /// Work for the writer.
@@ -90,7 +65,7 @@ pub enum Command {
     /// Append a batch.
     Append(AppendRequest),
     /// Make everything written so far durable.
-    Flush(SyncSender<Wake<Result<()>>>),
+    Flush(Reply<()>),
     /// Make everything written so far durable, then seal the active
     /// segment and continue in a new one, if the active segment is still
     /// the one starting at `base` and holds any event (see
@@ -111,7 +86,10 @@ impl Command {
             Command::Append(r) => {
                 let _ = r.reply.send(Wake::Done(Err(error)));
             }
-            Command::Flush(reply) | Command::Roll { reply, .. } => {
+            Command::Flush(reply) => {
+                let _ = reply.send(Wake::Done(Err(error)));
+            }
+            Command::Roll { reply, .. } => {
                 let _ = reply.send(Wake::Done(Err(error)));
             }
         }
@@ -245,6 +223,31 @@ impl GroupCommit {
                 Err(self.state.poisoned().unwrap_or(Error::Closed))
             }
         }
+    }
+
+    /// Queues `command` for an async caller: never leads a group (the
+    /// commit thread does) and never waits. A full queue gives the command
+    /// back, and `waker` is woken once there is room.
+    #[cfg(feature = "async")]
+    pub fn enqueue_async(&self, command: Command, waker: &std::task::Waker) -> Enqueued {
+        use crate::log::Refused;
+        match self.barrier.try_submit(command, waker) {
+            Ok(Role::Lead) => {
+                self.hand_over();
+                Enqueued::Queued
+            }
+            Ok(Role::Follow) => Enqueued::Queued,
+            Err(Refused::Full(command)) => Enqueued::Full(command),
+            Err(Refused::Closed(_)) => {
+                Enqueued::Closed(self.state.poisoned().unwrap_or(Error::Closed))
+            }
+        }
+    }
+
+    /// Records that an async caller waited `waited` for room in the queue.
+    #[cfg(feature = "async")]
+    pub fn record_wait(&self, waited: std::time::Duration) {
+        self.barrier.record_wait(waited);
     }
 
     /// Writes groups until the barrier says to stop or to hand over.

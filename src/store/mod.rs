@@ -6,6 +6,8 @@
 
 mod active_roll;
 mod append;
+#[cfg(feature = "async")]
+mod append_async;
 mod background_scavenge;
 mod checkpoints;
 mod erasure;
@@ -18,6 +20,7 @@ mod open;
 mod projections;
 mod read;
 mod read_query;
+mod reply;
 mod retention;
 mod scavenge;
 mod snapshots;

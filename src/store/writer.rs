@@ -4,7 +4,7 @@
 //! written watermark, syncs once, records a durable mark that vouches for
 //! the synced events, and only then answers the appenders.
 
-use super::group_commit::{AppendRequest, Command, ReplyTo, Wake};
+use super::group_commit::{AppendRequest, Command, Reply, ReplyTo, Wake};
 use super::state::StoreState;
 use crate::commit::CommitResult;
 use crate::error::{Error, Result};
@@ -45,7 +45,7 @@ pub struct Answers {
     /// Appenders and their results.
     replies: Replies,
     /// Flushes and their result.
-    flushes: Vec<FlushReply>,
+    flushes: Vec<Reply<()>>,
     flush_result: Result<()>,
     /// Requests to seal the active segment, each with its own result.
     rolls: Vec<(FlushReply, Result<()>)>,
@@ -77,7 +77,7 @@ impl Answers {
         let Some(at) = self
             .replies
             .iter()
-            .position(|(reply, _)| reply.waiter() != leader)
+            .position(|(reply, _)| reply.waiter().is_some_and(|w| w != leader))
         else {
             return self.answer();
         };
