@@ -1,7 +1,7 @@
 //! Appending: validating an append, encoding its records, and handing it
 //! to group commit; flushing and closing.
 
-use super::group_commit::{AppendRequest, Command, Reply, ReplyTo, StreamWrite};
+use super::group_commit::{AppendRequest, Command, ParkSlot, Reply, ReplyTo, StreamWrite, Wake};
 use super::Store;
 use crate::commit::{Commit, CommitResult};
 use crate::error::{Error, Result};
@@ -12,6 +12,7 @@ use crate::stream_metadata::{DeleteMode, METADATA_STREAM_PREFIX};
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
 use crate::validate::{validate_stream_name, validate_tags};
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One stream's part of an append or commit, borrowed from the caller.
@@ -170,7 +171,7 @@ impl Store {
         origin: Origin,
     ) -> Result<CommitResult> {
         let started = std::time::Instant::now();
-        let (reply, result) = sync_channel(1);
+        let slot = APPEND_REPLY.with(Arc::clone);
         let request = self.prepare(
             parts,
             checks,
@@ -178,11 +179,11 @@ impl Store {
             durability,
             operation,
             origin,
-            ReplyTo::new(reply),
+            ReplyTo::parked(slot.sender()),
         )?;
         let answer = self
             .group_commit(operation)?
-            .call(Command::Append(request), &result);
+            .call(Command::Append(request), &*slot);
         self.inner
             .state
             .telemetry
@@ -435,6 +436,13 @@ impl Store {
         self.group_commit("flush")?
             .call(Command::Flush(Reply::Thread(reply)), &result)
     }
+}
+
+thread_local! {
+    /// Where this thread's appends are answered: a thread waits for one
+    /// append at a time, so one slot serves them all, and an append costs
+    /// no channel of its own.
+    static APPEND_REPLY: Arc<ParkSlot<Wake<Result<CommitResult>>>> = Arc::default();
 }
 
 /// Checks a stream name: a user's, or one of the store's metadata streams

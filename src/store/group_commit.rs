@@ -17,7 +17,7 @@ use crate::types::{Durability, ExpectedVersion};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 
@@ -47,7 +47,7 @@ pub struct AppendRequest {
     pub reply: ReplyTo,
 }
 
-pub use super::reply::{Reply, ReplyTo, Wake};
+pub use super::reply::{ParkSlot, Reply, ReplyTo, Waiting, Wake};
 
 /// What [`GroupCommit::enqueue_async`] did with a command.
 #[cfg(feature = "async")]
@@ -203,19 +203,19 @@ impl GroupCommit {
 
     /// Queues `command` and waits for its result, leading groups when the
     /// barrier says so.
-    pub fn call<T>(&self, command: Command, result: &Receiver<Wake<Result<T>>>) -> Result<T> {
+    pub fn call<T>(&self, command: Command, result: &impl Waiting<T>) -> Result<T> {
         match self.barrier.submit(command) {
             Ok(Role::Lead) => self.lead(Leader::Caller),
             Ok(Role::Follow) => {}
             Err(_closed) => return Err(self.state.poisoned().unwrap_or(Error::Closed)),
         }
-        match result.recv() {
-            Ok(Wake::Done(r)) => r,
-            Ok(Wake::DoneAndAnswer(r, rest)) => {
+        match result.wait_for_reply() {
+            Some(Wake::Done(r)) => r,
+            Some(Wake::DoneAndAnswer(r, rest)) => {
                 rest.answer();
                 r
             }
-            Err(_) => {
+            None => {
                 // The command was dropped unanswered: its group's leader
                 // panicked. Once that leader lets go of the writer, the
                 // store is poisoned with the panic.

@@ -111,10 +111,96 @@ impl<T> Drop for SlotSender<T> {
     }
 }
 
+/// A blocked caller's reply slot, kept by its thread and used for one
+/// command after another: an append costs no channel of its own.
+#[derive(Debug)]
+pub struct ParkSlot<T> {
+    value: parking_lot::Mutex<Parked<T>>,
+    filled: parking_lot::Condvar,
+}
+
+#[derive(Debug)]
+enum Parked<T> {
+    Empty,
+    Filled(T),
+    /// The command holding the sending side was dropped unanswered.
+    Abandoned,
+}
+
+impl<T> Default for ParkSlot<T> {
+    fn default() -> Self {
+        ParkSlot {
+            value: parking_lot::Mutex::new(Parked::Empty),
+            filled: parking_lot::Condvar::new(),
+        }
+    }
+}
+
+impl<T> ParkSlot<T> {
+    /// The sending side for the next command. The slot must be empty:
+    /// its thread waits for one command at a time.
+    pub fn sender(self: &std::sync::Arc<Self>) -> ParkSender<T> {
+        ParkSender(Some(std::sync::Arc::clone(self)))
+    }
+
+    /// Waits for the value; `None` if the command was dropped unanswered.
+    /// Leaves the slot empty for the next command.
+    pub fn wait(&self) -> Option<T> {
+        let mut value = self.value.lock();
+        loop {
+            match std::mem::replace(&mut *value, Parked::Empty) {
+                Parked::Filled(filled) => return Some(filled),
+                Parked::Abandoned => return None,
+                Parked::Empty => self.filled.wait(&mut value),
+            }
+        }
+    }
+}
+
+/// The sending side of a [`ParkSlot`]; dropped unfilled, it marks the slot
+/// abandoned and wakes its thread.
+#[derive(Debug)]
+pub struct ParkSender<T>(Option<std::sync::Arc<ParkSlot<T>>>);
+
+impl<T> ParkSender<T> {
+    fn put(&mut self, parked: Parked<T>) {
+        if let Some(slot) = self.0.take() {
+            *slot.value.lock() = parked;
+            slot.filled.notify_one();
+        }
+    }
+}
+
+impl<T> Drop for ParkSender<T> {
+    fn drop(&mut self) {
+        self.put(Parked::Abandoned);
+    }
+}
+
+/// How a blocked caller waits for its reply.
+pub trait Waiting<T> {
+    /// The reply; `None` if the command was dropped unanswered.
+    fn wait_for_reply(&self) -> Option<Wake<Result<T>>>;
+}
+
+impl<T> Waiting<T> for std::sync::mpsc::Receiver<Wake<Result<T>>> {
+    fn wait_for_reply(&self) -> Option<Wake<Result<T>>> {
+        self.recv().ok()
+    }
+}
+
+impl<T> Waiting<T> for ParkSlot<Wake<Result<T>>> {
+    fn wait_for_reply(&self) -> Option<Wake<Result<T>>> {
+        self.wait()
+    }
+}
+
 /// Where one command's result goes.
 pub enum Reply<T> {
     /// A caller blocked on a channel.
     Thread(SyncSender<Wake<Result<T>>>),
+    /// A caller blocked on its thread's slot.
+    Parked(parking_lot::Mutex<ParkSender<Wake<Result<T>>>>),
     /// An async caller's future.
     #[cfg(feature = "async")]
     Task(Mutex<SlotSender<Result<T>>>),
@@ -126,6 +212,11 @@ impl<T> Reply<T> {
     pub fn send(&self, wake: Wake<Result<T>>) -> Option<Wake<Result<T>>> {
         match self {
             Reply::Thread(sender) => sender.send(wake).err().map(|SendError(wake)| wake),
+            // The caller is blocked until its slot is filled: it is there.
+            Reply::Parked(sender) => {
+                sender.lock().put(Parked::Filled(wake));
+                None
+            }
             #[cfg(feature = "async")]
             Reply::Task(sender) => {
                 let (result, rest) = match wake {
@@ -150,10 +241,11 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
-    /// The reply channel of an append made on the current thread.
-    pub fn new(sender: SyncSender<Wake<Result<crate::commit::CommitResult>>>) -> Self {
+    /// The reply slot of an append made on the current thread, which
+    /// waits on `slot`.
+    pub fn parked(sender: ParkSender<Wake<Result<crate::commit::CommitResult>>>) -> Self {
         ReplyTo {
-            reply: Reply::Thread(sender),
+            reply: Reply::Parked(parking_lot::Mutex::new(sender)),
             waiter: Some(std::thread::current().id()),
         }
     }
