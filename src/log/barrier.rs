@@ -157,14 +157,7 @@ impl<C: Queued> Barrier<C> {
             queue.waiting -= 1;
             self.back_pressure.record_duration(since.elapsed());
         }
-        queue.bytes = queue.bytes.saturating_add(bytes);
-        queue.commands.push_back(command);
-        self.changed.notify_all();
-        if queue.leader_active {
-            return Ok(Role::Follow);
-        }
-        queue.leader_active = true;
-        Ok(Role::Lead)
+        Ok(self.enqueue(&mut queue, command, bytes))
     }
 
     /// Queues `command` if there is room, without ever waiting: for async
@@ -185,14 +178,20 @@ impl<C: Queued> Barrier<C> {
             }
             return Err(Refused::Full(command));
         }
+        Ok(self.enqueue(&mut queue, command, bytes))
+    }
+
+    /// Puts `command` (of `bytes`) at the end of `queue`, which has room,
+    /// and says who leads it.
+    fn enqueue(&self, queue: &mut Queue<C>, command: C, bytes: usize) -> Role {
         queue.bytes = queue.bytes.saturating_add(bytes);
         queue.commands.push_back(command);
         self.changed.notify_all();
         if queue.leader_active {
-            return Ok(Role::Follow);
+            return Role::Follow;
         }
         queue.leader_active = true;
-        Ok(Role::Lead)
+        Role::Lead
     }
 
     /// Records that an async caller waited `waited` for room.

@@ -140,16 +140,7 @@ impl Store {
     /// assert!(matches!(second, Err(Error::AppendConditionFailed { position }) if position == first.first_position));
     /// ```
     pub fn commit(&self, commit: &Commit) -> Result<CommitResult> {
-        let parts: Vec<Part<'_>> = commit
-            .appends
-            .iter()
-            .map(|a| Part {
-                stream: &a.stream,
-                expected: a.expected,
-                events: &a.events,
-                deletes: None,
-            })
-            .collect();
+        let parts = commit_parts(commit);
         let durability = commit.durability.unwrap_or(self.options().durability);
         self.submit(
             &parts,
@@ -436,6 +427,20 @@ impl Store {
         self.group_commit("flush")?
             .call(Command::Flush(Reply::Thread(reply)), &result)
     }
+}
+
+/// A commit's appends as the parts [`Store::submit`] takes.
+pub(super) fn commit_parts(commit: &Commit) -> Vec<Part<'_>> {
+    commit
+        .appends
+        .iter()
+        .map(|a| Part {
+            stream: &a.stream,
+            expected: a.expected,
+            events: &a.events,
+            deletes: None,
+        })
+        .collect()
 }
 
 thread_local! {

@@ -163,16 +163,7 @@ impl Store {
         &self,
         commit: &Commit,
     ) -> impl Future<Output = Result<CommitResult>> + Send + 'static {
-        let parts: Vec<Part<'_>> = commit
-            .appends
-            .iter()
-            .map(|a| Part {
-                stream: &a.stream,
-                expected: a.expected,
-                events: &a.events,
-                deletes: None,
-            })
-            .collect();
+        let parts = super::append::commit_parts(commit);
         let durability = commit.durability.unwrap_or(self.options().durability);
         self.queue_async(
             &parts,
