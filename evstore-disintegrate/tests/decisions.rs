@@ -1,0 +1,235 @@
+//! Decisions made through disintegrate's decision maker on evstore.
+
+mod common;
+
+use common::*;
+use disintegrate::{
+    DecisionError, DecisionMaker, EventSourcedStateStore, EventStore, NoSnapshot, StreamItem,
+};
+use evstore::{Query, QueryItem};
+use evstore_disintegrate::Error;
+use futures::TryStreamExt;
+use std::sync::Arc;
+
+fn decisions(events: &Events) -> DecisionMaker<EventSourcedStateStore<u64, DomainEvent, Events, NoSnapshot>> {
+    DecisionMaker::new(EventSourcedStateStore::new(events.clone(), NoSnapshot))
+}
+
+fn refused<E: std::fmt::Debug>(result: Result<E, DecisionError<Refused>>) -> Refused {
+    match result {
+        Err(DecisionError::Domain(refused)) => refused,
+        other => panic!("expected a domain refusal, got {other:?}"),
+    }
+}
+
+fn is_conflict<E: std::fmt::Debug>(result: &Result<E, DecisionError<Refused>>) -> bool {
+    match result {
+        Err(DecisionError::StateStore(error)) => matches!(
+            error.downcast_ref::<Error>(),
+            Some(Error::Concurrency { .. })
+        ),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_see_what_earlier_ones_wrote_also_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, events) = open(dir.path());
+        let decide = decisions(&events);
+        let written = decide.make(CreateCourse("rust", 2)).await.unwrap();
+        assert_eq!(written[0].id(), 1);
+        assert_eq!(refused(decide.make(CreateCourse("rust", 5)).await), Refused::CourseExists);
+        decide.make(Register("ada".into())).await.unwrap();
+        let enroll = || Enroll { student: "ada".into(), course: "rust".into() };
+        decide.make(enroll()).await.unwrap();
+        assert_eq!(refused(decide.make(enroll()).await), Refused::AlreadyEnrolled);
+    }
+    let (_store, events) = open(dir.path());
+    let decide = decisions(&events);
+    let enroll = |student: &str| Enroll { student: student.into(), course: "rust".into() };
+    assert_eq!(refused(decide.make(enroll("ada")).await), Refused::AlreadyEnrolled);
+    assert_eq!(refused(decide.make(enroll("bob")).await), Refused::NotRegistered);
+    decide.make(Register("bob".into())).await.unwrap();
+    decide.make(enroll("bob")).await.unwrap();
+    decide.make(Register("cy".into())).await.unwrap();
+    assert_eq!(refused(decide.make(enroll("cy")).await), Refused::Full);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_at_the_head_it_started_from_and_ids_are_positions_plus_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = open(dir.path());
+    let query = disintegrate::query!(CourseEvent; course_id == "rust");
+    let items: Vec<StreamItem<u64, CourseEvent>> = events.stream(&query).try_collect().await.unwrap();
+    assert!(matches!(items.as_slice(), [StreamItem::End(0)]));
+
+    events
+        .append_without_validation(vec![
+            DomainEvent::CourseCreated { course_id: "go".into(), seats: 1 },
+            DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 },
+            DomainEvent::StudentRegistered { student_id: "ada".into() },
+        ])
+        .await
+        .unwrap();
+    let mut stream = events.stream(&query);
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert!(matches!(first, StreamItem::Event(ref e) if e.id() == 2));
+    // Appended while the stream is open: after its head, so not served.
+    events
+        .append_without_validation(vec![DomainEvent::CourseClosed { course_id: "rust".into() }])
+        .await
+        .unwrap();
+    let rest: Vec<_> = stream.try_collect().await.unwrap();
+    assert!(matches!(rest.as_slice(), [StreamItem::End(3)]), "{rest:?}");
+    assert_eq!(store.last_position(), Some(3));
+    assert_eq!(events.head(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_is_read_in_batches_without_losing_or_repeating_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let batch = |from: usize| -> Vec<DomainEvent> {
+        (from..from + 700)
+            .map(|i| {
+                if i % 3 == 0 {
+                    DomainEvent::StudentRegistered { student_id: format!("s{i}") }
+                } else {
+                    DomainEvent::StudentEnrolled { student_id: format!("s{i}"), course_id: "big".into() }
+                }
+            })
+            .collect()
+    };
+    events.append_without_validation(batch(0)).await.unwrap();
+    events.append_without_validation(batch(700)).await.unwrap();
+    let query = disintegrate::query!(CourseEvent; course_id == "big");
+    let items: Vec<StreamItem<u64, CourseEvent>> = events.stream(&query).try_collect().await.unwrap();
+    let ids: Vec<u64> = items.iter().map(StreamItem::id).collect();
+    let expected: Vec<u64> = (0..1400u64).filter(|i| i % 3 != 0).map(|i| i + 1).chain([1400]).collect();
+    assert_eq!(ids, expected);
+}
+
+/// disintegrate's PostgreSQL back end narrows a filter's event types only by
+/// the identifiers each type declares. The board's query is `course_id ==
+/// rust` over `[CourseCreated, Announcement]`, and `Announcement` declares
+/// no `course_id`: every announcement is part of every board's state, so a
+/// new one must make a decision taken on the older state fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_narrow_only_the_event_types_that_declare_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = open(dir.path());
+    events
+        .append_without_validation(vec![
+            DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 },
+            DomainEvent::CourseCreated { course_id: "go".into(), seats: 1 },
+            DomainEvent::Announcement { text: "welcome".into() },
+        ])
+        .await
+        .unwrap();
+    let board = disintegrate::query!(BoardEvent; course_id == "rust");
+    let items: Vec<StreamItem<u64, BoardEvent>> = events.stream(&board).try_collect().await.unwrap();
+    let ids: Vec<u64> = items.iter().map(StreamItem::id).collect();
+    assert_eq!(ids, [1, 3, 3], "the rust course, the announcement, the end");
+
+    // A decision read the board up to id 3; then an announcement lands.
+    events
+        .append_without_validation(vec![DomainEvent::Announcement { text: "moved".into() }])
+        .await
+        .unwrap();
+    let stale = events
+        .append(vec![DomainEvent::Announcement { text: "late".into() }], board.clone(), 3)
+        .await;
+    assert!(matches!(stale, Err(Error::Concurrency { id: 4 })), "{stale:?}");
+    // The go course's creation is not on the rust board: no conflict.
+    let from_go = events
+        .append(vec![DomainEvent::CourseClosed { course_id: "go".into() }], board.clone(), 4)
+        .await;
+    assert!(from_go.is_ok(), "{from_go:?}");
+    events
+        .append_without_validation(vec![DomainEvent::CourseCreated { course_id: "go2".into(), seats: 1 }])
+        .await
+        .unwrap();
+    assert!(events.append(vec![], board.clone(), 5).await.is_ok());
+
+    // Every identifier on every type would have let the stale decision in:
+    // such a query never matches an announcement.
+    let every_identifier_everywhere = Query::items([
+        QueryItem::new().types(["CourseCreated"]).tags(["course_id:rust"]),
+        QueryItem::new().types(["Announcement"]).tags(["course_id:rust"]),
+    ]);
+    let read = store.read_query_after(&every_identifier_everywhere, Some(2), 10).unwrap();
+    assert!(read.events.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_with_no_events_still_reports_a_stale_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let course = disintegrate::query!(CourseEvent; course_id == "rust");
+    assert!(events.append(vec![], course.clone(), 0).await.unwrap().is_empty());
+    events
+        .append_without_validation(vec![DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 }])
+        .await
+        .unwrap();
+    let stale = events.append(vec![], course.clone(), 0).await;
+    assert!(matches!(stale, Err(Error::Concurrency { id: 1 })), "{stale:?}");
+    assert!(events.append(vec![], course, 1).await.unwrap().is_empty());
+}
+
+/// Many students race for the last seat of a course, round after round:
+/// each decision reads the course and writes under the condition that
+/// nothing it read has changed, so exactly one wins each round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_racing_decisions_on_one_seat_exactly_one_wins() {
+    const ROUNDS: usize = 60;
+    const RACERS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let decide = Arc::new(decisions(&events));
+    for round in 0..ROUNDS {
+        let course = format!("c{round}");
+        events
+            .append_without_validation(
+                std::iter::once(DomainEvent::CourseCreated { course_id: course.clone(), seats: 1 })
+                    .chain((0..RACERS).map(|r| DomainEvent::StudentRegistered { student_id: format!("{round}-{r}") }))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|r| {
+                let (decide, barrier, course) = (Arc::clone(&decide), Arc::clone(&barrier), course.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    decide.make(Enroll { student: format!("{round}-{r}"), course }).await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            let result = racer.await.unwrap();
+            if result.is_ok() {
+                won += 1;
+            } else {
+                assert!(
+                    is_conflict(&result) || matches!(result, Err(DecisionError::Domain(Refused::Full))),
+                    "{result:?}"
+                );
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+    }
+    let enrolled: Vec<StreamItem<u64, DomainEvent>> = events
+        .stream(&disintegrate::query!(DomainEvent))
+        .try_collect()
+        .await
+        .unwrap();
+    let enrolments = enrolled
+        .iter()
+        .filter(|item| matches!(item, StreamItem::Event(e) if matches!(**e, DomainEvent::StudentEnrolled { .. })))
+        .count();
+    assert_eq!(enrolments, ROUNDS);
+}
