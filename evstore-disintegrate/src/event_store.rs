@@ -156,12 +156,16 @@ where
         if let Some(condition) = condition {
             commit = commit.condition(condition);
         }
-        let written = self.store.commit_async(&commit).await.map_err(|error| match error {
-            evstore::Error::AppendConditionFailed { position } => {
-                Error::Concurrency { id: position + 1 }
-            }
-            other => Error::Store(other),
-        })?;
+        let written = self
+            .store
+            .commit_async(&commit)
+            .await
+            .map_err(|error| match error {
+                evstore::Error::AppendConditionFailed { position } => {
+                    Error::Concurrency { id: position + 1 }
+                }
+                other => Error::Store(other),
+            })?;
         Ok((written.first_position + 1..)
             .zip(events)
             .map(|(id, event)| PersistedEvent::new(id, event))
@@ -202,12 +206,9 @@ where
             reading.done = true;
             return Ok(());
         }
-        let read = self.store.read_query(
-            query,
-            reading.next,
-            evstore::Direction::Forward,
-            READ_BATCH,
-        )?;
+        let read =
+            self.store
+                .read_query(query, reading.next, evstore::Direction::Forward, READ_BATCH)?;
         let short = read.events.len() < READ_BATCH;
         match read.events.last() {
             Some(last) => reading.next = last.position + 1,

@@ -26,7 +26,9 @@
 
 use crate::error::Error;
 use async_trait::async_trait;
-use disintegrate::{BoxDynError, Event, IntoState, StatePart, StateQuery, StateSnapshotter, StreamQuery};
+use disintegrate::{
+    BoxDynError, Event, IntoState, StatePart, StateQuery, StateSnapshotter, StreamQuery,
+};
 use evstore::{Direction, Store, Uuid};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -100,7 +102,10 @@ impl EvstoreSnapshotter {
     /// Whether a snapshot at `version`, taken after event `event_id`, still
     /// agrees with the log.
     fn agrees_with_log(&self, version: u64, event_id: Uuid) -> bool {
-        let head = self.store.last_position().map_or(0, |position| position + 1);
+        let head = self
+            .store
+            .last_position()
+            .map_or(0, |position| position + 1);
         if version > head {
             return false;
         }
@@ -157,7 +162,11 @@ fn encode(file: &SnapshotFile) -> Vec<u8> {
     let mut body = Vec::with_capacity(HEADER_LEN + file.key.len() + file.state.len());
     body.extend_from_slice(&file.version.to_le_bytes());
     body.extend_from_slice(file.event_id.as_bytes());
-    body.extend_from_slice(&u32::try_from(file.key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    body.extend_from_slice(
+        &u32::try_from(file.key.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     body.extend_from_slice(file.key.as_bytes());
     body.extend_from_slice(&file.state);
     let mut bytes = Vec::with_capacity(12 + body.len());

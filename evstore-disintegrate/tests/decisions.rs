@@ -11,7 +11,9 @@ use evstore_disintegrate::Error;
 use futures::TryStreamExt;
 use std::sync::Arc;
 
-fn decisions(events: &Events) -> DecisionMaker<EventSourcedStateStore<u64, DomainEvent, Events, NoSnapshot>> {
+fn decisions(
+    events: &Events,
+) -> DecisionMaker<EventSourcedStateStore<u64, DomainEvent, Events, NoSnapshot>> {
     DecisionMaker::new(EventSourcedStateStore::new(events.clone(), NoSnapshot))
 }
 
@@ -40,17 +42,35 @@ async fn decisions_see_what_earlier_ones_wrote_also_after_a_reopen() {
         let decide = decisions(&events);
         let written = decide.make(CreateCourse("rust", 2)).await.unwrap();
         assert_eq!(written[0].id(), 1);
-        assert_eq!(refused(decide.make(CreateCourse("rust", 5)).await), Refused::CourseExists);
+        assert_eq!(
+            refused(decide.make(CreateCourse("rust", 5)).await),
+            Refused::CourseExists
+        );
         decide.make(Register("ada".into())).await.unwrap();
-        let enroll = || Enroll { student: "ada".into(), course: "rust".into() };
+        let enroll = || Enroll {
+            student: "ada".into(),
+            course: "rust".into(),
+        };
         decide.make(enroll()).await.unwrap();
-        assert_eq!(refused(decide.make(enroll()).await), Refused::AlreadyEnrolled);
+        assert_eq!(
+            refused(decide.make(enroll()).await),
+            Refused::AlreadyEnrolled
+        );
     }
     let (_store, events) = open(dir.path());
     let decide = decisions(&events);
-    let enroll = |student: &str| Enroll { student: student.into(), course: "rust".into() };
-    assert_eq!(refused(decide.make(enroll("ada")).await), Refused::AlreadyEnrolled);
-    assert_eq!(refused(decide.make(enroll("bob")).await), Refused::NotRegistered);
+    let enroll = |student: &str| Enroll {
+        student: student.into(),
+        course: "rust".into(),
+    };
+    assert_eq!(
+        refused(decide.make(enroll("ada")).await),
+        Refused::AlreadyEnrolled
+    );
+    assert_eq!(
+        refused(decide.make(enroll("bob")).await),
+        Refused::NotRegistered
+    );
     decide.make(Register("bob".into())).await.unwrap();
     decide.make(enroll("bob")).await.unwrap();
     decide.make(Register("cy".into())).await.unwrap();
@@ -62,14 +82,23 @@ async fn a_stream_ends_at_the_head_it_started_from_and_ids_are_positions_plus_on
     let dir = tempfile::tempdir().unwrap();
     let (store, events) = open(dir.path());
     let query = disintegrate::query!(CourseEvent; course_id == "rust");
-    let items: Vec<StreamItem<u64, CourseEvent>> = events.stream(&query).try_collect().await.unwrap();
+    let items: Vec<StreamItem<u64, CourseEvent>> =
+        events.stream(&query).try_collect().await.unwrap();
     assert!(matches!(items.as_slice(), [StreamItem::End(0)]));
 
     events
         .append_without_validation(vec![
-            DomainEvent::CourseCreated { course_id: "go".into(), seats: 1 },
-            DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 },
-            DomainEvent::StudentRegistered { student_id: "ada".into() },
+            DomainEvent::CourseCreated {
+                course_id: "go".into(),
+                seats: 1,
+            },
+            DomainEvent::CourseCreated {
+                course_id: "rust".into(),
+                seats: 1,
+            },
+            DomainEvent::StudentRegistered {
+                student_id: "ada".into(),
+            },
         ])
         .await
         .unwrap();
@@ -78,7 +107,9 @@ async fn a_stream_ends_at_the_head_it_started_from_and_ids_are_positions_plus_on
     assert!(matches!(first, StreamItem::Event(ref e) if e.id() == 2));
     // Appended while the stream is open: after its head, so not served.
     events
-        .append_without_validation(vec![DomainEvent::CourseClosed { course_id: "rust".into() }])
+        .append_without_validation(vec![DomainEvent::CourseClosed {
+            course_id: "rust".into(),
+        }])
         .await
         .unwrap();
     let rest: Vec<_> = stream.try_collect().await.unwrap();
@@ -95,9 +126,14 @@ async fn a_long_stream_is_read_in_batches_without_losing_or_repeating_events() {
         (from..from + 700)
             .map(|i| {
                 if i % 3 == 0 {
-                    DomainEvent::StudentRegistered { student_id: format!("s{i}") }
+                    DomainEvent::StudentRegistered {
+                        student_id: format!("s{i}"),
+                    }
                 } else {
-                    DomainEvent::StudentEnrolled { student_id: format!("s{i}"), course_id: "big".into() }
+                    DomainEvent::StudentEnrolled {
+                        student_id: format!("s{i}"),
+                        course_id: "big".into(),
+                    }
                 }
             })
             .collect()
@@ -105,9 +141,14 @@ async fn a_long_stream_is_read_in_batches_without_losing_or_repeating_events() {
     events.append_without_validation(batch(0)).await.unwrap();
     events.append_without_validation(batch(700)).await.unwrap();
     let query = disintegrate::query!(CourseEvent; course_id == "big");
-    let items: Vec<StreamItem<u64, CourseEvent>> = events.stream(&query).try_collect().await.unwrap();
+    let items: Vec<StreamItem<u64, CourseEvent>> =
+        events.stream(&query).try_collect().await.unwrap();
     let ids: Vec<u64> = items.iter().map(StreamItem::id).collect();
-    let expected: Vec<u64> = (0..1400u64).filter(|i| i % 3 != 0).map(|i| i + 1).chain([1400]).collect();
+    let expected: Vec<u64> = (0..1400u64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i + 1)
+        .chain([1400])
+        .collect();
     assert_eq!(ids, expected);
 }
 
@@ -122,33 +163,62 @@ async fn identifiers_narrow_only_the_event_types_that_declare_them() {
     let (store, events) = open(dir.path());
     events
         .append_without_validation(vec![
-            DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 },
-            DomainEvent::CourseCreated { course_id: "go".into(), seats: 1 },
-            DomainEvent::Announcement { text: "welcome".into() },
+            DomainEvent::CourseCreated {
+                course_id: "rust".into(),
+                seats: 1,
+            },
+            DomainEvent::CourseCreated {
+                course_id: "go".into(),
+                seats: 1,
+            },
+            DomainEvent::Announcement {
+                text: "welcome".into(),
+            },
         ])
         .await
         .unwrap();
     let board = disintegrate::query!(BoardEvent; course_id == "rust");
-    let items: Vec<StreamItem<u64, BoardEvent>> = events.stream(&board).try_collect().await.unwrap();
+    let items: Vec<StreamItem<u64, BoardEvent>> =
+        events.stream(&board).try_collect().await.unwrap();
     let ids: Vec<u64> = items.iter().map(StreamItem::id).collect();
     assert_eq!(ids, [1, 3, 3], "the rust course, the announcement, the end");
 
     // A decision read the board up to id 3; then an announcement lands.
     events
-        .append_without_validation(vec![DomainEvent::Announcement { text: "moved".into() }])
+        .append_without_validation(vec![DomainEvent::Announcement {
+            text: "moved".into(),
+        }])
         .await
         .unwrap();
     let stale = events
-        .append(vec![DomainEvent::Announcement { text: "late".into() }], board.clone(), 3)
+        .append(
+            vec![DomainEvent::Announcement {
+                text: "late".into(),
+            }],
+            board.clone(),
+            3,
+        )
         .await;
-    assert!(matches!(stale, Err(Error::Concurrency { id: 4 })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(Error::Concurrency { id: 4 })),
+        "{stale:?}"
+    );
     // The go course's creation is not on the rust board: no conflict.
     let from_go = events
-        .append(vec![DomainEvent::CourseClosed { course_id: "go".into() }], board.clone(), 4)
+        .append(
+            vec![DomainEvent::CourseClosed {
+                course_id: "go".into(),
+            }],
+            board.clone(),
+            4,
+        )
         .await;
     assert!(from_go.is_ok(), "{from_go:?}");
     events
-        .append_without_validation(vec![DomainEvent::CourseCreated { course_id: "go2".into(), seats: 1 }])
+        .append_without_validation(vec![DomainEvent::CourseCreated {
+            course_id: "go2".into(),
+            seats: 1,
+        }])
         .await
         .unwrap();
     assert!(events.append(vec![], board.clone(), 5).await.is_ok());
@@ -156,10 +226,16 @@ async fn identifiers_narrow_only_the_event_types_that_declare_them() {
     // Every identifier on every type would have let the stale decision in:
     // such a query never matches an announcement.
     let every_identifier_everywhere = Query::items([
-        QueryItem::new().types(["CourseCreated"]).tags(["course_id:rust"]),
-        QueryItem::new().types(["Announcement"]).tags(["course_id:rust"]),
+        QueryItem::new()
+            .types(["CourseCreated"])
+            .tags(["course_id:rust"]),
+        QueryItem::new()
+            .types(["Announcement"])
+            .tags(["course_id:rust"]),
     ]);
-    let read = store.read_query_after(&every_identifier_everywhere, Some(2), 10).unwrap();
+    let read = store
+        .read_query_after(&every_identifier_everywhere, Some(2), 10)
+        .unwrap();
     assert!(read.events.is_empty());
 }
 
@@ -168,13 +244,23 @@ async fn a_decision_with_no_events_still_reports_a_stale_state() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, events) = open(dir.path());
     let course = disintegrate::query!(CourseEvent; course_id == "rust");
-    assert!(events.append(vec![], course.clone(), 0).await.unwrap().is_empty());
+    assert!(events
+        .append(vec![], course.clone(), 0)
+        .await
+        .unwrap()
+        .is_empty());
     events
-        .append_without_validation(vec![DomainEvent::CourseCreated { course_id: "rust".into(), seats: 1 }])
+        .append_without_validation(vec![DomainEvent::CourseCreated {
+            course_id: "rust".into(),
+            seats: 1,
+        }])
         .await
         .unwrap();
     let stale = events.append(vec![], course.clone(), 0).await;
-    assert!(matches!(stale, Err(Error::Concurrency { id: 1 })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(Error::Concurrency { id: 1 })),
+        "{stale:?}"
+    );
     assert!(events.append(vec![], course, 1).await.unwrap().is_empty());
 }
 
@@ -192,19 +278,30 @@ async fn of_racing_decisions_on_one_seat_exactly_one_wins() {
         let course = format!("c{round}");
         events
             .append_without_validation(
-                std::iter::once(DomainEvent::CourseCreated { course_id: course.clone(), seats: 1 })
-                    .chain((0..RACERS).map(|r| DomainEvent::StudentRegistered { student_id: format!("{round}-{r}") }))
-                    .collect(),
+                std::iter::once(DomainEvent::CourseCreated {
+                    course_id: course.clone(),
+                    seats: 1,
+                })
+                .chain((0..RACERS).map(|r| DomainEvent::StudentRegistered {
+                    student_id: format!("{round}-{r}"),
+                }))
+                .collect(),
             )
             .await
             .unwrap();
         let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
         let racers: Vec<_> = (0..RACERS)
             .map(|r| {
-                let (decide, barrier, course) = (Arc::clone(&decide), Arc::clone(&barrier), course.clone());
+                let (decide, barrier, course) =
+                    (Arc::clone(&decide), Arc::clone(&barrier), course.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    decide.make(Enroll { student: format!("{round}-{r}"), course }).await
+                    decide
+                        .make(Enroll {
+                            student: format!("{round}-{r}"),
+                            course,
+                        })
+                        .await
                 })
             })
             .collect();
@@ -215,7 +312,8 @@ async fn of_racing_decisions_on_one_seat_exactly_one_wins() {
                 won += 1;
             } else {
                 assert!(
-                    is_conflict(&result) || matches!(result, Err(DecisionError::Domain(Refused::Full))),
+                    is_conflict(&result)
+                        || matches!(result, Err(DecisionError::Domain(Refused::Full))),
                     "{result:?}"
                 );
             }

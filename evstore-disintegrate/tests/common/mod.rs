@@ -70,7 +70,9 @@ impl StateMutate for Course {
                 self.seats_left = seats;
             }
             CourseEvent::CourseClosed { .. } => self.closed = true,
-            CourseEvent::StudentEnrolled { .. } => self.seats_left = self.seats_left.saturating_sub(1),
+            CourseEvent::StudentEnrolled { .. } => {
+                self.seats_left = self.seats_left.saturating_sub(1)
+            }
         }
     }
 }

@@ -1,0 +1,208 @@
+//! Event listeners run from the log by the listener runner.
+
+mod common;
+
+use common::*;
+use disintegrate::{EventListener, EventStore, PersistedEvent, StreamQuery};
+use evstore::OnError;
+use evstore_disintegrate::{ListenerHandle, ListenerRunner};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records the id of every course event it handles; fails once on the
+/// event with id `fail_once_on`.
+struct Recorder {
+    query: StreamQuery<u64, CourseEvent>,
+    seen: Arc<Mutex<Vec<u64>>>,
+    fail_once_on: Arc<AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the read model is unavailable")]
+struct Unavailable;
+
+#[async_trait::async_trait]
+impl EventListener<u64, CourseEvent> for Recorder {
+    type Error = Unavailable;
+
+    fn id(&self) -> &'static str {
+        "enrolments"
+    }
+
+    fn query(&self) -> &StreamQuery<u64, CourseEvent> {
+        &self.query
+    }
+
+    async fn handle(&self, event: PersistedEvent<u64, CourseEvent>) -> Result<(), Unavailable> {
+        if self
+            .fail_once_on
+            .compare_exchange(event.id(), 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Err(Unavailable);
+        }
+        self.seen.lock().unwrap().push(event.id());
+        Ok(())
+    }
+}
+
+struct Harness {
+    events: Events,
+    seen: Arc<Mutex<Vec<u64>>>,
+    fail_once_on: Arc<AtomicU64>,
+}
+
+impl Harness {
+    fn new(events: Events) -> Self {
+        Harness {
+            events,
+            seen: Arc::default(),
+            fail_once_on: Arc::default(),
+        }
+    }
+
+    fn runner(
+        &self,
+    ) -> ListenerRunner<
+        DomainEvent,
+        disintegrate::serde::json::Json<DomainEvent>,
+        Recorder,
+        CourseEvent,
+    > {
+        let recorder = Recorder {
+            query: disintegrate::query!(CourseEvent; course_id == "rust"),
+            seen: Arc::clone(&self.seen),
+            fail_once_on: Arc::clone(&self.fail_once_on),
+        };
+        ListenerRunner::new(&self.events, recorder)
+    }
+
+    /// Waits until `count` events were handled (a minute at most).
+    async fn wait_for(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.seen.lock().unwrap().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {:?} handled",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn seen(&self) -> Vec<u64> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn write(events: &Events, batch: Vec<DomainEvent>) {
+    events.append_without_validation(batch).await.unwrap();
+}
+
+fn rust_and_go(n: usize) -> Vec<DomainEvent> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                DomainEvent::StudentEnrolled {
+                    student_id: format!("s{i}"),
+                    course_id: "rust".into(),
+                },
+                DomainEvent::StudentEnrolled {
+                    student_id: format!("s{i}"),
+                    course_id: "go".into(),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// Ids of the rust enrolments in `rust_and_go(n)` written after `before` events.
+fn rust_ids(before: u64, n: u64) -> Vec<u64> {
+    (0..n).map(|i| before + 2 * i + 1).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_catches_up_goes_live_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let harness = Harness::new(events.clone());
+    write(&events, rust_and_go(5)).await;
+    let running: ListenerHandle = harness.runner().start().unwrap();
+    harness.wait_for(5).await;
+    write(&events, rust_and_go(3)).await;
+    harness.wait_for(8).await;
+    assert_eq!(running.stop().unwrap(), 16);
+    assert_eq!(harness.seen(), rust_ids(0, 8));
+
+    write(&events, rust_and_go(2)).await;
+    let running = harness.runner().start().unwrap();
+    harness.wait_for(10).await;
+    running.stop().unwrap();
+    let mut expected = rust_ids(0, 8);
+    expected.extend(rust_ids(16, 2));
+    assert_eq!(harness.seen(), expected, "each event once, in log order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_handler_stops_the_runner_and_a_restart_handles_that_event_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let harness = Harness::new(events.clone());
+    write(&events, rust_and_go(6)).await;
+    harness.fail_once_on.store(7, Ordering::SeqCst);
+    let failed = harness.runner().start().unwrap().join();
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(harness.seen(), rust_ids(0, 3));
+
+    let running = harness.runner().start().unwrap();
+    harness.wait_for(6).await;
+    running.stop().unwrap();
+    assert_eq!(
+        harness.seen(),
+        rust_ids(0, 6),
+        "nothing lost, nothing twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_runner_gets_past_a_passing_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let harness = Harness::new(events.clone());
+    write(&events, rust_and_go(4)).await;
+    harness.fail_once_on.store(3, Ordering::SeqCst);
+    let retry = OnError::Retry {
+        first_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+        max_attempts: None,
+    };
+    let running = harness.runner().on_error(retry).start().unwrap();
+    harness.wait_for(4).await;
+    running.stop().unwrap();
+    assert_eq!(harness.seen(), rust_ids(0, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_started_after_an_id_handles_only_later_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let harness = Harness::new(events.clone());
+    write(&events, rust_and_go(4)).await;
+    let running = harness.runner().start_after(4).start().unwrap();
+    harness.wait_for(2).await;
+    assert_eq!(running.stop().unwrap(), 8);
+    assert_eq!(harness.seen(), vec![5, 7]);
+}
+
+#[test]
+fn a_runner_needs_a_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    let harness = Harness::new(events);
+    let started = harness.runner().start();
+    assert!(matches!(
+        started,
+        Err(evstore_disintegrate::Error::NoRuntime)
+    ));
+}
