@@ -387,15 +387,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let board_total: i64 = left.lock().map_err(|_| "poisoned")?.values().sum();
         let expected = i64::try_from(capacity)? - i64::try_from(taken)?;
         if board_total == expected {
-            println!("read model: {board_total} seats left over {COURSES} courses, as the log says");
+            println!(
+                "read model: {board_total} seats left over {COURSES} courses, as the log says"
+            );
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("read model shows {board_total} seats left, log says {expected}").into());
+            return Err(
+                format!("read model shows {board_total} seats left, log says {expected}").into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let handled = listener.stop()?;
-    println!("listener stopped after event {handled}; events in the log: {}", events.head());
+    println!(
+        "listener stopped after event {handled}; events in the log: {}",
+        events.head()
+    );
     Ok(())
 }
