@@ -21,10 +21,13 @@
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, DomainEvent, EventStore};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use eventcore::{
     execute, require, Command, CommandError, CommandLogic, NewEvents, RetryPolicy, StreamId,
 };
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +90,11 @@ const TASKS: usize = 16;
 const COMMANDS: usize = 10;
 
 /// Runs `rounds` rounds of the workload on `cqrs` and returns the time.
-async fn run<ES>(cqrs: Arc<CqrsFramework<Account, ES>>, next_account: &AtomicU64, rounds: u64) -> Duration
+async fn run<ES>(
+    cqrs: Arc<CqrsFramework<Account, ES>>,
+    next_account: &AtomicU64,
+    rounds: u64,
+) -> Duration
 where
     ES: EventStore<Account> + Send + Sync + 'static,
     ES::AC: Send,
@@ -132,7 +139,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
   PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
 ) STRICT;";
 
-async fn sqlite_cqrs(dir: &std::path::Path, synchronous: SqliteSynchronous) -> sqlite_es::SqliteCqrs<Account> {
+async fn sqlite_cqrs(
+    dir: &std::path::Path,
+    synchronous: SqliteSynchronous,
+) -> sqlite_es::SqliteCqrs<Account> {
     // The pool sqlite-es's `default_sqlite_pool` builds, with the sync mode
     // chosen here.
     let options = SqliteConnectOptions::new()
@@ -146,20 +156,33 @@ async fn sqlite_cqrs(dir: &std::path::Path, synchronous: SqliteSynchronous) -> s
         .connect_with(options)
         .await
         .expect("sqlite pool");
-    sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.expect("schema");
+    sqlx::raw_sql(SQLITE_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("schema");
     sqlite_es::sqlite_cqrs(pool, Vec::new(), ())
 }
 
-fn cqrs_es_commands(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime with a worker per core of the benchmark machine.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
-    let mut group = c.benchmark_group("cqrs_es_commands");
+        .expect("runtime")
+}
+
+/// Every group runs rounds of `TASKS * COMMANDS` commands.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.throughput(Throughput::Elements((TASKS * COMMANDS) as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
+}
+
+fn cqrs_es_commands(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("cqrs_es_commands");
+    configure(&mut group);
     let accounts = AtomicU64::new(0);
 
     let dir = tempfile::tempdir().expect("dir");
@@ -175,7 +198,10 @@ fn cqrs_es_commands(c: &mut Criterion) {
             .iter_custom(|rounds| run(Arc::clone(&evstore), &accounts, rounds));
     });
 
-    for (name, synchronous) in [("normal", SqliteSynchronous::Normal), ("full", SqliteSynchronous::Full)] {
+    for (name, synchronous) in [
+        ("normal", SqliteSynchronous::Normal),
+        ("full", SqliteSynchronous::Full),
+    ] {
         let dir = tempfile::tempdir().expect("dir");
         let sqlite = Arc::new(runtime.block_on(sqlite_cqrs(dir.path(), synchronous)));
         group.bench_function(BenchmarkId::new("sqlite-es", name), |b| {
@@ -280,11 +306,22 @@ where
                 tokio::spawn(async move {
                     let from = StreamId::try_new(format!("account-{n}-a")).expect("stream id");
                     let to = StreamId::try_new(format!("account-{n}-b")).expect("stream id");
-                    let fund = Fund { account: from.clone(), amount: 1_000 };
-                    execute(&*store, fund, RetryPolicy::new()).await.expect("fund");
+                    let fund = Fund {
+                        account: from.clone(),
+                        amount: 1_000,
+                    };
+                    execute(&*store, fund, RetryPolicy::new())
+                        .await
+                        .expect("fund");
                     for amount in 1..COMMANDS as u64 {
-                        let transfer = Transfer { from: from.clone(), to: to.clone(), amount };
-                        execute(&*store, transfer, RetryPolicy::new()).await.expect("transfer");
+                        let transfer = Transfer {
+                            from: from.clone(),
+                            to: to.clone(),
+                            amount,
+                        };
+                        execute(&*store, transfer, RetryPolicy::new())
+                            .await
+                            .expect("transfer");
                     }
                 })
             })
@@ -297,15 +334,9 @@ where
 }
 
 fn eventcore_commands(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut group = c.benchmark_group("eventcore_commands");
-    group.throughput(Throughput::Elements((TASKS * COMMANDS) as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
+    configure(&mut group);
     let accounts = AtomicU64::new(0);
 
     let dir = tempfile::tempdir().expect("dir");
