@@ -45,6 +45,57 @@ fn second_open_is_locked_until_the_first_is_dropped() {
     Store::open(dir.path(), Options::default()).unwrap();
 }
 
+/// A child process holds a copy of every descriptor of its parent between
+/// its `fork` and its `exec`, the lock file's included: a store closed and
+/// opened again while another thread starts a child may find its own lock
+/// still held for that moment. Such a holder (a descriptor of the lock file
+/// outside the store, while the file names this process) is waited for.
+#[test]
+fn a_lock_held_only_by_a_copy_of_this_process_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let lock_path = dir.path().join(evstore::LOCK_FILE);
+    let inherited = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    inherited.try_lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(inherited);
+    });
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    release.join().unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_lock_another_process_holds_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let lock_path = dir.path().join(evstore::LOCK_FILE);
+    let other = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    other.try_lock().unwrap();
+    std::fs::write(&lock_path, b"4194999").unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::Locked { holder, .. }) => assert_eq!(holder.as_deref(), Some("4194999")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(other);
+    Store::open(dir.path(), Options::default()).unwrap();
+}
+
 #[test]
 fn invalid_stream_names() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@
 //! `SimDisk`: an in-memory disk that knows which bytes and directory entries
 //! were synced, for crash testing.
 
+mod dir_lock;
 mod os;
 #[cfg(feature = "testing")]
 mod sim;

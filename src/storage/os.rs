@@ -67,35 +67,9 @@ impl Storage for OsStorage {
     }
 
     fn lock_file(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "the lock is held by another handle",
-                ))
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e),
-        }
-        // The holder's pid helps whoever hits `Error::Locked` find the culprit.
-        file.set_len(0)?;
-        file.write_all_at(std::process::id().to_string().as_bytes(), 0)?;
-        Ok(Box::new(OsLock { _file: file }))
+        super::dir_lock::lock(path)
     }
 }
-
-#[derive(Debug)]
-struct OsLock {
-    _file: File,
-}
-
-impl LockGuard for OsLock {}
 
 #[derive(Debug)]
 struct OsFile {
