@@ -276,6 +276,52 @@ fn readers_racing_a_writer_always_see_a_dense_prefix_of_the_log() {
     assert_same(&all(&reader), &all(&writer));
 }
 
+/// A read-only open scans the active segment while the writer appends to
+/// it: it may copy a batch the writer has not finished, then find batches
+/// the writer made durable after it. That is a race, not damage: the open
+/// reads the batch again and succeeds.
+#[test]
+fn read_only_opens_beside_a_busy_writer_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().segment_size(1 << 20);
+    let writer = Store::open(dir.path(), options()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for t in 0..3 {
+            let (writer, done) = (&writer, &done);
+            scope.spawn(move || {
+                let mut rng = TestRng::new(40 + t);
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let stream = format!("busy-{t}");
+                    writer
+                        .append(&stream, ExpectedVersion::Any, &[event(&mut rng, i)])
+                        .unwrap();
+                    i += 1;
+                }
+            });
+        }
+        let mut failure = None;
+        for _ in 0..20 {
+            match Store::open_read_only(dir.path(), options()) {
+                Ok(reader) => {
+                    let last = reader.last_position().unwrap_or(0);
+                    let tail = reader.read_all(last, Direction::Forward, 1).unwrap();
+                    assert!(tail.len() <= 1);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(error) = failure {
+            panic!("read-only open beside a live writer failed: {error}");
+        }
+    });
+}
+
 #[test]
 fn only_durable_events_are_seen_unless_buffered_visibility_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();

@@ -343,6 +343,12 @@ impl<'a> ScanSource<'a> {
         Ok(0)
     }
 
+    /// Drops the piece copied last, so the next batch is read afresh.
+    fn forget_piece(&mut self) {
+        self.piece = Bytes::new();
+        self.base = 0;
+    }
+
     /// [`durable_batch_after`] from offset `from` on.
     fn durable_batch_after(&self, from: u64, position: u64) -> Result<Option<u64>> {
         match &self.mapped {
@@ -371,61 +377,77 @@ pub fn scan_segment(
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut next = seg.base_position();
     let mut recorded_durable = 0;
-    let stop_reason = loop {
-        if offset + BATCH_HEADER_LEN as u64 > end {
-            break None;
-        }
-        let (data, base) = source.batch(offset)?;
-        match read_batch_at(seg, &data, base, offset, next) {
-            Ok(BatchOutcome::Seal { next_position }) => {
-                return Ok(SegmentScan {
-                    end_offset: offset + BATCH_HEADER_LEN as u64,
-                    next_position,
-                    sealed: true,
-                    torn_bytes: 0,
-                    recorded_durable,
-                })
+    // Where the scan last read a batch again; see below.
+    let mut reread_at = None;
+    let dirty_len = loop {
+        let stop_reason = loop {
+            if offset + BATCH_HEADER_LEN as u64 > end {
+                break None;
             }
-            Ok(BatchOutcome::Mark { durable_mark }) => {
-                recorded_durable = recorded_durable.max(durable_mark);
-                offset += BATCH_HEADER_LEN as u64;
-            }
-            Ok(BatchOutcome::Events {
-                len,
-                records,
-                durable_mark,
-            }) => {
-                recorded_durable = recorded_durable.max(durable_mark);
-                for (record_offset, event) in &records {
-                    on_record(*record_offset, event)?;
+            let (data, base) = source.batch(offset)?;
+            match read_batch_at(seg, &data, base, offset, next) {
+                Ok(BatchOutcome::Seal { next_position }) => {
+                    return Ok(SegmentScan {
+                        end_offset: offset + BATCH_HEADER_LEN as u64,
+                        next_position,
+                        sealed: true,
+                        torn_bytes: 0,
+                        recorded_durable,
+                    })
                 }
-                next += records.len() as u64;
-                offset += len;
+                Ok(BatchOutcome::Mark { durable_mark }) => {
+                    recorded_durable = recorded_durable.max(durable_mark);
+                    offset += BATCH_HEADER_LEN as u64;
+                }
+                Ok(BatchOutcome::Events {
+                    len,
+                    records,
+                    durable_mark,
+                }) => {
+                    recorded_durable = recorded_durable.max(durable_mark);
+                    for (record_offset, event) in &records {
+                        on_record(*record_offset, event)?;
+                    }
+                    next += records.len() as u64;
+                    offset += len;
+                }
+                Err(reason) => break Some(reason),
             }
-            Err(reason) => break Some(reason),
-        }
-    };
-    if role == SegmentRole::Sealed {
-        let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
-        return Err(Error::corrupted(
-            seg.path(),
-            offset,
-            format!("{reason} (in a sealed segment)"),
-        ));
-    }
-    let dirty_len = source.dirty_len(offset)?;
-    if dirty_len > 0 {
-        if let Some(at) = source.durable_batch_after(offset + 8, next)? {
+        };
+        if role == SegmentRole::Sealed {
+            let reason = stop_reason.unwrap_or_else(|| "segment ends without a seal".into());
             return Err(Error::corrupted(
                 seg.path(),
                 offset,
-                format!(
-                    "{} at position {next}, yet a batch at offset {at} was written after it was made durable",
-                    stop_reason.unwrap_or_else(|| "invalid batch".into())
-                ),
+                format!("{reason} (in a sealed segment)"),
             ));
         }
-    }
+        let dirty_len = source.dirty_len(offset)?;
+        if dirty_len > 0 {
+            if let Some(at) = source.durable_batch_after(offset + 8, next)? {
+                // A reader beside a live writer (a read-only open) may have
+                // copied this batch before the writer finished it, then
+                // found batches the writer made durable after it. Those
+                // mean this batch was whole by then: read it again, once.
+                // A batch still invalid when read again after a durable one
+                // is damage.
+                if reread_at != Some(offset) {
+                    reread_at = Some(offset);
+                    source.forget_piece();
+                    continue;
+                }
+                return Err(Error::corrupted(
+                    seg.path(),
+                    offset,
+                    format!(
+                        "{} at position {next}, yet a batch at offset {at} was written after it was made durable",
+                        stop_reason.unwrap_or_else(|| "invalid batch".into())
+                    ),
+                ));
+            }
+        }
+        break dirty_len;
+    };
     Ok(SegmentScan {
         end_offset: offset,
         next_position: next,
