@@ -350,6 +350,63 @@ fn only_durable_events_are_seen_unless_buffered_visibility_is_asked_for() {
     assert_same(&all(&durable_reader), &all(&writer));
 }
 
+/// Readers in other processes trust only events a mark in the segment
+/// vouches for. A writer that recovers a crashed store syncs the events a
+/// crash left past the last mark, so it marks them at once: a reader sees
+/// what the writer counts as durable without waiting for the next append.
+#[test]
+fn a_reader_sees_the_tail_a_writer_recovered_before_any_new_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffered = || {
+        Options::default()
+            .durability(Durability::Buffered)
+            .flush_interval(Duration::from_secs(3600))
+    };
+    let writer = Store::open(dir.path(), buffered()).unwrap();
+    let mut rng = TestRng::new(8);
+    let batch = |rng: &mut TestRng, from: u64| -> Vec<EventData> {
+        (from..from + 5).map(|i| event(rng, i)).collect()
+    };
+    writer
+        .append("s", ExpectedVersion::Any, &batch(&mut rng, 0))
+        .unwrap();
+    writer.flush().unwrap();
+    writer
+        .append("s", ExpectedVersion::Any, &batch(&mut rng, 5))
+        .unwrap();
+    // What a process killed now leaves: its files as the page cache holds
+    // them, the last batch written but not marked durable.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    writer.close().unwrap();
+    let before = Store::open_read_only(crashed.path(), options()).unwrap();
+    assert_eq!(
+        before.last_position(),
+        Some(4),
+        "unmarked events are not trusted"
+    );
+    drop(before);
+
+    let recovered = Store::open(crashed.path(), Options::default()).unwrap();
+    assert_eq!(recovered.last_position(), Some(9));
+    let reader = Store::open_read_only(crashed.path(), options()).unwrap();
+    assert_eq!(reader.last_position(), Some(9));
+    assert_same(&all(&reader), &all(&recovered));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_crashed_store_is_read_without_repairing_anything() {
     let dir = tempfile::tempdir().unwrap();

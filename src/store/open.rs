@@ -105,10 +105,13 @@ impl Store {
             recovered.index,
             recovered.next_position,
         ));
-        let group_commit = Arc::new(GroupCommit::new(
-            Arc::clone(&state),
-            Writer::new(Arc::clone(&state), active),
-        ));
+        let mut writer = Writer::new(Arc::clone(&state), active);
+        // Recovery synced what a crash left past the segment's last mark: a
+        // mark says so now, so that readers in other processes (which trust
+        // only marked events) see what the writer counts as durable without
+        // waiting for the next append.
+        writer.write_mark();
+        let group_commit = Arc::new(GroupCommit::new(Arc::clone(&state), writer));
         group_commit.start()?;
         let flusher = match super::flusher::spawn(Arc::clone(&state), Arc::clone(&group_commit)) {
             Ok(flusher) => flusher,
