@@ -13,11 +13,13 @@
 
 use disintegrate::serde::json::Json;
 use disintegrate::{
-    Decision, DecisionError, DecisionMaker, EventListener, EventSourcedStateStore, PersistedEvent,
-    StateMutate, StateQuery, StreamQuery, WithSnapshot,
+    Decision, DecisionError, EventListener, PersistedEvent, StateMutate, StateQuery, StreamQuery,
 };
 use evstore::{Options, Store};
-use evstore_disintegrate::{Error, EvstoreEventStore, EvstoreSnapshotter, ListenerRunner};
+use evstore_disintegrate::{
+    decision_maker, Error, EvstoreEventStore, EvstoreSnapshotter, ListenerRunner,
+    WithEvstoreSnapshot,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -296,11 +298,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map_or_else(|| scratch.path().to_path_buf(), Into::into);
     let store = Store::open(&dir, Options::default())?;
     let events = EvstoreEventStore::new(store.clone(), Json::<Campus>::default());
-    let snapshots = EvstoreSnapshotter::new(&store, 20);
-    let decide = Arc::new(DecisionMaker::new(EventSourcedStateStore::new(
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 20);
+    let decide = Arc::new(decision_maker(
         events.clone(),
-        WithSnapshot::new(snapshots),
-    )));
+        WithEvstoreSnapshot::new(snapshots),
+    ));
 
     let left = Arc::new(Mutex::new(HashMap::new()));
     let board = SeatBoard {

@@ -19,7 +19,9 @@ pub enum Error {
     /// An event matching the decision's query was appended after the
     /// state it was made from: nothing was written. Load the state again
     /// and decide again.
-    #[error("concurrent modification: event {id} matches the decision's query and is newer than its state")]
+    // The text starts as disintegrate-postgres's does, so code that
+    // recognises a conflict by its message works on both.
+    #[error("concurrent modification error: event {id} matches the decision's query and is newer than its state")]
     Concurrency {
         /// The id of the first such event.
         id: u64,

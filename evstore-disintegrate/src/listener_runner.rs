@@ -59,8 +59,7 @@ pub const CHECKPOINT_PREFIX: &str = "disintegrate-listener:";
 pub struct ListenerRunner<E, S, L, QE> {
     events: EvstoreEventStore<E, S>,
     listener: L,
-    on_error: OnError,
-    start: ProjectionStart,
+    options: ProjectionOptions,
     _query_event: PhantomData<fn() -> QE>,
 }
 
@@ -71,6 +70,21 @@ pub struct ListenerHandle {
 }
 
 impl ListenerHandle {
+    /// Whether the runner has ended: stopped, or ended by itself (the store
+    /// closed, a handler that failed for good, a panic). [`join`](Self::join)
+    /// then returns at once, with the reason.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.projection.is_finished()
+    }
+
+    /// Asks the runner to stop after the event being handled, without
+    /// waiting for it: for a shutdown path that must not block (an async
+    /// task, say), followed by [`join`](Self::join) where blocking is fine.
+    pub fn request_stop(&self) {
+        self.projection.request_stop();
+    }
+
     /// The id of the last event handled (0: none yet).
     #[must_use]
     pub fn last_handled(&self) -> u64 {
@@ -115,8 +129,9 @@ where
         ListenerRunner {
             events: events.clone(),
             listener,
-            on_error: OnError::Stop,
-            start: ProjectionStart::FromCheckpoint,
+            options: ProjectionOptions::default()
+                .on_error(OnError::Stop)
+                .start(ProjectionStart::FromCheckpoint),
             _query_event: PhantomData,
         }
     }
@@ -124,7 +139,24 @@ where
     /// What to do when the handler fails: stop, or retry with backoff.
     #[must_use]
     pub fn on_error(mut self, on_error: OnError) -> Self {
-        self.on_error = on_error;
+        self.options = self.options.on_error(on_error);
+        self
+    }
+
+    /// Saves the checkpoint after every `events` events handled (as well as
+    /// every [`checkpoint_interval`](Self::checkpoint_interval)): after a
+    /// crash, at most that many events since the last save are handled
+    /// again.
+    #[must_use]
+    pub fn checkpoint_every(mut self, events: u64) -> Self {
+        self.options = self.options.checkpoint_every(events);
+        self
+    }
+
+    /// Saves the checkpoint at least this often while events are handled.
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
+        self.options = self.options.checkpoint_interval(interval);
         self
     }
 
@@ -133,7 +165,7 @@ where
     /// state.
     #[must_use]
     pub fn start_after(mut self, id: u64) -> Self {
-        self.start = ProjectionStart::At(id);
+        self.options = self.options.start(ProjectionStart::At(id));
         self
     }
 
@@ -151,9 +183,7 @@ where
         let name = format!("{CHECKPOINT_PREFIX}{}", self.listener.id());
         // An id is a position plus one, so the position after event `id`
         // is `id`: positions and ids line up as checkpoints.
-        let mut options = ProjectionOptions::default()
-            .on_error(self.on_error)
-            .start(self.start);
+        let mut options = self.options;
         if let Some(query) = plan.query() {
             options = options.filter(Filter::query(query));
         }

@@ -56,7 +56,7 @@ const HEADER_LEN: usize = 8 + 4 + 8 + 16 + 4;
 /// # let dir = tempfile::tempdir().unwrap();
 /// let store = Store::open(dir.path(), Options::default()).unwrap();
 /// let events = EvstoreEventStore::new(store.clone(), Json::<DomainEvent>::default());
-/// let snapshots = EvstoreSnapshotter::new(&store, 100);
+/// let snapshots = EvstoreSnapshotter::new(store.clone(), 100);
 /// let decisions = DecisionMaker::new(EventSourcedStateStore::new(events, WithSnapshot::new(snapshots)));
 /// # let _ = decisions;
 /// # }
@@ -72,12 +72,9 @@ impl EvstoreSnapshotter {
     /// A snapshotter for `store` that saves a state once it was built from
     /// more than `every` events since its last snapshot.
     #[must_use]
-    pub fn new(store: &Store, every: u64) -> Self {
-        EvstoreSnapshotter {
-            store: store.clone(),
-            dir: store.path().join(SNAPSHOT_DIR),
-            every,
-        }
+    pub fn new(store: Store, every: u64) -> Self {
+        let dir = store.path().join(SNAPSHOT_DIR);
+        EvstoreSnapshotter { store, dir, every }
     }
 
     /// The directory holding the snapshot files.

@@ -3,18 +3,15 @@
 mod common;
 
 use common::*;
-use disintegrate::{
-    DecisionError, DecisionMaker, EventSourcedStateStore, EventStore, NoSnapshot, StreamItem,
-};
+use disintegrate::serde::json::Json;
+use disintegrate::{DecisionError, EventStore, NoSnapshot, StreamItem};
 use evstore::{Query, QueryItem};
-use evstore_disintegrate::Error;
+use evstore_disintegrate::{decision_maker, Error, EvstoreDecisionMaker};
 use futures::TryStreamExt;
 use std::sync::Arc;
 
-fn decisions(
-    events: &Events,
-) -> DecisionMaker<EventSourcedStateStore<u64, DomainEvent, Events, NoSnapshot>> {
-    DecisionMaker::new(EventSourcedStateStore::new(events.clone(), NoSnapshot))
+fn decisions(events: &Events) -> EvstoreDecisionMaker<DomainEvent, Json<DomainEvent>, NoSnapshot> {
+    decision_maker(events.clone(), NoSnapshot)
 }
 
 fn refused<E: std::fmt::Debug>(result: Result<E, DecisionError<Refused>>) -> Refused {

@@ -4,8 +4,7 @@ mod common;
 
 use common::*;
 use disintegrate::{EventListener, EventStore, PersistedEvent, StreamQuery};
-use evstore::OnError;
-use evstore_disintegrate::{ListenerHandle, ListenerRunner};
+use evstore_disintegrate::{ListenerHandle, ListenerRunner, OnError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,7 +150,13 @@ async fn a_failed_handler_stops_the_runner_and_a_restart_handles_that_event_agai
     let harness = Harness::new(events.clone());
     write(&events, rust_and_go(6)).await;
     harness.fail_once_on.store(7, Ordering::SeqCst);
-    let failed = harness.runner().start().unwrap().join();
+    let running = harness.runner().start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.is_finished() {
+        assert!(Instant::now() < deadline, "the runner did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let failed = running.join();
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(harness.seen(), rust_ids(0, 3));
 
@@ -191,7 +196,9 @@ async fn a_runner_started_after_an_id_handles_only_later_events() {
     write(&events, rust_and_go(4)).await;
     let running = harness.runner().start_after(4).start().unwrap();
     harness.wait_for(2).await;
-    assert_eq!(running.stop().unwrap(), 8);
+    assert!(!running.is_finished());
+    running.request_stop();
+    assert_eq!(running.join().unwrap(), 8);
     assert_eq!(harness.seen(), vec![5, 7]);
 }
 
@@ -205,4 +212,32 @@ fn a_runner_needs_a_runtime() {
         started,
         Err(evstore_disintegrate::Error::NoRuntime)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_saves_its_checkpoint_as_often_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = open(dir.path());
+    let harness = Harness::new(events.clone());
+    write(&events, rust_and_go(3)).await;
+    let running = harness
+        .runner()
+        .checkpoint_every(1)
+        .checkpoint_interval(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    harness.wait_for(3).await;
+    // Saved after each event, not only at a stop or once an hour: it
+    // reaches past the last handled event (id 5, which is position 4).
+    let name = format!("{}enrolments", evstore_disintegrate::CHECKPOINT_PREFIX);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.load_checkpoint(&name).unwrap().is_none_or(|c| c < 5) {
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint {:?}",
+            store.load_checkpoint(&name)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.stop().unwrap();
 }

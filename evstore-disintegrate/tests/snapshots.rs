@@ -4,21 +4,16 @@
 mod common;
 
 use common::*;
-use disintegrate::{
-    DecisionError, DecisionMaker, EventSourcedStateStore, EventStore, StatePart, StateSnapshotter,
-    WithSnapshot,
+use disintegrate::serde::json::Json;
+use disintegrate::{DecisionError, EventStore, StatePart, StateSnapshotter};
+use evstore_disintegrate::{
+    decision_maker, EvstoreDecisionMaker, EvstoreSnapshotter, WithEvstoreSnapshot, SNAPSHOT_DIR,
 };
-use evstore_disintegrate::{EvstoreSnapshotter, SNAPSHOT_DIR};
 
-type Decide = DecisionMaker<
-    EventSourcedStateStore<u64, DomainEvent, Events, WithSnapshot<u64, EvstoreSnapshotter>>,
->;
+type Decide = EvstoreDecisionMaker<DomainEvent, Json<DomainEvent>, WithEvstoreSnapshot>;
 
 fn decisions(events: &Events, snapshots: &EvstoreSnapshotter) -> Decide {
-    DecisionMaker::new(EventSourcedStateStore::new(
-        events.clone(),
-        WithSnapshot::new(snapshots.clone()),
-    ))
+    decision_maker(events.clone(), WithEvstoreSnapshot::new(snapshots.clone()))
 }
 
 /// A course with `enrolled` students, each registered and enrolled through
@@ -54,7 +49,7 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn a_state_built_from_more_than_every_events_is_saved_and_loaded_back() {
     let dir = tempfile::tempdir().unwrap();
     let (store, events) = open(dir.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 2);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     let decide = decisions(&events, &snapshots);
     course_with(&decide, 4, 3).await;
 
@@ -89,7 +84,7 @@ async fn a_state_built_from_more_than_every_events_is_saved_and_loaded_back() {
     // And after a reopen.
     drop((decide, events, snapshots, store));
     let (store, events) = open(dir.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 2);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     assert!(saved_course(&snapshots).await.version() > 0);
     let decide = decisions(&events, &snapshots);
     let full = decide
@@ -108,7 +103,7 @@ async fn a_state_built_from_more_than_every_events_is_saved_and_loaded_back() {
 async fn a_state_built_from_few_events_is_not_saved() {
     let dir = tempfile::tempdir().unwrap();
     let (store, events) = open(dir.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 10);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 10);
     course_with(&decisions(&events, &snapshots), 4, 3).await;
     assert!(snapshot_files(dir.path()).is_empty());
     assert_eq!(saved_course(&snapshots).await.version(), 0);
@@ -118,7 +113,7 @@ async fn a_state_built_from_few_events_is_not_saved() {
 async fn a_damaged_snapshot_is_ignored_and_the_state_loaded_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (store, events) = open(dir.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 2);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     let decide = decisions(&events, &snapshots);
     course_with(&decide, 3, 3).await;
     let files = snapshot_files(dir.path());
@@ -154,7 +149,7 @@ async fn a_snapshot_the_log_does_not_agree_with_is_ignored() {
     let source = tempfile::tempdir().unwrap();
     {
         let (store, events) = open(source.path());
-        let snapshots = EvstoreSnapshotter::new(&store, 2);
+        let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
         course_with(&decisions(&events, &snapshots), 5, 3).await;
         assert!(saved_course(&snapshots).await.version() > 0);
     }
@@ -176,7 +171,7 @@ async fn a_snapshot_the_log_does_not_agree_with_is_ignored() {
         .await
         .unwrap();
     copy_into(shorter.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 2);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     assert_eq!(saved_course(&snapshots).await.version(), 0);
     // The decision sees the one seat of this store's course, not the copy's.
     let decide = decisions(&events, &snapshots);
@@ -202,6 +197,6 @@ async fn a_snapshot_the_log_does_not_agree_with_is_ignored() {
         .await
         .unwrap();
     copy_into(other.path());
-    let snapshots = EvstoreSnapshotter::new(&store, 2);
+    let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     assert_eq!(saved_course(&snapshots).await.version(), 0);
 }
