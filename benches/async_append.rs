@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 const APPENDS_PER_ITERATION: u64 = 4_000;
 const THREADS: u64 = 16;
+#[cfg(feature = "async")]
 const TASKS: u64 = 1_000;
 
 fn event() -> EventData {
