@@ -328,3 +328,49 @@ async fn of_racing_decisions_on_one_seat_exactly_one_wins() {
         .count();
     assert_eq!(enrolments, ROUNDS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_identifiers_and_foreign_payloads_get_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = open(dir.path());
+    // An identifier too long for a tag: refused, nothing written.
+    let huge = DomainEvent::CourseCreated {
+        course_id: "c".repeat(100_000),
+        seats: 1,
+    };
+    let refused = events.append_without_validation(vec![huge]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Store(evstore::Error::InvalidTag { .. }))
+        ),
+        "{refused:?}"
+    );
+    // A control character in an identifier: refused the same way.
+    let control = DomainEvent::CourseClosed {
+        course_id: "a\u{7}b".into(),
+    };
+    let refused = events.append_without_validation(vec![control]).await;
+    assert!(matches!(
+        refused,
+        Err(Error::Store(evstore::Error::InvalidTag { .. }))
+    ));
+    assert_eq!(store.last_position(), None);
+
+    // An event of a known type and tag whose payload is not the codec's:
+    // the read fails with a decoding error, it does not panic or skip.
+    store
+        .append(
+            "disintegrate",
+            evstore::ExpectedVersion::Any,
+            &[
+                evstore::EventData::new("CourseClosed", &b"not json"[..])
+                    .with_tags(["course_id:x"]),
+            ],
+        )
+        .unwrap();
+    let query = disintegrate::query!(CourseEvent; course_id == "x");
+    let read: Result<Vec<StreamItem<u64, CourseEvent>>, _> =
+        events.stream(&query).try_collect().await;
+    assert!(matches!(read, Err(Error::Deserialization(_))), "{read:?}");
+}
