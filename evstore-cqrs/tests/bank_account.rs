@@ -1,8 +1,9 @@
 //! The bank-account aggregate of the cqrs-es documentation, run end to end
 //! on evstore: commands through `CqrsFramework` with each kind of
 //! `PersistedEventStore`, optimistic-lock conflicts, replays in commit
-//! order, and queries driven by `QueryRunner` across a stop, and across a
-//! crash, with no event lost or applied twice.
+//! order, and queries driven by `QueryRunner` across a stop, across a
+//! crash, and in a process killed part-way through a replay, with no event
+//! lost or applied twice.
 
 use async_trait::async_trait;
 use cqrs_es::event_sink::EventSink;
@@ -376,4 +377,119 @@ async fn a_checkpointed_query_runner_resumes_after_a_stop_where_it_stopped() {
     assert_eq!(state.applied.len(), 13);
     assert_eq!(state.applied.last(), Some(&("q0".to_string(), 7)));
     assert_eq!(state.balances["q0"], 10);
+}
+
+/// Where the killed-runner test keeps its store and its read model.
+const KILL_DIR_VAR: &str = "EVSTORE_CQRS_KILL_DIR";
+/// The read model's file in that directory: balances, every (account,
+/// sequence) applied, and the next position, replaced whole per event (a
+/// rename), as one transaction of a real read model would store them.
+const MODEL_FILE: &str = "balances.json";
+
+#[derive(Default, Serialize, Deserialize)]
+struct FileModel {
+    balances: HashMap<String, i64>,
+    applied: Vec<(String, usize)>,
+    next_position: u64,
+}
+
+fn load_model(dir: &std::path::Path) -> FileModel {
+    match std::fs::read(dir.join(MODEL_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+        Err(_) => FileModel::default(),
+    }
+}
+
+struct FileQuery(std::path::PathBuf);
+
+#[async_trait]
+impl Query<BankAccount> for FileQuery {
+    async fn dispatch(&self, id: &str, events: &[EventEnvelope<BankAccount>]) {
+        for event in events {
+            let mut model = load_model(&self.0);
+            if let BankAccountEvent::Deposited { balance, .. } = event.payload {
+                model.balances.insert(id.to_string(), balance);
+            }
+            model.applied.push((id.to_string(), event.sequence));
+            model.next_position = event.metadata[POSITION_KEY].parse::<u64>().unwrap() + 1;
+            let temporary = self.0.join("balances.json.new");
+            std::fs::write(&temporary, serde_json::to_vec(&model).unwrap()).unwrap();
+            std::fs::rename(&temporary, self.0.join(MODEL_FILE)).unwrap();
+            // Slow enough for the parent to kill it part-way through.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+/// The child process of the test below: runs the query from where its read
+/// model says until it has every event, then exits.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "entry point of the child process that the killed-runner test spawns"]
+async fn child_query_runner() {
+    let dir = std::path::PathBuf::from(std::env::var(KILL_DIR_VAR).unwrap());
+    let store = Store::open(dir.join("store"), Options::default()).unwrap();
+    let end = store.last_position().unwrap() + 1;
+    let start = load_model(&dir).next_position;
+    let runner = QueryRunner::new(store.clone(), "balances", FileQuery(dir.clone()))
+        .start_at(start)
+        .start()
+        .unwrap();
+    while load_model(&dir).next_position < end {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    runner.stop().unwrap();
+}
+
+/// The query runner's process is killed (SIGKILL) part-way through a
+/// replay, then started again from the position its read model stored with
+/// its state: every event is applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_query_runner_process_resumes_with_no_event_lost_or_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (accounts, deposits) = (5, 200);
+    {
+        let store = Store::open(dir.path().join("store"), Options::default()).unwrap();
+        let (_, cqrs) = frameworks(&store).remove(0);
+        commit_some(&cqrs, accounts, deposits).await;
+        store.close().unwrap();
+    }
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_query_runner",
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(KILL_DIR_VAR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while load_model(dir.path()).applied.len() < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child made no progress"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = load_model(dir.path()).applied.len();
+    assert!(at_kill < accounts + deposits, "killed after the end");
+
+    let status = spawn().wait().unwrap();
+    assert!(status.success());
+    let model = load_model(dir.path());
+    let mut applied = model.applied.clone();
+    applied.sort();
+    applied.dedup();
+    assert_eq!(applied.len(), model.applied.len(), "an event applied twice");
+    assert_eq!(model.applied.len(), accounts + deposits, "an event lost");
+    let sum: i64 = model.balances.values().sum();
+    assert_eq!(sum, deposits as i64);
 }
