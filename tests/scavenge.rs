@@ -228,6 +228,7 @@ fn a_segment_being_written_whose_events_are_all_dead_is_sealed_and_scavenged() {
         .delete_stream("gone", ExpectedVersion::Any, DeleteMode::Hard)
         .unwrap();
     let first = active_segment(&store);
+    assert_eq!(store.reclaimable().unwrap().active_dead_events, 0);
     let report = store.scavenge().unwrap();
     assert_eq!(report.segments_rewritten, 0, "{report:?}");
     assert_eq!(active_segment(&store).base_position, first.base_position);
@@ -237,6 +238,11 @@ fn a_segment_being_written_whose_events_are_all_dead_is_sealed_and_scavenged() {
     // with no further append.
     store.truncate_stream("kept", 1).unwrap();
     store.flush().unwrap();
+    // A dry run says so, also from a read-only handle.
+    assert_eq!(store.reclaimable().unwrap().active_dead_events, 51);
+    let reader = Store::open_read_only(dir.path(), Options::default()).unwrap();
+    assert_eq!(reader.reclaimable().unwrap().active_dead_events, 51);
+    drop(reader);
     let before = snapshot(&store);
     assert!(holds(&segment_bytes(dir.path()).1, &payload("gone", 7)));
     let report = store.scavenge().unwrap();
@@ -253,6 +259,7 @@ fn a_segment_being_written_whose_events_are_all_dead_is_sealed_and_scavenged() {
     assert!(!holds(&bytes, &payload("kept", 0)));
     assert_eq!(snapshot(&store), before);
     // An empty active segment is not rolled again.
+    assert_eq!(store.reclaimable().unwrap().active_dead_events, 0);
     let again = store.scavenge().unwrap();
     assert_eq!(again.segments_rewritten, 0);
     assert_eq!(active_segment(&store).base_position, next.base_position);

@@ -118,12 +118,20 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
         ),
     ];
     let reclaimable = match store.reclaimable() {
-        Ok(report) => format!(
-            "{} by scavenging ({} events in {} segments)",
-            HumanBytes(report.bytes_reclaimed()),
-            report.events_redacted,
-            report.segments_rewritten
-        ),
+        Ok(report) => {
+            let sealed = format!(
+                "{} by scavenging ({} events in {} segments)",
+                HumanBytes(report.bytes_reclaimed()),
+                report.events_redacted,
+                report.segments_rewritten
+            );
+            match report.active_dead_events {
+                0 => sealed,
+                dead => {
+                    format!("{sealed}, and the segment being written ({dead} events, all dead)")
+                }
+            }
+        }
         Err(e) => format!("unknown ({e})"),
     };
     fields.push(("reclaimable".to_string(), reclaimable));

@@ -136,7 +136,7 @@ pub fn forget(dir: &Path, subject: &str) -> anyhow::Result<Outcome> {
 
 /// One line for a scavenge's report.
 pub fn describe(report: &ScavengeReport) -> String {
-    format!(
+    let line = format!(
         "{} of {} sealed segments, {} events redacted, {} reclaimed ({} -> {})",
         report.segments_rewritten,
         report.segments_checked,
@@ -144,7 +144,11 @@ pub fn describe(report: &ScavengeReport) -> String {
         HumanBytes(report.bytes_reclaimed()),
         HumanBytes(report.bytes_before),
         HumanBytes(report.bytes_after)
-    )
+    );
+    match report.active_dead_events {
+        0 => line,
+        dead => format!("{line}; and the segment being written, whose {dead} events are all dead"),
+    }
 }
 
 /// `evstore scavenge DIR [--dry-run]`.

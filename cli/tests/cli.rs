@@ -1326,3 +1326,33 @@ fn erase_makes_events_read_as_erased() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn info_and_a_dry_run_report_a_segment_being_written_whose_events_are_all_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let events: Vec<_> = (0..5)
+            .map(|_| EventData::new("Step", vec![1u8; 50]))
+            .collect();
+        store.append("gone", ExpectedVersion::Any, &events).unwrap();
+        store
+            .delete_stream("gone", ExpectedVersion::Any, evstore::DeleteMode::Hard)
+            .unwrap();
+        store.close().unwrap();
+    }
+    let path = path_str(dir.path());
+    let info = stdout_of(&["info", path]);
+    assert!(
+        field(&info, "reclaimable").contains("the segment being written (5 events, all dead)"),
+        "{info}"
+    );
+    let dry = stdout_of(&["scavenge", path, "--dry-run"]);
+    assert!(dry.contains("whose 5 events are all dead"), "{dry}");
+    stdout_of(&["scavenge", path]);
+    let info = stdout_of(&["info", path]);
+    assert!(
+        !field(&info, "reclaimable").contains("segment being written"),
+        "{info}"
+    );
+}

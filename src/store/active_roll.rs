@@ -28,13 +28,30 @@ impl Store {
     /// of the writer.
     pub(super) fn roll_if_all_dead(&self) -> Result<bool> {
         let group_commit = self.group_commit("scavenge")?;
+        let Some((base, _)) = self.active_segment_all_dead()? else {
+            return Ok(false);
+        };
+        let state = self.state();
+        let (reply, result) = sync_channel(1);
+        group_commit.call(Command::Roll { base, reply }, &result)?;
+        Ok(state.index.read().active_base() != Some(base))
+    }
+
+    /// The base of the segment being written and how many dead events it
+    /// holds, if it holds at least one and no live one (tombstones and
+    /// metadata events aside): a scavenge would seal and rewrite it.
+    ///
+    /// # Errors
+    ///
+    /// The errors of reads.
+    pub(super) fn active_segment_all_dead(&self) -> Result<Option<(u64, u64)>> {
         let state = self.state();
         let Some(base) = state.index.read().active_base() else {
-            return Ok(false);
+            return Ok(None);
         };
         let end = state.written.load(Ordering::Acquire);
         let dead = DeadEvents::new(self)?;
-        let mut any_dead = false;
+        let mut dead_events = 0;
         let mut from = base;
         while from < end {
             let events = self.read_all_below(from, Direction::Forward, READ_CHUNK, end)?;
@@ -46,17 +63,12 @@ impl Store {
                     continue;
                 }
                 if !dead.is_dead(event) {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                any_dead = true;
+                dead_events += 1;
             }
             from = last + 1;
         }
-        if !any_dead {
-            return Ok(false);
-        }
-        let (reply, result) = sync_channel(1);
-        group_commit.call(Command::Roll { base, reply }, &result)?;
-        Ok(state.index.read().active_base() != Some(base))
+        Ok((dead_events > 0).then_some((base, dead_events)))
     }
 }

@@ -168,6 +168,11 @@ pub struct ScavengeReport {
     pub bytes_before: u64,
     /// Bytes they take now.
     pub bytes_after: u64,
+    /// From [`Store::reclaimable`] only: dead events in the segment being
+    /// written, which holds no live one. A scavenge seals that segment
+    /// first and then rewrites it (its events then count in
+    /// `events_redacted`); until then its bytes are not in `bytes_before`.
+    pub active_dead_events: u64,
 }
 
 impl ScavengeReport {
@@ -245,7 +250,11 @@ impl Store {
     ///
     /// [`Error::Corrupted`] or [`Error::Io`] if a segment cannot be read.
     pub fn reclaimable(&self) -> Result<ScavengeReport> {
-        self.scavenge_segments(true, |_, _| {})
+        let mut report = self.scavenge_segments(true, |_, _| {})?;
+        if let Some((_, dead)) = self.active_segment_all_dead()? {
+            report.active_dead_events = dead;
+        }
+        Ok(report)
     }
 
     fn scavenge_segments(
