@@ -92,7 +92,10 @@ impl ListenerHandle {
     }
 
     /// Stops after the event being handled, saves the checkpoint, and
-    /// returns the id of the last event handled.
+    /// returns the id of the last event handled. It blocks until the
+    /// runner's thread ends: on a single-threaded runtime, call it off the
+    /// runtime's thread (`spawn_blocking`), which must keep driving the
+    /// timers and I/O of a handler still under way.
     ///
     /// # Errors
     ///

@@ -241,3 +241,54 @@ async fn a_runner_saves_its_checkpoint_as_often_as_asked() {
     }
     running.stop().unwrap();
 }
+
+/// A listener whose handler awaits a timer.
+struct Sleeper {
+    query: StreamQuery<u64, CourseEvent>,
+    handled: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl EventListener<u64, CourseEvent> for Sleeper {
+    type Error = Unavailable;
+
+    fn id(&self) -> &'static str {
+        "sleeper"
+    }
+
+    fn query(&self) -> &StreamQuery<u64, CourseEvent> {
+        &self.query
+    }
+
+    async fn handle(&self, _: PersistedEvent<u64, CourseEvent>) -> Result<(), Unavailable> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// On a single-threaded runtime the handler's futures run on the runner's
+/// thread while the runtime's own thread drives the timers: a handler that
+/// awaits a timer still completes.
+#[tokio::test(flavor = "current_thread")]
+async fn handlers_awaiting_timers_run_on_a_single_threaded_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = open(dir.path());
+    write(&events, rust_and_go(3)).await;
+    let handled = Arc::new(AtomicU64::new(0));
+    let sleeper = Sleeper {
+        query: disintegrate::query!(CourseEvent; course_id == "rust"),
+        handled: Arc::clone(&handled),
+    };
+    let running = ListenerRunner::new(&events, sleeper).start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handled.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the handler's timer never fired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Joined off the runtime's thread, which must keep driving the timer
+    // of a handler still under way.
+    running.request_stop();
+    let joined = tokio::task::spawn_blocking(move || running.join());
+    assert!(joined.await.unwrap().unwrap() >= 5);
+}
