@@ -66,6 +66,9 @@ impl QueryRunnerHandle {
     }
 
     /// Stops after the event being dispatched and saves the checkpoint.
+    /// It blocks until the runner's thread ends: on a single-threaded
+    /// runtime, call it off the runtime's thread (`spawn_blocking`), which
+    /// must keep driving the timers and I/O of a query still under way.
     ///
     /// # Errors
     ///
