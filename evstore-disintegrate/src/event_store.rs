@@ -26,8 +26,9 @@ pub const DEFAULT_STREAM: &str = "disintegrate";
 /// event"). Each event is stored with its name as the evstore event type,
 /// one tag `identifier:value` per domain identifier, and its payload
 /// encoded by `S`. Every event goes to one stream ([`DEFAULT_STREAM`]
-/// unless set otherwise): a decision's consistency comes from its query,
-/// not from a stream version.
+/// unless [`with_stream`](Self::with_stream) or
+/// [`with_stream_for`](Self::with_stream_for) says otherwise): a decision's
+/// consistency comes from its query, not from a stream version.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -63,16 +64,19 @@ pub const DEFAULT_STREAM: &str = "disintegrate";
 pub struct EvstoreEventStore<E, S> {
     store: Store,
     serde: Arc<S>,
-    stream: Arc<str>,
+    streams: Arc<StreamOf<E>>,
     _event: PhantomData<fn() -> E>,
 }
+
+/// Which stream an event is appended to.
+type StreamOf<E> = dyn Fn(&E) -> String + Send + Sync;
 
 impl<E, S> Clone for EvstoreEventStore<E, S> {
     fn clone(&self) -> Self {
         EvstoreEventStore {
             store: self.store.clone(),
             serde: Arc::clone(&self.serde),
-            stream: Arc::clone(&self.stream),
+            streams: Arc::clone(&self.streams),
             _event: PhantomData,
         }
     }
@@ -82,7 +86,6 @@ impl<E, S> std::fmt::Debug for EvstoreEventStore<E, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EvstoreEventStore")
             .field("store", &self.store)
-            .field("stream", &self.stream)
             .finish_non_exhaustive()
     }
 }
@@ -98,7 +101,7 @@ where
         EvstoreEventStore {
             store,
             serde: Arc::new(serde),
-            stream: Arc::from(DEFAULT_STREAM),
+            streams: Arc::new(|_: &E| DEFAULT_STREAM.to_string()),
             _event: PhantomData,
         }
     }
@@ -107,7 +110,27 @@ where
     /// applications' events apart in one store, say).
     #[must_use]
     pub fn with_stream(mut self, stream: &str) -> Self {
-        self.stream = Arc::from(stream);
+        let stream = stream.to_string();
+        self.streams = Arc::new(move |_: &E| stream.clone());
+        self
+    }
+
+    /// Appends each event to the stream `stream_of` names for it: one per
+    /// entity, say, so that evstore's per-stream tools apply to an
+    /// entity's events (reading them as a stream, retention rules,
+    /// `delete_stream`, `erase_stream` for a person's data).
+    ///
+    /// Decisions and queries are unchanged: they go by types and tags. One
+    /// decision's events are still one atomic commit, but a commit writes
+    /// stream by stream, so its events are grouped by stream (in the order
+    /// each stream's first event came, each stream's events in order) and
+    /// their ids follow that order.
+    #[must_use]
+    pub fn with_stream_for(
+        mut self,
+        stream_of: impl Fn(&E) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.streams = Arc::new(stream_of);
         self
     }
 
@@ -151,8 +174,23 @@ where
         events: Vec<E>,
         condition: Option<AppendCondition>,
     ) -> Result<Vec<PersistedEvent<u64, E>>, Error> {
-        let data: Vec<EventData> = events.iter().map(|event| self.encode(event)).collect();
-        let mut commit = Commit::new().append(&*self.stream, ExpectedVersion::Any, data);
+        // Each stream once, in the order its first event came.
+        let mut streams: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let stream = (self.streams)(event);
+            match streams.iter_mut().find(|(name, _)| *name == stream) {
+                Some((_, members)) => members.push(i),
+                None => streams.push((stream, vec![i])),
+            }
+        }
+        let mut commit = Commit::new();
+        for (stream, members) in &streams {
+            let data = members
+                .iter()
+                .filter_map(|&i| events.get(i))
+                .map(|event| self.encode(event));
+            commit = commit.append(stream.clone(), ExpectedVersion::Any, data);
+        }
         if let Some(condition) = condition {
             commit = commit.condition(condition);
         }
@@ -166,10 +204,23 @@ where
                 }
                 other => Error::Store(other),
             })?;
-        Ok((written.first_position + 1..)
+        // The commit wrote the streams in the order they were added, each
+        // stream's events at consecutive positions.
+        let mut ids = vec![0u64; events.len()];
+        for ((_, members), appended) in streams.iter().zip(&written.streams) {
+            for (&i, position) in members.iter().zip(appended.first_position..) {
+                if let Some(id) = ids.get_mut(i) {
+                    *id = position + 1;
+                }
+            }
+        }
+        let mut persisted: Vec<PersistedEvent<u64, E>> = ids
+            .into_iter()
             .zip(events)
             .map(|(id, event)| PersistedEvent::new(id, event))
-            .collect())
+            .collect();
+        persisted.sort_by_key(PersistedEvent::id);
+        Ok(persisted)
     }
 }
 

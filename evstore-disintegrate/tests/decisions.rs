@@ -374,3 +374,72 @@ async fn absurd_identifiers_and_foreign_payloads_get_typed_errors() {
         events.stream(&query).try_collect().await;
     assert!(matches!(read, Err(Error::Deserialization(_))), "{read:?}");
 }
+
+/// With a stream per entity, an entity's events can be read as a stream
+/// and erased with evstore's own tools, and decisions still go by queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_to_the_streams_named_for_them_and_erasing_one_takes_it_out_of_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = open(dir.path());
+    let events = events.with_stream_for(|event: &DomainEvent| match event {
+        DomainEvent::CourseCreated { course_id, .. }
+        | DomainEvent::CourseClosed { course_id }
+        | DomainEvent::StudentEnrolled { course_id, .. } => format!("course-{course_id}"),
+        DomainEvent::StudentRegistered { student_id } => format!("student-{student_id}"),
+        DomainEvent::Announcement { .. } => "board".to_string(),
+    });
+    let written = events
+        .append_without_validation(vec![
+            DomainEvent::CourseCreated {
+                course_id: "rust".into(),
+                seats: 1,
+            },
+            DomainEvent::StudentRegistered {
+                student_id: "ada".into(),
+            },
+            DomainEvent::CourseClosed {
+                course_id: "rust".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    // Grouped by stream in one commit: the course's two events, then ada's.
+    let ids: Vec<(u64, &str)> = written
+        .iter()
+        .map(|e| (e.id(), disintegrate::Event::name(&**e)))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (1, "CourseCreated"),
+            (2, "CourseClosed"),
+            (3, "StudentRegistered")
+        ]
+    );
+    let course = store
+        .read_stream("course-rust", 0, evstore::Direction::Forward, 10)
+        .unwrap();
+    let types: Vec<&str> = course.iter().map(|e| &*e.event_type).collect();
+    assert_eq!(types, ["CourseCreated", "CourseClosed"]);
+    assert_eq!(store.stream_version("student-ada").unwrap(), Some(0));
+
+    // Ada is registered, as decisions see it; once her stream is erased,
+    // she is not.
+    let decide = decisions(&events);
+    decide.make(CreateCourse("go", 1)).await.unwrap();
+    let enroll = || Enroll {
+        student: "ada".into(),
+        course: "go".into(),
+    };
+    let ada = disintegrate::query!(StudentEvent; student_id == "ada");
+    let seen = |items: Vec<StreamItem<u64, StudentEvent>>| {
+        items
+            .iter()
+            .filter(|i| matches!(i, StreamItem::Event(_)))
+            .count()
+    };
+    assert_eq!(seen(events.stream(&ada).try_collect().await.unwrap()), 1);
+    store.erase_stream("student-ada").unwrap();
+    assert_eq!(seen(events.stream(&ada).try_collect().await.unwrap()), 0);
+    assert_eq!(refused(decide.make(enroll()).await), Refused::NotRegistered);
+}
