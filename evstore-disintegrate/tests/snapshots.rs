@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use disintegrate::serde::json::Json;
-use disintegrate::{DecisionError, EventStore, StatePart, StateSnapshotter};
+use disintegrate::{DecisionError, EventStore, PersistedEvent, StatePart, StateSnapshotter};
 use evstore_disintegrate::{
     decision_maker, EvstoreDecisionMaker, EvstoreSnapshotter, WithEvstoreSnapshot, SNAPSHOT_DIR,
 };
@@ -16,19 +16,33 @@ fn decisions(events: &Events, snapshots: &EvstoreSnapshotter) -> Decide {
     decision_maker(events.clone(), WithEvstoreSnapshot::new(snapshots.clone()))
 }
 
+/// Enrols `student` in the rust course.
+async fn enroll(
+    decide: &Decide,
+    student: &str,
+) -> Result<Vec<PersistedEvent<u64, DomainEvent>>, DecisionError<Refused>> {
+    decide
+        .make(Enroll {
+            student: student.into(),
+            course: "rust".into(),
+        })
+        .await
+}
+
+fn assert_full<T: std::fmt::Debug>(result: Result<T, DecisionError<Refused>>) {
+    assert!(
+        matches!(result, Err(DecisionError::Domain(Refused::Full))),
+        "{result:?}"
+    );
+}
+
 /// A course with `enrolled` students, each registered and enrolled through
 /// the decision maker.
 async fn course_with(decide: &Decide, seats: u32, enrolled: usize) {
     decide.make(CreateCourse("rust", seats)).await.unwrap();
     for s in 0..enrolled {
         decide.make(Register(format!("s{s}"))).await.unwrap();
-        decide
-            .make(Enroll {
-                student: format!("s{s}"),
-                course: "rust".into(),
-            })
-            .await
-            .unwrap();
+        enroll(decide, &format!("s{s}")).await.unwrap();
     }
 }
 
@@ -62,24 +76,9 @@ async fn a_state_built_from_more_than_every_events_is_saved_and_loaded_back() {
 
     // Decisions on top of the snapshot still see the events after it.
     decide.make(Register("late".into())).await.unwrap();
-    decide
-        .make(Enroll {
-            student: "late".into(),
-            course: "rust".into(),
-        })
-        .await
-        .unwrap();
+    enroll(&decide, "late").await.unwrap();
     decide.make(Register("later".into())).await.unwrap();
-    let full = decide
-        .make(Enroll {
-            student: "later".into(),
-            course: "rust".into(),
-        })
-        .await;
-    assert!(
-        matches!(full, Err(DecisionError::Domain(Refused::Full))),
-        "{full:?}"
-    );
+    assert_full(enroll(&decide, "later").await);
 
     // And after a reopen.
     drop((decide, events, snapshots, store));
@@ -87,16 +86,7 @@ async fn a_state_built_from_more_than_every_events_is_saved_and_loaded_back() {
     let snapshots = EvstoreSnapshotter::new(store.clone(), 2);
     assert!(saved_course(&snapshots).await.version() > 0);
     let decide = decisions(&events, &snapshots);
-    let full = decide
-        .make(Enroll {
-            student: "later".into(),
-            course: "rust".into(),
-        })
-        .await;
-    assert!(
-        matches!(full, Err(DecisionError::Domain(Refused::Full))),
-        "{full:?}"
-    );
+    assert_full(enroll(&decide, "later").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,16 +116,7 @@ async fn a_damaged_snapshot_is_ignored_and_the_state_loaded_from_the_log() {
     }
     assert_eq!(saved_course(&snapshots).await.version(), 0);
     decide.make(Register("late".into())).await.unwrap();
-    let full = decide
-        .make(Enroll {
-            student: "late".into(),
-            course: "rust".into(),
-        })
-        .await;
-    assert!(
-        matches!(full, Err(DecisionError::Domain(Refused::Full))),
-        "{full:?}"
-    );
+    assert_full(enroll(&decide, "late").await);
     for file in &files {
         std::fs::write(file, b"").unwrap();
     }
@@ -176,13 +157,7 @@ async fn a_snapshot_the_log_does_not_agree_with_is_ignored() {
     // The decision sees the one seat of this store's course, not the copy's.
     let decide = decisions(&events, &snapshots);
     decide.make(Register("a".into())).await.unwrap();
-    decide
-        .make(Enroll {
-            student: "a".into(),
-            course: "rust".into(),
-        })
-        .await
-        .unwrap();
+    enroll(&decide, "a").await.unwrap();
 
     let other = tempfile::tempdir().unwrap();
     let (store, events) = open(other.path());
