@@ -45,6 +45,22 @@ fn second_open_is_locked_until_the_first_is_dropped() {
     Store::open(dir.path(), Options::default()).unwrap();
 }
 
+/// Makes a store in `dir`, closes it, and takes its lock through a
+/// descriptor of the lock file the store knows nothing of.
+fn lock_beside_the_store(dir: &std::path::Path) -> std::fs::File {
+    Store::open(dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(evstore::LOCK_FILE))
+        .unwrap();
+    file.try_lock().unwrap();
+    file
+}
+
 /// A child process holds a copy of every descriptor of its parent between
 /// its `fork` and its `exec`, the lock file's included: a store closed and
 /// opened again while another thread starts a child may find its own lock
@@ -53,17 +69,7 @@ fn second_open_is_locked_until_the_first_is_dropped() {
 #[test]
 fn a_lock_held_only_by_a_copy_of_this_process_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(dir.path(), Options::default())
-        .unwrap()
-        .close()
-        .unwrap();
-    let lock_path = dir.path().join(evstore::LOCK_FILE);
-    let inherited = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    inherited.try_lock().unwrap();
+    let inherited = lock_beside_the_store(dir.path());
     let release = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(20));
         drop(inherited);
@@ -76,17 +82,8 @@ fn a_lock_held_only_by_a_copy_of_this_process_is_waited_for() {
 #[test]
 fn a_lock_another_process_holds_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(dir.path(), Options::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    let other = lock_beside_the_store(dir.path());
     let lock_path = dir.path().join(evstore::LOCK_FILE);
-    let other = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    other.try_lock().unwrap();
     std::fs::write(&lock_path, b"4194999").unwrap();
     match Store::open(dir.path(), Options::default()) {
         Err(Error::Locked { holder, .. }) => assert_eq!(holder.as_deref(), Some("4194999")),
