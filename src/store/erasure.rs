@@ -95,20 +95,14 @@ impl Store {
         Ok(sealed)
     }
 
-    /// `event` with its payload and metadata opened if they were sealed, or
-    /// marked erased if its subject was forgotten.
+    /// Opens `event`'s payload and metadata where it is if they were
+    /// sealed, or marks it erased if its subject was forgotten.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupted`] if a sealed field does not open with the key
     /// that sealed it.
-    pub(crate) fn unseal(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
-        self.unseal_in_place(&mut event)?;
-        Ok(event)
-    }
-
-    /// [`Store::unseal`] of `event` where it is.
-    fn unseal_in_place(&self, event: &mut RecordedEvent) -> Result<()> {
+    pub(crate) fn unseal_in_place(&self, event: &mut RecordedEvent) -> Result<()> {
         let Some(subject) = event
             .tags
             .iter()
@@ -169,7 +163,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`Store::unseal`].
+    /// As [`Store::unseal_in_place`].
     pub(crate) fn finish_read(
         &self,
         events: Vec<RecordedEvent>,
@@ -189,7 +183,7 @@ impl Store {
         Ok(events)
     }
 
-    /// [`Store::unseal`] of every event, in place (no event is moved).
+    /// [`Store::unseal_in_place`] of every event, in place (no event is moved).
     pub(crate) fn unseal_all(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>> {
         for event in &mut events {
             self.unseal_in_place(event)?;

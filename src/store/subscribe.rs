@@ -134,7 +134,7 @@ impl EventLog for Store {
         Store::last_visible_version(self, stream, end)
     }
 
-    fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent> {
-        Store::unseal(self, event)
+    fn unseal(&self, event: &mut RecordedEvent) -> Result<()> {
+        Store::unseal_in_place(self, event)
     }
 }

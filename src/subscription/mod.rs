@@ -339,9 +339,10 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     fn retained(&self) -> Result<Retained>;
     /// The version of the last event of `stream` below position `end`.
     fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64>;
-    /// The event with its payload and metadata opened if they were sealed
-    /// (or marked erased).
-    fn unseal(&self, event: RecordedEvent) -> Result<RecordedEvent>;
+    /// Opens the event's payload and metadata where it is, if they were
+    /// sealed (or marks it erased). In place: an event is large enough that
+    /// moving it in and out costs more than the check itself.
+    fn unseal(&self, event: &mut RecordedEvent) -> Result<()>;
     /// Where subscriptions and projections register what they report to
     /// the store's metrics.
     fn probes(&self) -> &Probes;
@@ -506,14 +507,13 @@ impl Subscription {
     /// sealed.
     fn take(&mut self) -> Result<Option<RecordedEvent>> {
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
-        let Some(event) = self.buffer.take(&passes) else {
+        let Some(mut event) = self.buffer.take(&passes) else {
             return Ok(None);
         };
-        let mut event = [self.log.unseal(event)?];
+        self.log.unseal(&mut event)?;
         if let Some(retained) = &self.retained {
-            retained.redact(&mut event);
+            retained.redact(std::slice::from_mut(&mut event));
         }
-        let [event] = event;
         self.probe.seen_below(event.position.saturating_add(1));
         Probe::bump(&self.probe.events);
         Ok(Some(event))
