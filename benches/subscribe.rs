@@ -43,19 +43,23 @@
 //! * `live_writer`: the durable append workload of the append benchmark's
 //!   `threads=16/size=256/batch=10` (16 appender threads, batches of 10
 //!   events of 256 bytes, each thread to its own 16 streams) in a `Sync`
-//!   store with no subscriber (`subscribers=0`) and with 16 subscribers
+//!   store with no subscriber (`subscribers=0`), with 16 subscribers
 //!   (`subscribers=16`) following every event live from position 0, each on
-//!   its own thread and reading one byte of every 64 of each payload. One
+//!   its own thread taking one event per `next_event` call, and with 16
+//!   that take them with `next_batch(512)` (`subscribers=16-batched`:
+//!   events lent from the shared read-ahead, no clone per event); every
+//!   subscriber reads one byte of every 64 of each payload. One
 //!   iteration is one append per appender thread (160 events); a sample
 //!   runs all of its iterations back to back from a barrier to the last
 //!   appender's return. After each sample, outside the measurement, the
 //!   benchmark records how far the slowest subscriber was behind and waits
 //!   for all of them to catch up; these go to
-//!   `target/bench-data/subscribe/writer-subscribers=N.json`. The two
-//!   criterion benchmarks run one after the other, and on a shared machine
-//!   the load can change in between, so after them the same two stores and
-//!   subscribers run 12 alternating rounds of 24,000 events each (order
-//!   ABBA); the median of the per-round ratios is printed and written to
+//!   `target/bench-data/subscribe/writer-<benchmark>.json`. The criterion
+//!   benchmarks run one after the other, and on a shared machine the load
+//!   can change in between, so after them the same stores and subscribers
+//!   run 12 rounds of 24,000 events each, in order and then in reverse by
+//!   turns; the median of each one's per-round ratio to `subscribers=0` is
+//!   printed and written to
 //!   `target/bench-data/subscribe/writer-interleaved.json`.
 //!
 //! Data: `catch_up` reads the read benchmark's 10M store
@@ -128,7 +132,31 @@ const WRITER_BATCH: usize = 10;
 const STREAMS_PER_THREAD: usize = 16;
 /// Subscriber counts of `live_latency` and `live_writer`.
 const LATENCY_SUBSCRIBERS: [usize; 2] = [1, 16];
-const WRITER_SUBSCRIBERS: [usize; 2] = [0, 16];
+/// The `live_writer` benchmarks: subscribers, and how they take events.
+const WRITER_RIGS: [(usize, Delivery); 3] = [
+    (0, Delivery::OneByOne),
+    (16, Delivery::OneByOne),
+    (16, Delivery::Batches),
+];
+/// Events a batched subscriber asks for at once.
+const DELIVERY_BATCH: usize = 512;
+
+/// How a live subscriber thread takes its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// `next_event`, one owned event per call.
+    OneByOne,
+    /// `next_batch(DELIVERY_BATCH)`: events lent from the shared read-ahead.
+    Batches,
+}
+
+/// The benchmark name of a `live_writer` rig.
+fn writer_label(subscribers: usize, delivery: Delivery) -> String {
+    match delivery {
+        Delivery::OneByOne => format!("subscribers={subscribers}"),
+        Delivery::Batches => format!("subscribers={subscribers}-batched"),
+    }
+}
 /// Rounds of the interleaved writer comparison, and appends per appender
 /// thread in each round (24,000 events, a fraction of a second).
 const INTERLEAVED_ROUNDS: usize = 12;
@@ -442,7 +470,13 @@ struct Subscribers {
 impl Subscribers {
     /// Starts `count` subscribers from position `from`; `base` set means
     /// every delivery is logged with its time.
-    fn start(store: &Store, count: usize, from: u64, base: Option<Instant>) -> Self {
+    fn start(
+        store: &Store,
+        count: usize,
+        from: u64,
+        base: Option<Instant>,
+        delivery: Delivery,
+    ) -> Self {
         let mut receivers = Vec::new();
         let mut threads = Vec::new();
         for i in 0..count {
@@ -456,13 +490,31 @@ impl Subscribers {
                 .name(format!("subscriber-{i}"))
                 .spawn(move || {
                     let mut sum = 0u64;
-                    while let Some(event) = subscription.next_event().expect("subscription") {
+                    let mut deliver = |event: &evstore::RecordedEvent| {
                         if let Some(base) = base {
                             let at = base.elapsed().as_nanos() as u64;
                             r.log.lock().push((event.position, at));
                         }
                         sum = sum.wrapping_add(touch(&event.payload));
-                        r.next.store(event.position + 1, Ordering::Release);
+                    };
+                    match delivery {
+                        Delivery::OneByOne => {
+                            while let Some(event) = subscription.next_event().expect("subscription")
+                            {
+                                deliver(&event);
+                                r.next.store(event.position + 1, Ordering::Release);
+                            }
+                        }
+                        Delivery::Batches => loop {
+                            let batch = subscription
+                                .next_batch(DELIVERY_BATCH)
+                                .expect("subscription");
+                            let Some(last) = batch.last().map(|e| e.position) else {
+                                break;
+                            };
+                            batch.iter().for_each(&mut deliver);
+                            r.next.store(last + 1, Ordering::Release);
+                        },
                     }
                     sum
                 })
@@ -591,7 +643,8 @@ impl LatencyRig {
         let store = Store::open(dir.path(), Options::default().durability(Durability::Sync))
             .expect("opening the store");
         let base = Instant::now();
-        let subscribers = Subscribers::start(&store, subscribers, 0, Some(base));
+        let subscribers =
+            Subscribers::start(&store, subscribers, 0, Some(base), Delivery::OneByOne);
         LatencyRig {
             store,
             _dir: dir,
@@ -760,6 +813,8 @@ fn bench_live_latency(c: &mut Criterion, cli: &Cli, root: &Path) {
 // ---------------------------------------------------------------- live writer
 
 struct WriterRig {
+    /// Its benchmark name (see [`writer_label`]).
+    label: String,
     store: Store,
     _dir: TempDir,
     subscribers: Subscribers,
@@ -774,12 +829,14 @@ struct WriterRig {
 }
 
 impl WriterRig {
-    fn new(root: &Path, subscribers: usize) -> Self {
+    fn new(root: &Path, subscribers: usize, delivery: Delivery) -> Self {
         let dir = tempfile::tempdir_in(root).expect("creating a temporary directory");
         let store = Store::open(dir.path(), Options::default().durability(Durability::Sync))
             .expect("opening the store");
-        let subscribers = Subscribers::start(&store, subscribers, 0, None);
+        let label = writer_label(subscribers, delivery);
+        let subscribers = Subscribers::start(&store, subscribers, 0, None, delivery);
         WriterRig {
+            label,
             store,
             _dir: dir,
             subscribers,
@@ -836,6 +893,7 @@ impl WriterRig {
 
     fn finish(self, samples: usize, write: bool) {
         let subscribers = self.subscribers.receivers.len();
+        let label = &self.label;
         let runs = &self.lags[..self.criterion_runs];
         let measured = &runs[runs.len().saturating_sub(samples)..];
         if !measured.is_empty() {
@@ -844,28 +902,25 @@ impl WriterRig {
                 measured.iter().map(|l| l.0 as f64).sum::<f64>() / measured.len() as f64;
             let max_wait = measured.iter().map(|l| l.1).max().unwrap_or_default();
             eprintln!(
-                "live_writer/subscribers={subscribers}: when the appenders finished a sample, \
+                "live_writer/{label}: when the appenders finished a sample, \
                  the slowest subscriber was {mean_behind:.0} events behind on average \
                  ({max_behind} at most) and caught up within {:.1} ms",
                 max_wait.as_secs_f64() * 1e3
             );
             if write {
                 let json = format!(
-                    "{{\n  \"benchmark\": \"live_writer/subscribers={subscribers}\",\n  \
+                    "{{\n  \"benchmark\": \"live_writer/{label}\",\n  \
                      \"subscribers\": {subscribers},\n  \"samples\": {},\n  \
                      \"mean_events_behind\": {mean_behind:.0},\n  \"max_events_behind\": {max_behind},\n  \
                      \"max_catch_up_ns\": {}\n}}\n",
                     measured.len(),
                     max_wait.as_nanos()
                 );
-                write_result(&format!("writer-subscribers={subscribers}.json"), &json);
+                write_result(&format!("writer-{label}.json"), &json);
             }
         }
         if subscribers > 0 {
-            print_sharing(
-                &format!("live_writer/subscribers={subscribers}"),
-                &self.store,
-            );
+            print_sharing(&format!("live_writer/{label}"), &self.store);
         }
         self.store.close().expect("closing the store");
         self.subscribers.join();
@@ -880,8 +935,8 @@ fn bench_live_writer(c: &mut Criterion, cli: &Cli, root: &Path) {
     g.measurement_time(Duration::from_secs(6));
     g.throughput(Throughput::Elements((WRITER_THREADS * WRITER_BATCH) as u64));
     let mut rigs = Vec::new();
-    for subscribers in WRITER_SUBSCRIBERS {
-        let id = format!("subscribers={subscribers}");
+    for (subscribers, delivery) in WRITER_RIGS {
+        let id = writer_label(subscribers, delivery);
         if !cli.selects(&format!("live_writer/{id}")) {
             continue;
         }
@@ -892,13 +947,13 @@ fn bench_live_writer(c: &mut Criterion, cli: &Cli, root: &Path) {
         // Dirty pages of the previous benchmark are written back before
         // this one starts, not during its syncs.
         rustix::fs::sync();
-        let mut rig = WriterRig::new(root, subscribers);
+        let mut rig = WriterRig::new(root, subscribers, delivery);
         g.bench_function(&id, |b| b.iter_custom(|iters| rig.run(iters)));
         rig.criterion_runs = rig.lags.len();
         rigs.push(rig);
     }
     g.finish();
-    if rigs.len() == 2 && !cli.test {
+    if rigs.len() >= 2 && !cli.test {
         interleave(&mut rigs);
     }
     let samples = if cli.test { usize::MAX } else { LIVE_SAMPLES };
@@ -907,65 +962,68 @@ fn bench_live_writer(c: &mut Criterion, cli: &Cli, root: &Path) {
     }
 }
 
-/// Runs the two writer rigs in alternating rounds (in the order ABBA, so a
-/// drift in machine load hits both alike) and reports the ratio of their
-/// rates round by round: on a shared machine a steadier figure than the
-/// ratio of two criterion runs made a minute apart.
+/// Runs the writer rigs in alternating rounds (in order, then in reverse,
+/// so a drift in machine load hits all alike) and reports each rig's rate
+/// against the first's round by round: on a shared machine a steadier
+/// figure than the ratio of criterion runs made a minute apart.
 fn interleave(rigs: &mut [WriterRig]) {
-    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); rigs.len()];
     for round in 0..INTERLEAVED_ROUNDS {
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut order: Vec<usize> = (0..rigs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for i in order {
             let elapsed = rigs[i].run(INTERLEAVED_APPENDS);
             let events = INTERLEAVED_APPENDS * (WRITER_THREADS * WRITER_BATCH) as u64;
             rates[i].push(events as f64 / elapsed.as_secs_f64());
         }
     }
-    let mut ratios: Vec<f64> = rates[1]
-        .iter()
-        .zip(&rates[0])
-        .map(|(with, without)| with / without)
-        .collect();
-    ratios.sort_by(f64::total_cmp);
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let subscribers = [
-        rigs[0].subscribers.receivers.len(),
-        rigs[1].subscribers.receivers.len(),
-    ];
-    let ratio = ratios[ratios.len() / 2];
-    eprintln!(
-        "live_writer interleaved, {INTERLEAVED_ROUNDS} rounds: {} subscribers {:.0} events/s, \
-         {} subscribers {:.0} events/s (medians); ratio per round median {ratio:.2} \
-         (from {:.2} to {:.2})",
-        subscribers[0],
-        median(&rates[0]),
-        subscribers[1],
-        median(&rates[1]),
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    // Per rig: the median and range of its per-round ratio to the first.
+    let ratios: Vec<(f64, f64, f64)> = rates
+        .iter()
+        .map(|own| {
+            let mut r: Vec<f64> = own.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
+            r.sort_by(f64::total_cmp);
+            (r[r.len() / 2], r[0], r[r.len() - 1])
+        })
+        .collect();
+    for (i, rig) in rigs.iter().enumerate().skip(1) {
+        let (ratio, low, high) = ratios[i];
+        eprintln!(
+            "live_writer interleaved, {INTERLEAVED_ROUNDS} rounds: {} {:.0} events/s, \
+             {} {:.0} events/s (medians); ratio per round median {ratio:.2} \
+             (from {low:.2} to {high:.2})",
+            rigs[0].label,
+            median(&rates[0]),
+            rig.label,
+            median(&rates[i]),
+        );
+    }
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.0}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let joined =
+        |f: &dyn Fn(usize) -> String| (0..rigs.len()).map(f).collect::<Vec<_>>().join(", ");
     let json = format!(
         "{{\n  \"benchmark\": \"live_writer interleaved\",\n  \"rounds\": {INTERLEAVED_ROUNDS},\n  \
-         \"events_per_round\": {},\n  \"subscribers\": [{}, {}],\n  \
-         \"rates\": [[{}], [{}]],\n  \"median_rates\": [{:.0}, {:.0}],\n  \
-         \"median_ratio\": {ratio:.4}\n}}\n",
+         \"events_per_round\": {},\n  \"labels\": [{}],\n  \
+         \"subscribers\": [{}],\n  \"rates\": [{}],\n  \"median_rates\": [{}],\n  \
+         \"median_ratios\": [{}]\n}}\n",
         INTERLEAVED_APPENDS * (WRITER_THREADS * WRITER_BATCH) as u64,
-        subscribers[0],
-        subscribers[1],
-        list(&rates[0]),
-        list(&rates[1]),
-        median(&rates[0]),
-        median(&rates[1]),
+        joined(&|i| format!("\"{}\"", rigs[i].label)),
+        joined(&|i| rigs[i].subscribers.receivers.len().to_string()),
+        joined(&|i| format!("[{}]", list(&rates[i]))),
+        joined(&|i| format!("{:.0}", median(&rates[i]))),
+        joined(&|i| format!("{:.4}", ratios[i].0)),
     );
     write_result("writer-interleaved.json", &json);
 }

@@ -115,7 +115,8 @@ def writer(results, data):
     rows = []
     for (group, value), (nanos, elements) in results.items():
         if group == "live_writer" and value.startswith("subscribers="):
-            rows.append((int(value.split("=")[1]), nanos, elements))
+            count, _, how = value.split("=")[1].partition("-")
+            rows.append((int(count), how, value, nanos, elements))
     if not rows:
         return
     rows.sort()
@@ -123,25 +124,30 @@ def writer(results, data):
     print("### Durable appends (16 threads, 256 B, batch 10) with live subscribers\n")
     print("| subscribers | events/s | vs none | slowest subscriber behind at end of sample (mean / max) |")
     print("|--:|--:|--:|--:|")
-    for subscribers, nanos, elements in rows:
+    for subscribers, how, label, nanos, elements in rows:
         rate = elements / (nanos / 1e9)
-        ratio = f"{rate / (base[2] / (base[1] / 1e9)):.2f}x" if base else "-"
-        lag = load_json(os.path.join(data, f"writer-subscribers={subscribers}.json"))
+        ratio = f"{rate / (base[4] / (base[3] / 1e9)):.2f}x" if base else "-"
+        lag = load_json(os.path.join(data, f"writer-{label}.json"))
         behind = (
             f"{lag['mean_events_behind']:,} / {lag['max_events_behind']:,} events"
             if lag and subscribers
             else "-"
         )
-        print(f"| {subscribers} | {fmt_rate(rate)} | {ratio} | {behind} |")
+        name = f"{subscribers} ({how})" if how else str(subscribers)
+        print(f"| {name} | {fmt_rate(rate)} | {ratio} | {behind} |")
     print()
     inter = load_json(os.path.join(data, "writer-interleaved.json"))
-    if inter:
-        (a, b), (ra, rb) = inter["subscribers"], inter["median_rates"]
+    if inter and "labels" in inter:
+        parts = [
+            f"{label} {fmt_rate(rate)} events/s"
+            + (f" ({ratio:.2f}x)" if i else "")
+            for i, (label, rate, ratio) in enumerate(
+                zip(inter["labels"], inter["median_rates"], inter["median_ratios"])
+            )
+        ]
         print(
-            f"Interleaved, {inter['rounds']} alternating rounds of "
-            f"{inter['events_per_round']:,} events: {a} subscribers {fmt_rate(ra)} events/s, "
-            f"{b} subscribers {fmt_rate(rb)} events/s; "
-            f"median per-round ratio {inter['median_ratio']:.2f}x.\n"
+            f"Interleaved, {inter['rounds']} rounds of {inter['events_per_round']:,} events "
+            f"(medians; ratio = median per-round ratio to the first): " + ", ".join(parts) + ".\n"
         )
 
 

@@ -113,7 +113,7 @@ pub use stream_metadata::{DeleteMode, StreamMetadata};
 pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]
 pub use subscription::SubscriptionStream;
-pub use subscription::{Filter, Subscription, Visibility};
+pub use subscription::{EventBatch, EventBatchIter, Filter, Subscription, Visibility};
 pub use telemetry::{
     AppendMetrics, CheckpointLag, Distribution, GroupCommitMetrics, Metrics, ModeMetrics,
     ProjectionMetrics, ReadMetrics, SegmentMetrics, SubscriberMetrics, SyncMetrics,

@@ -11,14 +11,17 @@
 //! the store's [`ReadAhead`], so that many of them following the log
 //! together read and verify each record once.
 
+mod batch;
 mod read_ahead;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::query::Query;
 use crate::retention::Retained;
+use crate::sealing::SUBJECT_TAG_PREFIX;
 use crate::telemetry::{Probe, ProbeKind, Probes};
 use crate::types::RecordedEvent;
+pub use batch::{EventBatch, Iter as EventBatchIter};
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
 pub use read_ahead::ReadAheadStats;
@@ -472,12 +475,57 @@ impl Subscription {
         deadline: Option<Instant>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Option<RecordedEvent>> {
+        if self.wait_ready(deadline, interrupted)? {
+            self.take()
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Up to `max` events at once, waiting for the first as long as it
+    /// takes; an empty batch once the store was closed and every event it
+    /// made visible was delivered (or if `max` is 0). The events are lent
+    /// from what subscribers following the log together share, so a batch
+    /// costs no copy of any event that [`Subscription::next_event`] would
+    /// hand out unchanged: with many subscribers, the cheaper way to follow
+    /// the log. [`Subscription::checkpoint`] then resumes after the batch.
+    ///
+    /// # Errors
+    /// As for [`Subscription::next_event`]. An error met part-way through
+    /// a batch is returned by the next call, after the events before it.
+    pub fn next_batch(&mut self, max: usize) -> Result<EventBatch> {
+        self.next_batch_before(max, None)
+    }
+
+    /// [`Subscription::next_batch`], waiting at most `timeout` for the
+    /// first event: an empty batch if none came.
+    ///
+    /// # Errors
+    /// As for [`Subscription::next_batch`].
+    pub fn next_batch_timeout(&mut self, max: usize, timeout: Duration) -> Result<EventBatch> {
+        self.next_batch_before(max, Instant::now().checked_add(timeout))
+    }
+
+    fn next_batch_before(&mut self, max: usize, deadline: Option<Instant>) -> Result<EventBatch> {
+        if max == 0 || !self.wait_ready(deadline, &|| false)? {
+            return Ok(EventBatch::default());
+        }
+        self.take_batch(max)
+    }
+
+    /// Waits until an event is buffered (true), or until `deadline`, an
+    /// interruption, or the store closing with nothing left (false).
+    fn wait_ready(
+        &mut self,
+        deadline: Option<Instant>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<bool> {
         loop {
             match self.fill(READS_PER_LOOK)? {
-                Fill::Ready => return self.take(),
+                Fill::Ready => return Ok(true),
                 Fill::Behind => {
                     if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Ok(None);
+                        return Ok(false);
                     }
                 }
                 Fill::CaughtUp(seen) => {
@@ -487,20 +535,98 @@ impl Subscription {
                     let progress = self.progress();
                     if progress.is_closed() {
                         // Flushed at close: one last look sees everything.
-                        return match self.fill(usize::MAX)? {
-                            Fill::Ready => self.take(),
-                            _ => Ok(None),
-                        };
+                        return Ok(matches!(self.fill(usize::MAX)?, Fill::Ready));
                     }
                     let moved =
                         progress.wait_until(deadline, || self.end() > seen || interrupted());
                     Probe::bump(&self.probe.wakeups);
                     if interrupted() || (!moved && !progress.is_closed()) {
-                        return Ok(None);
+                        return Ok(false);
                     }
                 }
             }
         }
+    }
+
+    /// Hands out up to `max` buffered events together: lent from the
+    /// shared chunk where this subscription sees them as they are there,
+    /// copied where it opens or redacts them.
+    fn take_batch(&mut self, max: usize) -> Result<EventBatch> {
+        let log = &*self.log;
+        let retained = self.retained.as_ref();
+        let passes = passes(&self.filter, retained, log, log.watermark(self.visibility));
+        // What `take` would do to the event, on a copy: `None` if it
+        // leaves the event as it is.
+        let changed = |event: &RecordedEvent| -> Result<Option<RecordedEvent>> {
+            let sealed = event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX));
+            let erased = retained.is_some_and(|r| !event.erased && r.is_erased(event));
+            if !sealed && !erased {
+                return Ok(None);
+            }
+            let mut copy = event.clone();
+            log.unseal(&mut copy)?;
+            if let Some(retained) = retained {
+                retained.redact(std::slice::from_mut(&mut copy));
+            }
+            Ok(Some(copy))
+        };
+        let mut batch = EventBatch::default();
+        match &mut self.buffer {
+            Buffer::Own(events) => {
+                while batch.len() < max {
+                    let Some(event) = events.as_slice().first() else {
+                        break;
+                    };
+                    match changed(event) {
+                        Ok(Some(copy)) => batch.own(copy),
+                        Ok(None) => {
+                            if let Some(event) = events.next() {
+                                batch.own(event);
+                            }
+                            continue;
+                        }
+                        // Delivered after the events before it, as `take`
+                        // would: the failing event is passed over.
+                        Err(error) if batch.is_empty() => {
+                            events.next();
+                            return Err(error);
+                        }
+                        Err(_) => break,
+                    }
+                    events.next();
+                }
+            }
+            Buffer::Shared { chunk, next, stop } => {
+                batch = EventBatch::lending(Arc::clone(chunk));
+                while batch.len() < max {
+                    let Some(event) = chunk.events().get(*next..*stop).and_then(<[_]>::first)
+                    else {
+                        break;
+                    };
+                    match changed(event) {
+                        Ok(Some(copy)) => batch.own(copy),
+                        Ok(None) => batch.lend(*next),
+                        Err(error) if batch.is_empty() => {
+                            *next += 1;
+                            let rest = chunk.events().get(*next..*stop).unwrap_or_default();
+                            *next += rest.iter().take_while(|e| !passes(e)).count();
+                            return Err(error);
+                        }
+                        Err(_) => break,
+                    }
+                    *next += 1;
+                    let rest = chunk.events().get(*next..*stop).unwrap_or_default();
+                    *next += rest.iter().take_while(|e| !passes(e)).count();
+                }
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.probe.seen_below(last.position.saturating_add(1));
+        }
+        self.probe
+            .events
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(batch)
     }
 
     /// Hands out the next buffered event, its payload opened if it was
