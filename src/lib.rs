@@ -112,7 +112,7 @@ pub use stream_metadata::{DeleteMode, StreamMetadata};
 #[cfg(feature = "testing")]
 pub use subscription::ReadAheadStats;
 #[cfg(feature = "async")]
-pub use subscription::SubscriptionStream;
+pub use subscription::{BatchStream, SubscriptionStream};
 pub use subscription::{EventBatch, EventBatchIter, Filter, Subscription, Visibility};
 pub use telemetry::{
     AppendMetrics, CheckpointLag, Distribution, GroupCommitMetrics, Metrics, ModeMetrics,

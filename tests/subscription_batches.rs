@@ -193,3 +193,55 @@ fn an_empty_batch_means_nothing_came_or_the_store_closed_with_everything_deliver
     let rest = waiting.join().unwrap();
     assert_eq!(rest, (15..40).collect::<Vec<u64>>());
 }
+
+/// Batch streams (cargo feature `async`) deliver what the per-event stream
+/// does, while writers on plain threads append and until the close.
+#[cfg(feature = "async")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_streams_deliver_what_the_event_stream_does_through_the_close() {
+    use futures_util::StreamExt;
+    const GUARD: Duration = Duration::from_secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(8 << 10)).unwrap();
+    append_round(&store, 0);
+    let filter = Filter::stream_prefix("cart-");
+    let events = store.subscribe_all(0, filter.clone()).into_stream();
+    let collect_events = tokio::spawn(async move {
+        let mut events = events;
+        let mut all = Vec::new();
+        while let Some(event) = tokio::time::timeout(GUARD, events.next()).await.unwrap() {
+            all.push(seen(&event.unwrap()));
+        }
+        all
+    });
+    let mut batch_tasks = Vec::new();
+    for max in [0, 1, 7, 512] {
+        let mut batches = store
+            .subscribe_all(0, filter.clone())
+            .into_stream()
+            .batches(max);
+        batch_tasks.push(tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(batch) = tokio::time::timeout(GUARD, batches.next()).await.unwrap() {
+                let batch = batch.unwrap();
+                assert!(!batch.is_empty() && batch.len() <= max.max(1));
+                let last = batch.last().unwrap().position;
+                assert!(batches.checkpoint() > last);
+                all.extend(batch.iter().map(seen));
+            }
+            all
+        }));
+    }
+    let writer = std::thread::spawn(move || {
+        for round in 1..8 {
+            append_round(&store, round);
+        }
+        store.close().unwrap();
+    });
+    let expected = collect_events.await.unwrap();
+    writer.join().unwrap();
+    assert_eq!(expected.len(), 8 * (0..40).filter(|i| i % 3 != 0).count());
+    for task in batch_tasks {
+        assert_eq!(task.await.unwrap(), expected);
+    }
+}

@@ -813,7 +813,7 @@ impl Iterator for Subscription {
 
 #[cfg(feature = "async")]
 mod stream {
-    use super::{Fill, Probe, Subscription, READS_PER_LOOK};
+    use super::{EventBatch, Fill, Probe, Subscription, READS_PER_LOOK};
     use crate::error::Result;
     use crate::types::RecordedEvent;
     use std::pin::Pin;
@@ -860,18 +860,20 @@ mod stream {
         }
     }
 
-    impl futures_core::Stream for SubscriptionStream {
-        type Item = Result<RecordedEvent>;
-
-        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let this = self.get_mut();
-            let subscription = &mut this.subscription;
-            if std::mem::take(&mut this.waiting) {
+    impl SubscriptionStream {
+        /// One poll: `take` hands out what is buffered once something is.
+        fn poll_with<T>(
+            &mut self,
+            cx: &mut Context<'_>,
+            take: impl Fn(&mut Subscription) -> Result<Option<T>>,
+        ) -> Poll<Option<Result<T>>> {
+            let subscription = &mut self.subscription;
+            if std::mem::take(&mut self.waiting) {
                 Probe::bump(&subscription.probe.wakeups);
             }
             match subscription.fill(READS_PER_LOOK) {
                 Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => Poll::Ready(subscription.take().transpose()),
+                Ok(Fill::Ready) => Poll::Ready(take(subscription).transpose()),
                 Ok(Fill::Behind) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -883,7 +885,7 @@ mod stream {
                     if subscription.progress().is_closed() {
                         return match subscription.fill(usize::MAX) {
                             Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => Poll::Ready(subscription.take().transpose()),
+                            Ok(Fill::Ready) => Poll::Ready(take(subscription).transpose()),
                             Ok(_) => Poll::Ready(None),
                         };
                     }
@@ -893,13 +895,73 @@ mod stream {
                     {
                         cx.waker().wake_by_ref();
                     }
-                    this.waiting = true;
+                    self.waiting = true;
                     Poll::Pending
                 }
             }
+        }
+
+        /// This stream as one of batches of at most `max` events (at
+        /// least one): see [`Subscription::next_batch`].
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+        /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
+        /// use futures_util::StreamExt;
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let store = Store::open(dir.path(), Options::default()).unwrap();
+        /// for _ in 0..3 {
+        ///     store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
+        /// }
+        /// let mut batches = store.subscribe_all(0, Filter::all()).into_stream().batches(2);
+        /// let first = batches.next().await.unwrap().unwrap();
+        /// assert_eq!(first.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1]);
+        /// # }
+        /// ```
+        #[must_use]
+        pub fn batches(self, max: usize) -> BatchStream {
+            BatchStream {
+                events: self,
+                max: max.max(1),
+            }
+        }
+    }
+
+    impl futures_core::Stream for SubscriptionStream {
+        type Item = Result<RecordedEvent>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.get_mut().poll_with(cx, Subscription::take)
+        }
+    }
+
+    /// A [`Subscription`] as a `futures::Stream` of [`EventBatch`]es
+    /// (cargo feature `async`), made by [`SubscriptionStream::batches`].
+    #[derive(Debug)]
+    pub struct BatchStream {
+        events: SubscriptionStream,
+        max: usize,
+    }
+
+    impl BatchStream {
+        /// See [`Subscription::checkpoint`].
+        #[must_use]
+        pub fn checkpoint(&self) -> u64 {
+            self.events.checkpoint()
+        }
+    }
+
+    impl futures_core::Stream for BatchStream {
+        type Item = Result<EventBatch>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let this = self.get_mut();
+            let max = this.max;
+            this.events
+                .poll_with(cx, |subscription| subscription.take_batch(max).map(Some))
         }
     }
 }
 
 #[cfg(feature = "async")]
-pub use stream::SubscriptionStream;
+pub use stream::{BatchStream, SubscriptionStream};
