@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Events a projection takes from its subscription at once.
+const PROJECTION_BATCH: usize = 256;
+
 /// What a projection handler returns when it fails.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -374,63 +377,80 @@ impl Runner {
             if self.stop.requested() {
                 break;
             }
-            let event = if let Some(event) = subscription.try_next()? {
-                Some(event)
-            } else {
+            // Events come in batches: those the store's other subscribers
+            // read too are lent, not cloned for this projection.
+            let mut batch = subscription.try_next_batch(PROJECTION_BATCH)?;
+            if batch.is_empty() {
                 // Caught up: what the filter skipped is passed.
                 let position = subscription.checkpoint();
-                self.probe.seen_below(position);
-                self.position.store(position, Ordering::Release);
-                self.stats.position = position;
+                self.passed(position);
                 // Idle with nothing unsaved: wait for events (or a stop)
                 // alone; otherwise also for the checkpoint to fall due.
                 let due = (position > saved)
                     .then(|| last_save.checked_add(self.options.checkpoint_interval))
                     .flatten();
-                subscription.next_before(due, &interrupted)?
-            };
-            if let Some(event) = &event {
-                match self.handle(&mut handler, event) {
-                    Ok(true) => {
-                        self.stats.events_handled += 1;
-                        Probe::bump(&self.probe.events);
-                    }
-                    Ok(false) => {
-                        // Stopped while waiting to retry: the event is not
-                        // handled, so the checkpoint stays before it.
-                        self.checkpoint(event.position, &mut saved)?;
-                        self.stats.position = event.position;
-                        self.probe.seen_below(event.position);
-                        self.position.store(event.position, Ordering::Release);
-                        return Ok(self.stats);
-                    }
-                    Err(error) => {
-                        self.checkpoint(event.position, &mut saved)?;
-                        return Err(error);
-                    }
-                }
+                batch =
+                    subscription.next_batch_interruptible(PROJECTION_BATCH, due, &interrupted)?;
             }
-            let position = subscription.checkpoint();
-            self.probe.seen_below(position);
-            self.position.store(position, Ordering::Release);
-            self.stats.position = position;
-            let unsaved = position.saturating_sub(saved);
-            let every = event.is_some()
-                && self
+            for event in &batch {
+                // A stop between two events of a batch leaves the rest
+                // unhandled: the checkpoint stays before them.
+                let done = !self.stop.requested()
+                    && match self.handle(&mut handler, event) {
+                        Ok(done) => done,
+                        Err(error) => {
+                            self.checkpoint(event.position, &mut saved)?;
+                            return Err(error);
+                        }
+                    };
+                if !done {
+                    self.checkpoint(event.position, &mut saved)?;
+                    self.passed(event.position);
+                    return Ok(self.stats);
+                }
+                self.stats.events_handled += 1;
+                Probe::bump(&self.probe.events);
+                let every = self
                     .stats
                     .events_handled
                     .is_multiple_of(self.options.checkpoint_every);
-            if unsaved > 0 && (every || last_save.elapsed() >= self.options.checkpoint_interval) {
-                self.checkpoint(position, &mut saved)?;
-                last_save = Instant::now();
+                self.passed_and_saved(event.position + 1, every, &mut saved, &mut last_save)?;
             }
-            if event.is_none() && self.log.progress(Visibility::Durable).is_closed() {
+            // Past the batch, and past what the filter skipped after it.
+            self.passed_and_saved(subscription.checkpoint(), false, &mut saved, &mut last_save)?;
+            if batch.is_empty() && self.log.progress(Visibility::Durable).is_closed() {
                 break;
             }
         }
         let position = subscription.checkpoint();
         self.checkpoint(position, &mut saved)?;
         Ok(self.stats)
+    }
+
+    /// Everything below `position` is handled or skipped.
+    fn passed(&mut self, position: u64) {
+        self.probe.seen_below(position);
+        self.position.store(position, Ordering::Release);
+        self.stats.position = position;
+    }
+
+    /// [`Runner::passed`], then saves the checkpoint if it is due: after
+    /// every `checkpoint_every` events handled (`every`), or when the
+    /// interval has gone by with something unsaved.
+    fn passed_and_saved(
+        &mut self,
+        position: u64,
+        every: bool,
+        saved: &mut u64,
+        last_save: &mut Instant,
+    ) -> Result<()> {
+        self.passed(position);
+        let unsaved = position.saturating_sub(*saved);
+        if unsaved > 0 && (every || last_save.elapsed() >= self.options.checkpoint_interval) {
+            self.checkpoint(position, saved)?;
+            *last_save = Instant::now();
+        }
+        Ok(())
     }
 
     /// Calls the handler, retrying as the options say; false if a stop was

@@ -513,6 +513,62 @@ fn a_restarted_projection_resumes_from_its_checkpoint_across_stops_and_reopens()
     assert_eq!(store.load_checkpoint("resume").unwrap(), last);
 }
 
+/// A stop that arrives while the projection is part-way through the
+/// events it took together: the rest are not handled, and the checkpoint
+/// is at the first of them, so a restart handles exactly those.
+#[test]
+fn a_stop_between_two_events_taken_together_leaves_the_checkpoint_at_the_first_unhandled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..50u64 {
+        store
+            .append(
+                &format!("order-{}", i % 3),
+                ExpectedVersion::Any,
+                &[event("Placed", i)],
+            )
+            .unwrap();
+    }
+    let (reached, wait_reached) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let seen: Seen = Arc::default();
+    let mut record = recorder(&seen);
+    let handle = store
+        .run_projection(
+            "halfway",
+            ProjectionOptions::default()
+                .checkpoint_interval(HOUR)
+                .checkpoint_every(1000),
+            move |e: &RecordedEvent| {
+                record(e)?;
+                if e.position == 10 {
+                    // Hold the projection inside event 10 until the stop
+                    // has been requested.
+                    reached.send(()).unwrap();
+                    released.recv().unwrap();
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    wait_reached.recv_timeout(Duration::from_secs(60)).unwrap();
+    handle.request_stop();
+    release.send(()).unwrap();
+    let stats = stop(handle).unwrap();
+    assert_eq!(positions(&seen), (0..=10).collect::<Vec<u64>>());
+    assert_eq!(stats.events_handled, 11);
+    assert_eq!(stats.position, 11);
+    assert_eq!(store.load_checkpoint("halfway").unwrap(), Some(11));
+
+    let rest: Seen = Arc::default();
+    let handle = store
+        .run_projection("halfway", ProjectionOptions::default(), recorder(&rest))
+        .unwrap();
+    wait_for("the rest handled", || rest.lock().unwrap().len() >= 39);
+    stop(handle).unwrap();
+    assert_eq!(positions(&rest), (11..50).collect::<Vec<u64>>());
+}
+
 // ------------------------------------------------------------------ crashes
 
 fn sim_options(disk: &SimDisk) -> Options {

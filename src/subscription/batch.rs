@@ -35,15 +35,17 @@ use std::sync::Arc;
 pub struct EventBatch {
     /// The chunk that `Lent` entries point into.
     chunk: Option<Arc<Chunk>>,
+    /// The events of the batch's own, in the order they were added.
+    owned: Vec<RecordedEvent>,
     entries: Vec<Entry>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Entry {
-    /// An event of the chunk, as it is there.
+    /// Event `i` of the chunk, as it is there.
     Lent(usize),
-    /// An event of this batch's own.
-    Owned(Box<RecordedEvent>),
+    /// Event `i` of `owned`.
+    Owned(usize),
 }
 
 impl EventBatch {
@@ -51,6 +53,7 @@ impl EventBatch {
     pub(super) fn lending(chunk: Arc<Chunk>) -> Self {
         EventBatch {
             chunk: Some(chunk),
+            owned: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -62,7 +65,8 @@ impl EventBatch {
 
     /// Adds an event of the batch's own.
     pub(super) fn own(&mut self, event: RecordedEvent) {
-        self.entries.push(Entry::Owned(Box::new(event)));
+        self.entries.push(Entry::Owned(self.owned.len()));
+        self.owned.push(event);
     }
 
     /// How many events it holds.
@@ -81,14 +85,14 @@ impl EventBatch {
     /// Event `i`, if there is one.
     #[must_use]
     pub fn get(&self, i: usize) -> Option<&RecordedEvent> {
-        self.entries.get(i).and_then(|entry| self.resolve(entry))
+        self.entries.get(i).and_then(|&entry| self.resolve(entry))
     }
 
     /// The last event, whose position (or version, for a stream
     /// subscription) plus one is where the subscription resumes.
     #[must_use]
     pub fn last(&self) -> Option<&RecordedEvent> {
-        self.entries.last().and_then(|entry| self.resolve(entry))
+        self.entries.last().and_then(|&entry| self.resolve(entry))
     }
 
     /// The events in order.
@@ -104,20 +108,17 @@ impl EventBatch {
     /// shares the event's bytes, it copies none).
     #[must_use]
     pub fn into_vec(self) -> Vec<RecordedEvent> {
-        let chunk = self.chunk;
-        self.entries
-            .into_iter()
-            .filter_map(|entry| match entry {
-                Entry::Owned(event) => Some(*event),
-                Entry::Lent(i) => chunk.as_ref()?.events().get(i).cloned(),
-            })
-            .collect()
+        if self.chunk.is_none() {
+            // Every event is the batch's own, in order: no copy at all.
+            return self.owned;
+        }
+        self.iter().cloned().collect()
     }
 
-    fn resolve<'a>(&'a self, entry: &'a Entry) -> Option<&'a RecordedEvent> {
+    fn resolve(&self, entry: Entry) -> Option<&RecordedEvent> {
         match entry {
-            Entry::Owned(event) => Some(event),
-            Entry::Lent(i) => self.chunk.as_ref()?.events().get(*i),
+            Entry::Owned(i) => self.owned.get(i),
+            Entry::Lent(i) => self.chunk.as_ref()?.events().get(i),
         }
     }
 }
@@ -135,7 +136,7 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<&'a RecordedEvent> {
         // Lent indexes are checked against the chunk when lent, so no entry
         // resolves to nothing and the iteration stops only at the end.
-        let entry = self.batch.entries.get(self.next)?;
+        let entry = *self.batch.entries.get(self.next)?;
         self.next += 1;
         self.batch.resolve(entry)
     }

@@ -507,10 +507,34 @@ impl Subscription {
     }
 
     fn next_batch_before(&mut self, max: usize, deadline: Option<Instant>) -> Result<EventBatch> {
-        if max == 0 || !self.wait_ready(deadline, &|| false)? {
+        self.next_batch_interruptible(max, deadline, &|| false)
+    }
+
+    /// [`Subscription::next_batch`], waiting until `deadline` at most, or
+    /// until `interrupted` holds when the store's progress notifier is
+    /// interrupted.
+    pub(crate) fn next_batch_interruptible(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<EventBatch> {
+        if max == 0 || !self.wait_ready(deadline, interrupted)? {
             return Ok(EventBatch::default());
         }
         self.take_batch(max)
+    }
+
+    /// Up to `max` events if any is ready now, without waiting for
+    /// writers: an empty batch means caught up with the watermark.
+    pub(crate) fn try_next_batch(&mut self, max: usize) -> Result<EventBatch> {
+        loop {
+            match self.fill(usize::MAX)? {
+                Fill::Ready => return self.take_batch(max),
+                Fill::CaughtUp(_) => return Ok(EventBatch::default()),
+                Fill::Behind => {}
+            }
+        }
     }
 
     /// Waits until an event is buffered (true), or until `deadline`, an
