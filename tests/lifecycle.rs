@@ -307,6 +307,93 @@ fn a_live_subscription_stops_delivering_a_deleted_streams_events() {
     );
 }
 
+/// A deletion, an erasure or a `max_count` acknowledged while events of
+/// the stream sit read but undelivered in a subscription's buffer (its
+/// own, or a chunk shared with other subscribers) applies to them, one
+/// event at a time or by batches.
+#[test]
+fn rules_acknowledged_after_a_subscription_read_ahead_apply_to_what_it_buffered() {
+    #[derive(Debug, Clone, Copy)]
+    enum Rule {
+        SoftDelete,
+        Erase,
+        MaxCountOne,
+    }
+    for rule in [Rule::SoftDelete, Rule::Erase, Rule::MaxCountOne] {
+        for subscribers in [1, 3] {
+            for batched in [false, true] {
+                let case = format!("{rule:?}, {subscribers} subscribers, batched {batched}");
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path(), Options::default()).unwrap();
+                let events: Vec<EventData> = (0..4).map(|n| tagged("k", n)).collect();
+                store.append("kept", ExpectedVersion::Any, &events).unwrap();
+                let mut subscriptions: Vec<_> = (0..subscribers)
+                    .map(|_| store.subscribe_all(0, Filter::all()))
+                    .collect();
+                // Each takes version 0; the other three are now buffered.
+                for subscription in &mut subscriptions {
+                    let first = if batched {
+                        subscription.next_batch(1).unwrap().into_vec().remove(0)
+                    } else {
+                        subscription.next_event().unwrap().unwrap()
+                    };
+                    assert_eq!(first.version, 0, "{case}");
+                }
+                match rule {
+                    Rule::SoftDelete => {
+                        store
+                            .delete_stream("kept", ExpectedVersion::Any, DeleteMode::Soft)
+                            .unwrap();
+                    }
+                    Rule::Erase => {
+                        store.erase_events("kept", 1, 2).unwrap();
+                    }
+                    Rule::MaxCountOne => {
+                        store
+                            .set_stream_metadata(
+                                "kept",
+                                ExpectedVersion::NoStream,
+                                StreamMetadata::new().max_count(1),
+                            )
+                            .unwrap();
+                    }
+                }
+                for subscription in &mut subscriptions {
+                    let rest: Vec<_> = if batched {
+                        std::iter::from_fn(|| {
+                            let batch = subscription
+                                .next_batch_timeout(100, Duration::ZERO)
+                                .unwrap();
+                            (!batch.is_empty()).then(|| batch.into_vec())
+                        })
+                        .flatten()
+                        .collect()
+                    } else {
+                        std::iter::from_fn(|| subscription.try_next().unwrap()).collect()
+                    };
+                    let of_stream: Vec<(u64, bool, usize)> = rest
+                        .iter()
+                        .filter(|e| &*e.stream == "kept" && &*e.event_type != "$streamDeleted")
+                        .map(|e| (e.version, e.erased, e.payload.len()))
+                        .collect();
+                    let expected = match rule {
+                        Rule::SoftDelete => vec![],
+                        Rule::Erase => vec![(1, true, 0), (2, true, 0), (3, false, 1)],
+                        Rule::MaxCountOne => vec![(3, false, 1)],
+                    };
+                    assert_eq!(of_stream, expected, "{case}");
+                    // The lifecycle event itself is delivered.
+                    assert!(
+                        rest.iter()
+                            .any(|e| &*e.stream == "$$kept" || &*e.event_type == "$streamDeleted"),
+                        "{case}: {rest:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_read_only_store_sees_metadata_written_after_it_opened() {
     let dir = tempfile::tempdir().unwrap();

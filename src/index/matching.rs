@@ -187,6 +187,14 @@ impl Index {
     /// tombstone) indexed since the store was opened.
     pub fn last_lifecycle_position(&self) -> Option<u64> {
         self.last_lifecycle
+            .load(std::sync::atomic::Ordering::Acquire)
+            .checked_sub(1)
+    }
+
+    /// Where [`Index::last_lifecycle_position`] is kept (plus one, 0 for
+    /// none), for reading without the index lock.
+    pub fn lifecycle_mark(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.last_lifecycle)
     }
 
     /// The position after the last indexed event.
@@ -208,7 +216,8 @@ impl Index {
             mem.postings.push(slot, event_type, tags);
         }
         if tags.iter().any(|t| t.as_ref() == LIFECYCLE_TAG) {
-            self.last_lifecycle = Some(position);
+            self.last_lifecycle
+                .store(position + 1, std::sync::atomic::Ordering::Release);
         }
     }
 

@@ -291,8 +291,10 @@ pub struct Index {
     repairs: Arc<Repairs>,
     /// Where sealed segments' postings files are read and written.
     postings_files: Option<PostingsFiles>,
-    /// The newest lifecycle event indexed since open.
-    last_lifecycle: Option<u64>,
+    /// The position after the newest lifecycle event indexed since open
+    /// (0: none), shared so that subscribers can tell without the index
+    /// lock whether the rules they apply may have changed.
+    last_lifecycle: Arc<AtomicU64>,
     /// Deleted streams, by name.
     deletions: std::collections::HashMap<String, deletions::Deletion>,
 }
@@ -325,7 +327,7 @@ impl Index {
             end: 0,
             repairs: Arc::new(Repairs::default()),
             postings_files: None,
-            last_lifecycle: None,
+            last_lifecycle: Arc::default(),
             deletions: std::collections::HashMap::new(),
         }
     }

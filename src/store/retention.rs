@@ -81,6 +81,27 @@ impl Store {
         Ok(Retained::new(self.retention_rules()?, now_nanos()))
     }
 
+    /// [`Store::retained`], and the position below which its rules take
+    /// every lifecycle event into account.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::retention_rules`].
+    pub(crate) fn retained_and_end(&self) -> Result<(Retained, u64)> {
+        let (rules, end) = self.retention_rules_and_end()?;
+        Ok((Retained::new(rules, now_nanos()), end))
+    }
+
+    /// The position of the newest lifecycle event written, without any
+    /// lock: rules that take every lifecycle event below some `end` into
+    /// account are current while this is below `end`.
+    pub(crate) fn newest_lifecycle(&self) -> Option<u64> {
+        self.state()
+            .lifecycle_mark
+            .load(std::sync::atomic::Ordering::Acquire)
+            .checked_sub(1)
+    }
+
     /// The version of the last event of `stream` at a position below
     /// `end`: what a `max_count` floor counts from for a read that sees
     /// the log up to `end` (counting from later, unsynced events would hide

@@ -52,6 +52,9 @@ pub struct StoreState {
     pub telemetry: Recorder,
     /// The live subscriptions' and projections' probes.
     pub probes: Probes,
+    /// The position after the newest lifecycle event indexed (0: none);
+    /// see [`crate::index::Index::lifecycle_mark`].
+    pub lifecycle_mark: std::sync::Arc<AtomicU64>,
     poison: Mutex<Option<Error>>,
     /// Whether `poison` holds an error: every subscriber that catches up
     /// asks, and a load answers the usual "no" without the lock.
@@ -71,6 +74,7 @@ impl StoreState {
         StoreState {
             telemetry,
             probes: Probes::default(),
+            lifecycle_mark: index.lifecycle_mark(),
             segments_dir,
             options,
             index: RwLock::new(index),

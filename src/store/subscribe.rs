@@ -126,8 +126,12 @@ impl EventLog for Store {
         Store::read_stream_below(self, stream, from, Direction::Forward, max, end)
     }
 
-    fn retained(&self) -> Result<Retained> {
-        Store::retained(self)
+    fn retained_and_end(&self) -> Result<(Retained, u64)> {
+        Store::retained_and_end(self)
+    }
+
+    fn newest_lifecycle(&self) -> Option<u64> {
+        Store::newest_lifecycle(self)
     }
 
     fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64> {

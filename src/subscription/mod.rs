@@ -256,6 +256,19 @@ impl Buffer {
         }
     }
 
+    /// Drops the events that no longer pass: from an own buffer all of
+    /// them; from a shared one those before the next that passes (the rest
+    /// are checked as they come up).
+    fn keep(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) {
+        match self {
+            Buffer::Own(events) => {
+                let kept: Vec<RecordedEvent> = events.by_ref().filter(|e| passes(e)).collect();
+                *events = kept.into_iter();
+            }
+            Buffer::Shared { .. } => self.skip(passes),
+        }
+    }
+
     /// Moves past the events that do not pass.
     fn skip(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) {
         if let Buffer::Shared { chunk, next, stop } = self {
@@ -289,9 +302,14 @@ pub struct Subscription {
     /// The rest of the last read, handed out in place (no copy of any
     /// event's bytes).
     buffer: Buffer,
-    /// What each stream kept when the buffer was read: events their
-    /// streams no longer keep are not delivered.
+    /// What each stream keeps, as of the lifecycle events below
+    /// `rules_end`: events their streams no longer keep are not delivered,
+    /// and erased ones are delivered as such.
     retained: Option<Retained>,
+    /// See `retained`. A lifecycle event at or past it (a deletion, an
+    /// erasure, new metadata) makes the subscription take the rules again
+    /// before its next delivery, buffered events included.
+    rules_end: u64,
     /// What it reports to the store's metrics.
     probe: Arc<Probe>,
 }
@@ -338,8 +356,12 @@ pub(crate) trait EventLog: Send + Sync + 'static {
         max: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>>;
-    /// What each stream keeps now.
-    fn retained(&self) -> Result<Retained>;
+    /// What each stream keeps now, and the position below which that takes
+    /// every lifecycle event into account.
+    fn retained_and_end(&self) -> Result<(Retained, u64)>;
+    /// The position of the newest lifecycle event written, if any: cheap
+    /// enough to ask before every delivery.
+    fn newest_lifecycle(&self) -> Option<u64>;
     /// The version of the last event of `stream` below position `end`.
     fn last_visible_version(&self, stream: &str, end: u64) -> Option<u64>;
     /// Opens the event's payload and metadata where it is, if they were
@@ -368,6 +390,7 @@ impl Subscription {
             visibility: Visibility::Durable,
             buffer: Buffer::empty(),
             retained: None,
+            rules_end: 0,
         }
     }
 
@@ -389,6 +412,7 @@ impl Subscription {
             visibility: Visibility::Durable,
             buffer: Buffer::empty(),
             retained: None,
+            rules_end: 0,
         }
     }
 }
@@ -679,15 +703,41 @@ impl Subscription {
         self.log.watermark(self.visibility)
     }
 
+    /// Takes the rules again after a lifecycle event was written, and drops
+    /// from the buffer what they no longer let through: a deletion, an
+    /// erasure or new metadata acknowledged after the buffer was read still
+    /// applies to every event delivered after it.
+    fn take_rules_again(&mut self) -> Result<()> {
+        let (retained, rules_end) = self.log.retained_and_end()?;
+        self.retained = Some(retained);
+        self.rules_end = rules_end;
+        let end = self.end();
+        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
+        self.buffer.keep(&passes);
+        Ok(())
+    }
+
     /// Reads the log into the buffer, up to `budget` reads when the filter
     /// skips everything read.
     fn fill(&mut self, budget: usize) -> Result<Fill> {
         for _ in 0..budget {
             if self.buffer.len() > 0 {
-                return Ok(Fill::Ready);
+                if self
+                    .log
+                    .newest_lifecycle()
+                    .is_some_and(|p| p >= self.rules_end)
+                {
+                    self.take_rules_again()?;
+                }
+                if self.buffer.len() > 0 {
+                    return Ok(Fill::Ready);
+                }
+                continue;
             }
             let end = self.end();
-            self.retained = Some(self.log.retained()?);
+            let (retained, rules_end) = self.log.retained_and_end()?;
+            self.retained = Some(retained);
+            self.rules_end = rules_end;
             match &mut self.source {
                 Source::All { next_position } => {
                     if *next_position >= end {
