@@ -22,7 +22,9 @@ pub(crate) struct Rules {
 pub(crate) struct StreamRule {
     /// The newest metadata set.
     pub metadata: StreamMetadata,
-    /// The version of that metadata in the metadata stream.
+    /// The version of the newest event of the stream's metadata stream (a
+    /// metadata change or an erasure): what the next metadata change
+    /// expects.
     pub metadata_version: Option<u64>,
     /// After a soft delete: the version after the tombstone's.
     pub deleted_below: Option<u64>,
@@ -30,8 +32,28 @@ pub(crate) struct StreamRule {
     pub closed: bool,
     /// The version of the last tombstone, if the stream was deleted.
     pub tombstone_version: Option<u64>,
-    /// Version ranges (first, last) erased: their events read as erased.
-    pub erased: Vec<(u64, u64)>,
+    /// Version ranges erased: their events read as erased.
+    pub erased: Vec<Erasure>,
+}
+
+/// One erasure of a stream's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Erasure {
+    /// The first version erased.
+    pub first: u64,
+    /// The last version erased, as asked (it may lie past the stream's end).
+    pub last: u64,
+    /// The erasure's own position: only events written before it are
+    /// erased, so versions asked past the stream's end never erase the
+    /// events appended after it.
+    pub before: u64,
+}
+
+impl Erasure {
+    /// Whether it erases `event` (an event of its stream).
+    fn covers(&self, event: &RecordedEvent) -> bool {
+        event.position < self.before && (self.first..=self.last).contains(&event.version)
+    }
 }
 
 impl StreamRule {
@@ -114,9 +136,14 @@ impl Rules {
             }
             let rule = self.streams.entry(stream.to_string()).or_default();
             if &*event.event_type == ERASURE_EVENT_TYPE {
-                let range =
+                let (first, last) =
                     decode_erasure(&event.payload).ok_or_else(|| bad("unreadable erasure"))?;
-                rule.erased.push(range);
+                rule.erased.push(Erasure {
+                    first,
+                    last,
+                    before: event.position,
+                });
+                rule.metadata_version = Some(event.version);
                 return Ok(());
             }
             rule.metadata =
@@ -205,11 +232,10 @@ impl Retained {
     /// Whether `event` was erased: its content must not be read.
     pub fn is_erased(&self, event: &RecordedEvent) -> bool {
         !self.everything
-            && self.rules.get(&event.stream).is_some_and(|rule| {
-                rule.erased
-                    .iter()
-                    .any(|&(first, last)| (first..=last).contains(&event.version))
-            })
+            && self
+                .rules
+                .get(&event.stream)
+                .is_some_and(|rule| rule.erased.iter().any(|erasure| erasure.covers(event)))
     }
 
     /// Reduces erased events to what a redaction marker keeps of them.

@@ -318,3 +318,82 @@ fn erased_events_read_as_erased_at_once_and_leave_the_disk_at_the_next_scavenge(
     assert_eq!(flags, [true, true, true, true, true, false]);
     assert_eq!(store.erase_stream("nobody").unwrap(), None);
 }
+
+#[test]
+fn an_erasure_past_the_streams_end_never_reaches_events_appended_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(8 << 10)).unwrap();
+    let events: Vec<_> = (0..3).map(plain).collect();
+    store
+        .append("patient-2", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store.erase_events("patient-2", 1, 1_000).unwrap();
+    let later: Vec<_> = (3..5).map(plain).collect();
+    store
+        .append("patient-2", ExpectedVersion::Exact(2), &later)
+        .unwrap();
+    let expected = vec![(0, false), (1, true), (2, true), (3, false), (4, false)];
+    for (i, read) in erased_versions(&store, "patient-2").into_iter().enumerate() {
+        assert_eq!(read, expected, "read path {i}");
+    }
+    // Enough other events to seal the segment, then a scavenge: the later
+    // events' bytes stay, the erased ones' go.
+    for i in 0..100u32 {
+        store
+            .append(
+                "other",
+                ExpectedVersion::Any,
+                &[EventData::new("Filler", vec![b'f'; 100 + i as usize % 7])],
+            )
+            .unwrap();
+    }
+    store.scavenge().unwrap();
+    let segments = dir.path().join(evstore::SEGMENTS_DIR);
+    assert!(!files_hold(&segments, b"patient record b"));
+    assert!(files_hold(&segments, b"patient record d"));
+    assert!(files_hold(&segments, b"patient record e"));
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    for (i, read) in erased_versions(&store, "patient-2").into_iter().enumerate() {
+        // A marker keeps no tags: reads by tag no longer find the erased
+        // events once a scavenge has removed them.
+        let want: Vec<_> = if i == 2 {
+            expected
+                .iter()
+                .copied()
+                .filter(|&(_, erased)| !erased)
+                .collect()
+        } else {
+            expected.clone()
+        };
+        assert_eq!(read, want, "read path {i} after reopen");
+    }
+}
+
+#[test]
+fn metadata_changes_after_an_erasure_expect_the_version_it_moved_the_metadata_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let events: Vec<_> = (0..3).map(plain).collect();
+    store
+        .append("patient-3", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store.erase_events("patient-3", 0, 0).unwrap();
+    // truncate_stream reads the metadata's version and expects it.
+    store.truncate_stream("patient-3", 2).unwrap();
+    let read = store.stream_metadata("patient-3").unwrap();
+    assert_eq!(read.metadata.truncate_before, Some(2));
+    store.erase_events("patient-3", 2, 2).unwrap();
+    let read = store.stream_metadata("patient-3").unwrap();
+    let expected = read
+        .version
+        .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    store
+        .set_stream_metadata("patient-3", expected, read.metadata.truncate_before(1))
+        .unwrap();
+    // A stale version is still refused.
+    assert!(matches!(
+        store.set_stream_metadata("patient-3", expected, read.metadata),
+        Err(Error::WrongExpectedVersion { .. })
+    ));
+}

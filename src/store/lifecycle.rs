@@ -18,8 +18,9 @@ use crate::validate::validate_stream_name;
 pub struct MetadataRead {
     /// The metadata in force (everything kept if none was set).
     pub metadata: StreamMetadata,
-    /// Its version, the expected version of the next
-    /// [`Store::set_stream_metadata`]; `None` if none was set.
+    /// The version of the stream's metadata (its metadata changes and
+    /// erasures), the expected version of the next
+    /// [`Store::set_stream_metadata`]; `None` if neither was ever written.
     pub version: Option<u64>,
     /// How the stream was last deleted, if it was: a soft-deleted stream
     /// that was written again since reads its new events.
