@@ -7,11 +7,11 @@
 //! | offset | size | field |
 //! |--:|--:|---|
 //! | 0 | 8 | magic `EVKEYS\0\x01` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 in stores made before version 2) |
 //! | 12 | 4 | CRC32 of bytes 0..12 |
 //!
 //! then one entry per subject, appended (and synced) when the subject's
-//! first event is sealed:
+//! first event is sealed, and one per key forgotten:
 //!
 //! | offset | size | field |
 //! |--:|--:|---|
@@ -21,6 +21,15 @@
 //! | 8 | 8 | key id |
 //! | 16 | 32 | key |
 //! | 48 | n | subject (UTF-8) |
+//!
+//! An entry with an empty subject (`n` = 0, the key all zero) records that
+//! the key with its id was forgotten: no subject is empty, and it keeps
+//! nothing of the subject. With it, an event sealed with a key the file does
+//! not hold is either forgotten (its key id is recorded) or evidence that
+//! the file was damaged or replaced, which reads report instead of handing
+//! the event out as erased. A version-1 file never recorded forgotten keys,
+//! so there a missing key still reads as forgotten; it stays version 1 when
+//! rewritten.
 //!
 //! Only the last entry can be torn (entries are appended one at a time and
 //! synced before any event sealed with them is written): an entry that runs
@@ -42,7 +51,9 @@ pub const KEYS_FILE: &str = "subjects.keys";
 /// The first bytes of the key store.
 pub const KEYS_MAGIC: [u8; 8] = *b"EVKEYS\0\x01";
 /// The key store's format version.
-pub const KEYS_FORMAT_VERSION: u32 = 1;
+pub const KEYS_FORMAT_VERSION: u32 = 2;
+/// The first format version, which did not record forgotten keys.
+const KEYS_FORMAT_VERSION_1: u32 = 1;
 const HEADER_LEN: usize = 16;
 const ENTRY_FIXED_LEN: usize = 48;
 
@@ -75,9 +86,25 @@ pub struct KeyStore {
     removals: std::sync::atomic::AtomicU64,
 }
 
+/// What the key store says of the key that sealed an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFate {
+    /// The key, which opens the event.
+    Held(SubjectKey),
+    /// Forgotten: the event reads as erased.
+    Forgotten,
+    /// Neither held nor recorded as forgotten: the key store was damaged
+    /// or replaced.
+    Missing,
+}
+
 #[derive(Debug, Default)]
 struct Keys {
     by_subject: HashMap<String, SubjectKey>,
+    /// Ids of the keys forgotten.
+    forgotten: std::collections::BTreeSet<u64>,
+    /// The file's format version (the current one when there is no file).
+    version: u32,
     /// Where the next entry goes.
     end: u64,
     /// The file's length when it was read or last written (more than `end`
@@ -120,15 +147,20 @@ impl KeyStore {
             Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
         };
         let len_on_disk = bytes.len() as u64;
-        let (by_subject, end) = if bytes.is_empty() {
-            (HashMap::new(), 0)
+        let decoded = if bytes.is_empty() {
+            Decoded {
+                version: KEYS_FORMAT_VERSION,
+                ..Decoded::default()
+            }
         } else {
             decode(&bytes)
                 .map_err(|(offset, reason)| Error::corrupted(&self.path, offset, reason))?
         };
         let mut state = self.state.lock();
-        state.by_subject = by_subject;
-        state.end = end;
+        state.by_subject = decoded.by_subject;
+        state.forgotten = decoded.forgotten;
+        state.version = decoded.version;
+        state.end = decoded.end;
         state.len_on_disk = len_on_disk;
         state.file = None;
         self.removals
@@ -143,8 +175,40 @@ impl KeyStore {
     }
 
     /// The key of `subject`, if it has one.
+    #[cfg(test)]
     pub fn get(&self, subject: &str) -> Option<SubjectKey> {
         self.state.lock().by_subject.get(subject).copied()
+    }
+
+    /// What became of the key with id `key_id` that sealed an event of
+    /// `subject`.
+    pub fn fate(&self, subject: &str, key_id: u64) -> KeyFate {
+        let known = {
+            let state = self.state.lock();
+            fate(
+                &state.by_subject,
+                &state.forgotten,
+                state.version,
+                subject,
+                key_id,
+            )
+        };
+        if known != KeyFate::Missing || self.writable {
+            return known;
+        }
+        // A read-only store follows a writer that may have made the key
+        // (or forgotten it) since this file was read: read it again once.
+        if self.reload().is_err() {
+            return KeyFate::Missing;
+        }
+        let state = self.state.lock();
+        fate(
+            &state.by_subject,
+            &state.forgotten,
+            state.version,
+            subject,
+            key_id,
+        )
     }
 
     /// The key of `subject`, made (and synced to the file) if it has none.
@@ -205,11 +269,15 @@ impl KeyStore {
     /// Writes the file whole from `state`'s keys: a synced temporary file
     /// renamed over the old one, then the directory synced.
     fn rewrite(&self, state: &mut Keys) -> Result<()> {
-        let mut bytes = header();
+        let mut bytes = header(state.version);
         let mut kept: Vec<(&String, &SubjectKey)> = state.by_subject.iter().collect();
         kept.sort_by(|a, b| a.0.cmp(b.0));
         for (name, key) in kept {
             bytes.extend_from_slice(&encode_entry(name, key)?);
+        }
+        for &id in &state.forgotten {
+            let gone = SubjectKey { id, key: [0; 32] };
+            bytes.extend_from_slice(&encode_entry("", &gone)?);
         }
         let io_error = |e| Error::io(format!("rewriting {}", self.path.display()), e);
         self.storage
@@ -240,22 +308,85 @@ impl KeyStore {
         let Some(key) = state.by_subject.remove(subject) else {
             return Ok(false);
         };
+        let newly_forgotten = state.forgotten.insert(key.id);
         // Counted before the key is gone from the file: a scavenge that
         // read the count before sees it change.
         self.removals
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Err(error) = self.rewrite(&mut state) {
             state.by_subject.insert(subject.to_string(), key);
+            if newly_forgotten {
+                state.forgotten.remove(&key.id);
+            }
             return Err(error);
         }
         Ok(true)
     }
 }
 
-fn header() -> Vec<u8> {
+/// What became of the key with id `key_id` that sealed an event of
+/// `subject`, given what a key store file holds.
+fn fate(
+    by_subject: &HashMap<String, SubjectKey>,
+    forgotten: &std::collections::BTreeSet<u64>,
+    version: u32,
+    subject: &str,
+    key_id: u64,
+) -> KeyFate {
+    match by_subject.get(subject) {
+        Some(key) if key.id == key_id => KeyFate::Held(*key),
+        _ if forgotten.contains(&key_id) => KeyFate::Forgotten,
+        // A version-1 file did not record forgotten keys.
+        _ if version == KEYS_FORMAT_VERSION_1 => KeyFate::Forgotten,
+        _ => KeyFate::Missing,
+    }
+}
+
+/// The key store of the store in `dir`, read once for a check of the
+/// store (`verify`): what became of each key that sealed an event.
+#[derive(Debug)]
+pub(crate) struct KeySet(Decoded);
+
+impl KeySet {
+    /// Reads it; empty (of the current version) if there is no file.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyStore::open`].
+    pub(crate) fn read(storage: &dyn Storage, dir: &Path) -> Result<KeySet> {
+        let path = child(&child(dir, KEYS_DIR), KEYS_FILE);
+        let bytes = match read_whole_file(storage, &path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bytes::Bytes::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        if bytes.is_empty() {
+            return Ok(KeySet(Decoded {
+                version: KEYS_FORMAT_VERSION,
+                ..Decoded::default()
+            }));
+        }
+        decode(&bytes)
+            .map(KeySet)
+            .map_err(|(offset, reason)| Error::corrupted(&path, offset, reason))
+    }
+
+    /// See [`KeyStore::fate`].
+    pub(crate) fn fate(&self, subject: &str, key_id: u64) -> KeyFate {
+        fate(
+            &self.0.by_subject,
+            &self.0.forgotten,
+            self.0.version,
+            subject,
+            key_id,
+        )
+    }
+}
+
+fn header(version: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(&KEYS_MAGIC);
-    out.extend_from_slice(&KEYS_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -280,7 +411,15 @@ fn encode_entry(subject: &str, key: &SubjectKey) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-type Decoded = (HashMap<String, SubjectKey>, u64);
+/// What a key store file holds.
+#[derive(Debug, Default)]
+struct Decoded {
+    by_subject: HashMap<String, SubjectKey>,
+    forgotten: std::collections::BTreeSet<u64>,
+    version: u32,
+    /// Where its next entry goes.
+    end: u64,
+}
 
 /// The keys in a key store file and where its next entry goes, or where and
 /// why it is damaged.
@@ -296,10 +435,14 @@ fn decode(bytes: &[u8]) -> std::result::Result<Decoded, (u64, &'static str)> {
     {
         return Err((0, "key store header checksum mismatch"));
     }
-    if header.get(8..12) != Some(&KEYS_FORMAT_VERSION.to_le_bytes()[..]) {
-        return Err((8, "unsupported key store version"));
-    }
+    let version = header
+        .get(8..12)
+        .and_then(|v| v.try_into().ok())
+        .map(u32::from_le_bytes)
+        .filter(|v| (KEYS_FORMAT_VERSION_1..=KEYS_FORMAT_VERSION).contains(v))
+        .ok_or((8, "unsupported key store version"))?;
     let mut keys = HashMap::new();
+    let mut forgotten = std::collections::BTreeSet::new();
     let mut at = HEADER_LEN;
     while at < bytes.len() {
         let rest = bytes.get(at..).unwrap_or_default();
@@ -330,10 +473,19 @@ fn decode(bytes: &[u8]) -> std::result::Result<Decoded, (u64, &'static str)> {
         let key: [u8; 32] = word(16, 48).try_into().unwrap_or_default();
         let subject = std::str::from_utf8(entry.get(ENTRY_FIXED_LEN..).unwrap_or_default())
             .map_err(|_| (at as u64, "key store subject is not UTF-8"))?;
-        keys.insert(subject.to_string(), SubjectKey { id, key });
+        if subject.is_empty() {
+            forgotten.insert(id);
+        } else {
+            keys.insert(subject.to_string(), SubjectKey { id, key });
+        }
         at += len;
     }
-    Ok((keys, at as u64))
+    Ok(Decoded {
+        by_subject: keys,
+        forgotten,
+        version,
+        end: at as u64,
+    })
 }
 
 #[cfg(test)]
@@ -373,6 +525,59 @@ mod tests {
         // A new key for a forgotten subject is another key.
         let a2 = again.get_or_create("a").unwrap();
         assert_ne!(a2.id, a.id);
+    }
+
+    #[test]
+    fn a_forgotten_key_is_recorded_by_id_alone_and_any_other_missing_key_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let kept = store.get_or_create("kept@example.com").unwrap();
+        let gone = store.get_or_create("gone@example.com").unwrap();
+        assert!(store.forget("gone@example.com").unwrap());
+        let file = std::fs::read(dir.path().join(KEYS_DIR).join(KEYS_FILE)).unwrap();
+        assert!(!file.windows(16).any(|w| w == b"gone@example.com"));
+        assert!(!file.windows(32).any(|w| w == gone.key));
+        for store in [store, open(dir.path())] {
+            assert_eq!(store.fate("kept@example.com", kept.id), KeyFate::Held(kept));
+            assert_eq!(store.fate("gone@example.com", gone.id), KeyFate::Forgotten);
+            assert_eq!(
+                store.fate("kept@example.com", kept.id ^ 1),
+                KeyFate::Missing
+            );
+            assert_eq!(store.fate("never@example.com", 7), KeyFate::Missing);
+        }
+        let set = KeySet::read(&OsStorage, dir.path()).unwrap();
+        assert_eq!(set.fate("gone@example.com", gone.id), KeyFate::Forgotten);
+        assert_eq!(set.fate("never@example.com", 7), KeyFate::Missing);
+    }
+
+    #[test]
+    fn a_version_1_file_reads_a_missing_key_as_forgotten_and_stays_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEYS_DIR).join(KEYS_FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let key = SubjectKey {
+            id: 42,
+            key: [9; 32],
+        };
+        let mut bytes = header(KEYS_FORMAT_VERSION_1);
+        bytes.extend_from_slice(&encode_entry("a", &key).unwrap());
+        std::fs::write(&path, &bytes).unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.fate("a", 42), KeyFate::Held(key));
+        assert_eq!(store.fate("b", 1), KeyFate::Forgotten);
+        assert!(store.forget("a").unwrap());
+        store.get_or_create("c").unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(&file[8..12], &KEYS_FORMAT_VERSION_1.to_le_bytes());
+        assert_eq!(open(dir.path()).fate("a", 42), KeyFate::Forgotten);
+        // A store without a file starts at the current version.
+        let fresh = tempfile::tempdir().unwrap();
+        let store = open(fresh.path());
+        assert_eq!(store.fate("b", 1), KeyFate::Missing);
+        store.get_or_create("b").unwrap();
+        let file = std::fs::read(fresh.path().join(KEYS_DIR).join(KEYS_FILE)).unwrap();
+        assert_eq!(&file[8..12], &KEYS_FORMAT_VERSION.to_le_bytes());
     }
 
     #[test]

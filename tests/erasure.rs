@@ -173,6 +173,35 @@ fn a_read_only_store_sees_a_subject_forgotten_after_it_opened() {
 }
 
 #[test]
+fn a_read_only_store_opens_events_of_a_subject_keyed_after_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    store
+        .append("user-1", ExpectedVersion::NoStream, &[personal(0)])
+        .unwrap();
+    let reader = Store::open_read_only(
+        dir.path(),
+        Options::default().poll_interval(std::time::Duration::from_millis(1)),
+    )
+    .unwrap();
+    // A new subject's key is made after the reader read the key store.
+    store
+        .append("user-2", ExpectedVersion::NoStream, &[personal(1)])
+        .unwrap();
+    // The reader's own polling (no refresh, which would reread the keys
+    // anyway) brings the event; opening it finds the new key.
+    let mut subscription = reader.subscribe_stream("user-2", 0).unwrap();
+    let event = subscription
+        .next_timeout(std::time::Duration::from_secs(60))
+        .unwrap()
+        .expect("the event reached the reader");
+    assert!(
+        !event.erased && event.payload.starts_with(SECRET),
+        "{event:?}"
+    );
+}
+
+#[test]
 fn typed_reads_of_an_erased_event_say_so() {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     enum UserEvent {
@@ -396,4 +425,98 @@ fn metadata_changes_after_an_erasure_expect_the_version_it_moved_the_metadata_to
         store.set_stream_metadata("patient-3", expected, read.metadata),
         Err(Error::WrongExpectedVersion { .. })
     ));
+}
+
+/// The key store of `dir`.
+fn key_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("keys").join("subjects.keys")
+}
+
+#[test]
+fn a_damaged_or_missing_key_store_is_reported_never_read_as_erasure_and_never_scavenged() {
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("last byte flipped", |path| {
+            let mut bytes = std::fs::read(path).unwrap();
+            *bytes.last_mut().unwrap() ^= 1;
+            std::fs::write(path, bytes).unwrap();
+        }),
+        ("removed", |path| std::fs::remove_file(path).unwrap()),
+        ("emptied", |path| std::fs::write(path, b"").unwrap()),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let options = shredding().segment_size(8 << 10);
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        store
+            .append("user-1", ExpectedVersion::NoStream, &[personal(1)])
+            .unwrap();
+        // Enough other events to seal its segment, so a scavenge reads it.
+        for i in 0..100u32 {
+            store
+                .append("other", ExpectedVersion::Any, &[plain((i % 20) as u8)])
+                .unwrap();
+        }
+        store.close().unwrap();
+        let intact = std::fs::read(key_file(dir.path())).unwrap();
+        damage(&key_file(dir.path()));
+
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        // Every event is sealed (for its stream, by default): the events of
+        // the subject whose entry was last in the file are unreadable.
+        let read = store.read_all(0, Direction::Forward, 1000);
+        assert!(
+            matches!(read, Err(Error::Corrupted { .. })),
+            "{what}: {read:?}"
+        );
+        let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("neither holds nor records as forgotten")),
+            "{what}: {:?}",
+            report.findings
+        );
+        // A scavenge must not take the event for a forgotten one.
+        store.scavenge().unwrap();
+        store.close().unwrap();
+
+        // With the key store put back, the event reads as it was written.
+        std::fs::write(key_file(dir.path()), &intact).unwrap();
+        let store = Store::open(dir.path(), options).unwrap();
+        assert_readable(&store, "user-1", 1);
+        let all = store.read_all(0, Direction::Forward, 1000).unwrap();
+        assert_eq!(all.len(), 101, "{what}");
+        assert!(all.iter().all(|e| !e.erased), "{what}");
+        assert!(evstore::verify::verify_store(dir.path(), &mut |_| {})
+            .unwrap()
+            .findings
+            .is_empty());
+    }
+}
+
+#[test]
+fn a_forgotten_subject_stays_erased_and_verified_clean_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    store
+        .append("user-1", ExpectedVersion::NoStream, &[personal(1)])
+        .unwrap();
+    store
+        .append("user-2", ExpectedVersion::NoStream, &[personal(2)])
+        .unwrap();
+    assert!(store.forget("user-1").unwrap());
+    assert!(store.forget("user-2").unwrap());
+    // A new key for a forgotten subject, then forgotten again.
+    store
+        .append("user-1", ExpectedVersion::Any, &[personal(3)])
+        .unwrap();
+    assert!(store.forget("user-1").unwrap());
+    store.close().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    assert_erased(&store, "user-1", 2);
+    assert_erased(&store, "user-2", 1);
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
 }

@@ -4,6 +4,7 @@
 use super::append::Part;
 use super::Store;
 use crate::error::{Error, Result};
+use crate::key_store::KeyFate;
 use crate::layout::SEGMENTS_DIR;
 use crate::retention::Retained;
 use crate::sealing::{key_id, open, seal, Field, Opened, SUBJECT_TAG_PREFIX};
@@ -103,14 +104,12 @@ impl Store {
     /// [`Error::Corrupted`] if a sealed field does not open with the key
     /// that sealed it.
     pub(crate) fn unseal_in_place(&self, event: &mut RecordedEvent) -> Result<()> {
-        let Some(subject) = event
-            .tags
-            .iter()
-            .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
-        else {
-            return Ok(());
+        let fate = match self.sealing(event) {
+            Sealing::None => return Ok(()),
+            // Opening without a key reports why the field is unreadable.
+            Sealing::Unreadable => KeyFate::Forgotten,
+            Sealing::Key(fate) => fate,
         };
-        let key = self.inner.keys.get(subject);
         let id = *event.id.as_bytes();
         let damaged = |reason: &str| {
             Error::corrupted(
@@ -121,6 +120,16 @@ impl Store {
                     event.version, &*event.stream
                 ),
             )
+        };
+        let key = match fate {
+            KeyFate::Held(key) => Some(key),
+            KeyFate::Forgotten => None,
+            KeyFate::Missing => {
+                return Err(damaged(
+                    "the key that sealed it is neither in the key store nor recorded as \
+                     forgotten: the key store was damaged, removed or replaced",
+                ))
+            }
         };
         let payload = open(key.as_ref(), &id, Field::Payload, &event.payload).map_err(damaged)?;
         let metadata =
@@ -136,26 +145,36 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `event` was sealed with a key that is gone (its subject was
-    /// forgotten), without opening it.
-    pub(crate) fn is_shredded(&self, event: &RecordedEvent) -> bool {
+    /// Whether `event` is sealed, and what became of its key.
+    fn sealing(&self, event: &RecordedEvent) -> Sealing {
         let Some(subject) = event
             .tags
             .iter()
             .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
         else {
-            return false;
+            return Sealing::None;
         };
+        // Both fields name the same key; an empty one is not sealed.
         let sealed = if event.payload.is_empty() {
             &event.metadata
         } else {
             &event.payload
         };
-        match (key_id(sealed), self.inner.keys.get(subject)) {
-            (Some(id), Some(key)) => id != key.id,
-            (Some(_), None) => true,
-            (None, _) => false,
+        if sealed.is_empty() {
+            return Sealing::None;
         }
+        match key_id(sealed) {
+            Some(id) => Sealing::Key(self.inner.keys.fate(subject, id)),
+            None => Sealing::Unreadable,
+        }
+    }
+
+    /// Whether `event` was sealed with a key that is gone (its subject was
+    /// forgotten), without opening it. A key missing without a record of
+    /// its forgetting is not: a scavenge leaves such an event alone, for
+    /// reads to report.
+    pub(crate) fn is_shredded(&self, event: &RecordedEvent) -> bool {
+        matches!(self.sealing(event), Sealing::Key(KeyFate::Forgotten))
     }
 
     /// The events as a read hands them out: sealed ones opened, erased ones
@@ -190,4 +209,14 @@ impl Store {
         }
         Ok(events)
     }
+}
+
+/// Whether an event is sealed, and what became of its key.
+enum Sealing {
+    /// Nothing of it is sealed.
+    None,
+    /// It is sealed for a subject, but its sealed field names no key.
+    Unreadable,
+    /// Sealed with a key, which is in this state.
+    Key(KeyFate),
 }

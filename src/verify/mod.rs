@@ -31,6 +31,7 @@ mod checkpoints;
 mod directories;
 mod index_files;
 mod inventory;
+mod keys;
 mod segments;
 mod snapshots;
 
@@ -267,6 +268,8 @@ struct Verifier<'a, 'p> {
     /// Whether every segment so far was read whole, so that `runs` is
     /// complete.
     runs_known: bool,
+    /// The keys that sealed events, by subject, with where each first did.
+    sealed_keys: segments::SealedKeys,
 }
 
 impl<'a, 'p> Verifier<'a, 'p> {
@@ -291,6 +294,7 @@ impl<'a, 'p> Verifier<'a, 'p> {
             streams: HashMap::new(),
             runs: HashMap::new(),
             runs_known: true,
+            sealed_keys: HashMap::new(),
         };
         let inventory = verifier.take_inventory()?;
         verifier.meter.total = inventory.catalog.as_ref().map_or(0, |c| c.len() as u64)
@@ -308,6 +312,7 @@ impl<'a, 'p> Verifier<'a, 'p> {
         let (log_end, complete) = verifier.check_log(&inventory);
         verifier.check_snapshots_against_log(&snapshots, complete);
         verifier.check_checkpoints_against_log(&checkpoints, log_end);
+        verifier.check_keys(dir);
 
         let mut report = verifier.report;
         report.bytes_checked = verifier.meter.done;

@@ -12,6 +12,7 @@ use crate::index::StreamSummary;
 use crate::log::record::BATCH_HEADER_LEN;
 use crate::log::{scan_segment, SegmentRole, SegmentScan};
 use crate::log::{segment_file_name, Segment};
+use crate::sealing::{key_id, SUBJECT_TAG_PREFIX};
 use crate::types::RecordedEvent;
 use std::collections::HashMap;
 use std::io;
@@ -44,7 +45,13 @@ pub(super) struct Pass {
     pub(super) unlisted: usize,
     pub(super) stream_ids: Vec<(Arc<str>, u64, Uuid)>,
     pub(super) position_ids: Vec<(u64, Uuid)>,
+    /// Each subject's keys that sealed events, with the position of the
+    /// first event each sealed.
+    pub(super) sealed: SealedKeys,
 }
+
+/// Subject -> key id -> position of the first event it sealed.
+pub(super) type SealedKeys = HashMap<String, HashMap<u64, u64>>;
 
 impl Pass {
     pub(super) fn new() -> Self {
@@ -56,6 +63,7 @@ impl Pass {
             unlisted: 0,
             stream_ids: Vec::new(),
             position_ids: Vec::new(),
+            sealed: HashMap::new(),
         }
     }
 
@@ -111,6 +119,25 @@ impl Pass {
         }
         if wanted.by_position.contains_key(&event.position) {
             self.position_ids.push((event.position, event.id));
+        }
+        if let Some(subject) = event
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix(SUBJECT_TAG_PREFIX))
+        {
+            let field = if event.payload.is_empty() {
+                &event.metadata
+            } else {
+                &event.payload
+            };
+            if let Some(id) = key_id(field) {
+                if let Some(ids) = self.sealed.get_mut(subject) {
+                    ids.entry(id).or_insert(event.position);
+                } else {
+                    self.sealed
+                        .insert(subject.to_string(), HashMap::from([(id, event.position)]));
+                }
+            }
         }
     }
 }
@@ -304,6 +331,12 @@ impl Verifier<'_, '_> {
     /// earlier segment was read whole, so that versions must carry on.
     pub(super) fn merge(&mut self, ordinal: u32, pass: &Pass, check: bool, path: &Path) {
         self.report.findings.extend(pass.findings.iter().cloned());
+        for (subject, ids) in &pass.sealed {
+            let known = self.sealed_keys.entry(subject.clone()).or_default();
+            for (&id, &position) in ids {
+                known.entry(id).or_insert(position);
+            }
+        }
         if pass.unlisted > 0 {
             self.push(finding(
                 path,
