@@ -329,6 +329,35 @@ fn a_truncated_sealed_segment_is_found() {
 }
 
 #[test]
+fn a_cut_segment_being_written_is_found_though_its_cut_looks_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    build_store(dir.path(), 1);
+    let target = segments(dir.path()).pop().unwrap();
+    // What is left may end in a partial batch or in zeros, as a crash
+    // leaves a file, but a crash never shortens it.
+    let cut = fs::metadata(&target).unwrap().len() / 2;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let report = verify(dir.path());
+    assert!(
+        expect_finding(&report, &target, cut)
+            .problem
+            .contains("shorter than"),
+        "{:#?}",
+        report.findings
+    );
+    expect_only_findings_for(&report, &[&target]);
+    assert!(matches!(
+        Store::open(dir.path(), options()),
+        Err(evstore::Error::Corrupted { .. })
+    ));
+}
+
+#[test]
 fn a_missing_middle_segment_is_found() {
     let dir = tempfile::tempdir().unwrap();
     build_store(dir.path(), 1);

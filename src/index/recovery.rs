@@ -411,6 +411,8 @@ pub fn recover(
         };
         if scan.sealed {
             seg.mark_sealed();
+        } else {
+            refuse_truncated(&seg)?;
         }
         if !read_only {
             clear_torn_tail(&seg, &scan)?;
@@ -579,4 +581,30 @@ fn read_whole(storage: &dyn Storage, path: &Path) -> Option<bytes::Bytes> {
 
 fn read_catalog(storage: &dyn Storage, dir: &Path) -> Option<catalog::Catalog> {
     catalog::decode(&read_whole(storage, &child(dir, CATALOG_FILE))?).ok()
+}
+
+/// Fails if the segment being written is shorter than the capacity its
+/// header gives it. Such a file is allocated whole and synced before it
+/// takes its name, so no crash shortens it: something cut it, and the
+/// events it held past the cut, acknowledged ones included, are gone. The
+/// scan would take the cut for a torn tail and the open would go on
+/// without them.
+fn refuse_truncated(seg: &Segment) -> Result<()> {
+    let len = seg
+        .file()
+        .len()
+        .map_err(|e| Error::io(format!("reading the size of {}", seg.path().display()), e))?;
+    if len < seg.capacity() {
+        return Err(Error::corrupted(
+            seg.path(),
+            len,
+            format!(
+                "the segment being written is {len} bytes, shorter than the {} its header \
+                 allocated: the file was cut, and the events past the cut may have been \
+                 acknowledged",
+                seg.capacity()
+            ),
+        ));
+    }
+    Ok(())
 }

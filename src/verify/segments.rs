@@ -226,6 +226,19 @@ impl Verifier<'_, '_> {
             self.merge(ordinal, &pass, complete, &path);
             match result {
                 Ok(scan) => {
+                    if !scan.sealed && seg.file().len().is_ok_and(|len| len < seg.capacity()) {
+                        // See `refuse_truncated` in the index recovery.
+                        self.push(finding(
+                            &path,
+                            size,
+                            format!(
+                                "the segment being written is {size} bytes, shorter than the {} \
+                                 its header allocated: the file was cut, and events past the \
+                                 cut may have been acknowledged; the store will not open",
+                                seg.capacity()
+                            ),
+                        ));
+                    }
                     self.report.torn_tail_bytes += scan.torn_bytes;
                     expected_base = Some(scan.next_position);
                     if is_last {
