@@ -552,3 +552,91 @@ fn a_linger_too_long_for_a_deadline_still_writes_full_groups() {
     let store = Store::open(dir.path(), Options::default()).expect("reopen");
     assert_store_holds_acked(&store, &acked);
 }
+
+/// A call refused before its command reaches the queue (here an invalid
+/// event type), while other threads keep groups going: every later call
+/// of the same thread is told its own result, never the one before's, and
+/// a commit that loses its condition is told so.
+#[test]
+fn a_refused_call_leaves_nothing_behind_for_the_threads_next_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background: Vec<_> = (0..2)
+        .map(|t| {
+            let (store, stop) = (store.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .append(
+                            &format!("background-{t}"),
+                            ExpectedVersion::Any,
+                            &[EventData::new("B", &b"x"[..])],
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    // The others are appending before this thread starts.
+    while store.last_position().is_none_or(|p| p < 20) {
+        thread::yield_now();
+    }
+    for round in 0..5u64 {
+        let refused = store.append(
+            "mine",
+            ExpectedVersion::Any,
+            &[EventData::new("$reserved", &b""[..])],
+        );
+        assert!(
+            matches!(refused, Err(Error::InvalidEventType { .. })),
+            "{refused:?}"
+        );
+        for i in 0..10u64 {
+            let version = round * 10 + i;
+            let told = store
+                .append(
+                    "mine",
+                    version
+                        .checked_sub(1)
+                        .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                    &[EventData::new("Mine", version.to_le_bytes().to_vec())],
+                )
+                .unwrap_or_else(|e| panic!("append {version}: {e:?}"));
+            let read = store
+                .read_stream("mine", version, Direction::Forward, 1)
+                .unwrap();
+            assert_eq!(
+                (told.first_version, told.first_position),
+                (version, read[0].position),
+                "append {version}"
+            );
+        }
+    }
+    // Two claims on one tag from this thread: the second is told it lost.
+    let claim = |n: u8| {
+        store.commit(
+            &evstore::Commit::new()
+                .append(
+                    format!("claim-{n}"),
+                    ExpectedVersion::NoStream,
+                    vec![EventData::new("Claimed", vec![n]).with_tags(["name:ada"])],
+                )
+                .condition(evstore::AppendCondition {
+                    fail_if_events_match: evstore::Query::tagged(["name:ada"]),
+                    after: None,
+                }),
+        )
+    };
+    let _ = store.append(
+        "mine",
+        ExpectedVersion::Any,
+        &[EventData::new("$x", &b""[..])],
+    );
+    assert!(claim(1).is_ok());
+    assert!(matches!(claim(2), Err(Error::AppendConditionFailed { .. })));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for handle in background {
+        handle.join().unwrap();
+    }
+}

@@ -137,9 +137,15 @@ impl<T> Default for ParkSlot<T> {
 }
 
 impl<T> ParkSlot<T> {
-    /// The sending side for the next command. The slot must be empty:
-    /// its thread waits for one command at a time.
+    /// The sending side for the next command, the slot emptied first. Its
+    /// thread waits for one command at a time, and a command that never
+    /// reached the queue (refused before it, or by a closed queue) dropped
+    /// its sender before its call returned, marking the slot abandoned with
+    /// no one to read it: left there, that mark would answer the next
+    /// command at once, and each later call would read the answer of the
+    /// one before.
     pub fn sender(self: &std::sync::Arc<Self>) -> ParkSender<T> {
+        *self.value.lock() = Parked::Empty;
         ParkSender(Some(std::sync::Arc::clone(self)))
     }
 
