@@ -63,8 +63,11 @@ pub enum Error {
     },
 
     /// Some of the append's event ids were already written and others were
-    /// not, or they were written elsewhere (another stream, another order):
-    /// it is neither a new append nor a retry of one. Nothing was written.
+    /// not, or they were written elsewhere (another stream, another order,
+    /// not one after the other): it is neither a new append nor a retry of
+    /// one. (A retry of a consecutive part of one call's events, each in
+    /// the stream it was written to, is a retry: it is answered with where
+    /// those events are.) Nothing was written.
     #[error("append to '{stream}' conflicts with events already written: {reason}")]
     IdempotencyConflict {
         /// The stream appended to.

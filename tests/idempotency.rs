@@ -173,3 +173,50 @@ fn a_durable_retry_of_a_buffered_append_waits_for_the_sync() {
     let store = Store::open("/store", options().storage(Arc::new(after_crash))).unwrap();
     assert_eq!(count(&store), 2);
 }
+
+/// A retry of a consecutive part of one call's events (a tail, the middle,
+/// one stream of a commit) is answered with where those events are, also
+/// after a reopen, and writes nothing.
+#[test]
+fn a_retry_of_part_of_one_calls_events_is_told_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |n: u128| EventData::new("E", vec![n as u8]).with_id(Uuid::from_u128(0xABC0 + n));
+    let events: Vec<EventData> = (1..=4).map(event).collect();
+    let commit = evstore::Commit::new()
+        .append("a", ExpectedVersion::NoStream, vec![event(10), event(11)])
+        .append("b", ExpectedVersion::NoStream, vec![event(12)]);
+    {
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        store
+            .append("s", ExpectedVersion::NoStream, &events)
+            .unwrap();
+        store.commit(&commit).unwrap();
+    }
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let tail = store
+        .append("s", ExpectedVersion::Any, &events[2..])
+        .unwrap();
+    assert_eq!(
+        (tail.first_version, tail.last_version, tail.first_position),
+        (2, 3, 2)
+    );
+    let middle = store
+        .append("s", ExpectedVersion::Any, &events[1..3])
+        .unwrap();
+    assert_eq!((middle.first_version, middle.first_position), (1, 1));
+    let b = store
+        .commit(&evstore::Commit::new().append("b", ExpectedVersion::NoStream, vec![event(12)]))
+        .unwrap();
+    assert_eq!((b.first_position, b.last_position), (6, 6));
+    // Out of order, or in another stream, is still a conflict.
+    let swapped = vec![events[2].clone(), events[1].clone()];
+    assert!(matches!(
+        store.append("s", ExpectedVersion::Any, &swapped),
+        Err(Error::IdempotencyConflict { .. })
+    ));
+    assert!(matches!(
+        store.append("elsewhere", ExpectedVersion::Any, &events[2..]),
+        Err(Error::IdempotencyConflict { .. })
+    ));
+    assert_eq!(count(&store), 7);
+}

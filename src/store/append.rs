@@ -113,7 +113,8 @@ impl Store {
     ///
     /// A retry (the same events with the same ids) returns the original
     /// result, also after a restart, as long as the events are within the
-    /// idempotency window.
+    /// idempotency window; a retry of a consecutive part of them (one
+    /// stream's events, say) returns where that part is.
     ///
     /// # Errors
     ///
