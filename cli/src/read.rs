@@ -39,8 +39,21 @@ pub fn streams(dir: &Path, prefix: Option<&str>, json: bool) -> anyhow::Result<O
             }
             continue;
         }
-        // Versions are dense from 0, so the count follows from the last.
-        let events = info.version + 1;
+        // Versions are dense, but the stream's metadata or a deletion may
+        // drop its oldest: the events kept run from the first one a read
+        // returns to the last.
+        // (The store's own streams, named with a '$', keep everything and
+        // cannot be read by name.)
+        let first = if info.name.starts_with('$') {
+            Some(0)
+        } else {
+            store
+                .read_stream(&info.name, 0, Direction::Forward, 1)
+                .with_context(|| format!("reading stream '{}'", info.name))?
+                .first()
+                .map(|e| e.version)
+        };
+        let events = first.map_or(0, |first| (info.version + 1).saturating_sub(first));
         if json {
             serde_json::to_writer(
                 &mut out,
@@ -177,20 +190,25 @@ fn dump_all(
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
     let end = store.last_position().map_or(0, |p| p + 1);
-    let stop = end.min(from.saturating_add(limit));
-    progress.set_length(stop.saturating_sub(from));
+    progress.set_length(end.saturating_sub(from).min(limit));
     let mut next = from;
-    while next < stop {
-        let count = usize::try_from(stop - next).unwrap_or(usize::MAX).min(PAGE);
+    let mut written = 0u64;
+    while next < end && written < limit {
+        let count = usize::try_from(limit - written)
+            .unwrap_or(usize::MAX)
+            .min(PAGE);
         let events = store
             .read_all(next, Direction::Forward, count)
             .with_context(|| format!("reading the log at position {next}"))?;
+        // Reads skip what streams no longer keep: nothing more means the
+        // rest of the log up to its end is such events.
         let Some(last) = events.last() else {
-            bail!("the log ends at position {next}, before its end {end} as first read");
+            break;
         };
         next = last.position + 1;
-        for event in &events {
+        for event in events.iter().take_while(|e| e.position < end) {
             output::write_event(out, event, format)?;
+            written += 1;
         }
         progress.inc(events.len() as u64);
     }
@@ -211,20 +229,25 @@ fn dump_stream(
     else {
         bail!("stream '{stream}' has no events");
     };
-    let stop = (last + 1).min(limit);
-    progress.set_length(stop);
+    progress.set_length((last + 1).min(limit));
     let mut next = 0;
-    while next < stop {
-        let count = usize::try_from(stop - next).unwrap_or(usize::MAX).min(PAGE);
+    let mut written = 0u64;
+    while next <= last && written < limit {
+        let count = usize::try_from(limit - written)
+            .unwrap_or(usize::MAX)
+            .min(PAGE);
         let events = store
             .read_stream(stream, next, Direction::Forward, count)
             .with_context(|| format!("reading stream '{stream}' at version {next}"))?;
+        // A stream whose metadata or deletion drops its events reads as
+        // shorter than its last version says, or as empty.
         let Some(last_read) = events.last() else {
-            bail!("stream '{stream}' ends at version {next}, before its last version {last}");
+            break;
         };
         next = last_read.version + 1;
-        for event in &events {
+        for event in events.iter().take_while(|e| e.version <= last) {
             output::write_event(out, event, format)?;
+            written += 1;
         }
         progress.inc(events.len() as u64);
     }

@@ -273,6 +273,85 @@ fn streams_lists_versions_and_counts_and_filters_by_prefix() {
     );
 }
 
+/// Streams whose metadata or deletion drops events: `streams` counts what
+/// they keep, and `dump` prints what reads return and succeeds, also when
+/// the log ends in events nobody keeps any more.
+#[test]
+fn streams_and_dump_go_by_what_streams_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let events = |n: u8| -> Vec<EventData> {
+            (0..n)
+                .map(|i| EventData::new("E", vec![b'a' + i]))
+                .collect()
+        };
+        store
+            .append("cut", ExpectedVersion::Any, &events(10))
+            .unwrap();
+        store.truncate_stream("cut", 7).unwrap();
+        store
+            .append("gone", ExpectedVersion::Any, &events(4))
+            .unwrap();
+        store
+            .delete_stream("gone", ExpectedVersion::Any, evstore::DeleteMode::Soft)
+            .unwrap();
+        store
+            .append("keep", ExpectedVersion::Any, &events(1))
+            .unwrap();
+        // Expired the moment they are written: the log ends in them.
+        store
+            .set_stream_metadata(
+                "brief",
+                ExpectedVersion::NoStream,
+                evstore::StreamMetadata::new().max_age(Duration::from_nanos(1)),
+            )
+            .unwrap();
+        store
+            .append("brief", ExpectedVersion::Any, &events(3))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let out = stdout_of(&["streams", path_str(dir.path())]);
+    let counts: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            ["cut\t", "gone\t", "keep\t", "brief\t"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        ["brief\t2\t0", "cut\t9\t3", "gone\t4\t0", "keep\t0\t1"]
+    );
+
+    let dump = stdout_of(&["dump", path_str(dir.path()), "--json"]);
+    let streams: Vec<String> = dump
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["stream"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(streams.iter().filter(|s| *s == "cut").count(), 3);
+    assert_eq!(streams.iter().filter(|s| *s == "keep").count(), 1);
+    assert_eq!(streams.iter().filter(|s| *s == "brief").count(), 0);
+    // The stream dumps: what it keeps, nothing for a deleted one.
+    let cut = stdout_of(&["dump", path_str(dir.path()), "--stream", "cut"]);
+    assert_eq!(cut.lines().count(), 3, "{cut}");
+    assert_eq!(
+        stdout_of(&["dump", path_str(dir.path()), "--stream", "gone"]),
+        ""
+    );
+    assert_eq!(
+        stdout_of(&["dump", path_str(dir.path()), "--stream", "brief"]),
+        ""
+    );
+}
+
 #[test]
 fn dump_prints_text_payloads_as_text_and_binary_as_hex() {
     let (dir, appended) = sample_store();

@@ -164,7 +164,9 @@ pub struct SegmentInfo {
 pub struct StreamInfo {
     /// The stream name.
     pub name: String,
-    /// The version of its last visible event (its event count minus one).
+    /// The version of its last visible event: its event count minus one,
+    /// unless its metadata or a deletion drops its oldest events (a read
+    /// of the stream from version 0 starts at the first it keeps).
     pub version: u64,
 }
 
