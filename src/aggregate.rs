@@ -87,13 +87,9 @@ impl<A> LoadedAggregate<A> {
         state: A,
         version: Option<u64>,
         snapshot_version: Option<u64>,
+        events_replayed: u64,
         snapshot_error: Option<Error>,
     ) -> Self {
-        let events_replayed = match (version, snapshot_version) {
-            (Some(v), Some(s)) => v - s,
-            (Some(v), None) => v + 1,
-            (None, _) => 0,
-        };
         LoadedAggregate {
             stream,
             state,

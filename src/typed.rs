@@ -364,6 +364,9 @@ impl<C: Codec> TypedStore<C> {
                 Err(error) => return Err(error),
             };
         let mut version = snapshot_version;
+        // Counted as applied: a stream whose metadata drops its oldest
+        // events starts later than version 0.
+        let mut events_replayed = 0u64;
         loop {
             let from = version.map_or(0, |v| v + 1);
             if from > at_version {
@@ -378,6 +381,7 @@ impl<C: Codec> TypedStore<C> {
             for recorded in &events {
                 state.apply(&self.decode_payload::<A::Event>(recorded)?);
                 version = Some(recorded.version);
+                events_replayed += 1;
             }
             if events.len() < chunk {
                 break;
@@ -388,6 +392,7 @@ impl<C: Codec> TypedStore<C> {
             state,
             version,
             snapshot_version,
+            events_replayed,
             snapshot_error,
         ))
     }

@@ -608,3 +608,26 @@ fn an_aggregate_loads_as_it_was_at_every_version() {
         (None, &Account::default())
     );
 }
+
+/// An aggregate of a stream whose oldest events are truncated away is
+/// built from the events it keeps, and says how many it applied.
+#[test]
+fn an_aggregate_of_a_truncated_stream_counts_the_events_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let deposit = |amount| AccountEvent::Deposited {
+        amount,
+        memo: String::new(),
+    };
+    let events: Vec<AccountEvent> = (1..=5).map(deposit).collect();
+    store
+        .typed()
+        .append("acct-9", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store.truncate_stream("acct-9", 3).unwrap();
+    let loaded = store.load_aggregate::<Account>("acct-9").unwrap();
+    assert_eq!(loaded.version(), Some(4));
+    assert_eq!(loaded.state().operations, 2);
+    assert_eq!(loaded.state().balance, 4 + 5);
+    assert_eq!(loaded.events_replayed(), 2);
+}
