@@ -183,7 +183,7 @@ impl KeyStore {
     /// What became of the key with id `key_id` that sealed an event of
     /// `subject`.
     pub fn fate(&self, subject: &str, key_id: u64) -> KeyFate {
-        let known = {
+        let look = || {
             let state = self.state.lock();
             fate(
                 &state.by_subject,
@@ -193,6 +193,7 @@ impl KeyStore {
                 key_id,
             )
         };
+        let known = look();
         if known != KeyFate::Missing || self.writable {
             return known;
         }
@@ -201,14 +202,7 @@ impl KeyStore {
         if self.reload().is_err() {
             return KeyFate::Missing;
         }
-        let state = self.state.lock();
-        fate(
-            &state.by_subject,
-            &state.forgotten,
-            state.version,
-            subject,
-            key_id,
-        )
+        look()
     }
 
     /// The key of `subject`, made (and synced to the file) if it has none.

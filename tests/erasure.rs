@@ -277,6 +277,20 @@ fn plain(n: u8) -> EventData {
     EventData::new("Recorded", payload).with_tags(["users"])
 }
 
+/// Appends enough events to another stream to seal the segment holding
+/// what came before (with 8 KiB segments).
+fn seal_with_fillers(store: &Store) {
+    for i in 0..100u32 {
+        store
+            .append(
+                "other",
+                ExpectedVersion::Any,
+                &[EventData::new("Filler", vec![b'f'; 100 + i as usize % 7])],
+            )
+            .unwrap();
+    }
+}
+
 /// Versions read as erased on every read path, in order of the path.
 fn erased_versions(store: &Store, stream: &str) -> Vec<Vec<(u64, bool)>> {
     every_read(store, stream)
@@ -295,15 +309,7 @@ fn erased_events_read_as_erased_at_once_and_leave_the_disk_at_the_next_scavenge(
         .append("patient-1", ExpectedVersion::NoStream, &events)
         .unwrap();
     // Enough other events to seal the segment holding them.
-    for i in 0..100u32 {
-        store
-            .append(
-                "other",
-                ExpectedVersion::Any,
-                &[EventData::new("Filler", vec![b'f'; 100 + i as usize % 7])],
-            )
-            .unwrap();
-    }
+    seal_with_fillers(&store);
     store.erase_events("patient-1", 1, 2).unwrap();
     let expected = vec![(0, false), (1, true), (2, true), (3, false), (4, false)];
     for (i, read) in erased_versions(&store, "patient-1").into_iter().enumerate() {
@@ -367,15 +373,7 @@ fn an_erasure_past_the_streams_end_never_reaches_events_appended_after_it() {
     }
     // Enough other events to seal the segment, then a scavenge: the later
     // events' bytes stay, the erased ones' go.
-    for i in 0..100u32 {
-        store
-            .append(
-                "other",
-                ExpectedVersion::Any,
-                &[EventData::new("Filler", vec![b'f'; 100 + i as usize % 7])],
-            )
-            .unwrap();
-    }
+    seal_with_fillers(&store);
     store.scavenge().unwrap();
     let segments = dir.path().join(evstore::SEGMENTS_DIR);
     assert!(!files_hold(&segments, b"patient record b"));

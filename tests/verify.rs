@@ -311,18 +311,24 @@ fn a_bit_flip_in_the_active_segment_before_its_last_durable_mark_is_found() {
     }
 }
 
+/// Cuts `file` to half its length; returns the new length.
+fn cut_in_half(file: &Path) -> u64 {
+    let cut = fs::metadata(file).unwrap().len() / 2;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    cut
+}
+
 #[test]
 fn a_truncated_sealed_segment_is_found() {
     let dir = tempfile::tempdir().unwrap();
     build_store(dir.path(), 1);
     let target = segments(dir.path())[1].clone();
-    let cut = fs::metadata(&target).unwrap().len() / 2;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&target)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    let cut = cut_in_half(&target);
     let report = verify(dir.path());
     expect_finding(&report, &target, cut);
     expect_only_findings_for(&report, &[&target]);
@@ -335,13 +341,7 @@ fn a_cut_segment_being_written_is_found_though_its_cut_looks_torn() {
     let target = segments(dir.path()).pop().unwrap();
     // What is left may end in a partial batch or in zeros, as a crash
     // leaves a file, but a crash never shortens it.
-    let cut = fs::metadata(&target).unwrap().len() / 2;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&target)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    let cut = cut_in_half(&target);
     let report = verify(dir.path());
     assert!(
         expect_finding(&report, &target, cut)
