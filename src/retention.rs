@@ -173,6 +173,19 @@ pub(crate) fn redact(event: &mut RecordedEvent) {
     event.erased = true;
 }
 
+/// A copy of `event` as [`redact`] leaves it.
+pub(crate) fn redacted(event: &RecordedEvent) -> RecordedEvent {
+    RecordedEvent {
+        stream: event.stream.clone(),
+        event_type: bytestring::ByteString::from_static(REDACTED_EVENT_TYPE),
+        tags: Vec::new(),
+        metadata: bytes::Bytes::new(),
+        payload: bytes::Bytes::new(),
+        erased: true,
+        ..*event
+    }
+}
+
 /// Whether `event` is one the store wrote to record a stream's lifecycle
 /// (a metadata change or a tombstone): reads of the global log and
 /// subscriptions deliver them, so subscribers learn of deletions, whatever
@@ -227,6 +240,12 @@ impl Retained {
     /// The rule of `stream`, if it has one.
     pub fn rule(&self, stream: &str) -> Option<&StreamRule> {
         self.rules.get(stream)
+    }
+
+    /// Whether a read hands `event` out redacted: erased since it was
+    /// read, and not a redaction marker already.
+    pub fn redacts(&self, event: &RecordedEvent) -> bool {
+        !event.erased && self.is_erased(event)
     }
 
     /// Whether `event` was erased: its content must not be read.

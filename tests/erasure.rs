@@ -291,6 +291,16 @@ fn seal_with_fillers(store: &Store) {
     }
 }
 
+/// What read path `i` of [`erased_versions`] returns of a stream whose
+/// versions read as `all`: the read by tag leaves erased events out, as a
+/// redaction marker has no tags (before a scavenge writes one too).
+fn on_path(i: usize, all: &[(u64, bool)]) -> Vec<(u64, bool)> {
+    all.iter()
+        .copied()
+        .filter(|&(_, erased)| i != 2 || !erased)
+        .collect()
+}
+
 /// Versions read as erased on every read path, in order of the path.
 fn erased_versions(store: &Store, stream: &str) -> Vec<Vec<(u64, bool)>> {
     every_read(store, stream)
@@ -313,8 +323,7 @@ fn erased_events_read_as_erased_at_once_and_leave_the_disk_at_the_next_scavenge(
     store.erase_events("patient-1", 1, 2).unwrap();
     let expected = vec![(0, false), (1, true), (2, true), (3, false), (4, false)];
     for (i, read) in erased_versions(&store, "patient-1").into_iter().enumerate() {
-        // Reads by tag still find the erased events until a scavenge.
-        assert_eq!(read, expected, "read path {i}");
+        assert_eq!(read, on_path(i, &expected), "read path {i}");
     }
     let erased = store
         .read_stream("patient-1", 1, Direction::Forward, 1)
@@ -369,7 +378,7 @@ fn an_erasure_past_the_streams_end_never_reaches_events_appended_after_it() {
         .unwrap();
     let expected = vec![(0, false), (1, true), (2, true), (3, false), (4, false)];
     for (i, read) in erased_versions(&store, "patient-2").into_iter().enumerate() {
-        assert_eq!(read, expected, "read path {i}");
+        assert_eq!(read, on_path(i, &expected), "read path {i}");
     }
     // Enough other events to seal the segment, then a scavenge: the later
     // events' bytes stay, the erased ones' go.
@@ -382,18 +391,7 @@ fn an_erasure_past_the_streams_end_never_reaches_events_appended_after_it() {
     store.close().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
     for (i, read) in erased_versions(&store, "patient-2").into_iter().enumerate() {
-        // A marker keeps no tags: reads by tag no longer find the erased
-        // events once a scavenge has removed them.
-        let want: Vec<_> = if i == 2 {
-            expected
-                .iter()
-                .copied()
-                .filter(|&(_, erased)| !erased)
-                .collect()
-        } else {
-            expected.clone()
-        };
-        assert_eq!(read, want, "read path {i} after reopen");
+        assert_eq!(read, on_path(i, &expected), "read path {i} after reopen");
     }
 }
 
@@ -517,4 +515,98 @@ fn a_forgotten_subject_stays_erased_and_verified_clean_after_a_reopen() {
     assert_erased(&store, "user-2", 1);
     let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+/// What reads by query and filtered subscriptions return of erased events
+/// is what they return once a scavenge has replaced them with markers: a
+/// marker has no type or tags, so queries and type filters no longer find
+/// them, and a predicate judges the marker, never the erased content.
+#[test]
+fn filters_and_queries_judge_erased_events_as_they_are_handed_out_before_and_after_a_scavenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default().segment_size(8 << 10)).unwrap();
+    for i in 0..60u32 {
+        store
+            .append(
+                "user-1",
+                ExpectedVersion::Any,
+                &[
+                    EventData::new("Changed", format!("secret {i}").into_bytes())
+                        .with_tags([format!("k:{}", i % 2)]),
+                ],
+            )
+            .unwrap();
+    }
+    store.erase_events("user-1", 0, 9).unwrap();
+    seal_with_fillers(&store);
+    let predicate_saw = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let read = |store: &Store| {
+        let query = Query::tagged(["k:0"]);
+        let by_query: Vec<u64> = store
+            .read_query(&query, 0, Direction::Forward, 1000)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        let delivered = |filter: Filter| -> Vec<(u64, bool)> {
+            let mut subscription = store.subscribe_all(0, filter);
+            std::iter::from_fn(|| subscription.try_next().unwrap())
+                .filter(|e| &*e.stream == "user-1")
+                .map(|e| (e.version, e.erased))
+                .collect()
+        };
+        let saw = std::sync::Arc::clone(&predicate_saw);
+        (
+            by_query,
+            delivered(Filter::query(query)),
+            delivered(Filter::event_types(["Changed"])),
+            delivered(Filter::stream_prefix("user-").with_predicate(move |e| {
+                saw.lock().unwrap().push((e.version, e.payload.to_vec()));
+                e.erased || e.payload.starts_with(b"secret")
+            })),
+        )
+    };
+    let before = read(&store);
+    assert_eq!(before.0, (10..60).step_by(2).collect::<Vec<u64>>());
+    assert_eq!(before.1.iter().map(|d| d.0).collect::<Vec<_>>(), before.0);
+    assert_eq!(before.2.len(), 50);
+    assert_eq!(
+        before.3.len(),
+        60,
+        "the stream's erased events are delivered as erased"
+    );
+    assert!(before.3[..10].iter().all(|&(_, erased)| erased));
+    store.scavenge().unwrap();
+    assert_eq!(read(&store), before, "a scavenge changes no answer");
+    let saw = predicate_saw.lock().unwrap();
+    assert!(saw.iter().any(|(version, _)| *version < 10));
+    assert!(
+        saw.iter()
+            .all(|(version, payload)| *version >= 10 || payload.is_empty()),
+        "a predicate never sees an erased payload"
+    );
+}
+
+#[test]
+fn a_predicate_sees_a_sealed_payload_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), shredding()).unwrap();
+    store
+        .append("user-1", ExpectedVersion::NoStream, &[personal(1)])
+        .unwrap();
+    let mut subscription =
+        store.subscribe_all(0, Filter::predicate(|e| e.payload.starts_with(SECRET)));
+    let event = subscription
+        .try_next()
+        .unwrap()
+        .expect("the predicate saw the plain payload");
+    assert!(event.payload.starts_with(SECRET));
+    store.forget("user-1").unwrap();
+    let mut subscription = store.subscribe_all(0, Filter::predicate(|e| e.erased));
+    let event = subscription
+        .try_next()
+        .unwrap()
+        .expect("the predicate saw it erased");
+    assert!(event.erased && event.payload.is_empty());
 }

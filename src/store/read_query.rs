@@ -5,6 +5,7 @@ use super::Store;
 use crate::error::Result;
 use crate::index::deferred_check::read_checked;
 use crate::query::Query;
+use crate::retention::redacted;
 use crate::types::{Direction, RecordedEvent};
 
 /// What [`Store::read_query`] found.
@@ -84,7 +85,13 @@ impl Store {
                 break;
             };
             let short = batch.len() < want;
-            batch.retain(|e| retained.keeps(e, |s| self.last_visible_version(s, end)));
+            // An erased event is handed out as a redaction marker (no type,
+            // no tags): it answers the query only if the marker does, as it
+            // will once a scavenge has replaced it with one.
+            batch.retain(|e| {
+                retained.keeps(e, |s| self.last_visible_version(s, end))
+                    && (!retained.redacts(e) || query.matches(&redacted(e)))
+            });
             events.append(&mut batch);
             if short {
                 break;

@@ -17,7 +17,7 @@ mod read_ahead;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::query::Query;
-use crate::retention::Retained;
+use crate::retention::{redacted, Retained};
 use crate::sealing::SUBJECT_TAG_PREFIX;
 use crate::telemetry::{Probe, ProbeKind, Probes};
 use crate::types::RecordedEvent;
@@ -154,9 +154,11 @@ impl Filter {
         self
     }
 
-    /// Also requires `predicate` to return true. It sees the event with its
-    /// payload (a view of the log, not a copy); it runs on the subscriber's
-    /// thread, after the cheaper conditions.
+    /// Also requires `predicate` to return true. It sees the event as it
+    /// would be delivered, with its payload (a view of the log, not a copy,
+    /// unless the event was sealed for a subject and is opened for it, or
+    /// erased and seen as its redaction marker); it runs on the
+    /// subscriber's thread, after the cheaper conditions.
     #[must_use]
     pub fn with_predicate(
         mut self,
@@ -852,9 +854,10 @@ fn read_all(
     Ok((buffer, after))
 }
 
-/// Whether a subscription delivers an event: its filter passes it and its
-/// stream still keeps it, as seen by a subscriber that sees the log up to
-/// `end`.
+/// Whether a subscription delivers an event: its stream still keeps it,
+/// as seen by a subscriber that sees the log up to `end`, and its filter
+/// passes it as it would be delivered: an erased event as its redaction
+/// marker, and a sealed one opened for a predicate (which sees its payload).
 fn passes<'a>(
     filter: &'a Filter,
     retained: Option<&'a Retained>,
@@ -862,8 +865,20 @@ fn passes<'a>(
     end: u64,
 ) -> impl Fn(&RecordedEvent) -> bool + 'a {
     move |event| {
+        if !retained.is_none_or(|r| r.keeps(event, |s| log.last_visible_version(s, end))) {
+            return false;
+        }
+        if retained.is_some_and(|r| r.redacts(event)) {
+            return filter.matches(&redacted(event));
+        }
+        let sealed = || event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX));
+        if filter.predicate.is_some() && sealed() {
+            let mut opened = event.clone();
+            // One that cannot be opened is delivered, and its delivery
+            // reports why.
+            return log.unseal(&mut opened).is_err() || filter.matches(&opened);
+        }
         filter.matches(event)
-            && retained.is_none_or(|r| r.keeps(event, |s| log.last_visible_version(s, end)))
     }
 }
 
