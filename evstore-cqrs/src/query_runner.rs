@@ -65,6 +65,13 @@ impl QueryRunnerHandle {
         self.projection.position()
     }
 
+    /// Whether it has ended by itself (the store closed, or an error that
+    /// [`QueryRunnerHandle::join`] then returns).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.projection.is_finished()
+    }
+
     /// Stops after the event being dispatched and saves the checkpoint.
     /// It blocks until the runner's thread ends: on a single-threaded
     /// runtime, call it off the runtime's thread (`spawn_blocking`), which
@@ -133,6 +140,11 @@ where
         let projection = self
             .store
             .run_projection(&self.name, options, move |event| {
+                if event.erased {
+                    // Nothing left to dispatch (GDPR erasure, or a
+                    // forgotten subject); the other aggregates go on.
+                    return Ok(());
+                }
                 let mut serialized = to_serialized(A::TYPE, event)?;
                 if let serde_json::Value::Object(map) = &mut serialized.metadata {
                     map.insert(

@@ -45,10 +45,20 @@ impl EvstoreEventRepository {
     }
 }
 
-/// The stream of aggregate `id` of type `aggregate_type`.
+/// The stream of aggregate `id` of type `aggregate_type`: the type with
+/// its `%` and `-` escaped, a `-`, then the id, so that no two (type, id)
+/// pairs share a stream (`account` / `vip-7` against `account-vip` / `7`).
+/// A type with neither character is written as it is.
 #[must_use]
 pub(crate) fn stream_name(aggregate_type: &str, id: &str) -> String {
-    format!("{aggregate_type}-{id}")
+    format!("{}{id}", stream_prefix(aggregate_type))
+}
+
+/// What every stream of `aggregate_type` starts with (see [`stream_name`]).
+fn stream_prefix(aggregate_type: &str) -> String {
+    let mut prefix = aggregate_type.replace('%', "%25").replace('-', "%2D");
+    prefix.push('-');
+    prefix
 }
 
 /// The tag every event of `aggregate_type` carries.
@@ -76,11 +86,28 @@ pub(crate) fn to_serialized(
     aggregate_type: &str,
     event: &RecordedEvent,
 ) -> Result<SerializedEvent, PersistenceError> {
-    let prefix_len = aggregate_type.len() + 1;
+    if event.erased {
+        // Its payload and metadata are gone (GDPR erasure, or a forgotten
+        // subject): there is nothing to hand cqrs-es.
+        return Err(PersistenceError::UnknownError(Box::new(
+            Error::EventErased {
+                stream: event.stream.to_string(),
+                version: event.version,
+            },
+        )));
+    }
     let aggregate_id = event
         .stream
-        .get(prefix_len..)
-        .unwrap_or_default()
+        .strip_prefix(stream_prefix(aggregate_type).as_str())
+        .ok_or_else(|| {
+            PersistenceError::UnknownError(
+                format!(
+                    "event of stream '{}' is tagged as of aggregate type '{aggregate_type}'",
+                    &*event.stream
+                )
+                .into(),
+            )
+        })?
         .to_string();
     let meta: EventMeta = serde_json::from_slice(&event.metadata).map_err(undecodable)?;
     Ok(SerializedEvent {
@@ -190,7 +217,9 @@ impl EvstoreEventRepository {
                         return;
                     }
                 };
-                for event in &page {
+                // A replay feeds queries: erased events have nothing for
+                // them, and one erased aggregate must not stop the others.
+                for event in page.iter().filter(|e| !e.erased) {
                     if handle
                         .block_on(feed.push(to_serialized(A::TYPE, event)))
                         .is_err()
