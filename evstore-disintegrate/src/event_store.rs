@@ -313,6 +313,12 @@ where
             let mut reading = state?;
             loop {
                 if let Some(event) = reading.ready.pop_front() {
+                    if event.erased {
+                        // Its payload is gone (a forgotten subject): no
+                        // decision or listener can use it, and one erased
+                        // entity must not stop the others' decisions.
+                        continue;
+                    }
                     let item = self.decode::<QE>(&event).map(StreamItem::Event);
                     return Some((item, Some(reading)));
                 }

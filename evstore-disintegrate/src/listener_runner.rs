@@ -196,7 +196,7 @@ where
             .store()
             .clone()
             .run_projection(&name, options, move |event| {
-                if plan.is_empty() || !plan.matches(event) {
+                if plan.is_empty() || !plan.matches(event) || event.erased {
                     return Ok(());
                 }
                 let event = events.decode::<QE>(event)?;

@@ -443,3 +443,61 @@ async fn events_go_to_the_streams_named_for_them_and_erasing_one_takes_it_out_of
     assert_eq!(seen(events.stream(&ada).try_collect().await.unwrap()), 0);
     assert_eq!(refused(decide.make(enroll()).await), Refused::NotRegistered);
 }
+
+/// With crypto-shredding, forgetting one student erases her events'
+/// payloads; a course's decisions read on without them instead of failing
+/// to decode them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_students_events_are_left_out_of_other_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = evstore::Store::open(
+        dir.path(),
+        evstore::Options::default().crypto_shredding(true),
+    )
+    .unwrap();
+    let events: Events =
+        evstore_disintegrate::EvstoreEventStore::new(store.clone(), Json::<DomainEvent>::default())
+            .with_stream_for(|event| match event {
+                DomainEvent::StudentRegistered { student_id }
+                | DomainEvent::StudentEnrolled { student_id, .. } => {
+                    format!("student-{student_id}")
+                }
+                _ => "courses".to_string(),
+            });
+    let decide = decisions(&events);
+    decide.make(CreateCourse("rust", 3)).await.unwrap();
+    for student in ["ada", "bob"] {
+        decide.make(Register(student.into())).await.unwrap();
+        decide
+            .make(Enroll {
+                student: student.into(),
+                course: "rust".into(),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(store.forget("student-ada").unwrap());
+    let query = disintegrate::query!(CourseEvent; course_id == "rust");
+    let items: Vec<StreamItem<u64, CourseEvent>> =
+        events.stream(&query).try_collect().await.unwrap();
+    let enrolled: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            StreamItem::Event(e) => match &**e {
+                CourseEvent::StudentEnrolled { student_id, .. } => Some(student_id.clone()),
+                _ => None,
+            },
+            StreamItem::End(_) => None,
+        })
+        .collect();
+    assert_eq!(enrolled, ["bob"]);
+    // A decision on the course still works.
+    decide.make(Register("cy".into())).await.unwrap();
+    decide
+        .make(Enroll {
+            student: "cy".into(),
+            course: "rust".into(),
+        })
+        .await
+        .unwrap();
+}
