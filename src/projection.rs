@@ -2,7 +2,7 @@
 //! resuming from a durable checkpoint.
 
 use crate::error::{Error, Result};
-use crate::subscription::{EventLog, Filter, Subscription, Visibility};
+use crate::subscription::{EventLog, Filter, Judged, Subscription, Visibility};
 use crate::telemetry::spans::enter_span;
 use crate::telemetry::{Probe, ProbeKind};
 use crate::types::RecordedEvent;
@@ -392,7 +392,34 @@ impl Runner {
                 batch =
                     subscription.next_batch_interruptible(PROJECTION_BATCH, due, &interrupted)?;
             }
-            for event in &batch {
+            // The rules the batch was taken under.
+            let rules = subscription.rules_held();
+            for taken in &batch {
+                // A deletion, erasure or new metadata written while the
+                // batch is handled (by the handler itself, say) applies to
+                // the rest of it, as it does to what a subscription has
+                // read ahead.
+                let judged;
+                let event = if subscription.rules_now()? == rules {
+                    taken
+                } else {
+                    match subscription.judge_again(taken) {
+                        Judged::Same => taken,
+                        Judged::Changed(changed) => {
+                            judged = changed;
+                            &judged
+                        }
+                        Judged::Dropped => {
+                            self.passed_and_saved(
+                                taken.position + 1,
+                                false,
+                                &mut saved,
+                                &mut last_save,
+                            )?;
+                            continue;
+                        }
+                    }
+                };
                 // A stop between two events of a batch leaves the rest
                 // unhandled: the checkpoint stays before them.
                 let done = !self.stop.requested()

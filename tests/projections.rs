@@ -1416,3 +1416,75 @@ fn a_checkpoint_past_a_log_that_lost_written_events_restarts_at_the_end() {
     });
     stop(handle).unwrap();
 }
+
+/// A handler that erases, deletes or truncates what follows in its own
+/// stream: the rest of the events taken together with the one it is
+/// handling are handed on as the new rules say (erased, or not at all).
+#[test]
+fn rules_written_while_a_batch_is_handled_apply_to_the_rest_of_it() {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Rule {
+        Erase,
+        Delete,
+        Truncate,
+    }
+    for rule in [Rule::Erase, Rule::Delete, Rule::Truncate] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events: Vec<EventData> = (0..10).map(|n| event("Placed", n)).collect();
+        store.append("p-2", ExpectedVersion::Any, &events).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (writer, record) = (store.clone(), Arc::clone(&seen));
+        let handle = store
+            .run_projection(
+                "rules",
+                ProjectionOptions::default().filter(Filter::stream_prefix("p-2")),
+                move |e: &RecordedEvent| {
+                    if e.version == 0 && &*e.event_type == "Placed" {
+                        match rule {
+                            Rule::Erase => {
+                                writer.erase_events("p-2", 0, 9).unwrap();
+                            }
+                            Rule::Delete => {
+                                writer
+                                    .delete_stream(
+                                        "p-2",
+                                        ExpectedVersion::Any,
+                                        evstore::DeleteMode::Soft,
+                                    )
+                                    .unwrap();
+                            }
+                            Rule::Truncate => {
+                                writer.truncate_stream("p-2", 8).unwrap();
+                            }
+                        }
+                    }
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((e.version, e.erased, e.event_type.to_string()));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let end = end_of(&store);
+        wait_for("the projection reached the end", || {
+            handle.position() >= end
+        });
+        stop(handle).unwrap();
+        let seen: Vec<(u64, bool, String)> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, t)| t == "Placed" || t == "$redacted")
+            .cloned()
+            .collect();
+        let versions: Vec<(u64, bool)> = seen.iter().map(|(v, e, _)| (*v, *e)).collect();
+        let expected: Vec<(u64, bool)> = match rule {
+            Rule::Erase => (0..10).map(|v| (v, v > 0)).collect(),
+            Rule::Delete => vec![(0, false)],
+            Rule::Truncate => vec![(0, false), (8, false), (9, false)],
+        };
+        assert_eq!(versions, expected, "{rule:?}");
+    }
+}

@@ -280,6 +280,16 @@ impl Buffer {
     }
 }
 
+/// An event of a batch judged again under newer rules.
+pub(crate) enum Judged {
+    /// Delivered as it is.
+    Same,
+    /// Delivered as this (erased since).
+    Changed(RecordedEvent),
+    /// No longer delivered (deleted or expired since).
+    Dropped,
+}
+
 /// What one look at the log found.
 enum Fill {
     /// Events are buffered.
@@ -515,6 +525,10 @@ impl Subscription {
     /// costs no copy of any event that [`Subscription::next_event`] would
     /// hand out unchanged: with many subscribers, the cheaper way to follow
     /// the log. [`Subscription::checkpoint`] then resumes after the batch.
+    /// A batch is what the store's rules delivered when it was taken: a
+    /// deletion or erasure acknowledged while you work through it applies
+    /// from the next call on ([`crate::Store::run_projection`] applies it
+    /// to the rest of the batch too).
     ///
     /// # Errors
     /// As for [`Subscription::next_event`]. An error met part-way through
@@ -717,6 +731,40 @@ impl Subscription {
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
         self.buffer.keep(&passes);
         Ok(())
+    }
+
+    /// Which retention rules it holds: this changes when it takes them
+    /// again, which it does first if a lifecycle event was written since.
+    /// An event of a batch taken under other rules is judged again with
+    /// [`Subscription::judge_again`] before it is handed on.
+    pub(crate) fn rules_now(&mut self) -> Result<u64> {
+        if self
+            .log
+            .newest_lifecycle()
+            .is_some_and(|p| p >= self.rules_end)
+        {
+            self.take_rules_again()?;
+        }
+        Ok(self.rules_end)
+    }
+
+    /// Which retention rules it holds, as they were when it last handed out
+    /// events: see [`Subscription::rules_now`].
+    pub(crate) fn rules_held(&self) -> u64 {
+        self.rules_end
+    }
+
+    /// `event`, taken in a batch under earlier rules, as the rules held now
+    /// deliver it.
+    pub(crate) fn judge_again(&self, event: &RecordedEvent) -> Judged {
+        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
+        if !passes(event) {
+            return Judged::Dropped;
+        }
+        match &self.retained {
+            Some(retained) if retained.redacts(event) => Judged::Changed(redacted(event)),
+            _ => Judged::Same,
+        }
     }
 
     /// Reads the log into the buffer, up to `budget` reads when the filter
