@@ -99,6 +99,7 @@ pub(crate) fn to_serialized(
     let aggregate_id = event
         .stream
         .strip_prefix(stream_prefix(aggregate_type).as_str())
+        .or_else(|| event.stream.strip_prefix(&format!("{aggregate_type}-")))
         .ok_or_else(|| {
             PersistenceError::UnknownError(
                 format!(
@@ -134,13 +135,40 @@ fn to_event_data(event: &SerializedEvent) -> Result<EventData, PersistenceError>
 }
 
 impl EvstoreEventRepository {
+    /// The stream of aggregate `id` of `aggregate_type`: [`stream_name`],
+    /// unless the type has a `-` or `%` and the aggregate was written
+    /// before stream names escaped them: then the stream it was written to
+    /// (`type-id`, unescaped), where it goes on, so its history is never
+    /// split. That stream is taken only if it holds events of this type.
+    fn stream_of(&self, aggregate_type: &str, id: &str) -> Result<String, PersistenceError> {
+        let escaped = stream_name(aggregate_type, id);
+        let unescaped = format!("{aggregate_type}-{id}");
+        if escaped == unescaped
+            || self
+                .store
+                .stream_version(&escaped)
+                .map_err(unknown)?
+                .is_some()
+        {
+            return Ok(escaped);
+        }
+        let tag = type_tag(aggregate_type);
+        let written_before = self
+            .store
+            .read_stream(&unescaped, 0, Direction::Forward, 1)
+            .map_err(unknown)?
+            .first()
+            .is_some_and(|e| e.tags.iter().any(|t| **t == *tag));
+        Ok(if written_before { unescaped } else { escaped })
+    }
+
     /// The events of `stream` from `version` on, in cqrs-es form.
     fn read_from<A: Aggregate>(
         &self,
         aggregate_id: &str,
         mut version: u64,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let stream = stream_name(A::TYPE, aggregate_id);
+        let stream = self.stream_of(A::TYPE, aggregate_id)?;
         let mut events = Vec::new();
         loop {
             let page = self
@@ -165,7 +193,7 @@ impl EvstoreEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        let stream = stream_name(A::TYPE, aggregate_id);
+        let stream = self.stream_of(A::TYPE, aggregate_id)?;
         let Some(snapshot) = self.store.load_snapshot(&stream).map_err(unknown)? else {
             return Ok(None);
         };
@@ -272,7 +300,7 @@ impl PersistedEventRepository for EvstoreEventRepository {
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
         if let Some(first) = events.first() {
-            let stream = stream_name(A::TYPE, &first.aggregate_id);
+            let stream = self.stream_of(A::TYPE, &first.aggregate_id)?;
             let expected = match first.sequence {
                 0 | 1 => ExpectedVersion::NoStream,
                 sequence => ExpectedVersion::Exact(sequence as u64 - 2),
@@ -287,7 +315,7 @@ impl PersistedEventRepository for EvstoreEventRepository {
                 .map_err(unknown)?;
         }
         if let Some((aggregate_id, aggregate, current_snapshot)) = snapshot_update {
-            let stream = stream_name(A::TYPE, &aggregate_id);
+            let stream = self.stream_of(A::TYPE, &aggregate_id)?;
             // Like the SQL back ends, the snapshot stands for the state
             // after the last event of this commit.
             let version = match events.last() {
@@ -316,7 +344,7 @@ impl PersistedEventRepository for EvstoreEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
-        Ok(self.replay::<A>(Some(stream_name(A::TYPE, aggregate_id))))
+        Ok(self.replay::<A>(Some(self.stream_of(A::TYPE, aggregate_id)?)))
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {

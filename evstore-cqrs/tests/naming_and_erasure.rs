@@ -176,3 +176,59 @@ async fn erasing_or_forgetting_one_aggregate_leaves_the_others_replays_and_queri
         );
     }
 }
+
+/// An aggregate whose type has a `-`, written before stream names escaped
+/// it (to the stream `type-id`), is still found there, goes on there, and
+/// replays with its id.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aggregate_written_under_the_unescaped_name_is_found_and_goes_on_there() {
+    let old = tempfile::tempdir().unwrap();
+    {
+        // Its records as the repository writes them, under the old name.
+        let store = Store::open(old.path(), Options::default()).unwrap();
+        let cqrs = CqrsFramework::<Vip, _>::new(
+            PersistedEventStore::new_event_store(EvstoreEventRepository::new(store.clone())),
+            vec![],
+            (),
+        );
+        cqrs.execute("7", 0).await.unwrap();
+        cqrs.execute("7", 5).await.unwrap();
+        let written = store
+            .read_stream("account%2Dvip-7", 0, evstore::Direction::Forward, 10)
+            .unwrap();
+        let copies: Vec<evstore::EventData> = written
+            .iter()
+            .map(|e| {
+                evstore::EventData::new(e.event_type.to_string(), e.payload.clone())
+                    .with_metadata(e.metadata.clone())
+                    .with_tags(e.tags.iter().map(|t| t.to_string()))
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = Store::open(dir.path(), Options::default()).unwrap();
+        legacy
+            .append("account-vip-7", evstore::ExpectedVersion::NoStream, &copies)
+            .unwrap();
+        let repo = || EvstoreEventRepository::new(legacy.clone());
+        let found = repo().get_events::<Vip>("7").await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|e| e.aggregate_id == "7"));
+        let cqrs =
+            CqrsFramework::<Vip, _>::new(PersistedEventStore::new_event_store(repo()), vec![], ());
+        cqrs.execute("7", 1).await.unwrap();
+        assert_eq!(legacy.stream_version("account-vip-7").unwrap(), Some(2));
+        assert_eq!(legacy.stream_version("account%2Dvip-7").unwrap(), None);
+        let mut all = repo().stream_all_events::<Vip>().await.unwrap();
+        let mut ids = Vec::new();
+        while let Some(event) = all.next::<Vip>(&[]).await {
+            ids.push(event.unwrap().aggregate_id);
+        }
+        assert_eq!(ids, ["7", "7", "7"]);
+        // An account "vip-7" of the type without '-' keeps to its own.
+        assert!(repo()
+            .get_events::<Plain>("vip-8")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
