@@ -198,7 +198,8 @@ impl KeyStore {
             return known;
         }
         // A read-only store follows a writer that may have made the key
-        // (or forgotten it) since this file was read: read it again once.
+        // (or forgotten it) since this file was read: read it again. Only
+        // a damaged key store misses every time, and then reads are errors.
         if self.reload().is_err() {
             return KeyFate::Missing;
         }
