@@ -12,7 +12,11 @@
 //! together read and verify each record once.
 
 mod batch;
+mod buffer;
+mod filter;
 mod read_ahead;
+#[cfg(feature = "async")]
+mod stream;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -22,11 +26,12 @@ use crate::sealing::SUBJECT_TAG_PREFIX;
 use crate::telemetry::{Probe, ProbeKind, Probes};
 use crate::types::RecordedEvent;
 pub use batch::{EventBatch, Iter as EventBatchIter};
+use buffer::Buffer;
+pub use filter::Filter;
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
 pub use read_ahead::ReadAheadStats;
 use read_ahead::{Chunk, Lookup};
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,149 +47,6 @@ const INDEXED_CATCH_UP_GAP: u64 = 4 * READ_BATCH as u64;
 /// subscription far behind, whose filter matches little, still answers
 /// `next_timeout` in about its timeout and never hogs an executor thread.
 const READS_PER_LOOK: usize = 16;
-
-/// Which events a subscription delivers: every condition set must hold.
-/// Conditions are checked on the event's stream name and type, which are
-/// views of the record as read, so a skipped event costs no copy of its
-/// payload.
-///
-/// ```
-/// use evstore::Filter;
-/// let orders = Filter::stream_prefix("order-");
-/// let placed = Filter::event_types(["OrderPlaced", "OrderAmended"]);
-/// let big = Filter::stream_prefix("order-").with_predicate(|e| e.payload.len() > 1024);
-/// # let _ = (orders, placed, big);
-/// ```
-#[derive(Clone, Default)]
-pub struct Filter {
-    stream_prefix: Option<Box<str>>,
-    event_types: Option<Arc<HashSet<Box<str>>>>,
-    event_type_prefix: Option<Box<str>>,
-    query: Option<Arc<Query>>,
-    predicate: Option<Predicate>,
-}
-
-type Predicate = Arc<dyn Fn(&RecordedEvent) -> bool + Send + Sync>;
-
-impl fmt::Debug for Filter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Filter")
-            .field("stream_prefix", &self.stream_prefix)
-            .field("event_types", &self.event_types)
-            .field("event_type_prefix", &self.event_type_prefix)
-            .field("query", &self.query)
-            .field("predicate", &self.predicate.as_ref().map(|_| "..."))
-            .finish()
-    }
-}
-
-impl Filter {
-    /// Every event.
-    #[must_use]
-    pub fn all() -> Self {
-        Filter::default()
-    }
-
-    /// Events of streams whose name starts with `prefix`, such as a
-    /// category (`"order-"`).
-    pub fn stream_prefix(prefix: impl Into<String>) -> Self {
-        Filter::all().with_stream_prefix(prefix)
-    }
-
-    /// Events whose type is one of `types`.
-    pub fn event_types<T: Into<String>>(types: impl IntoIterator<Item = T>) -> Self {
-        Filter::all().with_event_types(types)
-    }
-
-    /// Events whose type starts with `prefix`.
-    pub fn event_type_prefix(prefix: impl Into<String>) -> Self {
-        Filter::all().with_event_type_prefix(prefix)
-    }
-
-    /// Events for which `predicate` returns true.
-    pub fn predicate(predicate: impl Fn(&RecordedEvent) -> bool + Send + Sync + 'static) -> Self {
-        Filter::all().with_predicate(predicate)
-    }
-
-    /// Also requires the stream name to start with `prefix`.
-    #[must_use]
-    pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.stream_prefix = Some(prefix.into().into_boxed_str());
-        self
-    }
-
-    /// Also requires the event type to be one of `types`.
-    #[must_use]
-    pub fn with_event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
-        let types = types
-            .into_iter()
-            .map(|t| t.into().into_boxed_str())
-            .collect();
-        self.event_types = Some(Arc::new(types));
-        self
-    }
-
-    /// Also requires the event type to start with `prefix`.
-    #[must_use]
-    pub fn with_event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.event_type_prefix = Some(prefix.into().into_boxed_str());
-        self
-    }
-
-    /// Events matching `query` (types and tags). A subscription of the
-    /// global log with a query catches up from the indexes: it reads only
-    /// the matching events, not the whole log, until it nears the end. A
-    /// query that reads refuse (no item, or an item naming nothing)
-    /// matches no event.
-    ///
-    /// ```
-    /// use evstore::{Filter, Query};
-    /// let course = Filter::query(Query::tagged(["course:c1"]));
-    /// # let _ = course;
-    /// ```
-    #[must_use]
-    pub fn query(query: Query) -> Self {
-        Filter::default().with_query(query)
-    }
-
-    /// Also requires the event to match `query`.
-    #[must_use]
-    pub fn with_query(mut self, query: Query) -> Self {
-        self.query = Some(Arc::new(query));
-        self
-    }
-
-    /// Also requires `predicate` to return true. It sees the event as it
-    /// would be delivered, with its payload (a view of the log, not a copy,
-    /// unless the event was sealed for a subject and is opened for it, or
-    /// erased and seen as its redaction marker); it runs on the
-    /// subscriber's thread, after the cheaper conditions.
-    #[must_use]
-    pub fn with_predicate(
-        mut self,
-        predicate: impl Fn(&RecordedEvent) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.predicate = Some(Arc::new(predicate));
-        self
-    }
-
-    /// Whether `event` passes.
-    pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.stream_prefix
-            .as_deref()
-            .is_none_or(|p| event.stream.starts_with(p))
-            && self
-                .event_types
-                .as_ref()
-                .is_none_or(|types| types.contains(&*event.event_type))
-            && self
-                .event_type_prefix
-                .as_deref()
-                .is_none_or(|p| event.event_type.starts_with(p))
-            && self.query.as_ref().is_none_or(|q| q.matches(event))
-            && self.predicate.as_ref().is_none_or(|p| p(event))
-    }
-}
 
 /// Which events a subscription may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -203,81 +65,6 @@ pub enum Visibility {
 enum Source {
     All { next_position: u64 },
     Stream { name: String, next_version: u64 },
-}
-
-/// The rest of the last read, handed out in order. Every event in it at or
-/// after the next one to hand out passes the filter, or is skipped before
-/// anything looks at it, so the first event is always the next delivery.
-enum Buffer {
-    /// Events this subscription read alone, already filtered: handed out
-    /// by move.
-    Own(std::vec::IntoIter<RecordedEvent>),
-    /// Events `next..stop` of a chunk of the read-ahead, shared with other
-    /// subscriptions: handed out by clone (their bytes are views, so a
-    /// clone copies none).
-    Shared {
-        chunk: Arc<Chunk>,
-        next: usize,
-        stop: usize,
-    },
-}
-
-impl Buffer {
-    fn empty() -> Self {
-        Buffer::Own(Vec::new().into_iter())
-    }
-
-    /// The next event to hand out.
-    fn first(&self) -> Option<&RecordedEvent> {
-        match self {
-            Buffer::Own(events) => events.as_slice().first(),
-            Buffer::Shared { chunk, next, stop } => {
-                chunk.events().get(*next..*stop).and_then(<[_]>::first)
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Buffer::Own(events) => events.len(),
-            Buffer::Shared { next, stop, .. } => stop.saturating_sub(*next),
-        }
-    }
-
-    /// Hands out the next event and moves on to the one after it that
-    /// `passes`.
-    fn take(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) -> Option<RecordedEvent> {
-        match self {
-            Buffer::Own(events) => events.next(),
-            Buffer::Shared { chunk, next, stop } => {
-                let event = chunk.events().get(*next..*stop)?.first()?.clone();
-                *next += 1;
-                self.skip(passes);
-                Some(event)
-            }
-        }
-    }
-
-    /// Drops the events that no longer pass: from an own buffer all of
-    /// them; from a shared one those before the next that passes (the rest
-    /// are checked as they come up).
-    fn keep(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) {
-        match self {
-            Buffer::Own(events) => {
-                let kept: Vec<RecordedEvent> = events.by_ref().filter(|e| passes(e)).collect();
-                *events = kept.into_iter();
-            }
-            Buffer::Shared { .. } => self.skip(passes),
-        }
-    }
-
-    /// Moves past the events that do not pass.
-    fn skip(&mut self, passes: &dyn Fn(&RecordedEvent) -> bool) {
-        if let Buffer::Shared { chunk, next, stop } = self {
-            let rest = chunk.events().get(*next..*stop).unwrap_or_default();
-            *next += rest.iter().take_while(|e| !passes(e)).count();
-        }
-    }
 }
 
 /// An event of a batch judged again under newer rules.
@@ -945,158 +732,6 @@ impl Iterator for Subscription {
     /// closed and everything was delivered.
     fn next(&mut self) -> Option<Self::Item> {
         self.next_event().transpose()
-    }
-}
-
-#[cfg(feature = "async")]
-mod stream {
-    use super::{EventBatch, Fill, Probe, Subscription, READS_PER_LOOK};
-    use crate::error::Result;
-    use crate::types::RecordedEvent;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// A [`Subscription`] as a `futures::Stream` (cargo feature `async`):
-    /// the task is woken when the log moves, no thread is blocked.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
-    /// use futures_util::StreamExt;
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = Store::open(dir.path(), Options::default()).unwrap();
-    /// store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
-    /// let mut events = store.subscribe_all(0, Filter::all()).into_stream();
-    /// let first = events.next().await.unwrap().unwrap();
-    /// assert_eq!(first.position, 0);
-    /// # }
-    /// ```
-    #[derive(Debug)]
-    pub struct SubscriptionStream {
-        subscription: Subscription,
-        /// The last poll found nothing and registered for a wake-up.
-        waiting: bool,
-    }
-
-    impl Subscription {
-        /// This subscription as a `futures::Stream`.
-        #[must_use]
-        pub fn into_stream(self) -> SubscriptionStream {
-            SubscriptionStream {
-                subscription: self,
-                waiting: false,
-            }
-        }
-    }
-
-    impl SubscriptionStream {
-        /// See [`Subscription::checkpoint`].
-        #[must_use]
-        pub fn checkpoint(&self) -> u64 {
-            self.subscription.checkpoint()
-        }
-    }
-
-    impl SubscriptionStream {
-        /// One poll: `take` hands out what is buffered once something is.
-        fn poll_with<T>(
-            &mut self,
-            cx: &mut Context<'_>,
-            take: impl Fn(&mut Subscription) -> Result<Option<T>>,
-        ) -> Poll<Option<Result<T>>> {
-            let subscription = &mut self.subscription;
-            if std::mem::take(&mut self.waiting) {
-                Probe::bump(&subscription.probe.wakeups);
-            }
-            match subscription.fill(READS_PER_LOOK) {
-                Err(error) => Poll::Ready(Some(Err(error))),
-                Ok(Fill::Ready) => Poll::Ready(take(subscription).transpose()),
-                Ok(Fill::Behind) => {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-                Ok(Fill::CaughtUp(seen)) => {
-                    if let Some(error) = subscription.log.poisoned() {
-                        return Poll::Ready(Some(Err(error)));
-                    }
-                    if subscription.progress().is_closed() {
-                        return match subscription.fill(usize::MAX) {
-                            Err(error) => Poll::Ready(Some(Err(error))),
-                            Ok(Fill::Ready) => Poll::Ready(take(subscription).transpose()),
-                            Ok(_) => Poll::Ready(None),
-                        };
-                    }
-                    if subscription
-                        .progress()
-                        .register(cx.waker(), || subscription.end() > seen)
-                    {
-                        cx.waker().wake_by_ref();
-                    }
-                    self.waiting = true;
-                    Poll::Pending
-                }
-            }
-        }
-
-        /// This stream as one of batches of at most `max` events (at
-        /// least one): see [`Subscription::next_batch`].
-        ///
-        /// ```
-        /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-        /// use evstore::{EventData, ExpectedVersion, Filter, Options, Store};
-        /// use futures_util::StreamExt;
-        /// # let dir = tempfile::tempdir().unwrap();
-        /// let store = Store::open(dir.path(), Options::default()).unwrap();
-        /// for _ in 0..3 {
-        ///     store.append("a", ExpectedVersion::Any, &[EventData::new("A", &b""[..])]).unwrap();
-        /// }
-        /// let mut batches = store.subscribe_all(0, Filter::all()).into_stream().batches(2);
-        /// let first = batches.next().await.unwrap().unwrap();
-        /// assert_eq!(first.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1]);
-        /// # }
-        /// ```
-        #[must_use]
-        pub fn batches(self, max: usize) -> BatchStream {
-            BatchStream {
-                events: self,
-                max: max.max(1),
-            }
-        }
-    }
-
-    impl futures_core::Stream for SubscriptionStream {
-        type Item = Result<RecordedEvent>;
-
-        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.get_mut().poll_with(cx, Subscription::take)
-        }
-    }
-
-    /// A [`Subscription`] as a `futures::Stream` of [`EventBatch`]es
-    /// (cargo feature `async`), made by [`SubscriptionStream::batches`].
-    #[derive(Debug)]
-    pub struct BatchStream {
-        events: SubscriptionStream,
-        max: usize,
-    }
-
-    impl BatchStream {
-        /// See [`Subscription::checkpoint`].
-        #[must_use]
-        pub fn checkpoint(&self) -> u64 {
-            self.events.checkpoint()
-        }
-    }
-
-    impl futures_core::Stream for BatchStream {
-        type Item = Result<EventBatch>;
-
-        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let this = self.get_mut();
-            let max = this.max;
-            this.events
-                .poll_with(cx, |subscription| subscription.take_batch(max).map(Some))
-        }
     }
 }
 
