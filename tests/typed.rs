@@ -631,3 +631,50 @@ fn an_aggregate_of_a_truncated_stream_counts_the_events_it_applied() {
     assert_eq!(loaded.state().balance, 4 + 5);
     assert_eq!(loaded.events_replayed(), 2);
 }
+
+/// A snapshot of state loaded before a soft delete, saved after the stream
+/// was recreated at a version the delete took away, is refused: the
+/// recreated stream's aggregate never starts from the deleted state.
+#[test]
+fn a_snapshot_at_a_version_deleted_since_is_refused_and_never_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let typed = store.typed();
+    let deposit = |amount| AccountEvent::Deposited {
+        amount,
+        memo: String::new(),
+    };
+    let events: Vec<AccountEvent> = (0..5).map(|i| deposit(1 << i)).collect();
+    typed
+        .append("cart", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    let loaded = store.load_aggregate::<Account>("cart").unwrap();
+    assert_eq!((loaded.state().balance, loaded.version()), (31, Some(4)));
+    store
+        .delete_stream("cart", ExpectedVersion::Any, evstore::DeleteMode::Soft)
+        .unwrap();
+    typed
+        .append("cart", ExpectedVersion::Any, &[deposit(100)])
+        .unwrap();
+    let saved = typed.save_snapshot("cart", 4, loaded.state());
+    assert!(
+        matches!(saved, Err(Error::SnapshotAhead { version: 4, .. })),
+        "{saved:?}"
+    );
+    let reloaded = store.load_aggregate::<Account>("cart").unwrap();
+    assert_eq!(reloaded.state().balance, 100);
+    assert_eq!(reloaded.snapshot_version(), None);
+
+    // A snapshot taken before a truncation still stands for what it
+    // summarizes: truncation keeps it.
+    typed
+        .append("acct", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    let at_two = typed.load_aggregate_at::<Account>("acct", 2).unwrap();
+    typed.save_snapshot("acct", 2, at_two.state()).unwrap();
+    store.truncate_stream("acct", 4).unwrap();
+    store.scavenge().unwrap();
+    let after = store.load_aggregate::<Account>("acct").unwrap();
+    assert_eq!(after.snapshot_version(), Some(2));
+    assert_eq!(after.state().balance, 1 + 2 + 4 + 16);
+}

@@ -59,20 +59,37 @@ impl Store {
         if self.options().durability == Durability::Buffered {
             self.flush()?;
         }
-        let event = self.read_stream(stream, version, Direction::Forward, 1)?;
-        let event_id = match event.first() {
-            Some(event) => event.id,
-            None => {
-                return Err(Error::SnapshotAhead {
-                    stream: stream.to_string(),
-                    version,
-                    stream_version,
-                })
-            }
+        let Some(event_id) = self.snapshot_anchor(stream, version)? else {
+            return Err(Error::SnapshotAhead {
+                stream: stream.to_string(),
+                version,
+                stream_version,
+            });
         };
         self.inner
             .snapshots
             .save(stream, version, event_id, now_nanos(), data.as_ref())
+    }
+
+    /// The id of the event a snapshot of `stream` at `version` is taken
+    /// after: the event at exactly that version, read whatever retention
+    /// drops from reads (a snapshot is what keeps the state of truncated or
+    /// expired events), unless the stream was deleted after it (a soft
+    /// delete starts the stream's state again; a hard one ends it). `None`
+    /// if there is no such event.
+    fn snapshot_anchor(&self, stream: &str, version: u64) -> Result<Option<uuid::Uuid>> {
+        let deleted_after = self.retention_rules()?.get(stream).is_some_and(|rule| {
+            rule.closed || rule.deleted_below.is_some_and(|below| version < below)
+        });
+        if deleted_after {
+            return Ok(None);
+        }
+        let end = self.visible_end();
+        let events = self.read_stream_below(stream, version, Direction::Forward, 1, end)?;
+        Ok(events
+            .first()
+            .filter(|event| event.version == version)
+            .map(|event| event.id))
     }
 
     /// The newest snapshot of `stream`, or `None` if it has none.
@@ -121,15 +138,15 @@ impl Store {
     ) -> Result<Option<Snapshot>> {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let file = self.inner.snapshots.load(stream, max_version, |file| {
-            let event = self.read_stream(stream, file.version, Direction::Forward, 1)?;
-            Ok(match event.first() {
+            Ok(match self.snapshot_anchor(stream, file.version)? {
                 None => Some(format!(
-                    "the snapshot is of version {} but the stream has not reached it",
+                    "the snapshot is of version {}, which the stream has not reached or \
+                     deleted since",
                     file.version
                 )),
-                Some(event) if event.id != file.event_id => Some(format!(
-                    "the snapshot was taken after event {} but version {} is event {}",
-                    file.event_id, file.version, event.id
+                Some(id) if id != file.event_id => Some(format!(
+                    "the snapshot was taken after event {} but version {} is event {id}",
+                    file.event_id, file.version
                 )),
                 Some(_) => None,
             })
