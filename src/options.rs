@@ -134,8 +134,8 @@ impl Default for Options {
 
 impl Options {
     /// Size each segment file is preallocated to (default 64 MiB; at least
-    /// 4 KiB, at most 4 GiB, a multiple of 8). An append must fit in one
-    /// segment.
+    /// 4 KiB, below 4 GiB, a multiple of 8: 4 GiB less 8 bytes at most).
+    /// An append must fit in one segment.
     #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
@@ -434,7 +434,7 @@ impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.segment_size < 4096 || self.segment_size > u64::from(u32::MAX) {
             return Err(Error::InvalidOption(format!(
-                "segment_size {} is outside 4 KiB..=4 GiB",
+                "segment_size {} is outside 4 KiB up to (not including) 4 GiB",
                 self.segment_size
             )));
         }

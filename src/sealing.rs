@@ -26,8 +26,7 @@ const ENVELOPE_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const HEAD_LEN: usize = 1 + 8 + NONCE_LEN;
 /// Bytes sealing adds to a non-empty field.
-#[cfg(test)]
-const SEALING_OVERHEAD: usize = HEAD_LEN + 16;
+pub(crate) const SEALING_OVERHEAD: usize = HEAD_LEN + 16;
 
 /// Which field of an event is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,8 +24,10 @@ pub fn validate_stream_name(stream: &str, max_len: usize) -> Result<()> {
 
 /// Checks an event's tags against the options: each non-empty, within the
 /// length limit, without control characters, none given twice, and no more
-/// of them than allowed; with `reserve`, none starting with `$` (the
-/// store's own).
+/// of them than allowed; with `reserve` (the caller's events), none
+/// starting with `$` (the store's own). The store's own events may carry
+/// one tag of its own beyond the caller's limits (a sealed event's subject
+/// tag), within what the format holds.
 pub fn validate_tags(tags: &[String], options: &Options, reserve: bool) -> Result<()> {
     if tags.is_empty() {
         return Ok(());
@@ -36,18 +38,25 @@ pub fn validate_tags(tags: &[String], options: &Options, reserve: bool) -> Resul
             reason,
         })
     };
-    if tags.len() > options.max_tags_per_event {
+    let max_tags = options
+        .max_tags_per_event
+        .saturating_add(usize::from(!reserve));
+    if tags.len() > max_tags {
         let shown = tags.first().map_or("", String::as_str);
         return refuse(
             shown,
             format!(
                 "the event has {} tags, more than the {} allowed",
                 tags.len(),
-                options.max_tags_per_event
+                max_tags
             ),
         );
     }
-    let max_len = options.max_tag_len.min(usize::from(u16::MAX));
+    let max_len = if reserve {
+        options.max_tag_len.min(usize::from(u16::MAX))
+    } else {
+        usize::from(u16::MAX)
+    };
     for tag in tags {
         if tag.is_empty() {
             return refuse(tag, "empty".into());

@@ -253,7 +253,8 @@ fn subjects_are_checked() {
     let long = store.append(
         "s",
         ExpectedVersion::Any,
-        &[personal(0).with_subject("x".repeat(8))],
+        // Longer than both the tag and the stream name limits (256).
+        &[personal(0).with_subject("x".repeat(257))],
     );
     assert!(
         matches!(long, Err(Error::InvalidRequest { .. })),
@@ -609,4 +610,38 @@ fn a_predicate_sees_a_sealed_payload_opened() {
         .unwrap()
         .expect("the predicate saw it erased");
     assert!(event.erased && event.payload.is_empty());
+}
+
+/// Sealing adds bytes and a tag of the store's own: the caller's events are
+/// still held to the caller's limits, not smaller ones.
+#[test]
+fn sealing_leaves_the_callers_limits_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = shredding().max_event_size(1000);
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let sized = |n: usize| EventData::new("E", vec![7u8; n]);
+    store
+        .append("user-1", ExpectedVersion::Any, &[sized(1000)])
+        .unwrap();
+    match store.append("user-1", ExpectedVersion::Any, &[sized(1001)]) {
+        Err(Error::EventTooLarge { size, max }) => assert_eq!((size, max), (1001, 1000)),
+        other => panic!("{other:?}"),
+    }
+    let max_tags = 64; // the default `max_tags_per_event`
+    let tagged = |n: usize| sized(10).with_tags((0..n).map(|i| format!("t{i}")));
+    store
+        .append("user-1", ExpectedVersion::Any, &[tagged(max_tags)])
+        .unwrap();
+    assert!(matches!(
+        store.append("user-1", ExpectedVersion::Any, &[tagged(max_tags + 1)]),
+        Err(Error::InvalidTag { .. })
+    ));
+    // A stream name as long as allowed is a subject too.
+    let long = "u".repeat(256); // the default `max_stream_name_len`
+    store
+        .append(&long, ExpectedVersion::NoStream, &[sized(5)])
+        .unwrap();
+    let read = store.read_stream(&long, 0, Direction::Forward, 1).unwrap();
+    assert_eq!(read[0].payload.len(), 5);
+    assert!(store.forget(&long).unwrap());
 }

@@ -372,8 +372,16 @@ impl Store {
     ) -> Result<()> {
         let options = self.options();
         let max_type_len = options.max_event_type_len.min(usize::from(u16::MAX));
+        // The caller's events are held to the caller's limit; the store's
+        // sealed copies of them may grow by what sealing adds to each field.
+        let sealing = if origin == Origin::Store {
+            2 * crate::sealing::SEALING_OVERHEAD
+        } else {
+            0
+        };
         let max_event = options
             .max_event_size
+            .saturating_add(sealing)
             .min(segment_room.saturating_sub(record::RECORD_HEADER_LEN + 8 + stream.len()));
         for event in events {
             let event_type = event.event_type();

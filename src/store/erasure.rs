@@ -54,11 +54,13 @@ impl Store {
     /// synced first for subjects that have none), each tagged with its
     /// subject.
     pub(super) fn seal_parts(&self, parts: &[Part<'_>]) -> Result<Vec<Vec<EventData>>> {
-        let max_subject = self
-            .options()
+        // The subject tag is the store's own: any subject a stream name or
+        // a tag could be fits, within what the format holds.
+        let options = self.options();
+        let max_subject = options
             .max_tag_len
-            .min(usize::from(u16::MAX))
-            .saturating_sub(SUBJECT_TAG_PREFIX.len());
+            .max(options.max_stream_name_len)
+            .min(usize::from(u16::MAX) - SUBJECT_TAG_PREFIX.len());
         parts
             .iter()
             .map(|part| {
@@ -76,7 +78,7 @@ impl Store {
             return Err(Error::InvalidRequest {
                 what: "append",
                 reason: format!(
-                    "subject '{subject}' must be 1 to {max_subject} bytes (the tag length limit less its prefix)"
+                    "subject '{subject}' must be 1 to {max_subject} bytes (the longer of the tag and stream name length limits)"
                 ),
             });
         }

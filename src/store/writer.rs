@@ -558,7 +558,7 @@ impl Writer {
         let segment = self
             .active
             .install_next(prepared, storage.as_ref(), &segments_dir)
-            .map_err(|e| self.poison("installing a new segment".into(), e))?;
+            .map_err(|e| self.poison("install of a new segment".into(), e))?;
         let sealed = {
             let mut index = self.state.index.write();
             let sealed = index.seal_active();
