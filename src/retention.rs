@@ -50,9 +50,12 @@ pub(crate) struct Erasure {
 }
 
 impl Erasure {
-    /// Whether it erases `event` (an event of its stream).
+    /// Whether it erases `event` (an event of its stream). A tombstone is
+    /// never erased: it is how readers of the log learn of a deletion.
     fn covers(&self, event: &RecordedEvent) -> bool {
-        event.position < self.before && (self.first..=self.last).contains(&event.version)
+        event.position < self.before
+            && (self.first..=self.last).contains(&event.version)
+            && !is_lifecycle_event(event)
     }
 }
 

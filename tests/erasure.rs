@@ -645,3 +645,31 @@ fn sealing_leaves_the_callers_limits_as_they_are() {
     assert_eq!(read[0].payload.len(), 5);
     assert!(store.forget(&long).unwrap());
 }
+
+/// Erasing a deleted stream's events leaves its tombstone: readers of the
+/// log still learn of the deletion.
+#[test]
+fn an_erasure_never_takes_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let events: Vec<_> = (0..3).map(plain).collect();
+    store
+        .append("patient-4", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store
+        .delete_stream("patient-4", ExpectedVersion::Any, evstore::DeleteMode::Soft)
+        .unwrap();
+    let last = store.stream_version("patient-4").unwrap().unwrap();
+    store.erase_events("patient-4", 0, last).unwrap();
+    for scavenged in [false, true] {
+        let types: Vec<String> = store
+            .read_all(0, Direction::Forward, 100)
+            .unwrap()
+            .iter()
+            .filter(|e| &*e.stream == "patient-4")
+            .map(|e| e.event_type.to_string())
+            .collect();
+        assert_eq!(types, ["$streamDeleted"], "scavenged {scavenged}");
+        store.scavenge().unwrap();
+    }
+}

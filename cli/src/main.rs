@@ -245,11 +245,12 @@ struct BenchArgs {
     /// Appending threads.
     #[arg(long, value_name = "T", default_value_t = 4, value_parser = parse_positive)]
     threads: usize,
-    /// Payload bytes per event.
-    #[arg(long, value_name = "B", default_value_t = 256)]
+    /// Payload bytes per event (at most 16 MiB, the store's default event
+    /// size limit).
+    #[arg(long, value_name = "B", default_value_t = 256, value_parser = parse_event_size)]
     size: usize,
-    /// Events per append.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_positive)]
+    /// Events per append (at most 1,000,000).
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
     /// Streams the events are spread over.
     #[arg(long, value_name = "S", default_value_t = 100, value_parser = parse_positive)]
@@ -265,6 +266,25 @@ enum DurabilityArg {
     Sync,
     /// Acknowledged once written; synced in the background.
     Buffered,
+}
+
+/// Payload sizes `bench` takes: what an event may hold by default, checked
+/// before any payload is made.
+fn parse_event_size(text: &str) -> Result<usize, String> {
+    let max = 16 << 20;
+    match text.parse::<usize>() {
+        Ok(n) if n > max => Err(format!("must be at most {max} (16 MiB)")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Batch sizes `bench` takes: each batch's events are made up front.
+fn parse_batch(text: &str) -> Result<usize, String> {
+    match parse_positive(text)? {
+        n if n > 1_000_000 => Err("must be at most 1000000".to_string()),
+        n => Ok(n),
+    }
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {

@@ -1435,3 +1435,22 @@ fn info_and_a_dry_run_report_a_segment_being_written_whose_events_are_all_dead()
         "{info}"
     );
 }
+
+#[test]
+fn bench_refuses_sizes_and_batches_it_cannot_make_before_making_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("store");
+    for args in [
+        ["--size", "18446744073709551615"],
+        ["--size", "16777217"],
+        ["--batch", "1000000000000"],
+    ] {
+        evstore()
+            .args(["bench", path_str(&target), "--events", "1"])
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("must be at most"));
+        assert!(!target.exists(), "{args:?} left a store behind");
+    }
+}
