@@ -141,21 +141,7 @@ impl KeyStore {
     ///
     /// As [`KeyStore::open`].
     pub fn reload(&self) -> Result<()> {
-        let bytes = match read_whole_file(self.storage.as_ref(), &self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bytes::Bytes::new(),
-            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
-        };
-        let len_on_disk = bytes.len() as u64;
-        let decoded = if bytes.is_empty() {
-            Decoded {
-                version: KEYS_FORMAT_VERSION,
-                ..Decoded::default()
-            }
-        } else {
-            decode(&bytes)
-                .map_err(|(offset, reason)| Error::corrupted(&self.path, offset, reason))?
-        };
+        let (decoded, len_on_disk) = read_file(self.storage.as_ref(), &self.path)?;
         let mut state = self.state.lock();
         state.by_subject = decoded.by_subject;
         state.forgotten = decoded.forgotten;
@@ -319,6 +305,26 @@ impl KeyStore {
     }
 }
 
+/// The key store file at `path` decoded, and its length: empty, of the
+/// current version, if there is no file.
+fn read_file(storage: &dyn Storage, path: &Path) -> Result<(Decoded, u64)> {
+    let bytes = match read_whole_file(storage, path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bytes::Bytes::new(),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    if bytes.is_empty() {
+        let empty = Decoded {
+            version: KEYS_FORMAT_VERSION,
+            ..Decoded::default()
+        };
+        return Ok((empty, 0));
+    }
+    let decoded =
+        decode(&bytes).map_err(|(offset, reason)| Error::corrupted(path, offset, reason))?;
+    Ok((decoded, bytes.len() as u64))
+}
+
 /// What became of the key with id `key_id` that sealed an event of
 /// `subject`, given what a key store file holds.
 fn fate(
@@ -350,20 +356,7 @@ impl KeySet {
     /// As [`KeyStore::open`].
     pub(crate) fn read(storage: &dyn Storage, dir: &Path) -> Result<KeySet> {
         let path = child(&child(dir, KEYS_DIR), KEYS_FILE);
-        let bytes = match read_whole_file(storage, &path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bytes::Bytes::new(),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
-        if bytes.is_empty() {
-            return Ok(KeySet(Decoded {
-                version: KEYS_FORMAT_VERSION,
-                ..Decoded::default()
-            }));
-        }
-        decode(&bytes)
-            .map(KeySet)
-            .map_err(|(offset, reason)| Error::corrupted(&path, offset, reason))
+        read_file(storage, &path).map(|(decoded, _)| KeySet(decoded))
     }
 
     /// See [`KeyStore::fate`].
