@@ -655,8 +655,8 @@ impl IndexFile {
         DirRun::decode(self.bytes.get(at..at + DIRECTORY_ENTRY_LEN)?)
     }
 
-    /// Every stream with events here, with its part.
-    #[cfg(test)]
+    /// Every stream with events here, with its part (`None` for an entry
+    /// that does not decode).
     pub fn streams(&self) -> impl Iterator<Item = Option<(&str, StreamPart)>> + '_ {
         (0..self.header.table_len as usize).filter_map(move |i| {
             let entry = self.entry(i)?;

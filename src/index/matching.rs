@@ -136,6 +136,12 @@ fn build_postings(
     if let Some(postings) = cell.read().as_ref() {
         return Ok(Arc::clone(postings));
     }
+    if segment.is_removed() {
+        // No event of a removed segment matches anything any more (a
+        // postings file a crash left beside it is not read).
+        let none = Arc::new(SealedPostings::Mem(Postings::default()));
+        return Ok(Arc::clone(cell.write().get_or_insert(none)));
+    }
     let base = segment.base_position();
     let loaded = files.and_then(|f| f.load(base));
     let postings = if let Some(file) = loaded {

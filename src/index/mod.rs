@@ -26,6 +26,7 @@ pub mod planning;
 pub mod postings;
 pub mod postings_file;
 pub mod recovery;
+pub mod removed;
 pub mod rewritten;
 
 use crate::error::{Error, Result};
@@ -619,8 +620,9 @@ impl Index {
         self.segments.get(after.checked_sub(1)?)
     }
 
-    /// The records of positions `start..stop`, segment by segment. `None` if
-    /// part of the range is not indexed.
+    /// The records of positions `start..stop`, segment by segment, leaving
+    /// out those of removed segments (which hold none). `None` if part of
+    /// the range is not indexed.
     pub fn runs(&self, start: u64, stop: u64) -> Result<Option<Vec<Run>>> {
         let mut runs = Vec::new();
         let mut position = start;
@@ -628,6 +630,10 @@ impl Index {
             let Some(entry) = self.entry_of_position(position) else {
                 return Ok(None);
             };
+            if let Some(end) = entry.segment.removed_end() {
+                position = end.max(position + 1);
+                continue;
+            }
             let base = entry.segment.base_position();
             // Slots past `usize` are past the segment's events: saturating
             // keeps them out of range, as they are.
@@ -651,11 +657,22 @@ impl Index {
         Ok(Some(runs))
     }
 
+    /// The positions of the removed segment holding `position`, if it is
+    /// in one: no read finds an event there.
+    pub fn removed_span(&self, position: u64) -> Option<std::ops::Range<u64>> {
+        let entry = self.entry_of_position(position)?;
+        let end = entry.segment.removed_end()?;
+        (position < end).then(|| entry.segment.base_position()..end)
+    }
+
     /// Where `position` is stored, if it is indexed.
     pub fn locate(&self, position: u64) -> Result<Option<Location>> {
         let Some(entry) = self.entry_of_position(position) else {
             return Ok(None);
         };
+        if entry.segment.is_removed() {
+            return Ok(None);
+        }
         let Ok(slot) = usize::try_from(position - entry.segment.base_position()) else {
             return Ok(None);
         };

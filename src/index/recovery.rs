@@ -8,7 +8,7 @@ use super::directory::{self, Earlier};
 use super::file::{self, index_file_name, parse_index_file_name, IndexFile};
 use super::hash::HashKind;
 use super::memory::MemIndex;
-use super::{Index, Persisted, SealedSegment, SegmentIndex};
+use super::{removed, Index, Persisted, SealedSegment, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::{
     clear_torn_tail, parse_segment_file_name, record, scan_segment, segment_file_name,
@@ -331,6 +331,28 @@ pub fn recover(
             seg.mark_sealed();
         }
         let idx_path = child(dir, &index_file_name(base));
+        if let Some(end) = seg.removed_end() {
+            // Its index file is all that is left of it, and must be whole.
+            let file = removed::load_removed_index(storage.as_ref(), &idx_path, &seg)?;
+            seg.mark_sealed();
+            if ordinal >= covered {
+                removed::count_removed_streams(&mut index, &file, ordinal, &idx_path)?;
+            }
+            next_position = end;
+            let persisted = persisted_index(storage, &index, file, idx_path, &seg, mode).trusted();
+            index.push_segment(
+                Arc::clone(&seg),
+                SegmentIndex::Persisted(Arc::new(persisted)),
+            );
+            stats.index_files_loaded += 1;
+            tail = Some(Tail {
+                segment: seg,
+                end_offset: (record::SEGMENT_HEADER_LEN + record::BATCH_HEADER_LEN) as u64,
+                sealed: true,
+                recorded_durable: 0,
+            });
+            continue;
+        }
         // Index files of segments the catalogue covers are used as they are.
         // Past it, each segment is read once more: the catalogue is rebuilt
         // from records, never from index files alone.

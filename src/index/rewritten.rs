@@ -47,12 +47,15 @@ pub fn remove_derived_files(storage: &dyn Storage, dir: &Path, base: u64) -> io:
 }
 
 impl Index {
-    /// The sealed segments whose index files are written, oldest first.
+    /// The sealed segments whose index files are written, oldest first,
+    /// without the removed ones.
     pub fn rewritable_segments(&self) -> Vec<Rewritable> {
         self.segments
             .iter()
             .enumerate()
-            .filter(|(_, entry)| matches!(entry.index, SegmentIndex::Persisted(_)))
+            .filter(|(_, entry)| {
+                matches!(entry.index, SegmentIndex::Persisted(_)) && !entry.segment.is_removed()
+            })
             .map(|(i, entry)| Rewritable {
                 ordinal: super::ordinal(i),
                 segment: Arc::clone(&entry.segment),

@@ -8,6 +8,7 @@ mod barrier;
 pub mod record;
 mod recovery;
 mod redaction;
+mod removal;
 mod segment;
 
 pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
@@ -19,6 +20,7 @@ pub use recovery::{
     BatchOutcome, SegmentRole, SegmentScan,
 };
 pub use redaction::rewrite_redacted;
+pub use removal::write_removed_segment;
 pub use segment::{
     now_nanos, parse_segment_file_name, segment_file_name, PreparedSegment, Segment, TEMP_SUFFIX,
 };

@@ -36,6 +36,13 @@ use uuid::Uuid;
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest segment format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The format version of a removed segment: its header, then a seal naming
+/// where its positions end, and nothing else. A scavenge writes one in
+/// place of a segment none of whose events any read returns any more; the
+/// segment's index file is kept as the record of its streams' versions. A
+/// build that predates removal refuses such a file as a format it does not
+/// know instead of taking it for damage.
+pub const REMOVED_FORMAT_VERSION: u32 = 3;
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"EVSTSEG\0";
 /// Bytes of the segment header.
@@ -89,8 +96,8 @@ pub struct SegmentHeader {
     pub capacity: u64,
     /// Creation time, unix nanoseconds.
     pub created_nanos: u64,
-    /// The format version it was written in ([`FORMAT_VERSION`] for a new
-    /// one; [`SegmentHeader::encode`] always writes that).
+    /// The format version it was written in: [`FORMAT_VERSION`] for a new
+    /// segment, [`REMOVED_FORMAT_VERSION`] for a removed one.
     pub version: u32,
 }
 
@@ -112,7 +119,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut out = [0u8; SEGMENT_HEADER_LEN];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.version.to_le_bytes());
         #[expect(clippy::cast_possible_truncation, reason = "64 fits in a u32")]
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.base_position.to_le_bytes());
@@ -130,7 +137,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u32_at(bytes, 8);
-        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        if !(OLDEST_FORMAT_VERSION..=REMOVED_FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         if u32_at(bytes, 60) != crc32fast::hash(&bytes[0..60])

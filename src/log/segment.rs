@@ -68,6 +68,9 @@ pub struct Segment {
     map_limit: AtomicU64,
     /// The page cache of the bytes below this was handed back to the kernel.
     cache_released: AtomicU64,
+    /// For a removed segment (see [`super::record::REMOVED_FORMAT_VERSION`]),
+    /// the position its positions end at: it holds no record.
+    removed_end: Option<u64>,
 }
 
 /// Cached pages are handed back in steps of this many bytes, so that a
@@ -140,6 +143,7 @@ impl PreparedSegment {
             file: self.file,
             map_limit: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
             cache_released: AtomicU64::new(0),
+            removed_end: None,
         })
     }
 }
@@ -225,15 +229,39 @@ impl Segment {
                 format!("implausible segment capacity {}", header.capacity),
             ));
         }
+        let seed = crc_seed(header.base_position);
+        let removed_end = if header.version == super::record::REMOVED_FORMAT_VERSION {
+            Some(removed_end(
+                file.as_ref(),
+                &path,
+                header.base_position,
+                seed,
+            )?)
+        } else {
+            None
+        };
         Ok(Segment {
             base_position: header.base_position,
             capacity: header.capacity,
-            seed: crc_seed(header.base_position),
+            seed,
             path,
             file,
             map_limit: AtomicU64::new(0),
             cache_released: AtomicU64::new(0),
+            removed_end,
         })
+    }
+
+    /// For a removed segment, the position after its last one: its events
+    /// are gone and no read reaches them (see
+    /// [`super::record::REMOVED_FORMAT_VERSION`]).
+    pub fn removed_end(&self) -> Option<u64> {
+        self.removed_end
+    }
+
+    /// Whether the segment was removed: it holds no record.
+    pub fn is_removed(&self) -> bool {
+        self.removed_end.is_some()
     }
 
     /// Global position of the first event in this segment.
@@ -362,6 +390,15 @@ impl Segment {
     /// mapped, or a copy that runs a little past the record. Record lengths
     /// come from the records' headers, unchecked: decoding checks them.
     fn span(&self, start: u64, through: u64) -> Result<Bytes> {
+        if self.is_removed() {
+            // Callers skip removed segments; an index that sends a read here
+            // is out of step with the file.
+            return Err(Error::corrupted(
+                &self.path,
+                start,
+                "a record was looked for in a removed segment, which holds none",
+            ));
+        }
         if start >= self.capacity {
             return Err(self.past_end(start));
         }
@@ -535,4 +572,28 @@ fn fits(bytes: &[u8], relative: u64) -> bool {
     bytes.get(relative..).and_then(peek_len).is_some_and(|len| {
         len >= RECORD_HEADER_LEN && relative.saturating_add(align8(len)) <= bytes.len()
     })
+}
+
+/// The seal right after a removed segment's header: where its positions
+/// end. Anything else there is damage.
+fn removed_end(file: &dyn StorageFile, path: &Path, base: u64, seed: u32) -> Result<u64> {
+    use super::record::{BatchHeader, BatchKind, BATCH_HEADER_LEN};
+    let io_error = |e| Error::io(format!("reading {}", path.display()), e);
+    let len = file.len().map_err(io_error)?;
+    let bytes = if len >= (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN) as u64 {
+        file.read_copy(SEGMENT_HEADER_LEN as u64, BATCH_HEADER_LEN)
+            .map_err(io_error)?
+    } else {
+        Bytes::new()
+    };
+    match BatchHeader::decode(&bytes, seed) {
+        Some(seal) if seal.kind == BatchKind::Seal && seal.first_position > base => {
+            Ok(seal.first_position)
+        }
+        _ => Err(Error::corrupted(
+            path,
+            SEGMENT_HEADER_LEN as u64,
+            "a removed segment without a valid seal after its header",
+        )),
+    }
 }

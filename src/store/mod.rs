@@ -20,6 +20,7 @@ mod open;
 mod projections;
 mod read;
 mod read_query;
+mod removal;
 mod reply;
 mod retention;
 mod scavenge;

@@ -124,7 +124,10 @@ impl Store {
         Ok(events)
     }
 
-    /// [`Store::read_stream`] of the events at positions below `end`.
+    /// [`Store::read_stream`] of the events at positions below `end`. Events
+    /// of removed segments are gone: the read goes on past them until it
+    /// has `max_count` events or reaches the end of the stream, so a short
+    /// read still means the end.
     pub(crate) fn read_stream_below(
         &self,
         stream: &str,
@@ -133,39 +136,46 @@ impl Store {
         max_count: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::new();
         let mut locations = LOCATIONS.take();
-        let start = read_checked(&self.inner.state.index, |index| {
-            let range = |visible| version_range(visible, from_version, direction, max_count);
-            let (start, _) = index.stream_locations(stream, end, range, &mut locations)?;
-            Ok(start)
-        })?;
-        let mut events = Vec::with_capacity(locations.len());
-        // Events of one segment are read through one view of it.
-        for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
-            if let Some(first) = group.first() {
-                first
-                    .segment
-                    .read_located(group.iter().map(|l| (l.offset, l.position)), &mut events)?;
+        let mut from = from_version;
+        // How many versions a round looks at: grows while rounds find
+        // removed ones, so a long removed history costs few rounds.
+        let mut window = max_count;
+        loop {
+            let want = max_count - events.len();
+            let mut visible = 0;
+            let (start, stop) = read_checked(&self.inner.state.index, |index| {
+                let range = |count| {
+                    visible = count;
+                    version_range(count, from, direction, window)
+                };
+                index.stream_locations(stream, end, range, &mut locations)
+            })?;
+            let removed = locations.iter().any(|l| l.segment.is_removed());
+            let first = events.len();
+            if removed {
+                read_kept_locations(stream, start, direction, want, &locations, &mut events)?;
+            } else {
+                read_locations(stream, start, &locations, &mut events)?;
             }
-        }
-        // The index said these records are versions start.. of the stream;
-        // the records must agree, so a damaged index can never hand out
-        // another event.
-        for (i, (event, location)) in events.iter().zip(&locations).enumerate() {
-            let version = start + i as u64;
-            if *event.stream != *stream || event.version != version {
-                return Err(Error::corrupted(
-                    location.segment.path(),
-                    u64::from(location.offset),
-                    format!(
-                        "the index places event '{}' version {} at '{stream}' version {version}",
-                        &*event.stream, event.version
-                    ),
-                ));
+            if direction == Direction::Backward {
+                events.get_mut(first..).unwrap_or_default().reverse();
             }
-        }
-        if direction == Direction::Backward {
-            events.reverse();
+            let filled = events.len() >= max_count;
+            let next = match direction {
+                Direction::Forward => (stop < visible).then_some(stop),
+                Direction::Backward => start.checked_sub(1),
+            };
+            match next {
+                Some(next) if removed && !filled => {
+                    from = next;
+                    window = window
+                        .saturating_mul(2)
+                        .clamp(want, REMOVED_WINDOW.max(want));
+                }
+                _ => break,
+            }
         }
         locations.clear();
         if locations.capacity() <= KEPT_LOCATIONS {
@@ -229,7 +239,10 @@ impl Store {
         self.finish_read(events, &retained, false)
     }
 
-    /// [`Store::read_all`] of the events at positions below `end`.
+    /// [`Store::read_all`] of the events at positions below `end`. Removed
+    /// segments hold no events: the read goes on past them until it has
+    /// `max_count` events or reaches the end of the log, so a short read
+    /// still means the end.
     pub(crate) fn read_all_below(
         &self,
         from_position: u64,
@@ -237,17 +250,41 @@ impl Store {
         max_count: usize,
         end: u64,
     ) -> Result<Vec<RecordedEvent>> {
-        let (start, stop) = version_range(end, from_position, direction, max_count);
-        let runs = read_checked(&self.inner.state.index, |index| index.runs(start, stop))?
-            .ok_or_else(|| missing(start))?;
-        // At most `max_count` events, a usize: the fallback is never taken.
-        let mut events = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(max_count));
-        for run in &runs {
-            run.segment
-                .read_run(run.first_position, &run.offsets, &mut events)?;
-        }
-        if direction == Direction::Backward {
-            events.reverse();
+        let mut events = Vec::new();
+        let mut from = from_position;
+        loop {
+            let want = max_count - events.len();
+            let round = read_checked(&self.inner.state.index, |index| {
+                let Some(from) = past_removed(index, from, direction, end) else {
+                    return Ok(None);
+                };
+                let (start, stop) = version_range(end, from, direction, want);
+                let runs = index.runs(start, stop)?.ok_or_else(|| missing(start))?;
+                Ok(Some((start, stop, runs)))
+            })?;
+            let Some((start, stop, runs)) = round else {
+                break;
+            };
+            // At most `want` events, a usize: the fallback is never taken.
+            events.reserve(usize::try_from(stop - start).unwrap_or(want));
+            let first = events.len();
+            for run in &runs {
+                run.segment
+                    .read_run(run.first_position, &run.offsets, &mut events)?;
+            }
+            if direction == Direction::Backward {
+                events.get_mut(first..).unwrap_or_default().reverse();
+            }
+            // Fewer events than positions: part of the range was removed.
+            let whole = (events.len() - first) as u64 == stop - start;
+            let next = match direction {
+                Direction::Forward => (stop < end).then_some(stop),
+                Direction::Backward => start.checked_sub(1),
+            };
+            match next {
+                Some(next) if !whole && events.len() < max_count => from = next,
+                _ => break,
+            }
         }
         Ok(events)
     }
@@ -301,6 +338,115 @@ fn version_range(len: u64, from: u64, direction: Direction, max_count: usize) ->
             (top.saturating_sub(max), top)
         }
     }
+}
+
+/// Reads, onto `out`, the events at `locations` (versions `start..` of
+/// `stream`) that are not in removed segments: the first `want` of them
+/// forwards, the last `want` backwards.
+fn read_kept_locations(
+    stream: &str,
+    start: u64,
+    direction: Direction,
+    want: usize,
+    locations: &[Location],
+    out: &mut Vec<RecordedEvent>,
+) -> Result<()> {
+    let mut kept: Vec<(u64, &Location)> = locations
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.segment.is_removed())
+        .map(|(i, l)| (start + i as u64, l))
+        .collect();
+    if kept.len() > want {
+        match direction {
+            Direction::Forward => kept.truncate(want),
+            Direction::Backward => drop(kept.drain(..kept.len() - want)),
+        }
+    }
+    let first = out.len();
+    for group in kept.chunk_by(|a, b| Arc::ptr_eq(&a.1.segment, &b.1.segment)) {
+        if let Some((_, location)) = group.first() {
+            location
+                .segment
+                .read_located(group.iter().map(|(_, l)| (l.offset, l.position)), out)?;
+        }
+    }
+    let read = out.get(first..).unwrap_or_default();
+    for (event, (version, location)) in read.iter().zip(&kept) {
+        check_located(stream, event, *version, location)?;
+    }
+    Ok(())
+}
+
+/// Where a read of the global log from `from` in `direction` begins,
+/// once past the removed segments it starts in; `None` if none is left
+/// that way.
+fn past_removed(
+    index: &crate::index::Index,
+    from: u64,
+    direction: Direction,
+    end: u64,
+) -> Option<u64> {
+    let mut from = match direction {
+        Direction::Forward => from,
+        Direction::Backward => from.min(end.checked_sub(1)?),
+    };
+    while let Some(span) = index.removed_span(from) {
+        from = match direction {
+            Direction::Forward => span.end,
+            Direction::Backward => span.start.checked_sub(1)?,
+        };
+    }
+    Some(from)
+}
+
+/// Most versions a stream read looks at in one round while it finds them
+/// removed.
+const REMOVED_WINDOW: usize = 1 << 16;
+
+/// Reads, onto `out`, the events at `locations`, versions `start..` of
+/// `stream`.
+fn read_locations(
+    stream: &str,
+    start: u64,
+    locations: &[Location],
+    out: &mut Vec<RecordedEvent>,
+) -> Result<()> {
+    let first = out.len();
+    // Events of one segment are read through one view of it.
+    for group in locations.chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment)) {
+        if let Some(location) = group.first() {
+            location
+                .segment
+                .read_located(group.iter().map(|l| (l.offset, l.position)), out)?;
+        }
+    }
+    let read = out.get(first..).unwrap_or_default();
+    for (i, (event, location)) in read.iter().zip(locations).enumerate() {
+        check_located(stream, event, start + i as u64, location)?;
+    }
+    Ok(())
+}
+
+/// The index said `location` holds version `version` of `stream`; the
+/// record must agree, so a damaged index can never hand out another event.
+fn check_located(
+    stream: &str,
+    event: &RecordedEvent,
+    version: u64,
+    location: &Location,
+) -> Result<()> {
+    if *event.stream != *stream || event.version != version {
+        return Err(Error::corrupted(
+            location.segment.path(),
+            u64::from(location.offset),
+            format!(
+                "the index places event '{}' version {} at '{stream}' version {version}",
+                &*event.stream, event.version
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn missing(position: u64) -> Error {

@@ -106,6 +106,13 @@ impl<'a> DeadEvents<'a> {
     /// Whether `event` is dead. Tombstones and metadata events never are:
     /// they are what says the others are.
     pub(super) fn is_dead(&self, event: &RecordedEvent) -> bool {
+        self.is_gone(event) || self.retained.is_erased(event) || self.store.is_shredded(event)
+    }
+
+    /// Whether no read returns `event` (or its redaction marker) any more:
+    /// its stream no longer keeps it. An erased event whose stream keeps
+    /// it is not gone: its marker stays.
+    pub(super) fn is_gone(&self, event: &RecordedEvent) -> bool {
         if is_lifecycle_event(event) {
             return false;
         }
@@ -124,8 +131,6 @@ impl<'a> DeadEvents<'a> {
             last
         };
         !self.retained.keeps(event, last_version)
-            || self.retained.is_erased(event)
-            || self.store.is_shredded(event)
     }
 }
 
@@ -133,12 +138,16 @@ impl<'a> DeadEvents<'a> {
 /// segment's directory sync also covers the renames of the one before, so
 /// a scavenge syncs the directory once per segment and once at the end.
 #[derive(Debug, Default)]
-struct UnsyncedRenames {
-    pending: bool,
+pub(super) struct UnsyncedRenames {
+    pub(super) pending: bool,
 }
 
 impl UnsyncedRenames {
-    fn sync(&mut self, storage: &dyn crate::storage::Storage, dir: &std::path::Path) -> Result<()> {
+    pub(super) fn sync(
+        &mut self,
+        storage: &dyn crate::storage::Storage,
+        dir: &std::path::Path,
+    ) -> Result<()> {
         if self.pending {
             storage
                 .sync_dir(dir)
@@ -164,7 +173,13 @@ pub struct ScavengeReport {
     pub segments_rewritten: u64,
     /// Events replaced by redaction markers.
     pub events_redacted: u64,
-    /// Bytes the rewritten segments' files took before.
+    /// Segments removed: none of their events was read any more, and only
+    /// their header, seal and index file remain.
+    pub segments_removed: u64,
+    /// Positions of the removed segments (events, and redaction markers
+    /// earlier scavenges left).
+    pub events_removed: u64,
+    /// Bytes the rewritten and removed segments' files took before.
     pub bytes_before: u64,
     /// Bytes they take now.
     pub bytes_after: u64,
@@ -180,6 +195,13 @@ impl ScavengeReport {
     #[must_use]
     pub fn bytes_reclaimed(&self) -> u64 {
         self.bytes_before.saturating_sub(self.bytes_after)
+    }
+
+    pub(super) fn count_removed(&mut self, removed: u64, before: u64, after: u64) {
+        self.segments_removed += 1;
+        self.events_removed += removed;
+        self.bytes_before += before;
+        self.bytes_after += after;
     }
 
     fn count(&mut self, redacted: u64, before: u64, after: u64) {
@@ -324,9 +346,16 @@ impl Store {
             report.segments_unchanged += 1;
             return Ok(());
         }
+        if self.remove_if_all_dead(ordinal, segment, &dead, dry_run, report, pace, unsynced)? {
+            return Ok(());
+        }
         // Records keep their positions, so the new file is indexed as it is
         // written, against the old segment's path and base.
         let mut indexer = SegmentIndexer::new(segment);
+        // A segment all of whose events are gone but that could not be
+        // removed yet (its events are still in the idempotency window) is
+        // looked at again by the next scavenge.
+        let mut all_gone = true;
         let redact = |event: &RecordedEvent| -> Result<bool> { Ok(dead.is_dead(event)) };
         let Some(rewritten) = rewrite_redacted(
             storage.as_ref(),
@@ -336,6 +365,7 @@ impl Store {
             redact,
             pace,
             &mut |offset, event| {
+                all_gone &= dead.is_gone(event);
                 if dry_run {
                     return Ok(());
                 }
@@ -343,7 +373,9 @@ impl Store {
             },
         )?
         else {
-            clean(dead.stamp);
+            if !all_gone {
+                clean(dead.stamp);
+            }
             return Ok(());
         };
         let io_error = |what: &str, e| Error::io(format!("{what} {}", segment.path().display()), e);
@@ -397,7 +429,9 @@ impl Store {
             ));
         }
         report.count(rewritten.redacted, before, rewritten.len);
-        clean(dead.stamp);
+        if !all_gone {
+            clean(dead.stamp);
+        }
         Ok(())
     }
 }

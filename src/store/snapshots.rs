@@ -3,6 +3,7 @@
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::index::deferred_check::read_checked;
 use crate::log::now_nanos;
 #[cfg(doc)]
 use crate::options::Options;
@@ -59,7 +60,14 @@ impl Store {
         if self.options().durability == Durability::Buffered {
             self.flush()?;
         }
-        let Some(event_id) = self.snapshot_anchor(stream, version)? else {
+        let event_id = match self.snapshot_anchor(stream, version)? {
+            Anchor::Event(id) => Some(id),
+            // Retention took the event and a scavenge its segment: nothing
+            // is left to anchor to, and nothing can take its place.
+            Anchor::Removed => Some(uuid::Uuid::nil()),
+            Anchor::None => None,
+        };
+        let Some(event_id) = event_id else {
             return Err(Error::SnapshotAhead {
                 stream: stream.to_string(),
                 version,
@@ -76,20 +84,36 @@ impl Store {
     /// drops from reads (a snapshot is what keeps the state of truncated or
     /// expired events), unless the stream was deleted after it (a soft
     /// delete starts the stream's state again; a hard one ends it). `None`
-    /// if there is no such event.
-    fn snapshot_anchor(&self, stream: &str, version: u64) -> Result<Option<uuid::Uuid>> {
+    /// if there is no such event; `Removed` if a scavenge removed the
+    /// segment it was in (only events no read returned any more are
+    /// removed, and a deletion is told by the rules).
+    fn snapshot_anchor(&self, stream: &str, version: u64) -> Result<Anchor> {
         let deleted_after = self.retention_rules()?.get(stream).is_some_and(|rule| {
             rule.closed || rule.deleted_below.is_some_and(|below| version < below)
         });
         if deleted_after {
-            return Ok(None);
+            return Ok(Anchor::None);
         }
         let end = self.visible_end();
+        let mut located = Vec::new();
+        read_checked(&self.inner.state.index, |index| {
+            let exactly = |count| {
+                if version < count {
+                    (version, version + 1)
+                } else {
+                    (0, 0)
+                }
+            };
+            index.stream_locations(stream, end, exactly, &mut located)
+        })?;
+        if located.first().is_some_and(|l| l.segment.is_removed()) {
+            return Ok(Anchor::Removed);
+        }
         let events = self.read_stream_below(stream, version, Direction::Forward, 1, end)?;
         Ok(events
             .first()
             .filter(|event| event.version == version)
-            .map(|event| event.id))
+            .map_or(Anchor::None, |event| Anchor::Event(event.id)))
     }
 
     /// The newest snapshot of `stream`, or `None` if it has none.
@@ -139,16 +163,17 @@ impl Store {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let file = self.inner.snapshots.load(stream, max_version, |file| {
             Ok(match self.snapshot_anchor(stream, file.version)? {
-                None => Some(format!(
+                Anchor::Removed => None,
+                Anchor::None => Some(format!(
                     "the snapshot is of version {}, which the stream has not reached or \
                      deleted since",
                     file.version
                 )),
-                Some(id) if id != file.event_id => Some(format!(
+                Anchor::Event(id) if id != file.event_id => Some(format!(
                     "the snapshot was taken after event {} but version {} is event {id}",
                     file.event_id, file.version
                 )),
-                Some(_) => None,
+                Anchor::Event(_) => None,
             })
         })?;
         Ok(file.map(|file| Snapshot {
@@ -165,4 +190,17 @@ impl Store {
     pub fn damaged_snapshots(&self) -> Vec<DamagedSnapshot> {
         self.inner.snapshots.damaged()
     }
+}
+
+/// What a snapshot at a version is anchored to.
+enum Anchor {
+    /// The event at exactly that version.
+    Event(uuid::Uuid),
+    /// Nothing left to check against: the event's segment was removed
+    /// after retention dropped it, which a deletion never leads to
+    /// unnoticed (the rules say so).
+    Removed,
+    /// No event: the stream has not reached the version, or was deleted
+    /// after it.
+    None,
 }

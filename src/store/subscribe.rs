@@ -106,6 +106,10 @@ impl EventLog for Store {
         Store::read_all_below(self, from, Direction::Forward, max, end)
     }
 
+    fn is_removed(&self, position: u64) -> bool {
+        self.state().index.read().removed_span(position).is_some()
+    }
+
     fn read_query_below(
         &self,
         query: &Query,

@@ -136,8 +136,11 @@ pub(crate) trait EventLog: Send + Sync + 'static {
     fn poisoned(&self) -> Option<Error>;
     /// What subscriptions of the global log share of their reads.
     fn read_ahead(&self) -> &ReadAhead;
-    /// Up to `max` events of the global log from `from`, below `end`.
+    /// Up to `max` events of the global log from `from`, below `end`
+    /// (removed segments skipped).
     fn read_all_below(&self, from: u64, max: usize, end: u64) -> Result<Vec<RecordedEvent>>;
+    /// Whether `position` is in a removed segment, which holds no events.
+    fn is_removed(&self, position: u64) -> bool;
     /// Up to `max` events matching `query` at positions `from..end`, read
     /// through the indexes.
     fn read_query_below(
@@ -647,6 +650,10 @@ fn read_all(
             let stop = next.map_or(end, |next| next.min(end));
             let events = log.read_all_below(from, READ_BATCH, stop)?;
             let Some(last) = events.last() else {
+                if log.is_removed(from) {
+                    // Removed up to `stop`: nothing to deliver there.
+                    return Ok((Buffer::Own(Vec::new().into_iter()), stop));
+                }
                 return Err(missing(from));
             };
             let after = last.position + 1;

@@ -32,6 +32,7 @@ mod directories;
 mod index_files;
 mod inventory;
 mod keys;
+mod removed;
 mod segments;
 mod snapshots;
 
@@ -105,6 +106,10 @@ pub struct VerifyReport {
     pub snapshots_skipped_newer_format: usize,
     /// Checkpoint files of a newer format version, left unchecked.
     pub checkpoints_skipped_newer_format: usize,
+    /// Segments a scavenge removed (counted among the sealed ones): none of
+    /// their events was read any more, and only their header, seal and
+    /// index file remain.
+    pub removed_segments: usize,
 }
 
 impl VerifyReport {

@@ -221,6 +221,19 @@ impl Verifier<'_, '_> {
                     continue;
                 }
             };
+            if seg.is_removed() {
+                self.meter.finish(&path, size);
+                match self.check_removed_segment(ordinal, &seg, complete) {
+                    Some(end) => {
+                        expected_base = Some(end);
+                        if is_last {
+                            log_end = Some(end);
+                        }
+                    }
+                    None => complete = false,
+                }
+                continue;
+            }
             let (pass, result) = self.read_segment(&seg, is_last, size);
             self.report.events += pass.events;
             self.merge(ordinal, &pass, complete, &path);

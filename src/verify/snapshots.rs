@@ -81,7 +81,8 @@ impl Verifier<'_, '_> {
                 .copied()
                 .flatten();
             match found {
-                Some(id) if id != snap.event_id => self.push(finding(
+                // A nil id: the segment of that version was removed.
+                Some(id) if id != snap.event_id && !id.is_nil() => self.push(finding(
                     &snap.path,
                     24,
                     format!(

@@ -1,0 +1,122 @@
+//! Removing, during a scavenge, a sealed segment none of whose events any
+//! read returns any more: every one expired, truncated away or of a
+//! deleted stream (an erased event keeps its redaction marker, a lifecycle
+//! event is never dead). The segment file is replaced by one holding only
+//! its header and seal (see [`crate::log::record::REMOVED_FORMAT_VERSION`]);
+//! its index file stays as the record of its streams' versions.
+//!
+//! Order of the writes, each step durable before the next depends on it:
+//! the index file is synced and checked whole (nothing can rebuild it
+//! afterwards), the directory synced, the postings file removed, the
+//! replacement written beside the segment and synced, then renamed over
+//! it; the rename is made durable by the scavenge's next directory sync.
+//! A crash at any point leaves the segment whole or removed, with its
+//! index file either way.
+
+use super::scavenge::{DeadEvents, ScavengeReport, UnsyncedRenames};
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::deferred_check::read_checked;
+use crate::index::postings_file::postings_file_name;
+use crate::index::removed::check_before_removal;
+use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::log::{write_removed_segment, Segment};
+use crate::storage::child;
+use std::io;
+use std::sync::Arc;
+
+/// Records read at a time while checking that a segment is all dead.
+const CHECK_CHUNK: usize = 4096;
+
+impl Store {
+    /// Removes segment `ordinal` if it may be removed and none of its
+    /// events is read any more (in a dry run, only counts it). True if it
+    /// was (or would be) removed; false leaves it to be rewritten.
+    pub(super) fn remove_if_all_dead(
+        &self,
+        ordinal: u32,
+        segment: &Arc<Segment>,
+        dead: &DeadEvents<'_>,
+        dry_run: bool,
+        report: &mut ScavengeReport,
+        pace: &mut dyn FnMut(u64),
+        unsynced: &mut UnsyncedRenames,
+    ) -> Result<bool> {
+        let state = self.state();
+        let Some(removable) = state.index.read().removable(ordinal, segment) else {
+            return Ok(false);
+        };
+        let base = segment.base_position();
+        let runs = read_checked(&state.index, |index| index.runs(base, removable.end))?
+            .unwrap_or_default();
+        let mut events = Vec::with_capacity(CHECK_CHUNK);
+        for run in &runs {
+            let mut first_position = run.first_position;
+            for offsets in run.offsets.chunks(CHECK_CHUNK) {
+                events.clear();
+                segment.read_run(first_position, offsets, &mut events)?;
+                if !events.iter().all(|event| dead.is_gone(event)) {
+                    return Ok(false);
+                }
+                first_position += offsets.len() as u64;
+                let span = offsets.last().zip(offsets.first()).map(|(l, f)| l - f);
+                pace(u64::from(span.unwrap_or(0)));
+            }
+        }
+        let storage = Arc::clone(&self.options().storage);
+        let dir = state.segments_dir.as_path();
+        let io_error = |what: &str, e| Error::io(format!("{what} {}", segment.path().display()), e);
+        let before = segment
+            .file()
+            .len()
+            .map_err(|e| io_error("reading the size of", e))?;
+        let after = (SEGMENT_HEADER_LEN + BATCH_HEADER_LEN) as u64;
+        let removed = removable.end - base;
+        if dry_run {
+            report.count_removed(removed, before, after);
+            return Ok(true);
+        }
+        // The index file is all that will be left: whole and durable first.
+        check_before_removal(
+            storage.as_ref(),
+            &removable.index_file,
+            segment,
+            removable.end,
+        )?;
+        storage
+            .open_file(&removable.index_file, false)
+            .and_then(|file| file.sync_data())
+            .map_err(|e| Error::io(format!("syncing {}", removable.index_file.display()), e))?;
+        unsynced.pending = true;
+        unsynced.sync(storage.as_ref(), dir)?;
+        let postings = child(dir, &postings_file_name(base));
+        match storage.remove_file(&postings) {
+            Ok(()) => unsynced.pending = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("removing the postings file of", e)),
+        }
+        let temp_path = write_removed_segment(storage.as_ref(), dir, segment, removable.end)?;
+        unsynced.pending = true;
+        storage
+            .rename(&temp_path, segment.path())
+            .map_err(|e| io_error("replacing", e))?;
+        let replacement = Arc::new(Segment::open(
+            storage.as_ref(),
+            segment.path().to_path_buf(),
+            base,
+        )?);
+        replacement.mark_sealed();
+        if !state
+            .index
+            .write()
+            .install_removed(ordinal, segment, replacement)
+        {
+            return Err(Error::io(
+                format!("scavenging {}", segment.path().display()),
+                io::Error::other("the segment changed while it was removed"),
+            ));
+        }
+        report.count_removed(removed, before, after);
+        Ok(true)
+    }
+}

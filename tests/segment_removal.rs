@@ -1,0 +1,391 @@
+//! Removing segments none of whose events any read returns any more: the
+//! disk space goes, every read returns what it returned before, positions
+//! keep their values (the global log then has gaps), versions go on where
+//! they were, and all of it holds after a reopen and verifies clean.
+
+use evstore::{
+    DeleteMode, Direction, Error, EventData, ExpectedVersion, Filter, Options, Query,
+    RecordedEvent, Store, StreamMetadata,
+};
+use std::path::{Path, PathBuf};
+
+const SEGMENT_SIZE: u64 = 16 << 10;
+
+fn options() -> Options {
+    Options::default()
+        .segment_size(SEGMENT_SIZE)
+        .idempotency_window(16)
+}
+
+fn event(stream: &str, n: u32) -> EventData {
+    EventData::new(
+        "Noted",
+        format!("<<{stream}#{n:05}>>").into_bytes().repeat(16),
+    )
+    .with_tags([format!("of:{stream}")])
+}
+
+fn append(store: &Store, stream: &str, events: std::ops::Range<u32>) {
+    for n in events {
+        store
+            .append(stream, ExpectedVersion::Any, &[event(stream, n)])
+            .unwrap();
+    }
+}
+
+fn show(e: &RecordedEvent) -> String {
+    format!(
+        "{} {}@{} {} {:?} {:?} {}",
+        e.position, &*e.stream, e.version, &*e.event_type, e.tags, e.payload, e.erased
+    )
+}
+
+/// Everything a user can read of the store, in a comparable form: the
+/// global log whole and a page at a time both ways, each stream whole and
+/// a page at a time both ways, reads by tag, and a subscription from the
+/// start, one by one and in batches.
+fn everything(store: &Store, streams: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(show)
+        .collect();
+    let whole = out.clone();
+    let mut paged = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.read_all(from, Direction::Forward, 7).unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        paged.extend(page.iter().map(show));
+    }
+    assert_eq!(paged, whole, "the global log read 7 at a time");
+    let mut back = Vec::new();
+    let mut from = u64::MAX;
+    loop {
+        let page = store.read_all(from, Direction::Backward, 5).unwrap();
+        let Some(last) = page.last() else { break };
+        back.extend(page.iter().map(show));
+        match last.position.checked_sub(1) {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    back.reverse();
+    assert_eq!(back, whole, "the global log read 5 at a time backwards");
+    for stream in streams {
+        let read = store
+            .read_stream(stream, 0, Direction::Forward, usize::MAX)
+            .unwrap();
+        let mut paged = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = store
+                .read_stream(stream, from, Direction::Forward, 3)
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            from = last.version + 1;
+            paged.extend(page);
+        }
+        assert_eq!(paged, read, "{stream} read 3 at a time");
+        let backwards = store
+            .read_stream(stream, u64::MAX, Direction::Backward, 4)
+            .unwrap();
+        out.extend(read.iter().map(|e| format!("stream {}", show(e))));
+        out.extend(backwards.iter().map(|e| format!("back {}", show(e))));
+        out.push(format!(
+            "version {stream} {:?}",
+            store.stream_version(stream)
+        ));
+        let tagged = store
+            .read_query(
+                &Query::tagged([format!("of:{stream}")]),
+                0,
+                Direction::Forward,
+                usize::MAX,
+            )
+            .unwrap();
+        out.extend(tagged.events.iter().map(|e| format!("query {}", show(e))));
+    }
+    let mut subscription = store.subscribe_all(0, Filter::all());
+    let mut delivered = Vec::new();
+    while let Some(event) = subscription.try_next().unwrap() {
+        delivered.push(show(&event));
+    }
+    let mut batches = store.subscribe_all(0, Filter::all());
+    let mut batched = Vec::new();
+    loop {
+        let batch = batches
+            .next_batch_timeout(3, std::time::Duration::ZERO)
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        batched.extend(batch.iter().map(show));
+    }
+    assert_eq!(batched, delivered, "batches deliver what one by one does");
+    out.extend(delivered.into_iter().map(|e| format!("sub {e}")));
+    out
+}
+
+fn segment_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(evstore::SEGMENTS_DIR))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .map(|path| {
+            let len = std::fs::metadata(&path).unwrap().len();
+            (path, len)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Segments left as a header and a seal.
+fn removed_files(dir: &Path) -> Vec<PathBuf> {
+    segment_files(dir)
+        .into_iter()
+        .filter(|(_, len)| *len == 96)
+        .map(|(path, _)| path)
+        .collect()
+}
+
+fn verify_clean(dir: &Path) {
+    let report = evstore::verify::verify_store(dir, &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+}
+
+/// A store whose first segments hold only events of `old`, then deleted;
+/// `kept` goes on after it.
+fn deleted_history(dir: &Path, mode: DeleteMode) -> Store {
+    let store = Store::open(dir, options()).unwrap();
+    append(&store, "old", 0..200);
+    append(&store, "kept", 0..10);
+    store
+        .delete_stream("old", ExpectedVersion::Any, mode)
+        .unwrap();
+    append(&store, "kept", 10..120);
+    store
+}
+
+#[test]
+fn segments_of_a_deleted_stream_are_removed_and_every_read_returns_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = deleted_history(dir.path(), DeleteMode::Soft);
+    let streams = ["old", "kept"];
+    let before = everything(&store, &streams);
+    let old_version = store.stream_version("old").unwrap();
+    let bytes_before: u64 = segment_files(dir.path()).iter().map(|(_, l)| l).sum();
+
+    let report = store.scavenge().unwrap();
+    assert!(report.segments_removed >= 3, "{report:?}");
+    assert!(report.events_removed >= 100, "{report:?}");
+    let removed = removed_files(dir.path());
+    assert_eq!(removed.len() as u64, report.segments_removed);
+    let bytes_after: u64 = segment_files(dir.path()).iter().map(|(_, l)| l).sum();
+    assert_eq!(bytes_before - bytes_after, report.bytes_reclaimed());
+    for path in &removed {
+        // The index file stays; the postings file goes.
+        assert!(path.with_extension("idx").exists(), "{path:?}");
+        assert!(!path.with_extension("tags").exists(), "{path:?}");
+    }
+    assert_eq!(everything(&store, &streams), before);
+    // Positions keep their values: the global log now has gaps.
+    let positions: Vec<u64> = store
+        .read_all(0, Direction::Forward, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    let dense = positions.iter().copied().eq(0..positions.len() as u64);
+    assert!(!dense, "{positions:?}");
+
+    // Versions go on where the removed events left them.
+    assert_eq!(store.stream_version("old").unwrap(), old_version);
+    let again = store
+        .append("old", ExpectedVersion::Any, &[event("old", 999)])
+        .unwrap();
+    assert_eq!(Some(again.first_version), old_version.map(|v| v + 1));
+    assert!(again.first_version >= 200);
+    let with_new = everything(&store, &streams);
+    let nothing = store.scavenge().unwrap();
+    assert_eq!(nothing.segments_removed, 0, "{nothing:?}");
+    drop(store);
+
+    verify_clean(dir.path());
+    let reopened = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(everything(&reopened, &streams), with_new);
+    assert_eq!(
+        reopened.stream_version("old").unwrap(),
+        Some(again.first_version)
+    );
+    drop(reopened);
+    let read_only = Store::open_read_only(dir.path(), options()).unwrap();
+    assert_eq!(everything(&read_only, &streams), with_new);
+}
+
+#[test]
+fn a_hard_deleted_stream_stays_closed_after_its_segments_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = deleted_history(dir.path(), DeleteMode::Hard);
+    assert!(store.scavenge().unwrap().segments_removed >= 3);
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    let refused = store.append("old", ExpectedVersion::Any, &[event("old", 1)]);
+    assert!(
+        matches!(refused, Err(Error::StreamDeleted { .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn versions_of_removed_segments_do_not_come_back_when_the_rules_are_relaxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "sensor", 0..300);
+    store
+        .set_stream_metadata(
+            "sensor",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(20),
+        )
+        .unwrap();
+    append(&store, "other", 0..40);
+    let kept = store
+        .read_stream("sensor", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert_eq!(kept.len(), 20);
+    let report = store.scavenge().unwrap();
+    assert!(report.segments_removed >= 3, "{report:?}");
+    assert_eq!(
+        store
+            .read_stream("sensor", 0, Direction::Forward, usize::MAX)
+            .unwrap(),
+        kept
+    );
+    let first_two = store
+        .read_stream("sensor", 0, Direction::Forward, 2)
+        .unwrap();
+    assert_eq!(first_two, kept[..2]);
+    let last_two = store
+        .read_stream("sensor", u64::MAX, Direction::Backward, 2)
+        .unwrap();
+    assert_eq!(
+        last_two.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [299, 298]
+    );
+
+    // With the rule gone, the stream reads what is left on disk: the
+    // events of segments not removed (markers of a rewrite among them),
+    // never those of removed ones, in version order.
+    store
+        .set_stream_metadata("sensor", ExpectedVersion::Any, StreamMetadata::new())
+        .unwrap();
+    let back = store
+        .read_stream("sensor", 0, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert!(back.len() < 300 && back.len() >= 20, "{}", back.len());
+    assert!(back.windows(2).all(|w| w[0].version < w[1].version));
+    assert_eq!(back.last().map(|e| e.version), Some(299));
+    let paged: Vec<_> = (0..)
+        .scan(0u64, |from, _| {
+            let page = store
+                .read_stream("sensor", *from, Direction::Forward, 4)
+                .unwrap();
+            *from = page.last()?.version + 1;
+            Some(page)
+        })
+        .flatten()
+        .collect();
+    assert_eq!(paged, back);
+    let from_the_top = store
+        .read_stream("sensor", u64::MAX, Direction::Backward, usize::MAX)
+        .unwrap();
+    assert_eq!(from_the_top.into_iter().rev().collect::<Vec<_>>(), back);
+}
+
+#[test]
+fn a_snapshot_whose_event_was_removed_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "account", 0..150);
+    store.save_snapshot("account", 100, "state at 100").unwrap();
+    store.truncate_stream("account", 140).unwrap();
+    append(&store, "other", 0..60);
+    let report = store.scavenge().unwrap();
+    assert!(report.segments_removed >= 2, "{report:?}");
+    let snapshot = store.load_snapshot("account").unwrap().unwrap();
+    assert_eq!(
+        (snapshot.version, &snapshot.data[..]),
+        (100, &b"state at 100"[..])
+    );
+    // A snapshot at a removed version may still be saved: the state was
+    // built when the events were there.
+    store.save_snapshot("account", 90, "state at 90").unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        store.load_snapshot("account").unwrap().unwrap().version,
+        100
+    );
+    assert_eq!(
+        store
+            .load_snapshot_at_or_below("account", 95)
+            .unwrap()
+            .unwrap()
+            .version,
+        90
+    );
+    assert!(store.damaged_snapshots().is_empty());
+    drop(store);
+    verify_clean(dir.path());
+}
+
+#[test]
+fn events_still_in_the_idempotency_window_are_not_removed_until_it_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || options().idempotency_window(1_000);
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "old", 0..200);
+    store
+        .delete_stream("old", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    append(&store, "kept", 0..5);
+    let first = store.scavenge().unwrap();
+    assert_eq!(first.segments_removed, 0, "{first:?}");
+    assert!(first.segments_rewritten > 0, "{first:?}");
+    append(&store, "kept", 5..1_100);
+    let second = store.scavenge().unwrap();
+    assert!(second.segments_removed >= 3, "{second:?}");
+}
+
+#[test]
+fn a_removed_segment_without_its_index_file_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = deleted_history(dir.path(), DeleteMode::Soft);
+    assert!(store.scavenge().unwrap().segments_removed > 0);
+    drop(store);
+    let removed = removed_files(dir.path());
+    let index_file = removed[1].with_extension("idx");
+    let mut bytes = std::fs::read(&index_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&index_file, &bytes).unwrap();
+    let damaged = Store::open(dir.path(), options());
+    assert!(
+        matches!(damaged, Err(Error::Corrupted { .. })),
+        "{damaged:?}"
+    );
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(!report.is_clean());
+    std::fs::remove_file(&index_file).unwrap();
+    let missing = Store::open(dir.path(), options());
+    assert!(
+        matches!(missing, Err(Error::Corrupted { .. })),
+        "{missing:?}"
+    );
+    let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
+    assert!(!report.is_clean());
+}
