@@ -1615,3 +1615,147 @@ fn every_crash_point_of_a_scavenge_keeps_what_it_acknowledged_erased_off_the_dis
         "{scavenged_cycles} crash images checked after an acknowledged scavenge, {total} mutations"
     );
 }
+
+/// Events of "gone" filling several segments, then "kept"; retries are
+/// recognised among the last 8 events only, so a scavenge may remove the
+/// segments that hold nothing but "gone" once it is deleted.
+fn removal_setup(disk: &SimDisk) -> Store {
+    let options = harness::sim_options(disk, Durability::Sync).idempotency_window(8);
+    let store = Store::open(harness::store_dir(), options).unwrap();
+    for n in 0..60u32 {
+        let event = EventData::new("E", scavenge_payload("gone", n));
+        store
+            .append("gone", ExpectedVersion::Any, &[event])
+            .unwrap();
+    }
+    for n in 0..40u32 {
+        let event = EventData::new("E", scavenge_payload("kept", n));
+        store
+            .append("kept", ExpectedVersion::Any, &[event])
+            .unwrap();
+    }
+    store
+}
+
+#[test]
+fn every_crash_point_of_a_segment_removal_leaves_the_segment_whole_or_removed() {
+    // A soft delete, a scavenge that removes segments, an append to the
+    // deleted stream (its versions go on), another scavenge.
+    let ops = |store: &Store| -> u32 {
+        use evstore::DeleteMode;
+        if store
+            .delete_stream("gone", ExpectedVersion::Any, DeleteMode::Soft)
+            .is_err()
+        {
+            return 0;
+        }
+        match store.scavenge() {
+            Ok(report) if report.segments_removed >= 2 => {}
+            Ok(report) => panic!("the scavenge removed too little: {report:?}"),
+            Err(_) => return 1,
+        }
+        let back = EventData::new("E", scavenge_payload("back", 0));
+        if store
+            .append("gone", ExpectedVersion::Exact(60), &[back])
+            .is_err()
+        {
+            return 2;
+        }
+        if store.scavenge().is_err() {
+            return 3;
+        }
+        4
+    };
+    let counting = SimDisk::new();
+    let store = removal_setup(&counting);
+    let start = counting.mutations();
+    assert_eq!(ops(&store), 4, "the workload runs whole without a crash");
+    let total = counting.mutations() - start;
+    drop(store);
+    let mut removed_cycles = 0;
+    for n in 0..=total {
+        let disk = SimDisk::new();
+        let store = removal_setup(&disk);
+        disk.fail_after(Some(disk.mutations() + n));
+        let done = ops(&store);
+        for plan in [
+            CrashPlan::LoseAll,
+            CrashPlan::KeepAll,
+            CrashPlan::Torn { seed: n },
+            CrashPlan::Garbled { seed: n * 5 + 3 },
+        ] {
+            let image = disk.crash(plan);
+            let context = format!("crash at {n} of {total} ({plan:?}), {done} steps acknowledged");
+            if done >= 2 {
+                // Acknowledged removed: no byte of a "gone" event is left.
+                for n in 0..60 {
+                    assert!(
+                        !disk_holds(&image, &scavenge_payload("gone", n)),
+                        "{context}: gone {n} is still on the disk"
+                    );
+                }
+                removed_cycles += 1;
+            }
+            let options = harness::sim_options(&image, Durability::Sync).idempotency_window(8);
+            let reopened = Store::open(harness::store_dir(), options.clone())
+                .unwrap_or_else(|e| panic!("{context}: open: {e}"));
+            let check = |store: &Store, when: &str| {
+                let context = format!("{context}, {when}");
+                let kept = store
+                    .read_stream("kept", 0, Direction::Forward, usize::MAX)
+                    .unwrap_or_else(|e| panic!("{context}: read: {e}"));
+                let versions: Vec<u64> = kept.iter().map(|e| e.version).collect();
+                assert_eq!(versions, (0..40).collect::<Vec<_>>(), "{context}");
+                let gone = store
+                    .read_stream("gone", 0, Direction::Forward, usize::MAX)
+                    .unwrap_or_else(|e| panic!("{context}: read: {e}"));
+                let all = store
+                    .read_all(0, Direction::Forward, usize::MAX)
+                    .unwrap_or_else(|e| panic!("{context}: read: {e}"));
+                let version = store.stream_version("gone").unwrap();
+                if done >= 1 {
+                    // Deleted: at most the event appended after it, at the
+                    // version after the tombstone's.
+                    assert!(gone.len() <= 1, "{context}: gone reads {gone:?}");
+                    if let Some(event) = gone.first() {
+                        assert_eq!(event.version, 61, "{context}");
+                    }
+                    assert!(
+                        !all.iter().any(|e| &*e.stream == "gone" && e.version < 60),
+                        "{context}: a deleted event is read"
+                    );
+                }
+                if done >= 3 {
+                    assert_eq!(version, Some(61), "{context}");
+                } else if done >= 1 {
+                    assert!(matches!(version, Some(60 | 61)), "{context}: {version:?}");
+                } else {
+                    assert!(matches!(version, Some(59 | 60)), "{context}: {version:?}");
+                }
+                let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
+                assert!(
+                    positions.windows(2).all(|w| w[0] < w[1]),
+                    "{context}: {positions:?}"
+                );
+            };
+            check(&reopened, "after recovery");
+            let report =
+                evstore::verify::verify_store_on(&image, &harness::store_dir(), &mut |_| {})
+                    .unwrap_or_else(|e| panic!("{context}: verify: {e}"));
+            assert!(report.is_clean(), "{context}: {:#?}", report.findings);
+            reopened
+                .scavenge()
+                .unwrap_or_else(|e| panic!("{context}: scavenge: {e}"));
+            check(&reopened, "after a scavenge");
+            drop(reopened);
+            let again = Store::open(harness::store_dir(), options)
+                .unwrap_or_else(|e| panic!("{context}: reopen: {e}"));
+            check(&again, "after a reopen");
+        }
+        drop(store);
+    }
+    assert!(removed_cycles > 0, "no crash came after the removal");
+    println!(
+        "{removed_cycles} crash images checked after an acknowledged removal, {total} mutations"
+    );
+}

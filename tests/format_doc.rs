@@ -427,8 +427,12 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         "the CRC-32 check value"
     );
 
-    let ints: [(&str, u64); 16] = [
+    let ints: [(&str, u64); 17] = [
         ("FORMAT_VERSION", u64::from(format::FORMAT_VERSION)),
+        (
+            "REMOVED_FORMAT_VERSION",
+            u64::from(format::REMOVED_FORMAT_VERSION),
+        ),
         (
             "OLDEST_FORMAT_VERSION",
             u64::from(format::OLDEST_FORMAT_VERSION),

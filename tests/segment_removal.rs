@@ -152,6 +152,19 @@ fn removed_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Files under `dir` this process holds open though they were replaced.
+fn open_replaced_files(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .map(|target| target.display().to_string())
+                .filter(|target| target.starts_with(&dir) && target.ends_with("(deleted)"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn verify_clean(dir: &Path) {
     let report = evstore::verify::verify_store(dir, &mut |_| {}).unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
@@ -182,6 +195,8 @@ fn segments_of_a_deleted_stream_are_removed_and_every_read_returns_what_it_did()
     let report = store.scavenge().unwrap();
     assert!(report.segments_removed >= 3, "{report:?}");
     assert!(report.events_removed >= 100, "{report:?}");
+    // The space is given back now, not when the store closes.
+    assert_eq!(open_replaced_files(dir.path()), Vec::<String>::new());
     let removed = removed_files(dir.path());
     assert_eq!(removed.len() as u64, report.segments_removed);
     let bytes_after: u64 = segment_files(dir.path()).iter().map(|(_, l)| l).sum();

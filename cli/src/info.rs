@@ -5,8 +5,8 @@ use crate::output::write_fields;
 use crate::Outcome;
 use anyhow::Context;
 use evstore::format::{
-    CHECKPOINT_FORMAT_VERSION, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SEGMENT_MAGIC,
-    SNAPSHOT_FORMAT_VERSION,
+    CHECKPOINT_FORMAT_VERSION, FORMAT_VERSION, OLDEST_FORMAT_VERSION, REMOVED_FORMAT_VERSION,
+    SEGMENT_MAGIC, SNAPSHOT_FORMAT_VERSION,
 };
 use evstore::{CHECKPOINTS_DIR, SEGMENTS_DIR, SNAPSHOTS_DIR};
 use indicatif::HumanBytes;
@@ -24,6 +24,7 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
     let files = count_files(dir);
 
     let sealed = log.segments.iter().filter(|s| s.sealed).count();
+    let removed = log.segments.iter().filter(|s| s.removed).count();
     let segment_bytes: u64 = log.segments.iter().map(|s| s.file_len).sum();
     let versions: BTreeSet<String> = log
         .segments
@@ -45,14 +46,15 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
         (
             "format".to_string(),
             format!(
-                "segments {on_disk} (this build reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION}), \
+                "segments {on_disk} (this build reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION}, \
+                 and v{REMOVED_FORMAT_VERSION} for removed ones), \
                  snapshots v{SNAPSHOT_FORMAT_VERSION}, checkpoints v{CHECKPOINT_FORMAT_VERSION}"
             ),
         ),
         (
             "segments".to_string(),
             format!(
-                "{} ({sealed} sealed, {} active), {}",
+                "{} ({sealed} sealed, of which {removed} removed, {} active), {}",
                 log.segments.len(),
                 log.segments.len() - sealed,
                 HumanBytes(segment_bytes)
@@ -120,10 +122,11 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
     let reclaimable = match store.reclaimable() {
         Ok(report) => {
             let sealed = format!(
-                "{} by scavenging ({} events in {} segments)",
+                "{} by scavenging ({} events in {} segments to rewrite, {} segments to remove)",
                 HumanBytes(report.bytes_reclaimed()),
                 report.events_redacted,
-                report.segments_rewritten
+                report.segments_rewritten,
+                report.segments_removed
             );
             match report.active_dead_events {
                 0 => sealed,

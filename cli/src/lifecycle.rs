@@ -134,13 +134,17 @@ pub fn forget(dir: &Path, subject: &str) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// One line for a scavenge's report.
-pub fn describe(report: &ScavengeReport) -> String {
+/// One line for a scavenge's report, after "rewrote" (or "would
+/// rewrite", with `remove` "would remove").
+pub fn describe(report: &ScavengeReport, remove: &str) -> String {
     let line = format!(
-        "{} of {} sealed segments, {} events redacted, {} reclaimed ({} -> {})",
+        "{} of {} sealed segments, {} events redacted; {remove} {} segments ({} positions); \
+         {} reclaimed ({} -> {})",
         report.segments_rewritten,
         report.segments_checked,
         report.events_redacted,
+        report.segments_removed,
+        report.events_removed,
         HumanBytes(report.bytes_reclaimed()),
         HumanBytes(report.bytes_before),
         HumanBytes(report.bytes_after)
@@ -173,8 +177,16 @@ pub fn scavenge(dir: &Path, dry_run: bool) -> anyhow::Result<Outcome> {
         bar.finish_and_clear();
         report?
     };
-    let verb = if dry_run { "would rewrite" } else { "rewrote" };
-    writeln!(std::io::stdout().lock(), "{verb} {}", describe(&report))?;
+    let (verb, remove) = if dry_run {
+        ("would rewrite", "would remove")
+    } else {
+        ("rewrote", "removed")
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "{verb} {}",
+        describe(&report, remove)
+    )?;
     store.close()?;
     Ok(Outcome::Success)
 }

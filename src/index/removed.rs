@@ -7,7 +7,7 @@
 //! segment whose index file is missing or damaged.
 
 use super::file::IndexFile;
-use super::{Index, SegmentIndex};
+use super::{Index, Persisted, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::Segment;
 use crate::storage::Storage;
@@ -17,22 +17,29 @@ use std::sync::Arc;
 
 impl Index {
     /// Serves segment `ordinal` from `removed`, the file left in place of
-    /// its events, keeping its index. False (and nothing changed) if the
-    /// segment there is no longer `old`, or is not served from its index
-    /// file.
+    /// its events, and `file`, its index file as checked before the removal
+    /// (at `path`). Nothing keeps the old file open after this but readers
+    /// still reading it, so its space goes back to the file system when
+    /// they are done. False (and nothing changed) if the segment there is
+    /// no longer `old`, or is not served from its index file.
     pub fn install_removed(
         &mut self,
         ordinal: u32,
         old: &Arc<Segment>,
         removed: Arc<Segment>,
+        (file, path): (IndexFile, std::path::PathBuf),
     ) -> bool {
+        let repairs = self.repairs();
         let Some(entry) = self.segments.get_mut(ordinal as usize) else {
             return false;
         };
         if !Arc::ptr_eq(&entry.segment, old) || !matches!(entry.index, SegmentIndex::Persisted(_)) {
             return false;
         }
+        // Never repaired from records, which it no longer has: no storage.
+        let persisted = Persisted::new(file, path, Arc::clone(&removed), None, repairs).trusted();
         entry.segment = removed;
+        entry.index = SegmentIndex::Persisted(Arc::new(persisted));
         entry.postings = Arc::new(RwLock::new(None));
         true
     }
@@ -154,8 +161,8 @@ impl Index {
 }
 
 /// Checks, before `seg` is removed, that its index file is whole on disk
-/// and covers its positions up to `end`: once the records are gone it
-/// cannot be rebuilt.
+/// and covers its positions up to `end` (once the records are gone it
+/// cannot be rebuilt), and returns it.
 ///
 /// # Errors
 ///
@@ -165,7 +172,7 @@ pub(crate) fn check_before_removal(
     path: &Path,
     seg: &Segment,
     end: u64,
-) -> Result<()> {
+) -> Result<IndexFile> {
     let file = read_checked_file(storage, path, seg)
         .map_err(|reason| Error::corrupted(path, 0, reason))?;
     let covers = seg.base_position() + file.len() as u64;
@@ -176,5 +183,5 @@ pub(crate) fn check_before_removal(
             format!("the index file ends at position {covers}, the segment at {end}"),
         ));
     }
-    Ok(())
+    Ok(file)
 }

@@ -77,7 +77,7 @@ impl Store {
             return Ok(true);
         }
         // The index file is all that will be left: whole and durable first.
-        check_before_removal(
+        let index_file = check_before_removal(
             storage.as_ref(),
             &removable.index_file,
             segment,
@@ -106,11 +106,12 @@ impl Store {
             base,
         )?);
         replacement.mark_sealed();
-        if !state
-            .index
-            .write()
-            .install_removed(ordinal, segment, replacement)
-        {
+        if !state.index.write().install_removed(
+            ordinal,
+            segment,
+            replacement,
+            (index_file, removable.index_file.clone()),
+        ) {
             return Err(Error::io(
                 format!("scavenging {}", segment.path().display()),
                 io::Error::other("the segment changed while it was removed"),

@@ -218,8 +218,15 @@ impl Store {
     /// streams, and those sealed for a forgotten subject. Every sealed
     /// segment holding any is rewritten with a redaction marker in place of
     /// each (the event's position, stream, version, id and timestamp stay;
-    /// its type, tags, metadata and payload go), so positions and versions
-    /// stay dense. Tombstones and metadata events are kept. The segment
+    /// its type, tags, metadata and payload go). Tombstones and metadata
+    /// events are kept. A sealed segment none of whose events any read
+    /// returns any more (expired, truncated away or of deleted streams;
+    /// erased events whose stream keeps them hold their markers), all of
+    /// them older than the idempotency window, is removed instead: only its
+    /// header, its seal and its index file remain, and its positions become
+    /// a gap in the global log that every read goes past. Streams' versions
+    /// go on where they were, and removed events never come back, whatever
+    /// the stream's metadata later says. The segment
     /// being written is sealed first if every event in it is dead (and a
     /// new one begun), so that its space is reclaimed too without waiting
     /// for more appends to fill it; otherwise it is left alone.

@@ -53,7 +53,12 @@ impl Store {
             .map(|summary| SegmentInfo {
                 path: summary.segment.path().to_path_buf(),
                 base_position: summary.segment.base_position(),
-                events: summary.events,
+                events: if summary.segment.is_removed() {
+                    0
+                } else {
+                    summary.events
+                },
+                removed: summary.segment.is_removed(),
                 capacity: summary.segment.capacity(),
                 file_len: summary.segment.file().len().unwrap_or(0),
                 sealed: summary.sealed,
@@ -146,8 +151,12 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     /// The position of its first event.
     pub base_position: u64,
-    /// Events it holds (written ones, in the active segment).
+    /// Events it holds (written ones, in the active segment; none once
+    /// removed).
     pub events: u64,
+    /// Whether a scavenge removed it: none of its events was read any
+    /// more, and only its header, seal and index file remain.
+    pub removed: bool,
     /// The bytes its header allows the writer to fill.
     pub capacity: u64,
     /// The file's length (0 if it could not be read).
