@@ -404,3 +404,65 @@ fn a_removed_segment_without_its_index_file_is_refused_and_reported() {
     let report = evstore::verify::verify_store(dir.path(), &mut |_| {}).unwrap();
     assert!(!report.is_clean());
 }
+
+#[test]
+fn checkpoints_subscriptions_and_views_inside_a_removed_range_go_on_past_it() {
+    use evstore::ProjectionOptions;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "old", 0..200);
+    // Events read before the removal, holding views of the files it
+    // replaces.
+    let held = store.read_all(0, Direction::Forward, 60).unwrap();
+    store.save_checkpoint("view", 50).unwrap();
+    append(&store, "kept", 0..10);
+    store
+        .delete_stream("old", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    append(&store, "kept", 10..120);
+    let live = store.read_all(50, Direction::Forward, usize::MAX).unwrap();
+    assert!(store.scavenge().unwrap().segments_removed >= 3);
+    for (n, event) in held.iter().enumerate() {
+        assert_eq!(&event.payload[..], event_payload("old", n as u32), "{n}");
+    }
+    assert!(store.read_all(50, Direction::Forward, 1).unwrap()[0].position > 60);
+    assert_eq!(
+        store.read_all(50, Direction::Forward, usize::MAX).unwrap(),
+        live
+    );
+    let mut subscription = store.subscribe_all(50, Filter::all());
+    let mut delivered = Vec::new();
+    while let Some(event) = subscription.try_next().unwrap() {
+        delivered.push(event);
+    }
+    assert_eq!(delivered, live);
+    assert_eq!(subscription.checkpoint(), store.last_position().unwrap() + 1);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = {
+        let seen = Arc::clone(&seen);
+        move |event: &RecordedEvent| {
+            seen.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+    };
+    let handle = store
+        .run_projection("view", ProjectionOptions::default(), recorder)
+        .unwrap();
+    let end = store.last_position().unwrap() + 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handle.position() < end {
+        assert!(Instant::now() < deadline, "the projection did not catch up");
+        std::thread::yield_now();
+    }
+    handle.stop().unwrap();
+    assert_eq!(*seen.lock().unwrap(), live);
+    assert_eq!(store.load_checkpoint("view").unwrap(), Some(end));
+}
+
+fn event_payload(stream: &str, n: u32) -> Vec<u8> {
+    format!("<<{stream}#{n:05}>>").into_bytes().repeat(16)
+}
