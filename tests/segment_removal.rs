@@ -439,7 +439,10 @@ fn checkpoints_subscriptions_and_views_inside_a_removed_range_go_on_past_it() {
         delivered.push(event);
     }
     assert_eq!(delivered, live);
-    assert_eq!(subscription.checkpoint(), store.last_position().unwrap() + 1);
+    assert_eq!(
+        subscription.checkpoint(),
+        store.last_position().unwrap() + 1
+    );
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorder = {

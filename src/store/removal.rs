@@ -29,13 +29,12 @@ use std::sync::Arc;
 const CHECK_CHUNK: usize = 4096;
 
 impl Store {
-    /// Removes segment `ordinal` if it may be removed and none of its
+    /// Removes `segment`, number `ordinal`, if it may be removed and none of its
     /// events is read any more (in a dry run, only counts it). True if it
     /// was (or would be) removed; false leaves it to be rewritten.
     pub(super) fn remove_if_all_dead(
         &self,
-        ordinal: u32,
-        segment: &Arc<Segment>,
+        (ordinal, segment): (u32, &Arc<Segment>),
         dead: &DeadEvents<'_>,
         dry_run: bool,
         report: &mut ScavengeReport,

@@ -353,7 +353,7 @@ impl Store {
             report.segments_unchanged += 1;
             return Ok(());
         }
-        if self.remove_if_all_dead(ordinal, segment, &dead, dry_run, report, pace, unsynced)? {
+        if self.remove_if_all_dead((ordinal, segment), &dead, dry_run, report, pace, unsynced)? {
             return Ok(());
         }
         // Records keep their positions, so the new file is indexed as it is

@@ -163,7 +163,6 @@ impl Store {
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         let file = self.inner.snapshots.load(stream, max_version, |file| {
             Ok(match self.snapshot_anchor(stream, file.version)? {
-                Anchor::Removed => None,
                 Anchor::None => Some(format!(
                     "the snapshot is of version {}, which the stream has not reached or \
                      deleted since",
@@ -173,7 +172,8 @@ impl Store {
                     "the snapshot was taken after event {} but version {} is event {id}",
                     file.event_id, file.version
                 )),
-                Anchor::Event(_) => None,
+                // Removed: nothing left to compare with (see `Anchor`).
+                Anchor::Event(_) | Anchor::Removed => None,
             })
         })?;
         Ok(file.map(|file| Snapshot {
