@@ -154,7 +154,9 @@ impl Store {
             })?;
             let removed = locations.iter().any(|l| l.segment.is_removed());
             let first = events.len();
-            if removed {
+            // A round after one that met removed events looks at more
+            // versions than it may return.
+            if removed || locations.len() > want {
                 read_kept_locations(stream, start, direction, want, &locations, &mut events)?;
             } else {
                 read_locations(stream, start, &locations, &mut events)?;
