@@ -147,7 +147,9 @@ pub mod format {
     pub use crate::index::directory::{
         DIRECTORY_ENTRY_LEN as INDEX_DIRECTORY_ENTRY_LEN, DIRECTORY_RUNS as INDEX_DIRECTORY_RUNS,
     };
-    pub use crate::index::file::{INDEX_FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC};
+    pub use crate::index::file::{
+        INDEX_FLAG_STREAMS_ONLY, INDEX_FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC,
+    };
     pub use crate::index::postings_file::{
         POSTINGS_FORMAT_VERSION, POSTINGS_HEADER_LEN, POSTINGS_KEY_ENTRY_LEN, POSTINGS_KIND_TAG,
         POSTINGS_KIND_TYPE, POSTINGS_MAGIC,

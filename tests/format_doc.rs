@@ -427,7 +427,7 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
         "the CRC-32 check value"
     );
 
-    let ints: [(&str, u64); 17] = [
+    let ints: [(&str, u64); 18] = [
         ("FORMAT_VERSION", u64::from(format::FORMAT_VERSION)),
         (
             "REMOVED_FORMAT_VERSION",
@@ -445,6 +445,10 @@ fn constants_and_tables_agree_with_the_code() -> TestResult {
             u64::from(format::INDEX_FORMAT_VERSION),
         ),
         ("INDEX_HEADER_LEN", format::INDEX_HEADER_LEN as u64),
+        (
+            "INDEX_FLAG_STREAMS_ONLY",
+            u64::from(format::INDEX_FLAG_STREAMS_ONLY),
+        ),
         (
             "CATALOG_FORMAT_VERSION",
             u64::from(format::CATALOG_FORMAT_VERSION),
@@ -1011,7 +1015,7 @@ fn check_index_file(
         header.uint(bytes, "hash_kind")?,
         doc.int("INDEX_HASH_XXH3")?
     );
-    header.zero(bytes, "reserved")?;
+    header.zero(bytes, "flags")?;
     assert_eq!(header.uint(bytes, "base_position")?, base);
     assert_eq!(header.uint(bytes, "count")?, n as u64);
     let Some((seal_offset, _)) = walked.seal else {

@@ -203,8 +203,15 @@ fn segments_of_a_deleted_stream_are_removed_and_every_read_returns_what_it_did()
     let bytes_after: u64 = segment_files(dir.path()).iter().map(|(_, l)| l).sum();
     assert_eq!(bytes_before - bytes_after, report.bytes_reclaimed());
     for path in &removed {
-        // The index file stays; the postings file goes.
-        assert!(path.with_extension("idx").exists(), "{path:?}");
+        // The index file stays, streams only; the postings file goes.
+        let index_file = std::fs::read(path.with_extension("idx")).unwrap();
+        let flags = u16::from_le_bytes([index_file[14], index_file[15]]);
+        assert_eq!(flags, evstore::format::INDEX_FLAG_STREAMS_ONLY, "{path:?}");
+        assert!(
+            index_file.len() < 512,
+            "{path:?}: {} bytes",
+            index_file.len()
+        );
         assert!(!path.with_extension("tags").exists(), "{path:?}");
     }
     assert_eq!(everything(&store, &streams), before);

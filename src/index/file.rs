@@ -34,6 +34,10 @@ pub const INDEX_MAGIC: [u8; 8] = *b"EVSTIDX\0";
 pub const INDEX_FORMAT_VERSION: u32 = 2;
 /// Length of an index file header.
 pub const INDEX_HEADER_LEN: usize = 64;
+/// Header flag of the index file of a removed segment: it holds the stream
+/// table and the stream records only, and no per-event section (the
+/// segment holds no records to locate and no ids to look up).
+pub const INDEX_FLAG_STREAMS_ONLY: u16 = 1;
 const ENTRY_LEN: usize = 16;
 /// Where a stream table entry holds 1 (a `u32`) when it is in use.
 const OCCUPIED: usize = 12;
@@ -101,6 +105,8 @@ pub struct IndexHeader {
     pub count: u64,
     /// Offset of the segment's seal.
     pub seal_offset: u64,
+    /// [`INDEX_FLAG_STREAMS_ONLY`] or 0.
+    pub flags: u16,
     table_len: u32,
     stream_count: u32,
     bloom_blocks: u32,
@@ -129,17 +135,19 @@ impl Layout {
     fn of(header: &IndexHeader) -> Option<Layout> {
         let n = header.count;
         let len = usize::try_from(n).ok()?;
+        // Entries of the per-event sections.
+        let per_event = if header.streams_only() { 0 } else { n };
         let mut at = INDEX_HEADER_LEN as u64;
         let mut next = |len: u64| -> Option<usize> {
             let start = at;
             at = at.checked_add(pad8(len))?;
             usize::try_from(start).ok()
         };
-        let offsets = next(n.checked_mul(4)?)?;
-        let slots = next(n.checked_mul(8)?)?;
+        let offsets = next(per_event.checked_mul(4)?)?;
+        let slots = next(per_event.checked_mul(8)?)?;
         let table = next(u64::from(header.table_len).checked_mul(ENTRY_LEN as u64)?)?;
-        let ids = next(n.checked_mul(16)?)?;
-        let id_slots = next(n.checked_mul(4)?)?;
+        let ids = next(per_event.checked_mul(16)?)?;
+        let id_slots = next(per_event.checked_mul(4)?)?;
         let bloom = next(u64::from(header.bloom_blocks).checked_mul(BLOOM_BLOCK_LEN as u64)?)?;
         let streams = next(u64::from(header.streams_len))?;
         Some(Layout {
@@ -158,11 +166,17 @@ impl Layout {
 }
 
 impl IndexHeader {
+    /// Whether the file is the streams-only index of a removed segment.
+    pub fn streams_only(&self) -> bool {
+        self.flags & INDEX_FLAG_STREAMS_ONLY != 0
+    }
+
     fn encode(&self) -> [u8; INDEX_HEADER_LEN] {
         let mut out = [0u8; INDEX_HEADER_LEN];
         out[0..8].copy_from_slice(&INDEX_MAGIC);
         out[8..12].copy_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
         out[12..14].copy_from_slice(&self.hash_kind.code().to_le_bytes());
+        out[14..16].copy_from_slice(&self.flags.to_le_bytes());
         out[16..24].copy_from_slice(&self.base_position.to_le_bytes());
         out[24..32].copy_from_slice(&self.count.to_le_bytes());
         out[32..40].copy_from_slice(&self.seal_offset.to_le_bytes());
@@ -196,11 +210,16 @@ impl IndexHeader {
             IndexFileError::Damaged(format!("unknown stream hash kind {kind_code}"))
         })?;
         let u32_field = |at| u32_at(bytes, at).ok_or_else(short);
+        let flags = u16_at(bytes, 14).ok_or_else(short)?;
+        if flags & !INDEX_FLAG_STREAMS_ONLY != 0 {
+            return Err(IndexFileError::Damaged(format!("unknown flags {flags:#x}")));
+        }
         Ok(IndexHeader {
             hash_kind,
             base_position,
             count: u64_at(bytes, 24).ok_or_else(short)?,
             seal_offset: u64_at(bytes, 32).ok_or_else(short)?,
+            flags,
             table_len: u32_field(40)?,
             stream_count: u32_field(44)?,
             bloom_blocks: u32_field(48)?,
@@ -248,6 +267,41 @@ fn runs_of<'d>(directories: &'d Directories, stream: &str) -> &'d [DirRun] {
         .unwrap_or_default()
 }
 
+/// The streams-only index file of the removed segment `file` indexed: its
+/// header (flagged [`INDEX_FLAG_STREAMS_ONLY`], without a Bloom filter),
+/// stream table and stream records as they are, without the per-event
+/// sections.
+pub fn encode_streams_only(file: &IndexFile) -> Vec<u8> {
+    let mut header = IndexHeader {
+        flags: INDEX_FLAG_STREAMS_ONLY,
+        bloom_blocks: 0,
+        body_crc: 0,
+        ..file.header
+    };
+    let Some(layout) = Layout::of(&header) else {
+        return Vec::new();
+    };
+    let table_bytes = file.layout.table_len * ENTRY_LEN;
+    let streams_bytes = file.header.streams_len as usize;
+    let (Some(table), Some(streams)) = (
+        file.bytes
+            .get(file.layout.table..file.layout.table + table_bytes),
+        file.bytes
+            .get(file.layout.streams..file.layout.streams + streams_bytes),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = vec![0u8; layout.total];
+    put(&mut out, layout.table, table);
+    put(&mut out, layout.streams, streams);
+    let Some((head, body)) = out.split_first_chunk_mut::<INDEX_HEADER_LEN>() else {
+        return Vec::new();
+    };
+    header.body_crc = seeded_crc(crc_seed(header.base_position), body);
+    *head = header.encode();
+    out
+}
+
 /// Encodes the index file of a sealed segment, with the streams'
 /// `directories` (see [`super::directory`]).
 pub fn encode(
@@ -283,6 +337,7 @@ pub fn encode(
         base_position,
         count: n as u64,
         seal_offset,
+        flags: 0,
         table_len: table_len_u32,
         stream_count,
         bloom_blocks: bloom_blocks_u32,
@@ -489,6 +544,11 @@ impl IndexFile {
                 layout.total
             )));
         }
+        if header.streams_only() && header.bloom_blocks != 0 {
+            return Err(IndexFileError::Damaged(
+                "a streams-only index file with a Bloom filter".into(),
+            ));
+        }
         let table_ok = header.table_len.is_power_of_two()
             && header.stream_count < header.table_len
             && u64::from(header.stream_count) <= header.count.max(1);
@@ -521,9 +581,9 @@ impl IndexFile {
         self.layout.len
     }
 
-    /// The record offset of `slot`.
+    /// The record offset of `slot` (none in a streams-only file).
     pub fn offset(&self, slot: usize) -> Option<u32> {
-        if slot >= self.len() {
+        if slot >= self.len() || self.header.streams_only() {
             return None;
         }
         u32_at(&self.bytes, self.layout.offsets + 4 * slot)
@@ -531,7 +591,7 @@ impl IndexFile {
 
     /// The record offsets of slots `lo..hi`.
     pub fn offsets(&self, lo: usize, hi: usize) -> Option<Vec<u32>> {
-        if lo > hi || hi > self.len() {
+        if lo > hi || hi > self.len() || self.header.streams_only() {
             return None;
         }
         let bytes = self
@@ -639,6 +699,11 @@ impl IndexFile {
         let index = u64::from(slots_from).checked_add(i)?;
         if index >= self.header.count {
             return None;
+        }
+        if self.header.streams_only() {
+            // A removed segment: its events have no slot or record any
+            // more. Readers skip it; 0 places them at its first position.
+            return Some((0, 0));
         }
         let at = self.layout.slots + 8 * usize::try_from(index).ok()?;
         let slot = u32_at(&self.bytes, at)?;

@@ -62,6 +62,11 @@ impl Persisted {
         &self.path
     }
 
+    /// The index file's header.
+    pub fn header(&self) -> &super::file::IndexHeader {
+        self.file.header()
+    }
+
     /// Events in the segment, from the header alone.
     pub fn len(&self) -> usize {
         self.file.len()

@@ -157,6 +157,11 @@ pub(crate) fn load_index_file(
     let bytes = file.read_view(0, len).map_err(|e| e.to_string())?;
     let index = IndexFile::parse(bytes, seg.base_position()).map_err(|e| e.to_string())?;
     let header = index.header();
+    if header.streams_only() {
+        // Left by a removal a crash stopped before the segment's own
+        // replacement was durable: it cannot locate records.
+        return Err("the index file of a removed segment, beside one that holds records".into());
+    }
     let seal_at = header.seal_offset;
     let seal = seg
         .read(seal_at, seal_at + record::BATCH_HEADER_LEN as u64)

@@ -44,6 +44,24 @@ impl Index {
         true
     }
 
+    /// The removed segments whose index file still has its per-event
+    /// sections (a crash or a full disk stopped the removal before it
+    /// rewrote it streams-only), by ordinal, with the segment and the file.
+    pub fn removed_with_whole_index(&self) -> Vec<(u32, Arc<Segment>, Arc<Persisted>)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, entry)| match &entry.index {
+                SegmentIndex::Persisted(p)
+                    if entry.segment.is_removed() && !p.header().streams_only() =>
+                {
+                    Some((super::ordinal(i), Arc::clone(&entry.segment), Arc::clone(p)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The position the idempotency window starts at: no event below it is
     /// looked up by id again.
     pub fn id_window_start(&self) -> u64 {

@@ -17,11 +17,12 @@ use super::scavenge::{DeadEvents, ScavengeReport, UnsyncedRenames};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::index::deferred_check::read_checked;
+use crate::index::file::encode_streams_only;
 use crate::index::postings_file::postings_file_name;
-use crate::index::removed::check_before_removal;
+use crate::index::removed::{check_before_removal, load_removed_index};
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::log::{write_removed_segment, Segment};
-use crate::storage::child;
+use crate::storage::{child, write_and_rename};
 use std::io;
 use std::sync::Arc;
 
@@ -95,10 +96,13 @@ impl Store {
             Err(e) => return Err(io_error("removing the postings file of", e)),
         }
         let temp_path = write_removed_segment(storage.as_ref(), dir, segment, removable.end)?;
-        unsynced.pending = true;
         storage
             .rename(&temp_path, segment.path())
             .map_err(|e| io_error("replacing", e))?;
+        // Durable before the index file loses what only a segment with
+        // records needs.
+        unsynced.pending = true;
+        unsynced.sync(storage.as_ref(), dir)?;
         let replacement = Arc::new(Segment::open(
             storage.as_ref(),
             segment.path().to_path_buf(),
@@ -117,6 +121,52 @@ impl Store {
             ));
         }
         report.count_removed(removed, before, after);
+        self.compact_removed_index(ordinal, unsynced)?;
         Ok(true)
+    }
+
+    /// Rewrites the index file of removed segment `ordinal` streams-only
+    /// (see [`INDEX_FLAG_STREAMS_ONLY`](crate::format::INDEX_FLAG_STREAMS_ONLY)):
+    /// what is left of a removed segment on disk is then its stream table.
+    /// The file is written beside the old one, synced and renamed over it
+    /// (the rename made durable by the scavenge's next directory sync); a
+    /// crash leaves either file, and both serve. Nothing if it is not
+    /// removed or already streams-only.
+    pub(super) fn compact_removed_index(
+        &self,
+        ordinal: u32,
+        unsynced: &mut UnsyncedRenames,
+    ) -> Result<()> {
+        let state = self.state();
+        let found = state
+            .index
+            .read()
+            .removed_with_whole_index()
+            .into_iter()
+            .find(|(o, _, _)| *o == ordinal);
+        let Some((_, segment, persisted)) = found else {
+            return Ok(());
+        };
+        let Some(whole) = persisted.checked_file() else {
+            return Err(Error::corrupted(
+                persisted.path(),
+                0,
+                "the index file of a removed segment fails its checksum",
+            ));
+        };
+        let bytes = encode_streams_only(whole);
+        let storage = Arc::clone(&self.options().storage);
+        let path = persisted.path().to_path_buf();
+        let io_error = |e| Error::io_or_no_space(format!("writing {}", path.display()), e);
+        write_and_rename(storage.as_ref(), &path, &bytes).map_err(io_error)?;
+        unsynced.pending = true;
+        let compact = load_removed_index(storage.as_ref(), &path, &segment)?;
+        state.index.write().install_removed(
+            ordinal,
+            &segment,
+            Arc::clone(&segment),
+            (compact, path),
+        );
+        Ok(())
     }
 }

@@ -299,6 +299,21 @@ impl Store {
         let mut pacer = Pacer::new(self.options().scavenge_bytes_per_second);
         let mut unsynced = UnsyncedRenames::default();
         let mut outcome = Ok(());
+        if !dry_run {
+            // Removals a crash or a full disk cut short, finished.
+            let unfinished = state.index.read().removed_with_whole_index();
+            for (ordinal, _, _) in unfinished {
+                outcome = self.compact_removed_index(ordinal, &mut unsynced);
+                if outcome.is_err() {
+                    break;
+                }
+            }
+        }
+        let segments = if outcome.is_ok() {
+            segments
+        } else {
+            Vec::new()
+        };
         for rewritable in segments {
             let mut pace = |bytes| pacer.read(bytes, |pause| state.wait_unless_closing(pause));
             outcome = self.scavenge_segment(

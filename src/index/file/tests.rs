@@ -140,3 +140,44 @@ fn a_directory_past_its_section_is_not_read() {
         assert!(file.stream(&StreamKey::new("beta")).is_some());
     }
 }
+
+#[test]
+fn a_streams_only_file_keeps_every_stream_and_directory_and_nothing_per_event() {
+    let mem = sample();
+    let whole = encode(&mem, 1000, 4096, HashKind::Xxh3, &sample_directories());
+    let whole = IndexFile::parse(Bytes::from(whole), 1000).unwrap();
+    let bytes = encode_streams_only(&whole);
+    assert!(bytes.len() < whole.bytes.len(), "{} bytes", bytes.len());
+    let file = IndexFile::parse(Bytes::from(bytes.clone()), 1000).unwrap();
+    assert!(file.verify_body());
+    assert!(file.header().streams_only() && !whole.header().streams_only());
+    assert_eq!(file.len(), whole.len());
+    for name in ["alpha", "beta"] {
+        let key = StreamKey::new(name);
+        let (kept, was) = (file.stream(&key).unwrap(), whole.stream(&key).unwrap());
+        assert_eq!(
+            (
+                kept.first_version,
+                kept.count,
+                kept.slots_from(),
+                kept.runs()
+            ),
+            (was.first_version, was.count, was.slots_from(), was.runs()),
+            "{name}"
+        );
+        let runs =
+            |f: &IndexFile, p: &StreamPart| (0..p.runs()).map(|i| f.run(p, i)).collect::<Vec<_>>();
+        assert_eq!(runs(&file, &kept), runs(&whole, &was), "{name}");
+    }
+    assert!(file.stream(&StreamKey::new("gamma")).is_none());
+    assert_eq!((file.offset(0), file.offsets(0, 1)), (None, None));
+    assert_eq!(file.find_id(10, id_hash(10)), None);
+    // Every single bit flip is caught by a checksum or a check.
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let caught =
+            IndexFile::parse(Bytes::from(damaged), 1000).map_or(true, |f| !f.verify_body());
+        assert!(caught, "bit {bit}");
+    }
+}
