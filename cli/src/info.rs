@@ -25,6 +25,13 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
 
     let sealed = log.segments.iter().filter(|s| s.sealed).count();
     let removed = log.segments.iter().filter(|s| s.removed).count();
+    // Removed segments hold no events, only positions.
+    let held: u64 = log.segments.iter().map(|s| s.events).sum::<u64>().min(end);
+    let first = log
+        .segments
+        .iter()
+        .find(|s| !s.removed)
+        .map_or(0, |s| s.base_position);
     let segment_bytes: u64 = log.segments.iter().map(|s| s.file_len).sum();
     let versions: BTreeSet<String> = log
         .segments
@@ -60,12 +67,16 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
                 HumanBytes(segment_bytes)
             ),
         ),
-        ("events".to_string(), end.to_string()),
+        ("events".to_string(), held.to_string()),
         ("streams".to_string(), log.stream_count.to_string()),
         (
             "positions".to_string(),
             match end.checked_sub(1) {
-                Some(last) => format!("first 0, last {last}"),
+                Some(last) if removed > 0 => format!(
+                    "first {first}, last {last} ({} in removed segments)",
+                    end - held
+                ),
+                Some(last) => format!("first {first}, last {last}"),
                 None => "none (empty)".to_string(),
             },
         ),

@@ -1454,3 +1454,55 @@ fn bench_refuses_sizes_and_batches_it_cannot_make_before_making_anything() {
         assert!(!target.exists(), "{args:?} left a store behind");
     }
 }
+
+#[test]
+fn info_verify_and_dump_go_past_removed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_str(dir.path());
+    let live = {
+        let store = Store::open(dir.path(), options().idempotency_window(8)).unwrap();
+        for _ in 0..120u32 {
+            store
+                .append(
+                    "drop",
+                    ExpectedVersion::Any,
+                    &[EventData::new("Step", vec![7u8; 200])],
+                )
+                .unwrap();
+        }
+        store
+            .delete_stream("drop", ExpectedVersion::Any, evstore::DeleteMode::Soft)
+            .unwrap();
+        for _ in 0..40u32 {
+            store
+                .append(
+                    "keep",
+                    ExpectedVersion::Any,
+                    &[EventData::new("Step", vec![7u8; 200])],
+                )
+                .unwrap();
+        }
+        let report = store.scavenge().unwrap();
+        assert!(report.segments_removed > 0, "{report:?}");
+        let live = store
+            .read_all(0, evstore::Direction::Forward, usize::MAX)
+            .unwrap()
+            .len();
+        store.close().unwrap();
+        live
+    };
+    let info = stdout_of(&["info", path]);
+    assert!(field(&info, "segments").contains(" removed"), "{info}");
+    assert!(!field(&info, "segments").contains(" 0 removed"), "{info}");
+    // Events held on disk: the live ones, and dead ones not removed yet.
+    let events: usize = field(&info, "events").parse().unwrap();
+    assert!(events >= live && events < 160, "{info}");
+    assert!(
+        field(&info, "positions").contains("in removed segments"),
+        "{info}"
+    );
+    let verify = stdout_of(&["verify", path]);
+    assert!(verify.contains("result: clean"), "{verify}");
+    let dump = stdout_of(&["dump", path]);
+    assert_eq!(dump.lines().count(), live, "{dump}");
+}

@@ -73,6 +73,20 @@ impl Index {
         segment: Arc<Segment>,
         persisted: Persisted,
     ) -> bool {
+        let index = SegmentIndex::Persisted(Arc::new(persisted));
+        self.replace_segment(ordinal, old, segment, index)
+    }
+
+    /// Serves segment `ordinal` from `segment`, a file that replaced `old`
+    /// (rewritten or removed by a scavenge), indexed by `index`. False
+    /// (and nothing changed) if the segment there is no longer `old`.
+    pub fn replace_segment(
+        &mut self,
+        ordinal: u32,
+        old: &Arc<Segment>,
+        segment: Arc<Segment>,
+        index: SegmentIndex,
+    ) -> bool {
         let Some(entry) = self.segments.get_mut(ordinal as usize) else {
             return false;
         };
@@ -80,9 +94,19 @@ impl Index {
             return false;
         }
         entry.segment = segment;
-        entry.index = SegmentIndex::Persisted(Arc::new(persisted));
+        entry.index = index;
         entry.postings = Arc::new(RwLock::new(None));
         true
+    }
+
+    /// The sealed segments that still hold records, by ordinal.
+    pub fn sealed_segments(&self) -> Vec<(u32, Arc<Segment>)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !matches!(e.index, SegmentIndex::Active(_)) && !e.segment.is_removed())
+            .map(|(i, e)| (super::ordinal(i), Arc::clone(&e.segment)))
+            .collect()
     }
 }
 

@@ -124,6 +124,18 @@ pub trait StorageFile: Send + Sync + Debug {
         Ok(self.len()? == 0)
     }
 
+    /// What tells this file apart from another that later takes its name
+    /// (on a POSIX file system, its device and inode numbers); `None` if
+    /// the back end cannot tell. A read-only store compares it to notice a
+    /// segment a scavenge replaced.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+
     /// Writes up to `buf.len()` bytes at `offset`; may write fewer.
     ///
     /// # Errors

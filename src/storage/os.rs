@@ -151,6 +151,12 @@ impl StorageFile for OsFile {
         Ok(self.file.metadata()?.len())
     }
 
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = self.file.metadata()?;
+        Ok(Some((metadata.dev(), metadata.ino())))
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         FileExt::write_at(&self.file, buf, offset)
     }

@@ -514,6 +514,10 @@ impl StorageFile for SimFile {
         Ok(state.inode(self.inode)?.current.len() as u64)
     }
 
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        Ok(Some((0, self.inode)))
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         let mut state = self.disk.lock();
         state.room_for(self.inode, offset.saturating_add(buf.len() as u64))?;

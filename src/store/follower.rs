@@ -6,7 +6,9 @@ use super::state::StoreState;
 use crate::error::{Error, Result};
 use crate::index::continuity::check_next;
 use crate::index::file::index_file_name;
-use crate::index::{slot_offset, Persisted};
+use crate::index::recovery::{index_sealed_segment, load_index_file};
+use crate::index::removed::load_removed_index;
+use crate::index::{slot_offset, Persisted, SegmentIndex};
 use crate::log::record::{BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::log::{
     all_zero, copy_batch, durable_batch_after_copied, read_batch_at, segment_file_name,
@@ -92,8 +94,14 @@ impl Follower {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
+        let rules_before = shared.index.read().last_lifecycle_position();
         let result = self.read_new(shared);
         self.adopt_index_files(shared);
+        if shared.index.read().last_lifecycle_position() != rules_before {
+            // Before the new rules become visible: they may keep events
+            // again that a scavenge has since taken out of their files.
+            self.adopt_replaced_segments(shared);
+        }
         let written = shared
             .written
             .fetch_max(self.next_position, Ordering::AcqRel);
@@ -253,15 +261,83 @@ impl Follower {
             if self.storage.open_read_only(&path).is_err() {
                 return;
             }
-            if let Ok(file) =
-                crate::index::recovery::load_index_file(self.storage.as_ref(), &path, seg)
-            {
+            if let Ok(file) = load_index_file(self.storage.as_ref(), &path, seg) {
                 let mut index = shared.index.write();
                 let persisted = Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
                 index.install_persisted(*ordinal, persisted);
             }
             self.unindexed.pop_front();
         }
+    }
+
+    /// Serves from their new files the sealed segments a scavenge replaced
+    /// since this store opened them: rewritten with redaction markers, or
+    /// removed. Until then it reads the files it opened, which still hold
+    /// the events the scavenge took out; that is harmless while the rules
+    /// that made them dead hold, and so this runs when new lifecycle
+    /// events arrive. A segment whose new file cannot be read yet is left
+    /// as it is, for the next time.
+    fn adopt_replaced_segments(&self, shared: &StoreState) {
+        let (sealed, repairs) = {
+            let index = shared.index.read();
+            (index.sealed_segments(), index.repairs())
+        };
+        for (ordinal, seg) in sealed {
+            let Some(index) = self.replacement_of(&seg, &repairs) else {
+                continue;
+            };
+            let (replacement, index) = index;
+            shared
+                .index
+                .write()
+                .replace_segment(ordinal, &seg, replacement, index);
+        }
+    }
+
+    /// The file now under `seg`'s name and its index, if it is not the one
+    /// `seg` holds open.
+    fn replacement_of(
+        &self,
+        seg: &Arc<Segment>,
+        repairs: &Arc<crate::index::Repairs>,
+    ) -> Option<(Arc<Segment>, SegmentIndex)> {
+        let storage = self.storage.as_ref();
+        let on_disk = storage.open_read_only(seg.path()).ok()?;
+        let (now, held) = (on_disk.identity().ok()??, seg.file().identity().ok()??);
+        if now == held {
+            return None;
+        }
+        drop(on_disk);
+        let base = seg.base_position();
+        let replacement =
+            Arc::new(Segment::open_read_only(storage, seg.path().to_path_buf(), base).ok()?);
+        replacement.mark_sealed();
+        let path = child(&self.dir, &index_file_name(base));
+        let index = if replacement.is_removed() {
+            let file = load_removed_index(storage, &path, &replacement).ok()?;
+            let persisted = Persisted::new(
+                file,
+                path,
+                Arc::clone(&replacement),
+                None,
+                Arc::clone(repairs),
+            );
+            SegmentIndex::Persisted(Arc::new(persisted.trusted()))
+        } else if let Ok(file) = load_index_file(storage, &path, &replacement) {
+            let persisted = Persisted::new(
+                file,
+                path,
+                Arc::clone(&replacement),
+                None,
+                Arc::clone(repairs),
+            );
+            SegmentIndex::Persisted(Arc::new(persisted))
+        } else {
+            // The writer writes its index file after the rename.
+            let mem = index_sealed_segment(&replacement).ok()?;
+            SegmentIndex::Sealed(Arc::new(mem))
+        };
+        Some((replacement, index))
     }
 
     /// The segment that follows the sealed one, once the writer installed it.
