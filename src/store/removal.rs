@@ -26,8 +26,11 @@ use crate::storage::{child, write_and_rename};
 use std::io;
 use std::sync::Arc;
 
-/// Records read at a time while checking that a segment is all dead.
-const CHECK_CHUNK: usize = 4096;
+/// Records read at a time while checking that a segment is all dead: few
+/// at first, since a segment with a live event usually shows one early,
+/// then more.
+const FIRST_CHECK_CHUNK: usize = 16;
+const LAST_CHECK_CHUNK: usize = 4096;
 
 impl Store {
     /// Removes `segment`, number `ordinal`, if it may be removed and none of its
@@ -47,19 +50,30 @@ impl Store {
             return Ok(false);
         };
         let base = segment.base_position();
-        let runs = read_checked(&state.index, |index| index.runs(base, removable.end))?
-            .unwrap_or_default();
-        let mut events = Vec::with_capacity(CHECK_CHUNK);
+        let Some(runs) = read_checked(&state.index, |index| index.runs(base, removable.end))?
+        else {
+            // Not all indexed: nothing is removed on what was not read.
+            return Ok(false);
+        };
+        let mut events = Vec::new();
+        let mut chunk = FIRST_CHECK_CHUNK;
         for run in &runs {
             let mut first_position = run.first_position;
-            for offsets in run.offsets.chunks(CHECK_CHUNK) {
+            let mut rest = &run.offsets[..];
+            while !rest.is_empty() {
+                let (offsets, after) = rest.split_at(chunk.min(rest.len()));
+                rest = after;
+                chunk = (chunk * 4).min(LAST_CHECK_CHUNK);
                 events.clear();
                 segment.read_run(first_position, offsets, &mut events)?;
                 if !events.iter().all(|event| dead.is_gone(event)) {
                     return Ok(false);
                 }
                 first_position += offsets.len() as u64;
-                let span = offsets.last().zip(offsets.first()).map(|(l, f)| l - f);
+                let span = offsets
+                    .last()
+                    .zip(offsets.first())
+                    .map(|(l, f)| l.saturating_sub(*f));
                 pace(u64::from(span.unwrap_or(0)));
             }
         }
