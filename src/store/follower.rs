@@ -313,25 +313,15 @@ impl Follower {
             Arc::new(Segment::open_read_only(storage, seg.path().to_path_buf(), base).ok()?);
         replacement.mark_sealed();
         let path = child(&self.dir, &index_file_name(base));
+        let served = |file| {
+            let repairs = Arc::clone(repairs);
+            Persisted::new(file, path.clone(), Arc::clone(&replacement), None, repairs)
+        };
         let index = if replacement.is_removed() {
             let file = load_removed_index(storage, &path, &replacement).ok()?;
-            let persisted = Persisted::new(
-                file,
-                path,
-                Arc::clone(&replacement),
-                None,
-                Arc::clone(repairs),
-            );
-            SegmentIndex::Persisted(Arc::new(persisted.trusted()))
+            SegmentIndex::Persisted(Arc::new(served(file).trusted()))
         } else if let Ok(file) = load_index_file(storage, &path, &replacement) {
-            let persisted = Persisted::new(
-                file,
-                path,
-                Arc::clone(&replacement),
-                None,
-                Arc::clone(repairs),
-            );
-            SegmentIndex::Persisted(Arc::new(persisted))
+            SegmentIndex::Persisted(Arc::new(served(file)))
         } else {
             // The writer writes its index file after the rename.
             let mem = index_sealed_segment(&replacement).ok()?;
