@@ -459,6 +459,8 @@ pub fn decode_record_at(
     };
     let mut id = [0u8; 16];
     id.copy_from_slice(&header[32..48]);
+    // A redaction marker: what was there is gone for good.
+    let erased = &*event_type == crate::stream_metadata::REDACTED_EVENT_TYPE;
     let event = RecordedEvent {
         stream,
         version: u64_at(header, 16),
@@ -469,12 +471,7 @@ pub fn decode_record_at(
         tags,
         metadata: bytes.slice(meta_start..payload_start),
         payload: bytes.slice(payload_start..at + len),
-        erased: false,
-    };
-    // A redaction marker: what was there is gone for good.
-    let event = RecordedEvent {
-        erased: &*event.event_type == crate::stream_metadata::REDACTED_EVENT_TYPE,
-        ..event
+        erased,
     };
     Ok((event, align8(len)))
 }
