@@ -524,3 +524,92 @@ fn a_read_only_store_opened_before_a_scavenge_never_shows_what_it_took_out() {
         read.len()
     );
 }
+
+/// Live events, then a deleted stream filling segments of its own, then
+/// live events again: the removed positions lie between live ones.
+fn gap_between_live_events(dir: &Path) -> (Store, u64) {
+    let store = Store::open(dir, options()).unwrap();
+    append(&store, "kept", 0..30);
+    append(&store, "old", 0..200);
+    store
+        .delete_stream("old", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    append(&store, "kept", 30..120);
+    assert!(store.scavenge().unwrap().segments_removed >= 3);
+    // The first position after the gap.
+    let after_gap = store
+        .read_all(30, Direction::Forward, 1)
+        .unwrap()
+        .first()
+        .map(|e| e.position)
+        .unwrap();
+    assert!(after_gap > 60, "{after_gap}");
+    (store, after_gap)
+}
+
+#[test]
+fn a_checkpoint_right_after_a_removed_range_is_resumed_from_not_rewound() {
+    use evstore::{ProjectionOptions, ProjectionStart};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = gap_between_live_events(dir.path());
+    // Right after the last removed segment: the event before it is gone.
+    let removed_end = removed_files(dir.path())
+        .iter()
+        .map(|path| {
+            let base: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            let next = segment_files(dir.path())
+                .into_iter()
+                .map(|(p, _)| {
+                    p.file_stem()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .find(|&b| b > base)
+                .unwrap();
+            next
+        })
+        .max()
+        .unwrap();
+    store.save_checkpoint("view", removed_end).unwrap();
+    // A checkpoint the log cannot vouch for would be brought back to where
+    // the log ended when the store opened: here, its very start.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = {
+        let seen = Arc::clone(&seen);
+        move |event: &RecordedEvent| {
+            seen.lock().unwrap().push(event.position);
+            Ok(())
+        }
+    };
+    let projection = ProjectionOptions::default().start(ProjectionStart::FromCheckpoint);
+    let handle = store.run_projection("view", projection, recorder).unwrap();
+    let end = store.last_position().unwrap() + 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handle.position() < end {
+        assert!(Instant::now() < deadline, "the projection did not catch up");
+        std::thread::yield_now();
+    }
+    handle.stop().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(seen.first() >= Some(&removed_end), "{seen:?}");
+}
+
+#[test]
+fn checkpoint_lags_count_only_bytes_still_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, after_gap) = gap_between_live_events(dir.path());
+    store.save_checkpoint("before", 10).unwrap();
+    store.save_checkpoint("after", after_gap).unwrap();
+    let lags = store.checkpoint_lags().unwrap();
+    let lag = |name: &str| lags.iter().find(|l| l.name == name).unwrap().lag_bytes;
+    // From before the gap: the 20 live events before it on top of all
+    // that is after it.
+    assert!(lag("before") > lag("after"), "{lags:?}");
+    assert!(lag("after") > 0, "{lags:?}");
+}

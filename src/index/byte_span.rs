@@ -20,7 +20,7 @@ pub struct SpanPart {
 
 impl Index {
     /// Where the records at positions `from..to` lie, segment by segment.
-    /// Positions not indexed are left out.
+    /// Positions not indexed, and those of removed segments, are left out.
     pub fn byte_span(&self, from: u64, to: u64) -> Result<Vec<SpanPart>> {
         let mut parts = Vec::new();
         let mut position = from;
@@ -32,6 +32,11 @@ impl Index {
             let stop = to.min(base.saturating_add(entry.len() as u64));
             if stop <= position {
                 break;
+            }
+            if entry.segment.is_removed() {
+                // No bytes left to read there.
+                position = stop;
+                continue;
             }
             let view = entry.view()?;
             let offset = |p: u64| {

@@ -47,6 +47,10 @@ pub struct PostingsFiles {
     /// False in a read-only store: postings read from records stay in
     /// memory.
     pub writable: bool,
+    /// Held while a postings file built from a segment's records is
+    /// written, and while a scavenge marks a segment replaced: a file is
+    /// never written from records a scavenge is taking out.
+    pub persisting: Arc<parking_lot::Mutex<()>>,
 }
 
 impl PostingsFiles {
@@ -60,6 +64,28 @@ impl PostingsFiles {
         let len = usize::try_from(file.len().ok()?).ok()?;
         let bytes = file.read_view(0, len).ok()?;
         PostingsFile::parse(bytes, base).ok()
+    }
+
+    /// Marks `segment` replaced (see [`Segment::is_replaced`]) once no
+    /// postings file of its records is being written; the caller then
+    /// removes the segment's postings file, and none comes back.
+    pub fn retire(&self, segment: &Segment) {
+        let _persisting = self.persisting.lock();
+        segment.mark_replaced();
+    }
+
+    /// [`PostingsFiles::persist`] of the postings built from `segment`'s
+    /// records, unless a scavenge is replacing it (`None` then).
+    fn persist_unless_replaced(
+        &self,
+        segment: &Segment,
+        postings: &Postings,
+    ) -> Option<PostingsFile> {
+        let _persisting = self.persisting.lock();
+        if segment.is_replaced() {
+            return None;
+        }
+        self.persist(segment.base_position(), postings).ok()
     }
 
     /// Writes the postings file of the segment at `base` and returns it,
@@ -150,7 +176,7 @@ fn build_postings(
         let built = scan_postings(segment)?;
         let written = files
             .filter(|f| f.writable)
-            .and_then(|f| f.persist(base, &built).ok());
+            .and_then(|f| f.persist_unless_replaced(segment, &built));
         match written {
             Some(file) => SealedPostings::File(file),
             None => SealedPostings::Mem(built),

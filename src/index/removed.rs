@@ -61,12 +61,6 @@ impl Index {
             })
             .collect()
     }
-
-    /// The position the idempotency window starts at: no event below it is
-    /// looked up by id again.
-    pub fn id_window_start(&self) -> u64 {
-        self.end.saturating_sub(self.id_window)
-    }
 }
 
 /// The index file of the removed segment `seg`, checked whole: it must
@@ -158,9 +152,15 @@ pub struct Removable {
 impl Index {
     /// Whether segment `ordinal`, still `segment`, may be removed if none of
     /// its events is read any more: sealed, served from its index file,
-    /// and wholly below the idempotency window (so no retry ever looks its
-    /// events up by id).
-    pub fn removable(&self, ordinal: u32, segment: &Arc<Segment>) -> Option<Removable> {
+    /// and wholly below the idempotency window as counted back from
+    /// `durable`, the durable end (so no retry ever looks its events up by
+    /// id).
+    pub fn removable(
+        &self,
+        ordinal: u32,
+        segment: &Arc<Segment>,
+        durable: u64,
+    ) -> Option<Removable> {
         let entry = self.segments.get(ordinal as usize)?;
         if !Arc::ptr_eq(&entry.segment, segment) || segment.is_removed() {
             return None;
@@ -169,11 +169,12 @@ impl Index {
             return None;
         };
         let end = segment.base_position() + persisted.len() as u64;
-        (end <= self.id_window_start() && ordinal as usize + 1 < self.segments.len()).then(|| {
-            Removable {
-                end,
-                index_file: persisted.path().to_path_buf(),
-            }
+        // Counted from the durable end: events written but not yet synced
+        // may be lost, and the window would then reach back further.
+        let window_start = durable.min(self.end).saturating_sub(self.id_window);
+        (end <= window_start && ordinal as usize + 1 < self.segments.len()).then(|| Removable {
+            end,
+            index_file: persisted.path().to_path_buf(),
         })
     }
 }

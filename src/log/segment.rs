@@ -71,6 +71,9 @@ pub struct Segment {
     /// For a removed segment (see [`super::record::REMOVED_FORMAT_VERSION`]),
     /// the position its positions end at: it holds no record.
     removed_end: Option<u64>,
+    /// Set once a scavenge is replacing this file: nothing derived from it
+    /// (a postings file) may be written from then on.
+    replaced: std::sync::atomic::AtomicBool,
 }
 
 /// Cached pages are handed back in steps of this many bytes, so that a
@@ -144,6 +147,7 @@ impl PreparedSegment {
             map_limit: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
             cache_released: AtomicU64::new(0),
             removed_end: None,
+            replaced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -249,6 +253,7 @@ impl Segment {
             map_limit: AtomicU64::new(0),
             cache_released: AtomicU64::new(0),
             removed_end,
+            replaced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -262,6 +267,19 @@ impl Segment {
     /// Whether the segment was removed: it holds no record.
     pub fn is_removed(&self) -> bool {
         self.removed_end.is_some()
+    }
+
+    /// Notes that a scavenge is replacing this file (see
+    /// [`Segment::is_replaced`]).
+    pub fn mark_replaced(&self) {
+        self.replaced.store(true, Ordering::Release);
+    }
+
+    /// Whether a scavenge is replacing (or replaced) this file: what is
+    /// derived from its records must not be written any more, or it would
+    /// outlive the records the scavenge takes out.
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
     }
 
     /// Global position of the first event in this segment.

@@ -107,6 +107,11 @@ impl Store {
         if self.written_event_id(previous)? == Some(previous_id) {
             return Ok(Some(position));
         }
+        if self.state().index.read().removed_span(previous).is_some() {
+            // A scavenge removed the event before it: nothing is left to
+            // compare with, and nothing can have taken its place.
+            return Ok(Some(position));
+        }
         Ok(Some(position.min(self.recovery_stats().events)))
     }
 

@@ -297,6 +297,7 @@ fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result
         storage: Arc::clone(&options.storage),
         dir: segments_dir.to_path_buf(),
         writable: mode == OpenMode::Write,
+        persisting: Arc::default(),
     });
     trace_event!(
         "recovered",

@@ -46,7 +46,8 @@ impl Store {
         unsynced: &mut UnsyncedRenames,
     ) -> Result<bool> {
         let state = self.state();
-        let Some(removable) = state.index.read().removable(ordinal, segment) else {
+        let durable = state.durable.load(std::sync::atomic::Ordering::Acquire);
+        let Some(removable) = state.index.read().removable(ordinal, segment, durable) else {
             return Ok(false);
         };
         let base = segment.base_position();
@@ -103,6 +104,7 @@ impl Store {
             .map_err(|e| Error::io(format!("syncing {}", removable.index_file.display()), e))?;
         unsynced.pending = true;
         unsynced.sync(storage.as_ref(), dir)?;
+        self.retire_postings(segment);
         let postings = child(dir, &postings_file_name(base));
         match storage.remove_file(&postings) {
             Ok(()) => unsynced.pending = true,
@@ -169,6 +171,14 @@ impl Store {
             ));
         };
         let bytes = encode_streams_only(whole);
+        if bytes.is_empty() {
+            // Never for a file that parsed; never written over it either.
+            return Err(Error::corrupted(
+                persisted.path(),
+                0,
+                "the index file of a removed segment could not be rewritten streams-only",
+            ));
+        }
         let storage = Arc::clone(&self.options().storage);
         let path = persisted.path().to_path_buf();
         let io_error = |e| Error::io_or_no_space(format!("writing {}", path.display()), e);

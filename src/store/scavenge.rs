@@ -340,6 +340,18 @@ impl Store {
         outcome.and(synced).map(|()| report)
     }
 
+    /// Stops postings files being written from `segment`'s records, which
+    /// a scavenge is about to replace; the caller then removes its
+    /// postings file, and none comes back from a query that was building
+    /// one meanwhile.
+    pub(super) fn retire_postings(&self, segment: &Segment) {
+        let files = self.state().index.read().postings_files().cloned();
+        match files {
+            Some(files) => files.retire(segment),
+            None => segment.mark_replaced(),
+        }
+    }
+
     fn scavenge_segment(
         &self,
         ordinal: u32,
@@ -409,6 +421,7 @@ impl Store {
             report.count(rewritten.redacted, before, rewritten.len);
             return Ok(());
         }
+        self.retire_postings(segment);
         // The index files describing the old offsets must be gone for good
         // before the new file takes the segment's name. The same directory
         // sync makes the previous segment's renames durable.

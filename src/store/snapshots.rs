@@ -95,6 +95,12 @@ impl Store {
             return Ok(Anchor::None);
         }
         let end = self.visible_end();
+        let events = self.read_stream_below(stream, version, Direction::Forward, 1, end)?;
+        if let Some(event) = events.first().filter(|event| event.version == version) {
+            return Ok(Anchor::Event(event.id));
+        }
+        // Not read: not there, or removed. Asked after the read, since a
+        // removal may have come in between, and a removed one stays so.
         let mut located = Vec::new();
         read_checked(&self.inner.state.index, |index| {
             let exactly = |count| {
@@ -109,11 +115,7 @@ impl Store {
         if located.first().is_some_and(|l| l.segment.is_removed()) {
             return Ok(Anchor::Removed);
         }
-        let events = self.read_stream_below(stream, version, Direction::Forward, 1, end)?;
-        Ok(events
-            .first()
-            .filter(|event| event.version == version)
-            .map_or(Anchor::None, |event| Anchor::Event(event.id)))
+        Ok(Anchor::None)
     }
 
     /// The newest snapshot of `stream`, or `None` if it has none.
