@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 /// for it stands for the same offset (see [`Follower::read_new`]).
 const LOOK_PAST_VALID_FOR: Duration = Duration::from_secs(1);
 
+/// How often, at most, a read-only store looks for segment files a
+/// scavenge replaced when no lifecycle event calls for it: each look opens
+/// every sealed segment's file by name.
+const LOOK_FOR_REPLACED_EVERY: Duration = Duration::from_secs(10);
+
 /// Where a read-only store has read the log up to.
 #[derive(Debug)]
 pub struct Follower {
@@ -48,6 +53,8 @@ pub struct Follower {
     /// Where the last look past an invalid batch that found none after it
     /// vouching for it was (segment base position and offset), and when.
     looked_past: Option<(u64, u64, Instant)>,
+    /// When it last looked for segment files a scavenge replaced.
+    replaced_looked_at: Instant,
 }
 
 impl Follower {
@@ -79,6 +86,7 @@ impl Follower {
             unindexed: unindexed.into(),
             failed: None,
             looked_past: None,
+            replaced_looked_at: Instant::now(),
         }
     }
 
@@ -97,10 +105,14 @@ impl Follower {
         let rules_before = shared.index.read().last_lifecycle_position();
         let result = self.read_new(shared);
         self.adopt_index_files(shared);
-        if shared.index.read().last_lifecycle_position() != rules_before {
-            // Before the new rules become visible: they may keep events
-            // again that a scavenge has since taken out of their files.
+        // Before new rules become visible (they may keep events again that
+        // a scavenge has since taken out of their files), and now and then
+        // besides, so that the old files' space goes back to the disk.
+        if shared.index.read().last_lifecycle_position() != rules_before
+            || self.replaced_looked_at.elapsed() >= LOOK_FOR_REPLACED_EVERY
+        {
             self.adopt_replaced_segments(shared);
+            self.replaced_looked_at = Instant::now();
         }
         let written = shared
             .written
@@ -274,8 +286,9 @@ impl Follower {
     /// since this store opened them: rewritten with redaction markers, or
     /// removed. Until then it reads the files it opened, which still hold
     /// the events the scavenge took out; that is harmless while the rules
-    /// that made them dead hold, and so this runs when new lifecycle
-    /// events arrive. A segment whose new file cannot be read yet is left
+    /// that made them dead hold, so this runs when new lifecycle events
+    /// arrive, and otherwise every [`LOOK_FOR_REPLACED_EVERY`] to let the
+    /// old files go. A segment whose new file cannot be read yet is left
     /// as it is, for the next time.
     fn adopt_replaced_segments(&self, shared: &StoreState) {
         let (sealed, repairs) = {
