@@ -409,6 +409,12 @@ impl Runner {
                             judged = changed;
                             &judged
                         }
+                        Judged::Reread => {
+                            // Read before a scavenge replaced its file:
+                            // the rest of the batch is read again.
+                            subscription.resume_at(taken.position);
+                            break;
+                        }
                         Judged::Dropped => {
                             self.passed_and_saved(
                                 taken.position + 1,

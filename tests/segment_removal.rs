@@ -613,3 +613,145 @@ fn checkpoint_lags_count_only_bytes_still_on_disk() {
     assert!(lag("before") > lag("after"), "{lags:?}");
     assert!(lag("after") > 0, "{lags:?}");
 }
+
+#[test]
+fn a_read_only_store_follows_past_a_segment_removed_before_it_got_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "sensor", 0..1);
+    // A reader that does not look again on its own: a slow one.
+    let slow = options().poll_interval(std::time::Duration::from_secs(3600));
+    let reader = Store::open_read_only(dir.path(), slow).unwrap();
+    append(&store, "sensor", 1..150);
+    store
+        .set_stream_metadata(
+            "sensor",
+            ExpectedVersion::NoStream,
+            StreamMetadata::new().max_count(2),
+        )
+        .unwrap();
+    append(&store, "other", 0..60);
+    assert!(store.scavenge().unwrap().segments_removed >= 2);
+    reader.refresh().unwrap();
+    assert_eq!(reader.last_position(), store.last_position());
+    let streams = ["sensor", "other"];
+    assert_eq!(everything(&reader, &streams), everything(&store, &streams));
+    assert_eq!(
+        reader.stream_version("sensor").unwrap(),
+        store.stream_version("sensor").unwrap()
+    );
+}
+
+#[test]
+fn subscriptions_never_serve_what_a_scavenge_took_out_once_rules_are_relaxed() {
+    for (on_writer, remove) in [(true, true), (true, false), (false, true), (false, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options()).unwrap();
+        for n in 0..120u32 {
+            // With `b` between them, the segments of `a` are rewritten, not
+            // removed.
+            let stream = if remove || n % 4 != 0 { "a" } else { "b" };
+            append(&store, stream, n..n + 1);
+        }
+        append(&store, "c", 0..80);
+        let reader = Store::open_read_only(dir.path(), options()).unwrap();
+        let subscribed = if on_writer { &store } else { &reader };
+        // Two subscribers share what they read ahead; a third holds part
+        // of a batch.
+        let mut first = subscribed.subscribe_all(0, Filter::all());
+        let mut second = subscribed.subscribe_all(0, Filter::all());
+        while first.try_next().unwrap().is_some() {}
+        while second.try_next().unwrap().is_some() {}
+        let mut held = subscribed.subscribe_all(0, Filter::all());
+        let started = held
+            .next_batch_timeout(7, std::time::Duration::ZERO)
+            .unwrap();
+        let resume = started.last().unwrap().position + 1;
+        store.truncate_stream("a", 100).unwrap();
+        let report = store.scavenge().unwrap();
+        assert!(
+            report.segments_removed + report.segments_rewritten > 0,
+            "{report:?}"
+        );
+        // Relaxed: what the scavenge took out stays out.
+        store.truncate_stream("a", 0).unwrap();
+        reader.refresh().unwrap();
+        let context = format!("on the writer: {on_writer}, removing: {remove}");
+        let expected: Vec<String> = subscribed
+            .read_all(0, Direction::Forward, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(show)
+            .collect();
+        let mut fresh = subscribed.subscribe_all(0, Filter::all());
+        let mut delivered = Vec::new();
+        while let Some(event) = fresh.try_next().unwrap() {
+            delivered.push(show(&event));
+        }
+        assert_eq!(delivered, expected, "{context}: a new subscription");
+        let mut rest = Vec::new();
+        while let Some(event) = held.try_next().unwrap() {
+            rest.push(show(&event));
+        }
+        let expected_rest: Vec<String> = subscribed
+            .read_all(resume, Direction::Forward, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(show)
+            .collect();
+        assert_eq!(rest, expected_rest, "{context}: a held subscription");
+    }
+}
+
+#[test]
+fn a_projection_reads_again_the_rest_of_a_batch_a_scavenge_replaced_under_it() {
+    use evstore::ProjectionOptions;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, "a", 0..120);
+    append(&store, "c", 0..80);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (writer, record) = (store.clone(), Arc::clone(&seen));
+    let handle = store
+        .run_projection(
+            "a-view",
+            ProjectionOptions::default().filter(Filter::stream_prefix("a")),
+            move |e: &RecordedEvent| {
+                if &*e.stream == "a" && e.version == 0 {
+                    // While the batch holding the rest of the stream is
+                    // handled: truncated, scavenged away, kept again.
+                    writer.truncate_stream("a", 100).unwrap();
+                    assert!(writer.scavenge().unwrap().segments_removed > 0);
+                    writer.truncate_stream("a", 0).unwrap();
+                }
+                if &*e.stream == "a" {
+                    record.lock().unwrap().push(e.version);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let end = store.last_position().unwrap() + 1;
+        if handle.position() >= end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the projection did not catch up");
+        std::thread::yield_now();
+    }
+    handle.stop().unwrap();
+    let left: Vec<u64> = store
+        .read_stream("a", 1, Direction::Forward, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert!(left.len() < 119, "{left:?}");
+    let mut expected = vec![0];
+    expected.extend(left);
+    assert_eq!(*seen.lock().unwrap(), expected);
+}

@@ -140,6 +140,12 @@ impl Follower {
             let seg = match &self.active {
                 Some(seg) => Arc::clone(seg),
                 None => match self.open_next()? {
+                    Some(seg) if seg.is_removed() => {
+                        // Removed before this store reached it: nothing to
+                        // follow there, only its streams' versions to count.
+                        self.take_removed(&seg, shared)?;
+                        continue;
+                    }
                     Some(seg) => {
                         let mut index = shared.index.write();
                         let active = index.new_active(0);
@@ -300,10 +306,15 @@ impl Follower {
                 continue;
             };
             let (replacement, index) = index;
-            shared
+            let replaced = shared
                 .index
                 .write()
                 .replace_segment(ordinal, &seg, replacement, index);
+            if replaced {
+                // What subscriptions read from the old file is read again
+                // if newer rules are to judge it.
+                shared.read_ahead.forget_all();
+            }
         }
     }
 
@@ -341,6 +352,31 @@ impl Follower {
             SegmentIndex::Sealed(Arc::new(mem))
         };
         Some((replacement, index))
+    }
+
+    /// Takes in `seg`, the next segment, which a scavenge removed before
+    /// this store reached it: its streams' versions are counted from its
+    /// index file, and following goes on after its positions, all long
+    /// durable.
+    fn take_removed(&mut self, seg: &Arc<Segment>, shared: &StoreState) -> Result<()> {
+        let base = seg.base_position();
+        let end = seg.removed_end().unwrap_or(base);
+        let path = child(&self.dir, &index_file_name(base));
+        let file = load_removed_index(self.storage.as_ref(), &path, seg)?;
+        seg.mark_sealed();
+        let mut index = shared.index.write();
+        let (ordinal, _) = index.segment_counts();
+        let ordinal = u32::try_from(ordinal)
+            .map_err(|_| Error::corrupted(seg.path(), 0, "more segments than a store may have"))?;
+        crate::index::removed::count_removed_streams(&mut index, &file, ordinal, &path)?;
+        let persisted = Persisted::new(file, path, Arc::clone(seg), None, index.repairs());
+        index.push_segment(
+            Arc::clone(seg),
+            SegmentIndex::Persisted(Arc::new(persisted.trusted())),
+        );
+        self.next_position = end;
+        self.durable = self.durable.max(end);
+        Ok(())
     }
 
     /// The segment that follows the sealed one, once the writer installed it.

@@ -136,6 +136,9 @@ impl Store {
                 io::Error::other("the segment changed while it was removed"),
             ));
         }
+        // What subscriptions read from the old file is read again if
+        // newer rules are to judge it.
+        state.read_ahead.forget_all();
         report.count_removed(removed, before, after);
         self.compact_removed_index(ordinal, unsynced)?;
         Ok(true)

@@ -463,6 +463,9 @@ impl Store {
                 std::io::Error::other("the segment changed while it was rewritten"),
             ));
         }
+        // What subscriptions read from the old file is read again if
+        // newer rules are to judge it.
+        state.read_ahead.forget_all();
         report.count(rewritten.redacted, before, rewritten.len);
         if !all_gone {
             clean(dead.stamp);

@@ -75,6 +75,9 @@ pub(crate) enum Judged {
     Changed(RecordedEvent),
     /// No longer delivered (deleted or expired since).
     Dropped,
+    /// Read before a scavenge replaced a segment file: to be read again
+    /// (see [`Subscription::resume_at`]).
+    Reread,
 }
 
 /// What one look at the log found.
@@ -109,6 +112,12 @@ pub struct Subscription {
     /// erasure, new metadata) makes the subscription take the rules again
     /// before its next delivery, buffered events included.
     rules_end: u64,
+    /// The read-ahead generation its buffer was read in (see
+    /// [`ReadAhead::generation`]): if a scavenge replaced a segment file
+    /// since, the buffer is read again before newer rules judge it.
+    read_generation: u64,
+    /// The generation of the buffer the last batch was taken from.
+    batch_generation: u64,
     /// What it reports to the store's metrics.
     probe: Arc<Probe>,
 }
@@ -193,6 +202,8 @@ impl Subscription {
             buffer: Buffer::empty(),
             retained: None,
             rules_end: 0,
+            read_generation: 0,
+            batch_generation: 0,
         }
     }
 
@@ -215,6 +226,8 @@ impl Subscription {
             buffer: Buffer::empty(),
             retained: None,
             rules_end: 0,
+            read_generation: 0,
+            batch_generation: 0,
         }
     }
 }
@@ -406,6 +419,7 @@ impl Subscription {
     /// shared chunk where this subscription sees them as they are there,
     /// copied where it opens or redacts them.
     fn take_batch(&mut self, max: usize) -> Result<EventBatch> {
+        self.batch_generation = self.read_generation;
         let log = &*self.log;
         let retained = self.retained.as_ref();
         let passes = passes(&self.filter, retained, log, log.watermark(self.visibility));
@@ -517,10 +531,27 @@ impl Subscription {
         let (retained, rules_end) = self.log.retained_and_end()?;
         self.retained = Some(retained);
         self.rules_end = rules_end;
+        if self.log.read_ahead().generation() != self.read_generation {
+            // A scavenge replaced a segment file since the buffer was read:
+            // it may hold events the new file no longer has, which newer
+            // rules could let through. Read again from the first of them.
+            self.resume_at(self.checkpoint());
+            return Ok(());
+        }
         let end = self.end();
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
         self.buffer.keep(&passes);
         Ok(())
+    }
+
+    /// Drops what is buffered and reads on from `resume` (a position, or a
+    /// stream version), as [`Subscription::checkpoint`] gives it.
+    pub(crate) fn resume_at(&mut self, resume: u64) {
+        match &mut self.source {
+            Source::All { next_position } => *next_position = resume,
+            Source::Stream { next_version, .. } => *next_version = resume,
+        }
+        self.buffer = Buffer::empty();
     }
 
     /// Which retention rules it holds: this changes when it takes them
@@ -547,6 +578,9 @@ impl Subscription {
     /// `event`, taken in a batch under earlier rules, as the rules held now
     /// deliver it.
     pub(crate) fn judge_again(&self, event: &RecordedEvent) -> Judged {
+        if self.log.read_ahead().generation() != self.batch_generation {
+            return Judged::Reread;
+        }
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
         if !passes(event) {
             return Judged::Dropped;
@@ -578,6 +612,8 @@ impl Subscription {
             let (retained, rules_end) = self.log.retained_and_end()?;
             self.retained = Some(retained);
             self.rules_end = rules_end;
+            // Taken before the read: a replacement during it counts.
+            self.read_generation = self.log.read_ahead().generation();
             match &mut self.source {
                 Source::All { next_position } => {
                     if *next_position >= end {
@@ -603,8 +639,9 @@ impl Subscription {
                         }
                     }
                     let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
-                    let (buffer, next) = read_all(&*self.log, &passes, from, end)?;
+                    let (buffer, next, generation) = read_all(&*self.log, &passes, from, end)?;
                     self.buffer = buffer;
+                    self.read_generation = generation;
                     *next_position = next;
                 }
                 Source::Stream { name, next_version } => {
@@ -641,25 +678,26 @@ fn read_all(
     passes: &dyn Fn(&RecordedEvent) -> bool,
     from: u64,
     end: u64,
-) -> Result<(Buffer, u64)> {
+) -> Result<(Buffer, u64, u64)> {
     let read_ahead = log.read_ahead();
-    let chunk = match read_ahead.lookup(from) {
-        Lookup::Hit(chunk) => chunk,
+    let (chunk, generation) = match read_ahead.lookup(from) {
+        Lookup::Hit(chunk, generation) => (chunk, generation),
         Lookup::Miss { next } => {
+            let generation = read_ahead.generation();
             // Up to the next chunk held, so chunks never overlap.
             let stop = next.map_or(end, |next| next.min(end));
             let events = log.read_all_below(from, READ_BATCH, stop)?;
             let Some(last) = events.last() else {
                 if log.is_removed(from) {
                     // Removed up to `stop`: nothing to deliver there.
-                    return Ok((Buffer::Own(Vec::new().into_iter()), stop));
+                    return Ok((Buffer::empty(), stop, generation));
                 }
                 return Err(missing(from));
             };
             let after = last.position + 1;
             let own = |mut events: Vec<RecordedEvent>| {
                 events.retain(|e| passes(e));
-                Ok((Buffer::Own(events.into_iter()), after))
+                Ok((Buffer::Own(events.into_iter()), after, generation))
             };
             if !read_ahead.worth_sharing(from, end) {
                 return own(events);
@@ -668,14 +706,14 @@ fn read_all(
                 Ok(chunk) => Arc::new(chunk),
                 Err(events) => return own(events),
             };
-            if read_ahead.offer(&chunk) {
-                chunk
+            if read_ahead.offer(&chunk, generation) {
+                (chunk, generation)
             } else {
                 // Nobody else can see it: its events are this
                 // subscription's to move out.
                 match Arc::try_unwrap(chunk) {
                     Ok(chunk) => return own(chunk.into_events()),
-                    Err(chunk) => chunk,
+                    Err(chunk) => (chunk, generation),
                 }
             }
         }
@@ -693,7 +731,7 @@ fn read_all(
     }
     let mut buffer = Buffer::Shared { chunk, next, stop };
     buffer.skip(passes);
-    Ok((buffer, after))
+    Ok((buffer, after, generation))
 }
 
 /// Whether a subscription delivers an event: its stream still keeps it,

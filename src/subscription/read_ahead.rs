@@ -88,8 +88,9 @@ impl Chunk {
 /// What a look-up found.
 #[derive(Debug)]
 pub enum Lookup {
-    /// The chunk holding the position.
-    Hit(Arc<Chunk>),
+    /// The chunk holding the position, and the generation it was read in
+    /// (see [`ReadAhead::generation`]).
+    Hit(Arc<Chunk>, u64),
     /// No chunk holds it; the first chunk after it starts here, if any.
     Miss { next: Option<u64> },
 }
@@ -124,6 +125,9 @@ struct Held {
     chunks: BTreeMap<u64, Arc<Chunk>>,
     events: usize,
     bytes: usize,
+    /// Moves on each time a scavenge replaces a segment file: what was
+    /// read before may hold events the new file no longer has.
+    generation: u64,
 }
 
 impl Default for ReadAhead {
@@ -153,9 +157,10 @@ impl ReadAhead {
         if let Some((_, chunk)) = held.chunks.range(..=position).next_back() {
             if position < chunk.end() {
                 let chunk = Arc::clone(chunk);
+                let generation = held.generation;
                 drop(held);
                 self.shared.fetch_add(1, Ordering::Relaxed);
-                return Lookup::Hit(chunk);
+                return Lookup::Hit(chunk, generation);
             }
         }
         let next = held
@@ -189,15 +194,40 @@ impl ReadAhead {
             && end.saturating_sub(from) <= self.max_events as u64
     }
 
-    /// Offers a chunk just read; returns whether it is held. It is not when
-    /// it overlaps a chunk held (another subscription read the same events
-    /// at the same time) or is larger than the bounds.
-    pub fn offer(&self, chunk: &Arc<Chunk>) -> bool {
+    /// The generation reads of the log are in now: it moves on each time a
+    /// scavenge replaces a segment file ([`ReadAhead::forget_all`]). A read
+    /// takes it before it starts.
+    pub fn generation(&self) -> u64 {
+        self.held.lock().generation
+    }
+
+    /// Drops every chunk held and moves the generation on: a scavenge
+    /// replaced a segment file, and chunks read from the old one may hold
+    /// events the new one no longer has (which rules relaxed later would
+    /// otherwise let through).
+    pub fn forget_all(&self) {
+        let mut held = self.held.lock();
+        held.generation += 1;
+        let chunks = std::mem::take(&mut held.chunks);
+        held.events = 0;
+        held.bytes = 0;
+        drop(held);
+        drop(chunks);
+    }
+
+    /// Offers a chunk just read in generation `read_in`; returns whether it
+    /// is held. It is not when it overlaps a chunk held (another
+    /// subscription read the same events at the same time), is larger than
+    /// the bounds, or was read before the generation moved on.
+    pub fn offer(&self, chunk: &Arc<Chunk>, read_in: u64) -> bool {
         if chunk.events.len() > self.max_events || chunk.bytes > self.max_bytes {
             return false;
         }
         let (first, end) = (chunk.first(), chunk.end());
         let mut held = self.held.lock();
+        if held.generation != read_in {
+            return false;
+        }
         // The chunk starting last before `end` is the only one that could
         // overlap: chunks do not overlap each other.
         let overlaps = held
@@ -272,7 +302,7 @@ mod tests {
 
     fn hit(read_ahead: &ReadAhead, position: u64) -> Option<(u64, u64)> {
         match read_ahead.lookup(position) {
-            Lookup::Hit(chunk) => Some((chunk.first(), chunk.end())),
+            Lookup::Hit(chunk, _) => Some((chunk.first(), chunk.end())),
             Lookup::Miss { .. } => None,
         }
     }
@@ -289,15 +319,15 @@ mod tests {
     #[test]
     fn lookups_find_the_chunk_holding_a_position_or_the_next_one() {
         let read_ahead = ReadAhead::default();
-        assert!(read_ahead.offer(&chunk(10, 5)));
-        assert!(read_ahead.offer(&chunk(20, 5)));
+        assert!(read_ahead.offer(&chunk(10, 5), 0));
+        assert!(read_ahead.offer(&chunk(20, 5), 0));
         assert_eq!(hit(&read_ahead, 10), Some((10, 15)));
         assert_eq!(hit(&read_ahead, 14), Some((10, 15)));
         assert_eq!(hit(&read_ahead, 22), Some((20, 25)));
         for (position, next) in [(0, Some(10)), (15, Some(20)), (19, Some(20)), (25, None)] {
             match read_ahead.lookup(position) {
                 Lookup::Miss { next: found } => assert_eq!(found, next, "{position}"),
-                Lookup::Hit(_) => panic!("{position} is not held"),
+                Lookup::Hit(..) => panic!("{position} is not held"),
             }
         }
     }
@@ -305,12 +335,12 @@ mod tests {
     #[test]
     fn overlapping_offers_are_refused() {
         let read_ahead = ReadAhead::default();
-        assert!(read_ahead.offer(&chunk(10, 10)));
+        assert!(read_ahead.offer(&chunk(10, 10), 0));
         for (first, len) in [(10, 10), (5, 6), (19, 5), (12, 2), (0, 100)] {
-            assert!(!read_ahead.offer(&chunk(first, len)), "{first}+{len}");
+            assert!(!read_ahead.offer(&chunk(first, len), 0), "{first}+{len}");
         }
-        assert!(read_ahead.offer(&chunk(20, 3)));
-        assert!(read_ahead.offer(&chunk(5, 5)));
+        assert!(read_ahead.offer(&chunk(20, 3), 0));
+        assert!(read_ahead.offer(&chunk(5, 5), 0));
         assert_eq!(hit(&read_ahead, 9), Some((5, 10)));
     }
 
@@ -318,22 +348,22 @@ mod tests {
     fn the_oldest_chunks_go_first_and_a_holder_keeps_its_own() {
         let read_ahead = ReadAhead::with_limits(20, usize::MAX);
         let first = chunk(0, 8);
-        assert!(read_ahead.offer(&first));
-        assert!(read_ahead.offer(&chunk(8, 8)));
-        assert!(read_ahead.offer(&chunk(16, 8)));
+        assert!(read_ahead.offer(&first, 0));
+        assert!(read_ahead.offer(&chunk(8, 8), 0));
+        assert!(read_ahead.offer(&chunk(16, 8), 0));
         assert_eq!(hit(&read_ahead, 3), None);
         assert_eq!(hit(&read_ahead, 8), Some((8, 16)));
         assert_eq!(read_ahead.stats().evicted, 1);
         // Still whole for whoever holds it.
         assert_eq!(first.events().len(), 8);
         // An old chunk offered late is the oldest: it does not stay.
-        assert!(!read_ahead.offer(&chunk(0, 8)));
+        assert!(!read_ahead.offer(&chunk(0, 8), 0));
         assert_eq!(hit(&read_ahead, 16), Some((16, 24)));
         // Too big to hold at all.
-        assert!(!read_ahead.offer(&chunk(100, 21)));
+        assert!(!read_ahead.offer(&chunk(100, 21), 0));
         let by_bytes = ReadAhead::with_limits(usize::MAX, 3 * first.bytes / 2);
-        assert!(by_bytes.offer(&chunk(0, 8)));
-        assert!(by_bytes.offer(&chunk(8, 8)));
+        assert!(by_bytes.offer(&chunk(0, 8), 0));
+        assert!(by_bytes.offer(&chunk(8, 8), 0));
         assert_eq!(hit(&by_bytes, 0), None);
         assert_eq!(hit(&by_bytes, 8), Some((8, 16)));
     }
@@ -349,5 +379,20 @@ mod tests {
         assert!(read_ahead.worth_sharing(0, 0));
         read_ahead.leave();
         assert!(!read_ahead.worth_sharing(900, 1000));
+    }
+
+    #[test]
+    fn forgetting_drops_every_chunk_and_refuses_those_read_before() {
+        let read_ahead = ReadAhead::with_limits(100, 1 << 20);
+        let before = read_ahead.generation();
+        assert!(read_ahead.offer(&chunk(10, 5), before));
+        read_ahead.forget_all();
+        assert!(matches!(read_ahead.lookup(12), Lookup::Miss { next: None }));
+        let now = read_ahead.generation();
+        assert_ne!(now, before);
+        // Read before the file was replaced: not shared.
+        assert!(!read_ahead.offer(&chunk(10, 5), before));
+        assert!(read_ahead.offer(&chunk(10, 5), now));
+        assert!(matches!(read_ahead.lookup(12), Lookup::Hit(_, g) if g == now));
     }
 }
