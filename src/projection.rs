@@ -400,7 +400,9 @@ impl Runner {
                 // the rest of it, as it does to what a subscription has
                 // read ahead.
                 let judged;
-                let event = if subscription.rules_now()? == rules {
+                let event = if subscription.rules_now()? == rules
+                    && !subscription.batch_read_before_a_replacement()
+                {
                     taken
                 } else {
                     match subscription.judge_again(taken) {

@@ -302,19 +302,18 @@ impl Follower {
             (index.sealed_segments(), index.repairs())
         };
         for (ordinal, seg) in sealed {
-            let Some(index) = self.replacement_of(&seg, &repairs) else {
+            let Some((replacement, index_of_it)) = self.replacement_of(&seg, &repairs) else {
                 continue;
             };
-            let (replacement, index) = index;
-            let replaced = shared
-                .index
-                .write()
-                .replace_segment(ordinal, &seg, replacement, index);
-            if replaced {
-                // What subscriptions read from the old file is read again
-                // if newer rules are to judge it.
-                shared.read_ahead.forget_all();
-            }
+            let forgotten = {
+                let mut index = shared.index.write();
+                if !index.replace_segment(ordinal, &seg, replacement, index_of_it) {
+                    continue;
+                }
+                // What subscriptions read from the old file is read again.
+                shared.read_ahead.forget_all()
+            };
+            drop(forgotten);
         }
     }
 

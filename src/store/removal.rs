@@ -125,20 +125,25 @@ impl Store {
             base,
         )?);
         replacement.mark_sealed();
-        if !state.index.write().install_removed(
-            ordinal,
-            segment,
-            replacement,
-            (index_file, removable.index_file.clone()),
-        ) {
-            return Err(Error::io(
-                format!("scavenging {}", segment.path().display()),
-                io::Error::other("the segment changed while it was removed"),
-            ));
-        }
-        // What subscriptions read from the old file is read again if
-        // newer rules are to judge it.
-        state.read_ahead.forget_all();
+        let forgotten = {
+            let mut index = state.index.write();
+            let installed = index.install_removed(
+                ordinal,
+                segment,
+                replacement,
+                (index_file, removable.index_file.clone()),
+            );
+            if !installed {
+                return Err(Error::io(
+                    format!("scavenging {}", segment.path().display()),
+                    io::Error::other("the segment changed while it was removed"),
+                ));
+            }
+            // What subscriptions read from the old file is read again:
+            // decided before anything written after the install is seen.
+            state.read_ahead.forget_all()
+        };
+        drop(forgotten);
         report.count_removed(removed, before, after);
         self.compact_removed_index(ordinal, unsynced)?;
         Ok(true)

@@ -453,19 +453,19 @@ impl Store {
             &indexer.finish(),
             index_parts,
         )?;
-        if !state
-            .index
-            .write()
-            .install_rewritten(ordinal, segment, replacement, persisted)
-        {
-            return Err(Error::io(
-                format!("scavenging {}", segment.path().display()),
-                std::io::Error::other("the segment changed while it was rewritten"),
-            ));
-        }
-        // What subscriptions read from the old file is read again if
-        // newer rules are to judge it.
-        state.read_ahead.forget_all();
+        let forgotten = {
+            let mut index = state.index.write();
+            if !index.install_rewritten(ordinal, segment, replacement, persisted) {
+                return Err(Error::io(
+                    format!("scavenging {}", segment.path().display()),
+                    std::io::Error::other("the segment changed while it was rewritten"),
+                ));
+            }
+            // What subscriptions read from the old file is read again:
+            // decided before anything written after the install is seen.
+            state.read_ahead.forget_all()
+        };
+        drop(forgotten);
         report.count(rewritten.redacted, before, rewritten.len);
         if !all_gone {
             clean(dead.stamp);

@@ -531,7 +531,7 @@ impl Subscription {
         let (retained, rules_end) = self.log.retained_and_end()?;
         self.retained = Some(retained);
         self.rules_end = rules_end;
-        if self.log.read_ahead().generation() != self.read_generation {
+        if self.read_before_a_replacement() {
             // A scavenge replaced a segment file since the buffer was read:
             // it may hold events the new file no longer has, which newer
             // rules could let through. Read again from the first of them.
@@ -542,6 +542,18 @@ impl Subscription {
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, end);
         self.buffer.keep(&passes);
         Ok(())
+    }
+
+    /// Whether its buffer was read before a scavenge replaced a segment
+    /// file (see [`ReadAhead::generation`]).
+    fn read_before_a_replacement(&self) -> bool {
+        self.log.read_ahead().generation() != self.read_generation
+    }
+
+    /// Whether the last batch it handed out was read before a scavenge
+    /// replaced a segment file: its events are then judged again.
+    pub(crate) fn batch_read_before_a_replacement(&self) -> bool {
+        self.log.read_ahead().generation() != self.batch_generation
     }
 
     /// Drops what is buffered and reads on from `resume` (a position, or a
@@ -578,7 +590,7 @@ impl Subscription {
     /// `event`, taken in a batch under earlier rules, as the rules held now
     /// deliver it.
     pub(crate) fn judge_again(&self, event: &RecordedEvent) -> Judged {
-        if self.log.read_ahead().generation() != self.batch_generation {
+        if self.batch_read_before_a_replacement() {
             return Judged::Reread;
         }
         let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
@@ -595,6 +607,12 @@ impl Subscription {
     /// skips everything read.
     fn fill(&mut self, budget: usize) -> Result<Fill> {
         for _ in 0..budget {
+            if self.buffer.len() > 0 && self.read_before_a_replacement() {
+                // Read from a file a scavenge has since replaced: the
+                // buffer may hold events the new file no longer has, which
+                // rules relaxed at any time could let through.
+                self.resume_at(self.checkpoint());
+            }
             if self.buffer.len() > 0 {
                 if self
                     .log

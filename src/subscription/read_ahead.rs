@@ -118,6 +118,11 @@ pub struct ReadAhead {
     reads: AtomicU64,
     shared: AtomicU64,
     evicted: AtomicU64,
+    /// Moves on each time a scavenge replaces a segment file: what was
+    /// read before may hold events the new file no longer has. Changed
+    /// only with `held` locked; read without the lock by subscriptions
+    /// before each delivery.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -125,9 +130,6 @@ struct Held {
     chunks: BTreeMap<u64, Arc<Chunk>>,
     events: usize,
     bytes: usize,
-    /// Moves on each time a scavenge replaces a segment file: what was
-    /// read before may hold events the new file no longer has.
-    generation: u64,
 }
 
 impl Default for ReadAhead {
@@ -148,6 +150,7 @@ impl ReadAhead {
             reads: AtomicU64::new(0),
             shared: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -157,7 +160,7 @@ impl ReadAhead {
         if let Some((_, chunk)) = held.chunks.range(..=position).next_back() {
             if position < chunk.end() {
                 let chunk = Arc::clone(chunk);
-                let generation = held.generation;
+                let generation = self.generation.load(Ordering::Acquire);
                 drop(held);
                 self.shared.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(chunk, generation);
@@ -198,21 +201,26 @@ impl ReadAhead {
     /// scavenge replaces a segment file ([`ReadAhead::forget_all`]). A read
     /// takes it before it starts.
     pub fn generation(&self) -> u64 {
-        self.held.lock().generation
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Drops every chunk held and moves the generation on: a scavenge
     /// replaced a segment file, and chunks read from the old one may hold
     /// events the new one no longer has (which rules relaxed later would
     /// otherwise let through).
-    pub fn forget_all(&self) {
+    ///
+    /// Returns the chunks it dropped, for the caller to free once it has
+    /// released whatever lock it holds (the index lock, with which the
+    /// replacement was installed).
+    #[must_use = "the chunks are freed where the result is dropped"]
+    pub fn forget_all(&self) -> Vec<Arc<Chunk>> {
         let mut held = self.held.lock();
-        held.generation += 1;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let chunks = std::mem::take(&mut held.chunks);
         held.events = 0;
         held.bytes = 0;
         drop(held);
-        drop(chunks);
+        chunks.into_values().collect()
     }
 
     /// Offers a chunk just read in generation `read_in`; returns whether it
@@ -225,7 +233,7 @@ impl ReadAhead {
         }
         let (first, end) = (chunk.first(), chunk.end());
         let mut held = self.held.lock();
-        if held.generation != read_in {
+        if self.generation.load(Ordering::Acquire) != read_in {
             return false;
         }
         // The chunk starting last before `end` is the only one that could
@@ -386,7 +394,7 @@ mod tests {
         let read_ahead = ReadAhead::with_limits(100, 1 << 20);
         let before = read_ahead.generation();
         assert!(read_ahead.offer(&chunk(10, 5), before));
-        read_ahead.forget_all();
+        assert_eq!(read_ahead.forget_all().len(), 1);
         assert!(matches!(read_ahead.lookup(12), Lookup::Miss { next: None }));
         let now = read_ahead.generation();
         assert_ne!(now, before);
