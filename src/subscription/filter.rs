@@ -1,6 +1,9 @@
 //! Which events a subscription delivers.
 
+use super::EventLog;
 use crate::query::Query;
+use crate::retention::{redacted, Retained};
+use crate::sealing::SUBJECT_TAG_PREFIX;
 use crate::types::RecordedEvent;
 use std::collections::HashSet;
 use std::fmt;
@@ -146,5 +149,33 @@ impl Filter {
                 .is_none_or(|p| event.event_type.starts_with(p))
             && self.query.as_ref().is_none_or(|q| q.matches(event))
             && self.predicate.as_ref().is_none_or(|p| p(event))
+    }
+}
+
+/// Whether a subscription delivers an event: its stream still keeps it,
+/// as seen by a subscriber that sees the log up to `end`, and its filter
+/// passes it as it would be delivered: an erased event as its redaction
+/// marker, and a sealed one opened for a predicate (which sees its payload).
+pub(super) fn passes<'a>(
+    filter: &'a Filter,
+    retained: Option<&'a Retained>,
+    log: &'a dyn EventLog,
+    end: u64,
+) -> impl Fn(&RecordedEvent) -> bool + 'a {
+    move |event| {
+        if !retained.is_none_or(|r| r.keeps(event, |s| log.last_visible_version(s, end))) {
+            return false;
+        }
+        if retained.is_some_and(|r| r.redacts(event)) {
+            return filter.matches(&redacted(event));
+        }
+        let sealed = || event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX));
+        if filter.predicate.is_some() && sealed() {
+            let mut opened = event.clone();
+            // One that cannot be opened is delivered, and its delivery
+            // reports why.
+            return log.unseal(&mut opened).is_err() || filter.matches(&opened);
+        }
+        filter.matches(event)
     }
 }

@@ -27,6 +27,7 @@ use crate::telemetry::{Probe, ProbeKind, Probes};
 use crate::types::RecordedEvent;
 pub use batch::{EventBatch, Iter as EventBatchIter};
 use buffer::Buffer;
+use filter::passes;
 pub use filter::Filter;
 pub(crate) use read_ahead::ReadAhead;
 #[cfg(feature = "testing")]
@@ -750,34 +751,6 @@ fn read_all(
     let mut buffer = Buffer::Shared { chunk, next, stop };
     buffer.skip(passes);
     Ok((buffer, after, generation))
-}
-
-/// Whether a subscription delivers an event: its stream still keeps it,
-/// as seen by a subscriber that sees the log up to `end`, and its filter
-/// passes it as it would be delivered: an erased event as its redaction
-/// marker, and a sealed one opened for a predicate (which sees its payload).
-fn passes<'a>(
-    filter: &'a Filter,
-    retained: Option<&'a Retained>,
-    log: &'a dyn EventLog,
-    end: u64,
-) -> impl Fn(&RecordedEvent) -> bool + 'a {
-    move |event| {
-        if !retained.is_none_or(|r| r.keeps(event, |s| log.last_visible_version(s, end))) {
-            return false;
-        }
-        if retained.is_some_and(|r| r.redacts(event)) {
-            return filter.matches(&redacted(event));
-        }
-        let sealed = || event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX));
-        if filter.predicate.is_some() && sealed() {
-            let mut opened = event.clone();
-            // One that cannot be opened is delivered, and its delivery
-            // reports why.
-            return log.unseal(&mut opened).is_err() || filter.matches(&opened);
-        }
-        filter.matches(event)
-    }
 }
 
 fn missing(position: u64) -> Error {
