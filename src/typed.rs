@@ -378,12 +378,15 @@ impl<C: Codec> TypedStore<C> {
             let events = self
                 .store
                 .read_stream(stream, from, Direction::Forward, chunk)?;
-            for recorded in &events {
+            // Versions a stream no longer keeps are skipped, so a read of
+            // `chunk` events may reach past `at_version`.
+            let upto = events.partition_point(|e| e.version <= at_version);
+            for recorded in events.get(..upto).unwrap_or_default() {
                 state.apply(&self.decode_payload::<A::Event>(recorded)?);
                 version = Some(recorded.version);
                 events_replayed += 1;
             }
-            if events.len() < chunk {
+            if events.len() < chunk || upto < events.len() {
                 break;
             }
         }

@@ -678,3 +678,41 @@ fn a_snapshot_at_a_version_deleted_since_is_refused_and_never_loaded() {
     assert_eq!(after.snapshot_version(), Some(2));
     assert_eq!(after.state().balance, 1 + 2 + 4 + 16);
 }
+
+/// An aggregate loaded at a version applies no event above it, also where
+/// the stream no longer keeps the versions before (truncated away, or
+/// deleted and recreated): its versions are not dense there.
+#[test]
+fn an_aggregate_at_a_version_never_applies_later_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let typed = store.typed();
+    let deposit = |amount| AccountEvent::Deposited {
+        amount,
+        memo: String::new(),
+    };
+    let events: Vec<AccountEvent> = (1..=100).map(deposit).collect();
+    typed
+        .append("acct", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    store.truncate_stream("acct", 50).unwrap();
+    let early = typed.load_aggregate_at::<Account>("acct", 10).unwrap();
+    assert_eq!(early.version(), None);
+    assert_eq!(early.state(), &Account::default());
+    let mid = typed.load_aggregate_at::<Account>("acct", 60).unwrap();
+    assert_eq!(mid.version(), Some(60));
+    assert_eq!(mid.state().operations, 11);
+
+    let first: Vec<AccountEvent> = (1..=10).map(deposit).collect();
+    typed
+        .append("again", ExpectedVersion::NoStream, &first)
+        .unwrap();
+    store
+        .delete_stream("again", ExpectedVersion::Any, evstore::DeleteMode::Soft)
+        .unwrap();
+    let more: Vec<AccountEvent> = (1..=5).map(deposit).collect();
+    typed.append("again", ExpectedVersion::Any, &more).unwrap();
+    let before_recreation = typed.load_aggregate_at::<Account>("again", 2).unwrap();
+    assert_eq!(before_recreation.version(), None);
+    assert_eq!(before_recreation.events_replayed(), 0);
+}

@@ -50,7 +50,8 @@ impl Store {
             return Ok(None);
         };
         let end = state.written.load(Ordering::Acquire);
-        let dead = DeadEvents::new(self)?;
+        // Only a count (a dry run) or a reason to seal: no bytes go here.
+        let dead = DeadEvents::new(self, false)?;
         let mut dead_events = 0;
         let mut from = base;
         while from < end {

@@ -85,12 +85,27 @@ pub(crate) struct CleanStamp {
     key_removals: u64,
 }
 
+/// How many times a scavenge syncs the log to make the lifecycle events
+/// its rules take in durable before it gives up for this segment (more
+/// were written each time).
+const DURABLE_RULES_TRIES: usize = 4;
+
 impl<'a> DeadEvents<'a> {
-    pub(super) fn new(store: &'a Store) -> Result<Self> {
+    /// The rules a scavenge judges events by. With `durable`, only when
+    /// every lifecycle event they take in is durable (the log is synced
+    /// for that if need be): a delete or truncation a crash could still
+    /// lose must not have its events' bytes reclaimed. If lifecycle events
+    /// keep coming faster than that, nothing is dead this time.
+    pub(super) fn new(store: &'a Store, durable: bool) -> Result<Self> {
         // Read before the keys are consulted: a key removed meanwhile
         // changes the stamp the next scavenge compares with.
         let key_removals = store.inner.keys.removals();
-        let (rules, rules_end) = store.retention_rules_and_end()?;
+        let (rules, rules_end) = if durable {
+            store.durable_retention_rules()?
+        } else {
+            Some(store.retention_rules_and_end()?)
+        }
+        .unwrap_or_default();
         let stamp = (!rules.changes_by_itself()).then_some(CleanStamp {
             rules_end,
             key_removals,
@@ -340,6 +355,21 @@ impl Store {
         outcome.and(synced).map(|()| report)
     }
 
+    /// [`Store::retention_rules_and_end`] once every lifecycle event they
+    /// take in is durable, syncing the log for that if need be; `None` if
+    /// more kept coming (see [`DeadEvents::new`]).
+    fn durable_retention_rules(&self) -> Result<Option<(Arc<crate::retention::Rules>, u64)>> {
+        for _ in 0..DURABLE_RULES_TRIES {
+            let taken = self.retention_rules_and_end()?;
+            let durable = self.state().durable.load(Ordering::Acquire);
+            if self.newest_lifecycle().is_none_or(|p| p < durable) {
+                return Ok(Some(taken));
+            }
+            self.flush()?;
+        }
+        Ok(None)
+    }
+
     /// Stops postings files being written from `segment`'s records, which
     /// a scavenge is about to replace; the caller then removes its
     /// postings file, and none comes back from a query that was building
@@ -369,7 +399,7 @@ impl Store {
         let state = self.state();
         let storage = Arc::clone(&self.options().storage);
         let dir = state.segments_dir.as_path();
-        let dead = DeadEvents::new(self)?;
+        let dead = DeadEvents::new(self, !dry_run)?;
         let base = segment.base_position();
         let clean = |stamp: Option<CleanStamp>| {
             if let Some(stamp) = stamp {
