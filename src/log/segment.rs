@@ -162,6 +162,21 @@ impl Segment {
         Self::from_file(file, path, base_from_name)
     }
 
+    /// The sealed file a scavenge just renamed over `old`'s name, opened
+    /// in its place.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::open`].
+    pub fn open_replacement(
+        storage: &dyn Storage,
+        old: &Segment,
+    ) -> Result<std::sync::Arc<Segment>> {
+        let replacement = Segment::open(storage, old.path().to_path_buf(), old.base_position())?;
+        replacement.mark_sealed();
+        Ok(std::sync::Arc::new(replacement))
+    }
+
     /// [`Segment::open`] for reading only: writes through it fail.
     pub fn open_read_only(
         storage: &dyn Storage,

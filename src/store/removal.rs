@@ -119,12 +119,7 @@ impl Store {
         // records needs.
         unsynced.pending = true;
         unsynced.sync(storage.as_ref(), dir)?;
-        let replacement = Arc::new(Segment::open(
-            storage.as_ref(),
-            segment.path().to_path_buf(),
-            base,
-        )?);
-        replacement.mark_sealed();
+        let replacement = Segment::open_replacement(storage.as_ref(), segment)?;
         let forgotten = {
             let mut index = state.index.write();
             let installed = index.install_removed(

@@ -465,12 +465,7 @@ impl Store {
         storage
             .rename(&rewritten.temp_path, segment.path())
             .map_err(|e| io_error("replacing", e))?;
-        let replacement = Arc::new(Segment::open(
-            storage.as_ref(),
-            segment.path().to_path_buf(),
-            base,
-        )?);
-        replacement.mark_sealed();
+        let replacement = Segment::open_replacement(storage.as_ref(), segment)?;
         let index_parts = {
             let index = state.index.read();
             (index.hash_kind(), index.repairs())
