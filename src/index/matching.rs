@@ -340,15 +340,15 @@ impl Index {
                 continue;
             }
             let view = entry.view()?;
-            let records = slots
-                .iter()
-                .map(|&slot| {
-                    let position = base + u64::from(slot);
-                    view.offset(slot as usize)
-                        .map(|offset| (offset, position))
-                        .ok_or_else(|| unindexed(&entry.segment, position))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // Sized once: collecting results would grow it slot by slot.
+            let mut records = Vec::with_capacity(slots.len());
+            for &slot in &slots {
+                let position = base + u64::from(slot);
+                let offset = view
+                    .offset(slot as usize)
+                    .ok_or_else(|| unindexed(&entry.segment, position))?;
+                records.push((offset, position));
+            }
             left -= records.len();
             found.push(SegmentMatches {
                 segment: Arc::clone(&entry.segment),

@@ -132,6 +132,11 @@ fn item_slots<P: PostingLists + ?Sized>(lists: &P, item: &QueryItem, from: u32) 
     // Start from the shortest tag list and keep the slots every other list
     // (and one of the type lists, if types are given) holds.
     tag_lists.sort_by_key(|l| l.len());
+    if tag_lists.len() == 1 && type_lists.is_empty() {
+        // The common query of one tag: its list is the answer, taken as it
+        // is instead of being filtered into a list grown slot by slot.
+        return tag_lists.pop().map(Cow::into_owned).unwrap_or_default();
+    }
     let Some((shortest, others)) = tag_lists.split_first() else {
         let borrowed: Vec<&[u32]> = type_lists.iter().map(AsRef::as_ref).collect();
         return union(&borrowed);

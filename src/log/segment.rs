@@ -2,8 +2,8 @@
 //! fixed capacity and sealed when full.
 
 use super::record::{
-    align8, crc_seed, decode_record_at, peek_len, HeaderError, SegmentHeader, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    align8, crc_seed, decode_record_at, decode_record_into, peek_len, HeaderError, SegmentHeader,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::error::{Error, Result};
 use crate::storage::{child, Storage, StorageFile};
@@ -506,17 +506,8 @@ impl Segment {
                     "record offset past the end",
                 ));
             }
-            let (event, _) = decode_record_at(&view, relative, self.seed)
-                .map_err(|reason| Error::corrupted(&self.path, u64::from(offset), reason))?;
             let position = first_position + i as u64;
-            if event.position != position {
-                return Err(Error::corrupted(
-                    &self.path,
-                    u64::from(offset),
-                    format!("expected position {position}, found {}", event.position),
-                ));
-            }
-            out.push(event);
+            self.decode_onto(&view, relative, u64::from(offset), position, out)?;
         }
         Ok(())
     }
@@ -554,9 +545,35 @@ impl Segment {
                     "record offset out of order or past the end",
                 ));
             }
-            out.push(self.decode_at(&span, relative, offset, position)?);
+            self.decode_onto(&span, relative, offset, position, out)?;
         }
         Ok(())
+    }
+
+    /// Decodes the record at `at` in `bytes`, at `offset` in the segment,
+    /// which must hold `position`, onto `out`.
+    fn decode_onto(
+        &self,
+        bytes: &Bytes,
+        at: usize,
+        offset: u64,
+        position: u64,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<()> {
+        decode_record_into(bytes, at, self.seed, out)
+            .map_err(|reason| Error::corrupted(&self.path, offset, reason))?;
+        match out.last() {
+            Some(event) if event.position == position => Ok(()),
+            found => {
+                let found = found.map_or(0, |e| e.position);
+                out.pop();
+                Err(Error::corrupted(
+                    &self.path,
+                    offset,
+                    format!("expected position {position}, found {found}"),
+                ))
+            }
+        }
     }
 
     /// Decodes the record at `at` in `bytes`, at `offset` in the segment,
