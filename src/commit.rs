@@ -61,7 +61,10 @@ impl Commit {
     }
 
     /// Requires `stream`, which this commit does not write, to be at
-    /// `expected`.
+    /// `expected`, judged as an append to it would be: a stream deleted for
+    /// good fails the commit with [`crate::Error::StreamDeleted`], and a
+    /// soft-deleted one nothing was appended to since passes as
+    /// [`ExpectedVersion::NoStream`] (as well as at its tombstone's version).
     #[must_use]
     pub fn check(mut self, stream: impl Into<String>, expected: ExpectedVersion) -> Self {
         self.checks.push((stream.into(), expected));

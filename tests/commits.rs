@@ -5,8 +5,8 @@ mod common;
 
 use common::TestRng;
 use evstore::{
-    AppendCondition, Commit, Direction, Durability, Error, EventData, ExpectedVersion, Options,
-    Query, QueryItem, RecordedEvent, Store, Uuid,
+    AppendCondition, Commit, DeleteMode, Direction, Durability, Error, EventData, ExpectedVersion,
+    Options, Query, QueryItem, RecordedEvent, Store, Uuid,
 };
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -94,6 +94,66 @@ fn a_failed_expectation_names_its_stream_and_writes_nothing() {
     }
     assert_eq!(store.read_all(0, Direction::Forward, 10).unwrap().len(), 1);
     assert_eq!(store.stream_version("x").unwrap(), None);
+}
+
+#[test]
+fn a_checked_stream_is_judged_as_an_appended_one_would_be_after_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let opened = store
+        .append("soft", ExpectedVersion::NoStream, &[event("Opened", &[])])
+        .unwrap();
+    let tombstone = store
+        .delete_stream(
+            "soft",
+            ExpectedVersion::Exact(opened.last_version),
+            DeleteMode::Soft,
+        )
+        .unwrap();
+    let closed = store
+        .append("hard", ExpectedVersion::NoStream, &[event("Opened", &[])])
+        .unwrap();
+    let hard_tombstone = store
+        .delete_stream(
+            "hard",
+            ExpectedVersion::Exact(closed.last_version),
+            DeleteMode::Hard,
+        )
+        .unwrap();
+    let guarded = |stream: &str, expected: ExpectedVersion| {
+        store.commit(
+            &Commit::new()
+                .append("x", ExpectedVersion::Any, [event("A", &[])])
+                .check(stream, expected),
+        )
+    };
+    // A soft-deleted stream nothing was appended to since reads as no
+    // stream, for a check as for an append; its tombstone's version holds
+    // too.
+    guarded("soft", ExpectedVersion::NoStream).unwrap();
+    guarded("soft", ExpectedVersion::Exact(tombstone.last_version)).unwrap();
+    // A stream deleted for good takes no append, and passes no check, not
+    // even at its tombstone's version.
+    for expected in [
+        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
+        ExpectedVersion::StreamExists,
+        ExpectedVersion::Exact(hard_tombstone.last_version),
+    ] {
+        match guarded("hard", expected) {
+            Err(Error::StreamDeleted { stream }) => assert_eq!(stream, "hard"),
+            other => panic!("a check of a stream deleted for good gave {other:?}"),
+        }
+    }
+    assert_eq!(store.stream_version("x").unwrap(), Some(1));
+    // Once recreated, the soft-deleted stream exists again.
+    store
+        .append("soft", ExpectedVersion::NoStream, &[event("Opened", &[])])
+        .unwrap();
+    assert!(matches!(
+        guarded("soft", ExpectedVersion::NoStream),
+        Err(Error::WrongExpectedVersion { .. })
+    ));
 }
 
 #[test]

@@ -115,6 +115,25 @@ impl<'i> GroupPlanner<'i> {
         self.index.deletion(stream)
     }
 
+    /// The version `stream` is at, if it may be appended to at `expected`.
+    fn judge_expected(&self, stream: &str, expected: ExpectedVersion) -> Result<Option<u64>> {
+        let actual = self.actual_version(stream);
+        let deletion = self.deletion(stream);
+        if deletion.is_some_and(|d| d.closed()) {
+            return Err(Error::StreamDeleted {
+                stream: stream.to_string(),
+            });
+        }
+        // A soft-deleted stream nothing was appended to since reads as no
+        // stream, so the append that recreates it may say so.
+        let recreates = expected == ExpectedVersion::NoStream
+            && deletion.is_some_and(|d| d.reads_as_no_stream(actual));
+        if !recreates && !expected.matches(actual) {
+            return Err(wrong_version(stream, expected, actual));
+        }
+        Ok(actual)
+    }
+
     /// Decides for the next append of the group.
     pub fn plan(&mut self, intent: Intent<'_>) -> Decision {
         if intent.ids.iter().any(|id| self.group_ids.contains(id)) {
@@ -141,26 +160,18 @@ impl<'i> GroupPlanner<'i> {
         }
         let mut first_versions = Vec::with_capacity(intent.parts.len());
         for part in intent.parts {
-            let actual = self.actual_version(&part.stream);
-            let deletion = self.deletion(&part.stream);
-            if deletion.is_some_and(|d| d.closed()) {
-                return Decision::Answer(Err(Error::StreamDeleted {
-                    stream: part.stream.clone(),
-                }));
+            match self.judge_expected(&part.stream, part.expected) {
+                Ok(actual) => first_versions.push(actual.map_or(0, |v| v + 1)),
+                Err(error) => return Decision::Answer(Err(error)),
             }
-            // A soft-deleted stream nothing was appended to since reads as
-            // no stream, so the append that recreates it may say so.
-            let recreates = part.expected == ExpectedVersion::NoStream
-                && deletion.is_some_and(|d| d.reads_as_no_stream(actual));
-            if !recreates && !part.expected.matches(actual) {
-                return Decision::Answer(Err(wrong_version(&part.stream, part.expected, actual)));
-            }
-            first_versions.push(actual.map_or(0, |v| v + 1));
         }
+        // A stream a commit only checks is judged as one it appends to: a
+        // guard on a stream deleted for good fails as an append to it
+        // would, and a soft-deleted stream nothing was appended to since
+        // passes for `NoStream`.
         for (stream, expected) in intent.checks {
-            let actual = self.actual_version(stream);
-            if !expected.matches(actual) {
-                return Decision::Answer(Err(wrong_version(stream, *expected, actual)));
+            if let Err(error) = self.judge_expected(stream, *expected) {
+                return Decision::Answer(Err(error));
             }
         }
         if let Some(condition) = intent.condition {
