@@ -121,6 +121,29 @@ fn index_of(segment: &Path) -> PathBuf {
     segment.with_extension("idx")
 }
 
+fn postings_of(segment: &Path) -> PathBuf {
+    segment.with_extension("tags")
+}
+
+/// A store whose events carry tags: the same layout whatever `letter`
+/// (every tag is as long), with different tags.
+fn build_tagged_store(dir: &Path, letter: char) {
+    let store = Store::open(dir, options()).unwrap();
+    for i in 0..APPENDS {
+        let event = EventData::new("Tagged", vec![i as u8; 48])
+            .with_tags([format!("k:{letter}{}", i % 4)])
+            .with_id(Uuid::from_u128(u128::from(i) + 1));
+        store
+            .append(
+                &format!("s-{}", i % STREAMS),
+                ExpectedVersion::Any,
+                &[event],
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+}
+
 fn snapshot_file(dir: &Path, version: u64) -> PathBuf {
     let name = format!("{version:020}.snap");
     files_with_ext(&dir.join("snapshots"), "snap")
@@ -207,12 +230,18 @@ fn a_sound_store_is_clean_with_the_right_counts() {
     assert_eq!(report.checkpoints, 2);
     assert_eq!(report.torn_tail_bytes, 0);
     assert_eq!(report.index_files_pending, 0);
+    assert_eq!(
+        report.postings_files,
+        files_with_ext(&dir.path().join("segments"), "tags").len()
+    );
+    assert!(report.postings_files > 0);
     let sizes: u64 = fingerprint(dir.path())
         .iter()
         .filter(|(path, bytes)| {
             bytes.is_some()
                 && path.extension().is_some_and(|x| {
-                    ["log", "idx", "catalog", "snap", "ckpt"].contains(&&*x.to_string_lossy())
+                    ["log", "idx", "tags", "catalog", "snap", "ckpt"]
+                        .contains(&&*x.to_string_lossy())
                 })
         })
         .map(|(_, bytes)| bytes.as_ref().unwrap().len() as u64)
@@ -366,9 +395,13 @@ fn a_missing_middle_segment_is_found() {
     fs::remove_file(&target).unwrap();
     let report = verify(dir.path());
     expect_finding(&report, &target, 0);
-    // Its index file is left without a segment.
+    // Its index and postings files are left without a segment.
     expect_finding(&report, &index_of(&target), 0);
-    expect_only_findings_for(&report, &[&target, &index_of(&target)]);
+    expect_finding(&report, &postings_of(&target), 0);
+    expect_only_findings_for(
+        &report,
+        &[&target, &index_of(&target), &postings_of(&target)],
+    );
     assert_eq!(report.segments, files.len() - 1);
 }
 
@@ -412,6 +445,61 @@ fn damaged_missing_and_forged_index_files_are_found() {
 
         fs::write(&target, &pristine).unwrap();
     }
+    assert!(verify(dir.path()).is_clean());
+}
+
+#[test]
+fn damaged_forged_stray_and_misplaced_postings_files_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    build_tagged_store(dir.path(), 'a');
+    let twin = tempfile::tempdir().unwrap();
+    build_tagged_store(twin.path(), 'b');
+    let files = segments(dir.path());
+    assert_eq!(files.len(), segments(twin.path()).len());
+    assert!(files.len() >= 3, "{files:?}");
+    let sound = verify(dir.path());
+    assert!(sound.is_clean(), "{:?}", sound.findings);
+    assert_eq!(sound.postings_files, files.len() - 1);
+
+    let target = postings_of(&files[1]);
+    let pristine = fs::read(&target).unwrap();
+    // Header, body, last byte.
+    for at in [20, 70, pristine.len() as u64 - 1] {
+        flip_byte(&target, at);
+        let report = verify(dir.path());
+        expect_finding(&report, &target, at);
+        expect_only_findings_for(&report, &[&target]);
+        flip_byte(&target, at);
+    }
+
+    // Missing: written again the first time a query needs it.
+    fs::remove_file(&target).unwrap();
+    let report = verify(dir.path());
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.postings_files, files.len() - 2);
+
+    // The twin's postings file of the same segment: every checksum holds,
+    // its tags are not these.
+    let name = target.file_name().unwrap();
+    fs::copy(twin.path().join("segments").join(name), &target).unwrap();
+    assert_ne!(fs::read(&target).unwrap(), pristine);
+    let report = verify(dir.path());
+    let found = expect_finding(&report, &target, pristine.len() as u64);
+    assert!(found.problem.contains("checksums hold"), "{found}");
+    expect_only_findings_for(&report, &[&target]);
+    fs::write(&target, &pristine).unwrap();
+
+    // Beside the segment being written, or beside no segment at all.
+    let active = postings_of(files.last().unwrap());
+    fs::copy(&target, &active).unwrap();
+    let stray = dir.path().join("segments/00000000000099999999.tags");
+    fs::copy(&target, &stray).unwrap();
+    let report = verify(dir.path());
+    expect_finding(&report, &active, 0);
+    expect_finding(&report, &stray, 0);
+    expect_only_findings_for(&report, &[&active, &stray]);
+    fs::remove_file(&active).unwrap();
+    fs::remove_file(&stray).unwrap();
     assert!(verify(dir.path()).is_clean());
 }
 

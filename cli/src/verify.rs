@@ -71,6 +71,10 @@ pub fn run(dir: &Path) -> anyhow::Result<Outcome> {
                 ),
             ),
             (
+                "postings files".to_string(),
+                report.postings_files.to_string(),
+            ),
+            (
                 "snapshots".to_string(),
                 format!(
                     "{} ({} of a newer format, skipped)",

@@ -45,6 +45,16 @@ pub fn postings_file_name(base: u64) -> String {
     format!("{base:020}{POSTINGS_SUFFIX}")
 }
 
+/// The base position of the segment whose postings file `name` is, if it
+/// is one.
+pub fn parse_postings_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(POSTINGS_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn kind_code(kind: KeyKind) -> u8 {
     match kind {
         KeyKind::Type => POSTINGS_KIND_TYPE,

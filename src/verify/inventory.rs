@@ -5,6 +5,7 @@ use super::{finding, Verifier};
 use crate::error::{Error, Result};
 use crate::index::catalog::CATALOG_FILE;
 use crate::index::file::parse_index_file_name;
+use crate::index::postings_file::parse_postings_file_name;
 use crate::log::parse_segment_file_name;
 use crate::snapshot::{self, StoredName};
 use crate::storage::read_whole_file;
@@ -19,6 +20,7 @@ pub(super) struct Inventory {
     pub(super) catalog: Option<Bytes>,
     pub(super) segments: Vec<(u64, u64)>,
     pub(super) index_files: BTreeMap<u64, u64>,
+    pub(super) postings_files: BTreeMap<u64, u64>,
     pub(super) snapshots: Vec<SnapshotEntry>,
     pub(super) checkpoints: Vec<CheckpointEntry>,
 }
@@ -115,6 +117,9 @@ impl Verifier<'_, '_> {
             } else if let Some(base) = parse_index_file_name(name) {
                 let size = self.size_of(&self.segments_dir.join(name));
                 inventory.index_files.insert(base, size);
+            } else if let Some(base) = parse_postings_file_name(name) {
+                let size = self.size_of(&self.segments_dir.join(name));
+                inventory.postings_files.insert(base, size);
             }
             // Anything else (temporary files, the catalogue) is not a
             // file of its own to check here.

@@ -32,6 +32,7 @@ mod directories;
 mod index_files;
 mod inventory;
 mod keys;
+mod postings_files;
 mod removed;
 mod segments;
 mod snapshots;
@@ -87,6 +88,11 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Index files checked, those without a segment included.
     pub index_files: usize,
+    /// Postings files (a sealed segment's events by type and tag, for
+    /// reads by query) checked, those without a segment included. A
+    /// sealed segment without one is not damage: the store writes it the
+    /// first time a query needs it.
+    pub postings_files: usize,
     /// Snapshot files checked (files set aside earlier as damaged are not
     /// counted; each is a finding).
     pub snapshots: usize,
@@ -305,6 +311,7 @@ impl<'a, 'p> Verifier<'a, 'p> {
         verifier.meter.total = inventory.catalog.as_ref().map_or(0, |c| c.len() as u64)
             + inventory.segments.iter().map(|(_, size)| size).sum::<u64>()
             + inventory.index_files.values().sum::<u64>()
+            + inventory.postings_files.values().sum::<u64>()
             + inventory.snapshots.iter().map(|s| s.size).sum::<u64>()
             + inventory.checkpoints.iter().map(|c| c.size).sum::<u64>();
         let start = verifier.segments_dir.clone();

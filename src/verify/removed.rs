@@ -32,7 +32,7 @@ impl Verifier<'_, '_> {
         self.report.index_files += 1;
         self.report.removed_segments += 1;
         self.report.sealed_segments += 1;
-        let mut pass = Pass::new();
+        let mut pass = Pass::new(seg.base_position());
         // Each stream's events here, in position order, as a read of the
         // records would have met them.
         let mut slots = Vec::with_capacity(file.len());

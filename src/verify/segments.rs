@@ -38,6 +38,8 @@ pub(super) struct LocalStream {
 /// What one read of a segment found. Kept apart from the totals until the
 /// read is final, since the last segment may be read again.
 pub(super) struct Pass {
+    /// The base position of the segment read.
+    base: u64,
     pub(super) mem: MemIndex,
     pub(super) streams: HashMap<Arc<str>, LocalStream>,
     pub(super) events: u64,
@@ -54,8 +56,9 @@ pub(super) struct Pass {
 pub(super) type SealedKeys = HashMap<String, HashMap<u64, u64>>;
 
 impl Pass {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(base: u64) -> Self {
         Pass {
+            base,
             mem: MemIndex::new(false),
             streams: HashMap::new(),
             events: 0,
@@ -109,6 +112,10 @@ impl Pass {
         let offset32 = u32::try_from(offset).unwrap_or(u32::MAX);
         self.mem
             .push(&name, event.version, &[offset32], &[event.id.as_u128()]);
+        // The postings the segment's records give, for its postings file's
+        // check. A segment holds fewer than 2^32 events.
+        let slot = u32::try_from(event.position.saturating_sub(self.base)).unwrap_or(u32::MAX);
+        self.mem.postings.push(slot, &event.event_type, &event.tags);
         self.events += 1;
         if wanted
             .by_stream
@@ -218,11 +225,13 @@ impl Verifier<'_, '_> {
                     if index_listed {
                         self.check_index_file(ordinal, base, covered, SegmentState::Unknown);
                     }
+                    self.check_postings_file(base, SegmentState::Unknown, inventory);
                     continue;
                 }
             };
             if seg.is_removed() {
                 self.meter.finish(&path, size);
+                self.pass_over_postings_file(base, inventory);
                 match self.check_removed_segment(ordinal, &seg, complete) {
                     Some(end) => {
                         expected_base = Some(end);
@@ -269,6 +278,7 @@ impl Verifier<'_, '_> {
                     self.meter.finish(&path, size);
                     self.runs_known = complete;
                     self.check_index_file(ordinal, base, covered, state);
+                    self.check_postings_file(base, state, inventory);
                     if scan.sealed {
                         self.note_runs(ordinal, &pass.mem);
                     }
@@ -284,6 +294,7 @@ impl Verifier<'_, '_> {
                     complete = false;
                     self.meter.finish(&path, size);
                     self.check_index_file(ordinal, base, covered, SegmentState::Unknown);
+                    self.check_postings_file(base, SegmentState::Unknown, inventory);
                 }
             }
         }
@@ -312,6 +323,7 @@ impl Verifier<'_, '_> {
             }
             self.meter.finish(&path, size);
         }
+        self.check_orphan_postings_files(inventory);
         if let Some(bytes) = &inventory.catalog {
             self.meter.finish(&catalog_path, bytes.len() as u64);
         }
@@ -330,7 +342,7 @@ impl Verifier<'_, '_> {
         let mut failed_at = None;
         let mut rescans = 0;
         loop {
-            let mut pass = Pass::new();
+            let mut pass = Pass::new(seg.base_position());
             let mut next_report = PROGRESS_STEP;
             let wanted = &self.wanted;
             let meter = &mut self.meter;
