@@ -1738,6 +1738,13 @@ impl ReadFixture {
             assert_eq!(&e.payload[..], expected(i), "evstore payload");
             assert!(e.tags.len() == 1 && &*e.tags[0] == TARGET_TAG);
         }
+        let mut lent = Vec::new();
+        self.store
+            .visit_query(&self.query, 0, Direction::Forward, usize::MAX, |e| {
+                lent.push(e.to_owned_event());
+            })
+            .expect("visit_query");
+        assert!(lent == events, "evstore visit");
 
         let events = self
             .tephra
@@ -1776,6 +1783,27 @@ fn bench_read(c: &mut Criterion, cli: &Cli, f: &ReadFixture) {
                     .expect("read_query");
                 let sum: u64 = read.events.iter().map(|e| touch(&e.payload)).sum();
                 (read, sum)
+            })
+        });
+    }
+    if cli.selects(&format!("{GROUP}/{}", id("evstore_visit"))) {
+        // The same events lent to a visitor: nothing built per event.
+        g.bench_function(id("evstore_visit"), |b| {
+            b.iter(|| {
+                let (mut sum, mut count) = (0u64, 0u64);
+                f.store
+                    .visit_query(
+                        black_box(&f.query),
+                        0,
+                        Direction::Forward,
+                        n as usize,
+                        |e| {
+                            sum += touch(e.payload);
+                            count += 1;
+                        },
+                    )
+                    .expect("visit_query");
+                (sum, count)
             })
         });
     }
@@ -1825,7 +1853,7 @@ fn read_events() -> u64 {
 fn read_benches(c: &mut Criterion, cli: &Cli) {
     const GROUP: &str = "dcb_read";
     let spec = ReadSpec::new(if cli.test { 20_000 } else { read_events() });
-    let systems = ["evstore", "tephra", "sqlite"];
+    let systems = ["evstore", "evstore_visit", "tephra", "sqlite"];
     let ids: Vec<String> = systems
         .iter()
         .map(|s| format!("{s}/events={}", spec.events))

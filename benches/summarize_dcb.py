@@ -121,19 +121,23 @@ def main():
     if reads:
         print("### Reading the events of one tag (time per read)\n")
         print(
-            "| log | events read | evstore | tephra | sqlite "
-            "| evstore ev/s | tephra/evstore | sqlite/evstore |"
+            "| log | events read | evstore | evstore, visited | tephra | sqlite "
+            "| evstore ev/s | tephra/evstore | sqlite/evstore "
+            "| tephra/visited | sqlite/visited |"
         )
-        print("|---|--:|--:|--:|--:|--:|--:|--:|")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        readers = ("evstore", "evstore_visit", "tephra", "sqlite")
         for params, per in sorted(reads.items(), key=lambda kv: number_in(kv[0], "events")):
-            nanos = {s: per[s][0] if s in per else None for s in SYSTEMS}
+            nanos = {s: per[s][0] if s in per else None for s in readers}
             elements = next((found[1] for found in per.values()), None)
             print(
                 f"| {params} | {elements:,} | "
-                + " | ".join(fmt_time(nanos[s]) for s in SYSTEMS)
+                + " | ".join(fmt_time(nanos[s]) for s in readers)
                 + f" | {fmt_rate(rate(per.get('evstore')))} "
                 f"| {fmt_ratio(nanos['tephra'], nanos['evstore'])} "
-                f"| {fmt_ratio(nanos['sqlite'], nanos['evstore'])} |"
+                f"| {fmt_ratio(nanos['sqlite'], nanos['evstore'])} "
+                f"| {fmt_ratio(nanos['tephra'], nanos['evstore_visit'])} "
+                f"| {fmt_ratio(nanos['sqlite'], nanos['evstore_visit'])} |"
             )
         print()
 

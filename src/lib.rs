@@ -66,6 +66,7 @@ mod codec;
 mod commit;
 mod domain_event;
 mod error;
+mod event_view;
 mod index;
 mod key_store;
 mod layout;
@@ -94,6 +95,7 @@ pub use codec::JsonCodec;
 pub use codec::{BincodeCodec, Codec, CodecError};
 pub use commit::{Commit, CommitResult};
 pub use error::{Error, Result};
+pub use event_view::{EventView, Tags};
 pub use index::recovery::RecoveryStats;
 pub use options::Options;
 #[cfg(feature = "testing")]
@@ -105,8 +107,8 @@ pub use query::{AppendCondition, Query, QueryItem};
 pub use snapshot::SNAPSHOTS_DIR;
 pub use snapshot::{DamagedSnapshot, Snapshot};
 pub use store::{
-    LogInfo, MetadataRead, QueryRead, ScavengeReport, SegmentInfo, Store, StreamInfo, Streams,
-    LOCK_FILE, SEGMENTS_DIR,
+    LogInfo, MetadataRead, QueryRead, QueryVisit, ScavengeReport, SegmentInfo, Store, StreamInfo,
+    Streams, LOCK_FILE, SEGMENTS_DIR,
 };
 pub use stream_metadata::{DeleteMode, StreamMetadata};
 #[cfg(feature = "testing")]

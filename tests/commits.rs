@@ -438,6 +438,24 @@ fn scanned(all: &[RecordedEvent], query: &Query, from: u64) -> Vec<u64> {
         .collect()
 }
 
+/// What [`Store::visit_query`] lends, copied out, and its head.
+fn visited(
+    store: &Store,
+    query: &Query,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+) -> (Vec<RecordedEvent>, Option<u64>) {
+    let mut lent = Vec::new();
+    let visit = store
+        .visit_query(query, from, direction, limit, |e| {
+            lent.push(e.to_owned_event())
+        })
+        .unwrap();
+    assert_eq!(visit.visited, lent.len());
+    (lent, visit.head)
+}
+
 fn random_query(rng: &mut TestRng) -> Query {
     let items = (0..1 + rng.below(3))
         .map(|_| {
@@ -529,6 +547,15 @@ fn indexed_query_answers_equal_a_full_scan() {
                     .take(limit)
                     .collect();
                 assert_eq!(got, expected, "seed {seed} {query:?} back from {from}");
+                for (direction, read) in [(Direction::Forward, &read), (Direction::Backward, &back)]
+                {
+                    let (lent, head) = visited(&store, &query, from, direction, limit);
+                    assert_eq!(
+                        &lent, &read.events,
+                        "seed {seed} {query:?} {direction:?} {from}"
+                    );
+                    assert_eq!(head, read.head);
+                }
                 let after = from.checked_sub(1);
                 let outcome = store.commit(
                     &Commit::new()

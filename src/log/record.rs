@@ -28,6 +28,7 @@
 use crate::types::RecordedEvent;
 use bytes::Bytes;
 use bytestring::ByteString;
+use std::ops::Range;
 use uuid::Uuid;
 
 /// The segment format version this build writes. It reads this one and
@@ -440,6 +441,58 @@ pub fn decode_record_at(
     at: usize,
     seed: u32,
 ) -> Result<(RecordedEvent, usize), &'static str> {
+    let frame = check_frame(bytes, at, seed)?;
+    let stream = ByteString::try_from(bytes.slice(frame.stream.clone()))
+        .map_err(|_| "stream name is not UTF-8")?;
+    let event_type = ByteString::try_from(bytes.slice(frame.event_type.clone()))
+        .map_err(|_| "event type is not UTF-8")?;
+    let tags = if frame.tags.is_empty() {
+        Vec::new()
+    } else {
+        decode_tags(bytes, frame.tags.start, frame.tags.end)?
+    };
+    // A redaction marker: what was there is gone for good.
+    let erased = &*event_type == crate::stream_metadata::REDACTED_EVENT_TYPE;
+    let event = RecordedEvent {
+        stream,
+        version: frame.version,
+        position: frame.position,
+        timestamp_nanos: frame.timestamp_nanos,
+        id: frame.id,
+        event_type,
+        tags,
+        metadata: bytes.slice(frame.metadata),
+        payload: bytes.slice(frame.payload),
+        erased,
+    };
+    Ok((event, frame.padded_len))
+}
+
+/// A record whose length, checksum and padding were checked: its header's
+/// fields, and where its variable parts are in the bytes it was read from.
+/// Their contents (UTF-8, the tags' order) are for the decoder to check.
+pub(crate) struct RecordFrame {
+    pub position: u64,
+    pub version: u64,
+    pub timestamp_nanos: u64,
+    pub id: Uuid,
+    pub stream: Range<usize>,
+    pub event_type: Range<usize>,
+    pub tags: Range<usize>,
+    pub metadata: Range<usize>,
+    pub payload: Range<usize>,
+    /// The record's length with its padding: where the next one starts.
+    pub padded_len: usize,
+}
+
+/// Checks the record at offset `at` of `bytes` and says where its parts
+/// are (see [`RecordFrame`]).
+#[expect(
+    clippy::inline_always,
+    reason = "a part of every decode; inlined, its ranges stay in registers"
+)]
+#[inline(always)]
+pub(crate) fn check_frame(bytes: &[u8], at: usize, seed: u32) -> Result<RecordFrame, &'static str> {
     let record = bytes.get(at..).ok_or("record starts past the end")?;
     let header: &[u8; RECORD_HEADER_LEN] = record
         .first_chunk()
@@ -469,32 +522,20 @@ pub fn decode_record_at(
     let tags_start = type_start + type_len;
     let meta_start = tags_start + tags_len;
     let payload_start = meta_start + meta_len;
-    let stream = ByteString::try_from(bytes.slice(stream_start..type_start))
-        .map_err(|_| "stream name is not UTF-8")?;
-    let event_type = ByteString::try_from(bytes.slice(type_start..tags_start))
-        .map_err(|_| "event type is not UTF-8")?;
-    let tags = if tags_len == 0 {
-        Vec::new()
-    } else {
-        decode_tags(bytes, tags_start, meta_start)?
-    };
     let mut id = [0u8; 16];
     id.copy_from_slice(&header[32..48]);
-    // A redaction marker: what was there is gone for good.
-    let erased = &*event_type == crate::stream_metadata::REDACTED_EVENT_TYPE;
-    let event = RecordedEvent {
-        stream,
-        version: u64_at(header, 16),
+    Ok(RecordFrame {
         position: u64_at(header, 8),
+        version: u64_at(header, 16),
         timestamp_nanos: u64_at(header, 24),
         id: Uuid::from_bytes(id),
-        event_type,
-        tags,
-        metadata: bytes.slice(meta_start..payload_start),
-        payload: bytes.slice(payload_start..at + len),
-        erased,
-    };
-    Ok((event, align8(len)))
+        stream: stream_start..type_start,
+        event_type: type_start..tags_start,
+        tags: tags_start..meta_start,
+        metadata: meta_start..payload_start,
+        payload: payload_start..at + len,
+        padded_len: align8(len),
+    })
 }
 
 /// The tags of the section at `start..end` of `bytes`, as views of it; the

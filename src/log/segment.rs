@@ -5,7 +5,9 @@ use super::record::{
     align8, crc_seed, decode_record_at, decode_record_into, peek_len, HeaderError, SegmentHeader,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use super::record_view::decode_view_at;
 use crate::error::{Error, Result};
+use crate::event_view::EventView;
 use crate::storage::{child, Storage, StorageFile};
 use crate::types::RecordedEvent;
 use bytes::Bytes;
@@ -548,6 +550,58 @@ impl Segment {
             self.decode_onto(&span, relative, offset, position, out)?;
         }
         Ok(())
+    }
+
+    /// [`Segment::read_located`], with each record lent to `visit` as an
+    /// [`EventView`] of the segment (with its offset) instead of decoded
+    /// into an event of its own; newest first if `newest_first`.
+    pub fn visit_located(
+        &self,
+        records: &[(u32, u64)],
+        newest_first: bool,
+        visit: &mut dyn FnMut(u32, EventView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let (Some(&(low, _)), Some(&(high, _))) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        // A view from a record on serves the ones after it that it holds:
+        // all of them in a mapped segment, read oldest first.
+        let mut span: Option<(u64, Bytes)> = None;
+        let mut lend = |&(offset, position): &(u32, u64)| -> Result<()> {
+            let at = u64::from(offset);
+            if offset < low || offset > high {
+                return Err(Error::corrupted(
+                    &self.path,
+                    at,
+                    "record offset out of order or past the end",
+                ));
+            }
+            let (start, bytes) = match span.take() {
+                Some((start, bytes)) if at >= start && fits(&bytes, at - start) => (start, bytes),
+                _ => (at, self.span(at, at)?),
+            };
+            let relative = usize::try_from(at - start).unwrap_or(usize::MAX);
+            let decoded = decode_view_at(&bytes, relative, self.seed)
+                .map_err(|reason| Error::corrupted(&self.path, at, reason))
+                .and_then(|(view, _)| {
+                    if view.position == position {
+                        visit(offset, view)
+                    } else {
+                        Err(Error::corrupted(
+                            &self.path,
+                            at,
+                            format!("expected position {position}, found {}", view.position),
+                        ))
+                    }
+                });
+            span = Some((start, bytes));
+            decoded
+        };
+        if newest_first {
+            records.iter().rev().try_for_each(&mut lend)
+        } else {
+            records.iter().try_for_each(&mut lend)
+        }
     }
 
     /// Decodes the record at `at` in `bytes`, at `offset` in the segment,

@@ -47,7 +47,7 @@ use std::thread::JoinHandle;
 
 pub use crate::layout::{LOCK_FILE, SEGMENTS_DIR};
 pub use lifecycle::MetadataRead;
-pub use read_query::QueryRead;
+pub use read_query::{QueryRead, QueryVisit};
 pub use scavenge::ScavengeReport;
 pub use streams::{LogInfo, SegmentInfo, StreamInfo, Streams};
 

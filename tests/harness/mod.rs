@@ -2977,9 +2977,23 @@ pub fn record_decode(data: &[u8]) {
                 if let Err(e) = read {
                     assert!(is_damage_report(&e), "untyped read error {e:?}");
                 }
-                let by_tag = store.read_query(&Query::tagged(["t"]), 0, Direction::Forward, 64);
-                if let Err(e) = by_tag {
-                    assert!(is_damage_report(&e), "untyped read_query error {e:?}");
+                let query = Query::tagged(["t"]);
+                let by_tag = store.read_query(&query, 0, Direction::Forward, 64);
+                // Lent views are checked as decoded events are: the same
+                // events, or damage.
+                let mut lent = Vec::new();
+                let visited = store.visit_query(&query, 0, Direction::Forward, 64, |e| {
+                    lent.push(e.to_owned_event());
+                });
+                match (&by_tag, &visited) {
+                    (Ok(read), Ok(_)) => assert!(read.events == lent, "a visit lent other events"),
+                    (Err(read), Err(visit)) => {
+                        assert!(is_damage_report(read), "untyped read_query error {read:?}");
+                        assert!(is_damage_report(visit), "untyped visit_query error {visit:?}");
+                    }
+                    (read, visit) => {
+                        panic!("a read and a visit judged the log apart: {read:?} {visit:?}")
+                    }
                 }
             }
             Err(e) => assert!(

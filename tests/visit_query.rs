@@ -1,0 +1,162 @@
+//! Reads by query lent to a visitor: exactly the events `read_query` returns,
+//! in the same order, also for events sealed for a subject (opened, or
+//! erased once it is forgotten), under retention rules and deletes, both
+//! ways, from any position, with any limit.
+
+mod common;
+
+use common::TestRng;
+use evstore::{
+    DeleteMode, Direction, EventData, ExpectedVersion, Options, Query, QueryItem, RecordedEvent,
+    Store, StreamMetadata,
+};
+
+fn lent(
+    store: &Store,
+    query: &Query,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+) -> (Vec<RecordedEvent>, Option<u64>) {
+    let mut lent = Vec::new();
+    let visit = store
+        .visit_query(query, from, direction, limit, |e| {
+            // A view's own fields agree with its copy.
+            let owned = e.to_owned_event();
+            assert_eq!(e.tags().count(), owned.tags.len());
+            assert_eq!(e.timestamp(), owned.timestamp());
+            lent.push(owned);
+        })
+        .unwrap();
+    assert_eq!(visit.visited, lent.len());
+    (lent, visit.head)
+}
+
+fn compare_all_ways(store: &Store, rng: &mut TestRng, queries: &[Query], label: &str) {
+    let end = store.last_position().map_or(0, |p| p + 1);
+    for query in queries {
+        for _ in 0..12 {
+            let from = match rng.below(4) {
+                0 => u64::MAX,
+                _ => rng.below(end + 2),
+            };
+            let limit = match rng.below(3) {
+                0 => usize::MAX,
+                _ => 1 + rng.below(30) as usize,
+            };
+            for direction in [Direction::Forward, Direction::Backward] {
+                let read = store.read_query(query, from, direction, limit).unwrap();
+                let (events, head) = lent(store, query, from, direction, limit);
+                assert_eq!(
+                    events, read.events,
+                    "{label}: {query:?} {direction:?} from {from} limit {limit}"
+                );
+                assert_eq!(head, read.head, "{label}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_visit_lends_what_a_read_returns_through_sealing_retention_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first half of the events as they are, the rest sealed for their
+    // subjects, which a read must open.
+    let plain = || Options::default().segment_size(16 << 10);
+    let options = || plain().crypto_shredding(true);
+    let mut store = Store::open(dir.path(), plain()).unwrap();
+    let mut rng = TestRng::new(11);
+    for i in 0..400u64 {
+        if i == 200 {
+            store.close().unwrap();
+            store = Store::open(dir.path(), options()).unwrap();
+        }
+        let stream = format!("s{}", i % 5);
+        let mut tags = vec![format!("t{}", rng.below(4))];
+        if rng.below(2) == 0 {
+            tags.push("shared".to_string());
+        }
+        tags.sort();
+        tags.dedup();
+        let mut event = EventData::new(format!("T{}", rng.below(3)), vec![i as u8; 40])
+            .with_tags(tags)
+            .with_metadata(vec![7u8; rng.below(8) as usize]);
+        if i % 3 == 0 {
+            event = event.with_subject(format!("user-{}", i % 4));
+        }
+        store
+            .append(&stream, ExpectedVersion::Any, &[event])
+            .unwrap();
+    }
+    let queries = [
+        Query::tagged(["shared"]),
+        Query::tagged(["t1"]),
+        Query::tagged(["t2", "shared"]),
+        Query::items([
+            QueryItem::new().types(["T0"]),
+            QueryItem::new().tags(["t3"]),
+        ]),
+        Query::all(),
+    ];
+    assert!(store.log_info().segments.len() > 3);
+    compare_all_ways(&store, &mut rng, &queries, "sealed events, all kept");
+
+    // A forgotten subject's events read as erased, lent as they read.
+    assert!(store.forget("user-1").unwrap());
+    compare_all_ways(&store, &mut rng, &queries, "a subject forgotten");
+
+    // Rules that drop events: a truncation, a count limit, a soft and a
+    // hard delete.
+    store.truncate_stream("s0", 30).unwrap();
+    store
+        .set_stream_metadata(
+            "s1",
+            ExpectedVersion::Any,
+            StreamMetadata::new().max_count(7),
+        )
+        .unwrap();
+    store
+        .delete_stream("s2", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    store
+        .delete_stream("s3", ExpectedVersion::Any, DeleteMode::Hard)
+        .unwrap();
+    compare_all_ways(&store, &mut rng, &queries, "retention rules");
+
+    // After a scavenge took the dropped events out, and after a reopen.
+    store.scavenge().unwrap();
+    compare_all_ways(&store, &mut rng, &queries, "scavenged");
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    compare_all_ways(&store, &mut rng, &queries, "reopened");
+}
+
+#[test]
+fn a_visit_of_nothing_and_a_bad_query_answer_as_a_read_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let mut calls = 0;
+    let visit = store
+        .visit_query(&Query::tagged(["x"]), 0, Direction::Forward, 10, |_| {
+            calls += 1
+        })
+        .unwrap();
+    assert_eq!((calls, visit.visited, visit.head), (0, 0, None));
+    let bad = Query::items([QueryItem::new()]);
+    assert!(store
+        .visit_query(&bad, 0, Direction::Forward, 10, |_| calls += 1)
+        .is_err());
+    store
+        .append(
+            "a",
+            ExpectedVersion::Any,
+            &[EventData::new("A", &b"1"[..]).with_tags(["x"])],
+        )
+        .unwrap();
+    let visit = store
+        .visit_query(&Query::tagged(["x"]), 0, Direction::Forward, 0, |_| {
+            calls += 1
+        })
+        .unwrap();
+    assert_eq!((calls, visit.visited, visit.head), (0, 0, Some(0)));
+}
