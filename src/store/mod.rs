@@ -28,6 +28,7 @@ mod snapshots;
 pub(crate) mod state;
 mod streams;
 mod subscribe;
+mod visit_stream;
 mod writer;
 
 use crate::checkpoint::Checkpoints;

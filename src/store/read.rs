@@ -325,7 +325,12 @@ struct KeptStream<'a> {
 
 /// The half-open range of indexes `[start, stop)` to read out of `len`, in
 /// the order given by `direction` (a backward range is read from its top).
-fn version_range(len: u64, from: u64, direction: Direction, max_count: usize) -> (u64, u64) {
+pub(super) fn version_range(
+    len: u64,
+    from: u64,
+    direction: Direction,
+    max_count: usize,
+) -> (u64, u64) {
     let max = max_count as u64;
     match direction {
         Direction::Forward => {

@@ -2989,7 +2989,10 @@ pub fn record_decode(data: &[u8]) {
                     (Ok(read), Ok(_)) => assert!(read.events == lent, "a visit lent other events"),
                     (Err(read), Err(visit)) => {
                         assert!(is_damage_report(read), "untyped read_query error {read:?}");
-                        assert!(is_damage_report(visit), "untyped visit_query error {visit:?}");
+                        assert!(
+                            is_damage_report(visit),
+                            "untyped visit_query error {visit:?}"
+                        );
                     }
                     (read, visit) => {
                         panic!("a read and a visit judged the log apart: {read:?} {visit:?}")
