@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::{visited_query, TestRng};
 use evstore::{
     AppendCondition, Commit, DeleteMode, Direction, Durability, Error, EventData, ExpectedVersion,
     Options, Query, QueryItem, RecordedEvent, Store, Uuid,
@@ -438,24 +438,6 @@ fn scanned(all: &[RecordedEvent], query: &Query, from: u64) -> Vec<u64> {
         .collect()
 }
 
-/// What [`Store::visit_query`] lends, copied out, and its head.
-fn visited(
-    store: &Store,
-    query: &Query,
-    from: u64,
-    direction: Direction,
-    limit: usize,
-) -> (Vec<RecordedEvent>, Option<u64>) {
-    let mut lent = Vec::new();
-    let visit = store
-        .visit_query(query, from, direction, limit, |e| {
-            lent.push(e.to_owned_event())
-        })
-        .unwrap();
-    assert_eq!(visit.visited, lent.len());
-    (lent, visit.head)
-}
-
 fn random_query(rng: &mut TestRng) -> Query {
     let items = (0..1 + rng.below(3))
         .map(|_| {
@@ -549,7 +531,7 @@ fn indexed_query_answers_equal_a_full_scan() {
                 assert_eq!(got, expected, "seed {seed} {query:?} back from {from}");
                 for (direction, read) in [(Direction::Forward, &read), (Direction::Backward, &back)]
                 {
-                    let (lent, head) = visited(&store, &query, from, direction, limit);
+                    let (lent, head) = visited_query(&store, &query, from, direction, limit);
                     assert_eq!(
                         &lent, &read.events,
                         "seed {seed} {query:?} {direction:?} {from}"

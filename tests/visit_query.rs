@@ -5,32 +5,11 @@
 
 mod common;
 
-use common::TestRng;
+use common::{visited_query, TestRng};
 use evstore::{
     DeleteMode, Direction, EventData, ExpectedVersion, Options, Query, QueryItem, RecordedEvent,
     Store, StreamMetadata,
 };
-
-fn lent(
-    store: &Store,
-    query: &Query,
-    from: u64,
-    direction: Direction,
-    limit: usize,
-) -> (Vec<RecordedEvent>, Option<u64>) {
-    let mut lent = Vec::new();
-    let visit = store
-        .visit_query(query, from, direction, limit, |e| {
-            // A view's own fields agree with its copy.
-            let owned = e.to_owned_event();
-            assert_eq!(e.tags().count(), owned.tags.len());
-            assert_eq!(e.timestamp(), owned.timestamp());
-            lent.push(owned);
-        })
-        .unwrap();
-    assert_eq!(visit.visited, lent.len());
-    (lent, visit.head)
-}
 
 /// What [`Store::visit_stream`] lends, copied out.
 fn lent_stream(
@@ -88,7 +67,7 @@ fn compare_all_ways(store: &Store, rng: &mut TestRng, queries: &[Query], label: 
             };
             for direction in [Direction::Forward, Direction::Backward] {
                 let read = store.read_query(query, from, direction, limit).unwrap();
-                let (events, head) = lent(store, query, from, direction, limit);
+                let (events, head) = visited_query(store, query, from, direction, limit);
                 assert_eq!(
                     events, read.events,
                     "{label}: {query:?} {direction:?} from {from} limit {limit}"

@@ -5,6 +5,7 @@ use super::Store;
 use crate::error::Result;
 use crate::event_view::EventView;
 use crate::index::deferred_check::read_checked;
+use crate::log::Segment;
 use crate::query::Query;
 use crate::retention::redacted;
 use crate::sealing::SUBJECT_TAG_PREFIX;
@@ -22,6 +23,24 @@ pub struct QueryRead {
     /// short by its limit passes the position of the last event it used
     /// instead.
     pub head: Option<u64>,
+}
+
+/// The positions `start..stop` a read from `from_position` in `direction`
+/// covers in a log that ends at `end`.
+fn positions_to_read(from_position: u64, direction: Direction, end: u64) -> (u64, u64) {
+    match direction {
+        Direction::Forward => (from_position.min(end), end),
+        Direction::Backward => (0, from_position.saturating_add(1).min(end)),
+    }
+}
+
+/// What a lending read handed out so far, for its metrics.
+#[derive(Default)]
+pub(super) struct Lent {
+    /// Events lent.
+    pub events: usize,
+    /// Their payload and metadata bytes.
+    pub bytes: u64,
 }
 
 /// What [`Store::visit_query`] did.
@@ -76,10 +95,7 @@ impl Store {
         query.validate()?;
         let end = self.visible_end();
         let head = end.checked_sub(1);
-        let (start, stop) = match direction {
-            Direction::Forward => (from_position.min(end), end),
-            Direction::Backward => (0, from_position.saturating_add(1).min(end)),
-        };
+        let (start, stop) = positions_to_read(from_position, direction, end);
         let retained = self.retained()?;
         if retained.keeps_everything() {
             let events = self.read_matching(query, start, stop, direction, max_count)?;
@@ -197,10 +213,7 @@ impl Store {
         query.validate()?;
         let end = self.visible_end();
         let head = end.checked_sub(1);
-        let (start, stop) = match direction {
-            Direction::Forward => (from_position.min(end), end),
-            Direction::Backward => (0, from_position.saturating_add(1).min(end)),
-        };
+        let (start, stop) = positions_to_read(from_position, direction, end);
         let retained = self.retained()?;
         if !retained.keeps_everything() || query.is_all() {
             // Events some stream no longer keeps in full are judged one by
@@ -224,28 +237,46 @@ impl Store {
         let matches = read_checked(&self.inner.state.index, |index| {
             index.matching_records(query, start, stop, direction, max_count)
         })?;
-        let (mut visited, mut bytes) = (0usize, 0u64);
+        let mut lent = Lent::default();
         for found in &matches {
             let segment = &found.segment;
-            let mut lend = |offset: u32, view: EventView<'_>| -> Result<()> {
-                if view.has_tag_starting_with(SUBJECT_TAG_PREFIX) {
-                    // Sealed for a subject: opened (or read as erased) first.
-                    let mut event = segment.read_event(offset, view.position)?;
-                    self.unseal_in_place(&mut event)?;
-                    bytes += (event.payload.len() + event.metadata.len()) as u64;
-                    visit(&EventView::from(&event));
-                } else {
-                    bytes += (view.payload.len() + view.metadata.len()) as u64;
-                    visit(&view);
-                }
-                visited += 1;
-                Ok(())
-            };
             let newest_first = direction == Direction::Backward;
-            segment.visit_located(&found.records, newest_first, &mut lend)?;
+            segment.visit_located(&found.records, newest_first, &mut |offset, view| {
+                self.lend(segment, offset, &view, &mut lent, &mut visit)
+            })?;
         }
-        self.inner.state.telemetry.read(visited as u64, bytes, true);
-        Ok(QueryVisit { visited, head })
+        self.inner
+            .state
+            .telemetry
+            .read(lent.events as u64, lent.bytes, true);
+        Ok(QueryVisit {
+            visited: lent.events,
+            head,
+        })
+    }
+
+    /// Lends the event `view` shows, at `offset` of `segment`, to `visit`:
+    /// as it is, or decoded and opened first if it was sealed for a
+    /// subject (so that it reads as a read would return it).
+    pub(super) fn lend(
+        &self,
+        segment: &Segment,
+        offset: u32,
+        view: &EventView<'_>,
+        lent: &mut Lent,
+        visit: &mut impl FnMut(&EventView<'_>),
+    ) -> Result<()> {
+        if view.has_tag_starting_with(SUBJECT_TAG_PREFIX) {
+            let mut event = segment.read_event(offset, view.position)?;
+            self.unseal_in_place(&mut event)?;
+            lent.bytes += (event.payload.len() + event.metadata.len()) as u64;
+            visit(&EventView::from(&event));
+        } else {
+            lent.bytes += (view.payload.len() + view.metadata.len()) as u64;
+            visit(view);
+        }
+        lent.events += 1;
+        Ok(())
     }
 
     /// The events at positions in `start..stop` matching `query`.

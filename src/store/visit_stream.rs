@@ -3,12 +3,12 @@
 //! version.
 
 use super::read::version_range;
+use super::read_query::Lent;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::event_view::EventView;
 use crate::index::deferred_check::read_checked;
 use crate::index::Location;
-use crate::sealing::SUBJECT_TAG_PREFIX;
 use crate::types::Direction;
 use crate::validate::validate_stream_name;
 use std::sync::Arc;
@@ -75,7 +75,7 @@ impl Store {
         let groups: Vec<&[Location]> = locations
             .chunk_by(|a, b| Arc::ptr_eq(&a.segment, &b.segment))
             .collect();
-        let (mut lent, mut bytes) = (0usize, 0u64);
+        let mut lent = Lent::default();
         // The index says which version each location holds; every record
         // lent must agree, so a damaged index never hands out another event.
         let mut first_version = start;
@@ -115,21 +115,13 @@ impl Store {
                         ),
                     ));
                 }
-                if view.has_tag_starting_with(SUBJECT_TAG_PREFIX) {
-                    // Sealed for a subject: opened (or read as erased) first.
-                    let mut event = segment.read_event(offset, view.position)?;
-                    self.unseal_in_place(&mut event)?;
-                    bytes += (event.payload.len() + event.metadata.len()) as u64;
-                    visit(&EventView::from(&event));
-                } else {
-                    bytes += (view.payload.len() + view.metadata.len()) as u64;
-                    visit(&view);
-                }
-                lent += 1;
-                Ok(())
+                self.lend(segment, offset, &view, &mut lent, &mut visit)
             })?;
         }
-        self.inner.state.telemetry.read(lent as u64, bytes, true);
-        Ok(lent)
+        self.inner
+            .state
+            .telemetry
+            .read(lent.events as u64, lent.bytes, true);
+        Ok(lent.events)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::inventory::Inventory;
 use super::segments::SegmentState;
-use super::{finding, Verifier};
+use super::{finding, first_difference, Verifier};
 use crate::index::catalog::{self, Catalog};
 use crate::index::file::{
     self as index_file, index_file_name, IndexFile, IndexFileError, INDEX_HEADER_LEN,
@@ -249,11 +249,7 @@ impl Verifier<'_, '_> {
         let directories = self.expected_directories(&file, mem);
         let expected = index_file::encode(mem, base, seal_offset, header.hash_kind, &directories);
         if bytes[..] != expected[..] {
-            let at = bytes
-                .iter()
-                .zip(&expected)
-                .position(|(a, b)| a != b)
-                .unwrap_or(bytes.len().min(expected.len()));
+            let at = first_difference(&bytes, &expected);
             let remedy = if trusted_at_open {
                 "reads it misleads fail with a corruption error; remove it and the next open rebuilds it"
             } else {
@@ -261,7 +257,7 @@ impl Verifier<'_, '_> {
             };
             self.push(finding(
                 &path,
-                at as u64,
+                at,
                 format!(
                     "differs from the index built from {segment}, though its checksums hold: {remedy}"
                 ),

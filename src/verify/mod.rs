@@ -151,6 +151,17 @@ impl fmt::Display for Finding {
     }
 }
 
+/// Where a file's bytes first differ from those expected of it (its length
+/// or theirs, whichever is shorter, when one is a prefix of the other).
+fn first_difference(found: &[u8], expected: &[u8]) -> u64 {
+    let at = found
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(found.len().min(expected.len()));
+    at as u64
+}
+
 fn finding(file: impl Into<PathBuf>, offset: u64, problem: impl Into<String>) -> Finding {
     Finding {
         file: file.into(),

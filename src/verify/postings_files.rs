@@ -3,7 +3,7 @@
 
 use super::inventory::Inventory;
 use super::segments::SegmentState;
-use super::{finding, Verifier};
+use super::{finding, first_difference, Verifier};
 use crate::index::postings_file::{self, postings_file_name, PostingsFile};
 use crate::log::segment_file_name;
 use crate::storage::read_whole_file;
@@ -78,14 +78,9 @@ impl Verifier<'_, '_> {
         }
         let expected = postings_file::encode(&mem.postings, base);
         if bytes[..] != expected[..] {
-            let at = bytes
-                .iter()
-                .zip(&expected)
-                .position(|(a, b)| a != b)
-                .unwrap_or(bytes.len().min(expected.len()));
             self.push(finding(
                 &path,
-                at as u64,
+                first_difference(&bytes, &expected),
                 format!(
                     "differs from the postings built from {segment}, though its checksums hold: \
                      reads by type or tag it misleads miss events or fail with a corruption \

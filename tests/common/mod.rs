@@ -673,3 +673,25 @@ pub fn flip_byte(path: &Path, offset: u64) {
     file.write_all_at(&[byte[0] ^ 0x10], offset)
         .expect("write the byte back");
 }
+
+/// What [`Store::visit_query`] lends, copied out, and its head.
+pub fn visited_query(
+    store: &Store,
+    query: &evstore::Query,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+) -> (Vec<RecordedEvent>, Option<u64>) {
+    let mut lent = Vec::new();
+    let visit = store
+        .visit_query(query, from, direction, limit, |e| {
+            // A view's own accessors agree with its copy.
+            let owned = e.to_owned_event();
+            assert_eq!(e.tags().count(), owned.tags.len());
+            assert_eq!(e.timestamp(), owned.timestamp());
+            lent.push(owned);
+        })
+        .unwrap();
+    assert_eq!(visit.visited, lent.len());
+    (lent, visit.head)
+}
