@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Foundations every layer may use.
     ("error", 0),
     ("types", 0),
+    ("event_view", 0),
     ("layout", 0),
     ("storage", 0),
     ("options", 0),
