@@ -74,9 +74,10 @@ impl PostingsFiles {
         segment.mark_replaced();
     }
 
-    /// [`PostingsFiles::persist`] of the postings built from `segment`'s
-    /// records, unless a scavenge is replacing it (`None` then).
-    fn persist_unless_replaced(
+    /// [`PostingsFiles::persist`] of the postings of `segment`, unless a
+    /// scavenge is replacing it (`None` then): a file written from records
+    /// a scavenge took out would be read for the segment that replaced them.
+    pub fn persist_unless_replaced(
         &self,
         segment: &Segment,
         postings: &Postings,

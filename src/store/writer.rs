@@ -676,9 +676,12 @@ fn persist_postings(state: &StoreState, sealed: &SealedSegment) {
     let Some(files) = files else {
         return;
     };
-    match files.persist(sealed.segment.base_position(), postings) {
-        Ok(file) => *sealed.postings_cell.write() = Some(Arc::new(SealedPostings::File(file))),
-        Err(_) => {
+    // A scavenge may already have replaced the segment (its index file was
+    // installed before this): then its postings are not written.
+    match files.persist_unless_replaced(&sealed.segment, postings) {
+        Some(file) => *sealed.postings_cell.write() = Some(Arc::new(SealedPostings::File(file))),
+        None if sealed.segment.is_replaced() => {}
+        None => {
             state.index_write_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
