@@ -254,6 +254,36 @@ impl Index {
         }
     }
 
+    /// [`Index::push_keys`] for the `count` events from `position` on, all
+    /// of this type and with these tags.
+    pub fn push_keys_run<S: AsRef<str>>(
+        &mut self,
+        position: u64,
+        count: u64,
+        event_type: &str,
+        tags: &[S],
+    ) {
+        if count == 0 {
+            return;
+        }
+        if let Some(SegmentEntry {
+            segment,
+            index: SegmentIndex::Active(mem),
+            ..
+        }) = self.segments.last_mut()
+        {
+            let slot = |p: u64| {
+                u32::try_from(p.saturating_sub(segment.base_position())).unwrap_or(u32::MAX)
+            };
+            mem.postings
+                .push_run(slot(position)..slot(position + count), event_type, tags);
+        }
+        if tags.iter().any(|t| t.as_ref() == LIFECYCLE_TAG) {
+            self.last_lifecycle
+                .store(position + count, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// The first position from `from` on (below [`Index::end`]) of an event
     /// matching `query`.
     ///

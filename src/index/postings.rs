@@ -25,6 +25,15 @@ fn add(map: &mut FastMap<Box<str>, Vec<u32>>, key: &str, slot: u32) {
     }
 }
 
+fn add_run(map: &mut FastMap<Box<str>, Vec<u32>>, key: &str, slots: std::ops::Range<u32>) {
+    match map.get_mut(key) {
+        Some(list) => list.extend(slots),
+        None => {
+            map.insert(Box::from(key), slots.collect());
+        }
+    }
+}
+
 /// The slots of `list` from `from` on.
 fn from_slot(list: &[u32], from: u32) -> &[u32] {
     list.get(list.partition_point(|&s| s < from)..)
@@ -40,6 +49,25 @@ impl Postings {
             add(&mut self.tags, tag.as_ref(), slot);
         }
         self.len = slot.saturating_add(1);
+    }
+
+    /// Adds the events at `slots`, all of this type and with these tags,
+    /// after every slot added before: one lookup per key for the run.
+    pub fn push_run<S: AsRef<str>>(
+        &mut self,
+        slots: std::ops::Range<u32>,
+        event_type: &str,
+        tags: &[S],
+    ) {
+        debug_assert!(slots.start >= self.len, "slots are added in order");
+        if slots.is_empty() {
+            return;
+        }
+        add_run(&mut self.types, event_type, slots.clone());
+        for tag in tags {
+            add_run(&mut self.tags, tag.as_ref(), slots.clone());
+        }
+        self.len = slots.end;
     }
 
     /// Every list: its kind, its key and its slots.
@@ -177,6 +205,30 @@ mod tests {
         p.push(3, "C", &[] as &[&str]);
         p.push(4, "B", &["x", "y"]);
         p
+    }
+
+    #[test]
+    fn a_run_lists_what_its_events_one_by_one_would() {
+        let mut one_by_one = Postings::default();
+        let mut runs = Postings::default();
+        for slot in 0..3 {
+            one_by_one.push(slot, "A", &["x", "y"]);
+        }
+        one_by_one.push(3, "B", &["x"]);
+        one_by_one.push(4, "B", &["x"]);
+        runs.push_run(0..3, "A", &["x", "y"]);
+        runs.push_run(3..3, "C", &["z"]);
+        runs.push_run(3..5, "B", &["x"]);
+        let lists = |p: &Postings| {
+            let mut all: Vec<_> = p
+                .lists()
+                .map(|(k, key, l)| (k, key.to_string(), l.to_vec()))
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(lists(&runs), lists(&one_by_one));
+        assert_eq!(runs.slot_count(), 5);
     }
 
     #[test]

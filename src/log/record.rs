@@ -582,6 +582,23 @@ fn count_tags(bytes: &[u8], start: usize, end: usize) -> usize {
     count
 }
 
+/// The keys of the (finished or unfinished) record at the start of
+/// `bytes` as they are encoded: the length of its event type, the bytes of
+/// its event type then its tags section, and the record's padded length.
+/// Records with equal keys have the same event type and tags. `None` if
+/// `bytes` does not start with a whole record.
+pub fn key_bytes(bytes: &[u8]) -> Option<(u16, &[u8], usize)> {
+    let header: &[u8; RECORD_HEADER_LEN] = bytes.first_chunk()?;
+    let len = u32_at(header, 4) as usize;
+    let type_len = u16_at(header, 50);
+    let type_start = RECORD_HEADER_LEN + usize::from(u16_at(header, 48));
+    let keys_end = type_start + usize::from(type_len) + u32_at(header, 60) as usize;
+    if len < RECORD_HEADER_LEN || bytes.len() < align8(len) || keys_end > len {
+        return None;
+    }
+    Some((type_len, bytes.get(type_start..keys_end)?, align8(len)))
+}
+
 /// The event type and tags of the (finished or unfinished) record at the
 /// start of `bytes`, which this process encoded, and its padded length.
 /// `None` if `bytes` does not start with a whole record.
@@ -678,6 +695,34 @@ mod tests {
         assert_eq!(&event.metadata[..], b"meta");
         assert_eq!(&event.payload[..], b"hello");
         assert_eq!(event.tags, ["course:c1", "student:s7"]);
+    }
+
+    #[test]
+    fn key_bytes_are_equal_only_for_equal_types_and_tags() {
+        let keys = |event_type: &str, tags: &[&str], payload: &[u8]| {
+            let mut out = Vec::new();
+            encode_unfinished_record(
+                &mut out,
+                &RecordBody {
+                    id: Uuid::from_u128(1),
+                    stream: "s",
+                    event_type,
+                    tags,
+                    metadata: b"",
+                    payload,
+                },
+            );
+            let (type_len, bytes, padded) = key_bytes(&out).unwrap();
+            assert_eq!(padded, out.len());
+            let (t, parsed, _) = unfinished_keys(&out).unwrap();
+            assert_eq!((t, parsed.as_slice()), (event_type, tags));
+            (type_len, bytes.to_vec())
+        };
+        assert_eq!(keys("A", &["x"], b"1"), keys("A", &["x"], b"22"));
+        assert_ne!(keys("A", &["x"], b""), keys("A", &["y"], b""));
+        assert_ne!(keys("A", &["x"], b""), keys("A", &[], b""));
+        assert_ne!(keys("AB", &[], b""), keys("A", &["B"], b""));
+        assert!(key_bytes(&[0u8; 10]).is_none());
     }
 
     #[test]

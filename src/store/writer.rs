@@ -425,17 +425,32 @@ impl Writer {
                 position += part.count as u64;
                 at = end;
             }
+            // Consecutive events of one type with the same tags (most
+            // batches are all alike) are decoded and listed once.
+            let records = s.request.records.as_slice();
             let mut at = 0;
             let mut position = s.batch.first_position;
-            while let Some((event_type, tags, padded)) = s
-                .request
-                .records
-                .get(at..)
-                .and_then(record::unfinished_keys)
+            while let Some((type_len, keys, padded)) = records.get(at..).and_then(record::key_bytes)
             {
-                index.push_keys(position, event_type, &tags);
-                position += 1;
+                let run_start = at;
+                let mut count = 1;
                 at += padded;
+                while let Some((next_len, next_keys, next_padded)) =
+                    records.get(at..).and_then(record::key_bytes)
+                {
+                    if next_len != type_len || next_keys != keys {
+                        break;
+                    }
+                    count += 1;
+                    at += next_padded;
+                }
+                let Some((event_type, tags, _)) =
+                    records.get(run_start..).and_then(record::unfinished_keys)
+                else {
+                    break;
+                };
+                index.push_keys_run(position, count, event_type, &tags);
+                position += count;
             }
         }
         self.state
