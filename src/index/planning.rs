@@ -89,13 +89,15 @@ impl<'i> GroupPlanner<'i> {
     /// Plans against `index`, which must not change until the group is
     /// written. `conditions_follow`: some request of the group has an
     /// append condition, so the planner remembers the types and tags of
-    /// what it plans.
-    pub fn new(index: &'i Index, conditions_follow: bool) -> Self {
+    /// what it plans. `ids`: how many events the group's appends hold, so
+    /// that the set of the group's ids never grows (and rehashes) on the
+    /// way.
+    pub fn new(index: &'i Index, conditions_follow: bool, ids: usize) -> Self {
         GroupPlanner {
             index,
             last_versions: FastMap::default(),
             group_deletions: FastMap::default(),
-            group_ids: foldhash::HashSet::default(),
+            group_ids: foldhash::HashSetExt::with_capacity(ids),
             next_position: index.end(),
             planned: conditions_follow.then(Vec::new),
         }
@@ -349,7 +351,7 @@ mod tests {
     #[test]
     fn a_condition_sees_events_planned_earlier_in_the_group() {
         let index = Index::new(HashKind::Xxh3, 0);
-        let mut planner = GroupPlanner::new(&index, true);
+        let mut planner = GroupPlanner::new(&index, true, 0);
         let first = tagged_record(1, &["user:ada"]);
         let decision = planner.plan(Intent {
             parts: &part("a"),
@@ -419,7 +421,7 @@ mod tests {
     #[test]
     fn checked_streams_see_streams_written_earlier_in_the_group() {
         let index = Index::new(HashKind::Xxh3, 0);
-        let mut planner = GroupPlanner::new(&index, false);
+        let mut planner = GroupPlanner::new(&index, false, 0);
         let record = tagged_record(1, &[]);
         let decision = planner.plan(Intent {
             parts: &part("a"),

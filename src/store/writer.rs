@@ -208,7 +208,8 @@ impl Writer {
         // Only a condition after the first request can be failed by events
         // of the group; only then are their types and tags kept.
         let conditions_follow = appends.iter().skip(1).any(|r| r.condition.is_some());
-        let mut planner = GroupPlanner::new(&index, conditions_follow);
+        let group_ids = appends.iter().map(|r| r.ids.len()).sum();
+        let mut planner = GroupPlanner::new(&index, conditions_follow, group_ids);
         let mut to_write = Vec::with_capacity(appends.len());
         for request in appends {
             let decision = planner.plan(Intent {
