@@ -32,7 +32,7 @@ from criterion_results import fmt_rate
 
 GROUPS = ("dcb_append", "dcb_contended", "dcb_read", "dcb_commit")
 SYSTEMS = ("evstore", "tephra", "sqlite")
-ID_RE = re.compile(r"^(evstore|tephra|sqlite)/(.+)$")
+ID_RE = re.compile(r"^(evstore_visit|evstore|tephra|sqlite)/(.+)$")
 
 
 def load(root):
