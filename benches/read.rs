@@ -643,6 +643,25 @@ fn bench_read_stream(c: &mut Criterion, cli: &Cli, f: &ReadFixture) {
             })
         });
     }
+    if cli.selects("read_stream/evstore_visit") {
+        // The same events lent to a visitor: nothing built per event.
+        g.bench_function("evstore_visit", |b| {
+            b.iter(|| {
+                let mut sum = 0u64;
+                let lent = f
+                    .store
+                    .visit_stream(
+                        black_box(TARGET_STREAM),
+                        0,
+                        Direction::Forward,
+                        TARGET_EVENTS as usize,
+                        |e| sum += touch(e.payload),
+                    )
+                    .expect("visit_stream");
+                (lent, sum)
+            })
+        });
+    }
     for (id, conn) in [("sqlite", &f.conn), ("sqlite_defaults", &f.conn_defaults)] {
         if !cli.selects(&format!("read_stream/{id}")) {
             continue;
@@ -794,8 +813,10 @@ fn read_benches(c: &mut Criterion) {
         |group: &str, names: &[&str]| names.iter().any(|n| cli.selects(&format!("{group}/{n}")));
     let need_small = !cli.list && cli.selects(&format!("open/events={}", small.events));
     let need_reads = !cli.list
-        && (ids("read_stream", &["evstore", "sqlite", "sqlite_defaults"])
-            || ids("lookup", &["evstore", "sqlite", "sqlite_defaults"]));
+        && (ids(
+            "read_stream",
+            &["evstore", "evstore_visit", "sqlite", "sqlite_defaults"],
+        ) || ids("lookup", &["evstore", "sqlite", "sqlite_defaults"]));
     let need_large =
         !cli.list && (need_reads || cli.selects(&format!("open/events={}", large.events)));
 
@@ -826,13 +847,16 @@ fn read_benches(c: &mut Criterion) {
         fixture.store.close().expect("closing the store");
     } else if cli.list {
         for (group, names) in [
-            ("read_stream", ["evstore", "sqlite", "sqlite_defaults"]),
-            ("lookup", ["evstore", "sqlite", "sqlite_defaults"]),
+            (
+                "read_stream",
+                &["evstore", "evstore_visit", "sqlite", "sqlite_defaults"][..],
+            ),
+            ("lookup", &["evstore", "sqlite", "sqlite_defaults"][..]),
         ] {
             let mut g = c.benchmark_group(group);
             for name in names {
                 if cli.selects(&format!("{group}/{name}")) {
-                    g.bench_function(name, |b| b.iter(|| unreachable!("listing only")));
+                    g.bench_function(*name, |b| b.iter(|| unreachable!("listing only")));
                 }
             }
             g.finish();

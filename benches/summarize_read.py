@@ -93,6 +93,17 @@ def main():
             ]
             print(f"| {title} | " + " | ".join(cells + ratios) + " |")
         print()
+        visit = results.get(("read_stream", "evstore_visit"))
+        if visit:
+            print(
+                f"`visit_stream` of the same 1,000 events: {fmt_time(visit[0])}, "
+                + ", ".join(
+                    f"{system} {results[('read_stream', system)][0] / visit[0]:.2f}x"
+                    for system in SYSTEMS[1:]
+                    if ("read_stream", system) in results
+                )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":
