@@ -6,6 +6,7 @@
 mod active;
 mod barrier;
 pub mod record;
+mod record_frame;
 mod record_view;
 mod recovery;
 mod redaction;

@@ -2,7 +2,7 @@
 //! [`super::record::decode_record_at`] checks it, with its strings and
 //! bytes borrowed instead of cut as counted views.
 
-use super::record::check_frame;
+use super::record_frame::check_frame;
 use crate::event_view::{EventView, TagList};
 
 /// The record at offset `at` of `bytes` as a view of them, and its padded
