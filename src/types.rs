@@ -164,7 +164,9 @@ fn fresh_id() -> Uuid {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventData {
     pub(crate) id: Uuid,
-    pub(crate) event_type: String,
+    /// Inline up to 23 bytes: most types are short, and making an event
+    /// then allocates nothing for its type.
+    pub(crate) event_type: smol_str::SmolStr,
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Bytes,
     pub(crate) payload: Bytes,
@@ -181,10 +183,10 @@ impl EventData {
     /// that grow with time make the check for retried appends cheap: an id
     /// newer than every id of a sealed segment is ruled out for it without
     /// a search.
-    pub fn new(event_type: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+    pub fn new(event_type: impl AsRef<str>, payload: impl Into<Bytes>) -> Self {
         EventData {
             id: fresh_id(),
-            event_type: event_type.into(),
+            event_type: smol_str::SmolStr::new(event_type.as_ref()),
             tags: Vec::new(),
             subject: None,
             metadata: Bytes::new(),

@@ -199,7 +199,7 @@ async fn an_aggregate_written_under_the_unescaped_name_is_found_and_goes_on_ther
         let copies: Vec<evstore::EventData> = written
             .iter()
             .map(|e| {
-                evstore::EventData::new(e.event_type.to_string(), e.payload.clone())
+                evstore::EventData::new(&e.event_type, e.payload.clone())
                     .with_metadata(e.metadata.clone())
                     .with_tags(e.tags.iter().map(|t| t.to_string()))
             })
