@@ -735,9 +735,10 @@ impl IndexFile {
         })
     }
 
-    /// The slot of the newest event with this id, if it is here; `hash` is
-    /// its [`id_hash`], computed once for all the files searched.
-    pub fn find_id(&self, id: u128, hash: u64) -> Option<u32> {
+    /// The slot of the newest event with this id, if it is here; `hash`
+    /// gives its [`id_hash`], asked for only if the id is within the range
+    /// of this file's ids.
+    pub fn find_id(&self, id: u128, hash: impl FnOnce() -> u64) -> Option<u32> {
         let blocks = self.header.bloom_blocks as usize;
         if blocks == 0 {
             return None;
@@ -752,7 +753,7 @@ impl IndexFile {
         if id < lowest || id > highest {
             return None;
         }
-        for (byte, bit) in bloom_bits(hash, blocks) {
+        for (byte, bit) in bloom_bits(hash(), blocks) {
             let b = self.bytes.get(self.layout.bloom + byte)?;
             if b & bit == 0 {
                 return None;

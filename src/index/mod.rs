@@ -228,10 +228,13 @@ impl<'a> View<'a> {
         }
     }
 
-    fn find_id(&self, id: u128, hash: u64) -> Option<u32> {
+    /// The slot of the newest event with `id`; a file needs its
+    /// [`hash::id_hash`] only if `id` is within its range of ids, which a
+    /// new default id (newer than any sealed one) never is.
+    fn find_id(&self, id: u128) -> Option<u32> {
         match self {
             View::Mem(mem) => mem.find_id(id),
-            View::File(file) => file.find_id(id, hash),
+            View::File(file) => file.find_id(id, || hash::id_hash(id)),
         }
     }
 }
@@ -692,7 +695,6 @@ impl Index {
             return Ok(None);
         }
         let from = self.end.saturating_sub(self.id_window);
-        let hash = hash::id_hash(id);
         // `lowest` came from `sealed_without_ids`, and segments are never
         // removed, so it is at most their count.
         let searched = self.segments.get(lowest as usize..);
@@ -703,7 +705,7 @@ impl Index {
             if base + (entry.len() as u64) <= from && entry.len() > 0 {
                 break;
             }
-            if let Some(slot) = entry.view()?.find_id(id, hash) {
+            if let Some(slot) = entry.view()?.find_id(id) {
                 // The newest event with this id; older than the window means
                 // forgotten, even if its segment is still searched.
                 let position = base + u64::from(slot);
@@ -726,18 +728,13 @@ impl Index {
             return Ok(ordinal(sealed));
         }
         let from = self.end.saturating_sub(self.id_window);
-        let hashes: Vec<u64> = ids.iter().map(|&id| hash::id_hash(id)).collect();
         for entry in self.segments.iter().take(sealed).rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from {
                 break;
             }
             let view = entry.view()?;
-            if ids
-                .iter()
-                .zip(&hashes)
-                .any(|(&id, &hash)| view.find_id(id, hash).is_some())
-            {
+            if ids.iter().any(|&id| view.find_id(id).is_some()) {
                 return Ok(0);
             }
         }

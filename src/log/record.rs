@@ -355,17 +355,19 @@ pub fn encode_unfinished_record(out: &mut Vec<u8>, body: &RecordBody<'_>) {
             && body.tags.iter().all(|t| u16::try_from(t.len()).is_ok()),
         "a record's lengths must fit its fields"
     );
+    // The header is assembled apart and copied in once: one capacity
+    // check instead of one per field.
+    let mut header = [0u8; RECORD_HEADER_LEN];
+    header[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    header[32..48].copy_from_slice(body.id.as_bytes());
+    header[48..50].copy_from_slice(&(body.stream.len() as u16).to_le_bytes());
+    header[50..52].copy_from_slice(&(body.event_type.len() as u16).to_le_bytes());
+    header[52..56].copy_from_slice(&(body.metadata.len() as u32).to_le_bytes());
+    header[56..60].copy_from_slice(&(body.payload.len() as u32).to_le_bytes());
+    header[60..64].copy_from_slice(&(tags_len as u32).to_le_bytes());
     let start = out.len();
     out.reserve(align8(len));
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&[0u8; 24]);
-    out.extend_from_slice(body.id.as_bytes());
-    out.extend_from_slice(&(body.stream.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(body.event_type.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(body.metadata.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(body.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(tags_len as u32).to_le_bytes());
+    out.extend_from_slice(&header);
     out.extend_from_slice(body.stream.as_bytes());
     out.extend_from_slice(body.event_type.as_bytes());
     for tag in body.tags {
