@@ -35,9 +35,9 @@ use directory::EarlierIndex;
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
 use matching::{PostingsCell, PostingsFiles, SealedPostings};
-use memory::{MemIndex, MemStream};
+use memory::{FastMap, MemIndex, MemStream};
 pub use persisted::Persisted;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -284,9 +284,10 @@ pub struct SealedSegment {
 /// Both indexes, kept together so one lock guards their consistency.
 #[derive(Debug)]
 pub struct Index {
-    // Names may come from outside (user ids, tenants): a keyed hasher, and
-    // a sorted set beside it for listing streams in order a page at a time.
-    streams: HashMap<Arc<str>, Known>,
+    // Names may come from outside (user ids, tenants): a randomly seeded
+    // hasher, and a sorted set beside it for listing streams in order a
+    // page at a time.
+    streams: FastMap<Arc<str>, Known>,
     names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
@@ -300,7 +301,7 @@ pub struct Index {
     /// lock whether the rules they apply may have changed.
     last_lifecycle: Arc<AtomicU64>,
     /// Deleted streams, by name.
-    deletions: std::collections::HashMap<String, deletions::Deletion>,
+    deletions: FastMap<String, deletions::Deletion>,
 }
 
 fn missing(stream: &str, what: &str) -> Error {
@@ -323,7 +324,7 @@ impl Index {
     /// recognises retries among the last `id_window` events.
     pub fn new(hash_kind: HashKind, id_window: u64) -> Self {
         Index {
-            streams: HashMap::new(),
+            streams: FastMap::default(),
             names: BTreeSet::new(),
             segments: Vec::new(),
             hash_kind,
@@ -332,7 +333,7 @@ impl Index {
             repairs: Arc::new(Repairs::default()),
             postings_files: None,
             last_lifecycle: Arc::default(),
-            deletions: std::collections::HashMap::new(),
+            deletions: FastMap::default(),
         }
     }
 
