@@ -52,6 +52,12 @@
 //! machine load. Data lives under `target/bench-data` (override with
 //! `EVSTORE_BENCH_DIR`) so it is on the real disk, not a tmpfs.
 //!
+//! After the criterion groups, an interleaved comparison runs evstore, the
+//! raw file and tephra in alternating rounds for every durable workload
+//! selected (see [`interleave`]; about a minute), and writes the medians of
+//! the per-round ratios to `target/bench-data/append/interleaved.json`; the
+//! filter `'^interleaved/'` runs only that.
+//!
 //! `cargo bench --bench append` then `python3 benches/summarize.py` (tables)
 //! or `python3 benches/chart_append.py` (`docs/append-chart.svg`). A
 //! filter selects benchmarks as usual, e.g. `cargo bench --bench append --
@@ -93,6 +99,10 @@ use tephra::{
 /// What one iteration should take; the per-thread append count is calibrated
 /// to it.
 const TARGET_ITERATION: Duration = Duration::from_millis(50);
+/// Rounds of the interleaved comparison that follows criterion, and how
+/// long each system's run in a round takes.
+const INTERLEAVED_ROUNDS: usize = 15;
+const INTERLEAVED_RUN: Duration = Duration::from_millis(100);
 /// A calibration probe shorter than this is repeated with more appends.
 const PROBE_MIN: Duration = Duration::from_millis(25);
 /// Upper bound on the bytes one iteration writes.
@@ -205,7 +215,11 @@ fn run_threads(threads: usize, work: impl Fn(usize) + Sync) -> Duration {
 }
 
 /// One run: every thread makes `appends_per_thread` appends.
-fn timed_run<T: Target>(target: &mut T, w: &Workload, appends_per_thread: u64) -> Duration {
+fn timed_run<T: Target + ?Sized>(
+    target: &mut T,
+    w: &Workload,
+    appends_per_thread: u64,
+) -> Duration {
     target.begin(appends_per_thread);
     let shared: &T = target;
     let elapsed = run_threads(w.threads, |t| {
@@ -220,13 +234,18 @@ fn timed_run<T: Target>(target: &mut T, w: &Workload, appends_per_thread: u64) -
 /// Appends per thread that make one iteration take about
 /// [`TARGET_ITERATION`] (at least one append per thread, so a slow system
 /// with many threads gets a long iteration rather than none).
-fn calibrate<T: Target>(target: &mut T, w: &Workload) -> u64 {
+fn calibrate<T: Target + ?Sized>(target: &mut T, w: &Workload) -> u64 {
+    calibrate_to(target, w, TARGET_ITERATION)
+}
+
+/// Appends per thread that make one run take about `aim`.
+fn calibrate_to<T: Target + ?Sized>(target: &mut T, w: &Workload, aim: Duration) -> u64 {
     let max = (MAX_ITERATION_BYTES / w.bytes_per_iteration(1)).max(1);
     let mut appends = 1u64;
     loop {
         let elapsed = timed_run(target, w, appends).max(Duration::from_micros(1));
         if elapsed >= PROBE_MIN || appends >= max {
-            let scaled = appends as f64 * TARGET_ITERATION.as_secs_f64() / elapsed.as_secs_f64();
+            let scaled = appends as f64 * aim.as_secs_f64() / elapsed.as_secs_f64();
             return (scaled.round() as u64).clamp(1, max);
         }
         let factor = (PROBE_MIN.as_secs_f64() * 1.5 / elapsed.as_secs_f64()).ceil() as u64;
@@ -882,6 +901,107 @@ fn bench_target<T: Target>(
     settle();
 }
 
+/// After criterion: for every durable workload selected, evstore, the raw
+/// file and tephra run in rounds, one run each per round (in order, then in
+/// reverse, so that a drift in the disk's speed hits all alike), and each
+/// round's ratios are taken between runs made within a second of one
+/// another. The criterion groups run one workload's systems a minute or so
+/// apart, and on a shared virtual disk the speed of syncs can change by a
+/// third in that time; the medians of per-round ratios do not move with it.
+/// Printed, and written to `target/bench-data/append/interleaved.json` for
+/// `benches/summarize.py`.
+fn interleave(cli: &Cli, root: &Path) {
+    if cli.list || cli.test {
+        return;
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let mut rows = Vec::new();
+    for w in sync_workloads() {
+        let id = w.id();
+        let selected = ["evstore_sync", "raw_file", "tephra", "interleaved"]
+            .iter()
+            .any(|group| cli.selects(&format!("{group}/{id}")));
+        if !selected {
+            continue;
+        }
+        let mut targets: Vec<Box<dyn Target>> = vec![
+            Box::new(EvstoreTarget::new(w, Durability::Sync, root)),
+            Box::new(RawTarget::new(w, root)),
+            Box::new(TephraTarget::new(w, root)),
+        ];
+        let appends: Vec<u64> = targets
+            .iter_mut()
+            .map(|t| calibrate_to(t.as_mut(), &w, INTERLEAVED_RUN))
+            .collect();
+        let mut rates = vec![Vec::new(); targets.len()];
+        for round in 0..INTERLEAVED_ROUNDS {
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let elapsed = timed_run(targets[i].as_mut(), &w, appends[i]);
+                let events = w.events_per_iteration(appends[i]) as f64;
+                rates[i].push(events / elapsed.as_secs_f64().max(1e-9));
+            }
+        }
+        drop(targets);
+        settle();
+        let per_round = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            (0..INTERLEAVED_ROUNDS).map(f).collect()
+        };
+        let (evstore, raw, tephra) = (&rates[0], &rates[1], &rates[2]);
+        let vs_tephra = per_round(&|r| evstore[r] / tephra[r]);
+        let raw_over = per_round(&|r| raw[r] / evstore[r]);
+        let (low, high) = vs_tephra
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        eprintln!(
+            "interleaved {id}, {INTERLEAVED_ROUNDS} rounds: evstore {:.0}, raw {:.0}, tephra {:.0} \
+             events/s (medians); per round raw/evstore {:.2}, evstore/tephra {:.2} \
+             (from {low:.2} to {high:.2})",
+            median(evstore),
+            median(raw),
+            median(tephra),
+            median(&raw_over),
+            median(&vs_tephra),
+        );
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push(format!(
+            "    {{\"workload\": \"{id}\", \"evstore\": [{}], \"raw\": [{}], \"tephra\": [{}], \
+             \"raw_over_evstore\": {:.4}, \"evstore_over_tephra\": {:.4}, \
+             \"evstore_over_tephra_low\": {low:.4}, \"evstore_over_tephra_high\": {high:.4}}}",
+            list(evstore),
+            list(raw),
+            list(tephra),
+            median(&raw_over),
+            median(&vs_tephra),
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let dir = root.join("append");
+    fs::create_dir_all(&dir).expect("creating the append benchmark directory");
+    let path = dir.join("interleaved.json");
+    let json = format!(
+        "{{\n  \"rounds\": {INTERLEAVED_ROUNDS},\n  \"run_ms\": {},\n  \"workloads\": [\n{}\n  ]\n}}\n",
+        INTERLEAVED_RUN.as_millis(),
+        rows.join(",\n")
+    );
+    fs::write(&path, json).expect("writing the interleaved results");
+    eprintln!("wrote {}", path.display());
+}
+
 /// With the `metrics` feature, the store's figures go to a Prometheus
 /// recorder whose upkeep runs and which is scraped, as in a service that
 /// exports them; with `tracing`, spans go to a subscriber that keeps
@@ -921,6 +1041,7 @@ fn append_benches(c: &mut Criterion) {
             EvstoreTarget::new(w, Durability::Buffered, &root)
         });
     }
+    interleave(&cli, &root);
 }
 
 criterion_group! {

@@ -14,11 +14,20 @@ less sensitive than the mean to a noisy neighbour). MB/s is payload bytes
 the benchmark, padding to 8, and a 32-byte batch header per append), which is
 also what raw_file writes per event.
 
-Usage: python3 benches/summarize.py [CRITERION_DIR]   (default target/criterion)
+Then, if the interleaved comparison ran (it follows the criterion groups),
+its table from <bench data dir>/append/interleaved.json: per workload the
+median events/s of evstore, the raw file and tephra over the rounds, and the
+medians of the per-round ratios raw/evstore and evstore/tephra, with the
+range of the latter. Runs within a round are a fraction of a second apart,
+so these ratios do not move with the disk's speed as the criterion ones can.
+
+Usage: python3 benches/summarize.py [CRITERION_DIR [BENCH_DATA_DIR]]
+(defaults target/criterion, and $EVSTORE_BENCH_DIR or target/bench-data)
 Only results present on disk are shown; a workload missing from a group
 (default subset, or filtered run) shows "-".
 """
 
+import json
 import os
 import re
 import sys
@@ -118,6 +127,43 @@ def main():
                 f"| {fmt_ratio(ev, sync.get(key))} | {fmt_ratio(ev, raw.get(key))} |"
             )
         print()
+
+    data_root = (
+        sys.argv[2]
+        if len(sys.argv) > 2
+        else os.environ.get("EVSTORE_BENCH_DIR", os.path.join("target", "bench-data"))
+    )
+    interleaved_table(os.path.join(data_root, "append", "interleaved.json"))
+
+
+def interleaved_table(path):
+    try:
+        with open(path) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return
+    median = lambda v: sorted(v)[len(v) // 2] if v else None
+    print(
+        f"### Durable appends, interleaved ({found['rounds']} rounds of "
+        f"{found['run_ms']} ms per system; medians)\n"
+    )
+    print(
+        "| workload | evstore ev/s | raw ev/s | tephra ev/s | raw/evstore "
+        "| evstore/tephra | evstore/tephra per round |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    rows = []
+    for row in found["workloads"]:
+        key = tuple(int(x) for x in ID_RE.match(row["workload"]).groups())
+        rows.append((key, row))
+    for key, row in sorted(rows, key=lambda kr: (kr[0][1], kr[0][0], kr[0][2])):
+        print(
+            f"| {row['workload']} | {fmt_rate(median(row['evstore']))} "
+            f"| {fmt_rate(median(row['raw']))} | {fmt_rate(median(row['tephra']))} "
+            f"| {row['raw_over_evstore']:.2f}x | {row['evstore_over_tephra']:.2f}x "
+            f"| {row['evstore_over_tephra_low']:.2f}-{row['evstore_over_tephra_high']:.2f} |"
+        )
+    print()
 
 
 if __name__ == "__main__":
