@@ -951,9 +951,8 @@ fn interleave(cli: &Cli, root: &Path) {
         }
         drop(targets);
         settle();
-        let per_round = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
-            (0..INTERLEAVED_ROUNDS).map(f).collect()
-        };
+        let per_round =
+            |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..INTERLEAVED_ROUNDS).map(f).collect() };
         let (evstore, raw, tephra) = (&rates[0], &rates[1], &rates[2]);
         let vs_tephra = per_round(&|r| evstore[r] / tephra[r]);
         let raw_over = per_round(&|r| raw[r] / evstore[r]);
