@@ -220,3 +220,61 @@ fn a_retry_of_part_of_one_calls_events_is_told_where_they_are() {
     ));
     assert_eq!(count(&store), 7);
 }
+
+/// Ids in no order (as random ids are) fall within the id range of every
+/// sealed segment, so a retry is found only through each index file's
+/// Bloom filter and id table: every batch, retried once all of them are
+/// sealed and again after a reopen, returns where it was written.
+#[test]
+fn retries_of_unordered_ids_are_found_in_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().segment_size(4096);
+    // A batch's ids are spread over the whole range, and so interleave
+    // with every other batch's.
+    let scattered = |b: u128, n: usize| -> Vec<EventData> {
+        (0..n as u128)
+            .map(|i| {
+                let id = (b * 7 + i * 1_000_003).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                EventData::new("Paid", vec![b as u8; 40]).with_id(Uuid::from_u128(id))
+            })
+            .collect()
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    let originals: Vec<_> = (0..60u128)
+        .map(|b| {
+            store
+                .append(
+                    &format!("acct-{}", b % 5),
+                    ExpectedVersion::Any,
+                    &scattered(b, 4),
+                )
+                .unwrap()
+        })
+        .collect();
+    let sealed = store.metrics().segments.sealed;
+    assert!(
+        sealed >= 5,
+        "the batches must span sealed segments ({sealed})"
+    );
+    let written = count(&store);
+    let retry_all = |store: &Store, when: &str| {
+        for (b, original) in originals.iter().enumerate() {
+            let b = b as u128;
+            let retried = store
+                .append(
+                    &format!("acct-{}", b % 5),
+                    ExpectedVersion::Any,
+                    &scattered(b, 4),
+                )
+                .unwrap();
+            assert_eq!(&retried, original, "batch {b}, {when}");
+        }
+        assert_eq!(count(store), written, "{when}");
+    };
+    retry_all(&store, "before a reopen");
+    drop(store);
+    retry_all(
+        &Store::open(dir.path(), options()).unwrap(),
+        "after a reopen",
+    );
+}

@@ -228,13 +228,14 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The slot of the newest event with `id`; a file needs its
-    /// [`hash::id_hash`] only if `id` is within its range of ids, which a
-    /// new default id (newer than any sealed one) never is.
-    fn find_id(&self, id: u128) -> Option<u32> {
+    /// The slot of the newest event with `id`; `hash` gives its
+    /// [`hash::id_hash`], which a file asks for only if `id` is within its
+    /// range of ids (a new default id, newer than any sealed one, never
+    /// is).
+    fn find_id(&self, id: u128, hash: impl FnOnce() -> u64) -> Option<u32> {
         match self {
             View::Mem(mem) => mem.find_id(id),
-            View::File(file) => file.find_id(id, || hash::id_hash(id)),
+            View::File(file) => file.find_id(id, hash),
         }
     }
 }
@@ -696,6 +697,8 @@ impl Index {
             return Ok(None);
         }
         let from = self.end.saturating_sub(self.id_window);
+        // Hashed once, if a file asks, for all the files searched.
+        let mut hash = None;
         // `lowest` came from `sealed_without_ids`, and segments are never
         // removed, so it is at most their count.
         let searched = self.segments.get(lowest as usize..);
@@ -706,7 +709,10 @@ impl Index {
             if base + (entry.len() as u64) <= from && entry.len() > 0 {
                 break;
             }
-            if let Some(slot) = entry.view()?.find_id(id) {
+            let found = entry
+                .view()?
+                .find_id(id, || *hash.get_or_insert_with(|| hash::id_hash(id)));
+            if let Some(slot) = found {
                 // The newest event with this id; older than the window means
                 // forgotten, even if its segment is still searched.
                 let position = base + u64::from(slot);
@@ -729,14 +735,27 @@ impl Index {
             return Ok(ordinal(sealed));
         }
         let from = self.end.saturating_sub(self.id_window);
+        // Hashed once, when a file first asks, for all the files searched:
+        // ids that grow with time never fall within a sealed file's range,
+        // random ones do in every file.
+        let mut hashes: Option<Vec<u64>> = None;
         for entry in self.segments.iter().take(sealed).rev() {
             let base = entry.segment.base_position();
             if base + (entry.len() as u64) <= from {
                 break;
             }
             let view = entry.view()?;
-            if ids.iter().any(|&id| view.find_id(id).is_some()) {
-                return Ok(0);
+            for (i, &id) in ids.iter().enumerate() {
+                let hash = || {
+                    hashes
+                        .get_or_insert_with(|| ids.iter().map(|&id| hash::id_hash(id)).collect())
+                        .get(i)
+                        .copied()
+                        .unwrap_or_else(|| hash::id_hash(id))
+                };
+                if view.find_id(id, hash).is_some() {
+                    return Ok(0);
+                }
             }
         }
         Ok(ordinal(sealed))
