@@ -282,7 +282,7 @@ impl EventData {
 /// An event as stored. Strings and bytes are views of the bytes its record
 /// was read from: of the mapped segment where it is sealed or synced, so
 /// reading does not copy payloads; otherwise of one copy made for the read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordedEvent {
     /// The stream the event belongs to.
@@ -307,6 +307,30 @@ pub struct RecordedEvent {
     /// The event was sealed for a subject that was forgotten since: its
     /// payload and metadata are gone and read as empty.
     pub erased: bool,
+}
+
+impl Clone for RecordedEvent {
+    /// Field by field, as derived, except that an event without tags (most
+    /// of them) skips the call that copies an empty list: subscribers
+    /// clone every event they are handed.
+    fn clone(&self) -> Self {
+        RecordedEvent {
+            stream: self.stream.clone(),
+            version: self.version,
+            position: self.position,
+            timestamp_nanos: self.timestamp_nanos,
+            id: self.id,
+            event_type: self.event_type.clone(),
+            tags: if self.tags.is_empty() {
+                Vec::new()
+            } else {
+                self.tags.clone()
+            },
+            metadata: self.metadata.clone(),
+            payload: self.payload.clone(),
+            erased: self.erased,
+        }
+    }
 }
 
 impl RecordedEvent {

@@ -319,10 +319,19 @@ fn rules_acknowledged_after_a_subscription_read_ahead_apply_to_what_it_buffered(
         Erase,
         MaxCountOne,
     }
+    /// How the subscribers take what they buffered after the rule: each
+    /// way has its own path to the buffer.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Taking {
+        Batches,
+        TryNext,
+        NextTimeout,
+    }
     for rule in [Rule::SoftDelete, Rule::Erase, Rule::MaxCountOne] {
         for subscribers in [1, 3] {
-            for batched in [false, true] {
-                let case = format!("{rule:?}, {subscribers} subscribers, batched {batched}");
+            for taking in [Taking::Batches, Taking::TryNext, Taking::NextTimeout] {
+                let batched = taking == Taking::Batches;
+                let case = format!("{rule:?}, {subscribers} subscribers, {taking:?}");
                 let dir = tempfile::tempdir().unwrap();
                 let store = Store::open(dir.path(), Options::default()).unwrap();
                 let events: Vec<EventData> = (0..4).map(|n| tagged("k", n)).collect();
@@ -368,8 +377,11 @@ fn rules_acknowledged_after_a_subscription_read_ahead_apply_to_what_it_buffered(
                         })
                         .flatten()
                         .collect()
-                    } else {
+                    } else if taking == Taking::TryNext {
                         std::iter::from_fn(|| subscription.try_next().unwrap()).collect()
+                    } else {
+                        std::iter::from_fn(|| subscription.next_timeout(Duration::ZERO).unwrap())
+                            .collect()
                     };
                     let of_stream: Vec<(u64, bool, usize)> = rest
                         .iter()

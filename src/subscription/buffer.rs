@@ -60,6 +60,19 @@ impl Buffer {
         }
     }
 
+    /// Hands out the next event when every event passes, so that none
+    /// after it needs a look.
+    pub(super) fn take_unfiltered(&mut self) -> Option<RecordedEvent> {
+        match self {
+            Buffer::Own(events) => events.next(),
+            Buffer::Shared { chunk, next, stop } => {
+                let event = chunk.events().get(*next..*stop)?.first()?.clone();
+                *next += 1;
+                Some(event)
+            }
+        }
+    }
+
     /// Drops the events that no longer pass: from an own buffer all of
     /// them; from a shared one those before the next that passes (the rest
     /// are checked as they come up).

@@ -51,6 +51,15 @@ impl Filter {
         Filter::default()
     }
 
+    /// Whether it sets no condition, so that every event passes it.
+    pub(super) fn is_all(&self) -> bool {
+        self.stream_prefix.is_none()
+            && self.event_types.is_none()
+            && self.event_type_prefix.is_none()
+            && self.query.is_none()
+            && self.predicate.is_none()
+    }
+
     /// Events of streams whose name starts with `prefix`, such as a
     /// category (`"order-"`).
     pub fn stream_prefix(prefix: impl Into<String>) -> Self {

@@ -315,7 +315,7 @@ impl Subscription {
         deadline: Option<Instant>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Option<RecordedEvent>> {
-        if self.wait_ready(deadline, interrupted)? {
+        if self.ready_as_buffered() || self.wait_ready(deadline, interrupted)? {
             self.take()
         } else {
             Ok(None)
@@ -427,7 +427,7 @@ impl Subscription {
         // What `take` would do to the event, on a copy: `None` if it
         // leaves the event as it is.
         let changed = |event: &RecordedEvent| -> Result<Option<RecordedEvent>> {
-            let sealed = event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX));
+            let sealed = is_sealed(event);
             let erased = retained.is_some_and(|r| !event.erased && r.is_erased(event));
             if !sealed && !erased {
                 return Ok(None);
@@ -501,17 +501,55 @@ impl Subscription {
     /// Hands out the next buffered event, its payload opened if it was
     /// sealed.
     fn take(&mut self) -> Result<Option<RecordedEvent>> {
-        let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
-        let Some(mut event) = self.buffer.take(&passes) else {
+        if self.passes_everything() {
+            if let Some(event) = self.buffer.first().filter(|e| !is_sealed(e)) {
+                self.probe.seen_below(event.position.saturating_add(1));
+                Probe::bump(&self.probe.events);
+                // Taken straight into what is returned: an event is large
+                // enough that each move of it costs more than these checks.
+                return Ok(self.buffer.take_unfiltered());
+            }
+        }
+        let taken = if self.passes_everything() {
+            self.buffer.take_unfiltered()
+        } else {
+            let passes = passes(&self.filter, self.retained.as_ref(), &*self.log, self.end());
+            self.buffer.take(&passes)
+        };
+        let Some(mut event) = taken else {
             return Ok(None);
         };
-        self.log.unseal(&mut event)?;
-        if let Some(retained) = &self.retained {
+        if is_sealed(&event) {
+            self.log.unseal(&mut event)?;
+        }
+        if let Some(retained) = self.retained.as_ref().filter(|r| !r.keeps_everything()) {
             retained.redact(std::slice::from_mut(&mut event));
         }
         self.probe.seen_below(event.position.saturating_add(1));
         Probe::bump(&self.probe.events);
         Ok(Some(event))
+    }
+
+    /// Whether every event it reads is delivered as read: no filter, and
+    /// rules that neither drop nor erase anything. Then handing out an
+    /// event needs no look at the events after it.
+    fn passes_everything(&self) -> bool {
+        self.filter.is_all()
+            && self
+                .retained
+                .as_ref()
+                .is_some_and(Retained::keeps_everything)
+    }
+
+    /// Whether the next event can be handed out as it is buffered: the
+    /// first look [`Subscription::fill`] takes, without its loop.
+    fn ready_as_buffered(&self) -> bool {
+        self.buffer.len() > 0
+            && !self.read_before_a_replacement()
+            && self
+                .log
+                .newest_lifecycle()
+                .is_none_or(|p| p < self.rules_end)
     }
 
     /// The notifier of the watermark this subscription follows.
@@ -751,6 +789,12 @@ fn read_all(
     let mut buffer = Buffer::Shared { chunk, next, stop };
     buffer.skip(passes);
     Ok((buffer, after, generation))
+}
+
+/// Whether `event` was sealed for a subject: only then can opening it
+/// change it.
+fn is_sealed(event: &RecordedEvent) -> bool {
+    event.tags.iter().any(|t| t.starts_with(SUBJECT_TAG_PREFIX))
 }
 
 fn missing(position: u64) -> Error {
