@@ -44,27 +44,23 @@ pub fn check_next(stream: &str, next_version: Option<u64>, found: u64) -> Result
     })
 }
 
-/// What a map of streams keeps for each: its summary, and maybe more.
-pub trait Summarized {
-    /// A stream first seen with `summary`.
-    fn from_summary(summary: StreamSummary) -> Self;
-    /// Its summary.
-    fn summary(&self) -> &StreamSummary;
-    /// Its summary, to update.
-    fn summary_mut(&mut self) -> &mut StreamSummary;
+/// A map of per-stream summaries that [`count_events`] keeps.
+pub trait Summaries {
+    /// The summary of `stream`, to update, and the name the summaries
+    /// share for it; `None` for a stream not seen yet.
+    fn known_mut(&mut self, stream: &str) -> Option<(&mut StreamSummary, Arc<str>)>;
+    /// Adds `name`, first seen with `summary`.
+    fn add(&mut self, name: Arc<str>, summary: StreamSummary);
 }
 
-impl Summarized for StreamSummary {
-    fn from_summary(summary: StreamSummary) -> Self {
-        summary
+impl<S: BuildHasher> Summaries for HashMap<Arc<str>, StreamSummary, S> {
+    fn known_mut(&mut self, stream: &str) -> Option<(&mut StreamSummary, Arc<str>)> {
+        let name = Arc::clone(self.get_key_value(stream)?.0);
+        self.get_mut(stream).map(|summary| (summary, name))
     }
 
-    fn summary(&self) -> &StreamSummary {
-        self
-    }
-
-    fn summary_mut(&mut self) -> &mut StreamSummary {
-        self
+    fn add(&mut self, name: Arc<str>, summary: StreamSummary) {
+        self.insert(name, summary);
     }
 }
 
@@ -72,32 +68,28 @@ impl Summarized for StreamSummary {
 /// segment `ordinal`, in the per-stream summaries of the segments read so
 /// far (in order). On a break the summary is left as it was and the break
 /// returned; `Ok` gives the name the summaries share.
-pub fn count_events<V: Summarized, S: BuildHasher>(
-    summaries: &mut HashMap<Arc<str>, V, S>,
+pub fn count_events(
+    summaries: &mut impl Summaries,
     stream: &str,
     ordinal: u32,
     first_version: u64,
     count: u64,
 ) -> Result<Arc<str>, VersionGap> {
-    if let Some((name, known)) = summaries.get_key_value(stream) {
-        check_next(stream, Some(known.summary().next_version), first_version)?;
-        let name = Arc::clone(name);
-        if let Some(known) = summaries.get_mut(stream) {
-            let summary = known.summary_mut();
-            summary.next_version = summary.next_version.saturating_add(count);
-            summary.last_segment = ordinal;
-        }
+    if let Some((summary, name)) = summaries.known_mut(stream) {
+        check_next(stream, Some(summary.next_version), first_version)?;
+        summary.next_version = summary.next_version.saturating_add(count);
+        summary.last_segment = ordinal;
         return Ok(name);
     }
     check_next(stream, None, first_version)?;
     let name: Arc<str> = Arc::from(stream);
-    summaries.insert(
+    summaries.add(
         Arc::clone(&name),
-        V::from_summary(StreamSummary {
+        StreamSummary {
             next_version: count,
             first_segment: ordinal,
             last_segment: ordinal,
-        }),
+        },
     );
     Ok(name)
 }

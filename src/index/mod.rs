@@ -95,28 +95,40 @@ pub struct StreamSummary {
     pub last_segment: u32,
 }
 
-/// What the heap keeps per stream: its summary, and where a lookup last
-/// found its record in an index file.
-#[derive(Debug, Default)]
+/// What the heap keeps per stream: its summary, where a lookup last found
+/// its record in an index file, and its name as the indexes share it.
+#[derive(Debug)]
 struct Known {
     summary: StreamSummary,
     found: hint::RecordHint,
+    name: Arc<str>,
 }
 
-impl continuity::Summarized for Known {
-    fn from_summary(summary: StreamSummary) -> Self {
+impl Known {
+    fn new(name: Arc<str>, summary: StreamSummary) -> Self {
         Known {
             summary,
             found: hint::RecordHint::default(),
+            name,
         }
     }
+}
 
-    fn summary(&self) -> &StreamSummary {
-        &self.summary
+/// Stream names as the map of summaries keys them: a name of up to 23
+/// bytes is held in the map's own entry, so finding a stream compares
+/// bytes already loaded instead of following a pointer to them, one cache
+/// miss less per lookup in a store of many streams.
+type StreamName = smol_str::SmolStr;
+
+impl continuity::Summaries for FastMap<StreamName, Known> {
+    fn known_mut(&mut self, stream: &str) -> Option<(&mut StreamSummary, Arc<str>)> {
+        let known = self.get_mut(stream)?;
+        let name = Arc::clone(&known.name);
+        Some((&mut known.summary, name))
     }
 
-    fn summary_mut(&mut self) -> &mut StreamSummary {
-        &mut self.summary
+    fn add(&mut self, name: Arc<str>, summary: StreamSummary) {
+        self.insert(StreamName::from(Arc::clone(&name)), Known::new(name, summary));
     }
 }
 
@@ -288,7 +300,7 @@ pub struct Index {
     // Names may come from outside (user ids, tenants): a randomly seeded
     // hasher, and a sorted set beside it for listing streams in order a
     // page at a time.
-    streams: FastMap<Arc<str>, Known>,
+    streams: FastMap<StreamName, Known>,
     names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
@@ -366,9 +378,7 @@ impl Index {
 
     /// The shared name of `stream`, if it has a summary.
     pub fn summary_name(&self, stream: &str) -> Option<Arc<str>> {
-        self.streams
-            .get_key_value(stream)
-            .map(|(k, _)| Arc::clone(k))
+        self.streams.get(stream).map(|known| Arc::clone(&known.name))
     }
 
     /// The last version of `stream` among all indexed events.
@@ -388,7 +398,9 @@ impl Index {
         self.names = streams.iter().map(|(name, _)| Arc::clone(name)).collect();
         self.streams = streams
             .into_iter()
-            .map(|(name, summary)| (name, continuity::Summarized::from_summary(summary)))
+            .map(|(name, summary)| {
+                (StreamName::from(Arc::clone(&name)), Known::new(name, summary))
+            })
             .collect();
     }
 
@@ -396,7 +408,7 @@ impl Index {
     pub fn snapshot_streams(&self) -> Vec<(Arc<str>, StreamSummary)> {
         self.names
             .iter()
-            .filter_map(|name| Some((Arc::clone(name), self.streams.get(name)?.summary)))
+            .filter_map(|name| Some((Arc::clone(name), self.streams.get(&**name)?.summary)))
             .collect()
     }
 

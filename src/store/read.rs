@@ -153,6 +153,9 @@ impl Store {
                 index.stream_locations(stream, end, range, &mut locations)
             })?;
             let removed = locations.iter().any(|l| l.segment.is_removed());
+            // At most one event per location: a lookup of one event
+            // allocates room for one, not the four a first push would.
+            events.reserve_exact(locations.len().min(want));
             let first = events.len();
             // A round after one that met removed events looks at more
             // versions than it may return.
