@@ -128,7 +128,10 @@ impl continuity::Summaries for FastMap<StreamName, Known> {
     }
 
     fn add(&mut self, name: Arc<str>, summary: StreamSummary) {
-        self.insert(StreamName::from(Arc::clone(&name)), Known::new(name, summary));
+        self.insert(
+            StreamName::from(Arc::clone(&name)),
+            Known::new(name, summary),
+        );
     }
 }
 
@@ -378,7 +381,9 @@ impl Index {
 
     /// The shared name of `stream`, if it has a summary.
     pub fn summary_name(&self, stream: &str) -> Option<Arc<str>> {
-        self.streams.get(stream).map(|known| Arc::clone(&known.name))
+        self.streams
+            .get(stream)
+            .map(|known| Arc::clone(&known.name))
     }
 
     /// The last version of `stream` among all indexed events.
@@ -399,7 +404,10 @@ impl Index {
         self.streams = streams
             .into_iter()
             .map(|(name, summary)| {
-                (StreamName::from(Arc::clone(&name)), Known::new(name, summary))
+                (
+                    StreamName::from(Arc::clone(&name)),
+                    Known::new(name, summary),
+                )
             })
             .collect();
     }
