@@ -309,6 +309,10 @@ impl Store {
         let state = self.state();
         let _one_at_a_time = state.scavenging.lock();
         let segments = state.index.read().rewritable_segments();
+        // The index-file job may still hold the newest of them open (its
+        // index is installed before its postings file is written): wait
+        // for it, so that what this replaces is closed when it returns.
+        drop(state.index_job.lock());
         let total = segments.len() as u64;
         let mut report = ScavengeReport::default();
         let mut pacer = Pacer::new(self.options().scavenge_bytes_per_second);

@@ -43,6 +43,11 @@ pub struct StoreState {
     pub retention: super::retention::Retention,
     /// Held by the one scavenge that may run at a time.
     pub scavenging: Mutex<()>,
+    /// Held by the job writing a sealed segment's index files for as long
+    /// as it holds the segment open. A scavenge takes it before replacing
+    /// segments, so that no replaced file stays open in that job and its
+    /// space is given back when the scavenge returns.
+    pub index_job: Mutex<()>,
     /// Sealed segments, by base position, that a scavenge found holding
     /// nothing dead, and under what.
     pub clean_segments: Mutex<std::collections::HashMap<u64, super::scavenge::CleanStamp>>,
@@ -85,6 +90,7 @@ impl StoreState {
             durable_progress: Progress::default(),
             retention: super::retention::Retention::default(),
             scavenging: Mutex::new(()),
+            index_job: Mutex::new(()),
             last_background_scavenge: Mutex::new(None),
             clean_segments: Mutex::default(),
             read_ahead: ReadAhead::default(),

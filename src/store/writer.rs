@@ -630,6 +630,7 @@ impl Writer {
         self.join_indexing();
         let state = Arc::clone(&self.state);
         let job = move || {
+            let busy = state.index_job.lock();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 enter_span!(_span = "evstore.index_file", segment = sealed.ordinal);
                 state.injected_panic(PanicPoint::IndexWriter);
@@ -659,6 +660,10 @@ impl Writer {
                 }
                 persist_postings(&state, &sealed);
             }));
+            // The segment is let go before a scavenge waiting on `busy`
+            // may replace it.
+            drop(sealed);
+            drop(busy);
             if let Err(payload) = outcome {
                 state.fail_with_panic("the index-file thread", payload.as_ref());
             }
