@@ -138,16 +138,6 @@ impl OsFile {
         // `io::Error` the way a failed `pread` (EIO) is.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file)? };
-        // Lookups jump between the maps of dozens of files; with 4 KiB
-        // pages nearly every jump misses the TLB, and its page-table walk
-        // misses the cache too. Asked for huge pages, the kernel reads
-        // these files into the page cache in 2 MiB folios, where the file
-        // system supports them, and maps each with one entry. Advice only:
-        // where it is refused (or transparent huge pages are turned off,
-        // `/sys/kernel/mm/transparent_hugepage/enabled` = `never`), maps
-        // keep 4 KiB pages and nothing else changes.
-        #[cfg(target_os = "linux")]
-        let _ = map.advise(memmap2::Advice::HugePage);
         Ok(Bytes::from_owner(map))
     }
 }
