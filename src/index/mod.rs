@@ -18,6 +18,7 @@ pub mod directory;
 pub mod file;
 pub mod hash;
 pub mod hint;
+mod known;
 mod lookup;
 pub mod matching;
 pub mod memory;
@@ -34,6 +35,7 @@ use crate::log::Segment;
 use directory::EarlierIndex;
 use file::{IndexFile, StreamPart};
 use hash::{HashKind, StreamKey};
+use known::KnownStreams;
 use matching::{PostingsCell, PostingsFiles, SealedPostings};
 use memory::{FastMap, MemIndex, MemStream};
 pub use persisted::Persisted;
@@ -93,46 +95,6 @@ pub struct StreamSummary {
     pub first_segment: u32,
     /// Ordinal of the last segment holding its events.
     pub last_segment: u32,
-}
-
-/// What the heap keeps per stream: its summary, where a lookup last found
-/// its record in an index file, and its name as the indexes share it.
-#[derive(Debug)]
-struct Known {
-    summary: StreamSummary,
-    found: hint::RecordHint,
-    name: Arc<str>,
-}
-
-impl Known {
-    fn new(name: Arc<str>, summary: StreamSummary) -> Self {
-        Known {
-            summary,
-            found: hint::RecordHint::default(),
-            name,
-        }
-    }
-}
-
-/// Stream names as the map of summaries keys them: a name of up to 23
-/// bytes is held in the map's own entry, so finding a stream compares
-/// bytes already loaded instead of following a pointer to them, one cache
-/// miss less per lookup in a store of many streams.
-type StreamName = smol_str::SmolStr;
-
-impl continuity::Summaries for FastMap<StreamName, Known> {
-    fn known_mut(&mut self, stream: &str) -> Option<(&mut StreamSummary, Arc<str>)> {
-        let known = self.get_mut(stream)?;
-        let name = Arc::clone(&known.name);
-        Some((&mut known.summary, name))
-    }
-
-    fn add(&mut self, name: Arc<str>, summary: StreamSummary) {
-        self.insert(
-            StreamName::from(Arc::clone(&name)),
-            Known::new(name, summary),
-        );
-    }
 }
 
 /// The index of one segment.
@@ -303,7 +265,7 @@ pub struct Index {
     // Names may come from outside (user ids, tenants): a randomly seeded
     // hasher, and a sorted set beside it for listing streams in order a
     // page at a time.
-    streams: FastMap<StreamName, Known>,
+    streams: KnownStreams,
     names: BTreeSet<Arc<str>>,
     segments: Vec<SegmentEntry>,
     hash_kind: HashKind,
@@ -403,12 +365,7 @@ impl Index {
         self.names = streams.iter().map(|(name, _)| Arc::clone(name)).collect();
         self.streams = streams
             .into_iter()
-            .map(|(name, summary)| {
-                (
-                    StreamName::from(Arc::clone(&name)),
-                    Known::new(name, summary),
-                )
-            })
+            .map(|(name, summary)| known::entry(name, summary))
             .collect();
     }
 
