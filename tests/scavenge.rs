@@ -368,3 +368,40 @@ fn segments_found_clean_are_not_read_again_until_a_deletion_or_a_forget_can_chan
     let with_count = store.scavenge().unwrap();
     assert_eq!(with_count.segments_unchanged, 0, "{with_count:?}");
 }
+
+#[test]
+fn a_read_only_store_reports_what_is_left_to_reclaim_right_after_the_writer_scavenged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    fill(&store, 0..400);
+    store
+        .delete_stream("s1", ExpectedVersion::Any, DeleteMode::Soft)
+        .unwrap();
+    fill(&store, 400..420);
+    store.flush().unwrap();
+    let reader = Store::open_read_only(dir.path(), options()).unwrap();
+    let before = reader.reclaimable().unwrap();
+    assert!(
+        before.segments_rewritten + before.segments_removed > 0 && before.events_redacted > 0,
+        "{before:?}"
+    );
+    assert_eq!(
+        store.reclaimable().unwrap().events_redacted,
+        before.events_redacted
+    );
+
+    store.scavenge().unwrap();
+    // Asked again at once, long before its periodic look for replaced
+    // files, the reader sees the rewritten segments: nothing left to take.
+    let after = reader.reclaimable().unwrap();
+    assert_eq!(
+        (
+            after.segments_rewritten,
+            after.segments_removed,
+            after.events_redacted
+        ),
+        (0, 0, 0),
+        "{after:?}"
+    );
+    assert_eq!(snapshot(&reader), snapshot(&store));
+}

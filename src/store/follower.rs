@@ -95,6 +95,17 @@ impl Follower {
         self.durable
     }
 
+    /// [`Follower::poll`], then a look for segment files a scavenge
+    /// replaced however recent the last one was: for questions about the
+    /// files themselves (what a scavenge would take out), which must not
+    /// count what the writer's scavenge already did.
+    pub fn poll_and_look_for_replaced(&mut self, shared: &StoreState) -> Result<()> {
+        self.poll(shared)?;
+        self.adopt_replaced_segments(shared);
+        self.replaced_looked_at = Instant::now();
+        Ok(())
+    }
+
     /// Reads the batches written since the last poll into `shared`'s index
     /// and raises its watermarks, waking subscribers. A batch still being
     /// written (or torn) is left for a later poll.

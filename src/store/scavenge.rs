@@ -294,6 +294,11 @@ impl Store {
     ///
     /// [`Error::Corrupted`] or [`Error::Io`] if a segment cannot be read.
     pub fn reclaimable(&self) -> Result<ScavengeReport> {
+        if let Some(follower) = &self.inner.follower {
+            // A read-only store looks at the files as they are now, not as
+            // they were before the writer's last scavenge.
+            follower.lock().poll_and_look_for_replaced(self.state())?;
+        }
         let mut report = self.scavenge_segments(true, |_, _| {})?;
         if let Some((_, dead)) = self.active_segment_all_dead()? {
             report.active_dead_events = dead;
