@@ -15,6 +15,9 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// Commands a group has room for before it grows (see [`Barrier::take_group`]).
+const GROUP_CAPACITY: usize = 64;
+
 /// A command waiting at the barrier.
 pub trait Queued {
     /// Bytes the command adds to the queue and to a group.
@@ -235,7 +238,9 @@ impl<C: Queued> Barrier<C> {
                 }
             }
         }
-        let mut group = Vec::new();
+        // Room for a typical group up front rather than growing push by
+        // push; a long queue may be cut short by the byte limit.
+        let mut group = Vec::with_capacity(queue.commands.len().min(GROUP_CAPACITY));
         let mut taken = 0usize;
         while let Some(command) = queue.commands.front() {
             let bytes = command.bytes();

@@ -197,10 +197,12 @@ impl Writer {
         // Every reply waits for the end of the group, after its sync and
         // durable mark: a lone appender then always sees the same sequence
         // of file operations, which makes crash tests reproducible.
-        let mut replies: Replies = Vec::new();
-        let mut sync_waiters = Vec::new();
+        // Sized for the group up front: grown push by push, these vectors
+        // were reallocated several times in every group.
+        let mut replies: Replies = Vec::with_capacity(appends.len());
+        let mut sync_waiters = Vec::with_capacity(appends.len());
         let mut failure: Option<Error> = None;
-        let mut staged: Vec<Staged> = Vec::new();
+        let mut staged: Vec<Staged> = Vec::with_capacity(appends.len());
         let mut deferred = Vec::new();
 
         let state = Arc::clone(&self.state);
@@ -291,7 +293,7 @@ impl Writer {
         }
 
         // Durable commits count once a sync has made them so.
-        let mut durable_written = Vec::new();
+        let mut durable_written = Vec::with_capacity(staged.len());
         if !staged.is_empty() {
             match self.write_staged(&staged) {
                 Ok(()) => {
