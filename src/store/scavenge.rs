@@ -316,8 +316,11 @@ impl Store {
         let segments = state.index.read().rewritable_segments();
         // The index-file job may still hold the newest of them open (its
         // index is installed before its postings file is written): wait
-        // for it, so that what this replaces is closed when it returns.
-        drop(state.index_job.lock());
+        // for it, so that what this replaces is closed when it returns. A
+        // dry run replaces nothing and does not wait.
+        if !dry_run {
+            drop(state.index_job.lock());
+        }
         let total = segments.len() as u64;
         let mut report = ScavengeReport::default();
         let mut pacer = Pacer::new(self.options().scavenge_bytes_per_second);
