@@ -59,6 +59,9 @@ pub struct Options {
     /// Bytes behind the end of what is synced that the writer leaves in the
     /// page cache; `None` leaves everything.
     pub(crate) page_cache_window: Option<u64>,
+    /// Zero-fill the next segment while the log is written at most this
+    /// many bytes a second; `None` never.
+    pub(crate) zero_fill_below: Option<u64>,
     /// Preallocate the next segment on a helper thread.
     #[cfg(feature = "testing")]
     background_preallocation: bool,
@@ -117,6 +120,7 @@ impl Default for Options {
             max_tags_per_event: 64,
             idempotency_window: 1_000_000,
             page_cache_window: Some(8 << 20),
+            zero_fill_below: Some(32 << 20),
             #[cfg(feature = "testing")]
             background_preallocation: true,
             #[cfg(feature = "testing")]
@@ -292,6 +296,35 @@ impl Options {
     #[must_use]
     pub fn page_cache_window(mut self, bytes: Option<u64>) -> Self {
         self.page_cache_window = bytes;
+        self
+    }
+
+    /// Write the next segment's blocks with zeros before it takes events,
+    /// if the active segment fills at no more than `bytes_per_second`
+    /// (default 32 MiB/s); `None` never does.
+    ///
+    /// A segment's space is reserved with `fallocate`, which leaves its
+    /// blocks marked unwritten, so the first sync after each write into
+    /// them also commits an extent change to the file system's journal.
+    /// Blocks written once need no such change. Zero-filling them ahead
+    /// makes each sync cheaper (which is what small, frequent durable
+    /// appends wait for) but writes every byte of the log twice (which
+    /// appends that keep the disk busy pay for). So the thread preparing
+    /// the next segment watches the active one fill for a second and
+    /// zero-fills only below this rate, pausing between chunks so that the
+    /// zeros take at most a quarter of the disk's time, and stopping as
+    /// soon as the writer needs the segment. [`crate::Metrics`] counts the
+    /// segments zero-filled. Where the file system refuses direct I/O
+    /// (tmpfs) nothing is zeroed. The first segment of a new store is not
+    /// zero-filled, so creating a store stays quick.
+    ///
+    /// ```
+    /// let options = evstore::Options::default().zero_fill_below(None);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn zero_fill_below(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.zero_fill_below = bytes_per_second;
         self
     }
 

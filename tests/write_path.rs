@@ -1,6 +1,6 @@
 //! What the append path does to make writes cheap, checked for what it must
-//! not break: default ids, segment preallocation, and the page cache the
-//! writer hands back.
+//! not break: default ids, segment preallocation and zero-filling, and the
+//! page cache the writer hands back.
 
 use evstore::storage::{OsStorage, SimDisk, Storage};
 use evstore::{Direction, Durability, EventData, ExpectedVersion, Options, Store};
@@ -168,5 +168,49 @@ fn writes_padded_to_their_page_never_grow_a_segment_past_its_size() {
         assert_eq!(bytes.len() as u64, SEGMENT, "{}", path.display());
     }
     let store = Store::open(Path::new("/store"), options()).expect("reopen");
+    assert_eq!(read_all(&store), payloads);
+}
+
+/// Whether `dir` is on a tmpfs, which refuses the direct I/O that
+/// zero-filling uses.
+fn on_tmpfs(dir: &Path) -> bool {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    rustix::fs::statfs(dir).is_ok_and(|s| u64::try_from(s.f_type).is_ok_and(|t| t == TMPFS_MAGIC))
+}
+
+#[test]
+fn an_idle_writers_next_segment_is_zero_filled_and_then_takes_events_intact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if on_tmpfs(dir.path()) {
+        return;
+    }
+    let options = || Options::default().segment_size(1 << 20);
+    let store = Store::open(dir.path(), options()).expect("open");
+    store
+        .append(
+            "filled",
+            ExpectedVersion::Any,
+            &[EventData::new("Filled", &b"first"[..])],
+        )
+        .expect("append");
+    // The preparer watches the idle segment for a second, finds it slow
+    // enough, and zero-fills the next one in paced chunks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while store.metrics().segments.zero_filled == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next segment of an idle store was not zero-filled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut payloads = vec![b"first".to_vec()];
+    payloads.extend(fill(&store, Durability::Sync));
+    assert!(
+        store.metrics().segments.sealed >= 2,
+        "the zero-filled segment was not used"
+    );
+    assert_eq!(read_all(&store), payloads);
+    store.close().expect("close");
+    let store = Store::open(dir.path(), options()).expect("reopen");
     assert_eq!(read_all(&store), payloads);
 }

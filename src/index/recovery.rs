@@ -11,13 +11,14 @@ use super::memory::MemIndex;
 use super::{removed, Index, Persisted, SealedSegment, SegmentIndex};
 use crate::error::{Error, Result};
 use crate::log::{
-    clear_torn_tail, parse_segment_file_name, record, scan_segment, segment_file_name,
+    clear_torn_tail, parse_segment_file_name, record, scan_segment, segment_file_name, zero_fill,
     PreparedSegment, Segment, SegmentRole, TEMP_SUFFIX,
 };
 use crate::storage::{child, replace_file, write_and_rename, Storage};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// How the log is opened.
@@ -247,6 +248,7 @@ pub fn recover(
     id_window: u64,
     hash_kind: HashKind,
     mode: OpenMode,
+    zero_fill_new_segment: bool,
 ) -> Result<Recovered> {
     let read_only = mode == OpenMode::ReadOnly;
     let names = storage
@@ -546,8 +548,17 @@ pub fn recover(
         seg.mark_synced(end);
         (seg, end, recorded)
     } else {
+        // With no rate to judge by, a new store's first segment is
+        // zero-filled if zero-filling is on at all: small appends are what
+        // most stores start with (see `crate::log::zero_fill`).
         let seg = PreparedSegment::create(storage.as_ref(), dir, segment_size)
-            .and_then(|p| p.install(storage.as_ref(), dir, next_position))
+            .and_then(|p| {
+                if zero_fill_new_segment {
+                    // A failed fill leaves blocks merely reserved.
+                    let _ = zero_fill::fill(p.file(), segment_size, &AtomicBool::new(false), false);
+                }
+                p.install(storage.as_ref(), dir, next_position)
+            })
             .map_err(|e| Error::io_or_no_space("creating a segment", e))?;
         let seg = Arc::new(seg);
         let active = index.new_active(0);

@@ -8,11 +8,14 @@ use super::record::{
     SEGMENT_HEADER_LEN,
 };
 use super::segment::{now_nanos, PreparedSegment, Segment};
+use super::zero_fill;
 use crate::storage::Storage;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Room kept at the end of every segment for a durable mark and the seal.
 pub const TAIL_RESERVE: u64 = 2 * BATCH_HEADER_LEN as u64;
@@ -49,46 +52,86 @@ pub enum WriteFailure {
     Failed(io::Error),
 }
 
+/// How the next segment's file is prepared.
+#[derive(Debug, Clone)]
+pub struct Preparation {
+    /// Where segment files are made.
+    pub storage: Arc<dyn Storage>,
+    /// The segments directory.
+    pub dir: PathBuf,
+    /// Prepare on a helper thread while the active segment fills.
+    pub background: bool,
+    /// Zero-fill the next segment while the active one fills at most this
+    /// many bytes a second (see [`super::zero_fill`]).
+    pub zero_fill_below: Option<u64>,
+    /// Counts the segments zero-filled.
+    pub zero_filled: Arc<AtomicU64>,
+}
+
 /// The next segment's file, prepared ahead of time.
 struct Preallocation {
-    storage: Arc<dyn Storage>,
-    dir: PathBuf,
+    how: Preparation,
     capacity: u64,
-    background: bool,
-    pending: Option<JoinHandle<io::Result<PreparedSegment>>>,
+    /// The preparing thread, and what stops it short of zero-filling.
+    pending: Option<(JoinHandle<io::Result<PreparedSegment>>, Arc<AtomicBool>)>,
 }
 
 impl Preallocation {
-    /// Starts preparing the next file on its own thread, if enabled.
-    fn start(&mut self) {
-        if !self.background {
+    /// Starts preparing the next file on its own thread, if enabled, while
+    /// `active` fills.
+    fn start(&mut self, active: &Arc<Segment>) {
+        if !self.how.background {
             return;
         }
-        let storage = Arc::clone(&self.storage);
-        let dir = self.dir.clone();
+        let how = self.how.clone();
         let capacity = self.capacity;
+        let active = Arc::clone(active);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         self.pending = std::thread::Builder::new()
             .name("evstore-prealloc".into())
-            .spawn(move || PreparedSegment::create(storage.as_ref(), &dir, capacity))
-            .ok();
+            .spawn(move || {
+                let started = Instant::now();
+                let synced_before = active.synced_len();
+                let prepared = PreparedSegment::create(how.storage.as_ref(), &how.dir, capacity)?;
+                if how.zero_fill_below.is_some() && !zero_fill::watch(started, &stopped) {
+                    let written = active.synced_len().saturating_sub(synced_before);
+                    if zero_fill::slow_enough(how.zero_fill_below, written, started.elapsed())
+                        // A failed fill leaves blocks merely reserved,
+                        // which is correct, only slower to sync.
+                        && zero_fill::fill(prepared.file(), capacity, &stopped, true).unwrap_or(false)
+                    {
+                        how.zero_filled.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(prepared)
+            })
+            .ok()
+            .map(|handle| (handle, stop));
+    }
+
+    /// Stops the preparing thread short of zero-filling (or of more of it)
+    /// and waits for it.
+    fn stop(&mut self) -> Option<std::thread::Result<io::Result<PreparedSegment>>> {
+        let (handle, stop) = self.pending.take()?;
+        stop.store(true, Ordering::Release);
+        handle.thread().unpark();
+        Some(handle.join())
     }
 
     /// The prepared file, made now if the background attempt failed (for
     /// example for lack of space, which may have passed) or panicked.
     fn take(&mut self) -> io::Result<PreparedSegment> {
-        if let Some(handle) = self.pending.take() {
-            if let Ok(Ok(prepared)) = handle.join() {
-                return Ok(prepared);
-            }
+        if let Some(Ok(Ok(prepared))) = self.stop() {
+            return Ok(prepared);
         }
-        PreparedSegment::create(self.storage.as_ref(), &self.dir, self.capacity)
+        PreparedSegment::create(self.how.storage.as_ref(), &self.how.dir, self.capacity)
     }
 
-    /// Waits for a background preparation to end.
+    /// Waits for a background preparation to end (at close), without
+    /// zero-filling.
     fn finish(&mut self) {
-        if let Some(handle) = self.pending.take() {
-            let _ = handle.join();
-        }
+        let _ = self.stop();
     }
 }
 
@@ -120,19 +163,15 @@ impl ActiveSegment {
         write_offset: u64,
         next_position: u64,
         recorded_durable: u64,
-        storage: Arc<dyn Storage>,
-        dir: PathBuf,
-        background_preallocation: bool,
+        preparation: Preparation,
     ) -> Self {
         let capacity = segment.capacity();
         let mut preallocation = Preallocation {
-            storage,
-            dir,
+            how: preparation,
             capacity,
-            background: background_preallocation,
             pending: None,
         };
-        preallocation.start();
+        preallocation.start(&segment);
         ActiveSegment {
             segment,
             write_offset,
@@ -362,7 +401,7 @@ impl ActiveSegment {
         self.staged_from = self.next_position;
         self.staged_durable = 0;
         self.recorded_durable = 0;
-        self.preallocation.start();
+        self.preallocation.start(&segment);
         Ok(segment)
     }
 
@@ -397,9 +436,13 @@ mod tests {
             SEGMENT_HEADER_LEN as u64,
             0,
             0,
-            storage,
-            dir.to_path_buf(),
-            false,
+            Preparation {
+                storage,
+                dir: dir.to_path_buf(),
+                background: false,
+                zero_fill_below: None,
+                zero_filled: Arc::default(),
+            },
         )
     }
 

@@ -12,8 +12,9 @@ mod recovery;
 mod redaction;
 mod removal;
 mod segment;
+pub mod zero_fill;
 
-pub use active::{max_batch_len, ActiveSegment, StagedBatch, WriteFailure};
+pub use active::{max_batch_len, ActiveSegment, Preparation, StagedBatch, WriteFailure};
 #[cfg(feature = "async")]
 pub use barrier::Refused;
 pub use barrier::{Barrier, Leader, Limits, Next, Queued, Role};

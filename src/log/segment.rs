@@ -121,6 +121,11 @@ impl PreparedSegment {
         })
     }
 
+    /// The file being prepared.
+    pub fn file(&self) -> &dyn StorageFile {
+        self.file.as_ref()
+    }
+
     /// Turns the file into the segment starting at `base_position`: header
     /// written and synced, renamed to its final name, directory synced.
     pub fn install(
@@ -358,6 +363,14 @@ impl Segment {
         let from = self.cache_released.fetch_max(upto, Ordering::AcqRel);
         if upto > from {
             self.file.release_cache(from, upto - from);
+        }
+    }
+
+    /// Bytes of the segment known to be synced: its capacity once sealed.
+    pub fn synced_len(&self) -> u64 {
+        match self.map_limit.load(Ordering::Acquire) {
+            SEALED => self.capacity,
+            synced => synced,
         }
     }
 

@@ -161,6 +161,20 @@ pub trait StorageFile: Send + Sync + Debug {
     /// system's error.
     fn allocate(&self, len: u64) -> io::Result<()>;
 
+    /// Writes zeros over `from..to` of allocated space, so that later writes
+    /// there land in blocks already written once, which a sync then need
+    /// not record in the file system's metadata. An optimisation only:
+    /// returns `false` if the back end does not do it (the default), and a
+    /// back end may write a little less than asked (whole blocks only).
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    fn write_zeros(&self, from: u64, to: u64) -> io::Result<bool> {
+        let _ = (from, to);
+        Ok(false)
+    }
+
     /// Tells the operating system that the cached pages of
     /// `offset..offset + len` will not be read soon, so it may drop them (an
     /// advice: nothing is lost, and the bytes are read from the disk when

@@ -176,7 +176,11 @@ impl StorageFile for OsFile {
             current,
             len - current,
         )?;
-        write_zeros_directly(&self.path, current, len)
+        Ok(())
+    }
+
+    fn write_zeros(&self, from: u64, to: u64) -> io::Result<bool> {
+        write_zeros_directly(&self.path, from, to)
     }
 
     fn release_cache(&self, offset: u64, len: u64) {
@@ -248,19 +252,19 @@ impl StorageFile for OsFile {
 /// I/O (`EINVAL`: tmpfs, some network file systems) the blocks stay merely
 /// reserved, which is correct, only slower to sync.
 #[cfg(target_os = "linux")]
-fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<()> {
+fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<bool> {
     use rustix::fs::{Mode, OFlags};
     use rustix::io::Errno;
     const BLOCK: u64 = 4096;
     const CHUNK: usize = 1 << 20;
     let (start, end) = (from.next_multiple_of(BLOCK), to / BLOCK * BLOCK);
     if start >= end {
-        return Ok(());
+        return Ok(true);
     }
     let flags = OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::INVAL) => return Ok(()),
+        Err(Errno::INVAL) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
     // An anonymous map is zeroed and page-aligned, as direct I/O needs.
@@ -269,23 +273,23 @@ fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<()> {
     while at < end {
         let n = usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
         let Some(chunk) = zeros.get(..n) else {
-            return Ok(());
+            return Ok(false);
         };
         match rustix::io::pwrite(&fd, chunk, at) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => at += written as u64,
             Err(Errno::INTR) => {}
             // Alignment the device refuses: leave the rest reserved only.
-            Err(Errno::INVAL) => return Ok(()),
+            Err(Errno::INVAL) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Without direct I/O the reserved blocks stay unwritten (see the Linux
 /// version for what that costs).
 #[cfg(not(target_os = "linux"))]
-fn write_zeros_directly(_path: &Path, _from: u64, _to: u64) -> io::Result<()> {
-    Ok(())
+fn write_zeros_directly(_path: &Path, _from: u64, _to: u64) -> io::Result<bool> {
+    Ok(false)
 }

@@ -106,6 +106,7 @@ impl Store {
                 index_files_written: load(&t.index_files_written),
                 index_files_repaired: index.repairs().count.load(Ordering::Relaxed),
                 index_write_failures: load(&state.index_write_failures),
+                zero_filled: load(&state.zero_filled_segments),
             };
         }
         (subscribers, projections) = self.probe_metrics(&state.probes.live());

@@ -14,7 +14,7 @@ use crate::index::matching::PostingsFiles;
 use crate::index::recovery::{self, OpenMode, Recovered};
 use crate::key_store::KeyStore;
 use crate::layout::{CHECKPOINTS_DIR, LOCK_FILE, SEGMENTS_DIR, SNAPSHOTS_DIR};
-use crate::log::ActiveSegment;
+use crate::log::{ActiveSegment, Preparation};
 use crate::options::{Options, PanicPoint};
 use crate::snapshot::Snapshots;
 use crate::storage::child;
@@ -89,14 +89,9 @@ impl Store {
                 io::Error::other("recovery left no segment to append to"),
             ));
         };
-        let active = ActiveSegment::new(
-            segment,
-            recovered.write_offset,
-            recovered.next_position,
-            recovered.recorded_durable,
-            Arc::clone(&storage),
-            segments_dir.clone(),
+        let (background, zero_fill_below) = (
             options.preallocates_in_background(),
+            options.zero_fill_below,
         );
         let parts = Parts::new(&dir, &options);
         let state = Arc::new(StoreState::new(
@@ -105,6 +100,19 @@ impl Store {
             recovered.index,
             recovered.next_position,
         ));
+        let active = ActiveSegment::new(
+            segment,
+            recovered.write_offset,
+            recovered.next_position,
+            recovered.recorded_durable,
+            Preparation {
+                storage: Arc::clone(&storage),
+                dir: state.segments_dir.clone(),
+                background,
+                zero_fill_below,
+                zero_filled: Arc::clone(&state.zero_filled_segments),
+            },
+        );
         let mut writer = Writer::new(Arc::clone(&state), active);
         // Recovery synced what a crash left past the segment's last mark: a
         // mark says so now, so that readers in other processes (which trust
@@ -292,6 +300,7 @@ fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result
         options.idempotency_window as u64,
         hash_kind,
         mode,
+        options.zero_fill_below.is_some(),
     )?;
     recovered.index.set_postings_files(PostingsFiles {
         storage: Arc::clone(&options.storage),

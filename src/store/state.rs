@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// State shared by the store handles, readers, subscriptions, the
@@ -32,6 +33,8 @@ pub struct StoreState {
     pub durable: AtomicU64,
     /// Index files that could not be written after a seal.
     pub index_write_failures: AtomicU64,
+    /// Segments zero-filled before taking events.
+    pub zero_filled_segments: Arc<AtomicU64>,
     /// Wakes subscribers that follow `written` when it moves.
     pub written_progress: Progress,
     /// Wakes subscribers that follow `durable` when it moves.
@@ -86,6 +89,7 @@ impl StoreState {
             written: AtomicU64::new(next_position),
             durable: AtomicU64::new(next_position),
             index_write_failures: AtomicU64::new(0),
+            zero_filled_segments: Arc::default(),
             written_progress: Progress::default(),
             durable_progress: Progress::default(),
             retention: super::retention::Retention::default(),

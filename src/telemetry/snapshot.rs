@@ -127,6 +127,9 @@ pub struct SegmentMetrics {
     /// Index or postings files that could not be written (the next open
     /// rebuilds them).
     pub index_write_failures: u64,
+    /// Segments written with zeros before taking events (see
+    /// [`crate::Options::zero_fill_below`]).
+    pub zero_filled: u64,
 }
 
 /// One live subscription; see [`Metrics::subscribers`].
