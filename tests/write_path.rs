@@ -171,8 +171,8 @@ fn writes_padded_to_their_page_never_grow_a_segment_past_its_size() {
     assert_eq!(read_all(&store), payloads);
 }
 
-/// Whether `dir` is on a tmpfs, which refuses the direct I/O that
-/// zero-filling uses.
+/// Whether `dir` is on a tmpfs, which before Linux 6.6 refuses the direct
+/// I/O that zero-filling uses.
 fn on_tmpfs(dir: &Path) -> bool {
     const TMPFS_MAGIC: u64 = 0x0102_1994;
     rustix::fs::statfs(dir).is_ok_and(|s| u64::try_from(s.f_type).is_ok_and(|t| t == TMPFS_MAGIC))

@@ -248,9 +248,10 @@ impl StorageFile for OsFile {
 /// data. Blocks already written once need no metadata at their sync: on
 /// ext4 that took writes of 36 KiB, each followed by `fdatasync`, from
 /// about 6,000 to about 10,000 a second. Direct writes of zeros cost little
-/// CPU and leave no dirty pages behind. Where the file system refuses direct
-/// I/O (`EINVAL`: tmpfs, some network file systems) the blocks stay merely
-/// reserved, which is correct, only slower to sync.
+/// CPU and leave no dirty pages behind. Where the file system refuses
+/// direct I/O (`EINVAL`: tmpfs before Linux 6.6, some network file
+/// systems) the blocks stay merely reserved, which is correct, only slower
+/// to sync; then this returns `false`.
 #[cfg(target_os = "linux")]
 fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<bool> {
     use rustix::fs::{Mode, OFlags};
