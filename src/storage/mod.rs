@@ -175,6 +175,15 @@ pub trait StorageFile: Send + Sync + Debug {
         Ok(false)
     }
 
+    /// Asks the operating system to start writing the cached pages of
+    /// `offset..offset + len` to the disk now, without waiting for them:
+    /// a sync that follows then finds part of the work done. A hint only:
+    /// it makes nothing durable, and errors are left to that sync, which
+    /// reports them. The default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// Tells the operating system that the cached pages of
     /// `offset..offset + len` will not be read soon, so it may drop them (an
     /// advice: nothing is lost, and the bytes are read from the disk when

@@ -183,6 +183,10 @@ impl StorageFile for OsFile {
         write_zeros_directly(&self.path, from, to)
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(&self.file, offset, len);
+    }
+
     fn release_cache(&self, offset: u64, len: u64) {
         // `None` would mean "to the end of the file".
         if len == 0 {
@@ -252,6 +256,29 @@ impl StorageFile for OsFile {
 /// direct I/O (`EINVAL`: tmpfs before Linux 6.6, some network file
 /// systems) the blocks stay merely reserved, which is correct, only slower
 /// to sync; then this returns `false`.
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queues the range's dirty
+/// pages for writing and returns. Its result is ignored on purpose: the
+/// `fdatasync` that follows reports any write error, and this call alone
+/// never makes anything durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (offset.try_into(), len.try_into()) else {
+        return;
+    };
+    // SAFETY: `sync_file_range` takes a file descriptor and integers, and
+    // touches no memory of this process; the descriptor is `file`'s, open
+    // for as long as the borrow lasts. On a bad range or descriptor it
+    // fails with an error code.
+    #[allow(unsafe_code)]
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
 #[cfg(target_os = "linux")]
 fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<bool> {
     use rustix::fs::{Mode, OFlags};
@@ -293,4 +320,42 @@ fn write_zeros_directly(path: &Path, from: u64, to: u64) -> io::Result<bool> {
 #[cfg(not(target_os = "linux"))]
 fn write_zeros_directly(_path: &Path, _from: u64, _to: u64) -> io::Result<bool> {
     Ok(false)
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_writeback_of_any_range_leaves_the_bytes_and_the_sync_intact() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("file");
+        let file = OsStorage.open_file(&path, true).expect("create");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(file.write_at(&bytes, 4096).expect("write"), bytes.len());
+        // Ranges past the end, empty, or beyond what the system call takes
+        // are all only hints: none may fail or change the file.
+        for (offset, len) in [
+            (4096, bytes.len() as u64),
+            (0, 0),
+            (1 << 40, 4096),
+            (u64::MAX, u64::MAX),
+            (0, u64::MAX),
+        ] {
+            file.start_writeback(offset, len);
+        }
+        file.sync_data().expect("sync after the hints");
+        assert_eq!(file.len().expect("len"), 4096 + bytes.len() as u64);
+        let mut back = vec![0u8; bytes.len()];
+        let mut at = 0;
+        while at < back.len() {
+            let n = file
+                .read_at(&mut back[at..], 4096 + at as u64)
+                .expect("read");
+            assert!(n > 0, "short file");
+            at += n;
+        }
+        assert_eq!(back, bytes);
+    }
 }

@@ -295,7 +295,11 @@ impl Writer {
         // Durable commits count once a sync has made them so.
         let mut durable_written = Vec::with_capacity(staged.len());
         if !staged.is_empty() {
-            match self.write_staged(&staged) {
+            let sync_follows = staged
+                .iter()
+                .any(|s| s.request.durability == Durability::Sync)
+                || !flushes.is_empty();
+            match self.write_staged(&staged, sync_follows) {
                 Ok(()) => {
                     for s in staged.drain(..) {
                         match s.request.durability {
@@ -383,13 +387,22 @@ impl Writer {
 
     /// Writes what is staged, then publishes the staged appends to the index
     /// and the written watermark. On failure nothing is published.
-    fn write_staged(&mut self, staged: &[Staged]) -> Result<()> {
+    ///
+    /// When a sync follows (`sync_follows`) and the write is large, the
+    /// disk is asked to start on it right away: it then writes while this
+    /// thread updates the index, instead of only once the sync is called.
+    fn write_staged(&mut self, staged: &[Staged], sync_follows: bool) -> Result<()> {
         let before = self.active.written_len();
         match self.active.write_staged() {
             Ok(()) => {
-                self.state
-                    .telemetry
-                    .wrote(self.active.written_len().saturating_sub(before));
+                let written = self.active.written_len().saturating_sub(before);
+                self.state.telemetry.wrote(written);
+                if sync_follows && written >= EARLY_WRITEBACK_MIN {
+                    self.active
+                        .segment()
+                        .file()
+                        .start_writeback(before, written);
+                }
             }
             Err(WriteFailure::NoSpace(e)) => {
                 self.state.telemetry.write_failed();
@@ -556,7 +569,7 @@ impl Writer {
         let waiting = started.elapsed();
         let durable_mark = self.state.durable.load(Ordering::Acquire);
         let seal_offset = self.active.stage_seal(durable_mark);
-        let written = self.write_staged(staged);
+        let written = self.write_staged(staged, true);
         // Always synced: the seal must be durable before the next segment
         // takes events, even when no event of this group precedes it.
         let outcome = written.and_then(|()| self.sync_always());
@@ -709,6 +722,11 @@ fn persist_postings(state: &StoreState, sealed: &SealedSegment) {
         }
     }
 }
+
+/// The smallest write of a durable group whose writeback starts before
+/// the index is updated. Below it, the index work takes too little time for
+/// the overlap to pay for the extra system call.
+const EARLY_WRITEBACK_MIN: u64 = 64 * 1024;
 
 /// How a refused or failed commit counts in the metrics.
 fn refusal(error: &Error) -> Refusal {
