@@ -86,6 +86,12 @@
 //! everything lives under `target/bench-data` (`EVSTORE_BENCH_DIR`
 //! overrides it) so it is on the real disk, not a tmpfs.
 //!
+//! After the criterion groups, the workloads of `dcb_append` and
+//! `dcb_commit` that were selected run again with their three systems in
+//! alternating rounds (see `interleave`), whose per-round ratios do not
+//! move with the disk's speed between groups; `benches/summarize_dcb.py`
+//! prints them from `target/bench-data/dcb/interleaved.json`.
+//!
 //! `dcb_read` data: three stores per log size, `evstore-N`, `tephra-N` and
 //! `sqlite-N.db` under `target/bench-data/dcb`, each with a `.complete`
 //! marker recording the parameters it was made with (and the evstore format
@@ -467,7 +473,11 @@ trait Target: Sync {
 }
 
 /// One run: every thread makes `appends_per_thread` appends.
-fn timed_run<T: Target>(target: &mut T, threads: usize, appends_per_thread: u64) -> Duration {
+fn timed_run<T: Target + ?Sized>(
+    target: &mut T,
+    threads: usize,
+    appends_per_thread: u64,
+) -> Duration {
     target.begin(threads, appends_per_thread);
     let shared: &T = target;
     let start = run_threads(threads, |t| {
@@ -1908,6 +1918,154 @@ fn dcb_benches(c: &mut Criterion) {
     contended_benches(c, &cli, &root);
     commit_benches(c, &cli, &root);
     read_benches(c, &cli);
+    interleave(&cli, &root);
+}
+
+// ---------------------------------------------------------------- rounds
+
+/// Runs per system in [`interleave`].
+const INTERLEAVED_ROUNDS: usize = 15;
+
+/// One workload of [`interleave`]: its name, its threads and events per
+/// append, and its systems in the order of [`SYSTEMS_IN_ROUNDS`].
+struct Rounds<'a> {
+    id: String,
+    threads: usize,
+    events_per_append: usize,
+    systems: Vec<Box<dyn Target + 'a>>,
+}
+
+/// The systems of every [`Rounds`], in order.
+const SYSTEMS_IN_ROUNDS: [&str; 3] = ["evstore", "tephra", "sqlite"];
+
+/// After criterion: the workloads of `dcb_append` and `dcb_commit` again,
+/// their three systems in rounds, one run each per round (in order, then in
+/// reverse), and each round's ratios taken between runs made within a
+/// fraction of a second of one another. The criterion groups measure the
+/// systems of a workload a minute or so apart, and the speed of syncs on a
+/// shared virtual disk can change by half in that time; the medians of
+/// per-round ratios do not move with it. Printed, and written to
+/// `target/bench-data/dcb/interleaved.json` for `benches/summarize_dcb.py`.
+fn interleave(cli: &Cli, root: &Path) {
+    if cli.list || cli.test {
+        return;
+    }
+    let mut workloads: Vec<Rounds> = Vec::new();
+    for threads in APPEND_THREADS {
+        let id = format!("dcb_append/threads={threads}");
+        if cli.selects(&id) || cli.selects(&format!("interleaved/{id}")) {
+            workloads.push(Rounds {
+                id,
+                threads,
+                events_per_append: 1,
+                systems: vec![
+                    Box::new(EvstoreGuarded::new(root, threads)),
+                    Box::new(TephraGuarded::new(root, threads)),
+                    Box::new(SqliteGuarded::new(root, threads)),
+                ],
+            });
+        }
+    }
+    for streams in [1, 2] {
+        let id = format!("dcb_commit/streams={streams}/events={COMMIT_EVENTS}");
+        if cli.selects(&id) || cli.selects(&format!("interleaved/{id}")) {
+            workloads.push(Rounds {
+                id,
+                threads: 1,
+                events_per_append: COMMIT_EVENTS,
+                systems: vec![
+                    Box::new(EvstoreCommit::new(root, streams)),
+                    Box::new(TephraCommit::new(root, streams)),
+                    Box::new(SqliteCommit::new(root, streams)),
+                ],
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    for mut w in workloads {
+        let per_append = (w.threads * w.events_per_append) as u64;
+        let threads = w.threads;
+        let appends: Vec<u64> = w
+            .systems
+            .iter_mut()
+            .map(|system| {
+                calibrate(MAX_ITERATION_EVENTS / per_append, |n| {
+                    timed_run(system.as_mut(), threads, n)
+                })
+            })
+            .collect();
+        let mut rates = vec![Vec::with_capacity(INTERLEAVED_ROUNDS); w.systems.len()];
+        for round in 0..INTERLEAVED_ROUNDS {
+            let mut order: Vec<usize> = (0..w.systems.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let elapsed = timed_run(w.systems[i].as_mut(), threads, appends[i]);
+                let events = (appends[i] * per_append) as f64;
+                rates[i].push(events / elapsed.as_secs_f64().max(1e-9));
+            }
+        }
+        drop(w.systems);
+        settle();
+        let over = |a: usize, b: usize| -> Vec<f64> {
+            (0..INTERLEAVED_ROUNDS)
+                .map(|r| rates[a][r] / rates[b][r])
+                .collect()
+        };
+        let (vs_tephra, vs_sqlite) = (over(0, 1), over(0, 2));
+        let (low, high) = vs_tephra
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        eprintln!(
+            "interleaved {}, {INTERLEAVED_ROUNDS} rounds: evstore {:.0}, tephra {:.0}, sqlite {:.0} \
+             events/s (medians); per round evstore/tephra {:.2} (from {low:.2} to {high:.2}), \
+             evstore/sqlite {:.2}",
+            w.id,
+            median(&rates[0]),
+            median(&rates[1]),
+            median(&rates[2]),
+            median(&vs_tephra),
+            median(&vs_sqlite),
+        );
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let systems = SYSTEMS_IN_ROUNDS
+            .iter()
+            .zip(&rates)
+            .map(|(name, r)| format!("\"{name}\": [{}]", list(r)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(format!(
+            "    {{\"workload\": \"{}\", {systems}, \"evstore_over_tephra\": {:.4}, \
+             \"evstore_over_tephra_low\": {low:.4}, \"evstore_over_tephra_high\": {high:.4}, \
+             \"evstore_over_sqlite\": {:.4}}}",
+            w.id,
+            median(&vs_tephra),
+            median(&vs_sqlite),
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let dir = root.join("dcb");
+    fs::create_dir_all(&dir).expect("creating the dcb benchmark directory");
+    let json = format!(
+        "{{\n  \"rounds\": {INTERLEAVED_ROUNDS},\n  \"workloads\": [\n{}\n  ]\n}}\n",
+        rows.join(",\n")
+    );
+    fs::write(dir.join("interleaved.json"), json).expect("writing the interleaved results");
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 criterion_group! {

@@ -19,10 +19,19 @@ tephra and SQLite side by side for each workload:
 Rates are elements per iteration / criterion's median time per iteration
 (less sensitive than the mean to a noisy neighbour).
 
-Usage: python3 benches/summarize_dcb.py [CRITERION_DIR]   (default target/criterion)
+Then, if the interleaved comparison ran (it follows the criterion groups),
+its table from <bench data dir>/dcb/interleaved.json: per workload of
+`dcb_append` and `dcb_commit`, the median events/s of each system over the
+rounds and the medians of the per-round ratios. Runs within a round are a
+fraction of a second apart, so these ratios do not move with the disk's
+speed as the criterion ones can.
+
+Usage: python3 benches/summarize_dcb.py [CRITERION_DIR [BENCH_DATA_DIR]]
+(defaults target/criterion, and $EVSTORE_BENCH_DIR or target/bench-data)
 Only results present on disk are shown; a missing one shows "-".
 """
 
+import json
 import os
 import re
 import sys
@@ -167,6 +176,37 @@ def main():
                     f"| {fmt_ratio(r2, r1)} |"
                 )
         print()
+
+    data_root = (
+        sys.argv[2]
+        if len(sys.argv) > 2
+        else os.environ.get("EVSTORE_BENCH_DIR", os.path.join("target", "bench-data"))
+    )
+    interleaved_table(os.path.join(data_root, "dcb", "interleaved.json"))
+
+
+def interleaved_table(path):
+    try:
+        with open(path) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return
+    median = lambda v: sorted(v)[len(v) // 2] if v else None
+    print(f"### Interleaved ({found['rounds']} rounds per system; medians)\n")
+    print(
+        "| workload | evstore ev/s | tephra ev/s | sqlite ev/s | evstore/tephra "
+        "| evstore/tephra per round | evstore/sqlite |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for row in found["workloads"]:
+        print(
+            f"| {row['workload']} | {fmt_rate(median(row['evstore']))} "
+            f"| {fmt_rate(median(row['tephra']))} | {fmt_rate(median(row['sqlite']))} "
+            f"| {row['evstore_over_tephra']:.2f}x "
+            f"| {row['evstore_over_tephra_low']:.2f}-{row['evstore_over_tephra_high']:.2f} "
+            f"| {row['evstore_over_sqlite']:.2f}x |"
+        )
+    print()
 
 
 if __name__ == "__main__":

@@ -405,3 +405,70 @@ fn a_read_only_store_reports_what_is_left_to_reclaim_right_after_the_writer_scav
     );
     assert_eq!(snapshot(&reader), snapshot(&store));
 }
+
+/// Events a subscription read ahead before a scavenge rewrote their
+/// segment are read again from the new file: once the stream keeps them
+/// again, the subscription hands out the markers the scavenge left, as
+/// every read does, never the payloads it removed from the disk.
+#[test]
+fn a_subscription_hands_out_what_a_scavenge_left_not_what_it_had_read_ahead() {
+    for batched in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options()).unwrap();
+        fill(&store, 0..600);
+        let mut subscription = store.subscribe_all(0, Filter::all());
+        // It takes position 0 and holds the events after it, read ahead.
+        let first = if batched {
+            subscription.next_batch(1).unwrap().into_vec().remove(0)
+        } else {
+            subscription.try_next().unwrap().unwrap()
+        };
+        assert_eq!(first.position, 0);
+        store
+            .set_stream_metadata(
+                "s0",
+                ExpectedVersion::NoStream,
+                StreamMetadata::new().max_count(1),
+            )
+            .unwrap();
+        let report = store.scavenge().unwrap();
+        assert!(report.events_redacted > 100, "{report:?}");
+        store
+            .set_stream_metadata("s0", ExpectedVersion::Exact(0), StreamMetadata::new())
+            .unwrap();
+
+        let show = |e: &RecordedEvent| {
+            format!(
+                "{} {}@{} {} {:?} {}",
+                e.position, &*e.stream, e.version, &*e.event_type, e.payload, e.erased
+            )
+        };
+        let rest: Vec<String> = if batched {
+            std::iter::from_fn(|| {
+                let batch = subscription
+                    .next_batch_timeout(50, std::time::Duration::ZERO)
+                    .unwrap();
+                (!batch.is_empty()).then(|| batch.into_vec())
+            })
+            .flatten()
+            .map(|e| show(&e))
+            .collect()
+        } else {
+            std::iter::from_fn(|| subscription.try_next().unwrap())
+                .map(|e| show(&e))
+                .collect()
+        };
+        let expected: Vec<String> = store
+            .read_all(1, Direction::Forward, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(show)
+            .collect();
+        assert_eq!(rest, expected, "batched: {batched}");
+        assert!(
+            rest.iter()
+                .any(|e| e.contains(" s0@1 ") && e.ends_with("true")),
+            "s0's second event is delivered as the scavenge's marker (batched: {batched})"
+        );
+    }
+}
