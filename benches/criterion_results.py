@@ -36,6 +36,14 @@ def load(root, groups):
     return results
 
 
+def bench_data_root():
+    """Where the benchmarks keep their data: the second argument, else
+    $EVSTORE_BENCH_DIR, else target/bench-data."""
+    if len(sys.argv) > 2:
+        return sys.argv[2]
+    return os.environ.get("EVSTORE_BENCH_DIR", os.path.join("target", "bench-data"))
+
+
 def fmt_rate(x):
     """An events/s figure as the tables show it: 1.23 M, 456.7 k or 89;
     "-" for a missing one."""

@@ -128,12 +128,9 @@ def main():
             )
         print()
 
-    data_root = (
-        sys.argv[2]
-        if len(sys.argv) > 2
-        else os.environ.get("EVSTORE_BENCH_DIR", os.path.join("target", "bench-data"))
+    interleaved_table(
+        os.path.join(criterion_results.bench_data_root(), "append", "interleaved.json")
     )
-    interleaved_table(os.path.join(data_root, "append", "interleaved.json"))
 
 
 def interleaved_table(path):
