@@ -1,7 +1,7 @@
 //! Appending: validating an append, encoding its records, and handing it
 //! to group commit; flushing and closing.
 
-use super::group_commit::{AppendRequest, Command, ParkSlot, Reply, ReplyTo, StreamWrite, Wake};
+use super::group_commit::{AppendRequest, Command, ParkSlot, Reply, ReplyTo, StreamWrite};
 use super::Store;
 use crate::commit::{Commit, CommitResult};
 use crate::error::{Error, Result};
@@ -468,7 +468,7 @@ thread_local! {
     /// Where this thread's appends are answered: a thread waits for one
     /// append at a time, so one slot serves them all, and an append costs
     /// no channel of its own.
-    static APPEND_REPLY: Arc<ParkSlot<Wake<Result<CommitResult>>>> = Arc::default();
+    static APPEND_REPLY: Arc<ParkSlot<Result<CommitResult>>> = Arc::default();
 }
 
 /// Checks a stream name: a user's, or one of the store's metadata streams

@@ -47,7 +47,7 @@ pub struct AppendRequest {
     pub reply: ReplyTo,
 }
 
-pub use super::reply::{ParkSlot, Reply, ReplyTo, Waiting, Wake};
+pub use super::reply::{ParkSlot, Reply, ReplyTo, Waiting};
 
 /// What [`GroupCommit::enqueue_async`] did with a command.
 #[cfg(feature = "async")]
@@ -74,7 +74,7 @@ pub enum Command {
         /// The base position of the segment to seal.
         base: u64,
         /// Where the result goes.
-        reply: SyncSender<Wake<Result<()>>>,
+        reply: SyncSender<Result<()>>,
     },
 }
 
@@ -84,13 +84,13 @@ impl Command {
         // A send fails only if the caller is gone: nobody to tell.
         match self {
             Command::Append(r) => {
-                let _ = r.reply.send(Wake::Done(Err(error)));
+                let _ = r.reply.send(Err(error));
             }
             Command::Flush(reply) => {
-                let _ = reply.send(Wake::Done(Err(error)));
+                let _ = reply.send(Err(error));
             }
             Command::Roll { reply, .. } => {
-                let _ = reply.send(Wake::Done(Err(error)));
+                let _ = reply.send(Err(error));
             }
         }
     }
@@ -209,20 +209,14 @@ impl GroupCommit {
             Ok(Role::Follow) => {}
             Err(_closed) => return Err(self.state.poisoned().unwrap_or(Error::Closed)),
         }
-        match result.wait_for_reply() {
-            Some(Wake::Done(r)) => r,
-            Some(Wake::DoneAndAnswer(r, rest)) => {
-                rest.answer();
-                r
-            }
-            None => {
-                // The command was dropped unanswered: its group's leader
-                // panicked. Once that leader lets go of the writer, the
-                // store is poisoned with the panic.
-                drop(self.writer.lock());
-                Err(self.state.poisoned().unwrap_or(Error::Closed))
-            }
+        if let Some(answer) = result.wait_for_reply() {
+            return answer;
         }
+        // The command was dropped unanswered: its group's leader panicked.
+        // Once that leader lets go of the writer, the store is poisoned
+        // with the panic.
+        drop(self.writer.lock());
+        Err(self.state.poisoned().unwrap_or(Error::Closed))
     }
 
     /// Queues `command` for an async caller: never leads a group (the
@@ -288,13 +282,16 @@ impl GroupCommit {
             drop(writer);
             // The commit thread, if handed the queue, starts on the next
             // group while this caller answers the last. A leader that goes
-            // on itself wakes one caller, which answers the others while
-            // the next group is written and synced.
+            // on itself answers every caller first: callers woken one by
+            // one queue their next commands meanwhile, and those join the
+            // next group instead of the one after it. Syncs are the cost
+            // that counts: more commands per sync are worth the wake-ups
+            // made before the next group is taken.
             let next = self.barrier.after_group(leader);
             match next {
                 Next::Continue => {
                     if let Some(answers) = answers {
-                        answers.delegate(std::thread::current().id());
+                        answers.answer();
                     }
                 }
                 Next::Stop => {

@@ -1,9 +1,8 @@
 //! Where the writer sends a command's result: the channel a blocked caller
 //! waits on, or the slot an async caller's future polls. A future is woken
-//! by the thread that fills its slot (the leader, or the caller answering
-//! for it), so no executor thread ever waits on the writer.
+//! by the thread that fills its slot (the leader that answers its group),
+//! so no executor thread ever waits on the writer.
 
-use super::writer::Answers;
 use crate::error::Result;
 #[cfg(feature = "async")]
 use parking_lot::Mutex;
@@ -12,18 +11,6 @@ use std::sync::mpsc::{SendError, SyncSender};
 use std::sync::Arc;
 #[cfg(feature = "async")]
 use std::task::{Context, Poll, Waker};
-use std::thread::ThreadId;
-
-/// What a waiting caller is woken with.
-pub enum Wake<T> {
-    /// Its command is done.
-    Done(T),
-    /// Its command is done, and before returning it answers the rest of
-    /// its group: the leader went on to the next group instead of making
-    /// one wake-up system call after another first. Only ever sent to a
-    /// blocked thread.
-    DoneAndAnswer(T, Box<Answers>),
-}
 
 /// A result on its way to an async caller.
 #[cfg(feature = "async")]
@@ -186,17 +173,17 @@ impl<T> Drop for ParkSender<T> {
 /// How a blocked caller waits for its reply.
 pub trait Waiting<T> {
     /// The reply; `None` if the command was dropped unanswered.
-    fn wait_for_reply(&self) -> Option<Wake<Result<T>>>;
+    fn wait_for_reply(&self) -> Option<Result<T>>;
 }
 
-impl<T> Waiting<T> for std::sync::mpsc::Receiver<Wake<Result<T>>> {
-    fn wait_for_reply(&self) -> Option<Wake<Result<T>>> {
+impl<T> Waiting<T> for std::sync::mpsc::Receiver<Result<T>> {
+    fn wait_for_reply(&self) -> Option<Result<T>> {
         self.recv().ok()
     }
 }
 
-impl<T> Waiting<T> for ParkSlot<Wake<Result<T>>> {
-    fn wait_for_reply(&self) -> Option<Wake<Result<T>>> {
+impl<T> Waiting<T> for ParkSlot<Result<T>> {
+    fn wait_for_reply(&self) -> Option<Result<T>> {
         self.wait()
     }
 }
@@ -204,55 +191,44 @@ impl<T> Waiting<T> for ParkSlot<Wake<Result<T>>> {
 /// Where one command's result goes.
 pub enum Reply<T> {
     /// A caller blocked on a channel.
-    Thread(SyncSender<Wake<Result<T>>>),
+    Thread(SyncSender<Result<T>>),
     /// A caller blocked on its thread's slot.
-    Parked(parking_lot::Mutex<ParkSender<Wake<Result<T>>>>),
+    Parked(parking_lot::Mutex<ParkSender<Result<T>>>),
     /// An async caller's future.
     #[cfg(feature = "async")]
     Task(Mutex<SlotSender<Result<T>>>),
 }
 
 impl<T> Reply<T> {
-    /// Sends `wake`; gives it back if a blocked caller is gone. A future is
-    /// only ever given its result: what else `wake` asks is done here.
-    pub fn send(&self, wake: Wake<Result<T>>) -> Option<Wake<Result<T>>> {
+    /// Sends `result`; gives it back if a blocked caller is gone.
+    pub fn send(&self, result: Result<T>) -> Option<Result<T>> {
         match self {
-            Reply::Thread(sender) => sender.send(wake).err().map(|SendError(wake)| wake),
+            Reply::Thread(sender) => sender.send(result).err().map(|SendError(result)| result),
             // The caller is blocked until its slot is filled: it is there.
             Reply::Parked(sender) => {
-                sender.lock().put(Parked::Filled(wake));
+                sender.lock().put(Parked::Filled(result));
                 None
             }
             #[cfg(feature = "async")]
             Reply::Task(sender) => {
-                let (result, rest) = match wake {
-                    Wake::Done(result) => (result, None),
-                    Wake::DoneAndAnswer(result, rest) => (result, Some(rest)),
-                };
                 sender.lock().fill(result);
-                if let Some(rest) = rest {
-                    rest.answer();
-                }
                 None
             }
         }
     }
 }
 
-/// Where an append's result goes, and which thread waits for it, if one
-/// does.
+/// Where an append's result goes.
 pub struct ReplyTo {
     reply: Reply<crate::commit::CommitResult>,
-    waiter: Option<ThreadId>,
 }
 
 impl ReplyTo {
     /// The reply slot of an append made on the current thread, which
     /// waits on `slot`.
-    pub fn parked(sender: ParkSender<Wake<Result<crate::commit::CommitResult>>>) -> Self {
+    pub fn parked(sender: ParkSender<Result<crate::commit::CommitResult>>) -> Self {
         ReplyTo {
             reply: Reply::Parked(parking_lot::Mutex::new(sender)),
-            waiter: Some(std::thread::current().id()),
         }
     }
 
@@ -261,21 +237,14 @@ impl ReplyTo {
     pub fn task(sender: SlotSender<Result<crate::commit::CommitResult>>) -> Self {
         ReplyTo {
             reply: Reply::Task(Mutex::new(sender)),
-            waiter: None,
         }
     }
 
-    /// The thread blocked waiting for the result; `None` for a future,
-    /// which must never be handed the rest of a group to answer.
-    pub fn waiter(&self) -> Option<ThreadId> {
-        self.waiter
-    }
-
-    /// Sends `wake`; gives it back if the caller is gone.
+    /// Sends `result`; gives it back if the caller is gone.
     pub fn send(
         &self,
-        wake: Wake<Result<crate::commit::CommitResult>>,
-    ) -> Option<Wake<Result<crate::commit::CommitResult>>> {
-        self.reply.send(wake)
+        result: Result<crate::commit::CommitResult>,
+    ) -> Option<Result<crate::commit::CommitResult>> {
+        self.reply.send(result)
     }
 }

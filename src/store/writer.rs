@@ -4,7 +4,7 @@
 //! written watermark, syncs once, records a durable mark that vouches for
 //! the synced events, and only then answers the appenders.
 
-use super::group_commit::{AppendRequest, Command, Reply, ReplyTo, Wake};
+use super::group_commit::{AppendRequest, Command, Reply, ReplyTo};
 use super::state::StoreState;
 use crate::commit::CommitResult;
 use crate::error::{Error, Result};
@@ -23,13 +23,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 
 /// Appenders to answer once a group is done, with their results.
 type Replies = Vec<(ReplyTo, Result<CommitResult>)>;
 
 /// Where a flush or a roll is answered.
-type FlushReply = SyncSender<Wake<Result<()>>>;
+type FlushReply = SyncSender<Result<()>>;
 
 /// What a group leaves to do once it is written: the callers to answer,
 /// and the appends deferred to the next group.
@@ -53,43 +53,17 @@ pub struct Answers {
 
 impl Answers {
     /// Wakes every caller of the group with its result. The writer is not
-    /// needed for this, so a leader does it after letting the writer go:
-    /// waking dozens of threads then overlaps the next group's write and
-    /// sync instead of delaying them.
+    /// needed for this, so a leader does it after letting the writer go.
     pub fn answer(self) {
         // A send fails only if the caller is gone: nobody to tell.
         for (reply, result) in self.replies {
-            let _ = reply.send(Wake::Done(result));
+            let _ = reply.send(result);
         }
         for f in self.flushes {
-            let _ = f.send(Wake::Done(self.flush_result.clone()));
+            let _ = f.send(self.flush_result.clone());
         }
         for (reply, result) in self.rolls {
-            let _ = reply.send(Wake::Done(result));
-        }
-    }
-
-    /// Wakes one appender that is not waiting on thread `leader`, handing
-    /// it the others to answer, so a leader that takes the next group
-    /// itself is not delayed by the wake-ups. Answers everyone itself if
-    /// there is no such appender or it is gone.
-    pub fn delegate(mut self, leader: ThreadId) {
-        let Some(at) = self
-            .replies
-            .iter()
-            .position(|(reply, _)| reply.waiter().is_some_and(|w| w != leader))
-        else {
-            return self.answer();
-        };
-        let (first, result) = self.replies.swap_remove(at);
-        if self.replies.is_empty() && self.flushes.is_empty() && self.rolls.is_empty() {
-            let _ = first.send(Wake::Done(result));
-            return;
-        }
-        if let Some(Wake::DoneAndAnswer(_, rest)) =
-            first.send(Wake::DoneAndAnswer(result, Box::new(self)))
-        {
-            rest.answer();
+            let _ = reply.send(result);
         }
     }
 }
