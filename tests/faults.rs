@@ -694,9 +694,9 @@ fn full_disk_fails_snapshot_and_checkpoint_saves_with_no_space() {
     assert_eq!(store.load_checkpoint("fresh").expect("load"), Some(1));
 }
 
-/// Open writes too: the first segment of a new store, and the catalogue and
-/// index files it repairs. On a full disk it fails with `NoSpace`, leaves no
-/// file holding space, and opens once there is room.
+/// Open writes too: the first segment of a new store. On a full disk it
+/// fails with `NoSpace`, leaves no file holding space, and opens once there
+/// is room.
 #[test]
 fn open_on_a_full_disk_fails_with_no_space() {
     let disk = SimDisk::new();
@@ -721,6 +721,104 @@ fn open_on_a_full_disk_fails_with_no_space() {
         )
         .expect("append");
     assert_eq!(store.stream_version("acct-1").expect("version"), Some(0));
+}
+
+/// A store whose disk filled before the index files of its sealed segments
+/// were written (their background write failed) still opens on the full
+/// disk: those segments are served from memory and the stream catalogue
+/// is left behind, every event reads back, appends that need room fail
+/// with `NoSpace`, and the open after room returns writes the files.
+#[test]
+fn a_store_missing_index_files_opens_on_a_full_disk() {
+    let disk = SimDisk::new();
+    let storage = Arc::new(disk.clone()) as Arc<dyn Storage>;
+    let options = || {
+        Options::default()
+            .segment_size(4096)
+            .background_index_writes(false)
+            .storage(Arc::clone(&storage))
+    };
+    let store = Store::open(Path::new("/store"), options()).expect("open");
+    for n in 0..60 {
+        store
+            .append(
+                &format!("acct-{}", n % 3),
+                ExpectedVersion::Any,
+                &[numbered_event(n, 48)],
+            )
+            .expect("append");
+    }
+    let before = store.read_all(0, Direction::Forward, 1000).expect("read");
+    store.close().expect("close");
+    let index_files: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    assert!(index_files.len() >= 2, "{index_files:?}");
+    for file in &index_files {
+        storage.remove_file(file).expect("removing an index file");
+    }
+    // The stream catalogue goes too: rebuilding it is a write as well.
+    let catalogue = disk
+        .files()
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n == "streams.catalog"))
+        .expect("a stream catalogue");
+    storage
+        .remove_file(&catalogue)
+        .expect("removing the catalogue");
+
+    disk.set_full(true);
+    let store = Store::open(Path::new("/store"), options()).expect("open on a full disk");
+    assert_eq!(
+        store.read_all(0, Direction::Forward, 1000).expect("read"),
+        before
+    );
+    assert_eq!(
+        store
+            .read_stream("acct-1", 0, Direction::Forward, 1000)
+            .expect("read")
+            .len(),
+        20
+    );
+    let missing = index_files
+        .iter()
+        .filter(|f| disk.read_file(f).is_err())
+        .count();
+    assert_eq!(
+        missing,
+        index_files.len(),
+        "nothing was written on the full disk"
+    );
+    let filler = EventData::new("Filler", vec![0u8; 3000]);
+    let mut refused = false;
+    for _ in 0..4 {
+        match store.append(
+            "filler",
+            ExpectedVersion::Any,
+            std::slice::from_ref(&filler),
+        ) {
+            Ok(_) => {}
+            Err(Error::NoSpace { .. }) => {
+                refused = true;
+                break;
+            }
+            Err(other) => panic!("expected NoSpace, got {other:?}"),
+        }
+    }
+    assert!(refused, "appends past the active segment need room");
+    store.close().expect("close");
+
+    disk.set_full(false);
+    let store = Store::open(Path::new("/store"), options()).expect("open with room");
+    assert_eq!(
+        &store.read_all(0, Direction::Forward, 1000).expect("read")[..before.len()],
+        &before[..]
+    );
+    for file in index_files.iter().chain([&catalogue]) {
+        assert!(disk.read_file(file).is_ok(), "{} rewritten", file.display());
+    }
 }
 
 // ---------------------------------------------------------------------------

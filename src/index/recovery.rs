@@ -78,6 +78,10 @@ pub struct RecoveryStats {
     /// Sealed segments whose index file was missing or damaged and was
     /// rebuilt from the segment.
     pub index_files_rebuilt: usize,
+    /// Sealed segments whose index file was missing or damaged and could
+    /// not be written for want of disk space: served from memory until an
+    /// open finds room for it.
+    pub index_files_unwritten: usize,
     /// Whether the stream catalogue was missing, damaged or behind and was
     /// brought up to date from the segments' index files.
     pub catalog_rebuilt: bool,
@@ -471,10 +475,27 @@ pub fn recover(
             if existing.as_deref() == Some(&bytes[..]) {
                 stats.index_files_loaded += 1;
             } else {
-                replace_file(storage.as_ref(), &idx_path, &bytes).map_err(|e| {
-                    Error::io_or_no_space(format!("writing {}", idx_path.display()), e)
-                })?;
-                stats.index_files_rebuilt += 1;
+                match replace_file(storage.as_ref(), &idx_path, &bytes) {
+                    Ok(()) => stats.index_files_rebuilt += 1,
+                    Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                        // A full disk (the state a failed background index
+                        // write leaves): the segment is served from memory,
+                        // as between a seal and its index file, so the store
+                        // still opens to be read; the next open writes it.
+                        stats.index_files_unwritten += 1;
+                        index.push_segment(Arc::clone(&seg), SegmentIndex::Sealed(Arc::new(mem)));
+                        tail = Some(Tail {
+                            segment: seg,
+                            end_offset: scan.end_offset,
+                            sealed: scan.sealed,
+                            recorded_durable: scan.recorded_durable,
+                        });
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::io(format!("writing {}", idx_path.display()), e));
+                    }
+                }
             }
             let file = load_index_file(storage.as_ref(), &idx_path, &seg)
                 .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
@@ -522,10 +543,14 @@ pub fn recover(
     if let Some((covered, end_position, streams)) = catalog_update {
         // Bring the catalogue up to the last sealed segment, so the next open
         // does not merge stream tables again.
-        stats.catalog_rebuilt = true;
         let bytes = catalog::encode(covered, end_position, &streams);
-        replace_file(storage.as_ref(), &child(dir, CATALOG_FILE), &bytes)
-            .map_err(|e| Error::io_or_no_space("writing the stream catalogue", e))?;
+        match replace_file(storage.as_ref(), &child(dir, CATALOG_FILE), &bytes) {
+            Ok(()) => stats.catalog_rebuilt = true,
+            // The catalogue only saves the next open some work: on a full
+            // disk it is left behind, and the next open catches it up.
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {}
+            Err(e) => return Err(Error::io("writing the stream catalogue", e)),
+        }
     }
 
     let (active, write_offset, recorded_durable) = if let Some(Tail {

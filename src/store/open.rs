@@ -314,7 +314,8 @@ fn recover_log(options: &Options, segments_dir: &Path, mode: OpenMode) -> Result
         events = recovered.stats.events,
         bytes_scanned = recovered.stats.bytes_scanned,
         torn_bytes = recovered.stats.torn_bytes,
-        index_files_rebuilt = recovered.stats.index_files_rebuilt
+        index_files_rebuilt = recovered.stats.index_files_rebuilt,
+        index_files_unwritten = recovered.stats.index_files_unwritten
     );
     Ok(recovered)
 }
