@@ -153,6 +153,38 @@ fn truncate_before_drops_older_versions_and_keeps_the_rest_of_the_metadata() {
     assert_every_read(&store, &(0..10).collect::<Vec<_>>());
 }
 
+/// Truncating past a stream's end would drop the events appended later
+/// too: it is refused and changes nothing. Up to the end is allowed: later
+/// events are kept.
+#[test]
+fn truncating_past_the_end_of_a_stream_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    interleaved(&store);
+    for (stream, version) in [("kept", 11), ("kept", u64::MAX), ("never-written", 1)] {
+        let refused = store.truncate_stream(stream, version);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::InvalidRequest {
+                    what: "truncate",
+                    ..
+                })
+            ),
+            "{stream} {version}: {refused:?}"
+        );
+        assert_eq!(store.stream_metadata(stream).unwrap().version, None);
+    }
+    assert_every_read(&store, &(0..10).collect::<Vec<_>>());
+    store.truncate_stream("kept", 10).unwrap();
+    assert_every_read(&store, &[]);
+    store
+        .append("kept", ExpectedVersion::Exact(9), &[tagged("k", 10)])
+        .unwrap();
+    assert_every_read(&store, &[10]);
+    store.truncate_stream("never-written", 0).unwrap();
+}
+
 #[test]
 fn max_age_drops_events_older_than_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,8 +149,11 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`Store::set_stream_metadata`]; [`Error::WrongExpectedVersion`] if
-    /// the metadata changed between the read and the write.
+    /// [`Error::InvalidRequest`] if `version` is past the stream's end (the
+    /// version its next event would get), which would drop the events
+    /// appended later too; as [`Store::set_stream_metadata`] otherwise;
+    /// [`Error::WrongExpectedVersion`] if the metadata changed between the
+    /// read and the write.
     ///
     /// ```
     /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
@@ -163,6 +166,15 @@ impl Store {
     /// assert_eq!(kept.iter().map(|e| e.version).collect::<Vec<_>>(), [3, 4]);
     /// ```
     pub fn truncate_stream(&self, stream: &str, version: u64) -> Result<AppendResult> {
+        let next_version = self.stream_version(stream)?.map_or(0, |last| last + 1);
+        if version > next_version {
+            return Err(Error::InvalidRequest {
+                what: "truncate",
+                reason: format!(
+                    "version {version} is past the end of stream {stream} (its next event gets version {next_version}): events appended later would be dropped too"
+                ),
+            });
+        }
         let current = self.stream_metadata(stream)?;
         let expected = current
             .version
