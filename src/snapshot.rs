@@ -317,6 +317,36 @@ impl Snapshots {
         self.prune(&dir)
     }
 
+    /// Removes the snapshots of `stream` at `first_version` and above, and
+    /// syncs the directory so that the removal survives a crash: their
+    /// state may hold what an erasure of the events from `first_version`
+    /// on must take out. Returns how many were removed.
+    pub fn remove_from(&self, stream: &str, first_version: u64) -> Result<usize> {
+        let _serialized = self.locks.lock(stream);
+        let dir = self.stream_dir(stream);
+        let names = match self.storage.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        let doomed: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_file_name(n))
+            .filter(|v| *v >= first_version)
+            .collect();
+        for version in &doomed {
+            let path = dir.join(file_name(*version));
+            ignore_missing(self.storage.remove_file(&path))
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        }
+        if !doomed.is_empty() {
+            self.storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Removes all but the newest `keep` snapshots of a stream directory,
     /// and temporary files left by interrupted saves. Needs no directory
     /// sync: a removal lost in a crash leaves an older valid snapshot, which

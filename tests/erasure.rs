@@ -364,6 +364,70 @@ fn erased_events_read_as_erased_at_once_and_leave_the_disk_at_the_next_scavenge(
     assert_eq!(store.erase_stream("nobody").unwrap(), None);
 }
 
+/// A snapshot at or after the first erased version may hold what the
+/// erased events held: the erasure removes those snapshots from the disk
+/// (the older ones stay and load), and a snapshot saved afterwards, from
+/// the events as they now read, is kept.
+#[test]
+fn an_erasure_removes_the_snapshots_that_may_hold_what_it_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().snapshots_kept(5).segment_size(1 << 20);
+    let store = Store::open(dir.path(), options()).unwrap();
+    let events: Vec<_> = (0..4).map(plain).collect();
+    store
+        .append("patient-5", ExpectedVersion::NoStream, &events)
+        .unwrap();
+    let others: Vec<_> = (0..4).map(plain).collect();
+    store
+        .append("other", ExpectedVersion::NoStream, &others)
+        .unwrap();
+    for version in 0..4u64 {
+        store
+            .save_snapshot("patient-5", version, format!("state-with-secret-{version}"))
+            .unwrap();
+    }
+    store
+        .save_snapshot("other", 3, "state-with-secret-other")
+        .unwrap();
+
+    store.erase_events("patient-5", 2, 2).unwrap();
+    for version in [2, 3] {
+        let needle = format!("state-with-secret-{version}");
+        assert!(
+            !files_hold(dir.path(), needle.as_bytes()),
+            "{needle} left on disk"
+        );
+    }
+    let kept = store.load_snapshot("patient-5").unwrap().unwrap();
+    assert_eq!(
+        (kept.version, &kept.data[..]),
+        (1, &b"state-with-secret-1"[..])
+    );
+    assert_eq!(store.load_snapshot("other").unwrap().unwrap().version, 3);
+    assert!(store.damaged_snapshots().is_empty());
+
+    // Saved after the erasure: kept, also across a reopen.
+    store.save_snapshot("patient-5", 3, "rebuilt").unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let loaded = store.load_snapshot("patient-5").unwrap().unwrap();
+    assert_eq!((loaded.version, &loaded.data[..]), (3, &b"rebuilt"[..]));
+
+    // Erasing the whole stream removes every snapshot of it.
+    store.erase_stream("patient-5").unwrap();
+    assert!(store.load_snapshot("patient-5").unwrap().is_none());
+    assert!(!files_hold(dir.path(), b"state-with-secret-0"));
+    store.close().unwrap();
+
+    // A read-only store erases nothing and removes no snapshot.
+    let read_only = Store::open_read_only(dir.path(), options()).unwrap();
+    assert!(matches!(
+        read_only.erase_events("other", 0, 0),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert!(files_hold(dir.path(), b"state-with-secret-other"));
+}
+
 #[test]
 fn an_erasure_past_the_streams_end_never_reaches_events_appended_after_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -188,12 +188,17 @@ impl Store {
     /// stream, version, position, id and timestamp kept, so versions and
     /// audits stay coherent), and the next scavenge of their segments
     /// removes their bytes from the disk. Versions past the stream's end
-    /// erase nothing; events appended later are not erased.
+    /// erase nothing; events appended later are not erased. The stream's
+    /// snapshots at `first` and above, whose state may hold what those
+    /// events held, are removed (an aggregate then loads from an older
+    /// snapshot and the events, erased ones as markers).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] if `first > last`; [`Error::StreamDeleted`]
-    /// for a stream deleted for good; otherwise as [`Store::append`].
+    /// for a stream deleted for good; [`Error::ReadOnly`] in a read-only
+    /// store; [`Error::Io`] if a snapshot cannot be removed; otherwise as
+    /// [`Store::append`].
     ///
     /// ```
     /// use evstore::{Direction, EventData, ExpectedVersion, Options, Store};
@@ -207,6 +212,7 @@ impl Store {
     /// assert!(read[1].payload.is_empty() && &*read[1].event_type == "$redacted");
     /// ```
     pub fn erase_events(&self, stream: &str, first: u64, last: u64) -> Result<AppendResult> {
+        self.refuse_if_read_only("erase events")?;
         validate_stream_name(stream, self.options().max_stream_name_len)?;
         if first > last {
             return Err(Error::InvalidRequest {
@@ -215,15 +221,23 @@ impl Store {
             });
         }
         self.refuse_if_closed_stream(stream)?;
+        // A snapshot at or after `first` may hold what the erased events
+        // held. Those there now go before the erasure is written (so that
+        // none is left once it is acknowledged, whatever crashes), and
+        // again after it, for one saved meanwhile from the events as they
+        // were read before.
+        self.inner.snapshots.remove_from(stream, first)?;
         let erasure = EventData::new(ERASURE_EVENT_TYPE, encode_erasure(first, last).to_vec())
             .with_tags([LIFECYCLE_TAG]);
-        self.write_lifecycle_event(
+        let result = self.write_lifecycle_event(
             &metadata_stream(stream),
             ExpectedVersion::Any,
             erasure,
             None,
             "erase",
-        )
+        )?;
+        self.inner.snapshots.remove_from(stream, first)?;
+        Ok(result)
     }
 
     /// Erases every event `stream` holds now: [`Store::erase_events`] from
