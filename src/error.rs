@@ -85,7 +85,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// The event type is empty or too long.
+    /// The event type is empty, too long, reserved (starts with `$`) or
+    /// holds a control character.
     #[error("invalid event type {event_type:?}: {reason}")]
     InvalidEventType {
         /// The rejected type.

@@ -87,7 +87,7 @@ pub fn validate_tags(tags: &[String], options: &Options, reserve: bool) -> Resul
 /// looks at bytes, not chars: in UTF-8 those characters are the bytes below
 /// 0x20, 0x7F, and 0xC2 followed by 0x80 to 0x9F, and no other character's
 /// encoding contains such a byte or pair.
-fn has_control(text: &str) -> bool {
+pub fn has_control(text: &str) -> bool {
     let bytes = text.as_bytes();
     // Printable ASCII, the usual name, is settled in one pass.
     if bytes.iter().all(|&b| (0x20..0x7F).contains(&b)) {

@@ -127,6 +127,18 @@ fn empty_batches_and_bad_event_types() {
         store.append("s", ExpectedVersion::Any, &[long_type]),
         Err(Error::InvalidEventType { .. })
     ));
+    // Control characters, as in stream names and tags.
+    for control in ["a\0b", "a\nb", "\u{7f}", "a\u{85}"] {
+        let refused = store.append(
+            "s",
+            ExpectedVersion::Any,
+            &[ok_event(), EventData::new(control, &b"x"[..])],
+        );
+        assert!(
+            matches!(refused, Err(Error::InvalidEventType { ref reason, .. }) if reason.contains("control")),
+            "{control:?}: {refused:?}"
+        );
+    }
     // Nothing of the rejected batches was written, not even the valid event.
     assert_eq!(store.stream_version("s").unwrap(), None);
     assert_still_works(&store, 0);

@@ -10,7 +10,7 @@ use crate::log::{max_batch_len, record};
 use crate::query::AppendCondition;
 use crate::stream_metadata::{DeleteMode, METADATA_STREAM_PREFIX};
 use crate::types::{AppendResult, Durability, EventData, ExpectedVersion};
-use crate::validate::{validate_stream_name, validate_tags};
+use crate::validate::{has_control, validate_stream_name, validate_tags};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -402,6 +402,12 @@ impl Store {
                 return Err(Error::InvalidEventType {
                     event_type: event_type.into(),
                     reason: "types starting with '$' are reserved".into(),
+                });
+            }
+            if has_control(event_type) {
+                return Err(Error::InvalidEventType {
+                    event_type: event_type.into(),
+                    reason: "control characters are not allowed".into(),
                 });
             }
             validate_tags(&event.tags, options, origin == Origin::User)?;
