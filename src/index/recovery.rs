@@ -472,39 +472,41 @@ pub fn recover(
                 .contains(&base)
                 .then(|| read_whole(storage.as_ref(), &idx_path))
                 .flatten();
-            if existing.as_deref() == Some(&bytes[..]) {
+            let on_disk = if existing.as_deref() == Some(&bytes[..]) {
                 stats.index_files_loaded += 1;
+                true
             } else {
                 match replace_file(storage.as_ref(), &idx_path, &bytes) {
-                    Ok(()) => stats.index_files_rebuilt += 1,
+                    Ok(()) => {
+                        stats.index_files_rebuilt += 1;
+                        true
+                    }
+                    // A full disk (the state a failed background index
+                    // write leaves): the segment is served from memory, as
+                    // between a seal and its index file, so the store still
+                    // opens to be read; the next open writes it.
                     Err(e) if e.kind() == io::ErrorKind::StorageFull => {
-                        // A full disk (the state a failed background index
-                        // write leaves): the segment is served from memory,
-                        // as between a seal and its index file, so the store
-                        // still opens to be read; the next open writes it.
                         stats.index_files_unwritten += 1;
-                        index.push_segment(Arc::clone(&seg), SegmentIndex::Sealed(Arc::new(mem)));
-                        tail = Some(Tail {
-                            segment: seg,
-                            end_offset: scan.end_offset,
-                            sealed: scan.sealed,
-                            recorded_durable: scan.recorded_durable,
-                        });
-                        continue;
+                        false
                     }
                     Err(e) => {
                         return Err(Error::io(format!("writing {}", idx_path.display()), e));
                     }
                 }
+            };
+            if on_disk {
+                let file = load_index_file(storage.as_ref(), &idx_path, &seg)
+                    .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
+                let persisted =
+                    persisted_index(storage, &index, file, idx_path, &seg, OpenMode::Write)
+                        .trusted();
+                index.push_segment(
+                    Arc::clone(&seg),
+                    SegmentIndex::Persisted(Arc::new(persisted)),
+                );
+            } else {
+                index.push_segment(Arc::clone(&seg), SegmentIndex::Sealed(Arc::new(mem)));
             }
-            let file = load_index_file(storage.as_ref(), &idx_path, &seg)
-                .map_err(|reason| Error::corrupted(&idx_path, 0, reason))?;
-            let persisted =
-                persisted_index(storage, &index, file, idx_path, &seg, OpenMode::Write).trusted();
-            index.push_segment(
-                Arc::clone(&seg),
-                SegmentIndex::Persisted(Arc::new(persisted)),
-            );
         } else {
             index.push_segment(Arc::clone(&seg), SegmentIndex::Active(mem));
         }
